@@ -1,0 +1,111 @@
+//! Dispatch: turns a parsed [`Cli`] plus the resolved configuration into a call of the
+//! capability that does the work, and returns its [`Outcome`].
+//!
+//! The configuration is resolved once here (flag > env > file > default) and passed down
+//! explicitly; no capability reads the environment or the command line itself.
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::db::{self, DbTarget, Retry};
+use crate::error::{Error, Result};
+use crate::output::Outcome;
+use std::collections::BTreeMap;
+
+/// Everything a command needs to know about how it was invoked.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: Config,
+    /// The database, resolved from --db / KASM_DB_URL / database.url / libpq env.
+    pub db: DbTarget,
+    /// The process environment as read at start (for child processes and the S3 chain).
+    pub env: BTreeMap<String, String>,
+    /// Whether stderr is a terminal (progress bars).
+    pub interactive: bool,
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Resolve the configuration and database target from the global flags and `env`.
+    pub fn resolve(cli: &Cli, env: BTreeMap<String, String>) -> Result<Ctx> {
+        let config = Config::load(cli.global.config.as_deref(), &env)?;
+        let url = cli
+            .global
+            .db
+            .clone()
+            .or_else(|| config.database.url.clone());
+        let db = DbTarget::resolve(url.as_deref(), &env)?;
+        Ok(Ctx {
+            config,
+            db,
+            env,
+            interactive: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            json: cli.global.json,
+        })
+    }
+
+    pub fn retry(&self) -> Retry {
+        Retry {
+            attempts: self.config.database.connect_attempts,
+            ..Retry::default()
+        }
+    }
+
+    /// A pool on the configured database (reachability proven, exit 75 if not).
+    pub async fn pool(&self, size: usize) -> Result<db::Pool> {
+        db::pool(&self.db, self.retry(), size).await
+    }
+}
+
+fn not_built(command: &str, issue: u32) -> Error {
+    Error::failed(format!(
+        "`kasm-db {command}` is not built yet (planned in issue {issue}); its flags are final"
+    ))
+}
+
+/// Run the command. Commands that need no configuration (completions, man, plan, demo) do not
+/// read it, so they work with a broken or absent config.
+pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return Ok(Outcome::text(crate::docs::completions(*shell)));
+        }
+        Command::Man => return Ok(Outcome::text(crate::docs::man_page()?)),
+        Command::Plan(args) => return crate::sizing::cmd::plan(args),
+        Command::Demo => return crate::demo::run().await,
+        _ => {}
+    }
+    let ctx = Ctx::resolve(&cli, env)?;
+    match cli.command {
+        Command::Migrate => {
+            let pool = ctx.pool(1).await?;
+            let report = db::migrate::migrate(&pool, &ctx.config.database.schema).await?;
+            let text = if report.applied.is_empty() {
+                format!(
+                    "schema {} is up to date at {}",
+                    ctx.config.database.schema, report.current
+                )
+            } else {
+                format!(
+                    "applied {} to schema {}; now at {}",
+                    report.applied.join(", "),
+                    ctx.config.database.schema,
+                    report.current
+                )
+            };
+            Ok(Outcome::new(&report, text))
+        }
+        Command::Ingest(_) => Err(not_built("ingest", 3)),
+        Command::Purge(_) => Err(not_built("purge", 3)),
+        Command::Serve => Err(not_built("serve", 5)),
+        Command::Forward(_) => Err(not_built("forward", 4)),
+        Command::Backup(_) => Err(not_built("backup", 6)),
+        Command::Backups(_) => Err(not_built("backups", 6)),
+        Command::Restore(_) => Err(not_built("restore", 7)),
+        Command::Size(_) => Err(not_built("size", 8)),
+        Command::Vacuum(_) => Err(not_built("vacuum", 8)),
+        Command::Report(_) => Err(not_built("report", 9)),
+        Command::Completions { .. } | Command::Man | Command::Plan(_) | Command::Demo => {
+            unreachable!("handled above")
+        }
+    }
+}

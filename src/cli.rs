@@ -1,0 +1,394 @@
+//! The command line: every command and flag of the contract, each documented where it is
+//! defined, so that `--help`, the man page and the completions teach the same thing.
+//!
+//! Parsing only. Nothing here reads config, touches the database or decides exit codes.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kasm-db",
+    version,
+    about = "Runs the database side of a Kasm Workspaces deployment",
+    long_about = "kasm-db runs the database side of a Kasm Workspaces deployment: component logs in \
+(files, stdin, HTTP, Splunk HEC) with exact debug/normal retention windows, SIEM forwarding, \
+streamed and checksummed backups to S3 or a directory, safe restore onto a standby, sizing against \
+the Kasm sizing guide, and vacuum maintenance.",
+    after_help = "Exit codes: 0 success; 1 the job ran and failed (or a check failed); 2 usage error or \
+invalid config; 75 temporary: database/target unreachable after retries, or another run holds the lock.\n\
+Configuration: flag > KASM_DB_* environment > TOML file (--config) > default. Every key a.b can be set \
+as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// TOML config file (see the README for its keys). Unknown keys are an error.
+    #[arg(long, global = true, env = "KASM_DB_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Database to operate on, as a postgres:// URL or libpq key=value string. Default:
+    /// database.url, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+    /// PGSSLMODE. Prefer PGPASSWORD or a .pgpass-style secret over a password in the URL.
+    #[arg(
+        long,
+        global = true,
+        env = "KASM_DB_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub db: Option<String>,
+
+    /// Print the command's result as one JSON document on stdout (for scripts and monitoring).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Format of diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KASM_DB_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More diagnostics on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Fewer diagnostics on stderr (-q: warnings and errors only, -qq: errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade kasm-db's schema (idempotent; never touches tables it did not create).
+    Migrate,
+
+    /// Read NDJSON log records (files, .gz files, or stdin) and store them by binary COPY,
+    /// routed by retention class; classes with retention 0 are forwarded or dropped.
+    Ingest(IngestArgs),
+
+    /// Run the sidecar: HTTP and Splunk-HEC ingest, file following, SIEM forwarding,
+    /// scheduled purge/backup/vacuum, health check and Prometheus metrics.
+    Serve,
+
+    /// Apply the retention windows exactly: drop partitions wholly past their window, delete
+    /// only the expired rows of the one boundary partition per class.
+    Purge(PurgeArgs),
+
+    /// Send records already stored to the SIEM (a backfill before setting retention to 0).
+    Forward(ForwardArgs),
+
+    /// Back the database up with pg_dump, compressed and checksummed, streamed to S3 or a directory.
+    Backup(BackupArgs),
+
+    /// List, verify or prune the backups of a target.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+
+    /// Restore a backup onto a standby server: verified before the target is touched, restored
+    /// into a new database, checked, then swapped in; the old database is kept renamed.
+    Restore(RestoreArgs),
+
+    /// Database size against the Kasm sizing guide's tiers, with advice.
+    Size(SizeArgs),
+
+    /// Size a whole Kasm deployment from the sizing guide's arithmetic.
+    Plan(PlanArgs),
+
+    /// Maintenance: find bloat and wraparound risk, VACUUM (ANALYZE); with --full give space back.
+    Vacuum(VacuumArgs),
+
+    /// Walk the whole toolkit end to end on throwaway local PostgreSQL clusters.
+    Demo,
+
+    /// Write one self-contained HTML page with charts: sizes over time, log volume, backups.
+    Report(ReportArgs),
+
+    /// Print shell completions to stdout.
+    Completions {
+        /// The shell to generate completions for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// NDJSON files to read; `-` or none reads stdin. Files ending in .gz are decompressed.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Write every rejected line to FILE as NDJSON ({"source","line","reason","text"}).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+
+    /// Exit 1 if any line was rejected (the good lines are stored all the same).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Longest accepted line in bytes (default: ingest.max_line_bytes, 1 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Apply the windows as of this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+
+    /// Report what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Forward records ingested at or after T (RFC 3339).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Forward records ingested before T (RFC 3339).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write: s3://bucket/prefix, file:///abs/dir or /abs/dir (default: backup.to).
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
+
+    /// Leave the rows of the `logs` relation out (its definition is kept).
+    #[arg(long)]
+    pub exclude_logs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// Complete backups of the target, newest first.
+    List {
+        /// The target to read (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+    },
+    /// Re-read a backup and check its size and SHA-256; with --scratch-db also restore it into
+    /// a scratch database and check every table's row count. Exit 1 when not ok.
+    Verify {
+        /// Backup id, or `latest`.
+        #[arg(default_value = "latest", value_name = "ID|latest")]
+        backup: String,
+        /// The target to read (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// A server URL for the full restore test; a scratch database is created and dropped.
+        #[arg(long, value_name = "URL", hide_env_values = true)]
+        scratch_db: Option<String>,
+    },
+    /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
+    /// newest complete backup is always kept; partial leftovers older than a day are removed.
+    Prune {
+        /// The target to prune (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// Keep the N newest backups (default: backup.keep_last).
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest backup of each of the last N days that have one.
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest backup of each of the last N ISO weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest backup of each of the last N months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Report what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Where the backups are: s3://bucket/prefix, file:///abs/dir or /abs/dir.
+    #[arg(long, value_name = "TARGET")]
+    pub from: Option<String>,
+
+    /// Backup id, or `latest`.
+    #[arg(long, default_value = "latest", value_name = "ID|latest")]
+    pub backup: String,
+
+    /// The database to restore into (postgres:// URL of the standby's database). Its current
+    /// content is kept, renamed to <name>_pre_restore_<timestamp>.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub target: String,
+
+    /// Parallel pg_restore jobs (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Terminate active connections to the target database instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not restore object ownership (for a standby without the primary's roles).
+    #[arg(long)]
+    pub no_owner: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SizeArgs {
+    /// Expected maximum concurrent sessions (default: sizing.sessions).
+    #[arg(long, value_name = "N")]
+    pub sessions: Option<u32>,
+
+    /// Exit 1 when the status is `exceeded` (for monitoring).
+    #[arg(long)]
+    pub fail_on_exceed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UseCase {
+    /// Online gaming: the low end of the web app server range.
+    Gaming,
+    /// Remote work: the high end.
+    #[default]
+    RemoteWork,
+    /// Browser isolation: the high end.
+    BrowserIsolation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// All traffic through the web app servers (70-150 sessions each).
+    #[default]
+    Standard,
+    /// Desktop rendering straight to the agents (300-500 sessions per web app server).
+    DirectToAgent,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Expected maximum concurrent sessions.
+    #[arg(long, value_name = "N")]
+    pub sessions: u32,
+
+    /// The use case, which decides where in the guide's ranges a server lands.
+    #[arg(long, value_enum, default_value_t = UseCase::RemoteWork)]
+    pub use_case: UseCase,
+
+    /// Deployment architecture.
+    #[arg(long, value_enum, default_value_t = Architecture::Standard)]
+    pub architecture: Architecture,
+
+    /// CPUs of each workspace (session container).
+    #[arg(long, default_value_t = 2.0, value_name = "C")]
+    pub workspace_cpus: f64,
+
+    /// RAM of each workspace in GB.
+    #[arg(long, default_value_t = 4.0, value_name = "R")]
+    pub workspace_ram_gb: f64,
+
+    /// Physical CPUs of each agent.
+    #[arg(long, default_value_t = 16.0, value_name = "C")]
+    pub agent_cpus: f64,
+
+    /// Physical RAM of each agent in GB.
+    #[arg(long, default_value_t = 64.0, value_name = "R")]
+    pub agent_ram_gb: f64,
+
+    /// Agent override: the CPU count Kasm uses to place sessions (oversubscription).
+    #[arg(long, value_name = "C")]
+    pub override_cpus: Option<f64>,
+
+    /// Agent override: the RAM in GB Kasm uses to place sessions (oversubscription).
+    #[arg(long, value_name = "R")]
+    pub override_ram_gb: Option<f64>,
+
+    /// Session recording is enabled: +1 CPU per workspace, recording disk on the proxies.
+    #[arg(long)]
+    pub recording: bool,
+
+    /// Disk each session accumulates on its agent, in GB.
+    #[arg(long, value_name = "G")]
+    pub space_per_user_gb: Option<f64>,
+
+    /// Cores of each connection proxy.
+    #[arg(long, value_name = "C")]
+    pub proxy_cpus: Option<f64>,
+
+    /// Estimate DNS load-balancing failover: health-check interval in seconds.
+    #[arg(long, value_name = "S")]
+    pub dns_check_interval_s: Option<f64>,
+
+    /// Estimate DNS load-balancing failover: consecutive failures before removal.
+    #[arg(long, value_name = "N")]
+    pub dns_failures: Option<u32>,
+
+    /// Estimate DNS load-balancing failover: record TTL in seconds.
+    #[arg(long, value_name = "S")]
+    pub dns_ttl_s: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Report what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also rewrite tables with enough reclaimable space (VACUUM FULL, under a lock timeout)
+    /// to give the space back to the operating system.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The HTML file to write.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_before_or_after_the_subcommand() {
+        let a =
+            Cli::try_parse_from(["kasm-db", "--json", "--db", "postgres://x", "migrate"]).unwrap();
+        let b =
+            Cli::try_parse_from(["kasm-db", "migrate", "--json", "--db", "postgres://x"]).unwrap();
+        assert!(a.global.json && b.global.json);
+        assert_eq!(a.global.db, b.global.db);
+    }
+}

@@ -1,0 +1,511 @@
+//! Configuration: the TOML file of the contract, overlaid by `KASM_DB_*` environment variables,
+//! overlaid by command-line flags (flag > env > file > default).
+//!
+//! Loading takes the environment as an explicit map, never from a global, so that precedence is
+//! testable. Unknown keys are errors that name the key and where it came from (file or variable).
+//! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
+
+pub mod duration;
+pub mod lenient;
+pub mod secret;
+
+pub use duration::Window;
+pub use secret::Secret;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub retention: RetentionConfig,
+    pub siem: Option<SiemConfig>,
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub backup: BackupConfig,
+    pub s3: S3Config,
+    pub schedule: ScheduleConfig,
+    pub sizing: SizingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// postgres:// URL or libpq key=value string; absent = the libpq environment variables.
+    #[serde(deserialize_with = "lenient::opt_string", skip_serializing)]
+    pub url: Option<String>,
+    /// The schema kasm-db's own tables live in.
+    #[serde(deserialize_with = "lenient::string")]
+    pub schema: String,
+    /// Connection attempts before giving up with exit 75.
+    pub connect_attempts: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            schema: "public".into(),
+            connect_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// How long DEBUG records stay in the database (Kasm default 4 hours).
+    pub debug: Window,
+    /// How long every other record stays (Kasm default 7 days).
+    pub logs: Window,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            debug: Window::from_secs(4 * 3600),
+            logs: Window::from_secs(7 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiemKind {
+    SplunkHec,
+    Syslog,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    #[default]
+    Rfc5424,
+    Rfc3164,
+    Cef,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemConfig {
+    pub kind: SiemKind,
+    #[serde(deserialize_with = "lenient::string")]
+    pub url: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub format: SyslogFormat,
+    #[serde(default)]
+    pub forward_all: bool,
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub index: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub sourcetype: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/kasm-db/spool")
+}
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    #[serde(deserialize_with = "lenient::string")]
+    pub listen: String,
+    pub token: Option<Secret>,
+    pub max_body_bytes: u64,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8514".into(),
+            token: None,
+            max_body_bytes: 16 << 20,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Files (globs) that `serve` follows.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub paths: Vec<String>,
+    /// Longest accepted line; longer lines are rejected (default 1 MiB).
+    pub max_line_bytes: usize,
+    /// Rows per COPY batch.
+    pub batch_rows: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            paths: Vec::new(),
+            max_line_bytes: 1 << 20,
+            batch_rows: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// s3://bucket/prefix, file:///dir or /dir.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub to: Option<String>,
+    pub exclude_logs: bool,
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    /// gzip level 0-9.
+    pub compression_level: u32,
+    /// A file holding a 32-byte key (raw or hex) for client-side AES-256-GCM encryption.
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            to: None,
+            exclude_logs: false,
+            keep_last: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            compression_level: 6,
+            encryption_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub endpoint: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub region: Option<String>,
+    pub force_path_style: bool,
+    /// Server-side encryption: "AES256" or "aws:kms".
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub sse: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub purge: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub backup: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub vacuum: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub size_sample: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub verify: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SizingConfig {
+    /// Expected maximum concurrent sessions, used by `size`.
+    pub sessions: Option<u32>,
+}
+
+/// The config file sections; an env var `KASM_DB_<SECTION>_<KEY>` sets `section.key`.
+const SECTIONS: &[&str] = &[
+    "database",
+    "retention",
+    "siem",
+    "server",
+    "ingest",
+    "backup",
+    "s3",
+    "schedule",
+    "sizing",
+];
+
+/// Env vars of the prefix that are flags, not config keys.
+const FLAG_VARS: &[&str] = &[
+    "KASM_DB_CONFIG",
+    "KASM_DB_URL",
+    "KASM_DB_LOG_FORMAT",
+    "KASM_DB_LOG",
+];
+
+impl Config {
+    /// Load the file (if any), overlay the `KASM_DB_*` entries of `env`, validate.
+    /// Errors are usage errors (exit 2) naming the file or the variable, and the key.
+    pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::usage(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    Error::usage(format!(
+                        "invalid config file {}: {}",
+                        path.display(),
+                        e.message()
+                    ))
+                })?;
+                // Validate the file alone first so its errors name the file.
+                Self::from_table(&table).map_err(|e| {
+                    Error::usage(format!("invalid config file {}: {e}", path.display()))
+                })?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("KASM_DB_") else {
+                continue;
+            };
+            if FLAG_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS
+                .iter()
+                .find(|s| lower.starts_with(&format!("{s}_")))
+            else {
+                return Err(Error::usage(format!(
+                    "environment variable {var} does not name a config key (sections: {})",
+                    SECTIONS.join(", ")
+                )));
+            };
+            let key = &lower[section.len() + 1..];
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(sec) = entry else {
+                return Err(Error::usage(format!(
+                    "config section [{section}] is not a table"
+                )));
+            };
+            sec.insert(key.to_string(), env_value(value));
+            Self::from_table(&table).map_err(|e| {
+                Error::usage(format!(
+                    "invalid value in environment variable {var} (config key {section}.{key}): {e}"
+                ))
+            })?;
+        }
+        let config = Self::from_table(&table)
+            .map_err(|e| Error::usage(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(table: &toml::Table) -> std::result::Result<Config, String> {
+        Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| describe(&e.to_string()))
+    }
+
+    /// Cross-field checks that serde cannot express.
+    fn validate(&self) -> Result<()> {
+        let schema = &self.database.schema;
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Error::usage(format!(
+                "database.schema {schema:?} must be a plain identifier (letters, digits, underscore)"
+            )));
+        }
+        if self.backup.compression_level > 9 {
+            return Err(Error::usage(
+                "backup.compression_level must be between 0 and 9",
+            ));
+        }
+        if self.ingest.max_line_bytes == 0 || self.ingest.batch_rows == 0 {
+            return Err(Error::usage(
+                "ingest.max_line_bytes and ingest.batch_rows must be positive",
+            ));
+        }
+        if let Some(siem) = &self.siem {
+            if siem.kind != SiemKind::Syslog && siem.token.as_ref().is_none_or(Secret::is_empty) {
+                return Err(Error::usage(
+                    "siem.token is required for splunk-hec and http sinks",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An env var's text as a TOML value: booleans and integers as such, `[..]` as an array,
+/// everything else a string (string keys accept scalars, see `lenient`).
+fn env_value(text: &str) -> toml::Value {
+    let t = text.trim();
+    if t == "true" || t == "false" {
+        return toml::Value::Boolean(t == "true");
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if t.starts_with('[') {
+        if let Ok(v) = toml::from_str::<toml::Table>(&format!("v = {t}")) {
+            if let Some(v) = v.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(text.to_string())
+}
+
+/// Serde's messages say "unknown field `x`"; operators read config *keys*.
+fn describe(msg: &str) -> String {
+    msg.trim()
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_kasms() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.retention.debug, Window::from_secs(4 * 3600));
+        assert_eq!(c.retention.logs, Window::from_secs(7 * 86_400));
+        assert_eq!(c.database.schema, "public");
+        assert_eq!(c.ingest.max_line_bytes, 1 << 20);
+        assert!(c.siem.is_none());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let f = file("[retention]\ndebug = \"2h\"\nlogs = \"3d\"\n");
+        let c = Config::load(Some(f.path()), &env(&[("KASM_DB_RETENTION_DEBUG", "0")])).unwrap();
+        assert!(c.retention.debug.is_zero());
+        assert_eq!(c.retention.logs, Window::from_secs(3 * 86_400));
+    }
+
+    #[test]
+    fn unknown_file_key_names_key_and_file() {
+        let f = file("[retention]\ndebgu = \"2h\"\n");
+        let e = Config::load(Some(f.path()), &env(&[])).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(msg.contains("debgu"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let f = file("[retenshun]\ndebug = \"2h\"\n");
+        let msg = Config::load(Some(f.path()), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("retenshun"), "{msg}");
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let e = Config::load(None, &env(&[("KASM_DB_RETENTION_LOGS", "seven days")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("KASM_DB_RETENTION_LOGS") && msg.contains("retention.logs"),
+            "{msg}"
+        );
+        let e = Config::load(None, &env(&[("KASM_DB_RETENTION_FOREVER", "1d")])).unwrap_err();
+        assert!(e.to_string().contains("forever"), "{e}");
+        let e = Config::load(None, &env(&[("KASM_DB_NOPE", "1")])).unwrap_err();
+        assert!(e.to_string().contains("KASM_DB_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn env_strings_that_look_like_numbers_stay_strings() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("KASM_DB_SERVER_TOKEN", "123456"),
+                ("KASM_DB_SIZING_SESSIONS", "300"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.token.unwrap().expose(), "123456");
+        assert_eq!(c.sizing.sessions, Some(300));
+    }
+
+    #[test]
+    fn env_lists_and_flag_vars() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("KASM_DB_INGEST_PATHS", "/a/*.log, /b/*.log"),
+                ("KASM_DB_URL", "postgres://x"),
+                ("KASM_DB_CONFIG", "/nope"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ingest.paths, vec!["/a/*.log", "/b/*.log"]);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let f = file(
+            "[server]\ntoken = \"s3cr3t-token\"\n[siem]\nkind = \"http\"\nurl = \"http://x\"\ntoken = \"other-s3cr3t\"\n",
+        );
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("s3cr3t"), "{json}");
+    }
+
+    #[test]
+    fn siem_requires_a_token_for_http_sinks() {
+        let f = file("[siem]\nkind = \"splunk-hec\"\nurl = \"http://x\"\n");
+        let e = Config::load(Some(f.path()), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("siem.token"), "{e}");
+    }
+
+    #[test]
+    fn bad_schema_is_refused() {
+        let e = Config::load(None, &env(&[("KASM_DB_DATABASE_SCHEMA", "a;drop")])).unwrap_err();
+        assert!(e.to_string().contains("database.schema"), "{e}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Database access: connecting (TLS per sslmode, retries with backoff, exit 75 when the server
+//! stays unreachable), the connection pool, and the migrations of kasm-db's own schema.
+//!
+//! This module never logs or returns a password; it describes targets with
+//! [`DbTarget::redacted`].
+
+pub mod migrate;
+pub mod target;
+pub mod tls;
+
+pub use target::DbTarget;
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// A pool of connections to one database.
+pub type Pool = deadpool_postgres::Pool;
+
+/// How hard to try before declaring the database unreachable.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 5,
+            first_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// One connection, retried with exponential backoff (with jitter). The connection task is
+/// spawned on the current runtime. Failure after the last attempt is [`Error::temporary`].
+pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
+    let tls = tls::connector(target)?;
+    let mut delay = retry.first_delay;
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        match target.config.connect(tls.clone()).await {
+            Ok((client, conn)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "postgres connection closed");
+                    }
+                });
+                return Ok(client);
+            }
+            Err(e) => {
+                // Authentication and "database does not exist" will not heal by retrying.
+                if let Some(db) = e.as_db_error() {
+                    return Err(Error::failed(format!(
+                        "cannot connect to postgres {}: {}",
+                        target.redacted(),
+                        db.message()
+                    )));
+                }
+                last = e.to_string();
+                if attempt < retry.attempts {
+                    tracing::warn!(target = %target.redacted(), attempt, error = %last, "postgres unreachable, retrying");
+                    let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
+                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    Err(Error::temporary(format!(
+        "cannot connect to postgres {} after {} attempts: {last}",
+        target.redacted(),
+        retry.attempts
+    )))
+}
+
+/// A pool of up to `size` connections; the first connection is made (with retries) before
+/// returning, so an unreachable database is reported here, once, with exit 75.
+pub async fn pool(target: &DbTarget, retry: Retry, size: usize) -> Result<Pool> {
+    // Prove reachability with the retry policy, then hand the config to deadpool.
+    drop(connect(target, retry).await?);
+    let manager = deadpool_postgres::Manager::from_config(
+        target.config.clone(),
+        tls::connector(target)?,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::failed(format!("connection pool: {e}")))
+}
+
+/// Get a connection from the pool, mapping pool errors to our kinds.
+pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => Error::from(e),
+        other => Error::temporary(format!("database connection: {other}")),
+    })
+}
+
+/// Quote an identifier for SQL (`"name"`, doubling quotes).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quote a string literal for SQL (`'text'`, doubling quotes). For DDL that cannot take
+/// parameters (partition bounds, comments); never for data.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

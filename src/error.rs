@@ -1,0 +1,148 @@
+//! The one error type of kasm-db and its mapping to the contract's exit codes.
+//!
+//! Every fallible function in the crate returns [`Result`]; `main.rs` is the only place that turns
+//! an [`Error`] into a process exit code. Messages built here must never contain a secret: callers
+//! pass redacted descriptions (see `db::target::DbTarget::redacted`), never raw URLs or tokens.
+
+use std::fmt;
+
+/// What kind of failure happened, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad command line or invalid configuration: exit 2.
+    Usage,
+    /// The job ran and failed, or a check failed: exit 1.
+    Failed,
+    /// The database or target is unreachable after retries, or another run holds the lock: exit 75.
+    Temporary,
+}
+
+impl Kind {
+    /// The process exit code of the contract for this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Usage => 2,
+            Kind::Failed => 1,
+            Kind::Temporary => 75,
+        }
+    }
+}
+
+/// An error with its exit-code kind and a human message (with optional causes).
+pub struct Error {
+    kind: Kind,
+    inner: anyhow::Error,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, msg: impl fmt::Display) -> Self {
+        Error {
+            kind,
+            inner: anyhow::anyhow!("{msg}"),
+        }
+    }
+    /// Invalid configuration or usage (exit 2).
+    pub fn usage(msg: impl fmt::Display) -> Self {
+        Self::new(Kind::Usage, msg)
+    }
+    /// The job failed (exit 1).
+    pub fn failed(msg: impl fmt::Display) -> Self {
+        Self::new(Kind::Failed, msg)
+    }
+    /// Unreachable or locked; worth retrying later (exit 75).
+    pub fn temporary(msg: impl fmt::Display) -> Self {
+        Self::new(Kind::Temporary, msg)
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// Add context in front of the message, keeping the kind.
+    pub fn context(self, ctx: impl fmt::Display + Send + Sync + 'static) -> Self {
+        Error {
+            kind: self.kind,
+            inner: self.inner.context(ctx),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // "outer: cause: cause" on one line, as operators read it in a cron mail.
+        write!(f, "{:#}", self.inner)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {:#}", self.kind, self.inner)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<anyhow::Error> for Error {
+    fn from(inner: anyhow::Error) -> Self {
+        Error {
+            kind: Kind::Failed,
+            inner,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error {
+            kind: Kind::Failed,
+            inner: e.into(),
+        }
+    }
+}
+
+/// Attach context to any `Result` whose error converts into [`Error`], keeping its kind.
+pub trait ResultExt<T> {
+    fn ctx(self, ctx: impl fmt::Display + Send + Sync + 'static) -> Result<T>;
+    fn with_ctx<C: fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn ctx(self, ctx: impl fmt::Display + Send + Sync + 'static) -> Result<T> {
+        self.map_err(|e| e.into().context(ctx))
+    }
+    fn with_ctx<C: fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| e.into().context(f()))
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // A closed connection or an I/O failure is temporary; a server error is a failed job.
+        // tokio-postgres never includes the password in its errors.
+        let kind = if e.is_closed()
+            || e.as_db_error().is_none()
+                && std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        {
+            Kind::Temporary
+        } else {
+            Kind::Failed
+        };
+        let msg = match e.as_db_error() {
+            Some(db) => {
+                let mut m = format!("{}: {}", db.severity(), db.message());
+                if let Some(d) = db.detail() {
+                    m.push_str(&format!(" ({d})"));
+                }
+                if let Some(h) = db.hint() {
+                    m.push_str(&format!("; hint: {h}"));
+                }
+                m
+            }
+            None => e.to_string(),
+        };
+        Error {
+            kind,
+            inner: anyhow::anyhow!(msg),
+        }
+    }
+}

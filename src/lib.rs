@@ -1,0 +1,15 @@
+//! kasm-db: the database side of a Kasm Workspaces deployment, as a library behind the
+//! `kasm-db` binary. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod docs;
+pub mod error;
+pub mod output;
+pub mod pgtemp;
+pub mod sizing;
+
+pub use error::{Error, Result};

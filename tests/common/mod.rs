@@ -1,0 +1,102 @@
+//! Test harness: one throwaway PostgreSQL cluster per test binary (started on first use,
+//! stopped and deleted at process exit), a fresh database per test, and a second cluster
+//! when a test needs a standby. Built on `kasm_db::pgtemp`, the same code `demo` uses.
+#![allow(dead_code)]
+
+use kasm_db::pgtemp::Cluster;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+static PRIMARY: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
+static STANDBY: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
+
+extern "C" fn stop_clusters() {
+    for cell in [&PRIMARY, &STANDBY] {
+        if let Some(m) = cell.get() {
+            if let Ok(mut guard) = m.lock() {
+                drop(guard.take());
+            }
+        }
+    }
+}
+
+fn shared(cell: &'static OnceLock<Mutex<Option<Cluster>>>) -> &'static Mutex<Option<Cluster>> {
+    cell.get_or_init(|| {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registering a plain extern "C" fn with atexit.
+        HOOK.call_once(|| unsafe {
+            libc::atexit(stop_clusters);
+        });
+        Mutex::new(Some(Cluster::start().expect("start throwaway postgres")))
+    })
+}
+
+/// Run `f` with this binary's primary cluster.
+pub fn with_primary<T>(f: impl FnOnce(&mut Cluster) -> T) -> T {
+    let mut guard = shared(&PRIMARY).lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.as_mut().expect("cluster present until exit"))
+}
+
+/// Run `f` with this binary's second cluster (a standby to restore onto).
+pub fn with_standby<T>(f: impl FnOnce(&mut Cluster) -> T) -> T {
+    let mut guard = shared(&STANDBY).lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.as_mut().expect("cluster present until exit"))
+}
+
+/// A fresh, empty database on the primary; returns its URL (with password).
+pub fn fresh_db() -> String {
+    with_primary(|c| {
+        let name = c.fresh_db("t").expect("create database");
+        c.url(&name)
+    })
+}
+
+/// Run SQL on the primary's database named in `url` (as superuser over the socket).
+pub fn psql(url: &str, sql: &str) -> String {
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    with_primary(|c| c.psql(&db, sql).expect("psql"))
+}
+
+/// The built `kasm-db` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kasm-db"))
+}
+
+/// A `kasm-db` command with a clean environment: no KASM_DB_* or PG* variables leak in.
+pub fn kasm_db(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KASM_DB_") || k.starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// Output of a finished command, with stdout/stderr as text.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(mut cmd: impl std::borrow::BorrowMut<std::process::Command>) -> Run {
+    let cmd = cmd.borrow_mut();
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run kasm-db");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,205 @@
+//! Foundation: migrations on a real cluster, the harness with two clusters, config and exit
+//! codes through the real binary, and passwords never printed.
+
+mod common;
+use common::*;
+
+#[test]
+fn migrate_twice_is_idempotent() {
+    let url = fresh_db();
+    let first = run(kasm_db(&["migrate", "--json", "--db", &url]));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(v["applied"], serde_json::json!(["0001_logs"]));
+    assert_eq!(v["current"], "0001_logs");
+    let second = run(kasm_db(&["--json", "--db", &url, "migrate"]));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(v["applied"], serde_json::json!([]));
+    // The relation is partitioned by class, each class by range, with no DEFAULT partition.
+    let parts = psql(
+        &url,
+        "SELECT string_agg(c.relname || ':' || pg_get_expr(c.relpartbound, c.oid), ' ' ORDER BY c.relname)
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'logs'::regclass",
+    );
+    assert!(
+        parts.contains("logs_debug:FOR VALUES IN ('DEBUG')"),
+        "{parts}"
+    );
+    assert!(
+        parts.contains("logs_logs:FOR VALUES IN ('INFO', 'WARNING', 'ERROR', 'CRITICAL')"),
+        "{parts}"
+    );
+    assert!(!parts.contains("DEFAULT"), "{parts}");
+}
+
+#[test]
+fn migrate_refuses_a_logs_table_it_did_not_create() {
+    let url = fresh_db();
+    // Kasm's own database has a plain `logs` table.
+    psql(&url, "CREATE TABLE logs (log_id uuid, message text)");
+    let r = run(kasm_db(&["migrate", "--db", &url]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("public.logs") && r.stderr.contains("kasm_logs"),
+        "{}",
+        r.stderr
+    );
+    // Untouched, and another schema works.
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'logs'"
+        ),
+        "2"
+    );
+    let r = run(kasm_db(&["migrate", "--db", &url]).env("KASM_DB_DATABASE_SCHEMA", "kasmdb"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&url, "SELECT to_regclass('kasmdb.logs') IS NOT NULL"),
+        "t"
+    );
+}
+
+#[test]
+fn concurrent_migrates_do_not_interleave() {
+    let url = fresh_db();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            kasm_db(&["migrate", "--db", &url])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(psql(&url, "SELECT count(*) FROM kasm_db_migrations"), "1");
+}
+
+#[test]
+fn harness_runs_two_clusters() {
+    let p = with_primary(|c| (c.port, c.psql("postgres", "SHOW port").unwrap()));
+    let s = with_standby(|c| (c.port, c.psql("postgres", "SHOW port").unwrap()));
+    assert_ne!(p.0, s.0);
+    assert_eq!(p.1, p.0.to_string());
+    assert_eq!(s.1, s.0.to_string());
+}
+
+#[test]
+fn unreachable_database_exits_75_without_the_password() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://kasm:hunter2-secret@127.0.0.1:{port}/x");
+    let r = run(kasm_db(&["migrate", "--db", &url]).env("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "2"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("after 2 attempts"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+}
+
+#[test]
+fn wrong_password_fails_without_printing_it() {
+    let url = fresh_db();
+    let bad = url.replacen("pw-", "wrong-pw-", 1);
+    let r = run(kasm_db(&["migrate", "--db", &bad]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("password authentication failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("wrong-pw-"), "{}", r.stderr);
+}
+
+#[test]
+fn libpq_environment_is_honoured() {
+    let url = fresh_db();
+    let (port, pw, db) = with_primary(|c| {
+        (
+            c.port,
+            c.password.expose().to_string(),
+            url.rsplit('/').next().unwrap().to_string(),
+        )
+    });
+    let r = run(kasm_db(&["migrate", "--json"])
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", &pw)
+        .env("PGDATABASE", &db)
+        .env("PGSSLMODE", "disable"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("0001_logs"));
+}
+
+#[test]
+fn bad_config_is_exit_2_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kasm-db.toml");
+    std::fs::write(&path, "[retention]\ndebug = \"4 hours\"\n").unwrap();
+    let r = run(kasm_db(&["migrate", "--config", path.to_str().unwrap()]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kasm-db.toml") && r.stderr.contains("4 hours"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&path, "[database]\nurll = \"x\"\n").unwrap();
+    let r = run(kasm_db(&["migrate", "--config", path.to_str().unwrap()]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("urll"), "{}", r.stderr);
+    let r = run(kasm_db(&["migrate"]).env("KASM_DB_RETENTION_LOGS", "forever"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("KASM_DB_RETENTION_LOGS"), "{}", r.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    assert_eq!(run(kasm_db(&["no-such-command"])).code, 2);
+    assert_eq!(run(kasm_db(&["purge", "--bogus"])).code, 2);
+    let h = run(kasm_db(&["--help"]));
+    assert_eq!(h.code, 0);
+    for cmd in [
+        "migrate",
+        "ingest",
+        "serve",
+        "purge",
+        "forward",
+        "backup",
+        "backups",
+        "restore",
+        "size",
+        "plan",
+        "vacuum",
+        "demo",
+        "report",
+        "completions",
+        "man",
+    ] {
+        assert!(h.stdout.contains(cmd), "--help lacks {cmd}");
+    }
+    assert!(h.stdout.contains("Exit codes"));
+}
+
+#[test]
+fn completions_and_man_page_generate() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run(kasm_db(&["completions", shell]));
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("backups"), "{shell}");
+    }
+    let r = run(kasm_db(&["man"]));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains(".TH") && r.stdout.contains("kasm-db"));
+}
