@@ -72,6 +72,12 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Man => return Ok(Outcome::text(crate::docs::man_page()?)),
         Command::Plan(args) => return crate::sizing::cmd::plan(args),
         Command::Demo => return crate::demo::run().await,
+        Command::GenLogs { count } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::logs::generate::write_records(&mut out, *count, chrono::Utc::now())?;
+            std::io::Write::flush(&mut out)?;
+            return Ok(Outcome::text(""));
+        }
         _ => {}
     }
     let ctx = Ctx::resolve(&cli, env)?;
@@ -94,8 +100,8 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
             };
             Ok(Outcome::new(&report, text))
         }
-        Command::Ingest(_) => Err(not_built("ingest", 3)),
-        Command::Purge(_) => Err(not_built("purge", 3)),
+        Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args, None).await,
+        Command::Purge(args) => crate::logs::cmd::purge_cmd(&ctx, &args).await,
         Command::Serve => Err(not_built("serve", 5)),
         Command::Forward(_) => Err(not_built("forward", 4)),
         Command::Backup(_) => Err(not_built("backup", 6)),
@@ -104,7 +110,11 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Size(_) => Err(not_built("size", 8)),
         Command::Vacuum(_) => Err(not_built("vacuum", 8)),
         Command::Report(_) => Err(not_built("report", 9)),
-        Command::Completions { .. } | Command::Man | Command::Plan(_) | Command::Demo => {
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Plan(_)
+        | Command::Demo
+        | Command::GenLogs { .. } => {
             unreachable!("handled above")
         }
     }

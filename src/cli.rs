@@ -123,6 +123,13 @@ pub enum Command {
 
     /// Print the man page (roff) to stdout.
     Man,
+
+    /// Write N generated Kasm-style NDJSON log records to stdout (for benchmarks and drills).
+    #[command(hide = true)]
+    GenLogs {
+        /// How many records.
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +156,11 @@ pub struct IngestArgs {
     /// Longest accepted line in bytes (default: ingest.max_line_bytes, 1 MiB).
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<usize>,
+
+    /// Record every line as received at this instant (RFC 3339) instead of now, so that
+    /// retention of replayed archives counts from when they were first received.
+    #[arg(long, value_name = "RFC3339")]
+    pub received_at: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use kasm_db::db::migrate::MIGRATIONS;
 
 #[test]
 fn migrate_twice_is_idempotent() {
@@ -10,8 +11,12 @@ fn migrate_twice_is_idempotent() {
     let first = run(kasm_db(&["migrate", "--json", "--db", &url]));
     assert_eq!(first.code, 0, "{}", first.stderr);
     let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
-    assert_eq!(v["applied"], serde_json::json!(["0001_logs"]));
-    assert_eq!(v["current"], "0001_logs");
+    let all: Vec<String> = MIGRATIONS
+        .iter()
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect();
+    assert_eq!(v["applied"], serde_json::json!(all));
+    assert_eq!(v["current"], serde_json::json!(all.last().unwrap()));
     let second = run(kasm_db(&["--json", "--db", &url, "migrate"]));
     assert_eq!(second.code, 0, "{}", second.stderr);
     let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
@@ -81,7 +86,10 @@ fn concurrent_migrates_do_not_interleave() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(psql(&url, "SELECT count(*) FROM kasm_db_migrations"), "1");
+    assert_eq!(
+        psql(&url, "SELECT count(*) FROM kasm_db_migrations"),
+        MIGRATIONS.len().to_string()
+    );
 }
 
 #[test]

@@ -158,6 +158,8 @@ pub struct IngestConfig {
     pub max_line_bytes: usize,
     /// Rows per COPY batch.
     pub batch_rows: usize,
+    /// Concurrent COPY streams (default 2: the server parses jsonb on one core per stream).
+    pub parallel: usize,
 }
 
 impl Default for IngestConfig {
@@ -165,7 +167,8 @@ impl Default for IngestConfig {
         IngestConfig {
             paths: Vec::new(),
             max_line_bytes: 1 << 20,
-            batch_rows: 20_000,
+            batch_rows: 10_000,
+            parallel: 2,
         }
     }
 }
@@ -345,9 +348,12 @@ impl Config {
                 "backup.compression_level must be between 0 and 9",
             ));
         }
-        if self.ingest.max_line_bytes == 0 || self.ingest.batch_rows == 0 {
+        if self.ingest.max_line_bytes == 0
+            || self.ingest.batch_rows == 0
+            || self.ingest.parallel == 0
+        {
             return Err(Error::usage(
-                "ingest.max_line_bytes and ingest.batch_rows must be positive",
+                "ingest.max_line_bytes, ingest.batch_rows and ingest.parallel must be positive",
             ));
         }
         if let Some(siem) = &self.siem {

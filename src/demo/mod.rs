@@ -35,12 +35,8 @@ type StageFn = for<'a> fn(&'a mut Demo) -> futures::future::BoxFuture<'a, Result
 fn stages() -> Vec<(&'static str, StageFn)> {
     vec![
         ("migrate", |d| Box::pin(stage_migrate(d))),
-        ("ingest", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 3)".into())) })
-        }),
-        ("purge", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 3)".into())) })
-        }),
+        ("ingest", |d| Box::pin(crate::logs::demo::ingest_stage(d))),
+        ("purge", |d| Box::pin(crate::logs::demo::purge_stage(d))),
         ("size", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 8)".into())) })
         }),

@@ -1,0 +1,169 @@
+//! The `ingest` and `purge` commands: turn flags and configuration into calls of the pipeline
+//! and the purge, and their reports into an [`Outcome`]. Reject reporting (stderr, --rejects
+//! file) lives here; the pipeline only hands rejects over.
+
+use super::ingest::{self, IngestOptions, RecordSink, RejectEntry, Summary};
+use super::purge;
+use super::reader::Source;
+use crate::app::Ctx;
+use crate::cli::{IngestArgs, PurgeArgs};
+use crate::error::{Error, Result};
+use crate::output::Outcome;
+use chrono::{DateTime, Utc};
+use std::io::Write;
+
+/// How many rejects are described one by one on stderr before summarising.
+const REJECTS_SHOWN: u64 = 20;
+
+pub fn parse_instant(flag: &str, text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            Error::usage(format!(
+                "{flag} {text:?} is not an RFC 3339 time (e.g. 2026-11-24T03:00:00Z): {e}"
+            ))
+        })
+}
+
+pub async fn ingest_cmd(
+    ctx: &Ctx,
+    args: &IngestArgs,
+    sink: Option<&dyn RecordSink>,
+) -> Result<Outcome> {
+    let mut sources = Vec::new();
+    for f in &args.files {
+        if f.as_os_str() == "-" {
+            sources.push(Source::Stdin);
+        } else {
+            // Fail before storing anything when an input is missing.
+            std::fs::metadata(f)
+                .map_err(|e| Error::failed(format!("cannot read {}: {e}", f.display())))?;
+            sources.push(Source::File(f.clone()));
+        }
+    }
+    if sources.is_empty() {
+        sources.push(Source::Stdin);
+    }
+    let received_at = args
+        .received_at
+        .as_deref()
+        .map(|t| parse_instant("--received-at", t))
+        .transpose()?;
+    let opts = IngestOptions {
+        schema: ctx.config.database.schema.clone(),
+        retention: ctx.config.retention,
+        max_line_bytes: args
+            .max_line_bytes
+            .unwrap_or(ctx.config.ingest.max_line_bytes),
+        batch_rows: ctx.config.ingest.batch_rows,
+        received_at,
+        forward_all: ctx.config.siem.as_ref().is_some_and(|s| s.forward_all),
+        parallel: ctx.config.ingest.parallel,
+    };
+    let mut rejects_file = match &args.rejects {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| Error::failed(format!("cannot create {}: {e}", p.display())),
+        )?)),
+        None => None,
+    };
+    let pool = ctx.pool(opts.parallel + 1).await?;
+    {
+        let mut client = crate::db::get(&pool).await?;
+        crate::db::migrate::require_migrated(&client, &opts.schema).await?;
+        let classes: Vec<_> = super::record::Class::ALL
+            .into_iter()
+            .filter(|c| !super::partition::window(&opts.retention, *c).is_zero())
+            .collect();
+        super::partitions::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
+    }
+    let mut shown = 0u64;
+    let mut on_reject = |r: &RejectEntry| -> Result<()> {
+        shown += 1;
+        if shown <= REJECTS_SHOWN {
+            tracing::warn!("rejected {}:{}: {}", r.source, r.line, r.reason);
+        }
+        if let Some(f) = rejects_file.as_mut() {
+            serde_json::to_writer(&mut *f, r)
+                .map_err(|e| Error::failed(format!("writing rejects: {e}")))?;
+            f.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    let summary = ingest::ingest(&pool, sources, &opts, sink, &mut on_reject).await?;
+    if let Some(mut f) = rejects_file {
+        f.flush()?;
+    }
+    if summary.rejected > REJECTS_SHOWN {
+        let hint = if args.rejects.is_some() {
+            ""
+        } else {
+            "; use --rejects FILE to keep them"
+        };
+        tracing::warn!(
+            "{} more rejected lines not shown{hint}",
+            summary.rejected - REJECTS_SHOWN
+        );
+    }
+    let text = describe(&summary);
+    let outcome = Outcome::new(&summary, text);
+    Ok(if args.strict && summary.rejected > 0 {
+        outcome.failed_check()
+    } else {
+        outcome
+    })
+}
+
+fn describe(s: &Summary) -> String {
+    let rate = if s.duration_s > 0.0 {
+        s.read as f64 / s.duration_s
+    } else {
+        0.0
+    };
+    let mut t = format!(
+        "read {} lines in {:.2} s ({rate:.0}/s): stored {} ({} debug), forwarded {}, dropped {}, rejected {}",
+        s.read, s.duration_s, s.stored, s.stored_debug, s.forwarded, s.dropped, s.rejected
+    );
+    if s.dropped > 0 {
+        t.push_str("\n(dropped: records of a class whose retention is 0, with no [siem] configured to forward them)");
+    }
+    t
+}
+
+pub async fn purge_cmd(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
+    let now = match &args.now {
+        Some(t) => parse_instant("--now", t)?,
+        None => Utc::now(),
+    };
+    let pool = ctx.pool(1).await?;
+    let r = purge::purge(
+        &pool,
+        &ctx.config.database.schema,
+        &ctx.config.retention,
+        now,
+        args.dry_run,
+    )
+    .await?;
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    let mut text = format!(
+        "{verb} {} debug and {} other rows as of {} (windows: debug {}, logs {}); {} partitions {}",
+        r.debug_deleted,
+        r.logs_deleted,
+        r.now,
+        ctx.config.retention.debug,
+        ctx.config.retention.logs,
+        r.partitions_dropped,
+        if r.dry_run {
+            "would be dropped"
+        } else {
+            "dropped"
+        },
+    );
+    if !r.deferred.is_empty() {
+        text.push_str(&format!(
+            "\n{} partition(s) held by long-running queries were emptied instead and will be dropped next time: {}",
+            r.deferred.len(),
+            r.deferred.join(", ")
+        ));
+    }
+    Ok(Outcome::new(&r, text))
+}

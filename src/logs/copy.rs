@@ -1,0 +1,166 @@
+//! Storing rows into `logs` by binary COPY (tokio-postgres `BinaryCopyInWriter`).
+//!
+//! A batch is one COPY statement, hence atomic. When the server refuses a batch because of its
+//! content (not because the connection broke), the batch is split in halves and retried until
+//! the refused rows are isolated: every good row is stored exactly once and each poison row is
+//! returned with the server's reason. Connection failures are returned as errors, never
+//! swallowed. Nothing here creates partitions (see `partitions.rs`).
+
+use super::record::{Class, Record};
+use crate::db::ident;
+use bytes::BufMut;
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::Client;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+
+/// A record with what kasm-db adds to it when storing.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub log_id: uuid::Uuid,
+    pub ingest_date: DateTime<Utc>,
+    pub record: Record,
+    /// Where the row came from, for reporting a refusal (source index, line number).
+    pub origin: (u32, u64),
+}
+
+/// The outcome of storing a batch.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub stored: u64,
+    pub stored_debug: u64,
+    /// Rows the server refused: (index in the batch, reason).
+    pub refused: Vec<(usize, String)>,
+}
+
+/// jsonb in binary COPY format: version byte 1, then the JSON text as is.
+#[derive(Debug)]
+struct RawJsonb<'a>(&'a str);
+
+impl ToSql for RawJsonb<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.put_u8(1);
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+    to_sql_checked!();
+}
+
+const COLUMNS: &str =
+    "log_id, ingest_date, log_time, levelname, host, application, kasm_user_name, message, data";
+const TYPES: [Type; 9] = [
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+/// One COPY of `rows` (all or nothing).
+async fn copy_once(
+    client: &Client,
+    schema: &str,
+    rows: &[&Row],
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "COPY {}.logs ({COLUMNS}) FROM STDIN (FORMAT binary)",
+        ident(schema)
+    );
+    let sink = client.copy_in(&sql).await?;
+    let writer = BinaryCopyInWriter::new(sink, &TYPES);
+    pin_mut!(writer);
+    for row in rows {
+        let r = &row.record;
+        let data = RawJsonb(&r.data);
+        let level = r.level.as_str();
+        writer
+            .as_mut()
+            .write(&[
+                &row.log_id,
+                &row.ingest_date,
+                &r.log_time,
+                &level,
+                &r.host,
+                &r.application,
+                &r.kasm_user_name,
+                &r.message,
+                &data,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Storing one batch, resumable: when the connection fails part way, the ranges not yet
+/// stored stay in the job, and [`StoreJob::run`] can continue on a new connection without
+/// storing any row twice.
+#[derive(Debug)]
+pub struct StoreJob {
+    work: Vec<std::ops::Range<usize>>,
+    pub out: Stored,
+}
+
+impl StoreJob {
+    pub fn new(rows: usize) -> Self {
+        StoreJob {
+            work: std::iter::once(0..rows).collect(),
+            out: Stored::default(),
+        }
+    }
+
+    /// Store what remains of `rows` (the same slice on every call), isolating refused rows.
+    pub async fn run(
+        &mut self,
+        client: &Client,
+        schema: &str,
+        rows: &[Row],
+    ) -> Result<(), tokio_postgres::Error> {
+        while let Some(range) = self.work.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            let slice: Vec<&Row> = rows[range.clone()].iter().collect();
+            match copy_once(client, schema, &slice).await {
+                Ok(()) => {
+                    self.out.stored += slice.len() as u64;
+                    self.out.stored_debug += slice
+                        .iter()
+                        .filter(|r| r.record.class() == Class::Debug)
+                        .count() as u64;
+                }
+                Err(e) if e.as_db_error().is_some() && !client.is_closed() => {
+                    if range.len() == 1 {
+                        let db = e.as_db_error().expect("checked above");
+                        self.out
+                            .refused
+                            .push((range.start, db.message().to_string()));
+                    } else {
+                        let mid = range.start + range.len() / 2;
+                        // Second half pushed first so the first half is tried first.
+                        self.work.push(mid..range.end);
+                        self.work.push(range.start..mid);
+                    }
+                }
+                Err(e) => {
+                    self.work.push(range);
+                    return Err(e);
+                }
+            }
+        }
+        self.out.refused.sort_by_key(|(i, _)| *i);
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! The ingest pipeline: a parser thread reads and parses lines while the async side stores the
+//! previous batch by COPY (the server parses jsonb on the other core), with bounded memory
+//! (a small bounded channel of batches).
+//!
+//! Routing: a record whose class has retention 0 is never written to the database; it goes to
+//! the SIEM sink when one is given, else it is counted as `dropped`. With `forward_all`, every
+//! record goes to both. Every line ends up counted exactly once as stored, forwarded, dropped
+//! or rejected; nothing is lost silently. A broken connection is retried on a new one without
+//! storing any row twice.
+
+use super::copy::{Row, StoreJob, Stored};
+use super::partition::{self, Partition};
+use super::partitions;
+use super::reader::{Line, LineReader, Source};
+use super::record::{self, Class, Record, Reject};
+use crate::config::RetentionConfig;
+use crate::db::{self, Pool};
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Where records of forwarded classes go (the SIEM forwarder implements this).
+pub trait RecordSink: Send + Sync {
+    /// Durably accept `records` (acknowledged by the SIEM or spooled) before returning Ok.
+    fn submit<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<()>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub schema: String,
+    pub retention: RetentionConfig,
+    pub max_line_bytes: usize,
+    pub batch_rows: usize,
+    /// Use this as every record's ingest_date instead of the time of reading (replaying archives).
+    pub received_at: Option<DateTime<Utc>>,
+    /// Forward every record, not only the classes with retention 0.
+    pub forward_all: bool,
+    /// Concurrent COPY streams (the server parses jsonb on one core per stream).
+    pub parallel: usize,
+}
+
+/// The `--json` summary of the contract, plus details.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    /// Non-blank lines read.
+    pub read: u64,
+    /// Rows stored in the database (both classes).
+    pub stored: u64,
+    /// Of which DEBUG.
+    pub stored_debug: u64,
+    /// Records accepted by the SIEM sink (acknowledged or durably spooled).
+    pub forwarded: u64,
+    /// Records of a retention-0 class with no SIEM configured.
+    pub dropped: u64,
+    pub rejected: u64,
+    pub duration_s: f64,
+}
+
+/// One rejected line, as written to `--rejects`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectEntry {
+    pub source: String,
+    pub line: u64,
+    pub reason: String,
+    /// The line (lossy UTF-8; only the first KiB of an over-long line).
+    pub text: String,
+}
+
+/// What the parser thread hands over.
+#[derive(Default)]
+struct Chunk {
+    rows: Vec<Row>,
+    forward: Vec<Record>,
+    rejects: Vec<RejectEntry>,
+    read: u64,
+    dropped: u64,
+    /// An input error ends the run after this chunk is stored.
+    error: Option<String>,
+}
+
+/// Ingest `sources` in order. `on_reject` sees every rejected line as it is found.
+pub async fn ingest(
+    pool: &Pool,
+    sources: Vec<Source>,
+    opts: &IngestOptions,
+    sink: Option<&dyn RecordSink>,
+    on_reject: &mut (dyn FnMut(&RejectEntry) -> Result<()> + Send),
+) -> Result<Summary> {
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(opts.parallel.max(1));
+    let names: Vec<String> = sources.iter().map(Source::name).collect();
+    let parse_opts = opts.clone();
+    let has_sink = sink.is_some();
+    let parser = std::thread::Builder::new()
+        .name("kasm-db-parse".into())
+        .spawn(move || parse_all(sources, &parse_opts, has_sink, &tx))
+        .map_err(|e| Error::failed(format!("cannot start the parser thread: {e}")))?;
+
+    let mut summary = Summary::default();
+    let known: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let mut input_error = None;
+    let mut in_flight = FuturesUnordered::new();
+    let result: Result<()> = async {
+        while let Some(mut chunk) = rx.recv().await {
+            summary.read += chunk.read;
+            summary.dropped += chunk.dropped;
+            for r in &chunk.rejects {
+                summary.rejected += 1;
+                on_reject(r)?;
+            }
+            if !chunk.forward.is_empty() {
+                let sink = sink.expect("records are routed to forwarding only when a sink exists");
+                sink.submit(&chunk.forward).await?;
+                summary.forwarded += chunk.forward.len() as u64;
+            }
+            if let Some(e) = chunk.error.take() {
+                input_error = Some(e);
+            }
+            if !chunk.rows.is_empty() {
+                let rows = std::mem::take(&mut chunk.rows);
+                let known = &known;
+                in_flight.push(async move {
+                    let r = store_rows(pool, &opts.schema, &rows, known).await;
+                    (rows, r)
+                });
+                // Keep `parallel` COPY streams busy: the server parses jsonb on every core.
+                while in_flight.len() >= opts.parallel.max(1) {
+                    let done = in_flight.next().await.expect("non-empty");
+                    account(done, &names, &mut summary, on_reject)?;
+                }
+            }
+        }
+        while let Some(done) = in_flight.next().await {
+            account(done, &names, &mut summary, on_reject)?;
+        }
+        Ok(())
+    }
+    .await;
+    // Stop the parser if we bailed out early: dropping the receiver ends its sends.
+    drop(rx);
+    let _ = parser.join();
+    result?;
+    summary.duration_s = started.elapsed().as_secs_f64();
+    if let Some(e) = input_error {
+        return Err(Error::failed(format!(
+            "{e} (before that: {} lines read, {} stored, {} rejected)",
+            summary.read, summary.stored, summary.rejected
+        )));
+    }
+    Ok(summary)
+}
+
+type StoreResult = (Vec<Row>, std::result::Result<Stored, (Stored, Error)>);
+
+/// Add a finished batch to the summary and report the rows the server refused.
+fn account(
+    (rows, result): StoreResult,
+    names: &[String],
+    summary: &mut Summary,
+    on_reject: &mut (dyn FnMut(&RejectEntry) -> Result<()> + Send),
+) -> Result<()> {
+    let (stored, error) = match result {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e)),
+    };
+    summary.stored += stored.stored;
+    summary.stored_debug += stored.stored_debug;
+    if let Some(e) = error {
+        return Err(e.context(format!(
+            "storing logs failed after {} rows were stored",
+            summary.stored
+        )));
+    }
+    for (i, reason) in stored.refused {
+        let row = &rows[i];
+        summary.rejected += 1;
+        on_reject(&RejectEntry {
+            source: names[row.origin.0 as usize].clone(),
+            line: row.origin.1,
+            reason: Reject::ServerRefused(reason).to_string(),
+            text: row.record.data.clone(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Make sure the partitions of `rows` exist, then store them, retrying on a new connection
+/// when the connection fails (without storing any row twice).
+async fn store_rows(
+    pool: &Pool,
+    schema: &str,
+    rows: &[Row],
+    known: &Mutex<HashSet<String>>,
+) -> std::result::Result<Stored, (Stored, Error)> {
+    let mut needed: Vec<Partition> = Vec::new();
+    {
+        let known = known.lock().expect("partition cache lock");
+        for row in rows {
+            let p = partition::containing(row.record.class(), row.ingest_date);
+            if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
+                needed.push(p);
+            }
+        }
+    }
+    let mut job = StoreJob::new(rows.len());
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let outcome: Result<()> = async {
+            let mut client = db::get(pool).await?;
+            if !needed.is_empty() {
+                partitions::ensure(&mut client, schema, &needed).await?;
+                known
+                    .lock()
+                    .expect("partition cache lock")
+                    .extend(needed.drain(..).map(|p| p.name));
+            }
+            job.run(&client, schema, rows).await.map_err(Error::from)
+        }
+        .await;
+        match outcome {
+            Ok(()) => return Ok(job.out),
+            Err(e) if e.kind() == crate::error::Kind::Temporary && attempt < 6 => {
+                tracing::warn!(attempt, error = %e, "database connection lost while storing; retrying");
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+            }
+            Err(e) => return Err((job.out, e)),
+        }
+    }
+}
+
+/// The parser thread: read every source, parse, route, and send chunks.
+fn parse_all(
+    sources: Vec<Source>,
+    opts: &IngestOptions,
+    has_sink: bool,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
+) {
+    let mut chunk = Chunk::default();
+    let route = Routing::new(&opts.retention, opts.forward_all, has_sink);
+    for (index, source) in sources.iter().enumerate() {
+        let name = source.name();
+        let reader = match source.open() {
+            Ok(r) => r,
+            Err(e) => {
+                chunk.error = Some(format!("cannot read {name}: {e}"));
+                let _ = tx.blocking_send(chunk);
+                return;
+            }
+        };
+        let mut lines = LineReader::new(reader, opts.max_line_bytes);
+        loop {
+            let (line_no, line) = match lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => break,
+                Err(e) => {
+                    chunk.error = Some(format!(
+                        "cannot read {name} after line {}: {e}",
+                        lines.line_no
+                    ));
+                    let _ = tx.blocking_send(chunk);
+                    return;
+                }
+            };
+            chunk.read += 1;
+            let parsed = match line {
+                Line::TooLong { len, head } => Err((
+                    Reject::TooLong {
+                        len,
+                        limit: opts.max_line_bytes,
+                    },
+                    head,
+                )),
+                Line::Text(text) => {
+                    record::parse_line(text, opts.max_line_bytes).map_err(|e| (e, text))
+                }
+            };
+            match parsed {
+                Err((reason, text)) => chunk.rejects.push(RejectEntry {
+                    source: name.clone(),
+                    line: line_no,
+                    reason: reason.to_string(),
+                    text: String::from_utf8_lossy(text).into_owned(),
+                }),
+                Ok(rec) => {
+                    let (store, forward) = route.of(rec.class());
+                    if forward {
+                        chunk.forward.push(rec.clone());
+                    } else if !store {
+                        chunk.dropped += 1;
+                    }
+                    if store {
+                        chunk.rows.push(Row {
+                            log_id: uuid::Uuid::new_v4(),
+                            ingest_date: opts.received_at.unwrap_or_else(Utc::now),
+                            record: rec,
+                            origin: (index as u32, line_no),
+                        });
+                    }
+                }
+            }
+            if chunk.rows.len() >= opts.batch_rows
+                || chunk.forward.len() >= opts.batch_rows
+                || chunk.rejects.len() >= 10_000
+            {
+                let full = std::mem::take(&mut chunk);
+                if tx.blocking_send(full).is_err() {
+                    return; // the consumer stopped (it failed); it reports why
+                }
+            }
+        }
+    }
+    let _ = tx.blocking_send(chunk);
+}
+
+/// Per class: store in the database? forward to the SIEM?
+struct Routing {
+    store: [bool; 2],
+    forward: [bool; 2],
+}
+
+impl Routing {
+    fn new(retention: &RetentionConfig, forward_all: bool, has_sink: bool) -> Self {
+        let keep = |c: Class| !partition::window(retention, c).is_zero();
+        let store = [keep(Class::Debug), keep(Class::Logs)];
+        let forward = [
+            has_sink && (forward_all || !store[0]),
+            has_sink && (forward_all || !store[1]),
+        ];
+        Routing { store, forward }
+    }
+
+    fn of(&self, class: Class) -> (bool, bool) {
+        let i = class as usize;
+        (self.store[i], self.forward[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Window;
+
+    #[test]
+    fn routing_follows_retention_and_sink() {
+        let r = RetentionConfig {
+            debug: Window::ZERO,
+            logs: Window::from_secs(3600),
+        };
+        let no_sink = Routing::new(&r, false, false);
+        assert_eq!(no_sink.of(Class::Debug), (false, false)); // dropped
+        assert_eq!(no_sink.of(Class::Logs), (true, false));
+        let sink = Routing::new(&r, false, true);
+        assert_eq!(sink.of(Class::Debug), (false, true));
+        assert_eq!(sink.of(Class::Logs), (true, false));
+        let all = Routing::new(&r, true, true);
+        assert_eq!(all.of(Class::Logs), (true, true));
+    }
+}

@@ -1,0 +1,152 @@
+//! The range partitions of `logs` as they exist in the database: listing them with their
+//! bounds, and creating the ones ingest needs (on demand) or will need soon (premake).
+//!
+//! Creation runs in its own short transaction under an advisory lock (two ingesters never race
+//! on the same CREATE) with a lock timeout, separate from any purge or COPY transaction.
+
+use super::partition::{self, Partition};
+use super::record::Class;
+use crate::db::{ident, literal};
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+/// Advisory lock key serialising partition DDL ("kasm-db" + 2).
+const PARTITION_LOCK: i64 = 0x6b61_736d_6462_0002;
+
+/// Every range partition of both classes, oldest first. Partitions whose bounds are not a
+/// plain timestamp range (made by hand) are skipped with a warning.
+pub async fn list(client: &Client, schema: &str) -> Result<Vec<Partition>> {
+    // Bounds print in the session time zone: make it UTC for this session.
+    client.batch_execute("SET TIME ZONE 'UTC'").await?;
+    let rows = client
+        .query(
+            "SELECT c.relname::text, p.relname::text, pg_get_expr(c.relpartbound, c.oid)
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+             JOIN pg_namespace n ON n.oid = p.relnamespace
+             WHERE n.nspname = $1 AND p.relname = ANY($2)",
+            &[
+                &schema,
+                &vec![
+                    partition::parent(Class::Debug),
+                    partition::parent(Class::Logs),
+                ],
+            ],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        let parent: String = row.get(1);
+        let bound: String = row.get(2);
+        let class = if parent == partition::parent(Class::Debug) {
+            Class::Debug
+        } else {
+            Class::Logs
+        };
+        match parse_bound(&bound) {
+            Some((lower, upper)) => out.push(Partition {
+                name,
+                class,
+                lower,
+                upper,
+            }),
+            None => {
+                tracing::warn!(partition = %name, bound = %bound, "partition with unexpected bounds left alone")
+            }
+        }
+    }
+    out.sort_by_key(|p| (p.lower, p.class));
+    Ok(out)
+}
+
+/// "FOR VALUES FROM ('2026-11-24 10:00:00+00') TO ('2026-11-24 11:00:00+00')"
+fn parse_bound(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut quoted = text.split('\'').skip(1).step_by(2);
+    let parse = |s: &str| {
+        DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%#z")
+            .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let lower = parse(quoted.next()?)?;
+    let upper = parse(quoted.next()?)?;
+    Some((lower, upper))
+}
+
+/// Create `wanted` partitions that do not exist yet, in one transaction.
+pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let s = ident(schema);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
+        tx.query("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .await?;
+        let mut sql = String::new();
+        for p in wanted {
+            sql.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {s}.{} PARTITION OF {s}.{} FOR VALUES FROM ({}) TO ({});\n",
+                ident(&p.name),
+                ident(partition::parent(p.class)),
+                literal(&p.lower.to_rfc3339()),
+                literal(&p.upper.to_rfc3339()),
+            ));
+        }
+        match tx.batch_execute(&sql).await {
+            Ok(()) => {
+                tx.commit().await?;
+                return Ok(());
+            }
+            // 55P03 lock_not_available: a long DDL holds the parent; try again shortly.
+            Err(e)
+                if attempt < 5
+                    && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+            {
+                drop(tx);
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            Err(e) => {
+                let names: Vec<_> = wanted.iter().map(|p| p.name.as_str()).collect();
+                return Err(Error::from(e)
+                    .context(format!("cannot create partitions {}", names.join(", "))));
+            }
+        }
+    }
+}
+
+/// Create the current and next partitions of both classes whose retention keeps anything.
+pub async fn premake(
+    client: &mut Client,
+    schema: &str,
+    classes: &[Class],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let wanted: Vec<Partition> = classes
+        .iter()
+        .flat_map(|c| partition::premake(*c, now))
+        .collect();
+    ensure(client, schema, &wanted).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_postgres_bounds() {
+        let (l, u) =
+            parse_bound("FOR VALUES FROM ('2026-11-24 10:00:00+00') TO ('2026-11-24 11:00:00+00')")
+                .unwrap();
+        assert_eq!(l.to_rfc3339(), "2026-11-24T10:00:00+00:00");
+        assert_eq!(u.to_rfc3339(), "2026-11-24T11:00:00+00:00");
+        assert!(parse_bound("FOR VALUES FROM (MINVALUE) TO ('2026-11-24 11:00:00+00')").is_none());
+        assert!(parse_bound("DEFAULT").is_none());
+    }
+}
