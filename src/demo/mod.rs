@@ -41,8 +41,8 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("purge", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 3)".into())) })
         }),
-        ("size", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 8)".into())) })
+        ("size", |d| {
+            Box::pin(crate::maintenance::size::demo_stage(d))
         }),
         ("backup", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 6)".into())) })
