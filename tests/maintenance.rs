@@ -390,3 +390,59 @@ fn vacuum_full_skips_partitions_purge_will_drop_and_analyzes_parents() {
         v["suggestions"]
     );
 }
+
+#[test]
+fn record_sample_stores_the_sizes_for_the_trend() {
+    let record = |url: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let target = kasm_db::db::DbTarget::resolve(Some(url), &Default::default()).unwrap();
+            let client = kasm_db::db::connect(&target, kasm_db::db::Retry::default())
+                .await
+                .unwrap();
+            kasm_db::maintenance::samples::record_sample(&client, "public").await
+        })
+    };
+    // Without kasm-db's schema it says what to do and creates nothing.
+    let bare = fresh_db();
+    let e = record(&bare).unwrap_err().to_string();
+    assert!(e.contains("kasm-db migrate"), "{e}");
+    assert_eq!(
+        psql(&bare, "SELECT to_regclass('size_samples') IS NULL"),
+        "t"
+    );
+
+    let url = migrated();
+    partition(
+        &url,
+        "logs",
+        "logs_logs_ptest",
+        "2000-01-01 00:00+00",
+        "2100-01-01 00:00+00",
+    );
+    insert_logs(&url, "INFO", 1000, "2026-11-24 10:00:00+00", 3600);
+    let s = record(&url).unwrap();
+    let db = num(&url, "SELECT pg_database_size(current_database())");
+    assert!(
+        (s.database_bytes - db).abs() <= db / 20,
+        "{} vs {db}",
+        s.database_bytes
+    );
+    let part = num(&url, "SELECT pg_total_relation_size('logs_logs_ptest')");
+    assert!(
+        (s.logs_logs_bytes - part).abs() <= 64 * 1024,
+        "{} vs {part}",
+        s.logs_logs_bytes
+    );
+    assert!(s.logs_logs_bytes > 100_000);
+    assert_eq!(s.logs_debug_bytes, 0);
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 1);
+    assert_eq!(
+        num(&url, "SELECT database_bytes FROM size_samples"),
+        s.database_bytes
+    );
+    // One sample is not a trend.
+    let r = run(kasm_db(&["size", "--json", "--db", &url]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["trend"], Value::Null);
+}

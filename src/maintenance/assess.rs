@@ -36,8 +36,10 @@ pub struct ClassStats {
     pub projected_bytes: Option<u64>,
 }
 
-/// Steady state of one class: observed bytes per second of ingest span x the window. Zero
-/// for a zero window; None when the history is shorter than the projection needs.
+/// Steady state of one class: the `bytes` ingested between `oldest` and `newest`, per second,
+/// x the window. Callers pass only the records inside the window (so that records purge has
+/// not removed yet do not dilute the rate). Zero for a zero window; None when the history is
+/// shorter than the projection needs.
 pub fn project(
     bytes: u64,
     oldest: Option<DateTime<Utc>>,

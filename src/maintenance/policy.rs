@@ -257,9 +257,10 @@ pub fn autovacuum_suggestions(server_version_num: i32, has_kasm_db_logs: bool) -
              kasm-db vacuum on a schedule (schedule.vacuum) or upgrade to get autovacuum_vacuum_insert_threshold."
         ));
     }
-    s.push(format!(
-        "For {target}: autovacuum_freeze_min_age = 0 on partitions no longer written lets a single vacuum freeze them for good."
-    ));
+    s.push(
+        "Also autovacuum_freeze_min_age = 0 on log partitions no longer written, so that a single vacuum freezes them for good."
+            .to_string(),
+    );
     s.push(
         "Tables that purge or Kasm's retention DELETE from: autovacuum_vacuum_scale_factor = 0.05 and \
          autovacuum_analyze_scale_factor = 0.02 keep dead tuples from piling up between monthly maintenance runs."

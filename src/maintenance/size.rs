@@ -204,17 +204,29 @@ async fn class_stats(
         )
         .await?
         .get(0);
-    let range = if has_ingest_date {
-        "min(ingest_date)::timestamptz, max(ingest_date)::timestamptz"
+    // The rows inside the window (ingested at most `window` before now) give the ingest rate.
+    let window_s = window
+        .map(|w| w.as_duration().as_secs() as f64)
+        .unwrap_or(0.0);
+    let row = if has_ingest_date {
+        let sql = format!(
+            "SELECT count(*), min(ingest_date)::timestamptz, max(ingest_date)::timestamptz,
+                    count(*) FILTER (WHERE ingest_date >= now() - make_interval(secs => $1)),
+                    min(ingest_date) FILTER (WHERE ingest_date >= now() - make_interval(secs => $1))::timestamptz
+             FROM {name}"
+        );
+        client.query_one(&sql, &[&window_s]).await?
     } else {
-        "NULL::timestamptz, NULL::timestamptz"
+        let sql = format!(
+            "SELECT count(*), NULL::timestamptz, NULL::timestamptz, 0::bigint, NULL::timestamptz FROM {name}"
+        );
+        client.query_one(&sql, &[]).await?
     };
-    let row = client
-        .query_one(&format!("SELECT count(*), {range} FROM {name}"), &[])
-        .await?;
     let (rows, oldest, newest): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
         (row.get(0), row.get(1), row.get(2));
+    let (recent_rows, recent_oldest): (i64, Option<DateTime<Utc>>) = (row.get(3), row.get(4));
     let bytes = bytes.max(0) as u64;
+    let recent_bytes = (bytes as f64 * recent_rows as f64 / rows.max(1) as f64) as u64;
     Ok(ClassStats {
         class: class.to_string(),
         bytes,
@@ -223,7 +235,8 @@ async fn class_stats(
         newest,
         partitions: partitions.max(0) as u32,
         retention_s: window.map(|w| w.as_duration().as_secs()),
-        projected_bytes: window.and_then(|w| assess::project(bytes, oldest, newest, w)),
+        projected_bytes: window
+            .and_then(|w| assess::project(recent_bytes, recent_oldest, newest, w)),
     })
 }
 

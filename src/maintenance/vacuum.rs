@@ -251,26 +251,9 @@ pub async fn run(
         settings(client).await?.database_xid_age
     };
     let database_wraparound = policy::wraparound(database_xid_age, s.freeze_max_age);
-    if database_wraparound >= Wraparound::Overdue {
-        warnings.insert(
-            0,
-            format!(
-                "WRAPAROUND RISK: database {} has xid age {database_xid_age} (autovacuum_freeze_max_age {}; PostgreSQL stops accepting writes near 2^31 = 2147483648). Find what holds back the xmin horizon (long transactions, prepared transactions, stale replication slots) and vacuum now.",
-                s.database, s.freeze_max_age
-            ),
-        );
-    }
-    for r in reports
-        .iter()
-        .filter(|r| r.wraparound >= Some(Wraparound::Overdue))
-    {
-        warnings.push(format!(
-            "WRAPAROUND RISK: {} has xid age {} ({:?}); it needs VACUUM (FREEZE) and whatever blocks autovacuum removed.",
-            r.table,
-            r.xid_age.unwrap_or(0),
-            r.wraparound.unwrap_or(Wraparound::Ok)
-        ));
-    }
+    let mut risks = wraparound_warnings(&s.database, database_xid_age, s.freeze_max_age, &reports);
+    risks.append(&mut warnings);
+    let warnings = risks;
     let has_logs = before
         .iter()
         .any(|t| t.parent.as_deref() == Some("logs") && t.kind == 'p');
@@ -286,6 +269,39 @@ pub async fn run(
         warnings,
         suggestions: policy::autovacuum_suggestions(s.server_version_num, has_logs),
     })
+}
+
+/// One "WRAPAROUND RISK" sentence for the database and each table past
+/// autovacuum_freeze_max_age, worst first.
+pub fn wraparound_warnings(
+    database: &str,
+    database_xid_age: i64,
+    freeze_max_age: i64,
+    tables: &[TableReport],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let level = policy::wraparound(database_xid_age, freeze_max_age);
+    if level >= Wraparound::Overdue {
+        out.push(format!(
+            "WRAPAROUND RISK ({level:?}): database {database} has xid age {database_xid_age} \
+             (autovacuum_freeze_max_age {freeze_max_age}; PostgreSQL stops accepting writes near 2^31 = 2147483648). \
+             Find what holds back the xmin horizon (long or prepared transactions, stale replication slots) and vacuum now."
+        ));
+    }
+    let mut at_risk: Vec<&TableReport> = tables
+        .iter()
+        .filter(|r| r.wraparound >= Some(Wraparound::Overdue))
+        .collect();
+    at_risk.sort_by_key(|r| std::cmp::Reverse(r.xid_age));
+    for r in at_risk {
+        out.push(format!(
+            "WRAPAROUND RISK ({:?}): {} has xid age {}; it needs VACUUM (FREEZE), and whatever blocks autovacuum removed.",
+            r.wraparound.unwrap_or(Wraparound::Ok),
+            r.table,
+            r.xid_age.unwrap_or(0)
+        ));
+    }
+    out
 }
 
 /// Run one maintenance statement outside any transaction; VACUUM FULL under the lock timeout.
@@ -453,4 +469,73 @@ pub fn render(r: &VacuumReport, target: &str) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, xid_age: i64) -> TableReport {
+        TableReport {
+            table: name.into(),
+            kind: "r".into(),
+            live_tuples: 1,
+            dead_tuples: 0,
+            dead_ratio: 0.0,
+            last_vacuum: None,
+            last_autovacuum: None,
+            last_analyze: None,
+            last_autoanalyze: None,
+            xid_age: Some(xid_age),
+            wraparound: Some(policy::wraparound(xid_age, 200_000_000)),
+            reclaimable_bytes: 0,
+            bytes_before: 8192,
+            bytes_after: None,
+            action: Action::None,
+            reason: String::new(),
+            done: false,
+            skipped: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn wraparound_risk_cannot_be_missed() {
+        let tables = [
+            table("public.ok", 1000),
+            table("public.old", 250_000_000),
+            table("public.worse", 1_200_000_000),
+        ];
+        let w = wraparound_warnings("kasm", 1_200_000_000, 200_000_000, &tables);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("database kasm") && w[0].contains("Critical"));
+        assert!(w[1].contains("public.worse") && w[2].contains("public.old"));
+        let report = VacuumReport {
+            tables: tables.to_vec(),
+            released_bytes: 0,
+            database: "kasm".into(),
+            dry_run: true,
+            full: false,
+            freeze_max_age: 200_000_000,
+            database_xid_age: 1_200_000_000,
+            database_wraparound: Wraparound::Critical,
+            warnings: w,
+            suggestions: Vec::new(),
+        };
+        let text = render(&report, "postgres@db/kasm");
+        // A banner before anything else, and a reminder at the very end.
+        assert!(text.starts_with("!!!!"), "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().contains("WRAPAROUND RISK"),
+            "{text}"
+        );
+        assert!(
+            text.trim_end()
+                .ends_with("3 WRAPAROUND RISK(S): see the top of this report"),
+            "{text}"
+        );
+        // Nothing at risk: no banner.
+        let calm = wraparound_warnings("kasm", 1000, 200_000_000, &tables[..1]);
+        assert!(calm.is_empty());
+    }
 }
