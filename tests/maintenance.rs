@@ -446,3 +446,33 @@ fn record_sample_stores_the_sizes_for_the_trend() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["trend"], Value::Null);
 }
+
+#[test]
+fn size_and_vacuum_as_an_application_role_that_owns_nothing() {
+    let url = fresh_db();
+    bloated(&url, "t", 20_000, 90);
+    let role = format!("app_{}", std::process::id());
+    psql(
+        &url,
+        &format!(
+            "DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD 'app-secret'; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ),
+    );
+    let (rest, db) = url.rsplit_once('/').unwrap();
+    let host = rest.rsplit_once('@').unwrap().1;
+    let app_url = format!("postgres://{role}:app-secret@{host}/{db}");
+    let r = run(kasm_db(&["size", "--json", "--db", &app_url]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(json(&r)["database_bytes"].as_i64().unwrap() > 0);
+    let r = run(kasm_db(&["vacuum", "--full", "--json", "--db", &app_url]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("app-secret") && !r.stderr.contains("app-secret"));
+    let v = json(&r);
+    let t = table(&v, "public.t");
+    assert_eq!(
+        (t["action"].as_str(), t["done"].as_bool()),
+        (Some("none"), Some(false))
+    );
+    assert!(t["reason"].as_str().unwrap().contains("not owned"), "{t}");
+    assert_eq!(v["released_bytes"], 0);
+}

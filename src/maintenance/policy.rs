@@ -52,6 +52,9 @@ pub struct TableStat {
     pub last_autoanalyze: Option<DateTime<Utc>>,
     /// age(relfrozenxid); None for partitioned parents, which hold no rows.
     pub xid_age: Option<i64>,
+    /// Whether this role may VACUUM/ANALYZE it (owner, database owner or superuser);
+    /// PostgreSQL silently skips the others with a warning.
+    pub can_maintain: bool,
 }
 
 impl TableStat {
@@ -136,6 +139,12 @@ pub fn wraparound(xid_age: i64, freeze_max_age: i64) -> Wraparound {
 
 /// The maintenance (short of FULL) a table needs, and why.
 pub fn decide(t: &TableStat, freeze_max_age: i64) -> (Action, String) {
+    if !t.can_maintain {
+        return (
+            Action::None,
+            "not owned by this role: VACUUM and ANALYZE would skip it (run as its owner)".into(),
+        );
+    }
     if t.kind == 'p' {
         return (
             Action::Analyze,
@@ -185,7 +194,7 @@ pub fn decide(t: &TableStat, freeze_max_age: i64) -> (Action, String) {
 
 /// Whether VACUUM FULL is worth its exclusive lock: at least 1 MiB and 20% of the table back.
 pub fn worth_full(t: &TableStat) -> bool {
-    if t.kind == 'p' {
+    if t.kind == 'p' || !t.can_maintain {
         return false;
     }
     let r = reclaimable_bytes(t);
@@ -292,6 +301,7 @@ mod tests {
             last_analyze: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
             last_autoanalyze: None,
             xid_age: Some(1000),
+            can_maintain: true,
         }
     }
 
@@ -316,6 +326,13 @@ mod tests {
             (parent, Action::Analyze),
             (old, Action::VacuumFreeze),
             (modified, Action::Analyze),
+            (
+                TableStat {
+                    can_maintain: false,
+                    ..stat(20_000, 180_000)
+                },
+                Action::None,
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(decide(&t, 200_000_000).0, want, "{t:?}");

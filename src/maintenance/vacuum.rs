@@ -109,7 +109,10 @@ pub async fn table_stats(client: &Client) -> Result<Vec<TableStat>> {
                      WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND NOT st.inherited),
                     pg_relation_size(c.oid), pg_total_relation_size(c.oid),
                     s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
-                    CASE WHEN c.relkind = 'p' THEN NULL ELSE age(c.relfrozenxid)::bigint END
+                    CASE WHEN c.relkind = 'p' THEN NULL ELSE age(c.relfrozenxid)::bigint END,
+                    pg_has_role(c.relowner, 'USAGE')
+                      OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+                      OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
              WHERE c.relkind IN ('r', 'm', 'p')
@@ -138,6 +141,7 @@ pub async fn table_stats(client: &Client) -> Result<Vec<TableStat>> {
             last_analyze: r.get(13),
             last_autoanalyze: r.get(14),
             xid_age: r.get(15),
+            can_maintain: r.get(16),
         })
         .collect())
 }
@@ -160,12 +164,14 @@ pub async fn run(
                 skipped = Some("VACUUM FULL skipped: the partition is wholly past its retention window and purge will drop it".to_string());
             } else {
                 action = Action::VacuumFull;
+                let back = policy::reclaimable_bytes(t);
                 reason = format!(
-                    "{} of {} reclaimable (at least {} and {}%)",
-                    bytes(policy::reclaimable_bytes(t)),
+                    "{} of {} reclaimable (at least {} and {}%); the rewrite needs about {} of free disk meanwhile",
+                    bytes(back),
                     bytes(t.heap_bytes),
                     bytes(policy::FULL_MIN_BYTES),
-                    (policy::FULL_MIN_FRACTION * 100.0) as u32
+                    (policy::FULL_MIN_FRACTION * 100.0) as u32,
+                    bytes(t.total_bytes.saturating_sub(back))
                 );
             }
         }
