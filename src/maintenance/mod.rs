@@ -11,3 +11,4 @@ pub mod policy;
 pub mod samples;
 pub mod size;
 pub mod vacuum;
+pub mod vacuum_report;
