@@ -107,8 +107,8 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Backup(_) => Err(not_built("backup", 6)),
         Command::Backups(_) => Err(not_built("backups", 6)),
         Command::Restore(_) => Err(not_built("restore", 7)),
-        Command::Size(_) => Err(not_built("size", 8)),
-        Command::Vacuum(_) => Err(not_built("vacuum", 8)),
+        Command::Size(args) => crate::maintenance::size::size(&ctx, &args).await,
+        Command::Vacuum(args) => crate::maintenance::vacuum::vacuum(&ctx, &args).await,
         Command::Report(_) => Err(not_built("report", 9)),
         Command::Completions { .. }
         | Command::Man

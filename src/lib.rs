@@ -9,6 +9,7 @@ pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod logs;
+pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
 pub mod sizing;

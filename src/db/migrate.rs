@@ -20,12 +20,20 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new ones at the end; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "logs",
-    creates: &["logs", "logs_debug", "logs_logs"],
-    sql: include_str!("../../sql/0001_logs.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "logs",
+        creates: &["logs", "logs_debug", "logs_logs"],
+        sql: include_str!("../../sql/0001_logs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "size_samples",
+        creates: &["size_samples"],
+        sql: include_str!("../../sql/0002_size_samples.sql"),
+    },
+];
 
 /// Advisory lock key for migrations ("kasm-db" + 1).
 const MIGRATE_LOCK: i64 = 0x6b61_736d_6462_0001;

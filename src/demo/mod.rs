@@ -37,8 +37,8 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("migrate", |d| Box::pin(stage_migrate(d))),
         ("ingest", |d| Box::pin(crate::logs::demo::ingest_stage(d))),
         ("purge", |d| Box::pin(crate::logs::demo::purge_stage(d))),
-        ("size", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 8)".into())) })
+        ("size", |d| {
+            Box::pin(crate::maintenance::size::demo_stage(d))
         }),
         ("backup", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 6)".into())) })
