@@ -119,9 +119,8 @@ impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection or an I/O failure is temporary; a server error is a failed job.
         // tokio-postgres never includes the password in its errors.
-        let kind = if e.is_closed()
-            || e.as_db_error().is_none()
-                && std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        let kind = if crate::db::is_transient(&e)
+            && !matches!(e.code().map(|c| &c.code()[..2]), Some("40" | "55"))
         {
             Kind::Temporary
         } else {

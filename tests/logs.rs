@@ -463,3 +463,54 @@ fn a_long_reader_does_not_make_purge_hang() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["partitions_dropped"].as_u64().unwrap() >= 1, "{v}");
 }
+
+#[test]
+fn a_database_restart_during_ingest_loses_and_duplicates_nothing() {
+    // A dedicated cluster: stopping the shared one would disturb the other tests.
+    let mut cluster = kasm_db::pgtemp::Cluster::start().unwrap();
+    let db = cluster.fresh_db("restart").unwrap();
+    let url = cluster.url(&db);
+    assert_eq!(run(kasm_db(&["migrate", "--db", &url])).code, 0);
+    let mut child = kasm_db(&["ingest", "--json", "--db", &url])
+        .env("KASM_DB_INGEST_BATCH_ROWS", "500")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let total = 6000;
+    for i in 0..total {
+        writeln!(stdin, r#"{{"levelname":"INFO","message":"r{i}"}}"#).unwrap();
+        if i == 2000 {
+            stdin.flush().unwrap();
+            // Let the first batches land, then take the server away for a moment.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while cluster
+                .psql(&db, "SELECT count(*) FROM logs")
+                .map(|n| n.parse::<u32>().unwrap_or(0))
+                .unwrap_or(0)
+                < 1000
+            {
+                assert!(Instant::now() < deadline, "first batches never arrived");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cluster.stop().unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            cluster.restart().unwrap();
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(v["stored"], total, "{v} {stderr}");
+    assert_eq!(v["rejected"], 0, "{v} {stderr}");
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT count(*), count(DISTINCT message) FROM logs")
+            .unwrap(),
+        format!("{total}|{total}")
+    );
+}

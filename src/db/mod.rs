@@ -102,6 +102,21 @@ pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
     })
 }
 
+/// Whether an error is about the connection or the server's state rather than the data sent:
+/// the connection broke, the server is shutting down or restarting (class 57), out of resources
+/// (53), a connection exception (08), a serialization failure or deadlock (40), or a lock not
+/// available (55). Such errors are retried; the others are the data's fault.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "55" | "57" | "58"),
+        // No SQLSTATE: transient when it is an I/O failure (not, say, a client-side encoding error).
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
 /// Quote an identifier for SQL (`"name"`, doubling quotes).
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

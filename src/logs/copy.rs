@@ -141,7 +141,7 @@ impl StoreJob {
                         .filter(|r| r.record.class() == Class::Debug)
                         .count() as u64;
                 }
-                Err(e) if e.as_db_error().is_some() && !client.is_closed() => {
+                Err(e) if !crate::db::is_transient(&e) && !client.is_closed() => {
                     if range.len() == 1 {
                         let db = e.as_db_error().expect("checked above");
                         self.out
