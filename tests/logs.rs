@@ -292,6 +292,24 @@ fn put(url: &str, level: &str, msg: &str, when: &str) {
     assert_eq!(v["stored"], 1, "{v}");
 }
 
+/// `kasm-db purge --json --now T0` (plus `extra`) on `url`; the result and its deleted counts.
+fn purge_at_t0(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Value, (u64, u64)) {
+    let mut args = vec!["purge", "--json", "--now", T0, "--db", url];
+    args.extend_from_slice(extra);
+    let mut cmd = kasm_db(&args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let counts = (
+        v["debug_deleted"].as_u64().unwrap(),
+        v["logs_deleted"].as_u64().unwrap(),
+    );
+    (v, counts)
+}
+
 fn messages(url: &str) -> String {
     psql(
         url,
@@ -314,22 +332,8 @@ fn purge_windows_are_exact_at_the_boundary() {
     let partitions_before: i64 = psql(&url, "SELECT count(*) FROM pg_inherits WHERE inhparent IN ('logs_debug'::regclass, 'logs_logs'::regclass)").parse().unwrap();
 
     // Dry run: reports, changes nothing.
-    let r = run(kasm_db(&[
-        "purge",
-        "--json",
-        "--dry-run",
-        "--now",
-        T0,
-        "--db",
-        &url,
-    ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(
-        (v["debug_deleted"].as_u64(), v["logs_deleted"].as_u64()),
-        (Some(2), Some(2)),
-        "{v}"
-    );
+    let (v, deleted) = purge_at_t0(&url, &["--dry-run"], &[]);
+    assert_eq!(deleted, (2, 2), "{v}");
     assert!(v["partitions_dropped"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(
         messages(&url),
@@ -338,14 +342,8 @@ fn purge_windows_are_exact_at_the_boundary() {
     let partitions_after_dry: i64 = psql(&url, "SELECT count(*) FROM pg_inherits WHERE inhparent IN ('logs_debug'::regclass, 'logs_logs'::regclass)").parse().unwrap();
     assert_eq!(partitions_before, partitions_after_dry);
 
-    let r = run(kasm_db(&["purge", "--json", "--now", T0, "--db", &url]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(
-        (v["debug_deleted"].as_u64(), v["logs_deleted"].as_u64()),
-        (Some(2), Some(2)),
-        "{v}"
-    );
+    let (v, deleted) = purge_at_t0(&url, &[], &[]);
+    assert_eq!(deleted, (2, 2), "{v}");
     // A record exactly at the cutoff is not older than the window: kept.
     assert_eq!(messages(&url), "d_edge,d_new,l_new,l_now");
     // Whole partitions past the window are gone, not just emptied.
@@ -358,13 +356,8 @@ fn purge_windows_are_exact_at_the_boundary() {
     );
     assert_eq!(old_parts, "0");
     // Idempotent.
-    let r = run(kasm_db(&["purge", "--json", "--now", T0, "--db", &url]));
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(
-        (v["debug_deleted"].as_u64(), v["logs_deleted"].as_u64()),
-        (Some(0), Some(0)),
-        "{v}"
-    );
+    let (v, deleted) = purge_at_t0(&url, &[], &[]);
+    assert_eq!(deleted, (0, 0), "{v}");
 }
 
 #[test]
@@ -385,9 +378,7 @@ fn retention_zero_keeps_a_class_out_and_purges_it_whole() {
         "{v}"
     );
     assert_eq!(messages(&url), "d1,i1,i2");
-    let r = run(kasm_db(&["purge", "--json", "--now", T0, "--db", &url])
-        .env("KASM_DB_RETENTION_DEBUG", "0"));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    purge_at_t0(&url, &[], &[("KASM_DB_RETENTION_DEBUG", "0")]);
     assert_eq!(messages(&url), "i1,i2");
     assert_eq!(
         psql(
@@ -459,8 +450,7 @@ fn a_long_reader_does_not_make_purge_hang() {
     assert_eq!(messages(&url), "d_new");
     assert_eq!(v["deferred"].as_array().unwrap().len(), 1, "{v}");
     // And the next purge, with the reader gone, drops it.
-    let r = run(kasm_db(&["purge", "--json", "--now", T0, "--db", &url]));
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let (v, _) = purge_at_t0(&url, &[], &[]);
     assert!(v["partitions_dropped"].as_u64().unwrap() >= 1, "{v}");
 }
 
