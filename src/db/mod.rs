@@ -58,7 +58,14 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
                         db.message()
                     )));
                 }
-                last = e.to_string();
+                last = chain(&e);
+                // A certificate that does not verify will not verify on the next attempt either.
+                if tls_failure(&e) {
+                    return Err(Error::failed(format!(
+                        "cannot connect to postgres {}: {last}",
+                        target.redacted()
+                    )));
+                }
                 if attempt < retry.attempts {
                     tracing::warn!(target = %target.redacted(), attempt, error = %last, "postgres unreachable, retrying");
                     let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
@@ -73,6 +80,41 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
         target.redacted(),
         retry.attempts
     )))
+}
+
+/// An error with its causes, "outer: cause: cause" (tokio-postgres hides the TLS reason in them).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A TLS handshake or certificate failure (as opposed to an unreachable server).
+fn tls_failure(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    e.to_string().contains("TLS handshake")
 }
 
 /// A pool of up to `size` connections; the first connection is made (with retries) before
