@@ -272,7 +272,14 @@ fn sizes_section(out: &mut String, data: &ReportData) {
         .iter()
         .map(|s| (s.name.clone(), s.color.clone()))
         .collect();
-    if reference.is_some() {
+    let data_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    if reference
+        .as_ref()
+        .is_some_and(|r| svg::ref_in_scale(data_max, r.value))
+    {
         items.push(("tier disk (dashed)".into(), "#dc2626".into()));
     }
     legend(out, &items);
@@ -570,6 +577,8 @@ mod tests {
         }
         assert!(html.contains("No backup target configured"));
         assert!(html.contains("Sizing tier for 200 sessions"));
+        // 34 MiB against an 80 GB tier: the tier line is named off-scale, not in the legend.
+        assert!(html.contains("off this scale") && !html.contains("tier disk (dashed)"));
         // Nothing from outside: the only URL is the SVG namespace, which loads nothing.
         let without_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
         for bad in [

@@ -44,7 +44,7 @@ impl Unit {
             Unit::Seconds => {
                 if v >= 3600.0 {
                     format!("{} h", crate::sizing::num(v / 3600.0))
-                } else if v >= 60.0 {
+                } else if v >= 120.0 {
                     format!("{} min", crate::sizing::num(v / 60.0))
                 } else {
                     format!("{} s", crate::sizing::num(v))
@@ -89,6 +89,19 @@ pub fn value_ticks(max: f64, unit: Unit, n: usize) -> (f64, f64) {
         _ => 1.0,
     };
     let raw = max / scale / n.max(1) as f64;
+    if unit == Unit::Seconds {
+        // Durations step by what a clock shows: 10 s, 30 s, 1 min, 5 min, 15 min, 1 h, ...
+        const NICE: [f64; 16] = [
+            1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+            3600.0, 7200.0, 21600.0,
+        ];
+        let step = NICE
+            .iter()
+            .copied()
+            .find(|s| *s >= raw)
+            .unwrap_or_else(|| (raw / 21600.0).ceil() * 21600.0);
+        return ((max / step).ceil() * step, step);
+    }
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
@@ -187,9 +200,17 @@ fn axes(out: &mut String, f: &Frame, step: f64, unit: Unit) {
     }
     for (t, label) in time_ticks(f.x0, f.x1, 8) {
         let x = f.x(t);
+        // Labels at the edges grow inwards so that they are not cut off.
+        let anchor = if x > WIDTH - RIGHT - 45.0 {
+            "end"
+        } else if x < LEFT + 45.0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
-            r#"<line class="tick" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            r#"<line class="tick" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
             HEIGHT - BOTTOM,
             HEIGHT - BOTTOM + 4.0,
             HEIGHT - BOTTOM + 18.0,
@@ -224,6 +245,11 @@ pub struct RefLine {
 /// flatten the data); it is named at the top of the chart instead.
 pub const REF_SCALE_LIMIT: f64 = 4.0;
 
+/// Whether a reference line at `value` is drawn to scale above data reaching `data_max`.
+pub fn ref_in_scale(data_max: f64, value: f64) -> bool {
+    value > 0.0 && value <= data_max.max(1.0) * REF_SCALE_LIMIT
+}
+
 /// A line chart over time. Points are joined per series; each point also gets a marker with a
 /// tooltip when there are few enough to see.
 pub fn line_chart(
@@ -248,9 +274,8 @@ pub fn line_chart(
         x1 += 3600.0;
     }
     let data_max = all.iter().map(|p| p.1).fold(0.0, f64::max);
-    let ref_in_scale =
-        reference.filter(|r| r.value > 0.0 && r.value <= data_max.max(1.0) * REF_SCALE_LIMIT);
-    let top = ref_in_scale.map_or(data_max, |r| r.value.max(data_max));
+    let in_scale = reference.filter(|r| ref_in_scale(data_max, r.value));
+    let top = in_scale.map_or(data_max, |r| r.value.max(data_max));
     let (ymax, step) = value_ticks(top * 1.05, unit, 5);
     let f = Frame { x0, x1, ymax };
     let markers = all.len() <= 240;
@@ -262,7 +287,7 @@ pub fn line_chart(
     let mut out = String::new();
     open_svg(&mut out, label, marks);
     axes(&mut out, &f, step, unit);
-    if let Some(r) = ref_in_scale {
+    if let Some(r) = in_scale {
         let y = f.y(r.value);
         let _ = write!(
             out,
@@ -576,7 +601,11 @@ mod tests {
     fn units_read_like_people_write_them() {
         assert_eq!(Unit::Count.format(1500.0), "1.5k");
         assert_eq!(Unit::Count.format(2_000_000.0), "2M");
-        assert_eq!(Unit::Seconds.format(90.0), "1.5 min");
+        assert_eq!(Unit::Seconds.format(90.0), "90 s");
+        assert_eq!(Unit::Seconds.format(150.0), "2.5 min");
+        // Duration axes step by clock-friendly amounts, never 1.67 min.
+        assert_eq!(value_ticks(84.0, Unit::Seconds, 5), (100.0, 20.0));
+        assert_eq!(value_ticks(2900.0, Unit::Seconds, 5), (3000.0, 600.0));
         assert_eq!(Unit::Seconds.format(12.0), "12 s");
         assert_eq!(percent(1.0, 4.0), "25%");
         assert_eq!(percent(1.0, 0.0), "n/a");
