@@ -308,6 +308,13 @@ fn assert_pinned(image: &str, allowed_repos: &[&str]) {
 
 #[test]
 fn compose_file_parses_and_names_real_pinned_images() {
+    // Variables the operator exports for compose must not be named KASM_DB_*: exported in the
+    // same shell, kasm-db would read them as config keys and stop with exit 2.
+    let raw = std::fs::read_to_string(root().join("docker/compose.yaml")).unwrap();
+    assert!(
+        !raw.contains("${KASM_DB_"),
+        "compose interpolates a KASM_DB_* variable"
+    );
     let docs = yaml_documents(&root().join("docker/compose.yaml"));
     assert_eq!(docs.len(), 1);
     let services = docs[0]["services"].as_object().expect("services mapping");
