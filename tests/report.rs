@@ -51,7 +51,8 @@ fn ingest_at(url: &str, lines: &str, at: &str) -> u64 {
     v["stored"].as_u64().unwrap()
 }
 
-/// A migrated database with logs over the last HOURS hours and six size samples.
+/// A migrated database with logs over the last HOURS hours and seven size samples (six
+/// inserted over the last day, one measured now).
 /// Returns the URL and how many records were stored.
 fn populated_db() -> (String, u64) {
     let url = fresh_db();
@@ -86,6 +87,25 @@ fn populated_db() -> (String, u64) {
         ));
     }
     psql(&url, &sql);
+    // And one real sample, measured now by the library function `serve`'s schedule calls.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sample = rt.block_on(async {
+        let target =
+            kasm_db::db::DbTarget::resolve(Some(&url), &std::collections::BTreeMap::new()).unwrap();
+        let client = kasm_db::db::connect(&target, kasm_db::db::Retry::default())
+            .await
+            .unwrap();
+        kasm_db::maintenance::samples::record_sample(&client, "public")
+            .await
+            .unwrap()
+    });
+    assert!(
+        sample.database_bytes > 0 && sample.logs_logs_bytes > 0,
+        "{sample:?}"
+    );
     (url, stored)
 }
 
@@ -116,7 +136,7 @@ fn report_renders_in_chromium_with_every_chart_drawn() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["log_records"].as_u64(), Some(stored), "{v}");
     assert_eq!(v["log_hours"].as_u64(), Some(HOURS as u64), "{v}");
-    assert_eq!(v["size_samples"].as_u64(), Some(6), "{v}");
+    assert_eq!(v["size_samples"].as_u64(), Some(7), "{v}");
     assert!(v["backups"].is_null(), "{v}");
 
     let html = std::fs::read_to_string(&html_path).unwrap();
@@ -174,8 +194,8 @@ fn report_renders_in_chromium_with_every_chart_drawn() {
         .unwrap();
     assert_eq!(
         sizes.1,
-        3 * (1 + 6),
-        "three series of six points: {sizes:?}"
+        3 * (1 + 7),
+        "three series of seven points: {sizes:?}"
     );
 }
 
