@@ -130,6 +130,7 @@ fn services_are_hardened_and_take_secrets_out_of_band() {
             ("CapabilityBoundingSet", ""),
             ("UMask", "0077"),
             ("SystemCallArchitectures", "native"),
+            ("SystemCallErrorNumber", "EPERM"),
             ("LoadCredential", "kasm-db.toml:/etc/kasm-db/kasm-db.toml"),
             ("Environment", "KASM_DB_CONFIG=%d/kasm-db.toml"),
             ("EnvironmentFile", "-/etc/kasm-db/kasm-db.env"),
