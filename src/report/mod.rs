@@ -2,15 +2,17 @@
 //! would rather look at than read: database and `logs` size over time (size samples), log
 //! volume per hour by level and by application, backups over time, and the sizing tier line.
 //!
-//! Layout: the plain data types here; [`svg`] (charts) and [`page`] (the page) are pure
-//! renderers; [`query`] reads the database (read-only); [`cmd`] wires them to the command.
+//! Layout: the plain data types here; [`scale`] (axes, units), [`svg`] (charts) and [`page`]
+//! (the page) are pure renderers; [`query`] reads the database (read-only); [`cmd`] wires them to the command.
 //! The page must never reference anything outside itself (no scripts, styles, fonts or images
 //! from elsewhere) and must never contain a secret: it names the database as
 //! `user@host:port/dbname`, never its URL.
 
+pub mod backups;
 pub mod cmd;
 pub mod page;
 pub mod query;
+pub mod scale;
 pub mod svg;
 
 use chrono::{DateTime, Utc};

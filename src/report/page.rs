@@ -7,7 +7,7 @@
 //! test can tell that the charts rendered; the page reads the same without it.
 
 use super::svg::{self, Bar, RefLine, Segment, Series, Unit, esc};
-use super::{BackupPoint, Backups, HourCount, LogsSource, ReportData};
+use super::{Backups, HourCount, LogsSource, ReportData};
 use crate::sizing::{bytes, database::tier};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -95,7 +95,7 @@ pub fn render(data: &ReportData) -> String {
     tier_section(&mut out, data);
     sizes_section(&mut out, data);
     volume_sections(&mut out, data);
-    backups_section(&mut out, &data.backups);
+    super::backups::section(&mut out, &data.backups);
     let _ = writeln!(
         out,
         "</main><footer>kasm-db {} &middot; a self-contained page: no network needed to view it</footer><script>{SCRIPT}</script></body></html>",
@@ -132,7 +132,7 @@ fn cards(out: &mut String, data: &ReportData) {
     out.push_str("</div>");
 }
 
-fn legend(out: &mut String, items: &[(String, String)]) {
+pub(super) fn legend(out: &mut String, items: &[(String, String)]) {
     out.push_str(r#"<ul class="legend">"#);
     for (name, color) in items {
         let _ = write!(
@@ -145,7 +145,7 @@ fn legend(out: &mut String, items: &[(String, String)]) {
     out.push_str("</ul>");
 }
 
-fn section_open(out: &mut String, id: &str, title: &str, note: &str) {
+pub(super) fn section_open(out: &mut String, id: &str, title: &str, note: &str) {
     let _ = write!(
         out,
         r#"<section id="{id}"><h2>{}</h2><p class="note">{}</p>"#,
@@ -154,7 +154,7 @@ fn section_open(out: &mut String, id: &str, title: &str, note: &str) {
     );
 }
 
-fn empty(out: &mut String, text: &str) {
+pub(super) fn empty(out: &mut String, text: &str) {
     let _ = write!(out, r#"<p class="empty">{}</p>"#, esc(text));
 }
 
@@ -403,112 +403,6 @@ fn volume_sections(out: &mut String, data: &ReportData) {
     out.push_str("</section>");
 }
 
-const VERIFIED: (&str, &str) = ("verified", "#16a34a");
-const UNVERIFIED: (&str, &str) = ("not verified", "#94a3b8");
-const FAILED: (&str, &str) = ("verify failed", "#dc2626");
-
-fn verified_style(b: &BackupPoint) -> (&'static str, &'static str) {
-    match b.verified {
-        Some(true) => VERIFIED,
-        Some(false) => FAILED,
-        None => UNVERIFIED,
-    }
-}
-
-/// Bars for backups: each centred on its creation time, as wide as a twentieth of the span
-/// (at least an hour) so that daily backups read as a row of bars.
-fn backup_bars(points: &[BackupPoint], value: impl Fn(&BackupPoint) -> f64) -> Vec<Bar> {
-    let (lo, hi) = points.iter().fold((i64::MAX, i64::MIN), |(a, b), p| {
-        (a.min(p.created.timestamp()), b.max(p.created.timestamp()))
-    });
-    let width = (((hi - lo) as f64) / 20.0).max(3600.0);
-    points
-        .iter()
-        .map(|p| {
-            let (label, color) = verified_style(p);
-            let t = p.created.timestamp() as f64;
-            Bar {
-                t0: t - width / 2.0,
-                t1: t + width / 2.0,
-                segments: vec![Segment {
-                    value: value(p),
-                    color: color.into(),
-                    label: format!("{} ({label})", p.id),
-                }],
-            }
-        })
-        .collect()
-}
-
-fn backups_section(out: &mut String, backups: &Backups) {
-    match backups {
-        Backups::NotConfigured => {
-            section_open(out, "backups", "Backups", "");
-            empty(
-                out,
-                "No backup target configured: set backup.to (s3://bucket/prefix or a directory) to see backups here.",
-            );
-        }
-        Backups::Unavailable { target, reason } => {
-            section_open(out, "backups", "Backups", &format!("Target {target}."));
-            empty(out, &format!("Backups could not be read: {reason}."));
-        }
-        Backups::Listed { target, points } if points.is_empty() => {
-            section_open(out, "backups", "Backups", &format!("Target {target}."));
-            empty(out, "No complete backups at this target yet.");
-        }
-        Backups::Listed { target, points } => {
-            let mut points = points.clone();
-            points.sort_by_key(|p| p.created);
-            section_open(
-                out,
-                "backups",
-                "Backups over time",
-                &format!(
-                    "{} complete backups at {target}. Bar colour: verified, not verified, verify failed.",
-                    points.len()
-                ),
-            );
-            out.push_str("<h3>Size</h3>");
-            out.push_str(&svg::bar_chart(
-                "backup size",
-                &backup_bars(&points, |p| p.size_bytes as f64),
-                Unit::Bytes,
-            ));
-            if points.iter().any(|p| p.duration_s.is_some()) {
-                out.push_str("<h3>Duration</h3>");
-                out.push_str(&svg::bar_chart(
-                    "backup duration",
-                    &backup_bars(&points, |p| p.duration_s.unwrap_or(0.0)),
-                    Unit::Seconds,
-                ));
-            }
-            let items: Vec<(String, String)> = [VERIFIED, UNVERIFIED, FAILED]
-                .iter()
-                .map(|(l, c)| (l.to_string(), c.to_string()))
-                .collect();
-            legend(out, &items);
-            out.push_str(r#"<table><thead><tr><th>backup</th><th>created</th><th class="num">size</th><th class="num">duration</th><th>verified</th></tr></thead><tbody>"#);
-            for p in points.iter().rev().take(10) {
-                let _ = write!(
-                    out,
-                    r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-                    esc(&p.id),
-                    p.created.format("%Y-%m-%d %H:%M"),
-                    esc(&bytes(p.size_bytes)),
-                    esc(&p
-                        .duration_s
-                        .map(|d| Unit::Seconds.format(d))
-                        .unwrap_or_default()),
-                    verified_style(p).0
-                );
-            }
-            out.push_str("</tbody></table>");
-        }
-    }
-    out.push_str("</section>");
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::{Current, SizePoint};
@@ -643,36 +537,6 @@ mod tests {
         assert_eq!(html.matches("<svg class=\"chart\"").count(), 0);
         d.sizes = Some(Vec::new());
         assert!(render(&d).contains("No size samples yet"));
-    }
-
-    #[test]
-    fn backups_draw_size_and_duration_coloured_by_verification() {
-        let mut d = data();
-        d.backups = Backups::Listed {
-            target: "s3://b/p".into(),
-            points: (0..3)
-                .map(|i| BackupPoint {
-                    id: format!("b{i}"),
-                    created: t0() + Duration::days(i),
-                    size_bytes: (5 + i as u64) << 20,
-                    duration_s: Some(30.0 + i as f64),
-                    verified: [Some(true), None, Some(false)][i as usize],
-                })
-                .collect(),
-        };
-        let html = render(&d);
-        assert!(html.contains("Backups over time"));
-        assert_eq!(html.matches("<svg class=\"chart\"").count(), 5);
-        assert!(html.contains("<rect class=\"mark bar\""));
-        for c in [VERIFIED.1, UNVERIFIED.1, FAILED.1] {
-            assert!(html.contains(&format!("fill=\"{c}\"")), "{c}");
-        }
-        assert!(html.contains("<td>b2</td>"));
-        d.backups = Backups::Unavailable {
-            target: "s3://b/p".into(),
-            reason: "not built in".into(),
-        };
-        assert!(render(&d).contains("Backups could not be read: not built in."));
     }
 
     #[test]
