@@ -136,7 +136,10 @@ pub fn line_chart(
     let data_max = all.iter().map(|p| p.1).fold(0.0, f64::max);
     let in_scale = reference.filter(|r| ref_in_scale(data_max, r.value));
     let top = in_scale.map_or(data_max, |r| r.value.max(data_max));
-    let (ymax, step) = value_ticks(top * 1.05, unit, 5);
+    // Room above the data for the off-scale note, so that it never covers a point.
+    let off_scale = in_scale.is_none() && reference.is_some_and(|r| r.value > 0.0);
+    let headroom = if off_scale { 1.2 } else { 1.05 };
+    let (ymax, step) = value_ticks(top * headroom, unit, 5);
     let f = Frame { x0, x1, ymax };
     let markers = all.len() <= 240;
     let marks = series
@@ -157,7 +160,7 @@ pub fn line_chart(
             y - 5.0,
             esc(&r.label)
         );
-    } else if let Some(r) = reference.filter(|r| r.value > 0.0) {
+    } else if let Some(r) = reference.filter(|_| off_scale) {
         let _ = write!(
             out,
             r#"<g class="ref off-scale"><text x="{:.1}" y="{:.1}" text-anchor="end">&#9650; {} (off this scale: {} of it used)</text></g>"#,
