@@ -109,7 +109,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Restore(_) => Err(not_built("restore", 7)),
         Command::Size(args) => crate::maintenance::size::size(&ctx, &args).await,
         Command::Vacuum(args) => crate::maintenance::vacuum::vacuum(&ctx, &args).await,
-        Command::Report(_) => Err(not_built("report", 9)),
+        Command::Report(args) => crate::report::cmd::report(&ctx, &args).await,
         Command::Completions { .. }
         | Command::Man
         | Command::Plan(_)

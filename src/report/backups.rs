@@ -1,0 +1,171 @@
+//! The report's backups section: each complete backup as a bar of its size and one of its
+//! duration, coloured by whether it was verified, and a table of the latest ten; or a line
+//! saying why there is nothing to show.
+//!
+//! Pure rendering: never lists, reads or touches a backup target; [`Backups`] is handed in.
+
+use super::page::{empty, legend, section_open};
+use super::svg::{self, Bar, Segment, Unit, esc};
+use super::{BackupPoint, Backups};
+use crate::sizing::bytes;
+use std::fmt::Write;
+
+const VERIFIED: (&str, &str) = ("verified", "#16a34a");
+const UNVERIFIED: (&str, &str) = ("not verified", "#94a3b8");
+const FAILED: (&str, &str) = ("verify failed", "#dc2626");
+
+fn verified_style(b: &BackupPoint) -> (&'static str, &'static str) {
+    match b.verified {
+        Some(true) => VERIFIED,
+        Some(false) => FAILED,
+        None => UNVERIFIED,
+    }
+}
+
+/// Bars for backups: each centred on its creation time, as wide as a twentieth of the span
+/// (at least an hour) so that daily backups read as a row of bars.
+fn backup_bars(points: &[BackupPoint], value: impl Fn(&BackupPoint) -> f64) -> Vec<Bar> {
+    let (lo, hi) = points.iter().fold((i64::MAX, i64::MIN), |(a, b), p| {
+        (a.min(p.created.timestamp()), b.max(p.created.timestamp()))
+    });
+    let width = (((hi - lo) as f64) / 20.0).max(3600.0);
+    points
+        .iter()
+        .map(|p| {
+            let (label, color) = verified_style(p);
+            let t = p.created.timestamp() as f64;
+            Bar {
+                t0: t - width / 2.0,
+                t1: t + width / 2.0,
+                segments: vec![Segment {
+                    value: value(p),
+                    color: color.into(),
+                    label: format!("{} ({label})", p.id),
+                }],
+            }
+        })
+        .collect()
+}
+
+/// The backups section: size and duration bars coloured by verification, and the latest ten.
+pub fn section(out: &mut String, backups: &Backups) {
+    match backups {
+        Backups::NotConfigured => {
+            section_open(out, "backups", "Backups", "");
+            empty(
+                out,
+                "No backup target configured: set backup.to (s3://bucket/prefix or a directory) to see backups here.",
+            );
+        }
+        Backups::Unavailable { target, reason } => {
+            section_open(out, "backups", "Backups", &format!("Target {target}."));
+            empty(out, &format!("Backups could not be read: {reason}."));
+        }
+        Backups::Listed { target, points } if points.is_empty() => {
+            section_open(out, "backups", "Backups", &format!("Target {target}."));
+            empty(out, "No complete backups at this target yet.");
+        }
+        Backups::Listed { target, points } => {
+            let mut points = points.clone();
+            points.sort_by_key(|p| p.created);
+            section_open(
+                out,
+                "backups",
+                "Backups over time",
+                &format!(
+                    "{} complete backups at {target}. Bar colour: verified, not verified, verify failed.",
+                    points.len()
+                ),
+            );
+            out.push_str("<h3>Size</h3>");
+            out.push_str(&svg::bar_chart(
+                "backup size",
+                &backup_bars(&points, |p| p.size_bytes as f64),
+                Unit::Bytes,
+            ));
+            if points.iter().any(|p| p.duration_s.is_some()) {
+                out.push_str("<h3>Duration</h3>");
+                out.push_str(&svg::bar_chart(
+                    "backup duration",
+                    &backup_bars(&points, |p| p.duration_s.unwrap_or(0.0)),
+                    Unit::Seconds,
+                ));
+            }
+            let items: Vec<(String, String)> = [VERIFIED, UNVERIFIED, FAILED]
+                .iter()
+                .map(|(l, c)| (l.to_string(), c.to_string()))
+                .collect();
+            legend(out, &items);
+            out.push_str(r#"<table><thead><tr><th>backup</th><th>created</th><th class="num">size</th><th class="num">duration</th><th>verified</th></tr></thead><tbody>"#);
+            for p in points.iter().rev().take(10) {
+                let _ = write!(
+                    out,
+                    r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                    esc(&p.id),
+                    p.created.format("%Y-%m-%d %H:%M"),
+                    esc(&bytes(p.size_bytes)),
+                    esc(&p
+                        .duration_s
+                        .map(|d| Unit::Seconds.format(d))
+                        .unwrap_or_default()),
+                    verified_style(p).0
+                );
+            }
+            out.push_str("</tbody></table>");
+        }
+    }
+    out.push_str("</section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn render(b: &Backups) -> String {
+        let mut out = String::new();
+        section(&mut out, b);
+        out
+    }
+
+    #[test]
+    fn backups_draw_size_and_duration_coloured_by_verification() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap();
+        let mut b = Backups::Listed {
+            target: "s3://b/p".into(),
+            points: (0..3)
+                .map(|i| BackupPoint {
+                    id: format!("b{i}"),
+                    created: t0 + Duration::days(i),
+                    size_bytes: (5 + i as u64) << 20,
+                    duration_s: Some(30.0 + i as f64),
+                    verified: [Some(true), None, Some(false)][i as usize],
+                })
+                .collect(),
+        };
+        let html = render(&b);
+        assert!(html.contains("Backups over time"));
+        assert_eq!(
+            html.matches("<svg class=\"chart\"").count(),
+            2,
+            "size and duration"
+        );
+        assert_eq!(html.matches("<rect class=\"mark bar\"").count(), 6);
+        assert!(html.contains("<rect class=\"mark bar\""));
+        for c in [VERIFIED.1, UNVERIFIED.1, FAILED.1] {
+            assert!(html.contains(&format!("fill=\"{c}\"")), "{c}");
+        }
+        assert!(html.contains("<td>b2</td>"));
+        b = Backups::Unavailable {
+            target: "s3://b/p".into(),
+            reason: "not built in".into(),
+        };
+        assert!(render(&b).contains("Backups could not be read: not built in."));
+        assert!(render(&Backups::NotConfigured).contains("No backup target configured"));
+        let none = Backups::Listed {
+            target: "/mnt/nfs/kasm".into(),
+            points: Vec::new(),
+        };
+        assert!(render(&none).contains("No complete backups at this target yet"));
+    }
+}
