@@ -44,9 +44,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("size", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 8)".into())) })
         }),
-        ("backup", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 6)".into())) })
-        }),
+        ("backup", |d| Box::pin(crate::backup::demo::stage(d))),
         ("restore", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 7)".into())) })
         }),
