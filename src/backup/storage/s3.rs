@@ -138,21 +138,39 @@ impl S3Storage {
             .to_string();
         let result = self.upload_parts(&key, &upload_id, body).await;
         let result = match result {
-            Ok((parts, n)) => self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| n)
-                .map_err(|e| s3_err(format!("cannot complete upload of {}", self.url(&key)), e)),
+            Ok((parts, n)) => {
+                let count = parts.len();
+                let done = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match done {
+                    Ok(_) => Ok(n),
+                    // The answer can be lost (network) or unreadable while the object was
+                    // committed: ask S3 whether it is there, whole, before calling it failed.
+                    Err(e) if self.committed(&key, n, count).await => {
+                        tracing::warn!(
+                            object = %self.url(&key),
+                            error = %DisplayErrorContext(&e),
+                            "the completion's answer was not understood, but the object is stored whole"
+                        );
+                        Ok(n)
+                    }
+                    Err(e) => Err(s3_err(
+                        format!("cannot complete upload of {}", self.url(&key)),
+                        e,
+                    )),
+                }
+            }
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -173,6 +191,26 @@ impl S3Storage {
             }
         }
         result
+    }
+
+    /// Whether `key` now holds a completed multipart object of `size` bytes in `parts` parts
+    /// (its ETag ends in `-<parts>`). Keys are unique per backup, so this is our object.
+    async fn committed(&self, key: &str, size: u64, parts: usize) -> bool {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => {
+                h.content_length() == Some(size as i64)
+                    && h.e_tag()
+                        .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{parts}")))
+            }
+            Err(_) => false,
+        }
     }
 
     /// Cut the stream into parts and upload them, a few at a time. Returns the parts in order
