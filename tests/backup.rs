@@ -474,7 +474,12 @@ fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        if ppid == kasm_pid && comm.ends_with("(pg_dump") {
+        // The dumping pg_dump, not the `pg_dump --version` probe before it.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == kasm_pid
+            && comm.ends_with("(pg_dump")
+            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
+        {
             return Some(pid);
         }
     }
@@ -500,6 +505,30 @@ fn finish(child: std::process::Child) -> Run {
     }
 }
 
+/// Let the stopped-and-started `pg_dump` run in short slices until `cond` holds, and leave it
+/// stopped: the backup is then deterministically part way (it cannot finish meanwhile).
+fn step_pg_dump_until(kasm_pid: u32, what: &str, mut cond: impl FnMut() -> bool) -> i32 {
+    let mut dump = None;
+    wait_for("pg_dump to start", || {
+        dump = pg_dump_child(kasm_pid);
+        dump.is_some()
+    });
+    let dump = dump.unwrap();
+    // SAFETY: signalling the pg_dump our child started.
+    unsafe { libc::kill(dump, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if cond() {
+            return dump;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        unsafe { libc::kill(dump, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(20));
+        unsafe { libc::kill(dump, libc::SIGSTOP) };
+    }
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !f() {
@@ -513,16 +542,11 @@ fn a_failed_pg_dump_leaves_nothing_in_a_directory() {
     let url = big_db();
     let dir = tempfile::tempdir().unwrap();
     let child = spawn_backup(&url, dir.path().to_str().unwrap());
-    let kasm_pid = child.id();
-    let mut dump = None;
-    wait_for("pg_dump to start", || {
-        dump = pg_dump_child(kasm_pid);
-        dump.is_some()
+    let dump = step_pg_dump_until(child.id(), "data to be written", || {
+        walk_size(dir.path()) > 0
     });
-    // Let it write something first.
-    wait_for("data to be written", || walk_size(dir.path()) > 0);
     // SAFETY: killing the pg_dump our child started.
-    unsafe { libc::kill(dump.unwrap(), libc::SIGKILL) };
+    unsafe { libc::kill(dump, libc::SIGKILL) };
     let r = finish(child);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("pg_dump failed"), "{}", r.stderr);
@@ -631,9 +655,9 @@ fn pg_dump_killed_mid_upload_aborts_the_multipart_upload() {
     let bucket = moto::bucket();
     let to = format!("s3://{bucket}/p");
     let child = spawn_backup(&url, &to);
-    let kasm_pid = child.id();
-    wait_for("a part to be uploaded", || moto::open_parts(&bucket) > 0);
-    let dump = pg_dump_child(kasm_pid).expect("pg_dump still running");
+    let dump = step_pg_dump_until(child.id(), "a part to be uploaded", || {
+        moto::open_parts(&bucket) > 0
+    });
     // SAFETY: killing the pg_dump our child started.
     unsafe { libc::kill(dump, libc::SIGKILL) };
     let r = finish(child);
@@ -651,8 +675,10 @@ fn sigterm_mid_upload_aborts_and_lists_nothing() {
     let bucket = moto::bucket();
     let to = format!("s3://{bucket}/p");
     let child = spawn_backup(&url, &to);
-    wait_for("a part to be uploaded", || moto::open_parts(&bucket) > 0);
-    // SAFETY: signalling the kasm-db we started.
+    step_pg_dump_until(child.id(), "a part to be uploaded", || {
+        moto::open_parts(&bucket) > 0
+    });
+    // SAFETY: signalling the kasm-db we started (its pg_dump is stopped: mid-upload for sure).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let r = finish(child);
     assert_eq!(r.code, 1, "{}", r.stderr);
