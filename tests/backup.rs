@@ -389,6 +389,30 @@ fn targets_are_required_and_absolute() {
     let r = run(kasm_db(&["backups", "list"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--from"), "{}", r.stderr);
+    // Client-side encryption is not built: a configured key is refused, never ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        kasm_db(&["backup", "--db", &url, "--to", dir.path().to_str().unwrap()])
+            .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", "/etc/kasm-db/key"),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("encryption"), "{}", r.stderr);
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    // verify --scratch-db is accepted and says where the restore test lands.
+    let r = run(kasm_db(&[
+        "backups",
+        "verify",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--scratch-db",
+        &url,
+    ]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("issue 7") && !r.stderr.contains(&pg().password),
+        "{}",
+        r.stderr
+    );
     // backup.to from the environment works.
     let dir = tempfile::tempdir().unwrap();
     let r = run(kasm_db(&["backups", "list", "--json"]).env("KASM_DB_BACKUP_TO", dir.path()));
@@ -627,6 +651,20 @@ fn backup_to_s3_lists_and_verifies() {
     let v = run(kasm_db(&["backups", "verify", &id, "--json", "--from", &to]).envs(moto::env()));
     assert_eq!(v.code, 1, "{}", v.stderr);
     assert_eq!(json(&v)["ok"], false);
+    // Prune works on a bucket too: keep-last 0 still keeps the only (newest) backup.
+    let p = run(kasm_db(&[
+        "backups",
+        "prune",
+        "--json",
+        "--from",
+        &to,
+        "--keep-last",
+        "0",
+    ])
+    .envs(moto::env()));
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert_eq!(json(&p)["kept"], serde_json::json!([id]));
+    assert_eq!(moto::keys(&bucket).len(), 2);
     // Password never printed.
     assert!(!r.stderr.contains(&pg().password) && !r.stdout.contains(&pg().password));
     let m =

@@ -137,6 +137,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         String::from_utf8_lossy(&buf).trim().to_string()
     });
 
+    let stop = interrupted()?;
     let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_PIECES);
     let put = {
         let storage = storage.clone();
@@ -176,7 +177,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     };
     let produced = tokio::select! {
         r = produce => r,
-        _ = interrupted() => Err(Error::failed(
+        _ = stop => Err(Error::failed(
             "interrupted by a signal: pg_dump was stopped and the upload aborted; nothing was kept",
         )),
     };
@@ -251,20 +252,18 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Resolves when Ctrl-C or SIGTERM arrives.
-async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
+/// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, when
+/// this is called, not when it is first polled: no signal is missed once the upload has begun.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
+    })
 }
 
 fn progress_bar(show: bool) -> indicatif::ProgressBar {
