@@ -8,6 +8,7 @@
 #   defaults 30 and 1000000 (about 650 MB); run twice the size to show RSS does not grow.
 # Env:   BENCH_BIN  the kasm-db binary (default: target/release/kasm-db, built if missing)
 #        BENCH_S3=1 also back up to a local moto_server (S3 protocol) and time it
+#        BENCH_LEVEL=N gzip level for kasm-db (default: backup.compression_level's default)
 # Starts and removes its own cluster; touches no other server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ as_pg "'$bindir/pg_ctl' -D '$work/data' -l '$work/server.log' -w -o \"-p $port -
 
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=bench
 for v in $(env | grep -o '^KASM_DB_[A-Z_]*' || true); do unset "$v"; done
+[ -n "${BENCH_LEVEL:-}" ] && export KASM_DB_BACKUP_COMPRESSION_LEVEL=$BENCH_LEVEL
 "$bindir/createdb" bench
 echo "building the database: pgbench scale $SCALE + $LOG_ROWS log records..." >&2
 "$bindir/pgbench" -i -q -s "$SCALE" bench >/dev/null 2>&1

@@ -254,6 +254,57 @@ fn a_corrupted_or_missing_object_fails_verify() {
 }
 
 #[test]
+fn encrypted_backups_verify_and_decrypt_only_with_their_key() {
+    let url = seeded_db();
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("backup.key");
+    let key_hex = hex::encode([0x5au8; 32]);
+    std::fs::write(&keyfile, format!("{key_hex}\n")).unwrap();
+    let to = dir.path().join("b");
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        to.to_str().unwrap(),
+    ])
+    .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = json(&r)["id"].as_str().unwrap().to_string();
+    let m = manifest(&to, &id);
+    assert_eq!(m["encryption"]["kind"], "aes-256-gcm-stream");
+    let key = kasm_db::backup::crypt::Key::from_material(key_hex.as_bytes()).unwrap();
+    assert_eq!(m["encryption"]["key_id"], key.id());
+    let manifest_text = std::fs::read_to_string(to.join(&id).join("manifest.json")).unwrap();
+    assert!(!manifest_text.contains(&key_hex));
+    assert!(!r.stdout.contains(&key_hex) && !r.stderr.contains(&key_hex));
+    let object = std::fs::read(to.join(&id).join("dump.gz.aes")).unwrap();
+    assert_eq!(&object[..8], b"KASMDBE1");
+    // verify needs no key: it checks the stored bytes.
+    let v = run(kasm_db(&[
+        "backups",
+        "verify",
+        "--json",
+        "--from",
+        to.to_str().unwrap(),
+    ]));
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert_eq!(json(&v)["ok"], true);
+    // The right key gives the plain gzip'd archive, which restores; a wrong key fails clearly.
+    let wrong = kasm_db::backup::crypt::Key::from_material(&[1u8; 32]).unwrap();
+    let e = kasm_db::backup::crypt::decrypt(&wrong, &object[..], std::io::sink()).unwrap_err();
+    assert!(e.to_string().contains("wrong key"), "{e}");
+    let plain = dir.path().join("dump.gz");
+    let mut f = std::fs::File::create(&plain).unwrap();
+    kasm_db::backup::crypt::decrypt(&key, &object[..], &mut f).unwrap();
+    drop(f);
+    let restored = plain_restore(&plain);
+    assert_eq!(count(&restored, "users"), 1000);
+    assert_eq!(count(&restored, "logs"), 300);
+}
+
+#[test]
 fn exclude_logs_keeps_the_definition_and_drops_the_rows() {
     let url = seeded_db();
     let dir = tempfile::tempdir().unwrap();
@@ -389,15 +440,18 @@ fn targets_are_required_and_absolute() {
     let r = run(kasm_db(&["backups", "list"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--from"), "{}", r.stderr);
-    // Client-side encryption is not built: a configured key is refused, never ignored.
+    // A key file that is not a key is refused before anything is written.
     let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, "not a key").unwrap();
+    let out = dir.path().join("out");
     let r = run(
-        kasm_db(&["backup", "--db", &url, "--to", dir.path().to_str().unwrap()])
-            .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", "/etc/kasm-db/key"),
+        kasm_db(&["backup", "--db", &url, "--to", out.to_str().unwrap()])
+            .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile),
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("encryption"), "{}", r.stderr);
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    assert!(r.stderr.contains("32 raw bytes or 64 hex"), "{}", r.stderr);
+    assert!(!out.exists());
     // verify --scratch-db is accepted and says where the restore test lands.
     let r = run(kasm_db(&[
         "backups",

@@ -3,9 +3,13 @@
 //! time so both cores work), and the members are emitted in order. A multi-member gzip stream is
 //! standard (RFC 1952): plain `gunzip` reads it as one file.
 //!
+//! With a [`Sealer`], each member is also encrypted as one chunk (on the same blocking task),
+//! after the object header, and a final empty chunk marks the end.
+//!
 //! Memory is bounded: at most [`IN_FLIGHT`] blocks are held. Never buffers the whole stream,
 //! never writes anywhere but the channel it is given, and never reorders output.
 
+use super::crypt::Sealer;
 use super::storage::Piece;
 use crate::error::{Error, Result};
 use flate2::Compression;
@@ -14,6 +18,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sha2::{Digest as _, Sha256};
 use std::io::Write;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
@@ -66,11 +71,13 @@ pub struct Summary {
 }
 
 /// Read `input` to its end, compress it in parallel blocks, send the gzip members to `tx` in
-/// order, and call `progress` with the uncompressed byte count after each block. Does not send
-/// [`Piece::End`]: the caller decides whether the stream is complete.
+/// order (encrypted with `sealer` if given), and call `progress` with the uncompressed byte
+/// count after each block. Does not send [`Piece::End`]: the caller decides whether the stream
+/// is complete.
 pub async fn compress_stream<R: AsyncRead + Unpin>(
     mut input: R,
     level: u32,
+    sealer: Option<Arc<Sealer>>,
     tx: &mpsc::Sender<Piece>,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary> {
@@ -78,6 +85,16 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
     let mut digest = Digest::default();
     let mut input_bytes = 0u64;
     let mut eof = false;
+    let mut chunks: u32 = 0;
+    let send = |bytes: Vec<u8>, digest: &mut Digest| {
+        digest.update(&bytes);
+        tx.send(Piece::Data(bytes.into()))
+    };
+    if let Some(s) = &sealer {
+        send(s.header().to_vec(), &mut digest)
+            .await
+            .map_err(|_| Error::failed(STORAGE_STOPPED))?;
+    }
     loop {
         while !eof && inflight.len() < IN_FLIGHT {
             let mut block = Vec::with_capacity(BLOCK_BYTES);
@@ -91,19 +108,32 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
                 break;
             }
             input_bytes += block.len() as u64;
+            let sealer = sealer.clone();
+            let counter = chunks;
+            chunks = chunks
+                .checked_add(1)
+                .ok_or_else(|| Error::failed("too many chunks to encrypt"))?;
             inflight.push_back(tokio::task::spawn_blocking(move || {
-                gzip_block(&block, level)
+                let member = gzip_block(&block, level);
+                match sealer {
+                    Some(s) => s.seal(counter, false, &member),
+                    None => member,
+                }
             }));
         }
         let Some(done) = inflight.next().await else {
             break;
         };
         let member = done.map_err(|e| Error::failed(format!("compression task: {e}")))?;
-        digest.update(&member);
-        tx.send(Piece::Data(member.into()))
+        send(member, &mut digest)
             .await
             .map_err(|_| Error::failed(STORAGE_STOPPED))?;
         progress(input_bytes);
+    }
+    if let Some(s) = &sealer {
+        send(s.seal(chunks, true, b""), &mut digest)
+            .await
+            .map_err(|_| Error::failed(STORAGE_STOPPED))?;
     }
     let (sha256, output_bytes) = digest.finish();
     Ok(Summary {
@@ -126,7 +156,7 @@ mod tests {
             .collect();
         let (tx, mut rx) = mpsc::channel(64);
         let mut seen = Vec::new();
-        let s = compress_stream(&input[..], 6, &tx, |n| seen.push(n))
+        let s = compress_stream(&input[..], 6, None, &tx, |n| seen.push(n))
             .await
             .unwrap();
         drop(tx);
@@ -147,9 +177,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn encrypted_output_decrypts_to_a_gzip_stream_of_the_input() {
+        let key = crate::backup::crypt::Key::from_material(&[9u8; 32]).unwrap();
+        let sealer = Arc::new(Sealer::new(&key).unwrap());
+        let input: Vec<u8> = (0..(BLOCK_BYTES * 5 / 2)).map(|i| (i % 97) as u8).collect();
+        let (tx, mut rx) = mpsc::channel(64);
+        let s = compress_stream(&input[..], 6, Some(sealer), &tx, |_| {})
+            .await
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        while let Some(Piece::Data(b)) = rx.recv().await {
+            out.extend_from_slice(&b);
+        }
+        assert_eq!(s.output_bytes, out.len() as u64);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
+        let mut gz = Vec::new();
+        crate::backup::crypt::decrypt(&key, &out[..], &mut gz).unwrap();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == input, "round trip differs");
+    }
+
+    #[tokio::test]
     async fn empty_input_sends_nothing() {
         let (tx, mut rx) = mpsc::channel(4);
-        let s = compress_stream(&[][..], 6, &tx, |_| {}).await.unwrap();
+        let s = compress_stream(&[][..], 6, None, &tx, |_| {})
+            .await
+            .unwrap();
         drop(tx);
         assert!(rx.recv().await.is_none());
         assert_eq!(s.output_bytes, 0);

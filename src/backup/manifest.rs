@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 pub const FORMAT: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const OBJECT_FILE: &str = "dump.gz";
+/// The object's name when it is encrypted by kasm-db.
+pub const ENCRYPTED_OBJECT_FILE: &str = "dump.gz.aes";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -61,8 +63,12 @@ pub struct Compression {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Encryption {
+    /// `aes-256-gcm-stream` (see `backup::crypt`).
     pub kind: String,
+    /// Each chunk is one gzip member of up to this many uncompressed bytes.
     pub chunk_bytes: usize,
+    /// Which key (a hash prefix, not the key): restore needs the same key file.
+    pub key_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,19 +99,30 @@ pub fn manifest_name(id: &str) -> String {
     format!("{id}/{MANIFEST_FILE}")
 }
 
-pub fn object_name(id: &str) -> String {
-    format!("{id}/{OBJECT_FILE}")
+pub fn object_name(id: &str, encrypted: bool) -> String {
+    if encrypted {
+        format!("{id}/{ENCRYPTED_OBJECT_FILE}")
+    } else {
+        format!("{id}/{OBJECT_FILE}")
+    }
 }
 
-/// The shell recipe that restores `location` into an existing empty database `NEWDB`.
-pub fn restore_recipe(location: &str, encrypted: bool) -> String {
+/// The shell recipe that restores `location` into a new database `NEWDB`. An encrypted object
+/// must be decrypted with its key first (kasm-db restore does it); the recipe says so.
+pub fn restore_recipe(location: &str, key_id: Option<&str>) -> String {
     let fetch = if location.starts_with("s3://") {
         format!("aws s3 cp {location} - | gunzip -c")
     } else {
         format!("gunzip -c {location}")
     };
-    let decrypt = if encrypted { " (decrypt first)" } else { "" };
-    format!("createdb NEWDB && {fetch} | pg_restore -d NEWDB{decrypt}")
+    match key_id {
+        None => format!("createdb NEWDB && {fetch} | pg_restore -d NEWDB"),
+        Some(k) => format!(
+            "encrypted (aes-256-gcm-stream, key id {k}): restore with `kasm-db restore` and \
+             backup.encryption_key_file set to that key; the decrypted stream restores with \
+             gunzip -c | pg_restore -d NEWDB"
+        ),
+    }
 }
 
 /// Objects under a target grouped by backup id (the first path component).
@@ -171,11 +188,11 @@ mod tests {
         assert!(id.starts_with("20261124T031500Z-"), "{id}");
         assert_eq!(id.len(), 23);
         assert_eq!(
-            restore_recipe("/b/x/dump.gz", false),
+            restore_recipe("/b/x/dump.gz", None),
             "createdb NEWDB && gunzip -c /b/x/dump.gz | pg_restore -d NEWDB"
         );
         assert!(
-            restore_recipe("s3://b/p/x/dump.gz", false)
+            restore_recipe("s3://b/p/x/dump.gz", None)
                 .starts_with("createdb NEWDB && aws s3 cp s3://b/p/x/dump.gz - | gunzip -c |")
         );
     }

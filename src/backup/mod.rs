@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cmd;
 pub mod compress;
+pub mod crypt;
 pub mod demo;
 pub mod manifest;
 pub mod pgdump;

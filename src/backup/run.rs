@@ -8,11 +8,14 @@
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
 //!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
 //!    and streamed to storage with bounded memory. No temporary file of the whole dump.
-//! 4. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
+//! 4. With `backup.encryption_key_file`, every gzip member is also sealed (AES-256-GCM stream,
+//!    see [`crypt`]); the manifest records the key id, never the key.
+//! 5. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
 //!
 //! Never puts the password on a command line, in a message or in the manifest.
 
 use super::compress;
+use super::crypt;
 use super::manifest::{self, Manifest, TableRows};
 use super::pgdump;
 use super::storage::{self, Piece};
@@ -23,6 +26,7 @@ use crate::error::{Error, Result};
 use chrono::Utc;
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -51,12 +55,14 @@ pub struct Job<'a> {
 /// Run the backup; returns its manifest once the manifest is stored.
 pub async fn run(job: Job<'_>) -> Result<Manifest> {
     let started = Instant::now();
-    if job.config.backup.encryption_key_file.is_some() {
-        return Err(Error::usage(
-            "backup.encryption_key_file is set, but client-side encryption is not built yet: \
-             unset it (for encryption at rest on S3 use s3.sse = \"AES256\" or \"aws:kms\")",
-        ));
-    }
+    let key = match &job.config.backup.encryption_key_file {
+        Some(path) => Some(crypt::Key::from_file(path)?),
+        None => None,
+    };
+    let sealer = match &key {
+        Some(k) => Some(Arc::new(crypt::Sealer::new(k)?)),
+        None => None,
+    };
     let storage = storage::open(job.target, &job.config.s3).await?;
     let retry = Retry {
         attempts: job.config.database.connect_attempts,
@@ -98,7 +104,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     let tables = user_tables(&client).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
-    let object = manifest::object_name(&id);
+    let object = manifest::object_name(&id, key.is_some());
 
     let mut cmd = tokio::process::Command::new(&pg_dump.path);
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
@@ -151,7 +157,8 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         let dump = async {
             let tx = tx;
             let summary =
-                compress::compress_stream(stdout, level, &tx, |n| bar.set_position(n)).await;
+                compress::compress_stream(stdout, level, sealer, &tx, |n| bar.set_position(n))
+                    .await;
             if summary.is_err() {
                 let _ = child.start_kill();
             }
@@ -217,18 +224,26 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         server_version,
         pg_dump_version: pg_dump.version.clone(),
         object: object.clone(),
-        restore: manifest::restore_recipe(&location, false),
+        restore: manifest::restore_recipe(&location, key.as_ref().map(|k| k.id()).as_deref()),
         location,
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
         dump_bytes: summary.input_bytes,
-        format_of_dump: "pg_dump custom (-Fc -Z0), gzip multi-member".into(),
+        format_of_dump: if key.is_some() {
+            "pg_dump custom (-Fc -Z0), gzip multi-member, aes-256-gcm-stream".into()
+        } else {
+            "pg_dump custom (-Fc -Z0), gzip multi-member".into()
+        },
         compression: manifest::Compression {
             kind: "gzip".into(),
             level: level.min(9),
             block_bytes: compress::BLOCK_BYTES,
         },
-        encryption: None,
+        encryption: key.as_ref().map(|k| manifest::Encryption {
+            kind: crypt::KIND.into(),
+            chunk_bytes: compress::BLOCK_BYTES,
+            key_id: k.id(),
+        }),
         server_side_encryption: match job.target {
             Target::S3 { .. } => job.config.s3.sse.clone(),
             Target::Dir(_) => None,
