@@ -57,7 +57,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         rows: m.tables.iter().map(|t| t.rows).sum(),
     };
     let text = format!(
-        "backup {} of {} written to {}: {} (dump {}), {} tables, {} rows, {:.1} s\nsha256 {}\nrestore: {}",
+        "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
         m.id,
         m.database,
         m.location,
