@@ -40,9 +40,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("size", |d| {
             Box::pin(crate::maintenance::size::demo_stage(d))
         }),
-        ("backup", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 6)".into())) })
-        }),
+        ("backup", |d| Box::pin(crate::backup::demo::stage(d))),
         ("restore", |_| {
             Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 7)".into())) })
         }),

@@ -1,0 +1,109 @@
+//! Reading what a target holds: the complete backups (their manifests, newest first), one
+//! backup by id or `latest`, and checking a stored object against its manifest (size and
+//! SHA-256, streamed, constant memory). Shared by `backups` and `restore`.
+//!
+//! Reads only; never deletes or writes.
+
+use super::compress::Digest;
+use super::manifest::{self, Manifest};
+use super::storage::{self, Storage};
+use crate::error::{Error, Result};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+/// The complete backups of a target, newest first. A manifest that cannot be read is skipped
+/// with a warning (it is neither listed nor pruned).
+pub async fn complete(storage: &dyn Storage) -> Result<Vec<Manifest>> {
+    let listing = manifest::group(&storage.list().await?);
+    let mut out = Vec::new();
+    for id in listing.with_manifest {
+        let name = manifest::manifest_name(&id);
+        let Some(bytes) = storage::get_small(storage, &name).await? else {
+            continue; // deleted meanwhile
+        };
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) if m.id == id => out.push(m),
+            Ok(m) => {
+                tracing::warn!(id, manifest_id = %m.id, "manifest names another backup; skipped")
+            }
+            Err(e) => tracing::warn!(id, error = %e, "unreadable manifest; skipped"),
+        }
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    Ok(out)
+}
+
+/// The backup `id`, or the newest for `latest`.
+pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
+    let all = complete(storage).await?;
+    let found = if id == "latest" {
+        all.into_iter().next()
+    } else {
+        all.into_iter().find(|m| m.id == id)
+    };
+    found.ok_or_else(|| {
+        Error::failed(if id == "latest" {
+            format!("there is no complete backup in {}", storage.describe())
+        } else {
+            format!(
+                "there is no complete backup {id:?} in {} (see `kasm-db backups list`)",
+                storage.describe()
+            )
+        })
+    })
+}
+
+/// Result of checking an object against its manifest.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub id: String,
+    pub ok: bool,
+    pub object: String,
+    pub expected_size_bytes: u64,
+    pub expected_sha256: String,
+    /// What was found (absent when the object is missing).
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    /// Why not ok, for people.
+    pub problem: Option<String>,
+}
+
+/// Re-read the object and compare its size and SHA-256 with the manifest.
+pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
+    let mut c = Check {
+        id: m.id.clone(),
+        ok: false,
+        object: m.object.clone(),
+        expected_size_bytes: m.size_bytes,
+        expected_sha256: m.sha256.clone(),
+        size_bytes: None,
+        sha256: None,
+        problem: None,
+    };
+    let Some(mut r) = storage.get(&m.object).await? else {
+        c.problem = Some(format!("object {} is missing", m.object));
+        return Ok(c);
+    };
+    let mut digest = Digest::default();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+    }
+    let (sha, size) = digest.finish();
+    c.ok = size == m.size_bytes && sha == m.sha256;
+    if size != m.size_bytes {
+        c.problem = Some(format!(
+            "size is {size} bytes, the manifest says {}",
+            m.size_bytes
+        ));
+    } else if sha != m.sha256 {
+        c.problem = Some("SHA-256 differs from the manifest: the object is corrupt".into());
+    }
+    c.size_bytes = Some(size);
+    c.sha256 = Some(sha);
+    Ok(c)
+}

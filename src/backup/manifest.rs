@@ -1,0 +1,199 @@
+//! The manifest: the record that makes a backup exist. It is written **last**, after the data
+//! object is complete, so a backup is listed only once its object and checksum are known. It
+//! says what the object is, how to check it (size, sha256) and how to restore it without
+//! kasm-db, and carries the per-table row counts taken in the dumped snapshot (for restore's
+//! checks). Also the layout of a backup under a target (`<id>/dump.gz`, `<id>/manifest.json`)
+//! and grouping of listed objects into complete backups and leftovers.
+//!
+//! Pure: no I/O. Never holds a password: the database is recorded redacted.
+
+use super::storage::ObjectInfo;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Manifest format version.
+pub const FORMAT: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const OBJECT_FILE: &str = "dump.gz";
+/// The object's name when it is encrypted by kasm-db.
+pub const ENCRYPTED_OBJECT_FILE: &str = "dump.gz.aes";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    /// When the backup started (its snapshot was taken).
+    pub created: DateTime<Utc>,
+    pub completed: DateTime<Utc>,
+    /// `user@host:port/dbname`, never the password.
+    pub database: String,
+    pub dbname: String,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    /// The data object's name relative to the target, and its full location.
+    pub object: String,
+    pub location: String,
+    /// The stored object's size and SHA-256 (after compression and any encryption).
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// The uncompressed pg_dump archive's size.
+    pub dump_bytes: u64,
+    pub format_of_dump: String,
+    pub compression: Compression,
+    /// Client-side encryption; `None` = not encrypted by kasm-db.
+    pub encryption: Option<Encryption>,
+    /// Server-side encryption asked of S3, if any ("AES256", "aws:kms").
+    pub server_side_encryption: Option<String>,
+    pub exclude_logs: bool,
+    /// Row counts per table in the dumped snapshot (0 for tables whose data was excluded).
+    pub tables: Vec<TableRows>,
+    pub timings: Timings,
+    /// The exact command that restores the object without kasm-db.
+    pub restore: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Compression {
+    pub kind: String,
+    pub level: u32,
+    /// Input bytes per gzip member (the stream is multi-member; `gunzip` reads it whole).
+    pub block_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Encryption {
+    /// `aes-256-gcm-stream` (see `backup::crypt`).
+    pub kind: String,
+    /// Each chunk is one gzip member of up to this many uncompressed bytes.
+    pub chunk_bytes: usize,
+    /// Which key (a hash prefix, not the key): restore needs the same key file.
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableRows {
+    pub schema: String,
+    pub table: String,
+    /// Rows a restore must find (0 when the data was excluded).
+    pub rows: i64,
+    /// True when `--exclude-logs` left this table's rows out (its definition is kept).
+    #[serde(default)]
+    pub data_excluded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub count_s: f64,
+    pub dump_s: f64,
+    pub total_s: f64,
+}
+
+/// A new backup id from its start time: sortable, unique enough (`20261124T031500Z-3fa9c1`).
+pub fn new_id(created: DateTime<Utc>) -> String {
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", created.format("%Y%m%dT%H%M%SZ"), &rand[..6])
+}
+
+pub fn manifest_name(id: &str) -> String {
+    format!("{id}/{MANIFEST_FILE}")
+}
+
+pub fn object_name(id: &str, encrypted: bool) -> String {
+    if encrypted {
+        format!("{id}/{ENCRYPTED_OBJECT_FILE}")
+    } else {
+        format!("{id}/{OBJECT_FILE}")
+    }
+}
+
+/// The shell recipe that restores `location` into a new database `NEWDB`. An encrypted object
+/// must be decrypted with its key first (kasm-db restore does it); the recipe says so.
+pub fn restore_recipe(location: &str, key_id: Option<&str>) -> String {
+    let fetch = if location.starts_with("s3://") {
+        format!("aws s3 cp {location} - | gunzip -c")
+    } else {
+        format!("gunzip -c {location}")
+    };
+    match key_id {
+        None => format!("createdb NEWDB && {fetch} | pg_restore -d NEWDB"),
+        Some(k) => format!(
+            "encrypted (aes-256-gcm-stream, key id {k}): restore with `kasm-db restore` and \
+             backup.encryption_key_file set to that key; the decrypted stream restores with \
+             gunzip -c | pg_restore -d NEWDB"
+        ),
+    }
+}
+
+/// Objects under a target grouped by backup id (the first path component).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Ids that have a manifest.
+    pub with_manifest: Vec<String>,
+    /// Ids without a manifest (dead or running backups), with their objects.
+    pub leftovers: BTreeMap<String, Vec<ObjectInfo>>,
+}
+
+pub fn group(objects: &[ObjectInfo]) -> Listing {
+    let mut by_id: BTreeMap<&str, Vec<&ObjectInfo>> = BTreeMap::new();
+    for o in objects {
+        let Some((id, _)) = o.name.split_once('/') else {
+            continue; // not ours
+        };
+        by_id.entry(id).or_default().push(o);
+    }
+    let mut l = Listing::default();
+    for (id, objs) in by_id {
+        if objs.iter().any(|o| o.name == manifest_name(id)) {
+            l.with_manifest.push(id.to_string());
+        } else {
+            l.leftovers
+                .insert(id.to_string(), objs.into_iter().cloned().collect());
+        }
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(name: &str) -> ObjectInfo {
+        ObjectInfo {
+            name: name.into(),
+            size: 1,
+            modified: DateTime::default(),
+        }
+    }
+
+    #[test]
+    fn groups_complete_backups_and_leftovers() {
+        let l = group(&[
+            obj("a/dump.gz"),
+            obj("a/manifest.json"),
+            obj("b/.dump.gz.partial-123"),
+            obj("c/dump.gz"),
+            obj("stray.txt"),
+        ]);
+        assert_eq!(l.with_manifest, ["a"]);
+        assert_eq!(l.leftovers.keys().collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_recipe_is_plain() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T03:15:00Z")
+            .unwrap()
+            .to_utc();
+        let id = new_id(t);
+        assert!(id.starts_with("20261124T031500Z-"), "{id}");
+        assert_eq!(id.len(), 23);
+        assert_eq!(
+            restore_recipe("/b/x/dump.gz", None),
+            "createdb NEWDB && gunzip -c /b/x/dump.gz | pg_restore -d NEWDB"
+        );
+        assert!(
+            restore_recipe("s3://b/p/x/dump.gz", None)
+                .starts_with("createdb NEWDB && aws s3 cp s3://b/p/x/dump.gz - | gunzip -c |")
+        );
+    }
+}

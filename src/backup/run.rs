@@ -1,0 +1,373 @@
+//! The backup pipeline: lock, snapshot, row counts, `pg_dump`, compression, checksum, storage,
+//! manifest — in that order, with the manifest last.
+//!
+//! 1. `pg_try_advisory_lock` on the source database (a second backup of the same database exits
+//!    75 instead of running twice).
+//! 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot; it stays open while
+//!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it.
+//! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
+//!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
+//!    and streamed to storage with bounded memory. No temporary file of the whole dump.
+//! 4. With `backup.encryption_key_file`, every gzip member is also sealed (AES-256-GCM stream,
+//!    see [`crypt`]); the manifest records the key id, never the key.
+//! 5. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
+//!
+//! Never puts the password on a command line, in a message or in the manifest.
+
+use super::compress;
+use super::crypt;
+use super::manifest::{self, Manifest, TableRows};
+use super::pgdump;
+use super::storage::{self, Piece};
+use super::target::Target;
+use crate::config::Config;
+use crate::db::{self, DbTarget, Retry};
+use crate::error::{Error, Result};
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+/// The advisory lock key all kasm-db backups of one database share.
+pub const LOCK_SQL: &str = "SELECT pg_try_advisory_lock(hashtext('kasm-db backup'))";
+
+/// Pieces buffered between compression and storage.
+const CHANNEL_PIECES: usize = 8;
+/// How much of pg_dump's stderr is kept for the error message.
+const STDERR_MAX: usize = 16 << 10;
+
+/// One backup to run.
+pub struct Job<'a> {
+    pub db: &'a DbTarget,
+    pub config: &'a Config,
+    pub target: &'a Target,
+    /// Leave out the rows of `<database.schema>.logs` and its partitions.
+    pub exclude_logs: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// The process environment (PATH and HOME are passed on to pg_dump; nothing else).
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// Run the backup; returns its manifest once the manifest is stored.
+pub async fn run(job: Job<'_>) -> Result<Manifest> {
+    let started = Instant::now();
+    let key = match &job.config.backup.encryption_key_file {
+        Some(path) => Some(crypt::Key::from_file(path)?),
+        None => None,
+    };
+    let sealer = match &key {
+        Some(k) => Some(Arc::new(crypt::Sealer::new(k)?)),
+        None => None,
+    };
+    let storage = storage::open(job.target, &job.config.s3).await?;
+    let retry = Retry {
+        attempts: job.config.database.connect_attempts,
+        ..Retry::default()
+    };
+    let client = db::connect(job.db, retry).await?;
+    let locked: bool = client.query_one(LOCK_SQL, &[]).await?.get(0);
+    if !locked {
+        return Err(Error::temporary(format!(
+            "another backup of {} is running (it holds the backup lock); try again later",
+            job.db.redacted()
+        )));
+    }
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+            &[],
+        )
+        .await?;
+    let server_major = (row.get::<_, i32>(0) / 10_000) as u32;
+    let server_version: String = row.get(1);
+    let pg_dump = tokio::task::spawn_blocking(move || pgdump::find(server_major))
+        .await
+        .map_err(|e| Error::failed(format!("finding pg_dump: {e}")))??;
+    pgdump::check(&pg_dump, server_major, &server_version)?;
+    let excluded = if job.exclude_logs {
+        logs_relations(&client, &job.config.database.schema).await?
+    } else {
+        Vec::new()
+    };
+
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let snapshot: String = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let tables = user_tables(&client).await?;
+    let created = Utc::now();
+    let id = manifest::new_id(created);
+    let object = manifest::object_name(&id, key.is_some());
+
+    let mut cmd = tokio::process::Command::new(&pg_dump.path);
+    cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .arg(format!("--snapshot={snapshot}"));
+    for (schema, table) in &excluded {
+        cmd.arg(format!(
+            "--exclude-table-data={}.{}",
+            db::ident(schema),
+            db::ident(table)
+        ));
+    }
+    cmd.env_clear();
+    for k in ["PATH", "HOME", "LANG", "LC_ALL", "TZ"] {
+        if let Some(v) = job.env.get(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(job.db.libpq_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", pg_dump.path.display())))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr)
+            .take(STDERR_MAX as u64)
+            .read_to_end(&mut buf)
+            .await;
+        // Keep draining so pg_dump never blocks on a full stderr pipe.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        String::from_utf8_lossy(&buf).trim().to_string()
+    });
+
+    let stop = interrupted()?;
+    let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_PIECES);
+    let put = {
+        let storage = storage.clone();
+        let object = object.clone();
+        tokio::spawn(async move { storage.put_stream(&object, rx).await })
+    };
+    let bar = progress_bar(job.progress);
+    let level = job.config.backup.compression_level;
+    let dump_started = Instant::now();
+    let produce = async {
+        let dump = async {
+            let tx = tx;
+            let summary =
+                compress::compress_stream(stdout, level, sealer, &tx, |n| bar.set_position(n))
+                    .await;
+            if summary.is_err() {
+                let _ = child.start_kill();
+            }
+            let status = child.wait().await?;
+            let stderr = stderr_task.await.unwrap_or_default();
+            let summary = summary?;
+            if !status.success() {
+                return Err(Error::failed(format!(
+                    "pg_dump failed ({status}): {}",
+                    if stderr.is_empty() {
+                        "no message"
+                    } else {
+                        &stderr
+                    }
+                )));
+            }
+            tx.send(Piece::End)
+                .await
+                .map_err(|_| Error::failed(compress::STORAGE_STOPPED))?;
+            Ok((summary, dump_started.elapsed().as_secs_f64()))
+        };
+        tokio::try_join!(dump, count_rows(&client, &tables, &excluded))
+    };
+    let produced = tokio::select! {
+        r = produce => r,
+        _ = stop => Err(Error::failed(
+            "interrupted by a signal: pg_dump was stopped and the upload aborted; nothing was kept",
+        )),
+    };
+    bar.finish_and_clear();
+    let ((summary, dump_s), (rows, count_s)) = match produced {
+        Ok(v) => v,
+        Err(e) => {
+            // Wait for the storage to abort, and report its own failure if it was the cause.
+            let put_result = put.await;
+            if e.to_string().contains(compress::STORAGE_STOPPED) {
+                if let Ok(Err(pe)) = put_result {
+                    return Err(pe);
+                }
+            }
+            return Err(e);
+        }
+    };
+    let stored = put
+        .await
+        .map_err(|e| Error::failed(format!("upload task: {e}")))??;
+    if stored != summary.output_bytes {
+        return Err(Error::failed(format!(
+            "storage reports {stored} bytes written but {} were sent",
+            summary.output_bytes
+        )));
+    }
+    client.batch_execute("COMMIT").await?;
+
+    let location = format!("{}/{}", storage.describe(), object);
+    let m = Manifest {
+        format: manifest::FORMAT,
+        id: id.clone(),
+        created,
+        completed: Utc::now(),
+        database: job.db.redacted(),
+        dbname: job.db.dbname().to_string(),
+        server_version,
+        pg_dump_version: pg_dump.version.clone(),
+        object: object.clone(),
+        restore: manifest::restore_recipe(&location, key.as_ref().map(|k| k.id()).as_deref()),
+        location,
+        size_bytes: summary.output_bytes,
+        sha256: summary.sha256,
+        dump_bytes: summary.input_bytes,
+        format_of_dump: if key.is_some() {
+            "pg_dump custom (-Fc -Z0), gzip multi-member, aes-256-gcm-stream".into()
+        } else {
+            "pg_dump custom (-Fc -Z0), gzip multi-member".into()
+        },
+        compression: manifest::Compression {
+            kind: "gzip".into(),
+            level: level.min(9),
+            block_bytes: compress::BLOCK_BYTES,
+        },
+        encryption: key.as_ref().map(|k| manifest::Encryption {
+            kind: crypt::KIND.into(),
+            chunk_bytes: compress::BLOCK_BYTES,
+            key_id: k.id(),
+        }),
+        server_side_encryption: match job.target {
+            Target::S3 { .. } => job.config.s3.sse.clone(),
+            Target::Dir(_) => None,
+        },
+        exclude_logs: job.exclude_logs,
+        tables: rows,
+        timings: manifest::Timings {
+            count_s,
+            dump_s,
+            total_s: started.elapsed().as_secs_f64(),
+        },
+    };
+    let body = serde_json::to_vec_pretty(&m)
+        .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
+    if let Err(e) = storage.put_small(&manifest::manifest_name(&id), body).await {
+        let _ = storage.delete(&object).await;
+        return Err(
+            e.context("the dump was stored but its manifest could not be; nothing was kept")
+        );
+    }
+    Ok(m)
+}
+
+/// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, when
+/// this is called, not when it is first polled: no signal is missed once the upload has begun.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+    })
+}
+
+fn progress_bar(show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} backup: {bytes} dumped ({binary_bytes_per_sec}) {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// The `logs` relation of `schema` and all its partitions (empty when there is none).
+async fn logs_relations(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+             FROM pg_partition_tree(to_regclass($1)) t
+             JOIN pg_class c ON c.oid = t.relid
+             JOIN pg_namespace n ON n.oid = c.relnamespace",
+            &[&format!("{}.logs", db::ident(schema))],
+        )
+        .await?;
+    if rows.is_empty() {
+        tracing::warn!(
+            schema,
+            "--exclude-logs: there is no logs relation in this schema; nothing excluded"
+        );
+    }
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Ordinary tables (partitions included, partitioned parents not) whose data pg_dump dumps.
+async fn user_tables(client: &tokio_postgres::Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r'
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                 AND d.deptype = 'e')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Count each table's rows in the open (exported) snapshot.
+async fn count_rows(
+    client: &tokio_postgres::Client,
+    tables: &[(String, String)],
+    excluded: &[(String, String)],
+) -> Result<(Vec<TableRows>, f64)> {
+    let t = Instant::now();
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, table) in tables {
+        let data_excluded = excluded.iter().any(|(s, n)| s == schema && n == table);
+        let rows = if data_excluded {
+            0
+        } else {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}.{}",
+                        db::ident(schema),
+                        db::ident(table)
+                    ),
+                    &[],
+                )
+                .await?
+                .get(0)
+        };
+        out.push(TableRows {
+            schema: schema.clone(),
+            table: table.clone(),
+            rows,
+            data_excluded,
+        });
+    }
+    Ok((out, t.elapsed().as_secs_f64()))
+}

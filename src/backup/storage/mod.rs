@@ -1,0 +1,93 @@
+//! Object storage behind one trait, so that the backup pipeline, `backups list/verify/prune`
+//! and restore do not care whether the target is a directory or a bucket.
+//!
+//! Object names are relative keys with `/` separators (`<id>/dump.gz`). The rule every
+//! implementation keeps: an object becomes visible under its name only once it is complete
+//! (temporary name + rename, or a completed multipart upload); a stream that ends without
+//! [`Piece::End`] leaves nothing under the name and no upload behind. This module is the only
+//! place that does I/O on backup objects; it never logs a credential.
+
+pub mod fs;
+pub mod s3;
+
+use super::target::Target;
+use crate::config::S3Config;
+use crate::error::Result;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+
+/// One piece of a streamed object.
+#[derive(Debug)]
+pub enum Piece {
+    Data(Bytes),
+    /// The stream is complete: commit the object. A channel closed without it means "abort".
+    End,
+}
+
+/// An object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative name (`<id>/dump.gz`).
+    pub name: String,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+}
+
+/// A streaming reader over an object's bytes.
+pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A place to keep backups.
+pub trait Storage: Send + Sync {
+    /// The target as an operator would write it (no credentials).
+    fn describe(&self) -> String;
+
+    /// Stream `body` into the object `name`; commit it when [`Piece::End`] arrives, abort (leaving
+    /// nothing) if the channel closes first or anything fails. Returns the bytes stored.
+    fn put_stream<'a>(
+        &'a self,
+        name: &'a str,
+        body: mpsc::Receiver<Piece>,
+    ) -> BoxFuture<'a, Result<u64>>;
+
+    /// Store a small object (a manifest) atomically.
+    fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>>;
+
+    /// Open an object for reading; `None` when it does not exist.
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Reader>>>;
+
+    /// Every object under the target, including leftovers of dead runs.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>>>;
+
+    /// Delete an object; deleting a missing object is not an error.
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Abort uploads left open by dead runs that started before `before` (multipart uploads on
+    /// S3; nothing on a directory, whose leftovers are ordinary objects). Returns their names.
+    fn abort_stale_uploads(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>>>;
+}
+
+/// Read a whole (small) object; `None` when it does not exist.
+pub async fn get_small(storage: &dyn Storage, name: &str) -> Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut r) = storage.get(name).await? else {
+        return Ok(None);
+    };
+    let mut buf = Vec::new();
+    r.read_to_end(&mut buf).await?;
+    Ok(Some(buf))
+}
+
+/// Open the storage for `target`, with `s3` settings for bucket targets.
+pub async fn open(target: &Target, s3: &S3Config) -> Result<Arc<dyn Storage>> {
+    Ok(match target {
+        Target::Dir(dir) => Arc::new(fs::FsStorage::new(dir.clone())),
+        Target::S3 { bucket, prefix } => {
+            Arc::new(s3::S3Storage::connect(bucket.clone(), prefix.clone(), s3).await?)
+        }
+    })
+}
