@@ -289,7 +289,8 @@ fn chromium_dump_dom(page: &Path, scratch: &Path) -> String {
 fn unmigrated_database_gets_a_page_that_says_what_is_missing() {
     let url = fresh_db();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[backup]\nto = \"s3://kasm-backups/site-a\"\n");
+    // A target that cannot be read (a relative path) is explained on the page; no network involved.
+    let config = write_config(dir.path(), "[backup]\nto = \"kasm-backups/site-a\"\n");
     let html_path = dir.path().join("r.html");
     let r = run(kasm_db(&[
         "--config",
@@ -308,7 +309,7 @@ fn unmigrated_database_gets_a_page_that_says_what_is_missing() {
         "sizes section explains"
     );
     assert!(html.contains("There is no public.logs relation"));
-    assert!(html.contains("Target s3://kasm-backups/site-a"));
+    assert!(html.contains("Target kasm-backups/site-a"));
     assert!(html.contains("Backups could not be read"));
     assert!(!html.contains("<svg class=\"chart\""));
     assert!(!html.contains(&password_of(&url)));
@@ -324,4 +325,46 @@ fn unmigrated_database_gets_a_page_that_says_what_is_missing() {
     ]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn backups_of_the_configured_target_are_drawn() {
+    let url = fresh_db();
+    assert_eq!(run(kasm_db(&["migrate", "--db", &url])).code, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("backups");
+    std::fs::create_dir(&target).unwrap();
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = write_config(
+        dir.path(),
+        &format!("[backup]\nto = \"{}\"\n", target.display()),
+    );
+    let html_path = dir.path().join("r.html");
+    let r = run(kasm_db(&[
+        "--config",
+        config.to_str().unwrap(),
+        "report",
+        "--json",
+        "--db",
+        &url,
+        "--html",
+        html_path.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["backups"], 1, "{v}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains(&id), "the backup's id is on the page");
 }

@@ -32,15 +32,37 @@ pub struct ReportSummary {
     pub backups: Option<usize>,
 }
 
-/// What the backups section shows, from the configuration alone. Listing backups belongs to
-/// the backup module; until this build has one, a configured target is reported as
-/// unavailable (the renderer already draws [`Backups::Listed`]).
-pub fn backups_for(config: &Config) -> Backups {
-    match &config.backup.to {
-        None => Backups::NotConfigured,
-        Some(to) => Backups::Unavailable {
-            target: db::target::redact_url(to),
-            reason: "this kasm-db build cannot list backups yet".into(),
+/// What the backups section shows: the complete backups of `backup.to` (read through the backup
+/// module's catalog, the same listing as `backups list`), or why there are none to show.
+pub async fn backups_for(config: &Config) -> Backups {
+    let Some(to) = &config.backup.to else {
+        return Backups::NotConfigured;
+    };
+    let target = db::target::redact_url(to);
+    let listed = async {
+        let parsed = crate::backup::target::Target::parse(to)?;
+        let storage = crate::backup::storage::open(&parsed, &config.s3).await?;
+        crate::backup::catalog::complete(storage.as_ref()).await
+    }
+    .await;
+    match listed {
+        Ok(manifests) => Backups::Listed {
+            target,
+            points: manifests
+                .into_iter()
+                .map(|m| super::BackupPoint {
+                    id: m.id,
+                    created: m.created,
+                    size_bytes: m.size_bytes,
+                    duration_s: Some(m.timings.total_s),
+                    // Manifests do not record verification runs.
+                    verified: None,
+                })
+                .collect(),
+        },
+        Err(e) => Backups::Unavailable {
+            target,
+            reason: e.to_string(),
         },
     }
 }
@@ -72,7 +94,7 @@ pub async fn report(ctx: &Ctx, args: &ReportArgs) -> Result<Outcome> {
         logs,
         volume,
         sessions: ctx.config.sizing.sessions,
-        backups: backups_for(&ctx.config),
+        backups: backups_for(&ctx.config).await,
     };
     let html = page::render(&data);
     write_atomic(&args.html, html.as_bytes())?;
@@ -141,13 +163,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backups_section_follows_the_configuration() {
+    #[tokio::test]
+    async fn backups_section_follows_the_configuration() {
         let mut config = Config::default();
-        assert_eq!(backups_for(&config), Backups::NotConfigured);
-        config.backup.to = Some("s3://bucket/kasm".into());
-        match backups_for(&config) {
-            Backups::Unavailable { target, .. } => assert_eq!(target, "s3://bucket/kasm"),
+        assert_eq!(backups_for(&config).await, Backups::NotConfigured);
+        config.backup.to = Some("relative/dir".into());
+        match backups_for(&config).await {
+            Backups::Unavailable { target, reason } => {
+                assert_eq!(target, "relative/dir");
+                assert!(reason.contains("relative"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        config.backup.to = Some(dir.path().display().to_string());
+        match backups_for(&config).await {
+            Backups::Listed { points, .. } => assert!(points.is_empty()),
             other => panic!("{other:?}"),
         }
     }
