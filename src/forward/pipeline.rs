@@ -95,7 +95,7 @@ async fn dead_letter(
     ForwardMetrics::add(&shared.metrics.dead_lettered, n);
     shared.dead_lettered.fetch_add(n, Ordering::Relaxed);
     tracing::warn!(sink_events = n, %reason, "SIEM refused records; kept in dead-letters.ndjson");
-    commit(shared, batch.ends[range.end - 1], n).await
+    Ok(())
 }
 
 /// Run until aborted. Errors of the spool itself (disk) are logged and retried.
@@ -156,12 +156,13 @@ async fn deliver(
                     .acknowledged
                     .fetch_add(accepted as u64, Ordering::Relaxed);
                 dead_letter(shared, batch, bad..bad + 1, &reason).await?;
+                commit(shared, batch.ends[bad], accepted as u64 + 1).await?;
                 start = bad + 1;
                 attempt = 0;
             }
             Outcome::Refused { reason, permanent } if permanent || refusals >= REFUSAL_RETRIES => {
                 dead_letter(shared, batch, start..n, &reason).await?;
-                return Ok(());
+                return commit(shared, batch.ends[n - 1], (n - start) as u64).await;
             }
             Outcome::Refused { reason, .. } => {
                 refusals += 1;

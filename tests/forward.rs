@@ -1,0 +1,386 @@
+//! SIEM forwarding end to end: the Forwarder against a Splunk-like HEC receiver and a real
+//! rsyslogd on loopback, the spool across a kill -9, backpressure, and `kasm-db forward`.
+
+mod common;
+#[path = "common/hec.rs"]
+mod hec;
+#[path = "common/rsyslog.rs"]
+mod rsyslog;
+
+use hec::Fault;
+use kasm_db::config::SiemConfig;
+use kasm_db::forward::{ForwardMetrics, Forwarder};
+use kasm_db::logs::record::{Record, parse_str};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const TOKEN: &str = "11111111-2222-3333-4444-tok3n-s3cr3t";
+
+fn siem(kind: &str, url: &str, token: &str, spool: &Path, extra: &str) -> SiemConfig {
+    let text = format!(
+        "kind = \"{kind}\"\nurl = \"{url}\"\ntoken = \"{token}\"\nspool_dir = \"{}\"\n\
+         index = \"kasm\"\nsourcetype = \"kasm:log\"\nbatch_events = 50\nbatch_wait_ms = 5\n\
+         request_timeout_secs = 5\n{extra}",
+        spool.display()
+    );
+    toml::from_str(&text).unwrap()
+}
+
+fn rec(seq: u64) -> Record {
+    parse_str(&format!(
+        r#"{{"timestamp":"2026-11-24T10:00:00.{:06}Z","levelname":"INFO","host":"web1","application":"kasm_api","seq":{seq},"message":"event {seq}"}}"#,
+        seq % 1_000_000
+    ))
+    .unwrap()
+}
+
+fn recs(range: std::ops::Range<u64>) -> Vec<Record> {
+    range.map(rec).collect()
+}
+
+async fn submit_all(fw: &Forwarder, records: &[Record]) {
+    for chunk in records.chunks(37) {
+        fw.submit(chunk).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_every_record_arrives_through_busy_drops_and_code_6() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let hec = hec::start(TOKEN, false).await;
+    hec.state
+        .push_faults(&[Fault::Busy, Fault::Drop, Fault::DropAfterIndex, Fault::Busy]);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(ForwardMetrics::default());
+    let fw = Forwarder::start(
+        &siem("splunk-hec", &hec.url, TOKEN, dir.path(), ""),
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
+    let mut records = recs(0..400);
+    // One event HEC refuses (code 6, invalid-event-number): dead-lettered, the rest resent.
+    records[123] = parse_str(r#"{"levelname":"ERROR","poison":true,"seq":9999}"#).unwrap();
+    submit_all(&fw, &records).await;
+    let report = fw.finish(Duration::from_secs(60)).await.unwrap();
+
+    let (seqs, receiver_dups) = hec.state.seqs();
+    let expected: std::collections::BTreeSet<u64> = (0..400).filter(|s| *s != 123).collect();
+    assert_eq!(seqs, expected, "every record but the refused one arrives");
+    assert_eq!(report.spooled, 0);
+    assert_eq!(report.dead_lettered, 1);
+    assert!(report.acknowledged >= 399, "{report:?}");
+    // Duplicates happen only where the outcome was unknown, and are reported.
+    assert!(receiver_dups > 0, "DropAfterIndex must cause a resend");
+    assert!(
+        receiver_dups <= report.duplicates,
+        "{receiver_dups} > {report:?}"
+    );
+    let m = metrics.snapshot();
+    assert!(m.retried >= 4, "{m:?}");
+    assert_eq!(m.dead_lettered, 1);
+    assert_eq!(m.spool_bytes, 0);
+    // Gzip, the envelope, the token header.
+    assert_eq!(
+        hec.state.gzip_posts.load(Ordering::Relaxed),
+        // Two busy answers and one dropped connection come before decoding; all else is gzip.
+        hec.state.posts.load(Ordering::Relaxed) - 3,
+    );
+    let e = hec
+        .state
+        .events()
+        .into_iter()
+        .find(|e| e["event"]["seq"] == 7)
+        .unwrap();
+    assert_eq!(e["time"].to_string(), "1795514400.000007");
+    assert_eq!(
+        (e["host"].as_str(), e["index"].as_str()),
+        (Some("web1"), Some("kasm"))
+    );
+    assert_eq!(e["sourcetype"], "kasm:log");
+    assert!(
+        hec.state
+            .auth_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| h == &format!("Splunk {TOKEN}"))
+    );
+    let dead = std::fs::read_to_string(dir.path().join("dead-letters.ndjson")).unwrap();
+    assert!(
+        dead.contains("\"seq\":9999") && dead.contains("code 6"),
+        "{dead}"
+    );
+    assert!(!dead.contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_bad_token_is_not_retried_forever_and_never_shown() {
+    let hec = hec::start("the-right-token", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(ForwardMetrics::default());
+    let fw = Forwarder::start(
+        &siem("splunk-hec", &hec.url, TOKEN, dir.path(), ""),
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
+    submit_all(&fw, &recs(0..10)).await;
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        (report.acknowledged, report.spooled, report.dead_lettered),
+        (0, 0, 10)
+    );
+    assert!(hec.state.auth_failures.load(Ordering::Relaxed) >= 2);
+    assert!(hec.state.events().is_empty());
+    let dead = std::fs::read_to_string(dir.path().join("dead-letters.ndjson")).unwrap();
+    assert!(
+        dead.contains("Invalid token") && dead.contains("403"),
+        "{dead}"
+    );
+    assert!(!dead.contains(TOKEN));
+    assert!(!format!("{:?}", metrics.snapshot()).contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_indexer_ack_and_fallback_when_acks_are_off() {
+    for enabled in [true, false] {
+        let hec = hec::start(TOKEN, enabled).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = siem("splunk-hec", &hec.url, TOKEN, dir.path(), "ack = true\n");
+        let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+            .await
+            .unwrap();
+        submit_all(&fw, &recs(0..120)).await;
+        let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(
+            (report.acknowledged, report.spooled),
+            (120, 0),
+            "acks {enabled}"
+        );
+        assert_eq!(hec.state.seqs().0.len(), 120);
+        if enabled {
+            assert!(hec.state.ack_polls.load(Ordering::Relaxed) > 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_pushes_back_and_nothing_refused_is_sent() {
+    let hec = hec::start(TOKEN, false).await;
+    hec.state.busy.store(true, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = siem(
+        "splunk-hec",
+        &hec.url,
+        TOKEN,
+        dir.path(),
+        "spool_max_bytes = 20000\n",
+    );
+    let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+        .await
+        .unwrap();
+    let mut accepted = 0u64;
+    let refused = loop {
+        match fw.submit(&recs(accepted..accepted + 10)).await {
+            Ok(()) => accepted += 10,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000, "the spool never pushed back");
+    };
+    assert_eq!(refused.kind(), kasm_db::error::Kind::Temporary);
+    assert!(refused.to_string().contains("full"), "{refused}");
+    assert!(fw.metrics().snapshot().spool_bytes <= 20_000);
+    hec.state.busy.store(false, Ordering::Relaxed);
+    let report = fw.finish(Duration::from_secs(60)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (accepted, 0));
+    let (seqs, _) = hec.state.seqs();
+    assert_eq!(
+        seqs,
+        (0..accepted).collect(),
+        "exactly the accepted records arrive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_records_stay_spooled_and_the_next_run_sends_them() {
+    let hec = hec::start(TOKEN, false).await;
+    hec.state.busy.store(true, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = siem("splunk-hec", &hec.url, TOKEN, dir.path(), "");
+    let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+        .await
+        .unwrap();
+    submit_all(&fw, &recs(0..200)).await;
+    let report = fw.finish(Duration::from_millis(300)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (0, 200));
+    hec.state.busy.store(false, Ordering::Relaxed);
+    let metrics = Arc::new(ForwardMetrics::default());
+    let fw = Forwarder::start(&cfg, metrics.clone()).await.unwrap();
+    assert_eq!(metrics.snapshot().replayed, 200);
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (200, 0));
+    assert_eq!(hec.state.seqs().0, (0..200).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sink_posts_ndjson_with_a_bearer_token() {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let g = got.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let g = g.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let g = g.clone();
+                        async move {
+                            let auth = req.headers()["authorization"].to_str().unwrap().to_string();
+                            let gz = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut body = String::new();
+                            std::io::Read::read_to_string(
+                                &mut flate2::read::GzDecoder::new(&gz[..]),
+                                &mut body,
+                            )
+                            .unwrap();
+                            g.lock().unwrap().push((auth, body));
+                            Ok::<_, std::io::Error>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = siem(
+        "http",
+        &format!("http://{addr}/ingest"),
+        TOKEN,
+        dir.path(),
+        "",
+    );
+    let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+        .await
+        .unwrap();
+    let records = recs(0..75);
+    submit_all(&fw, &records).await;
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    server.abort();
+    assert_eq!(report.acknowledged, 75);
+    let got = got.lock().unwrap();
+    assert!(got.iter().all(|(a, _)| a == &format!("Bearer {TOKEN}")));
+    let lines: Vec<String> = got
+        .iter()
+        .flat_map(|(_, b)| b.lines().map(str::to_string))
+        .collect();
+    let expected: Vec<String> = records.iter().map(|r| r.data.clone()).collect();
+    assert_eq!(lines, expected, "NDJSON of the records' own JSON, in order");
+}
+
+fn multi_line() -> Record {
+    parse_str(r#"{"timestamp":"2026-11-24T10:00:00Z","levelname":"ERROR","host":"web1","application":"kasm_api","process":4242,"name":"api.auth","kasm_user_name":"alice@x","kasm_id":"k-9","message":"first line\nsecond \"line\""}"#).unwrap()
+}
+
+/// Lines of rsyslog's output that carry `event N`, as N → count.
+fn event_counts(lines: &[String]) -> std::collections::BTreeMap<u64, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in lines {
+        if let Some(n) = l
+            .rsplit("event ")
+            .next()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            *m.entry(n).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_tcp_octet_counted_to_a_real_rsyslogd() {
+    let rs = tokio::task::spawn_blocking(rsyslog::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("tcp://127.0.0.1:{}", rs.tcp_port);
+    let fw = Forwarder::start(
+        &siem("syslog", &url, "", dir.path(), ""),
+        Arc::new(ForwardMetrics::default()),
+    )
+    .await
+    .unwrap();
+    let mut records = recs(0..300);
+    records.insert(150, multi_line());
+    submit_all(&fw, &records).await;
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (301, 0));
+    let lines = rs.wait_lines(301, Duration::from_secs(20));
+    assert_eq!(
+        lines.len(),
+        301,
+        "one line per message: {:?}",
+        &lines[..lines.len().min(3)]
+    );
+    let counts = event_counts(&lines);
+    assert_eq!(
+        counts.keys().copied().collect::<Vec<_>>(),
+        (0..300).collect::<Vec<_>>()
+    );
+    assert!(counts.values().all(|c| *c == 1));
+    // The multi-line record is one message (rsyslog shows the newline as #012), fields parsed.
+    let ml: Vec<&String> = lines.iter().filter(|l| l.contains("first line")).collect();
+    assert_eq!(ml.len(), 1, "{lines:?}");
+    assert_eq!(
+        ml[0].as_str(),
+        r#"131|web1|kasm_api|4242|api.auth|[kasm@32473 level="ERROR" user="alice@x" kasm_id="k-9"]|first line#012second "line""#
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("134|web1|kasm_api|-|-|") && l.ends_with("event 7")),
+        "{:?}",
+        &lines[..3]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_udp_datagrams_and_rfc3164_to_a_real_rsyslogd() {
+    let rs = tokio::task::spawn_blocking(rsyslog::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("udp://127.0.0.1:{}", rs.udp_port);
+    let cfg = siem(
+        "syslog",
+        &url,
+        "",
+        dir.path(),
+        "format = \"rfc3164\"\nfacility = \"local3\"\n",
+    );
+    let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+        .await
+        .unwrap();
+    let mut records = recs(0..60);
+    records.push(multi_line());
+    // Slow down a little so loopback UDP buffers never overflow: UDP has no acknowledgement.
+    for chunk in records.chunks(10) {
+        fw.submit(chunk).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(report.acknowledged, 61);
+    let lines = rs.wait_lines(61, Duration::from_secs(20));
+    assert_eq!(lines.len(), 61, "{lines:?}");
+    assert_eq!(event_counts(&lines).len(), 60);
+    let ml: Vec<&String> = lines.iter().filter(|l| l.contains("first line")).collect();
+    assert_eq!(ml.len(), 1, "{lines:?}");
+    // local3 = 19: PRI 19*8+3 = 155; the tag and pid come from application and process.
+    assert!(ml[0].starts_with("155|web1|kasm_api|4242|"), "{}", ml[0]);
+}
