@@ -97,7 +97,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Ingest(_) => Err(not_built("ingest", 3)),
         Command::Purge(_) => Err(not_built("purge", 3)),
         Command::Serve => Err(not_built("serve", 5)),
-        Command::Forward(_) => Err(not_built("forward", 4)),
+        Command::Forward(args) => crate::forward::cmd::run(&ctx, &args).await,
         Command::Backup(_) => Err(not_built("backup", 6)),
         Command::Backups(_) => Err(not_built("backups", 6)),
         Command::Restore(_) => Err(not_built("restore", 7)),

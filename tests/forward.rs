@@ -384,3 +384,132 @@ async fn syslog_udp_datagrams_and_rfc3164_to_a_real_rsyslogd() {
     // local3 = 19: PRI 19*8+3 = 155; the tag and pid come from application and process.
     assert!(ml[0].starts_with("155|web1|kasm_api|4242|"), "{}", ml[0]);
 }
+
+/// A migrated database with `n` INFO rows (seq 0..n) in one catch-all partition.
+fn db_with_rows(n: u64) -> String {
+    let url = common::fresh_db();
+    let r = common::run(common::kasm_db(&["--db", &url, "migrate"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    common::psql(
+        &url,
+        &format!(
+            "CREATE TABLE logs_logs_all PARTITION OF logs_logs FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+             INSERT INTO logs (log_id, ingest_date, log_time, levelname, host, application, kasm_user_name, message, data)
+             SELECT gen_random_uuid(), timestamptz '2026-11-24 00:00:00+00' + g * interval '1 ms',
+                    timestamptz '2026-11-23 00:00:00+00' + g * interval '1 s', 'INFO', 'web1', 'kasm_api', 'alice',
+                    'event ' || g, jsonb_build_object('seq', g, 'message', 'event ' || g, 'pad', repeat('x', 100))
+               FROM generate_series(0, {}) g;",
+            n - 1
+        ),
+    );
+    url
+}
+
+fn config_file(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("kasm-db.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[siem]\nkind = \"splunk-hec\"\nurl = \"{url}\"\ntoken = \"{TOKEN}\"\nspool_dir = \"{}\"\n\
+             batch_events = 200\nbatch_wait_ms = 5\nrequest_timeout_secs = 5\n{extra}",
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn forward_without_siem_is_a_usage_error_that_says_how_to_configure_it() {
+    let r = common::run(common::kasm_db(&[
+        "--db",
+        "postgres://nobody@127.0.0.1:1/x",
+        "forward",
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("[siem]") && r.stderr.contains("KASM_DB_SIEM_URL"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_backfill_survives_kill_9_mid_way_and_resumes() {
+    let db = tokio::task::spawn_blocking(|| db_with_rows(3000))
+        .await
+        .unwrap();
+    let hec = hec::start(TOKEN, false).await;
+    hec.state.busy.store(true, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    // A small spool: the first run fills it while HEC is busy and blocks mid-stream.
+    let conf = config_file(dir.path(), &hec.url, "spool_max_bytes = 150000\n");
+    let conf = conf.to_str().unwrap().to_string();
+    let args: Vec<String> = ["--config", &conf, "--db", &db, "--json", "-v", "forward"]
+        .map(String::from)
+        .to_vec();
+    let cmd = |a: &[String]| common::kasm_db(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut first = tokio::process::Command::from(cmd(&args))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("spool/forward-state.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let submitted = loop {
+        let s: Option<serde_json::Value> = std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(n) = s.and_then(|s| s["submitted"].as_u64()) {
+            if n > 0 && hec.state.posts.load(Ordering::Relaxed) > 2 {
+                break n;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never spooled anything"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        submitted < 3000,
+        "the first run should be blocked by the full spool"
+    );
+    first.start_kill().unwrap(); // SIGKILL
+    let out = first.wait_with_output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(TOKEN), "token in the log: {stderr}");
+    assert!(hec.state.events().is_empty());
+
+    hec.state.busy.store(false, Ordering::Relaxed);
+    let again = args.clone();
+    let second = tokio::task::spawn_blocking(move || common::run(cmd(&again)))
+        .await
+        .unwrap();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(!second.stderr.contains(TOKEN) && !second.stdout.contains(TOKEN));
+    let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(v["forwarded"].as_u64(), Some(3000), "{v}");
+    assert_eq!(v["spooled"].as_u64(), Some(0));
+    let (seqs, dups) = hec.state.seqs();
+    assert_eq!(seqs, (0..3000).collect(), "every stored record arrives");
+    assert_eq!(dups, 0);
+    let sample = hec
+        .state
+        .events()
+        .into_iter()
+        .find(|e| e["event"]["seq"] == 5)
+        .unwrap();
+    assert_eq!(sample["time"].as_f64(), Some(1_795_392_005.0));
+    assert_eq!(sample["event"]["message"], "event 5");
+
+    // An open range is incremental: a rerun sends only rows stored since.
+    let third = tokio::task::spawn_blocking(move || common::run(cmd(&args)))
+        .await
+        .unwrap();
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let v: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(v["forwarded"].as_u64(), Some(0), "{v}");
+}

@@ -7,6 +7,7 @@
 //! drop an accepted record, nor put the token in a log, an error or a metric.
 
 pub mod backoff;
+pub mod cmd;
 pub mod conn;
 pub mod endpoint;
 pub mod hec;

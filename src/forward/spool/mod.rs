@@ -273,7 +273,14 @@ impl Spool {
         let mut used = 0usize;
         while batch.records.len() < max_events {
             let Some(&len) = segments.get(&read.seg) else {
-                break;
+                // Deleted behind a commit: continue at the next segment.
+                match segments.range(read.seg..).next() {
+                    Some((&next, _)) => {
+                        read = Cursor { seg: next, off: 0 };
+                        continue;
+                    }
+                    None => break,
+                }
             };
             let sealed = read.seg != active;
             if read.off >= len {
@@ -350,19 +357,25 @@ impl Spool {
             .and_then(|_| fs::rename(&tmp, &dst))
             .map_err(|e| io("write", &dst, e))?;
         sync_dir(&self.dir)?;
-        s.commit = to;
-        if s.read < to {
-            s.read = to;
-        }
         s.pending = s.pending.saturating_sub(count);
-        let done_through = if to.seg != s.active && to.off >= s.segments[&to.seg] {
-            to.seg + 1
+        let sealed_and_done = to.seg != s.active && to.off >= s.segments[&to.seg];
+        // In memory the cursor never points into a deleted segment; on disk `(seg, len)` of a
+        // deleted segment reopens as the start of the next one.
+        s.commit = if sealed_and_done {
+            let next = s.segments.range(to.seg + 1..).next().map(|(id, _)| *id);
+            Cursor {
+                seg: next.unwrap_or(s.active),
+                off: 0,
+            }
         } else {
-            to.seg
+            to
         };
+        if s.read < s.commit {
+            s.read = s.commit;
+        }
         let old: Vec<u64> = s
             .segments
-            .range(..done_through)
+            .range(..s.commit.seg)
             .map(|(id, _)| *id)
             .collect();
         for id in old {

@@ -167,3 +167,30 @@ fn dead_letters_keep_reason_and_record() {
     assert_eq!(lines[1]["reason"], "HEC 400 code 6");
     assert_eq!(lines[1]["record"]["seq"], 1);
 }
+
+#[test]
+fn committing_exactly_to_a_segment_end_keeps_reading_and_accounting_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Spool::open(dir.path(), 1 << 20, 4096).unwrap();
+    let mut next = 0;
+    let mut got = Vec::new();
+    for _ in 0..30 {
+        // Two appends (the second may start a new segment), read back in appends' sizes, so
+        // batches often end exactly at a sealed segment's end.
+        for _ in 0..2 {
+            s.append(&recs(next..next + 7)).unwrap();
+            next += 7;
+        }
+        for _ in 0..2 {
+            let b = s.read_batch(7, 1 << 20).unwrap();
+            assert_eq!(b.records.len(), 7);
+            got.extend(seqs(&b));
+            s.commit(*b.ends.last().unwrap(), 7).unwrap();
+        }
+        assert_eq!((s.pending(), s.bytes()), (0, 0));
+    }
+    assert_eq!(got, (0..next).collect::<Vec<_>>());
+    drop(s);
+    let (s, rep) = Spool::open(dir.path(), 1 << 20, 4096).unwrap();
+    assert_eq!((rep.replay, s.pending(), s.bytes()), (0, 0, 0));
+}
