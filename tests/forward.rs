@@ -513,3 +513,182 @@ async fn forward_backfill_survives_kill_9_mid_way_and_resumes() {
     let v: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
     assert_eq!(v["forwarded"].as_u64(), Some(0), "{v}");
 }
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it (openssl), as
+/// (ca.pem, cert.pem, key.pem).
+fn test_pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=kasm-db test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// A TLS syslog receiver (RFC 5425): parses octet-counted frames and keeps the messages.
+async fn tls_syslog_receiver(cert: &Path, key: &Path) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::AsyncReadExt;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(kasm_db::db::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, g) = (acceptor.clone(), g.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = tls.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Octet counting: "LEN SP MSG", repeatedly.
+                    while let Some(sp) = buf.iter().position(|b| *b == b' ') {
+                        let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+                        if buf.len() < sp + 1 + len {
+                            break;
+                        }
+                        let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap();
+                        g.lock().unwrap().push(msg);
+                        buf.drain(..sp + 1 + len);
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_verifies_the_server_with_tls_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let (port, got) = tls_syslog_receiver(&cert, &key).await;
+    let url = format!("tls://127.0.0.1:{port}");
+    // Without the CA the server is not trusted: nothing is sent, everything stays spooled.
+    let spool = dir.path().join("spool-untrusted");
+    let fw = Forwarder::start(
+        &siem("syslog", &url, "", &spool, ""),
+        Arc::new(ForwardMetrics::default()),
+    )
+    .await
+    .unwrap();
+    submit_all(&fw, &recs(0..20)).await;
+    let report = fw.finish(Duration::from_millis(500)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (0, 20));
+    assert!(got.lock().unwrap().is_empty());
+    // With siem.tls_ca: the same spool is delivered, the multi-line record as one message.
+    let cfg = siem(
+        "syslog",
+        &url,
+        "",
+        &spool,
+        &format!("tls_ca = \"{}\"\n", ca.display()),
+    );
+    let fw = Forwarder::start(&cfg, Arc::new(ForwardMetrics::default()))
+        .await
+        .unwrap();
+    fw.submit(&[multi_line()]).await.unwrap();
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (21, 0));
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 21);
+    assert!(
+        got[..20]
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.starts_with("<134>1 ") && m.ends_with(&format!(" event {i}")))
+    );
+    assert!(
+        got[20].ends_with("] first line\nsecond \"line\""),
+        "{}",
+        got[20]
+    );
+}
