@@ -20,8 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PAGE: i64 = 5000;
-/// Records per spool submit.
-const CHUNK: usize = 250;
 /// How long the end of a run waits for the SIEM to acknowledge what is still spooled.
 const FINISH_WAIT: Duration = Duration::from_secs(300);
 /// How long a full spool may stay full (the SIEM not draining it) before giving up.
@@ -173,8 +171,9 @@ async fn stream(
                 data: row.try_get(6)?,
             });
         }
-        // Small submits, so that a small spool fills gradually and progress is saved often.
-        for (records, rows) in records.chunks(CHUNK).zip(rows.chunks(CHUNK)) {
+        // Submits sized to the spool: a small spool fills gradually instead of refusing all.
+        let chunk = (siem.spool_max_bytes / 4 / 1024).clamp(1, PAGE as u64) as usize;
+        for (records, rows) in records.chunks(chunk).zip(rows.chunks(chunk)) {
             submit(fw, records).await?;
             let last = rows.last().expect("chunks are not empty");
             state.last_ingest_date = Some(last.try_get(7)?);

@@ -124,8 +124,17 @@ async fn step(sink: &mut Sink, shared: &Arc<Shared>, limits: Limits) -> Result<(
         return Ok(());
     }
     if batch.records.len() < limits.events && !shared.flushing.load(Ordering::Relaxed) {
-        // Part-filled: give producers `wait` to fill it, then read it again from the start.
-        tokio::time::sleep(limits.wait).await;
+        // Part-filled: give producers up to `wait` to fill it, then read it again from the
+        // start (one batch is in flight at a time, so everything pending is unread).
+        let deadline = tokio::time::Instant::now() + limits.wait;
+        while (shared.spool.pending() as usize) < limits.events
+            && !shared.flushing.load(Ordering::Relaxed)
+        {
+            tokio::select! {
+                _ = shared.more.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
         shared.spool.rewind();
         batch = read(shared, limits).await?;
     }
