@@ -1,7 +1,7 @@
 //! `kasm-db forward [--since T] [--until T]`: send records already stored in `logs` to the SIEM
 //! (a backfill before switching a class's retention to 0), through the same durable Forwarder.
 //!
-//! Streams by `(ingest_date, log_id)` in keyset pages. Progress is kept in
+//! Streams one query ordered by `(ingest_date, log_id)`. Progress is kept in
 //! `<spool_dir>/forward-state.json` per `(since, until)` range, written only after the records
 //! are durable in the spool, so a killed run resumes where it stopped (duplicates possible,
 //! loss not) and a later run of an open range sends only newer rows. Must never print the token.
@@ -14,12 +14,14 @@ use crate::error::{Error, Kind, Result};
 use crate::logs::record::{Level, Record};
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PAGE: i64 = 5000;
+/// Most records per spool submit.
+const CHUNK_MAX: usize = 5000;
 /// How long the end of a run waits for the SIEM to acknowledge what is still spooled.
 const FINISH_WAIT: Duration = Duration::from_secs(300);
 /// How long a full spool may stay full (the SIEM not draining it) before giving up.
@@ -140,26 +142,25 @@ async fn stream(
           WHERE ($1::timestamptz IS NULL OR ingest_date >= $1)
             AND ($2::timestamptz IS NULL OR ingest_date < $2)
             AND ($3::timestamptz IS NULL OR (ingest_date, log_id) > ($3, $4::uuid))
-          ORDER BY ingest_date, log_id
-          LIMIT {PAGE}",
+          ORDER BY ingest_date, log_id",
         crate::db::ident(&ctx.config.database.schema)
     );
     let stmt = client.prepare(&sql).await?;
     let path = state_path(siem);
     let mut state = load_state(&path, since, until);
+    // Submits sized to the spool: a small spool fills gradually instead of refusing all.
+    let chunk = (siem.spool_max_bytes / 4 / 1024).clamp(1, CHUNK_MAX as u64) as usize;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&since, &until, &state.last_ingest_date, &state.last_log_id];
+    // One ordered query, streamed (one sort, however many rows).
+    let rows = client.query_raw(&stmt, params).await?;
+    futures::pin_mut!(rows);
     let mut read = 0u64;
+    let mut records = Vec::with_capacity(chunk);
+    let mut last = None;
     loop {
-        let rows = client
-            .query(
-                &stmt,
-                &[&since, &until, &state.last_ingest_date, &state.last_log_id],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Ok(read);
-        }
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let row = rows.try_next().await?;
+        if let Some(row) = &row {
             let level: String = row.try_get(0)?;
             records.push(Record {
                 level: Level::parse(&level).unwrap_or(Level::Info),
@@ -170,17 +171,20 @@ async fn stream(
                 message: row.try_get(5)?,
                 data: row.try_get(6)?,
             });
+            last = Some((row.try_get(7)?, row.try_get(8)?));
         }
-        // Submits sized to the spool: a small spool fills gradually instead of refusing all.
-        let chunk = (siem.spool_max_bytes / 4 / 1024).clamp(1, PAGE as u64) as usize;
-        for (records, rows) in records.chunks(chunk).zip(rows.chunks(chunk)) {
-            submit(fw, records).await?;
-            let last = rows.last().expect("chunks are not empty");
-            state.last_ingest_date = Some(last.try_get(7)?);
-            state.last_log_id = Some(last.try_get(8)?);
-            state.submitted += rows.len() as u64;
+        if records.len() >= chunk || (row.is_none() && !records.is_empty()) {
+            submit(fw, &records).await?;
+            let (date, id) = last.take().expect("set with every record");
+            state.last_ingest_date = Some(date);
+            state.last_log_id = Some(id);
+            state.submitted += records.len() as u64;
             save_state(&path, &state)?;
-            read += rows.len() as u64;
+            read += records.len() as u64;
+            records.clear();
+        }
+        if row.is_none() {
+            return Ok(read);
         }
     }
 }
