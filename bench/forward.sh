@@ -47,14 +47,22 @@ SELECT gen_random_uuid(), now() - interval '1 day' + g * interval '1 ms', now() 
          'message', 'GET /api/public/get_user_images 200 session ' || g)
   FROM generate_series(1, $N) g;
 SQL
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "records: $N ($(psql -qtA "$DB" -c "select pg_size_pretty(sum(pg_column_size(data))) from logs") of JSON)"
 
-run_forward() { # $1 = config file; prints "<seconds> <peak RSS KiB>"
+# The database side alone: the backfill's query, streamed to /dev/null.
+start=$(date +%s.%N)
+psql -q "$DB" -c "\\copy (SELECT levelname, log_time, host, application, kasm_user_name, message, data::text, ingest_date, log_id FROM logs ORDER BY ingest_date, log_id) TO /dev/null"
+secs=$(echo "$(date +%s.%N) - $start" | bc -l)
+printf 'database read alone (the backfill query to /dev/null): %.2f s = %.0f rows/s\n' "$secs" "$(echo "$N / $secs" | bc -l)"
+
+run_forward() { # $1 = config file; prints "<seconds> <peak RSS KiB> <CPU seconds>"
   local start end
   start=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$WORK/time.out" "$BIN" --config "$1" --db "$DB" --json forward >"$WORK/fwd.json"
+  /usr/bin/time -f "%M %U %S" -o "$WORK/time.out" "$BIN" --config "$1" --db "$DB" --json forward >"$WORK/fwd.json"
   end=$(date +%s.%N)
-  echo "$(echo "$end - $start" | bc -l) $(cat "$WORK/time.out")"
+  read -r rss usr sys <"$WORK/time.out"
+  echo "$(echo "$end - $start" | bc -l) $rss $(echo "$usr + $sys" | bc -l)"
 }
 
 # --- 1. Splunk HEC receiver (Python, counting newline-separated envelopes) ---------------
@@ -64,6 +72,7 @@ import gzip, sys, http.server
 count = 0
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def log_message(self, *a): pass
     def do_GET(self):
         self.reply(b'{"text":"HEC is healthy","code":17}')
@@ -95,11 +104,11 @@ token = "bench-token"
 spool_dir = "$WORK/spool-hec"
 TOML
 c0=$(cpu_ticks "$HEC_PID")
-read -r secs rss < <(run_forward "$WORK/hec.toml")
+read -r secs rss cpu < <(run_forward "$WORK/hec.toml")
 c1=$(cpu_ticks "$HEC_PID")
 got=$(cat "$WORK/hec.count")
-printf 'splunk-hec (gzip): %d events in %.2f s = %.0f events/s; forwarder peak RSS %d MiB; receiver CPU %.0f%% of one core; received %d; %s\n' \
-  "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$got" "$(cat "$WORK/fwd.json")"
+printf 'splunk-hec (gzip): %d events in %.2f s = %.0f events/s; forwarder CPU %.2f s (%.0f events per CPU-second), peak RSS %d MiB; receiver CPU %.0f%% of one core; received %d; %s\n' \
+  "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$cpu" "$(echo "$N / $cpu" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$got" "$(cat "$WORK/fwd.json")"
 
 # --- 2. rsyslogd over TCP --------------------------------------------------------------------
 SYS_PORT=$(free_port)
@@ -120,8 +129,8 @@ url = "tcp://127.0.0.1:$SYS_PORT"
 spool_dir = "$WORK/spool-syslog"
 TOML
 c0=$(cpu_ticks "$SYS_PID")
-read -r secs rss < <(run_forward "$WORK/syslog.toml")
+read -r secs rss cpu < <(run_forward "$WORK/syslog.toml")
 c1=$(cpu_ticks "$SYS_PID")
 for _ in $(seq 300); do [ "$(wc -l <"$WORK/rsyslog/out.log" 2>/dev/null || echo 0)" -ge "$N" ] && break; sleep 0.1; done
-printf 'syslog TCP (RFC 5424): %d events in %.2f s = %.0f events/s; forwarder peak RSS %d MiB; rsyslogd CPU %.0f%% of one core; received %d lines; %s\n' \
-  "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$(wc -l <"$WORK/rsyslog/out.log")" "$(cat "$WORK/fwd.json")"
+printf 'syslog TCP (RFC 5424): %d events in %.2f s = %.0f events/s; forwarder CPU %.2f s (%.0f events per CPU-second), peak RSS %d MiB; rsyslogd CPU %.0f%% of one core; received %d lines; %s\n' \
+  "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$cpu" "$(echo "$N / $cpu" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$(wc -l <"$WORK/rsyslog/out.log")" "$(cat "$WORK/fwd.json")"

@@ -31,6 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// The start-up health check never holds `start` up longer than this.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a forwarder did by the time it stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FinishReport {
@@ -79,7 +82,8 @@ impl Forwarder {
             );
         }
         if let sink::Sink::Hec(hec) = &mut sink {
-            if let Err(e) = hec.health().await {
+            let health = tokio::time::timeout(HEALTH_TIMEOUT, hec.health()).await;
+            if let Err(e) = health.unwrap_or_else(|_| Err("no answer".into())) {
                 tracing::warn!(
                     "Splunk HEC health check failed ({e}); records stay spooled until it answers"
                 );
