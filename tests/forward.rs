@@ -692,3 +692,37 @@ async fn syslog_over_tls_verifies_the_server_with_tls_ca() {
         got[20]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_with_a_refused_token_fails_says_why_and_never_prints_the_token() {
+    let db = tokio::task::spawn_blocking(|| db_with_rows(5))
+        .await
+        .unwrap();
+    let hec = hec::start("the-right-token", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config_file(dir.path(), &hec.url, "")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        common::run(common::kasm_db(&[
+            "--config", &conf, "--db", &db, "--json", "-v", "forward",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["forwarded"].as_u64(), v["dead_lettered"].as_u64()),
+        (Some(0), Some(5)),
+        "{v}"
+    );
+    assert!(r.stderr.contains("Invalid token"), "{}", r.stderr);
+    for text in [&r.stdout, &r.stderr] {
+        assert!(!text.contains(TOKEN), "token shown: {text}");
+    }
+    let dead = std::fs::read_to_string(dir.path().join("spool/dead-letters.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 5);
+    assert!(!dead.contains(TOKEN));
+}

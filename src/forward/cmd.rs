@@ -225,7 +225,13 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig) -> Result<Outcome> {
     if r.duplicates > 0 {
         text.push_str(&format!("; {} may have arrived twice", r.duplicates));
     }
-    Ok(Outcome::new(&report, text))
+    let outcome = Outcome::new(&report, text);
+    // Records the SIEM refused are a failed job (exit 1), though nothing is lost.
+    Ok(if r.dead_lettered > 0 {
+        outcome.failed_check()
+    } else {
+        outcome
+    })
 }
 
 #[cfg(test)]

@@ -152,11 +152,11 @@ async fn deliver(
     while start < n {
         match sink.send(&batch.records[start..]).await {
             Outcome::Delivered => {
+                // Count before committing: `finish` returns as soon as the spool is empty.
                 let count = (n - start) as u64;
-                commit(shared, batch.ends[n - 1], count).await?;
                 ForwardMetrics::add(&shared.metrics.sent, count);
                 shared.acknowledged.fetch_add(count, Ordering::Relaxed);
-                return Ok(());
+                return commit(shared, batch.ends[n - 1], count).await;
             }
             Outcome::Partial { accepted, reason } => {
                 let bad = start + accepted;
