@@ -24,8 +24,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
-(cd "$ROOT" && cargo build --release --quiet)
+(cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example forward_bench)
 BIN="$TARGET/release/kasm-db"
+DRIVER="$TARGET/release/examples/forward_bench"
 
 # --- PostgreSQL with N Kasm-like records -------------------------------------------------
 PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
@@ -110,6 +111,19 @@ got=$(cat "$WORK/hec.count")
 printf 'splunk-hec (gzip): %d events in %.2f s = %.0f events/s; forwarder CPU %.2f s (%.0f events per CPU-second), peak RSS %d MiB; receiver CPU %.0f%% of one core; received %d; %s\n' \
   "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$cpu" "$(echo "$N / $cpu" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$got" "$(cat "$WORK/fwd.json")"
 
+alone() { # $1 = label, $2 = config, $3 = receiver pid
+  local c0 c1 rss secs
+  c0=$(cpu_ticks "$3")
+  /usr/bin/time -f "%M" -o "$WORK/time.out" "$DRIVER" "$2" "$N" >"$WORK/alone.json"
+  c1=$(cpu_ticks "$3")
+  rss=$(cat "$WORK/time.out")
+  secs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/alone.json")
+  printf '%s, forwarder alone (records from memory, through the spool): %.0f events/s; peak RSS %d MiB (includes the %d records held in memory); receiver CPU %.0f%% of one core; %s\n' \
+    "$1" "$(echo "$N / $secs" | bc -l)" "$((rss / 1024))" "$N" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$(cat "$WORK/alone.json")"
+}
+sed -i "s|spool-hec|spool-hec-alone|" "$WORK/hec.toml"
+alone "splunk-hec (gzip)" "$WORK/hec.toml" "$HEC_PID"
+
 # --- 2. rsyslogd over TCP --------------------------------------------------------------------
 SYS_PORT=$(free_port)
 mkdir -p "$WORK/rsyslog"
@@ -134,3 +148,5 @@ c1=$(cpu_ticks "$SYS_PID")
 for _ in $(seq 300); do [ "$(wc -l <"$WORK/rsyslog/out.log" 2>/dev/null || echo 0)" -ge "$N" ] && break; sleep 0.1; done
 printf 'syslog TCP (RFC 5424): %d events in %.2f s = %.0f events/s; forwarder CPU %.2f s (%.0f events per CPU-second), peak RSS %d MiB; rsyslogd CPU %.0f%% of one core; received %d lines; %s\n' \
   "$N" "$secs" "$(echo "$N / $secs" | bc -l)" "$cpu" "$(echo "$N / $cpu" | bc -l)" "$((rss / 1024))" "$(echo "($c1 - $c0) / $TCK / $secs * 100" | bc -l)" "$(wc -l <"$WORK/rsyslog/out.log")" "$(cat "$WORK/fwd.json")"
+sed -i "s|spool-syslog|spool-syslog-alone|" "$WORK/syslog.toml"
+alone "syslog TCP (RFC 5424)" "$WORK/syslog.toml" "$SYS_PID"

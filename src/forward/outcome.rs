@@ -1,5 +1,6 @@
 //! What one delivery attempt of a batch came to, as every sink reports it to the pipeline.
-//! Pure data; the pipeline decides retries, dead letters and commits from it.
+//! Pure data; the pipeline decides retries, dead letters and commits from it. A reason must
+//! never carry a secret (sinks build them from status codes and the SIEM's own answer).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -1,6 +1,7 @@
 //! The `syslog` sink: configuration and the pipeline step turning a batch of records into
 //! RFC 5424 / RFC 3164 / CEF messages ([`encode`]), framed for the transport and written by the
 //! [`service`]. UDP messages longer than `max_datagram` are cut (never split into two).
+//! Must never put a multi-line record into more than one message.
 
 pub mod encode;
 pub mod service;

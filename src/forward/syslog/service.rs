@@ -1,6 +1,7 @@
 //! The syslog service: the only I/O of the syslog sink. UDP sends one datagram per message;
 //! TCP and TLS keep one stream open and write octet-counted frames, reconnecting after an
 //! error. Syslog has no application-level acknowledgement: a flushed write is "delivered".
+//! Must never split a message across datagrams or write a frame partially without reconnecting.
 
 use crate::forward::conn::{self, Stream};
 use crate::forward::endpoint::{Endpoint, Scheme};
