@@ -594,10 +594,8 @@ fn test_pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::P
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
 
-/// A TLS syslog receiver (RFC 5425): parses octet-counted frames and keeps the messages.
-async fn tls_syslog_receiver(cert: &Path, key: &Path) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+fn server_tls(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
-    use tokio::io::AsyncReadExt;
     let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
         .unwrap()
         .map(Result::unwrap)
@@ -609,7 +607,13 @@ async fn tls_syslog_receiver(cert: &Path, key: &Path) -> (u16, Arc<std::sync::Mu
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    Arc::new(config)
+}
+
+/// A TLS syslog receiver (RFC 5425): parses octet-counted frames and keeps the messages.
+async fn tls_syslog_receiver(cert: &Path, key: &Path) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncReadExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_tls(cert, key));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -725,4 +729,41 @@ async fn forward_with_a_refused_token_fails_says_why_and_never_prints_the_token(
     let dead = std::fs::read_to_string(dir.path().join("spool/dead-letters.ndjson")).unwrap();
     assert_eq!(dead.lines().count(), 5);
     assert!(!dead.contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_over_https_with_tls_ca_and_insecure_skip_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let hec = hec::start_with(TOKEN, false, Some(server_tls(&cert, &key))).await;
+    assert!(hec.url.starts_with("https://127.0.0.1:"));
+    for (name, extra) in [
+        ("ca", format!("tls_ca = \"{}\"\n", ca.display())),
+        ("skip", "insecure_skip_verify = true\n".to_string()),
+    ] {
+        let spool = dir.path().join(name);
+        let fw = Forwarder::start(
+            &siem("splunk-hec", &hec.url, TOKEN, &spool, &extra),
+            Arc::new(ForwardMetrics::default()),
+        )
+        .await
+        .unwrap();
+        submit_all(&fw, &recs(0..100)).await;
+        let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+        assert_eq!((report.acknowledged, report.spooled), (100, 0), "{name}");
+    }
+    assert_eq!(hec.state.seqs().0, (0..100).collect());
+    // Without the CA (webpki roots only) the server is not trusted and nothing is sent.
+    let spool = dir.path().join("untrusted");
+    let fw = Forwarder::start(
+        &siem("splunk-hec", &hec.url, TOKEN, &spool, ""),
+        Arc::new(ForwardMetrics::default()),
+    )
+    .await
+    .unwrap();
+    let posts = hec.state.posts.load(Ordering::Relaxed);
+    submit_all(&fw, &recs(0..10)).await;
+    let report = fw.finish(Duration::from_millis(500)).await.unwrap();
+    assert_eq!((report.acknowledged, report.spooled), (0, 10));
+    assert_eq!(hec.state.posts.load(Ordering::Relaxed), posts);
 }

@@ -83,6 +83,15 @@ impl Drop for Hec {
 
 /// Start a receiver on a random loopback port (on the current tokio runtime).
 pub async fn start(token: &str, ack_enabled: bool) -> Hec {
+    start_with(token, ack_enabled, None).await
+}
+
+/// Like [`start`], over HTTPS with the given server configuration.
+pub async fn start_with(
+    token: &str,
+    ack_enabled: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Hec {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(State {
@@ -91,22 +100,33 @@ pub async fn start(token: &str, ack_enabled: bool) -> Hec {
         ..State::default()
     });
     let st = state.clone();
+    let https = tls.is_some();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let st = st.clone();
+            let (st, tls) = (st.clone(), tls.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(cfg) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                }
             });
         }
     });
+    let scheme = if https { "https" } else { "http" };
     Hec {
-        url: format!("http://{addr}/services/collector/event"),
+        url: format!("{scheme}://{addr}/services/collector/event"),
         state,
         task,
     }
