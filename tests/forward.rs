@@ -767,3 +767,24 @@ async fn hec_over_https_with_tls_ca_and_insecure_skip_verify() {
     assert_eq!((report.acknowledged, report.spooled), (0, 10));
     assert_eq!(hec.state.posts.load(Ordering::Relaxed), posts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hec_413_halves_requests_until_they_fit() {
+    let hec = hec::start(TOKEN, false).await;
+    hec.state.max_events.store(7, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let fw = Forwarder::start(
+        &siem("splunk-hec", &hec.url, TOKEN, dir.path(), ""),
+        Arc::new(ForwardMetrics::default()),
+    )
+    .await
+    .unwrap();
+    submit_all(&fw, &recs(0..300)).await;
+    let report = fw.finish(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        (report.acknowledged, report.spooled, report.dead_lettered),
+        (300, 0, 0)
+    );
+    let (seqs, dups) = hec.state.seqs();
+    assert_eq!((seqs, dups), ((0..300).collect(), 0));
+}

@@ -14,4 +14,6 @@ pub enum Outcome {
     /// The SIEM refuses the batch. `permanent`: dead-letter now (the data is bad); otherwise
     /// (auth, unknown endpoint) retry a bounded number of times, then dead-letter.
     Refused { reason: String, permanent: bool },
+    /// The request was too large (HTTP 413): send fewer events; a single event is dead-lettered.
+    TooLarge { reason: String },
 }

@@ -148,15 +148,17 @@ async fn deliver(
     limits: Limits,
 ) -> Result<()> {
     let n = batch.records.len();
-    let (mut start, mut attempt, mut refusals) = (0usize, 0u32, 0u32);
+    // The slice `start..end` is in flight; `end` shrinks when the SIEM says it is too large.
+    let (mut start, mut end, mut attempt, mut refusals) = (0usize, n, 0u32, 0u32);
     while start < n {
-        match sink.send(&batch.records[start..]).await {
+        match sink.send(&batch.records[start..end]).await {
             Outcome::Delivered => {
                 // Count before committing: `finish` returns as soon as the spool is empty.
-                let count = (n - start) as u64;
+                let count = (end - start) as u64;
                 ForwardMetrics::add(&shared.metrics.sent, count);
                 shared.acknowledged.fetch_add(count, Ordering::Relaxed);
-                return commit(shared, batch.ends[n - 1], count).await;
+                commit(shared, batch.ends[end - 1], count).await?;
+                (start, end, attempt, refusals) = (end, n, 0, 0);
             }
             Outcome::Partial { accepted, reason } => {
                 let bad = start + accepted;
@@ -166,12 +168,28 @@ async fn deliver(
                     .fetch_add(accepted as u64, Ordering::Relaxed);
                 dead_letter(shared, batch, bad..bad + 1, &reason).await?;
                 commit(shared, batch.ends[bad], accepted as u64 + 1).await?;
-                start = bad + 1;
-                attempt = 0;
+                (start, attempt) = (bad + 1, 0);
+                if start >= end {
+                    end = n;
+                }
+            }
+            Outcome::TooLarge { reason } if end - start > 1 => {
+                tracing::info!(
+                    sink = sink.name(),
+                    events = end - start,
+                    "{reason}; halving the request"
+                );
+                end = start + (end - start) / 2;
+            }
+            Outcome::TooLarge { reason } => {
+                dead_letter(shared, batch, start..end, &reason).await?;
+                commit(shared, batch.ends[end - 1], 1).await?;
+                (start, end) = (end, n);
             }
             Outcome::Refused { reason, permanent } if permanent || refusals >= REFUSAL_RETRIES => {
-                dead_letter(shared, batch, start..n, &reason).await?;
-                return commit(shared, batch.ends[n - 1], (n - start) as u64).await;
+                dead_letter(shared, batch, start..end, &reason).await?;
+                commit(shared, batch.ends[end - 1], (end - start) as u64).await?;
+                (start, end, attempt, refusals) = (end, n, 0, 0);
             }
             Outcome::Refused { reason, .. } => {
                 refusals += 1;
@@ -188,7 +206,7 @@ async fn deliver(
                 attempt += 1;
                 ForwardMetrics::add(&shared.metrics.retried, 1);
                 if ambiguous {
-                    let n = (n - start) as u64;
+                    let n = (end - start) as u64;
                     ForwardMetrics::add(&shared.metrics.possible_duplicates, n);
                     shared.duplicates.fetch_add(n, Ordering::Relaxed);
                 }

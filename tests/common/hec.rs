@@ -34,6 +34,8 @@ pub struct State {
     pub ack_enabled: bool,
     /// Answer every event POST with 503 busy while set.
     pub busy: AtomicBool,
+    /// When non-zero, a POST of more events than this is refused with 413.
+    pub max_events: std::sync::atomic::AtomicUsize,
     faults: Mutex<VecDeque<Fault>>,
     /// The envelopes indexed, in order.
     pub events: Mutex<Vec<Value>>,
@@ -251,6 +253,14 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Resp {
                     }
                     Ok(v) => parsed.push(v),
                 }
+            }
+            let max = st.max_events.load(Ordering::Relaxed);
+            if max > 0 && parsed.len() > max {
+                let text = format!(
+                    "Content too large: {} events (maximum is {max})",
+                    parsed.len()
+                );
+                return answer(413, json!({ "text": text, "code": 27 }));
             }
             if parsed.is_empty() && bad.is_none() {
                 return answer(400, json!({"text":"No data","code":5}));

@@ -51,6 +51,7 @@ pub fn classify(status: u16, body: &[u8], events: usize) -> Posted {
                 permanent: true,
             }),
         },
+        413 => Posted::Failed(Outcome::TooLarge { reason }),
         408 | 429 | 500..=599 => Posted::Failed(Outcome::Retry {
             reason,
             ambiguous: false,
@@ -133,6 +134,14 @@ mod tests {
             let p = classify(s, br#"{"text":"Server is busy","code":9}"#, 1);
             assert!(matches!(p, Posted::Failed(Outcome::Retry { .. })), "{s}");
         }
+        assert!(matches!(
+            classify(
+                413,
+                b"Content-Length of 2000000 too large (maximum is 1000000)",
+                9
+            ),
+            Posted::Failed(Outcome::TooLarge { .. })
+        ));
         // Garbage bodies do not panic.
         assert!(matches!(
             classify(502, b"<html>", 1),

@@ -1,6 +1,6 @@
 //! The `http` sink: a generic NDJSON POST (Elastic ingest pipelines, webhooks) with
 //! `Authorization: Bearer <token>`, gzip-compressed. 2xx = delivered; 408/429/5xx and transport
-//! errors are retried; 400/413 are dead letters; 401/403/404 get bounded retries.
+//! errors are retried; 413 halves the request; 400/422 are dead letters; 401/403/404 get bounded retries.
 //! Must never log or return the token.
 
 pub mod encode;
@@ -52,7 +52,8 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
             reason,
             ambiguous: false,
         },
-        400 | 413 | 422 => Outcome::Refused {
+        413 => Outcome::TooLarge { reason },
+        400 | 422 => Outcome::Refused {
             reason,
             permanent: true,
         },
