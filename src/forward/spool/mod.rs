@@ -2,7 +2,7 @@
 //!
 //! Records are framed ([`frame`]), appended to the active segment and fsynced before
 //! [`Spool::append`] returns; a reader cursor hands batches to the sink; [`Spool::commit`] moves
-//! the durable commit cursor (`commit` file, written atomically) once the SIEM acknowledged them,
+//! the durable commit cursor (`commit`: two checksummed slots, one fdatasync) once the SIEM acked,
 //! deleting segments wholly behind it. On open, everything after the commit cursor is replayed;
 //! corrupt or torn regions are skipped and counted. Must never drop an accepted record, exceed
 //! `max_bytes` (a full spool refuses with a temporary error), or be shared by two processes.
@@ -48,6 +48,8 @@ struct State {
     active: u64,
     active_file: File,
     commit: Cursor,
+    commit_file: File,
+    commit_seq: u64,
     read: Cursor,
     pending: u64,
 }
@@ -74,15 +76,42 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io("sync", dir, e))
 }
 
-fn read_commit(dir: &Path) -> Option<Cursor> {
-    let b = fs::read(dir.join("commit")).ok()?;
-    if b.len() != 20 || crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
+/// The commit file holds two 32-byte slots `seq | seg | off | crc32 | pad`, written
+/// alternately with one `fdatasync` each: a torn write leaves the other, older slot valid
+/// (a little more is replayed: duplicates, never loss).
+const SLOT: usize = 32;
+
+fn encode_slot(seq: u64, c: Cursor) -> [u8; SLOT] {
+    let mut b = [0u8; SLOT];
+    b[0..8].copy_from_slice(&seq.to_le_bytes());
+    b[8..16].copy_from_slice(&c.seg.to_le_bytes());
+    b[16..24].copy_from_slice(&c.off.to_le_bytes());
+    let crc = crc32fast::hash(&b[..24]);
+    b[24..28].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_slot(b: &[u8]) -> Option<(u64, Cursor)> {
+    let b = b.get(..SLOT)?;
+    let u = |r: std::ops::Range<usize>| b[r].try_into().ok().map(u64::from_le_bytes);
+    if crc32fast::hash(&b[..24]).to_le_bytes() != b[24..28] {
         return None;
     }
-    Some(Cursor {
-        seg: u64::from_le_bytes(b[0..8].try_into().ok()?),
-        off: u64::from_le_bytes(b[8..16].try_into().ok()?),
-    })
+    Some((
+        u(0..8)?,
+        Cursor {
+            seg: u(8..16)?,
+            off: u(16..24)?,
+        },
+    ))
+}
+
+/// The newest valid commit and its sequence number.
+fn read_commit(dir: &Path) -> Option<(u64, Cursor)> {
+    let b = fs::read(dir.join("commit")).ok()?;
+    let a = decode_slot(&b);
+    let c = b.get(SLOT..).and_then(decode_slot);
+    [a, c].into_iter().flatten().max_by_key(|(seq, _)| *seq)
 }
 
 impl Spool {
@@ -105,7 +134,9 @@ impl Spool {
         }
         let first = segments.keys().next().copied().unwrap_or(0);
         // A missing or damaged commit file means: replay everything (duplicates, never loss).
-        let commit = match read_commit(dir) {
+        let stored = read_commit(dir);
+        let commit_seq = stored.map_or(0, |(seq, _)| seq);
+        let commit = match stored.map(|(_, c)| c) {
             Some(c) if segments.contains_key(&c.seg) => c,
             // Its segment was fully consumed and deleted: resume at the next one.
             Some(c) => Cursor {
@@ -151,6 +182,14 @@ impl Spool {
             .open(&path)
             .map_err(|e| io("create", &path, e))?;
         segments.insert(active, 0);
+        let commit_path = dir.join("commit");
+        let commit_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&commit_path)
+            .map_err(|e| io("open", &commit_path, e))?;
         sync_dir(dir)?;
         let commit = if segments.len() == 1 {
             Cursor {
@@ -169,6 +208,8 @@ impl Spool {
                 active,
                 active_file,
                 commit,
+                commit_file,
+                commit_seq,
                 read: commit,
                 pending: report.replay,
             }),
@@ -346,17 +387,13 @@ impl Spool {
         if to <= s.commit {
             return Ok(());
         }
-        let mut b = Vec::with_capacity(20);
-        b.extend_from_slice(&to.seg.to_le_bytes());
-        b.extend_from_slice(&to.off.to_le_bytes());
-        b.extend_from_slice(&crc32fast::hash(&b).to_le_bytes());
-        let tmp = self.dir.join("commit.tmp");
-        let dst = self.dir.join("commit");
-        File::create(&tmp)
-            .and_then(|mut f| f.write_all(&b).and_then(|_| f.sync_data()))
-            .and_then(|_| fs::rename(&tmp, &dst))
-            .map_err(|e| io("write", &dst, e))?;
-        sync_dir(&self.dir)?;
+        let seq = s.commit_seq + 1;
+        let slot = encode_slot(seq, to);
+        s.commit_file
+            .write_all_at(&slot, (seq % 2) * SLOT as u64)
+            .and_then(|_| s.commit_file.sync_data())
+            .map_err(|e| io("write", &self.dir.join("commit"), e))?;
+        s.commit_seq = seq;
         s.pending = s.pending.saturating_sub(count);
         let sealed_and_done = to.seg != s.active && to.off >= s.segments[&to.seg];
         // In memory the cursor never points into a deleted segment; on disk `(seg, len)` of a

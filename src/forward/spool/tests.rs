@@ -194,3 +194,35 @@ fn committing_exactly_to_a_segment_end_keeps_reading_and_accounting_right() {
     let (s, rep) = Spool::open(dir.path(), 1 << 20, 4096).unwrap();
     assert_eq!((rep.replay, s.pending(), s.bytes()), (0, 0, 0));
 }
+
+#[test]
+fn a_torn_commit_slot_falls_back_to_the_older_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        s.append(&recs(0..10)).unwrap();
+        let b = s.read_batch(4, 1 << 20).unwrap();
+        s.commit(*b.ends.last().unwrap(), 4).unwrap(); // seq 1 → slot 1
+        let b = s.read_batch(3, 1 << 20).unwrap();
+        s.commit(*b.ends.last().unwrap(), 3).unwrap(); // seq 2 → slot 0
+    }
+    let (s, rep) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+    assert_eq!(rep.replay, 3);
+    drop(s);
+    // Tear the newest slot: the older commit (after 4 records) wins; nothing is lost.
+    let path = dir.path().join("commit");
+    let mut b = fs::read(&path).unwrap();
+    b[5] ^= 0xff;
+    fs::write(&path, &b).unwrap();
+    let (s, rep) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+    assert_eq!(rep.replay, 6);
+    assert_eq!(
+        seqs(&s.read_batch(100, 1 << 20).unwrap()),
+        (4..10).collect::<Vec<_>>()
+    );
+    drop(s);
+    // Both slots torn: everything is replayed.
+    fs::write(&path, [0u8; 64]).unwrap();
+    let (_, rep) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+    assert_eq!(rep.replay, 10);
+}
