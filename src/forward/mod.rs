@@ -137,7 +137,7 @@ impl Forwarder {
     }
 
     /// Wait until everything submitted is acknowledged by the SIEM, up to `wait`; then stop.
-    pub async fn finish(self, wait: Duration) -> Result<FinishReport> {
+    pub async fn finish(mut self, wait: Duration) -> Result<FinishReport> {
         let s = &self.shared;
         s.flushing.store(true, Ordering::Relaxed);
         s.more.notify_one();
@@ -151,12 +151,19 @@ impl Forwarder {
             .await;
         }
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
         Ok(FinishReport {
             acknowledged: s.acknowledged.load(Ordering::Relaxed),
             spooled: s.spool.pending(),
             dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Dropped without `finish` (an error path): stop delivering; the spool keeps the rest.
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
