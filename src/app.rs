@@ -100,10 +100,10 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
             };
             Ok(Outcome::new(&report, text))
         }
-        Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args, None).await,
+        Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args).await,
         Command::Purge(args) => crate::logs::cmd::purge_cmd(&ctx, &args).await,
         Command::Serve => Err(not_built("serve", 5)),
-        Command::Forward(_) => Err(not_built("forward", 4)),
+        Command::Forward(args) => crate::forward::cmd::run(&ctx, &args).await,
         Command::Backup(args) => crate::backup::cmd::backup(&ctx, &args).await,
         Command::Backups(cmd) => crate::backup::cmd::backups(&ctx, &cmd).await,
         Command::Restore(_) => Err(not_built("restore", 7)),

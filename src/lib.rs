@@ -9,6 +9,7 @@ pub mod db;
 pub mod demo;
 pub mod docs;
 pub mod error;
+pub mod forward;
 pub mod logs;
 pub mod maintenance;
 pub mod output;

@@ -116,6 +116,40 @@ pub struct SiemConfig {
     pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Most events per SIEM request.
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    /// Most bytes per SIEM request before compression (Splunk Cloud refuses 1 MB and more).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// How long a part-filled batch waits for more events, in milliseconds.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    /// splunk-hec: wait for indexer acknowledgement (falls back when the token has acks off).
+    #[serde(default)]
+    pub ack: bool,
+    /// syslog: the facility name (`local0`..`local7`, `user`, `daemon`, ...).
+    #[serde(default = "default_facility", deserialize_with = "lenient::string")]
+    pub facility: String,
+    /// Seconds before a SIEM connection or request is given up (and retried).
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_batch_events() -> usize {
+    5000
+}
+fn default_batch_bytes() -> usize {
+    900_000
+}
+fn default_batch_wait_ms() -> u64 {
+    200
+}
+fn default_facility() -> String {
+    "local0".into()
+}
+fn default_request_timeout_secs() -> u64 {
+    30
 }
 
 fn default_spool_dir() -> PathBuf {

@@ -25,11 +25,11 @@ pub fn parse_instant(flag: &str, text: &str) -> Result<DateTime<Utc>> {
         })
 }
 
-pub async fn ingest_cmd(
-    ctx: &Ctx,
-    args: &IngestArgs,
-    sink: Option<&dyn RecordSink>,
-) -> Result<Outcome> {
+/// How long a one-shot ingest waits for the SIEM to acknowledge what it forwarded; records not
+/// acknowledged by then stay durably spooled for the next run (the summary says how many).
+const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     let mut sources = Vec::new();
     for f in &args.files {
         if f.as_os_str() == "-" {
@@ -89,7 +89,30 @@ pub async fn ingest_cmd(
         }
         Ok(())
     };
-    let summary = ingest::ingest(&pool, sources, &opts, sink, &mut on_reject).await?;
+    // A SIEM sink is started only when some record will go to it.
+    let forwards = ctx.config.siem.as_ref().filter(|siem| {
+        siem.forward_all
+            || super::record::Class::ALL
+                .iter()
+                .any(|c| super::partition::window(&opts.retention, *c).is_zero())
+    });
+    let forwarder = match forwards {
+        Some(siem) => Some(crate::forward::Forwarder::start(siem, Default::default()).await?),
+        None => None,
+    };
+    let sink = forwarder.as_ref().map(|f| f as &dyn RecordSink);
+    let result = ingest::ingest(&pool, sources, &opts, sink, &mut on_reject).await;
+    // Whatever happened, wait for acknowledgements of what was accepted (it is spooled anyway).
+    let finished = match forwarder {
+        Some(f) => Some(f.finish(FORWARD_WAIT).await?),
+        None => None,
+    };
+    let mut summary = result?;
+    if let Some(f) = finished {
+        summary.forwarded_acknowledged = Some(f.acknowledged);
+        summary.forwarded_spooled = Some(f.spooled);
+        summary.dead_lettered = Some(f.dead_lettered);
+    }
     if let Some(mut f) = rejects_file {
         f.flush()?;
     }
@@ -123,6 +146,12 @@ fn describe(s: &Summary) -> String {
         "read {} lines in {:.2} s ({rate:.0}/s): stored {} ({} debug), forwarded {}, dropped {}, rejected {}",
         s.read, s.duration_s, s.stored, s.stored_debug, s.forwarded, s.dropped, s.rejected
     );
+    if let (Some(ack), Some(spooled)) = (s.forwarded_acknowledged, s.forwarded_spooled) {
+        t.push_str(&format!(
+            "\nSIEM: {ack} acknowledged, {spooled} durably spooled for the next run, {} dead-lettered",
+            s.dead_lettered.unwrap_or(0)
+        ));
+    }
     if s.dropped > 0 {
         t.push_str("\n(dropped: records of a class whose retention is 0, with no [siem] configured to forward them)");
     }

@@ -60,6 +60,16 @@ pub struct Summary {
     pub dropped: u64,
     pub rejected: u64,
     pub duration_s: f64,
+    /// With a SIEM: records the SIEM acknowledged by the time ingest returned (records replayed
+    /// from an earlier run's spool included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_acknowledged: Option<u64>,
+    /// With a SIEM: records durably spooled, not yet acknowledged; sent by the next run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_spooled: Option<u64>,
+    /// With a SIEM: records it refused for good (kept in the spool's dead-letter file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_lettered: Option<u64>,
 }
 
 /// One rejected line, as written to `--rejects`.

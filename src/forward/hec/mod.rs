@@ -1,0 +1,71 @@
+//! The `splunk-hec` sink: configuration, and the pipeline step that turns a batch of records
+//! into one gzipped HEC request ([`encode`], [`request`]) sent by the [`service`].
+//! Must never log or return the token.
+
+pub mod encode;
+pub mod request;
+pub mod response;
+pub mod service;
+
+use crate::config::SiemConfig;
+use crate::error::{Error, Result};
+use crate::forward::endpoint::{Endpoint, Scheme};
+use crate::forward::http_client::HttpConn;
+use crate::forward::outcome::Outcome;
+use crate::logs::record::Record;
+use std::time::Duration;
+
+pub struct HecSink {
+    meta: encode::Meta,
+    gzip_level: u32,
+    service: service::HecService,
+}
+
+impl HecSink {
+    pub fn new(siem: &SiemConfig) -> Result<HecSink> {
+        let ep = Endpoint::parse(&siem.url)?;
+        if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
+            return Err(Error::usage(format!(
+                "siem.url for splunk-hec must be http:// or https://, not {}",
+                siem.url
+            )));
+        }
+        let token = siem
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::usage("siem.token is required for the splunk-hec sink"))?;
+        let tls = if ep.tls() {
+            Some(crate::forward::tls::client_config(siem)?)
+        } else {
+            None
+        };
+        let timeout = Duration::from_secs(siem.request_timeout_secs.max(1));
+        let paths = request::Paths::from_url_path(&ep.path);
+        Ok(HecSink {
+            meta: encode::Meta {
+                source: siem.source.clone().or_else(|| Some("kasm-db".into())),
+                sourcetype: siem.sourcetype.clone(),
+                index: siem.index.clone(),
+            },
+            gzip_level: 1,
+            service: service::HecService {
+                conn: HttpConn::new(ep, tls, timeout),
+                paths,
+                token,
+                channel: siem.ack.then(|| uuid::Uuid::new_v4().to_string()),
+                ack_timeout: timeout,
+            },
+        })
+    }
+
+    pub async fn health(&mut self) -> std::result::Result<(), String> {
+        self.service.health().await
+    }
+
+    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+        let body = encode::encode_batch(records, &self.meta);
+        let gz = encode::gzip(&body, self.gzip_level);
+        self.service.post(gz, records.len()).await
+    }
+}

@@ -1,0 +1,64 @@
+//! The `http` sink: a generic NDJSON POST (Elastic ingest pipelines, webhooks) with
+//! `Authorization: Bearer <token>`, uncompressed so that any receiver understands it:
+//! configuration and the pipeline step ([`encode`], [`request`], sent on an [`HttpConn`]).
+//! Must never log or return the token.
+
+pub mod encode;
+pub mod request;
+
+use crate::config::{Secret, SiemConfig};
+use crate::error::{Error, Result};
+use crate::forward::endpoint::{Endpoint, Scheme};
+use crate::forward::http_client::{HttpConn, HttpError};
+use crate::forward::outcome::Outcome;
+use crate::logs::record::Record;
+use request::{classify, request};
+use std::time::Duration;
+
+pub struct HttpSink {
+    conn: HttpConn,
+    token: Secret,
+}
+
+impl HttpSink {
+    pub fn new(siem: &SiemConfig) -> Result<HttpSink> {
+        let ep = Endpoint::parse(&siem.url)?;
+        if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
+            return Err(Error::usage(format!(
+                "siem.url for the http sink must be http:// or https://, not {}",
+                siem.url
+            )));
+        }
+        let token = siem
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::usage("siem.token is required for the http sink"))?;
+        let tls = if ep.tls() {
+            Some(crate::forward::tls::client_config(siem)?)
+        } else {
+            None
+        };
+        let timeout = Duration::from_secs(siem.request_timeout_secs.max(1));
+        Ok(HttpSink {
+            conn: HttpConn::new(ep, tls, timeout),
+            token,
+        })
+    }
+
+    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+        let body = encode::ndjson(records);
+        let req = request(&self.conn.endpoint().path.clone(), &self.token, &body);
+        match self.conn.send(req).await {
+            Ok((status, body)) => classify(status.as_u16(), &body),
+            Err(HttpError::Connect(reason)) => Outcome::Retry {
+                reason,
+                ambiguous: false,
+            },
+            Err(HttpError::Unknown(reason)) => Outcome::Retry {
+                reason,
+                ambiguous: true,
+            },
+        }
+    }
+}

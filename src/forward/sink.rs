@@ -1,0 +1,41 @@
+//! The configured sink, one of the three kinds, behind one `send` for the pipeline.
+//! Construction validates `[siem]` (usage errors, exit 2) and connects nowhere.
+
+use super::outcome::Outcome;
+use super::{hec::HecSink, http::HttpSink, syslog::SyslogSink};
+use crate::config::{SiemConfig, SiemKind};
+use crate::error::Result;
+use crate::logs::record::Record;
+
+pub enum Sink {
+    Hec(Box<HecSink>),
+    Syslog(Box<SyslogSink>),
+    Http(Box<HttpSink>),
+}
+
+impl Sink {
+    pub fn new(siem: &SiemConfig) -> Result<Sink> {
+        Ok(match siem.kind {
+            SiemKind::SplunkHec => Sink::Hec(Box::new(HecSink::new(siem)?)),
+            SiemKind::Syslog => Sink::Syslog(Box::new(SyslogSink::new(siem)?)),
+            SiemKind::Http => Sink::Http(Box::new(HttpSink::new(siem)?)),
+        })
+    }
+
+    /// The metrics label of the sink.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sink::Hec(_) => "splunk-hec",
+            Sink::Syslog(_) => "syslog",
+            Sink::Http(_) => "http",
+        }
+    }
+
+    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+        match self {
+            Sink::Hec(s) => s.send(records).await,
+            Sink::Syslog(s) => s.send(records).await,
+            Sink::Http(s) => s.send(records).await,
+        }
+    }
+}
