@@ -101,6 +101,44 @@ fn command_as(program: &Path, run_as: Option<(u32, u32)>) -> Command {
     c
 }
 
+const DIR_PREFIX: &str = "kasm-db-pg-";
+
+/// Remove directories of our own earlier clusters whose process was killed before it could
+/// clean up (SIGKILL skips every exit hook; PR_SET_PDEATHSIG stopped their server): a
+/// `kasm-db-pg-*` directory older than ten minutes with no live postmaster.
+fn reap_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if !ours || !old {
+            continue;
+        }
+        let live = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|pid| {
+                pid.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<u32>().ok())
+            })
+            .is_some_and(alive);
+        if !live {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -116,7 +154,8 @@ impl Cluster {
     pub fn start_with(settings: &[(&str, &str)]) -> Result<Cluster> {
         let bindir = find_bindir()?;
         let run_as = run_as_user()?;
-        let dir = tempfile::Builder::new().prefix("kasm-db-pg-").tempdir()?;
+        reap_stale(&std::env::temp_dir());
+        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
         let password = Secret::new(format!("pw-{}", uuid::Uuid::new_v4().simple()));
