@@ -102,7 +102,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args, None).await,
         Command::Purge(args) => crate::logs::cmd::purge_cmd(&ctx, &args).await,
-        Command::Serve => Err(not_built("serve", 5)),
+        Command::Serve => crate::serve::serve(&ctx).await,
         Command::Forward(_) => Err(not_built("forward", 4)),
         Command::Backup(_) => Err(not_built("backup", 6)),
         Command::Backups(_) => Err(not_built("backups", 6)),

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
+pub mod serve;
 pub mod sizing;
 
 pub use error::{Error, Result};

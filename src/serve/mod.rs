@@ -1,0 +1,160 @@
+//! `kasm-db serve` (issue 5): the sidecar that runs next to a Kasm deployment — HTTP and HEC
+//! ingest, the `[schedule]` jobs, health and metrics — until SIGTERM/SIGINT.
+//!
+//! This module only wires the parts together and owns the shutdown sequence: on a signal it stops
+//! accepting, lets in-flight requests finish (their answers are only sent once the rows are
+//! committed), stops the scheduler, and returns (exit 0) within [`SHUTDOWN_GRACE`]. It never
+//! starts without a token and never serves plain HTTP when TLS was asked for.
+
+pub mod auth;
+pub mod body;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod parse;
+pub mod schedule;
+pub mod store;
+
+use crate::app::Ctx;
+use crate::error::{Error, Result};
+use crate::output::Outcome;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// From the signal to the process returning.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
+    let cfg = &ctx.config;
+    let token = cfg
+        .server
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Error::usage(
+                "serve needs server.token (env KASM_DB_SERVER_TOKEN): the ingest endpoints require it",
+            )
+        })?;
+    if cfg.server.tls_cert.is_some() || cfg.server.tls_key.is_some() {
+        return Err(Error::usage(
+            "server.tls_cert/tls_key are set but TLS is not built into serve yet; \
+             terminate TLS in front of kasm-db (reverse proxy) and unset them",
+        ));
+    }
+    if !cfg.ingest.paths.is_empty() {
+        return Err(Error::usage(
+            "ingest.paths is set but following files is not built into serve yet; \
+             unset it (or pipe the files to `kasm-db ingest`)",
+        ));
+    }
+    let jobs = schedule::jobs(&cfg.schedule)?;
+    let schema = cfg.database.schema.clone();
+    let pool = ctx.pool(cfg.ingest.parallel.max(1) * 4 + 4).await?;
+    let report = crate::db::migrate::migrate(&pool, &schema).await?;
+    if !report.applied.is_empty() {
+        tracing::info!(applied = ?report.applied, "schema migrated");
+    }
+    {
+        let mut client = crate::db::get(&pool).await?;
+        let classes: Vec<_> = crate::logs::record::Class::ALL
+            .into_iter()
+            .filter(|c| !crate::logs::partition::window(&cfg.retention, *c).is_zero())
+            .collect();
+        crate::logs::partitions::premake(&mut client, &schema, &classes, chrono::Utc::now())
+            .await?;
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let app = Arc::new(http::App {
+        store: store::Store::new(pool.clone(), schema.clone(), cfg.retention, None),
+        token,
+        max_body_bytes: usize::try_from(cfg.server.max_body_bytes).unwrap_or(usize::MAX),
+        max_line_bytes: cfg.ingest.max_line_bytes,
+        metrics: metrics.clone(),
+    });
+    // Not built: a local spool while the database is down (503 instead), SIEM forwarding.
+    metrics.set("spool_bytes", &[], 0.0);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let env = Arc::new(jobs::JobEnv {
+        pool: pool.clone(),
+        target: ctx.db.clone(),
+        config: cfg.clone(),
+        metrics: metrics.clone(),
+        runner: runner_name(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs {
+        tracing::info!(
+            job = job.task.name(),
+            cron = job.cron.pattern.to_string(),
+            "scheduled (UTC)"
+        );
+        tasks.spawn(jobs::run_job(env.clone(), job, stop_rx.clone()));
+    }
+
+    tracing::info!(listen = %cfg.server.listen, "serving");
+    let mut stopped = stop_rx.clone();
+    let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    let signal_task = tokio::spawn(async move {
+        let which = signal().await;
+        tracing::info!(
+            signal = which,
+            "shutting down: no new connections, finishing requests"
+        );
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx.clone();
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| Error::failed(format!("http server: {e}")))?,
+        _ = deadline => tracing::warn!("requests still running at the shutdown deadline; stopping anyway"),
+    }
+    signal_task.abort();
+    // Running jobs get what is left of the grace period; their lock sessions close with them.
+    let jobs_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(1), jobs_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a scheduled job was still running at shutdown; it was stopped");
+        tasks.abort_all();
+    }
+    pool.close();
+    tracing::info!("stopped");
+    Ok(Outcome::text(""))
+}
+
+/// Wait for SIGTERM or SIGINT; returns its name.
+async fn signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+fn runner_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}:{}", std::process::id())
+}

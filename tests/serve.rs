@@ -1,0 +1,572 @@
+//! `kasm-db serve`, run as the real binary: auth, gzip, HEC, 413, health following the
+//! database, acknowledged records being in the database (also after kill -9), one replica per
+//! scheduled slot, SIGTERM. HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "t0ken-for-tests-9f3a";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Server {
+    fn start(url: &str, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = kasm_db(&["serve", "--db", url]);
+        cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KASM_DB_SERVER_TOKEN", TOKEN)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap());
+        let child = cmd.spawn().expect("spawn kasm-db serve");
+        let mut s = Server {
+            child: Some(child),
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("serve exited early ({status}): {}", s.stderr());
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not listen: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Send `sig`, wait up to `limit` for the exit; its code (None: still running, killed).
+    fn signal_and_wait(&mut self, sig: i32, limit: Duration) -> Option<i32> {
+        // SAFETY: kill on our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        http(self.port, "POST", path, headers, body)
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        http(self.port, "GET", path, &[], b"")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`. `headers` may set Transfer-Encoding, in
+/// which case `body` is sent as given (already chunked).
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let chunked = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
+    if !chunked {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut wire = req.into_bytes();
+    wire.extend_from_slice(body);
+    // The server may answer (413) and stop reading before the whole body is sent.
+    let _ = s.write_all(&wire);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Resp {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn count(url: &str, filter: &str) -> u64 {
+    psql(url, &format!("SELECT count(*) FROM logs {filter}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn ingest_endpoints_auth_gzip_hec_limits_and_sigterm() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[("KASM_DB_SERVER_MAX_BODY_BYTES", "4096")]);
+    let ndjson = b"{\"levelname\":\"INFO\",\"message\":\"m1\",\"host\":\"h\"}\nnot json\n\n{\"levelname\":\"DEBUG\",\"message\":\"m2\"}\n";
+
+    // Auth: missing, wrong, wrong scheme -> 401; nothing stored.
+    assert_eq!(s.post("/api/v1/logs", &[], ndjson).status, 401);
+    let wrong = format!("Bearer {TOKEN}x");
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &wrong)], ndjson)
+            .status,
+        401
+    );
+    let basic = format!("Basic {TOKEN}");
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &basic)], ndjson)
+            .status,
+        401
+    );
+    assert_eq!(count(&url, ""), 0);
+
+    // Bearer: NDJSON with one bad line.
+    let r = s.post("/api/v1/logs", &[("Authorization", &bearer())], ndjson);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = r.json();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["errors"][0]["index"], 2);
+    assert_eq!(count(&url, "WHERE message IN ('m1','m2')"), 2);
+
+    // Splunk scheme, a JSON array.
+    let splunk = format!("Splunk {TOKEN}");
+    let r = s.post(
+        "/api/v1/logs",
+        &[
+            ("Authorization", &splunk),
+            ("Content-Type", "application/json"),
+        ],
+        br#"[{"levelname":"ERROR","message":"a1"},{"level":"warn","message":"a2"}]"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["accepted"], 2);
+    assert_eq!(count(&url, "WHERE message IN ('a1','a2')"), 2);
+    assert_eq!(
+        count(&url, "WHERE message = 'a2' AND levelname = 'WARNING'"),
+        1
+    );
+
+    // gzip body.
+    let z = gzip(b"{\"message\":\"g1\"}\n{\"message\":\"g2\"}\n{\"message\":\"g3\"}\n");
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer()), ("Content-Encoding", "gzip")],
+        &z,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["accepted"], 3);
+    assert_eq!(count(&url, "WHERE message LIKE 'g_'"), 3);
+
+    // HEC: auth codes, success, concatenated envelopes, a bad event refuses the request.
+    let r = s.post("/services/collector/event", &[], b"{\"event\":{}}");
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (401, Some(2)),
+        "{r:?}"
+    );
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", "Splunk nope")],
+        b"{\"event\":{}}",
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (403, Some(4)),
+        "{r:?}"
+    );
+    let hec = br#"{"event":{"levelname":"INFO","message":"h1"},"host":"kasm-1","time":1764000000.25}{"event":"h2 plain","host":"kasm-2"}
+{"event":{"message":"h3"}}"#;
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &splunk)],
+        hec,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), serde_json::json!({"text": "Success", "code": 0}));
+    assert_eq!(count(&url, "WHERE message IN ('h1','h2 plain','h3')"), 3);
+    assert_eq!(
+        count(
+            &url,
+            "WHERE message = 'h1' AND host = 'kasm-1' AND log_time IS NOT NULL"
+        ),
+        1
+    );
+    let r = s.post(
+        "/services/collector",
+        &[("Authorization", &splunk)],
+        br#"{"event":{"message":"x1"}}{"host":"no event"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (400, Some(12)),
+        "{r:?}"
+    );
+    assert_eq!(r.json()["invalid-event-number"], 1);
+    assert_eq!(
+        count(&url, "WHERE message = 'x1'"),
+        0,
+        "a refused HEC request stores nothing"
+    );
+    let r = s.post("/services/collector", &[("Authorization", &splunk)], b"");
+    assert_eq!(r.json()["code"], 5);
+
+    // 413: declared length, chunked without a length, and a gzip body that inflates too much.
+    let big = vec![b' '; 5000];
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &bearer())], &big)
+            .status,
+        413
+    );
+    let mut chunked = Vec::new();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"3E8\r\n");
+        chunked.extend_from_slice(&[b' '; 1000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = s.post(
+        "/api/v1/logs",
+        &[
+            ("Authorization", &bearer()),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        &chunked,
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    let mut bomb = Vec::new();
+    for i in 0..200 {
+        bomb.extend_from_slice(format!("{{\"message\":\"bomb {i}\"}}\n").as_bytes());
+    }
+    let z = gzip(&bomb);
+    assert!(z.len() < 4096 && bomb.len() > 4096);
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer()), ("Content-Encoding", "gzip")],
+        &z,
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &splunk)],
+        &big,
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(count(&url, "WHERE message LIKE 'bomb%'"), 0);
+
+    // Health and metrics.
+    let h = s.get("/api/__healthcheck");
+    assert_eq!((h.status, h.json()), (200, serde_json::json!({"ok": true})));
+    let m = s.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"logs\",source=\"http\"} 6\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"debug\",source=\"http\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"logs\",source=\"hec\"} 3\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_rejected_total{source=\"http\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains(TOKEN));
+
+    // SIGTERM: exit 0, promptly; the token never appears in the log.
+    let code = s.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", s.stderr());
+    let log = s.stderr();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_token() {
+    let url = fresh_db();
+    let r = run(kasm_db(&["serve", "--db", &url]).env(
+        "KASM_DB_SERVER_LISTEN",
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("server.token"), "{}", r.stderr);
+}
+
+#[test]
+fn health_follows_the_database_and_nothing_acknowledged_is_lost() {
+    // A cluster of its own: stopping it must not disturb the other tests.
+    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let db = cluster.fresh_db("h").unwrap();
+    let url = cluster.url(&db);
+    let s = Server::start(&url, &[]);
+    let post = |msg: &str| {
+        s.post(
+            "/api/v1/logs",
+            &[("Authorization", &bearer())],
+            format!("{{\"message\":\"{msg}\"}}\n").as_bytes(),
+        )
+    };
+    assert_eq!(s.get("/api/__healthcheck").status, 200);
+    assert_eq!(post("before").status, 200);
+
+    cluster.stop().unwrap();
+    let h = s.get("/api/__healthcheck");
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["ok"], false);
+    let r = post("during");
+    assert_eq!(r.status, 503, "never 200 for what is not durable: {r:?}");
+    assert!(r.headers.contains("retry-after:"), "{r:?}");
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        b"{\"event\":\"during hec\"}",
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (503, Some(9)),
+        "{r:?}"
+    );
+
+    cluster.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/api/__healthcheck").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "health never came back: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = post("after");
+    assert_eq!(r.status, 200, "{r:?}");
+    let rows = cluster
+        .psql(
+            &db,
+            "SELECT string_agg(message, ',' ORDER BY message) FROM logs",
+        )
+        .unwrap();
+    assert_eq!(rows, "after,before");
+}
+
+#[test]
+fn two_replicas_run_each_scheduled_slot_once_and_never_together() {
+    let url = fresh_db();
+    let env = [("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *")];
+    let mut a = Server::start(&url, &env);
+    let mut b = Server::start(&url, &env);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        a.signal_and_wait(libc::SIGTERM, Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    assert_eq!(
+        b.signal_and_wait(libc::SIGTERM, Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        b.stderr()
+    );
+    let runs: u64 = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs WHERE job = 'size_sample' AND ok",
+    )
+    .parse()
+    .unwrap();
+    let samples: u64 = psql(&url, "SELECT count(*) FROM size_samples")
+        .parse()
+        .unwrap();
+    assert!(runs >= 2, "runs {runs}; {}", a.stderr());
+    // Had both replicas run a slot, there would be more samples than recorded runs.
+    assert_eq!(samples, runs);
+    let overlapping: u64 = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs x JOIN schedule_runs y
+           ON x.job = y.job AND x.slot < y.slot AND y.started_at < x.finished_at",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(overlapping, 0);
+    let skipped = [a.stderr(), b.stderr()]
+        .iter()
+        .map(|l| l.matches("not running this slot here").count())
+        .sum::<usize>();
+    assert!(
+        skipped >= 1,
+        "the other replica never met the lock or the recorded slot"
+    );
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_record() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[]);
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for b in 0..10_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let body: String = (0..200)
+                        .map(|i| format!("{{\"message\":\"c{c}-b{b}-r{i}\"}}\n"))
+                        .collect();
+                    let mut st = match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(st) => st,
+                        Err(_) => break,
+                    };
+                    st.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let req = format!(
+                        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if st.write_all(req.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut out = String::new();
+                    if st.read_to_string(&mut out).is_err() {
+                        break;
+                    }
+                    if out.starts_with("HTTP/1.1 200") {
+                        acked.push(b);
+                    } else {
+                        break;
+                    }
+                }
+                (c, acked)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked_total = 0;
+    for h in clients {
+        let (c, acked) = h.join().unwrap();
+        for b in &acked {
+            let n = count(&url, &format!("WHERE message LIKE 'c{c}-b{b}-r%'"));
+            assert_eq!(
+                n, 200,
+                "client {c} batch {b} was acknowledged but has {n} rows"
+            );
+        }
+        acked_total += acked.len();
+    }
+    assert!(
+        acked_total >= 4,
+        "load too light to mean anything: {acked_total} batches"
+    );
+}
