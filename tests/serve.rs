@@ -570,3 +570,100 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         "load too light to mean anything: {acked_total} batches"
     );
 }
+
+fn append(path: &std::path::Path, from: usize, to: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in from..to {
+        writeln!(f, "{{\"levelname\":\"INFO\",\"message\":\"f-{i}\"}}").unwrap();
+    }
+}
+
+fn wait_rows(url: &str, want: u64, s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = count(url, "WHERE message LIKE 'f-%'");
+        if n >= want {
+            std::thread::sleep(Duration::from_millis(500)); // and no more than that
+            assert_eq!(
+                count(url, "WHERE message LIKE 'f-%'"),
+                want,
+                "{}",
+                s.stderr()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {want} rows: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn following_files_across_rotation_truncation_and_a_crash_loses_and_duplicates_nothing() {
+    let url = fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("api_json.log");
+    let glob = format!("{}/*_json.log", dir.path().display());
+    let env = [("KASM_DB_INGEST_PATHS", glob.as_str())];
+    append(&log, 0, 100);
+    let mut s = Server::start(&url, &env);
+    wait_rows(&url, 100, &s);
+
+    // Rotation: the writer still appends to the renamed file before the new one appears.
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::fs::rename(&log, dir.path().join("api_json.log.1")).unwrap();
+    for i in 100..150 {
+        writeln!(writer, "{{\"message\":\"f-{i}\"}}").unwrap();
+    }
+    drop(writer);
+    append(&log, 150, 200);
+    wait_rows(&url, 200, &s);
+
+    // Truncation (copytruncate style): the shorter new content is read from the start.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    append(&log, 200, 210);
+    wait_rows(&url, 210, &s);
+
+    // A line half written when the process dies is read whole after the restart.
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"{\"message\":\"f-2").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"10\"}\n").unwrap();
+    }
+    append(&log, 211, 260);
+    let s = Server::start(&url, &env);
+    wait_rows(&url, 260, &s);
+    let distinct: u64 = psql(
+        &url,
+        "SELECT count(DISTINCT message) FROM logs WHERE message LIKE 'f-%'",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(distinct, 260);
+    let max: String = psql(
+        &url,
+        "SELECT max(substr(message, 3)::int) FROM logs WHERE message LIKE 'f-%'",
+    );
+    assert_eq!(max, "259");
+    let offset = psql(&url, "SELECT byte_offset FROM follow_offsets");
+    assert_eq!(offset, std::fs::metadata(&log).unwrap().len().to_string());
+}

@@ -8,9 +8,12 @@
 
 pub mod auth;
 pub mod body;
+pub mod follow;
 pub mod http;
 pub mod jobs;
+pub mod lines;
 pub mod metrics;
+pub mod offsets;
 pub mod parse;
 pub mod schedule;
 pub mod store;
@@ -41,12 +44,6 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         return Err(Error::usage(
             "server.tls_cert/tls_key are set but TLS is not built into serve yet; \
              terminate TLS in front of kasm-db (reverse proxy) and unset them",
-        ));
-    }
-    if !cfg.ingest.paths.is_empty() {
-        return Err(Error::usage(
-            "ingest.paths is set but following files is not built into serve yet; \
-             unset it (or pipe the files to `kasm-db ingest`)",
         ));
     }
     let jobs = schedule::jobs(&cfg.schedule)?;
@@ -96,14 +93,29 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         );
         tasks.spawn(jobs::run_job(env.clone(), job, stop_rx.clone()));
     }
+    if !cfg.ingest.paths.is_empty() {
+        let follower = follow::Follower {
+            pool: pool.clone(),
+            schema: schema.clone(),
+            retention: cfg.retention,
+            globs: cfg.ingest.paths.clone(),
+            max_line_bytes: cfg.ingest.max_line_bytes,
+            batch_rows: cfg.ingest.batch_rows,
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(follower.run(stop_rx.clone()));
+    }
 
     tracing::info!(listen = %cfg.server.listen, "serving");
     let mut stopped = stop_rx.clone();
     let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {
         let _ = stopped.wait_for(|s| *s).await;
     });
+    let stopped_at: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
+    let stopped_at_w = stopped_at.clone();
     let signal_task = tokio::spawn(async move {
         let which = signal().await;
+        let _ = stopped_at_w.set(std::time::Instant::now());
         tracing::info!(
             signal = which,
             "shutting down: no new connections, finishing requests"
@@ -120,7 +132,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         _ = deadline => tracing::warn!("requests still running at the shutdown deadline; stopping anyway"),
     }
     signal_task.abort();
-    // Running jobs get what is left of the grace period; their lock sessions close with them.
+    // Running jobs and the follower's current batch get what is left of the grace period; their lock sessions close with them.
     let jobs_done = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(1), jobs_done)
         .await
