@@ -378,6 +378,12 @@ fn ingest_endpoints_auth_gzip_hec_limits_and_sigterm() {
         m.body
     );
     assert!(!m.body.contains(TOKEN));
+    assert!(
+        m.body
+            .contains("# TYPE kasm_db_database_bytes gauge\nkasm_db_database_bytes "),
+        "{}",
+        m.body
+    );
 
     // SIGTERM: exit 0, promptly; the token never appears in the log.
     let code = s.signal_and_wait(libc::SIGTERM, Duration::from_secs(15));
@@ -666,4 +672,43 @@ fn following_files_across_rotation_truncation_and_a_crash_loses_and_duplicates_n
     assert_eq!(max, "259");
     let offset = psql(&url, "SELECT byte_offset FROM follow_offsets");
     assert_eq!(offset, std::fs::metadata(&log).unwrap().len().to_string());
+}
+
+fn metric(s: &Server, series: &str) -> f64 {
+    let text = s.get("/metrics").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_failing_job_is_logged_counted_and_retried_at_its_next_slot() {
+    let url = fresh_db();
+    let s = Server::start(&url, &[("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *")]);
+    let ok = "kasm_db_job_runs_total{job=\"size_sample\",result=\"ok\"}";
+    let failed = "kasm_db_job_runs_total{job=\"size_sample\",result=\"failed\"}";
+    let wait_for = |series: &str, at_least: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(&s, series) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{series} < {at_least}: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(ok, 1.0);
+    psql(&url, "ALTER TABLE size_samples RENAME TO size_samples_away");
+    wait_for(failed, 2.0);
+    assert!(s.stderr().contains("job failed; retried at its next slot"));
+    let recorded = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs WHERE ok = false AND error LIKE '%size_samples%'",
+    );
+    assert_ne!(recorded, "0");
+    psql(&url, "ALTER TABLE size_samples_away RENAME TO size_samples");
+    let before = metric(&s, ok);
+    wait_for(ok, before + 1.0);
+    assert!(metric(&s, "kasm_db_database_bytes") > 0.0);
 }

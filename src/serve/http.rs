@@ -299,6 +299,17 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    // The database's size at scrape time; on failure the last known value stays.
+    let size = async {
+        let client = crate::db::get(&app.store.pool).await?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        Ok::<i64, crate::Error>(row.get(0))
+    };
+    if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(1), size).await {
+        app.metrics.set("database_bytes", &[], bytes as f64);
+    }
     (
         [(
             header::CONTENT_TYPE,
