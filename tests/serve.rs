@@ -712,3 +712,97 @@ fn a_failing_job_is_logged_counted_and_retried_at_its_next_slot() {
     wait_for(ok, before + 1.0);
     assert!(metric(&s, "kasm_db_database_bytes") > 0.0);
 }
+
+#[test]
+fn while_the_database_is_down_records_are_spooled_and_loaded_even_after_kill_9() {
+    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let db = cluster.fresh_db("sp").unwrap();
+    let url = cluster.url(&db);
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_str().unwrap().to_string();
+    let env = [
+        ("KASM_DB_SERVER_SPOOL_DIR", spool_dir.as_str()),
+        ("KASM_DB_SERVER_SPOOL_MAX_BYTES", "6000"),
+    ];
+    let mut s = Server::start(&url, &env);
+    let batch = |b: usize| -> Vec<u8> {
+        (0..10)
+            .map(|i| format!("{{\"levelname\":\"INFO\",\"message\":\"sp-{b}-{i}\"}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &bearer())], &batch(0))
+            .status,
+        200
+    );
+
+    cluster.stop().unwrap();
+    assert_eq!(s.get("/api/__healthcheck").status, 503);
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        br#"{"event":{"message":"sp-hec"},"host":"h9"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (200, Some(0)),
+        "{r:?}"
+    );
+    let mut acked = vec![0];
+    let mut full = None;
+    for b in 1..20 {
+        let r = s.post("/api/v1/logs", &[("Authorization", &bearer())], &batch(b));
+        if r.status == 200 {
+            assert_eq!(r.json()["spooled"], 10, "{r:?}");
+            acked.push(b);
+        } else {
+            full = Some(r);
+            break;
+        }
+    }
+    let full = full.expect("the spool never filled");
+    assert_eq!(full.status, 503, "{full:?}");
+    assert!(full.headers.contains("retry-after:"), "{full:?}");
+    assert!(acked.len() >= 3, "{acked:?}");
+    assert!(metric(&s, "kasm_db_spool_bytes") > 0.0);
+
+    // Crash while records are only in the spool; a new process loads them once Postgres is back.
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    cluster.restart().unwrap();
+    let s = Server::start(&url, &env);
+    let want = (acked.len() * 10 + 1).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let q = "SELECT count(*) FROM logs WHERE message LIKE 'sp-%'";
+    while cluster.psql(&db, q).unwrap() != want {
+        assert!(
+            Instant::now() < deadline,
+            "rows never loaded: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(cluster.psql(&db, q).unwrap(), want, "loaded twice?");
+    for b in &acked {
+        let n = cluster
+            .psql(
+                &db,
+                &format!("SELECT count(DISTINCT message) FROM logs WHERE message LIKE 'sp-{b}-%'"),
+            )
+            .unwrap();
+        assert_eq!(n, "10", "batch {b}");
+    }
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT host FROM logs WHERE message = 'sp-hec'")
+            .unwrap(),
+        "h9"
+    );
+    let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(metric(&s, "kasm_db_spool_bytes"), 0.0);
+}

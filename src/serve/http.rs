@@ -107,6 +107,7 @@ fn count(app: &App, source: &'static str, out: &Outcome, parse_rejects: usize) {
         let l = [("class", class.as_str()), ("source", source)];
         app.metrics.add("ingested_total", &l, out.stored[c]);
         app.metrics.add("dropped_total", &l, out.dropped[c]);
+        app.metrics.add("spooled_total", &l, out.spooled[c]);
         let sink = [("class", class.as_str()), ("sink", "siem")];
         app.metrics.add("forwarded_total", &sink, out.forwarded[c]);
     }
@@ -182,6 +183,7 @@ async fn logs_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
                     "stored": out.stored.iter().sum::<u64>(),
                     "forwarded": out.forwarded.iter().sum::<u64>(),
                     "dropped": out.dropped.iter().sum::<u64>(),
+                    "spooled": out.spooled.iter().sum::<u64>(),
                     "errors": refused,
                 }),
             )

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod parse;
 pub mod schedule;
+pub mod spool;
 pub mod store;
 
 use crate::app::Ctx;
@@ -66,15 +67,32 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         .await
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let spool = match &cfg.server.spool_dir {
+        Some(dir) => Some(Arc::new(spool::Spool::open(
+            dir,
+            cfg.server.spool_max_bytes,
+        )?)),
+        None => None,
+    };
     let app = Arc::new(http::App {
-        store: store::Store::new(pool.clone(), schema.clone(), cfg.retention, None),
+        store: store::Store::new(
+            pool.clone(),
+            schema.clone(),
+            cfg.retention,
+            None,
+            spool.clone(),
+        ),
         token,
         max_body_bytes: usize::try_from(cfg.server.max_body_bytes).unwrap_or(usize::MAX),
         max_line_bytes: cfg.ingest.max_line_bytes,
         metrics: metrics.clone(),
     });
-    // Not built: a local spool while the database is down (503 instead), SIEM forwarding.
-    metrics.set("spool_bytes", &[], 0.0);
+    // Not built: SIEM forwarding (retention-0 classes are counted dropped).
+    metrics.set(
+        "spool_bytes",
+        &[],
+        spool.as_ref().map_or(0.0, |s| s.bytes() as f64),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let env = Arc::new(jobs::JobEnv {
@@ -92,6 +110,15 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
             "scheduled (UTC)"
         );
         tasks.spawn(jobs::run_job(env.clone(), job, stop_rx.clone()));
+    }
+    if let Some(spool) = spool.clone() {
+        tasks.spawn(load_spool(
+            spool,
+            pool.clone(),
+            schema.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
     }
     if !cfg.ingest.paths.is_empty() {
         let follower = follow::Follower {
@@ -144,6 +171,33 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     pool.close();
     tracing::info!("stopped");
     Ok(Outcome::text(""))
+}
+
+/// Load the spool into the database whenever it holds something, until `stop`.
+async fn load_spool(
+    spool: Arc<spool::Spool>,
+    pool: crate::db::Pool,
+    schema: String,
+    metrics: Arc<metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        if spool.bytes() > 0 {
+            match spool.load(&pool, &schema).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(rows = n, "spooled rows loaded into the database");
+                    metrics.add("spool_loaded_total", &[], n);
+                }
+                Err(e) => tracing::debug!(error = %e, "spool not loaded yet"),
+            }
+        }
+        metrics.set("spool_bytes", &[], spool.bytes() as f64);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
 }
 
 /// Wait for SIGTERM or SIGINT; returns its name.

@@ -7,6 +7,7 @@
 //! HTTP layer may answer 200. It never answers the client itself and never waits long: when the
 //! database stays unreachable it returns a temporary error so the caller can say 503.
 
+use super::spool::{Full, Spool};
 use crate::config::RetentionConfig;
 use crate::db::{self, Pool};
 use crate::error::{Error, Kind, Result};
@@ -26,6 +27,8 @@ pub struct Store {
     pub retention: RetentionConfig,
     /// Where retention-0 classes go; None: they are counted dropped.
     pub sink: Option<Arc<dyn RecordSink>>,
+    /// Where rows go while the database is unreachable; None: the caller answers 503.
+    pub spool: Option<Arc<Spool>>,
     /// Partitions known to exist.
     known: Mutex<HashSet<String>>,
 }
@@ -36,6 +39,8 @@ pub struct Outcome {
     pub stored: [u64; 2],
     pub forwarded: [u64; 2],
     pub dropped: [u64; 2],
+    /// Written to the local spool (database unreachable), loaded later.
+    pub spooled: [u64; 2],
     /// Records the database refused: (index in the input, reason).
     pub refused: Vec<(usize, String)>,
 }
@@ -43,7 +48,7 @@ pub struct Outcome {
 impl Outcome {
     pub fn accepted(&self) -> u64 {
         (0..2)
-            .map(|i| self.stored[i] + self.forwarded[i] + self.dropped[i])
+            .map(|i| self.stored[i] + self.forwarded[i] + self.dropped[i] + self.spooled[i])
             .sum()
     }
 }
@@ -57,12 +62,14 @@ impl Store {
         schema: String,
         retention: RetentionConfig,
         sink: Option<Arc<dyn RecordSink>>,
+        spool: Option<Arc<Spool>>,
     ) -> Self {
         Store {
             pool,
             schema,
             retention,
             sink,
+            spool,
             known: Mutex::new(HashSet::new()),
         }
     }
@@ -105,7 +112,28 @@ impl Store {
         if rows.is_empty() {
             return Ok(out);
         }
-        let stored = self.store_rows(&rows).await?;
+        let stored = match self.store_rows(&rows).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == Kind::Temporary && self.spool.is_some() => {
+                let spool = self.spool.as_ref().expect("checked");
+                match tokio::task::block_in_place(|| spool.put(&rows)) {
+                    Ok(Ok(())) => {
+                        tracing::warn!(rows = rows.len(), error = %e, "database unavailable; rows spooled");
+                        for row in &rows {
+                            out.spooled[row.record.class() as usize] += 1;
+                        }
+                        return Ok(out);
+                    }
+                    Ok(Err(Full)) => {
+                        return Err(Error::temporary(
+                            "the database is unavailable and the spool is full",
+                        ));
+                    }
+                    Err(w) => return Err(Error::temporary(format!("{e}; and {w}"))),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let refused: HashSet<usize> = stored.refused.iter().map(|(i, _)| *i).collect();
         for (i, row) in rows.iter().enumerate() {
             if !refused.contains(&i) {
