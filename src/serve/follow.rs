@@ -31,6 +31,8 @@ use tokio::sync::watch;
 const CHUNK: usize = 8 << 20;
 const IDLE: Duration = Duration::from_millis(200);
 const RESCAN: Duration = Duration::from_secs(1);
+/// Pause after a failed step (database down): retried from the committed offset.
+const BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct Follower {
     pub pool: Pool,
@@ -79,6 +81,7 @@ impl Follower {
                 }
             }
             let mut progressed = false;
+            let mut failed = false;
             for t in tracked.values_mut() {
                 if *stop.borrow() {
                     break;
@@ -86,13 +89,15 @@ impl Follower {
                 match self.step(t).await {
                     Ok(p) => progressed |= p,
                     Err(e) => {
+                        failed = true;
                         tracing::warn!(path = %t.path.display(), error = %e, "following: will retry from the committed offset");
                     }
                 }
             }
-            if !progressed {
+            if !progressed || failed {
+                let pause = if failed { BACKOFF } else { IDLE };
                 tokio::select! {
-                    _ = tokio::time::sleep(IDLE) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
             }
