@@ -806,3 +806,171 @@ fn while_the_database_is_down_records_are_spooled_and_loaded_even_after_kill_9()
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(metric(&s, "kasm_db_spool_bytes"), 0.0);
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certs(dir: &std::path::Path) {
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    sh(&[
+        &["req", "-x509"],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kasm-db test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    sh(&[
+        &["req"],
+        &ec[..],
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+fn https(port: u16, ca: &std::path::Path, path: &str, auth: &str, body: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(kasm_db::db::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out); // a close without close_notify is fine here
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn tls_when_cert_and_key_are_set_and_never_plain_http() {
+    let url = fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    // Half a TLS configuration is refused (exit 2), never served as plain HTTP.
+    let r = run(kasm_db(&["serve", "--db", &url])
+        .env(
+            "KASM_DB_SERVER_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("KASM_DB_SERVER_TOKEN", TOKEN)
+        .env("KASM_DB_SERVER_TLS_CERT", cert_s));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    let s = Server::start(
+        &url,
+        &[
+            ("KASM_DB_SERVER_TLS_CERT", cert_s),
+            ("KASM_DB_SERVER_TLS_KEY", key_s),
+        ],
+    );
+    let ca = dir.path().join("ca.pem");
+    let health = https(s.port, &ca, "/api/__healthcheck", "none", b"");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let r = https(
+        s.port,
+        &ca,
+        "/api/v1/logs",
+        &bearer(),
+        b"{\"message\":\"over tls\"}\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(count(&url, "WHERE message = 'over tls'"), 1);
+    let r = https(
+        s.port,
+        &ca,
+        "/api/v1/logs",
+        "Bearer wrong",
+        b"{\"message\":\"x\"}\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ =
+        plain.write_all(b"GET /api/__healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(
+        !out.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

@@ -4,7 +4,7 @@
 //! This module only wires the parts together and owns the shutdown sequence: on a signal it stops
 //! accepting, lets in-flight requests finish (their answers are only sent once the rows are
 //! committed), stops the scheduler, and returns (exit 0) within [`SHUTDOWN_GRACE`]. It never
-//! starts without a token and never serves plain HTTP when TLS was asked for.
+//! starts without a token and never serves plain HTTP when TLS was asked for (`tls.rs`).
 
 pub mod auth;
 pub mod body;
@@ -18,6 +18,7 @@ pub mod parse;
 pub mod schedule;
 pub mod spool;
 pub mod store;
+pub mod tls;
 
 use crate::app::Ctx;
 use crate::error::{Error, Result};
@@ -41,12 +42,15 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
                 "serve needs server.token (env KASM_DB_SERVER_TOKEN): the ingest endpoints require it",
             )
         })?;
-    if cfg.server.tls_cert.is_some() || cfg.server.tls_key.is_some() {
-        return Err(Error::usage(
-            "server.tls_cert/tls_key are set but TLS is not built into serve yet; \
-             terminate TLS in front of kasm-db (reverse proxy) and unset them",
-        ));
-    }
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => {
+            return Err(Error::usage(
+                "server.tls_cert and server.tls_key go together: set both (TLS) or neither",
+            ));
+        }
+    };
     let jobs = schedule::jobs(&cfg.schedule)?;
     let schema = cfg.database.schema.clone();
     let pool = ctx.pool(cfg.ingest.parallel.max(1) * 4 + 4).await?;
@@ -133,11 +137,27 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         tasks.spawn(follower.run(stop_rx.clone()));
     }
 
-    tracing::info!(listen = %cfg.server.listen, "serving");
+    tracing::info!(listen = %cfg.server.listen, tls = cfg.server.tls_cert.is_some(), "serving");
     let mut stopped = stop_rx.clone();
-    let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {
+    let until_stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
-    });
+    };
+    let router = http::router(app);
+    let server: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            Box::pin(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(until_stopped)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(until_stopped)
+                .into_future(),
+        ),
+    };
     let stopped_at: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
     let stopped_at_w = stopped_at.clone();
     let signal_task = tokio::spawn(async move {
