@@ -974,3 +974,47 @@ fn tls_when_cert_and_key_are_set_and_never_plain_http() {
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0_with_json_logs() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[("KASM_DB_LOG_FORMAT", "json")]);
+    // A request whose body is only half sent when the signal arrives.
+    let body = b"{\"message\":\"in flight 1\"}\n{\"message\":\"in flight 2\"}\n";
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill on our own child.
+    unsafe {
+        libc::kill(s.pid(), libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.stderr().contains("shutting down") {
+        assert!(Instant::now() < deadline, "{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No new connections once shutting down.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+    c.write_all(&body[10..]).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(count(&url, "WHERE message LIKE 'in flight %'"), 2);
+    assert_eq!(
+        s.signal_and_wait(0, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.stderr()
+    );
+    for line in s.stderr().lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
