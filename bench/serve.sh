@@ -25,6 +25,7 @@ for _ in $(seq 100); do
 done
 python3 "$BENCH_DIR/serve_load.py" "$HTTP_PORT" "$TOKEN" "$WORK/logs.ndjson" "$C" "$B" "$D" | tee "$WORK/load.out"
 echo "serve peak RSS: $(awk '/VmHWM/{print $2, $3}' /proc/$SERVE/status)"
+echo "serve CPU: $(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f s", ($14+$15)/t}' /proc/$SERVE/stat) over the run (the load generator and PostgreSQL share the same cores)"
 kill -TERM "$SERVE"; wait "$SERVE"; echo "serve exit on SIGTERM: $?"
 acked=$(grep -o '[0-9]* records acknowledged' "$WORK/load.out" | cut -d' ' -f1)
 stored=$("$PGBIN/psql" -X -h 127.0.0.1 -p "$PORT" -U postgres -d k -At -c "SELECT count(*) FROM logs")

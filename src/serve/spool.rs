@@ -91,6 +91,12 @@ impl Spool {
             max_bytes,
             used: AtomicU64::new(0),
         };
+        // A `.tmp` file is a write that died before its client got an answer: not acknowledged.
+        for e in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+            if e.path().extension().is_some_and(|x| x == "tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let mut used = 0;
         for path in spool.files()? {
             used += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
