@@ -589,7 +589,7 @@ fn append(path: &std::path::Path, from: usize, to: usize) {
 }
 
 fn wait_rows(url: &str, want: u64, s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let n = count(url, "WHERE message LIKE 'f-%'");
         if n >= want {
@@ -604,7 +604,7 @@ fn wait_rows(url: &str, want: u64, s: &Server) {
         }
         assert!(
             Instant::now() < deadline,
-            "{n} of {want} rows: {}",
+            "{n} of {want} rows after 120 s: {}",
             s.stderr()
         );
         std::thread::sleep(Duration::from_millis(100));
