@@ -28,37 +28,46 @@ struct Server {
 }
 
 impl Server {
+    /// Start `serve` on a free port. Ready means *our* process logged "serving" (a bare connect
+    /// could reach another process that took the port first); a port lost to such a race
+    /// (exit with "cannot listen") is retried on another port.
     fn start(url: &str, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = kasm_db(&["serve", "--db", url]);
-        cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KASM_DB_SERVER_TOKEN", TOKEN)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap());
-        let child = cmd.spawn().expect("spawn kasm-db serve");
-        let mut s = Server {
-            child: Some(child),
-            port,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("serve exited early ({status}): {}", s.stderr());
+        for _ in 0..5 {
+            let port = free_port();
+            let log = tempfile::NamedTempFile::new().unwrap();
+            let mut cmd = kasm_db(&["serve", "--db", url]);
+            cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+                .env("KASM_DB_SERVER_TOKEN", TOKEN)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.reopen().unwrap());
+            let child = cmd.spawn().expect("spawn kasm-db serve");
+            let mut s = Server {
+                child: Some(child),
+                port,
+                log,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                    if s.stderr().contains("cannot listen") {
+                        break; // the port was taken meanwhile: try another
+                    }
+                    panic!("serve exited early ({status}): {}", s.stderr());
+                }
+                if s.stderr().contains("serving") {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "serve did not listen: {}",
+                    s.stderr()
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not listen: {}",
-                s.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
+        panic!("no free port for serve after 5 tries");
     }
 
     fn stderr(&self) -> String {
