@@ -102,7 +102,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args).await,
         Command::Purge(args) => crate::logs::cmd::purge_cmd(&ctx, &args).await,
-        Command::Serve => Err(not_built("serve", 5)),
+        Command::Serve => crate::serve::serve(&ctx).await,
         Command::Forward(args) => crate::forward::cmd::run(&ctx, &args).await,
         Command::Backup(args) => crate::backup::cmd::backup(&ctx, &args).await,
         Command::Backups(cmd) => crate::backup::cmd::backups(&ctx, &cmd).await,

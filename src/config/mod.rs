@@ -168,6 +168,10 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Where `serve` keeps accepted records while the database is down (absent: answer 503).
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes in that spool; beyond it `serve` answers 503 with Retry-After.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -178,6 +182,8 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             tls_cert: None,
             tls_key: None,
+            spool_dir: None,
+            spool_max_bytes: 256 << 20,
         }
     }
 }

@@ -33,6 +33,12 @@ pub const MIGRATIONS: &[Migration] = &[
         creates: &["size_samples"],
         sql: include_str!("../../sql/0002_size_samples.sql"),
     },
+    Migration {
+        version: 3,
+        name: "serve",
+        creates: &["follow_offsets", "schedule_runs"],
+        sql: include_str!("../../sql/0003_serve.sql"),
+    },
 ];
 
 /// Advisory lock key for migrations ("kasm-db" + 1).

@@ -68,8 +68,9 @@ const TYPES: [Type; 9] = [
     Type::JSONB,
 ];
 
-/// One COPY of `rows` (all or nothing).
-async fn copy_once(
+/// One COPY of `rows` (all or nothing). Public so that `serve` can run it inside its own
+/// transaction (rows and file offset committed together).
+pub async fn copy_once(
     client: &Client,
     schema: &str,
     rows: &[&Row],

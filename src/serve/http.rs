@@ -1,0 +1,323 @@
+//! The HTTP surface of `serve` (axum): ingest (`/api/v1/logs`, the HEC receiver), health and
+//! metrics.
+//!
+//! A 200 on an ingest endpoint is sent only after `Store::store` returned Ok, i.e. once the rows
+//! are committed; while the database is unreachable the answer is 503 with Retry-After, never
+//! 200. Bodies over `max_body_bytes` (on the wire or once gunzipped) get 413 without being
+//! read to the end. The token is never logged or echoed, whatever the request.
+
+use super::auth::{self, Verdict};
+use super::body::{self, BodyError};
+use super::metrics::Metrics;
+use super::parse::{self, HecError};
+use super::store::{Outcome, Store};
+use crate::config::Secret;
+use crate::error::Kind;
+use crate::logs::record::Class;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the handlers share.
+pub struct App {
+    pub store: Store,
+    pub token: Secret,
+    pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/logs", post(logs))
+        .route("/services/collector", post(hec))
+        .route("/services/collector/event", post(hec))
+        .route("/services/collector/event/1.0", post(hec))
+        .route("/api/__healthcheck", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+const RETRY_AFTER_S: &str = "5";
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+fn unavailable(v: serde_json::Value) -> Response {
+    let mut r = json_response(StatusCode::SERVICE_UNAVAILABLE, v);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    r
+}
+
+/// The body's bytes after the size limit and gzip, or the error answer.
+enum Read {
+    Ok(Vec<u8>),
+    TooLarge,
+    Bad(String),
+}
+
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Read {
+    let limit = app.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Read::TooLarge;
+    }
+    let raw = match body::read_limited(body, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Read::TooLarge,
+        Err(BodyError::Read(e) | BodyError::BadGzip(e)) => return Read::Bad(e),
+    };
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Read::Ok(raw);
+    }
+    match body::gunzip_limited(&raw, limit) {
+        Ok(b) => Read::Ok(b),
+        Err(BodyError::TooLarge) => Read::TooLarge,
+        Err(BodyError::Read(e) | BodyError::BadGzip(e)) => {
+            Read::Bad(format!("invalid gzip body: {e}"))
+        }
+    }
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Verdict {
+    auth::check(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        &app.token,
+    )
+}
+
+fn count(app: &App, source: &'static str, out: &Outcome, parse_rejects: usize) {
+    for class in Class::ALL {
+        let c = class as usize;
+        let l = [("class", class.as_str()), ("source", source)];
+        app.metrics.add("ingested_total", &l, out.stored[c]);
+        app.metrics.add("dropped_total", &l, out.dropped[c]);
+        app.metrics.add("spooled_total", &l, out.spooled[c]);
+        let sink = [("class", class.as_str()), ("sink", "siem")];
+        app.metrics.add("forwarded_total", &sink, out.forwarded[c]);
+    }
+    app.metrics.add(
+        "rejected_total",
+        &[("source", source)],
+        (out.refused.len() + parse_rejects) as u64,
+    );
+}
+
+fn status(app: &App, endpoint: &'static str, code: StatusCode) {
+    app.metrics.add(
+        "http_responses_total",
+        &[("endpoint", endpoint), ("code", code.as_str())],
+        1,
+    );
+}
+
+async fn logs(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let r = logs_inner(&app, &headers, body).await;
+    status(&app, "logs", r.status());
+    r
+}
+
+async fn logs_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
+    match authorize(app, headers) {
+        Verdict::Ok => {}
+        Verdict::Missing => {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "missing token: send Authorization: Bearer <server.token>"}),
+            );
+        }
+        Verdict::Invalid => {
+            return json_response(StatusCode::UNAUTHORIZED, json!({"error": "invalid token"}));
+        }
+    }
+    let data = match read_body(app, headers, body).await {
+        Read::Ok(d) => d,
+        Read::TooLarge => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("body over the limit of {} bytes", app.max_body_bytes)}),
+            );
+        }
+        Read::Bad(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
+    let parsed = match parse::logs_body(&data, app.max_line_bytes) {
+        Ok(p) => p,
+        Err(parse::Malformed(e)) => {
+            return json_response(StatusCode::BAD_REQUEST, json!({"error": e}));
+        }
+    };
+    drop(data);
+    let mut refused = parsed.refused;
+    let n = parsed.records.len();
+    match app.store.store(parsed.records).await {
+        Ok(out) => {
+            count(app, "http", &out, refused.len());
+            for (i, reason) in &out.refused {
+                refused.push(parse::Refused {
+                    index: *i as u64 + 1,
+                    reason: format!("refused by the database: {reason}"),
+                });
+            }
+            let rejected = refused.len();
+            refused.truncate(20);
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "accepted": out.accepted(),
+                    "rejected": rejected,
+                    "stored": out.stored.iter().sum::<u64>(),
+                    "forwarded": out.forwarded.iter().sum::<u64>(),
+                    "dropped": out.dropped.iter().sum::<u64>(),
+                    "spooled": out.spooled.iter().sum::<u64>(),
+                    "errors": refused,
+                }),
+            )
+        }
+        Err(e) if e.kind() == Kind::Temporary => {
+            tracing::warn!(records = n, error = %e, "database unavailable; answering 503");
+            unavailable(
+                json!({"error": "the database is unavailable; nothing was stored, retry later"}),
+            )
+        }
+        Err(e) => {
+            tracing::error!(records = n, error = %e, "storing failed");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "storing failed; see the server log"}),
+            )
+        }
+    }
+}
+
+fn hec_error(e: &HecError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_response(status, e.body());
+    if e.status == 503 {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    }
+    r
+}
+
+async fn hec(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let r = hec_inner(&app, &headers, body).await;
+    status(&app, "hec", r.status());
+    r
+}
+
+async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
+    match authorize(app, headers) {
+        Verdict::Ok => {}
+        Verdict::Missing => return hec_error(&HecError::TOKEN_REQUIRED),
+        Verdict::Invalid => return hec_error(&HecError::INVALID_TOKEN),
+    }
+    let data = match read_body(app, headers, body).await {
+        Read::Ok(d) => d,
+        Read::TooLarge => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"text": "Content too large", "code": 27}),
+            );
+        }
+        Read::Bad(_) => return hec_error(&HecError::INVALID_FORMAT),
+    };
+    let records = match parse::hec_body(&data, app.max_line_bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics.add("rejected_total", &[("source", "hec")], 1);
+            return hec_error(&e);
+        }
+    };
+    drop(data);
+    let n = records.len();
+    match app.store.store(records).await {
+        Ok(out) => {
+            count(app, "hec", &out, 0);
+            if out.refused.is_empty() {
+                json_response(StatusCode::OK, json!({"text": "Success", "code": 0}))
+            } else {
+                // The others are stored; name the first refused event like Splunk does.
+                let first = out.refused[0].0;
+                tracing::warn!(refused = out.refused.len(), "database refused HEC events");
+                let mut e = HecError::INVALID_FORMAT;
+                e.invalid_event = Some(first);
+                hec_error(&e)
+            }
+        }
+        Err(e) if e.kind() == Kind::Temporary => {
+            tracing::warn!(records = n, error = %e, "database unavailable; answering 503");
+            hec_error(&HecError::SERVER_BUSY)
+        }
+        Err(e) => {
+            tracing::error!(records = n, error = %e, "storing failed");
+            hec_error(&HecError::INTERNAL)
+        }
+    }
+}
+
+/// 200 when `SELECT 1` answers within 3 s.
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let probe = async {
+        let client = crate::db::get(&app.store.pool).await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok::<_, crate::Error>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probe).await {
+        Ok(Ok(())) => {
+            app.metrics.set("database_up", &[], 1.0);
+            json_response(StatusCode::OK, json!({"ok": true}))
+        }
+        Ok(Err(e)) => {
+            app.metrics.set("database_up", &[], 0.0);
+            tracing::debug!(error = %e, "health check: database unavailable");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ok": false, "error": "database unavailable"}),
+            )
+        }
+        Err(_) => {
+            app.metrics.set("database_up", &[], 0.0);
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ok": false, "error": "database did not answer within 3 s"}),
+            )
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    // The database's size at scrape time; on failure the last known value stays.
+    let size = async {
+        let client = crate::db::get(&app.store.pool).await?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        Ok::<i64, crate::Error>(row.get(0))
+    };
+    if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(1), size).await {
+        app.metrics.set("database_bytes", &[], bytes as f64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}

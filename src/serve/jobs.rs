@@ -1,0 +1,267 @@
+//! Running the scheduled jobs: one task per job sleeps until its next slot (UTC), then runs it
+//! only if this replica wins the job's Postgres advisory lock and the slot is not yet recorded
+//! in `schedule_runs` (so among several replicas a slot runs once, and never two at a time).
+//!
+//! The lock is taken on a dedicated connection that is closed after the job, so a crashed
+//! replica never keeps it. A job runs to completion before its next slot is computed, so an
+//! overrunning job is never started twice; missed slots are skipped, not queued. A failing job
+//! is logged, counted in the metrics and tried again at its next slot; it never stops `serve`.
+
+use super::metrics::Metrics;
+use super::schedule::{Job, Task};
+use crate::config::Config;
+use crate::db::{self, DbTarget, Pool, Retry, ident};
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What jobs need, passed explicitly.
+pub struct JobEnv {
+    pub pool: Pool,
+    pub target: DbTarget,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    /// This replica's name in `schedule_runs` (host:pid).
+    pub runner: String,
+    /// The process environment, for pg_dump (PATH, HOME) and the S3 credential chain.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Run `job` at each of its slots until `stop` turns true.
+pub async fn run_job(env: Arc<JobEnv>, job: Job, mut stop: watch::Receiver<bool>) {
+    let name = job.task.name();
+    loop {
+        let Some(slot) = job.next_after(Utc::now()) else {
+            tracing::warn!(job = name, "schedule has no future slot; not running it");
+            return;
+        };
+        let wait = (slot - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        run_slot(&env, job.task, slot).await;
+    }
+}
+
+/// The outcome of one slot, as counted in `kasm_db_job_runs_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotResult {
+    Ok,
+    Failed,
+    /// Another replica holds the job's lock (it is running the job).
+    Locked,
+    /// Another replica already ran this slot.
+    AlreadyRun,
+    /// The database could not be reached for the lock.
+    Unavailable,
+    NotBuilt,
+}
+
+impl SlotResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            SlotResult::Ok => "ok",
+            SlotResult::Failed => "failed",
+            SlotResult::Locked => "locked_elsewhere",
+            SlotResult::AlreadyRun => "already_run",
+            SlotResult::Unavailable => "unavailable",
+            SlotResult::NotBuilt => "not_built",
+        }
+    }
+}
+
+pub async fn run_slot(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult {
+    let r = slot_inner(env, task, slot).await;
+    env.metrics.add(
+        "job_runs_total",
+        &[("job", task.name()), ("result", r.as_str())],
+        1,
+    );
+    r
+}
+
+async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult {
+    let name = task.name();
+    if matches!(task, Task::Backup | Task::Verify) && env.config.backup.to.is_none() {
+        tracing::warn!(job = name, %slot, "no backup.to configured; skipping this slot");
+        return SlotResult::NotBuilt;
+    }
+    let retry = Retry {
+        attempts: 1,
+        ..Retry::default()
+    };
+    let client = match db::connect(&env.target, retry).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(job = name, %slot, error = %e, "database unavailable; job retried at its next slot");
+            return SlotResult::Unavailable;
+        }
+    };
+    let schema = &env.config.database.schema;
+    let claimed: Result<Option<SlotResult>> = async {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&task.lock_key()])
+            .await?
+            .get(0);
+        if !locked {
+            return Ok(Some(SlotResult::Locked));
+        }
+        let inserted = client
+            .execute(
+                &format!(
+                    "INSERT INTO {}.schedule_runs (job, slot, runner) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    ident(schema)
+                ),
+                &[&name, &slot, &env.runner],
+            )
+            .await?;
+        Ok((inserted == 0).then_some(SlotResult::AlreadyRun))
+    }
+    .await;
+    match claimed {
+        Ok(Some(skip)) => {
+            tracing::info!(job = name, %slot, reason = skip.as_str(), "not running this slot here");
+            return skip;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(job = name, %slot, error = %e, "cannot claim the slot; job retried at its next slot");
+            return SlotResult::Unavailable;
+        }
+    }
+    tracing::info!(job = name, %slot, "job started");
+    let started = Instant::now();
+    let outcome = execute(env, task).await;
+    let secs = started.elapsed().as_secs_f64();
+    env.metrics
+        .set("job_last_duration_seconds", &[("job", name)], secs);
+    let (ok, error) = match &outcome {
+        Ok(summary) => {
+            tracing::info!(job = name, %slot, duration_s = secs, result = %summary, "job done");
+            env.metrics.set(
+                "job_last_success_timestamp_seconds",
+                &[("job", name)],
+                Utc::now().timestamp() as f64,
+            );
+            (true, None)
+        }
+        Err(e) => {
+            tracing::error!(job = name, %slot, duration_s = secs, error = %e, "job failed; retried at its next slot");
+            (false, Some(e.to_string()))
+        }
+    };
+    let recorded = client
+        .execute(
+            &format!(
+                "UPDATE {}.schedule_runs SET finished_at = clock_timestamp(), ok = $3, error = $4
+                 WHERE job = $1 AND slot = $2",
+                ident(schema)
+            ),
+            &[&name, &slot, &ok, &error],
+        )
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(job = name, %slot, error = %e, "cannot record the job's end");
+    }
+    // Dropping `client` closes the session, which releases the advisory lock.
+    if ok {
+        SlotResult::Ok
+    } else {
+        SlotResult::Failed
+    }
+}
+
+/// Do the job's work; a one-line summary on success.
+async fn execute(env: &JobEnv, task: Task) -> Result<String> {
+    let schema = &env.config.database.schema;
+    match task {
+        Task::Purge => {
+            let r = crate::logs::purge::purge(
+                &env.pool,
+                schema,
+                &env.config.retention,
+                Utc::now(),
+                false,
+            )
+            .await?;
+            Ok(format!(
+                "{} debug and {} logs rows deleted, {} partitions dropped",
+                r.debug_deleted, r.logs_deleted, r.partitions_dropped
+            ))
+        }
+        Task::Vacuum => {
+            let client = db::get(&env.pool).await?;
+            let r = crate::maintenance::vacuum::run(&client, &env.config, false, false).await?;
+            Ok(format!("{} tables looked at", r.tables.len()))
+        }
+        Task::SizeSample => {
+            let client = db::get(&env.pool).await?;
+            let s = crate::maintenance::samples::record_sample(&client, schema).await?;
+            env.metrics
+                .set("database_bytes", &[], s.database_bytes as f64);
+            env.metrics.set(
+                "logs_bytes",
+                &[("class", "debug")],
+                s.logs_debug_bytes as f64,
+            );
+            env.metrics
+                .set("logs_bytes", &[("class", "logs")], s.logs_logs_bytes as f64);
+            Ok(format!("database {} bytes", s.database_bytes))
+        }
+        Task::Backup => {
+            let target = crate::backup::target::Target::resolve(
+                None,
+                env.config.backup.to.as_deref(),
+                "backup.to",
+            )?;
+            let m = crate::backup::run::run(crate::backup::run::Job {
+                db: &env.target,
+                config: &env.config,
+                target: &target,
+                exclude_logs: env.config.backup.exclude_logs,
+                progress: false,
+                env: &env.env,
+            })
+            .await?;
+            env.metrics.set(
+                "backup_last_success_timestamp_seconds",
+                &[],
+                m.completed.timestamp() as f64,
+            );
+            env.metrics
+                .set("backup_last_duration_seconds", &[], m.timings.total_s);
+            env.metrics
+                .set("backup_last_size_bytes", &[], m.size_bytes as f64);
+            Ok(format!(
+                "backup {} to {target}: {} bytes",
+                m.id, m.size_bytes
+            ))
+        }
+        Task::Verify => {
+            let target = crate::backup::target::Target::resolve(
+                None,
+                env.config.backup.to.as_deref(),
+                "backup.to",
+            )?;
+            let storage = crate::backup::storage::open(&target, &env.config.s3).await?;
+            let m = crate::backup::catalog::find(storage.as_ref(), "latest").await?;
+            let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
+            env.metrics.set(
+                "backup_last_verify_ok",
+                &[],
+                if check.ok { 1.0 } else { 0.0 },
+            );
+            if !check.ok {
+                return Err(crate::Error::failed(format!(
+                    "backup {} failed verification (size or sha256 mismatch)",
+                    m.id
+                )));
+            }
+            Ok(format!("backup {} verified", m.id))
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The local spool of `serve`: rows accepted while the database is unreachable, one file per
+//! request (written, fsynced, renamed, directory fsynced before the client gets its 200), loaded
+//! into the database when it returns.
+//!
+//! Loading is idempotent: each row keeps the `log_id` and `ingest_date` it was given when
+//! accepted, rows already present (a COPY that committed just as the connection broke, or a
+//! crash between loading and deleting a file) are skipped, and a file is deleted only after its
+//! rows are stored. It never holds more than `max_bytes`: beyond that the caller answers 503.
+
+use crate::db::{self, Pool, ident};
+use crate::error::{Error, Result};
+use crate::logs::copy::{Row, StoreJob};
+use crate::logs::partition::{self, Partition};
+use crate::logs::partitions;
+use crate::logs::record::{Level, Record};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A row as written to the spool.
+#[derive(Debug, Serialize, Deserialize)]
+struct Spooled {
+    log_id: uuid::Uuid,
+    ingest_date: DateTime<Utc>,
+    log_time: Option<DateTime<Utc>>,
+    level: String,
+    host: Option<String>,
+    application: Option<String>,
+    kasm_user_name: Option<String>,
+    message: Option<String>,
+    data: String,
+}
+
+impl Spooled {
+    fn of(row: &Row) -> Self {
+        let r = &row.record;
+        Spooled {
+            log_id: row.log_id,
+            ingest_date: row.ingest_date,
+            log_time: r.log_time,
+            level: r.level.as_str().to_string(),
+            host: r.host.clone(),
+            application: r.application.clone(),
+            kasm_user_name: r.kasm_user_name.clone(),
+            message: r.message.clone(),
+            data: r.data.clone(),
+        }
+    }
+
+    fn row(self) -> Option<Row> {
+        Some(Row {
+            log_id: self.log_id,
+            ingest_date: self.ingest_date,
+            record: Record {
+                level: Level::parse(&self.level)?,
+                log_time: self.log_time,
+                host: self.host,
+                application: self.application,
+                kasm_user_name: self.kasm_user_name,
+                message: self.message,
+                data: self.data,
+            },
+            origin: (0, 0),
+        })
+    }
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    used: AtomicU64,
+}
+
+/// The spool cannot take this batch.
+#[derive(Debug)]
+pub struct Full;
+
+impl Spool {
+    /// Open (creating) the directory and count what it already holds.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::usage(format!(
+                "cannot create server.spool_dir {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            used: AtomicU64::new(0),
+        };
+        // A `.tmp` file is a write that died before its client got an answer: not acknowledged.
+        for e in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+            if e.path().extension().is_some_and(|x| x == "tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let mut used = 0;
+        for path in spool.files()? {
+            used += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+        spool.used.store(used, Ordering::SeqCst);
+        Ok(spool)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// Complete spool files, oldest first (names start with the time of writing).
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Durably write `rows`; Ok only once they are on disk.
+    pub fn put(&self, rows: &[Row]) -> Result<std::result::Result<(), Full>> {
+        let mut text = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut text, &Spooled::of(row))
+                .map_err(|e| Error::failed(format!("spool: {e}")))?;
+            text.push(b'\n');
+        }
+        let size = text.len() as u64;
+        let reserved = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                (u + size <= self.max_bytes).then_some(u + size)
+            });
+        if reserved.is_err() {
+            return Ok(Err(Full));
+        }
+        let name = format!(
+            "{:020}-{}",
+            Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            uuid::Uuid::new_v4().simple()
+        );
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let done = self.dir.join(format!("{name}.ndjson"));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &done)?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        })();
+        if let Err(e) = written {
+            self.used.fetch_sub(size, Ordering::SeqCst);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::failed(format!(
+                "cannot write to the spool {}: {e}",
+                self.dir.display()
+            )));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Load every spool file into the database, oldest first; returns rows stored. Stops at
+    /// the first failure (the file stays for the next try).
+    pub async fn load(&self, pool: &Pool, schema: &str) -> Result<u64> {
+        let mut total = 0;
+        for path in self.files()? {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let text = std::fs::read_to_string(&path)?;
+            let mut rows = Vec::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Spooled>(line)
+                    .ok()
+                    .and_then(Spooled::row)
+                {
+                    Some(r) => rows.push(r),
+                    None => {
+                        tracing::error!(file = %path.display(), "unreadable spool line skipped")
+                    }
+                }
+            }
+            total += load_rows(pool, schema, rows).await?;
+            std::fs::remove_file(&path)?;
+            self.used
+                .fetch_sub(size.min(self.bytes()), Ordering::SeqCst);
+            tracing::info!(file = %path.display(), "spool file loaded");
+        }
+        Ok(total)
+    }
+}
+
+/// Store the rows not yet in the database (by `log_id` within their `ingest_date`).
+async fn load_rows(pool: &Pool, schema: &str, rows: Vec<Row>) -> Result<u64> {
+    let mut client = db::get(pool).await?;
+    let mut needed: Vec<Partition> = Vec::new();
+    for row in &rows {
+        let p = partition::containing(row.record.class(), row.ingest_date);
+        if !needed.iter().any(|n| n.name == p.name) {
+            needed.push(p);
+        }
+    }
+    partitions::ensure(&mut client, schema, &needed).await?;
+    let mut dates: Vec<DateTime<Utc>> = rows.iter().map(|r| r.ingest_date).collect();
+    dates.sort();
+    dates.dedup();
+    let mut present = std::collections::HashSet::new();
+    for d in dates {
+        let ids: Vec<uuid::Uuid> = rows
+            .iter()
+            .filter(|r| r.ingest_date == d)
+            .map(|r| r.log_id)
+            .collect();
+        for r in client
+            .query(
+                &format!(
+                    "SELECT log_id FROM {}.logs WHERE ingest_date = $1 AND log_id = ANY($2)",
+                    ident(schema)
+                ),
+                &[&d, &ids],
+            )
+            .await?
+        {
+            present.insert(r.get::<_, uuid::Uuid>(0));
+        }
+    }
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| !present.contains(&r.log_id))
+        .collect();
+    let mut job = StoreJob::new(rows.len());
+    job.run(&client, schema, &rows).await?;
+    for (i, reason) in &job.out.refused {
+        tracing::error!(row = i, reason = %reason, "the database refused a spooled row");
+    }
+    Ok(job.out.stored)
+}

@@ -1,0 +1,1029 @@
+//! `kasm-db serve`, run as the real binary: auth, gzip, HEC, 413, health following the
+//! database, acknowledged records being in the database (also after kill -9), one replica per
+//! scheduled slot, SIGTERM. HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "t0ken-for-tests-9f3a";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Server {
+    /// Start `serve` on a free port. Ready means *our* process logged "serving" (a bare connect
+    /// could reach another process that took the port first); a port lost to such a race
+    /// (exit with "cannot listen") is retried on another port.
+    fn start(url: &str, env: &[(&str, &str)]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let log = tempfile::NamedTempFile::new().unwrap();
+            let mut cmd = kasm_db(&["serve", "--db", url]);
+            cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+                .env("KASM_DB_SERVER_TOKEN", TOKEN)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.reopen().unwrap());
+            let child = cmd.spawn().expect("spawn kasm-db serve");
+            let mut s = Server {
+                child: Some(child),
+                port,
+                log,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                    if s.stderr().contains("cannot listen") {
+                        break; // the port was taken meanwhile: try another
+                    }
+                    panic!("serve exited early ({status}): {}", s.stderr());
+                }
+                if s.stderr().contains("serving") {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "serve did not listen: {}",
+                    s.stderr()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("no free port for serve after 5 tries");
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Send `sig`, wait up to `limit` for the exit; its code (None: still running, killed).
+    fn signal_and_wait(&mut self, sig: i32, limit: Duration) -> Option<i32> {
+        // SAFETY: kill on our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        http(self.port, "POST", path, headers, body)
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        http(self.port, "GET", path, &[], b"")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`. `headers` may set Transfer-Encoding, in
+/// which case `body` is sent as given (already chunked).
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let chunked = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
+    if !chunked {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut wire = req.into_bytes();
+    wire.extend_from_slice(body);
+    // The server may answer (413) and stop reading before the whole body is sent.
+    let _ = s.write_all(&wire);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Resp {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn count(url: &str, filter: &str) -> u64 {
+    psql(url, &format!("SELECT count(*) FROM logs {filter}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn ingest_endpoints_auth_gzip_hec_limits_and_sigterm() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[("KASM_DB_SERVER_MAX_BODY_BYTES", "4096")]);
+    let ndjson = b"{\"levelname\":\"INFO\",\"message\":\"m1\",\"host\":\"h\"}\nnot json\n\n{\"levelname\":\"DEBUG\",\"message\":\"m2\"}\n";
+
+    // Auth: missing, wrong, wrong scheme -> 401; nothing stored.
+    assert_eq!(s.post("/api/v1/logs", &[], ndjson).status, 401);
+    let wrong = format!("Bearer {TOKEN}x");
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &wrong)], ndjson)
+            .status,
+        401
+    );
+    let basic = format!("Basic {TOKEN}");
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &basic)], ndjson)
+            .status,
+        401
+    );
+    assert_eq!(count(&url, ""), 0);
+
+    // Bearer: NDJSON with one bad line.
+    let r = s.post("/api/v1/logs", &[("Authorization", &bearer())], ndjson);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = r.json();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["errors"][0]["index"], 2);
+    assert_eq!(count(&url, "WHERE message IN ('m1','m2')"), 2);
+
+    // Splunk scheme, a JSON array.
+    let splunk = format!("Splunk {TOKEN}");
+    let r = s.post(
+        "/api/v1/logs",
+        &[
+            ("Authorization", &splunk),
+            ("Content-Type", "application/json"),
+        ],
+        br#"[{"levelname":"ERROR","message":"a1"},{"level":"warn","message":"a2"}]"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["accepted"], 2);
+    assert_eq!(count(&url, "WHERE message IN ('a1','a2')"), 2);
+    assert_eq!(
+        count(&url, "WHERE message = 'a2' AND levelname = 'WARNING'"),
+        1
+    );
+
+    // gzip body.
+    let z = gzip(b"{\"message\":\"g1\"}\n{\"message\":\"g2\"}\n{\"message\":\"g3\"}\n");
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer()), ("Content-Encoding", "gzip")],
+        &z,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["accepted"], 3);
+    assert_eq!(count(&url, "WHERE message LIKE 'g_'"), 3);
+
+    // HEC: auth codes, success, concatenated envelopes, a bad event refuses the request.
+    let r = s.post("/services/collector/event", &[], b"{\"event\":{}}");
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (401, Some(2)),
+        "{r:?}"
+    );
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", "Splunk nope")],
+        b"{\"event\":{}}",
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (403, Some(4)),
+        "{r:?}"
+    );
+    let hec = br#"{"event":{"levelname":"INFO","message":"h1"},"host":"kasm-1","time":1764000000.25}{"event":"h2 plain","host":"kasm-2"}
+{"event":{"message":"h3"}}"#;
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &splunk)],
+        hec,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), serde_json::json!({"text": "Success", "code": 0}));
+    assert_eq!(count(&url, "WHERE message IN ('h1','h2 plain','h3')"), 3);
+    assert_eq!(
+        count(
+            &url,
+            "WHERE message = 'h1' AND host = 'kasm-1' AND log_time IS NOT NULL"
+        ),
+        1
+    );
+    let r = s.post(
+        "/services/collector",
+        &[("Authorization", &splunk)],
+        br#"{"event":{"message":"x1"}}{"host":"no event"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (400, Some(12)),
+        "{r:?}"
+    );
+    assert_eq!(r.json()["invalid-event-number"], 1);
+    assert_eq!(
+        count(&url, "WHERE message = 'x1'"),
+        0,
+        "a refused HEC request stores nothing"
+    );
+    let r = s.post("/services/collector", &[("Authorization", &splunk)], b"");
+    assert_eq!(r.json()["code"], 5);
+
+    // 413: declared length, chunked without a length, and a gzip body that inflates too much.
+    let big = vec![b' '; 5000];
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &bearer())], &big)
+            .status,
+        413
+    );
+    let mut chunked = Vec::new();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"3E8\r\n");
+        chunked.extend_from_slice(&[b' '; 1000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = s.post(
+        "/api/v1/logs",
+        &[
+            ("Authorization", &bearer()),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        &chunked,
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    let mut bomb = Vec::new();
+    for i in 0..200 {
+        bomb.extend_from_slice(format!("{{\"message\":\"bomb {i}\"}}\n").as_bytes());
+    }
+    let z = gzip(&bomb);
+    assert!(z.len() < 4096 && bomb.len() > 4096);
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer()), ("Content-Encoding", "gzip")],
+        &z,
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &splunk)],
+        &big,
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(count(&url, "WHERE message LIKE 'bomb%'"), 0);
+
+    // Health and metrics.
+    let h = s.get("/api/__healthcheck");
+    assert_eq!((h.status, h.json()), (200, serde_json::json!({"ok": true})));
+    let m = s.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"logs\",source=\"http\"} 6\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"debug\",source=\"http\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_ingested_total{class=\"logs\",source=\"hec\"} 3\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kasm_db_rejected_total{source=\"http\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains(TOKEN));
+    assert!(
+        m.body
+            .contains("# TYPE kasm_db_database_bytes gauge\nkasm_db_database_bytes "),
+        "{}",
+        m.body
+    );
+
+    // SIGTERM: exit 0 within 10 s; the token never appears in the log.
+    let code = s.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", s.stderr());
+    let log = s.stderr();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_token() {
+    let url = fresh_db();
+    let r = run(kasm_db(&["serve", "--db", &url]).env(
+        "KASM_DB_SERVER_LISTEN",
+        format!("127.0.0.1:{}", free_port()),
+    ));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("server.token"), "{}", r.stderr);
+}
+
+#[test]
+fn health_follows_the_database_and_nothing_acknowledged_is_lost() {
+    // A cluster of its own: stopping it must not disturb the other tests.
+    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let db = cluster.fresh_db("h").unwrap();
+    let url = cluster.url(&db);
+    let s = Server::start(&url, &[]);
+    let post = |msg: &str| {
+        s.post(
+            "/api/v1/logs",
+            &[("Authorization", &bearer())],
+            format!("{{\"message\":\"{msg}\"}}\n").as_bytes(),
+        )
+    };
+    assert_eq!(s.get("/api/__healthcheck").status, 200);
+    assert_eq!(post("before").status, 200);
+
+    cluster.stop().unwrap();
+    let h = s.get("/api/__healthcheck");
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["ok"], false);
+    let r = post("during");
+    assert_eq!(r.status, 503, "never 200 for what is not durable: {r:?}");
+    assert!(r.headers.contains("retry-after:"), "{r:?}");
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        b"{\"event\":\"during hec\"}",
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (503, Some(9)),
+        "{r:?}"
+    );
+
+    cluster.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.get("/api/__healthcheck").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "health never came back: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = post("after");
+    assert_eq!(r.status, 200, "{r:?}");
+    let rows = cluster
+        .psql(
+            &db,
+            "SELECT string_agg(message, ',' ORDER BY message) FROM logs",
+        )
+        .unwrap();
+    assert_eq!(rows, "after,before");
+}
+
+#[test]
+fn two_replicas_run_each_scheduled_slot_once_and_never_together() {
+    let url = fresh_db();
+    let env = [("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *")];
+    let mut a = Server::start(&url, &env);
+    let mut b = Server::start(&url, &env);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        a.signal_and_wait(libc::SIGTERM, Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    assert_eq!(
+        b.signal_and_wait(libc::SIGTERM, Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        b.stderr()
+    );
+    let runs: u64 = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs WHERE job = 'size_sample' AND ok",
+    )
+    .parse()
+    .unwrap();
+    let samples: u64 = psql(&url, "SELECT count(*) FROM size_samples")
+        .parse()
+        .unwrap();
+    assert!(runs >= 2, "runs {runs}; {}", a.stderr());
+    // Had both replicas run a slot, there would be more samples than recorded runs.
+    assert_eq!(samples, runs);
+    let overlapping: u64 = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs x JOIN schedule_runs y
+           ON x.job = y.job AND x.slot < y.slot AND y.started_at < x.finished_at",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(overlapping, 0);
+    let skipped = [a.stderr(), b.stderr()]
+        .iter()
+        .map(|l| l.matches("not running this slot here").count())
+        .sum::<usize>();
+    assert!(
+        skipped >= 1,
+        "the other replica never met the lock or the recorded slot"
+    );
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_record() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[]);
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for b in 0..10_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let body: String = (0..200)
+                        .map(|i| format!("{{\"message\":\"c{c}-b{b}-r{i}\"}}\n"))
+                        .collect();
+                    let mut st = match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(st) => st,
+                        Err(_) => break,
+                    };
+                    st.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let req = format!(
+                        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if st.write_all(req.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut out = String::new();
+                    if st.read_to_string(&mut out).is_err() {
+                        break;
+                    }
+                    if out.starts_with("HTTP/1.1 200") {
+                        acked.push(b);
+                    } else {
+                        break;
+                    }
+                }
+                (c, acked)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked_total = 0;
+    for h in clients {
+        let (c, acked) = h.join().unwrap();
+        for b in &acked {
+            let n = count(&url, &format!("WHERE message LIKE 'c{c}-b{b}-r%'"));
+            assert_eq!(
+                n, 200,
+                "client {c} batch {b} was acknowledged but has {n} rows"
+            );
+        }
+        acked_total += acked.len();
+    }
+    assert!(
+        acked_total >= 4,
+        "load too light to mean anything: {acked_total} batches"
+    );
+}
+
+fn append(path: &std::path::Path, from: usize, to: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in from..to {
+        writeln!(f, "{{\"levelname\":\"INFO\",\"message\":\"f-{i}\"}}").unwrap();
+    }
+}
+
+fn wait_rows(url: &str, want: u64, s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = count(url, "WHERE message LIKE 'f-%'");
+        if n >= want {
+            std::thread::sleep(Duration::from_millis(500)); // and no more than that
+            assert_eq!(
+                count(url, "WHERE message LIKE 'f-%'"),
+                want,
+                "{}",
+                s.stderr()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {want} rows after 120 s: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn following_files_across_rotation_truncation_and_a_crash_loses_and_duplicates_nothing() {
+    let url = fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("api_json.log");
+    let glob = format!("{}/*_json.log", dir.path().display());
+    let env = [("KASM_DB_INGEST_PATHS", glob.as_str())];
+    append(&log, 0, 100);
+    let mut s = Server::start(&url, &env);
+    wait_rows(&url, 100, &s);
+
+    // Rotation: the writer still appends to the renamed file before the new one appears.
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::fs::rename(&log, dir.path().join("api_json.log.1")).unwrap();
+    for i in 100..150 {
+        writeln!(writer, "{{\"message\":\"f-{i}\"}}").unwrap();
+    }
+    drop(writer);
+    append(&log, 150, 200);
+    wait_rows(&url, 200, &s);
+
+    // Truncation (copytruncate style): the shorter new content is read from the start.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    append(&log, 200, 210);
+    wait_rows(&url, 210, &s);
+
+    // A line half written when the process dies is read whole after the restart.
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"{\"message\":\"f-2").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"10\"}\n").unwrap();
+    }
+    append(&log, 211, 260);
+    let s = Server::start(&url, &env);
+    wait_rows(&url, 260, &s);
+    let distinct: u64 = psql(
+        &url,
+        "SELECT count(DISTINCT message) FROM logs WHERE message LIKE 'f-%'",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(distinct, 260);
+    let max: String = psql(
+        &url,
+        "SELECT max(substr(message, 3)::int) FROM logs WHERE message LIKE 'f-%'",
+    );
+    assert_eq!(max, "259");
+    let offset = psql(&url, "SELECT byte_offset FROM follow_offsets");
+    assert_eq!(offset, std::fs::metadata(&log).unwrap().len().to_string());
+}
+
+fn metric(s: &Server, series: &str) -> f64 {
+    let text = s.get("/metrics").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_failing_job_is_logged_counted_and_retried_at_its_next_slot() {
+    let url = fresh_db();
+    let s = Server::start(&url, &[("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *")]);
+    let ok = "kasm_db_job_runs_total{job=\"size_sample\",result=\"ok\"}";
+    let failed = "kasm_db_job_runs_total{job=\"size_sample\",result=\"failed\"}";
+    let wait_for = |series: &str, at_least: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metric(&s, series) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{series} < {at_least}: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(ok, 1.0);
+    psql(&url, "ALTER TABLE size_samples RENAME TO size_samples_away");
+    wait_for(failed, 2.0);
+    assert!(s.stderr().contains("job failed; retried at its next slot"));
+    let recorded = psql(
+        &url,
+        "SELECT count(*) FROM schedule_runs WHERE ok = false AND error LIKE '%size_samples%'",
+    );
+    assert_ne!(recorded, "0");
+    psql(&url, "ALTER TABLE size_samples_away RENAME TO size_samples");
+    let before = metric(&s, ok);
+    wait_for(ok, before + 1.0);
+    assert!(metric(&s, "kasm_db_database_bytes") > 0.0);
+}
+
+#[test]
+fn while_the_database_is_down_records_are_spooled_and_loaded_even_after_kill_9() {
+    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let db = cluster.fresh_db("sp").unwrap();
+    let url = cluster.url(&db);
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_str().unwrap().to_string();
+    let env = [
+        ("KASM_DB_SERVER_SPOOL_DIR", spool_dir.as_str()),
+        ("KASM_DB_SERVER_SPOOL_MAX_BYTES", "6000"),
+    ];
+    let mut s = Server::start(&url, &env);
+    let batch = |b: usize| -> Vec<u8> {
+        (0..10)
+            .map(|i| format!("{{\"levelname\":\"INFO\",\"message\":\"sp-{b}-{i}\"}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    assert_eq!(
+        s.post("/api/v1/logs", &[("Authorization", &bearer())], &batch(0))
+            .status,
+        200
+    );
+
+    cluster.stop().unwrap();
+    assert_eq!(s.get("/api/__healthcheck").status, 503);
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        br#"{"event":{"message":"sp-hec"},"host":"h9"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (200, Some(0)),
+        "{r:?}"
+    );
+    let mut acked = vec![0];
+    let mut full = None;
+    for b in 1..20 {
+        let r = s.post("/api/v1/logs", &[("Authorization", &bearer())], &batch(b));
+        if r.status == 200 {
+            assert_eq!(r.json()["spooled"], 10, "{r:?}");
+            acked.push(b);
+        } else {
+            full = Some(r);
+            break;
+        }
+    }
+    let full = full.expect("the spool never filled");
+    assert_eq!(full.status, 503, "{full:?}");
+    assert!(full.headers.contains("retry-after:"), "{full:?}");
+    assert!(acked.len() >= 3, "{acked:?}");
+    assert!(metric(&s, "kasm_db_spool_bytes") > 0.0);
+
+    // Crash while records are only in the spool; a new process loads them once Postgres is back.
+    assert_eq!(
+        s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
+        Some(-1)
+    );
+    cluster.restart().unwrap();
+    let s = Server::start(&url, &env);
+    let want = (acked.len() * 10 + 1).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let q = "SELECT count(*) FROM logs WHERE message LIKE 'sp-%'";
+    while cluster.psql(&db, q).unwrap() != want {
+        assert!(
+            Instant::now() < deadline,
+            "rows never loaded: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(cluster.psql(&db, q).unwrap(), want, "loaded twice?");
+    for b in &acked {
+        let n = cluster
+            .psql(
+                &db,
+                &format!("SELECT count(DISTINCT message) FROM logs WHERE message LIKE 'sp-{b}-%'"),
+            )
+            .unwrap();
+        assert_eq!(n, "10", "batch {b}");
+    }
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT host FROM logs WHERE message = 'sp-hec'")
+            .unwrap(),
+        "h9"
+    );
+    let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(metric(&s, "kasm_db_spool_bytes"), 0.0);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certs(dir: &std::path::Path) {
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    sh(&[
+        &["req", "-x509"],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kasm-db test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    sh(&[
+        &["req"],
+        &ec[..],
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+fn https(port: u16, ca: &std::path::Path, path: &str, auth: &str, body: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(kasm_db::db::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out); // a close without close_notify is fine here
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn tls_when_cert_and_key_are_set_and_never_plain_http() {
+    let url = fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    // Half a TLS configuration is refused (exit 2), never served as plain HTTP.
+    let r = run(kasm_db(&["serve", "--db", &url])
+        .env(
+            "KASM_DB_SERVER_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("KASM_DB_SERVER_TOKEN", TOKEN)
+        .env("KASM_DB_SERVER_TLS_CERT", cert_s));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    let s = Server::start(
+        &url,
+        &[
+            ("KASM_DB_SERVER_TLS_CERT", cert_s),
+            ("KASM_DB_SERVER_TLS_KEY", key_s),
+        ],
+    );
+    let ca = dir.path().join("ca.pem");
+    let health = https(s.port, &ca, "/api/__healthcheck", "none", b"");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let r = https(
+        s.port,
+        &ca,
+        "/api/v1/logs",
+        &bearer(),
+        b"{\"message\":\"over tls\"}\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(count(&url, "WHERE message = 'over tls'"), 1);
+    let r = https(
+        s.port,
+        &ca,
+        "/api/v1/logs",
+        "Bearer wrong",
+        b"{\"message\":\"x\"}\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ =
+        plain.write_all(b"GET /api/__healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(
+        !out.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0_with_json_logs() {
+    let url = fresh_db();
+    let mut s = Server::start(&url, &[("KASM_DB_LOG_FORMAT", "json")]);
+    // A request whose body is only half sent when the signal arrives.
+    let body = b"{\"message\":\"in flight 1\"}\n{\"message\":\"in flight 2\"}\n";
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill on our own child.
+    unsafe {
+        libc::kill(s.pid(), libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.stderr().contains("shutting down") {
+        assert!(Instant::now() < deadline, "{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No new connections once shutting down.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+    c.write_all(&body[10..]).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(count(&url, "WHERE message LIKE 'in flight %'"), 2);
+    assert_eq!(
+        s.signal_and_wait(0, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.stderr()
+    );
+    for line in s.stderr().lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
