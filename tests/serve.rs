@@ -3,6 +3,8 @@
 //! scheduled slot, SIGTERM. HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
 
 mod common;
+#[path = "common/hec.rs"]
+mod hec;
 
 use common::*;
 use serde_json::Value;
@@ -1026,4 +1028,62 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_with_json_logs() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v.get("level").is_some(), "{line}");
     }
+}
+
+/// With a SIEM configured and retention 0 for DEBUG, `serve` hands DEBUG records to the SIEM
+/// (durably spooled before the 200) and stores only the others.
+#[test]
+fn retention_zero_records_go_to_the_siem_not_the_database() {
+    let url = fresh_db();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hec_token = "hec-t0ken-s3cret";
+    let receiver = rt.block_on(hec::start(hec_token, false));
+    let spool = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        &url,
+        &[
+            ("KASM_DB_RETENTION_DEBUG", "0"),
+            ("KASM_DB_SIEM_KIND", "splunk-hec"),
+            ("KASM_DB_SIEM_URL", receiver.url.as_str()),
+            ("KASM_DB_SIEM_TOKEN", hec_token),
+            ("KASM_DB_SIEM_SPOOL_DIR", spool.path().to_str().unwrap()),
+            ("KASM_DB_SIEM_BATCH_WAIT_MS", "5"),
+        ],
+    );
+    let mut body = String::new();
+    for i in 0..50 {
+        let level = if i % 2 == 0 { "DEBUG" } else { "ERROR" };
+        body.push_str(&format!(
+            "{{\"levelname\":\"{level}\",\"message\":\"s{i}\"}}\n"
+        ));
+    }
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer())],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(count(&url, ""), 25);
+    assert_eq!(count(&url, "WHERE levelname = 'DEBUG'"), 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.state.events().len() < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "SIEM got {} of 25",
+            receiver.state.events().len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        receiver
+            .state
+            .events()
+            .iter()
+            .all(|e| e["event"]["levelname"] == "DEBUG")
+    );
+    assert!(!s.stderr().contains(hec_token), "{}", s.stderr());
 }

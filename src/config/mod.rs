@@ -327,6 +327,9 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        // Apply every variable first (a section may need several, e.g. siem.kind and siem.url),
+        // then validate, naming the variable at fault.
+        let mut applied: Vec<(String, String, String)> = Vec::new();
         for (var, value) in env {
             let Some(rest) = var.strip_prefix("KASM_DB_") else {
                 continue;
@@ -354,11 +357,26 @@ impl Config {
                 )));
             };
             sec.insert(key.to_string(), env_value(value));
-            Self::from_table(&table).map_err(|e| {
-                Error::usage(format!(
-                    "invalid value in environment variable {var} (config key {section}.{key}): {e}"
-                ))
-            })?;
+            applied.push((var.clone(), section.to_string(), key.to_string()));
+        }
+        if let Err(e) = Self::from_table(&table) {
+            // The culprit: the variable without which the configuration is valid.
+            for (var, section, key) in &applied {
+                let mut without = table.clone();
+                if let Some(toml::Value::Table(sec)) = without.get_mut(section) {
+                    sec.remove(key);
+                }
+                if Self::from_table(&without).is_ok() {
+                    return Err(Error::usage(format!(
+                        "invalid value in environment variable {var} (config key {section}.{key}): {e}"
+                    )));
+                }
+            }
+            let vars: Vec<&str> = applied.iter().map(|(v, _, _)| v.as_str()).collect();
+            return Err(Error::usage(format!(
+                "invalid configuration from the environment ({}): {e}",
+                vars.join(", ")
+            )));
         }
         let config = Self::from_table(&table)
             .map_err(|e| Error::usage(format!("invalid configuration: {e}")))?;
@@ -500,6 +518,30 @@ mod tests {
         assert!(e.to_string().contains("forever"), "{e}");
         let e = Config::load(None, &env(&[("KASM_DB_NOPE", "1")])).unwrap_err();
         assert!(e.to_string().contains("KASM_DB_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn a_section_can_come_wholly_from_the_environment() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("KASM_DB_SIEM_BATCH_WAIT_MS", "5"),
+                ("KASM_DB_SIEM_KIND", "splunk-hec"),
+                ("KASM_DB_SIEM_TOKEN", "t"),
+                (
+                    "KASM_DB_SIEM_URL",
+                    "http://127.0.0.1:1/services/collector/event",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.siem.unwrap().kind, SiemKind::SplunkHec);
+        // Half a section names what is missing.
+        let e = Config::load(None, &env(&[("KASM_DB_SIEM_URL", "http://x")])).unwrap_err();
+        assert!(
+            e.to_string().contains("KASM_DB_SIEM_URL") && e.to_string().contains("kind"),
+            "{e}"
+        );
     }
 
     #[test]
