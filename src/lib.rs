@@ -17,5 +17,6 @@ pub mod pgtemp;
 pub mod report;
 pub mod serve;
 pub mod sizing;
+pub mod tls;
 
 pub use error::{Error, Result};

@@ -598,7 +598,7 @@ fn server_tls(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
         .map(Result::unwrap)
         .collect();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(kasm_db::db::tls::provider())
+    let config = rustls::ServerConfig::builder_with_provider(kasm_db::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

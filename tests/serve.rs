@@ -901,7 +901,7 @@ fn https(port: u16, ca: &std::path::Path, path: &str, auth: &str, body: &[u8]) -
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(kasm_db::db::tls::provider())
+    let config = rustls::ClientConfig::builder_with_provider(kasm_db::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

@@ -14,6 +14,7 @@ use crate::app::Ctx;
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
 use crate::output::Outcome;
+use crate::sizing::bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -61,8 +62,8 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         m.id,
         m.database,
         m.location,
-        human_bytes(m.size_bytes),
-        human_bytes(m.dump_bytes),
+        bytes(m.size_bytes),
+        bytes(m.dump_bytes),
         report.tables,
         report.rows,
         m.timings.total_s,
@@ -153,7 +154,7 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
             "{:<24} {:<20} {:>10}  {}\n",
             i.id,
             i.created.format("%Y-%m-%d %H:%M:%S"),
-            human_bytes(i.size_bytes),
+            bytes(i.size_bytes),
             &i.sha256[..i.sha256.len().min(16)]
         ));
     }
@@ -168,7 +169,7 @@ async fn verify(ctx: &Ctx, from: Option<&str>, id: &str) -> Result<Outcome> {
         format!(
             "backup {} ok: {} and SHA-256 {} match the manifest",
             c.id,
-            human_bytes(m.size_bytes),
+            bytes(m.size_bytes),
             m.sha256
         )
     } else {
@@ -276,30 +277,4 @@ async fn prune_cmd(
         }
     );
     Ok(Outcome::new(&report, text))
-}
-
-/// 1536 -> "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_bytes() {
-        assert_eq!(super::human_bytes(10), "10 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
-    }
 }

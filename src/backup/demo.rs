@@ -3,12 +3,12 @@
 //! one line. Touches nothing else.
 
 use super::catalog;
-use super::cmd::human_bytes;
 use super::run::{self, Job};
 use super::storage;
 use super::target::Target;
 use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};
+use crate::sizing::bytes;
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
@@ -35,7 +35,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
         "backup {} to {}: {}, {} table(s), sha256 {}.. verified",
         m.id,
         target,
-        human_bytes(m.size_bytes),
+        bytes(m.size_bytes),
         m.tables.len(),
         &m.sha256[..16]
     )))

@@ -6,44 +6,23 @@
 use super::target::{DbTarget, Tls};
 use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::Arc;
 
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// The TLS connector for `target`.
 pub fn connector(target: &DbTarget) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let provider = provider();
+    let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::failed(format!("TLS setup: {e}")))?;
     let config = match target.tls {
         Tls::Disable | Tls::Prefer | Tls::Require => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_custom_certificate_verifier(crate::tls::no_verify(provider))
             .with_no_client_auth(),
         Tls::VerifyCa | Tls::VerifyFull => {
-            let mut roots = rustls::RootCertStore::empty();
-            match &target.root_cert {
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        Error::usage(format!("cannot read sslrootcert {}: {e}", path.display()))
-                    })?;
-                    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                        let cert: CertificateDer<'static> = cert.map_err(|e| {
-                            Error::usage(format!("sslrootcert {}: {e}", path.display()))
-                        })?;
-                        roots.add(cert).map_err(|e| {
-                            Error::usage(format!("sslrootcert {}: {e}", path.display()))
-                        })?;
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
+            let roots = crate::tls::roots(target.root_cert.as_deref(), "sslrootcert")?;
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
@@ -62,52 +41,6 @@ pub fn connector(target: &DbTarget) -> Result<tokio_postgres_rustls::MakeRustlsC
         }
     };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// libpq's `require`: encrypted, not authenticated. Signatures are still checked.
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// libpq's `verify-ca`: the chain must verify; the host name need not match.

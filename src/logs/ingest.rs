@@ -8,21 +8,19 @@
 //! or rejected; nothing is lost silently. A broken connection is retried on a new one without
 //! storing any row twice.
 
-use super::copy::{Row, StoreJob, Stored};
-use super::partition::{self, Partition};
-use super::partitions;
+use super::copy::{Row, Stored};
+use super::partition;
 use super::reader::{Line, LineReader, Source};
 use super::record::{self, Class, Record, Reject};
+use super::store::{Retries, Storer};
 use crate::config::RetentionConfig;
-use crate::db::{self, Pool};
+use crate::db::Pool;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Where records of forwarded classes go (the SIEM forwarder implements this).
@@ -113,7 +111,14 @@ pub async fn ingest(
         .map_err(|e| Error::failed(format!("cannot start the parser thread: {e}")))?;
 
     let mut summary = Summary::default();
-    let known: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let storer = Storer::new(
+        pool.clone(),
+        opts.schema.clone(),
+        Retries {
+            attempts: 6,
+            first_wait: Duration::from_millis(500),
+        },
+    );
     let mut input_error = None;
     let mut in_flight = FuturesUnordered::new();
     let result: Result<()> = async {
@@ -134,9 +139,9 @@ pub async fn ingest(
             }
             if !chunk.rows.is_empty() {
                 let rows = std::mem::take(&mut chunk.rows);
-                let known = &known;
+                let storer = &storer;
                 in_flight.push(async move {
-                    let r = store_rows(pool, &opts.schema, &rows, known).await;
+                    let r = storer.store(&rows).await;
                     (rows, r)
                 });
                 // Keep `parallel` COPY streams busy: the server parses jsonb on every core.
@@ -198,51 +203,6 @@ fn account(
         })?;
     }
     Ok(())
-}
-
-/// Make sure the partitions of `rows` exist, then store them, retrying on a new connection
-/// when the connection fails (without storing any row twice).
-async fn store_rows(
-    pool: &Pool,
-    schema: &str,
-    rows: &[Row],
-    known: &Mutex<HashSet<String>>,
-) -> std::result::Result<Stored, (Stored, Error)> {
-    let mut needed: Vec<Partition> = Vec::new();
-    {
-        let known = known.lock().expect("partition cache lock");
-        for row in rows {
-            let p = partition::containing(row.record.class(), row.ingest_date);
-            if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
-                needed.push(p);
-            }
-        }
-    }
-    let mut job = StoreJob::new(rows.len());
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let outcome: Result<()> = async {
-            let mut client = db::get(pool).await?;
-            if !needed.is_empty() {
-                partitions::ensure(&mut client, schema, &needed).await?;
-                known
-                    .lock()
-                    .expect("partition cache lock")
-                    .extend(needed.drain(..).map(|p| p.name));
-            }
-            job.run(&client, schema, rows).await.map_err(Error::from)
-        }
-        .await;
-        match outcome {
-            Ok(()) => return Ok(job.out),
-            Err(e) if e.kind() == crate::error::Kind::Temporary && attempt < 6 => {
-                tracing::warn!(attempt, error = %e, "database connection lost while storing; retrying");
-                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
-            }
-            Err(e) => return Err((job.out, e)),
-        }
-    }
 }
 
 /// The parser thread: read every source, parse, route, and send chunks.

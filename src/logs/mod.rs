@@ -11,3 +11,4 @@ pub mod partitions;
 pub mod purge;
 pub mod reader;
 pub mod record;
+pub mod store;

@@ -273,7 +273,7 @@ async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
 /// 200 when `SELECT 1` answers within 3 s.
 async fn health(State(app): State<Arc<App>>) -> Response {
     let probe = async {
-        let client = crate::db::get(&app.store.pool).await?;
+        let client = crate::db::get(app.store.storer.pool()).await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok::<_, crate::Error>(())
     };
@@ -303,7 +303,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     // The database's size at scrape time; on failure the last known value stays.
     let size = async {
-        let client = crate::db::get(&app.store.pool).await?;
+        let client = crate::db::get(app.store.storer.pool()).await?;
         let row = client
             .query_one("SELECT pg_database_size(current_database())", &[])
             .await?;

@@ -9,28 +9,26 @@
 
 use super::spool::{Full, Spool};
 use crate::config::RetentionConfig;
-use crate::db::{self, Pool};
+use crate::db::Pool;
 use crate::error::{Error, Kind, Result};
-use crate::logs::copy::{Row, StoreJob};
+use crate::logs::copy::Row;
 use crate::logs::ingest::RecordSink;
-use crate::logs::partition::{self, Partition};
-use crate::logs::partitions;
+use crate::logs::partition;
 use crate::logs::record::{Class, Record};
+use crate::logs::store::{Retries, Storer};
 use chrono::Utc;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Store {
-    pub pool: Pool,
-    pub schema: String,
+    /// Partitions, COPY and retries (shared with `ingest`).
+    pub storer: Storer,
     pub retention: RetentionConfig,
     /// Where retention-0 classes go; None: they are counted dropped.
     pub sink: Option<Arc<dyn RecordSink>>,
     /// Where rows go while the database is unreachable; None: the caller answers 503.
     pub spool: Option<Arc<Spool>>,
-    /// Partitions known to exist.
-    known: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -64,13 +62,15 @@ impl Store {
         sink: Option<Arc<dyn RecordSink>>,
         spool: Option<Arc<Spool>>,
     ) -> Self {
+        let retries = Retries {
+            attempts: ATTEMPTS,
+            first_wait: Duration::from_millis(200),
+        };
         Store {
-            pool,
-            schema,
+            storer: Storer::new(pool, schema, retries),
             retention,
             sink,
             spool,
-            known: Mutex::new(HashSet::new()),
         }
     }
 
@@ -149,48 +149,12 @@ impl Store {
     }
 
     async fn store_rows(&self, rows: &[Row]) -> Result<crate::logs::copy::Stored> {
-        let mut needed: Vec<Partition> = Vec::new();
-        {
-            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            for row in rows {
-                let p = partition::containing(row.record.class(), row.ingest_date);
-                if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
-                    needed.push(p);
-                }
+        self.storer.store(rows).await.map_err(|(_, e)| {
+            if e.kind() == Kind::Temporary {
+                e
+            } else {
+                e.context("storing logs failed")
             }
-        }
-        let mut job = StoreJob::new(rows.len());
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result: Result<()> = async {
-                let mut client = db::get(&self.pool).await?;
-                if !needed.is_empty() {
-                    partitions::ensure(&mut client, &self.schema, &needed).await?;
-                    self.known
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(needed.drain(..).map(|p| p.name));
-                }
-                job.run(&client, &self.schema, rows)
-                    .await
-                    .map_err(Error::from)
-            }
-            .await;
-            match result {
-                Ok(()) => return Ok(job.out),
-                Err(e) if e.kind() == Kind::Temporary && attempt < ATTEMPTS => {
-                    tracing::warn!(attempt, error = %e, "database unavailable while storing; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(e) => {
-                    return Err(if e.kind() == Kind::Temporary {
-                        e
-                    } else {
-                        e.context("storing logs failed")
-                    });
-                }
-            }
-        }
+        })
     }
 }

@@ -34,7 +34,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     // The key's content never goes into a message, only its path.
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::usage(format!("server.tls_key {}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(crate::db::tls::provider())
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::failed(format!("TLS setup: {e}")))?
         .with_no_client_auth()

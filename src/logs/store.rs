@@ -1,0 +1,92 @@
+//! Storing a batch of rows durably, the one way both `ingest` and `serve` do it: create the
+//! partitions the rows need (remembering which exist), then binary COPY them (`copy::StoreJob`,
+//! poison rows isolated), retrying on a new connection when the connection or the server goes
+//! away, without storing any row twice.
+//!
+//! It never decides what to answer a client or how to report a reject; it returns what was
+//! stored and refused, or the error with what was stored before it.
+
+use super::copy::{Row, StoreJob, Stored};
+use super::partition::{self, Partition};
+use super::partitions;
+use crate::db::{self, Pool};
+use crate::error::{Error, Kind, Result};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How a store retries a lost connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Retries {
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled for each further one (at most 8 s).
+    pub first_wait: Duration,
+}
+
+pub struct Storer {
+    pool: Pool,
+    schema: String,
+    retries: Retries,
+    /// Partitions known to exist.
+    known: Mutex<HashSet<String>>,
+}
+
+impl Storer {
+    pub fn new(pool: Pool, schema: String, retries: Retries) -> Self {
+        Storer {
+            pool,
+            schema,
+            retries,
+            known: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Store `rows`. Err carries what was stored before the failure (temporary errors only
+    /// after the last attempt).
+    pub async fn store(&self, rows: &[Row]) -> std::result::Result<Stored, (Stored, Error)> {
+        let mut needed: Vec<Partition> = Vec::new();
+        {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            for row in rows {
+                let p = partition::containing(row.record.class(), row.ingest_date);
+                if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
+                    needed.push(p);
+                }
+            }
+        }
+        let mut job = StoreJob::new(rows.len());
+        let mut wait = self.retries.first_wait;
+        for attempt in 1..=self.retries.attempts.max(1) {
+            let outcome: Result<()> = async {
+                let mut client = db::get(&self.pool).await?;
+                if !needed.is_empty() {
+                    partitions::ensure(&mut client, &self.schema, &needed).await?;
+                    let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                    known.extend(needed.drain(..).map(|p| p.name));
+                }
+                job.run(&client, &self.schema, rows)
+                    .await
+                    .map_err(Error::from)
+            }
+            .await;
+            match outcome {
+                Ok(()) => return Ok(job.out),
+                Err(e) if e.kind() == Kind::Temporary && attempt < self.retries.attempts => {
+                    tracing::warn!(attempt, error = %e, "database unavailable while storing; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err((job.out, e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
