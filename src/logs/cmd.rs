@@ -59,7 +59,18 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         received_at,
         forward_all: ctx.config.siem.as_ref().is_some_and(|s| s.forward_all),
         parallel: ctx.config.ingest.parallel,
+        bytes_read: ctx
+            .interactive
+            .then(|| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0))),
     };
+    let total_bytes: u64 = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Source::Stdin => None,
+        })
+        .sum();
+    let has_stdin = sources.iter().any(|s| matches!(s, Source::Stdin));
     let mut rejects_file = match &args.rejects {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| Error::failed(format!("cannot create {}: {e}", p.display())),
@@ -101,7 +112,15 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         None => None,
     };
     let sink = forwarder.as_ref().map(|f| f as &dyn RecordSink);
+    let progress = opts
+        .bytes_read
+        .clone()
+        .map(|read| progress_bar(read, (!has_stdin).then_some(total_bytes)));
     let result = ingest::ingest(&pool, sources, &opts, sink, &mut on_reject).await;
+    if let Some((bar, task)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
     // Whatever happened, wait for acknowledgements of what was accepted (it is spooled anyway).
     let finished = match forwarder {
         Some(f) => Some(f.finish(FORWARD_WAIT).await?),
@@ -134,6 +153,36 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     } else {
         outcome
     })
+}
+
+/// A bar of input bytes on stderr (a spinner for stdin), refreshed from `read` until aborted.
+/// Only made when stderr is a terminal; cron and pipes see nothing.
+fn progress_bar(
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    total: Option<u64>,
+) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let (bar, template) = match total {
+        Some(t) => (
+            indicatif::ProgressBar::new(t),
+            "ingest {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "ingest {spinner} {bytes} read, {bytes_per_sec}",
+        ),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            shown.set_position(read.load(std::sync::atomic::Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    (bar, task)
 }
 
 fn describe(s: &Summary) -> String {

@@ -34,6 +34,7 @@ pub async fn ingest_stage(d: &mut Demo) -> Result<StageResult> {
             received_at: Some(received),
             forward_all: false,
             parallel: d.config.ingest.parallel,
+            bytes_read: None,
         };
         let s = ingest::ingest(&d.pool, vec![Source::File(path)], &opts, None, &mut |_| {
             Ok(())

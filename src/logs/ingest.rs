@@ -41,6 +41,8 @@ pub struct IngestOptions {
     pub forward_all: bool,
     /// Concurrent COPY streams (the server parses jsonb on one core per stream).
     pub parallel: usize,
+    /// Bytes read from the inputs so far (for a progress bar); None: not counted.
+    pub bytes_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The `--json` summary of the contract, plus details.
@@ -216,7 +218,11 @@ fn parse_all(
     let route = Routing::new(&opts.retention, opts.forward_all, has_sink);
     for (index, source) in sources.iter().enumerate() {
         let name = source.name();
-        let reader = match source.open() {
+        let opened = match &opts.bytes_read {
+            Some(counter) => source.open_counted(counter.clone()),
+            None => source.open(),
+        };
+        let reader = match opened {
             Ok(r) => r,
             Err(e) => {
                 chunk.error = Some(format!("cannot read {name}: {e}"));

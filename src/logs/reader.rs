@@ -7,6 +7,8 @@
 use flate2::read::MultiGzDecoder;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where lines come from, for reports ("stdin" or the path).
 #[derive(Debug, Clone)]
@@ -25,11 +27,26 @@ impl Source {
 
     /// Open for reading; `.gz` files are decompressed (multi-member gzip included).
     pub fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
+        self.open_counted(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Like [`Source::open`], adding the bytes read from the source (compressed bytes for
+    /// `.gz`) to `read`, for a progress bar.
+    pub fn open_counted(&self, read: Arc<AtomicU64>) -> std::io::Result<Box<dyn BufRead + Send>> {
         const BUF: usize = 1 << 20;
         Ok(match self {
-            Source::Stdin => Box::new(BufReader::with_capacity(BUF, std::io::stdin())),
+            Source::Stdin => Box::new(BufReader::with_capacity(
+                BUF,
+                Counting {
+                    inner: std::io::stdin(),
+                    read,
+                },
+            )),
             Source::File(p) => {
-                let f = std::fs::File::open(p)?;
+                let f = Counting {
+                    inner: std::fs::File::open(p)?,
+                    read,
+                };
                 if is_gzip(p) {
                     Box::new(BufReader::with_capacity(
                         BUF,
@@ -40,6 +57,20 @@ impl Source {
                 }
             }
         })
+    }
+}
+
+/// A reader that adds what it reads to a shared counter.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
