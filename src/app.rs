@@ -106,7 +106,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Forward(_) => Err(not_built("forward", 4)),
         Command::Backup(args) => crate::backup::cmd::backup(&ctx, &args).await,
         Command::Backups(cmd) => crate::backup::cmd::backups(&ctx, &cmd).await,
-        Command::Restore(_) => Err(not_built("restore", 7)),
+        Command::Restore(args) => crate::restore::cmd::restore(&ctx, &args).await,
         Command::Size(args) => crate::maintenance::size::size(&ctx, &args).await,
         Command::Vacuum(args) => crate::maintenance::vacuum::vacuum(&ctx, &args).await,
         Command::Report(args) => crate::report::cmd::report(&ctx, &args).await,

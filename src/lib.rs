@@ -14,6 +14,7 @@ pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
 pub mod report;
+pub mod restore;
 pub mod sizing;
 
 pub use error::{Error, Result};
