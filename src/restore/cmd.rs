@@ -31,6 +31,7 @@ struct RestoreReport {
     dump_bytes: u64,
     fetch_s: f64,
     restore_s: f64,
+    check_s: f64,
     stale_dropped: Vec<String>,
 }
 
@@ -62,7 +63,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     .await?;
     let text = format!(
         "restored backup {} ({}) into {} on {}:{} in {:.1} s: {} table(s), {} rows, row counts match \
-         the manifest{}\n  fetch and check {:.1} s, pg_restore -j{} and checks {:.1} s{}",
+         the manifest{}\n  fetch and check {:.1} s, pg_restore -j{} and checks {:.1} s (checks {:.1} s){}",
         m.id,
         human_bytes(m.size_bytes),
         r.database,
@@ -78,6 +79,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         r.fetch_s,
         r.jobs,
         r.restore_s,
+        r.check_s,
         if r.stale_dropped.is_empty() {
             String::new()
         } else {
@@ -100,6 +102,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         dump_bytes: r.dump_bytes,
         fetch_s: r.fetch_s,
         restore_s: r.restore_s,
+        check_s: r.check_s,
         stale_dropped: r.stale_dropped,
     };
     Ok(Outcome::new(&report, text))

@@ -60,7 +60,10 @@ pub struct Restored {
     pub jobs: u32,
     pub stale_dropped: Vec<String>,
     pub fetch_s: f64,
+    /// pg_restore and the checks (row counts, ANALYZE).
     pub restore_s: f64,
+    /// The checks alone.
+    pub check_s: f64,
     pub duration_s: f64,
 }
 
@@ -112,7 +115,7 @@ impl Progress {
     }
     fn stage(&self, msg: impl Into<String>) {
         let msg = msg.into();
-        tracing::info!(stage = %msg, "restore");
+        tracing::debug!(stage = %msg, "restore");
         self.bar.set_message(msg);
     }
     fn done(&self, line: impl Into<String>) {
@@ -173,7 +176,7 @@ async fn load(
     archive: &Path,
     new: &DbTarget,
     p: &Progress,
-) -> Result<Vec<Difference>> {
+) -> Result<(Vec<Difference>, f64)> {
     let m = job.manifest;
     let ntables = m.tables.len();
     p.stage(format!("pg_restore -j{} into {}", job.jobs, new.dbname()));
@@ -196,13 +199,16 @@ async fn load(
     )
     .await?;
     p.done(format!("pg_restore into {} done", new.dbname()));
-    p.stage("checking row counts");
+    p.stage("checking row counts and analyzing");
+    let t = Instant::now();
     let bar = p.bar.clone();
-    let found = server::count_and_analyze(new, job.retry, &m.tables, move |i| {
-        bar.set_message(format!("checking row counts: {i}/{ntables} table(s)"))
+    let found = server::count_and_analyze(new, job.retry, &m.tables, jobs as usize, move |i| {
+        bar.set_message(format!(
+            "checking row counts, ANALYZE: {i}/{ntables} table(s)"
+        ))
     })
     .await?;
-    Ok(plan::compare(&m.tables, &found))
+    Ok((plan::compare(&m.tables, &found), t.elapsed().as_secs_f64()))
 }
 
 /// What steps 3–4 work with, once the target is checked and the archive fetched.
@@ -220,7 +226,7 @@ async fn build(
     base: &str,
     like: Option<&server::Existing>,
     stop: &mut Stop,
-) -> Result<(String, Vec<Difference>)> {
+) -> Result<(String, Vec<Difference>, f64)> {
     let Loaded {
         job,
         server,
@@ -239,7 +245,7 @@ async fn build(
         _ = stop => Err(Error::failed("interrupted by a signal: pg_restore was stopped")),
     };
     match result {
-        Ok(diffs) => Ok((new_name, diffs)),
+        Ok((diffs, check_s)) => Ok((new_name, diffs, check_s)),
         Err(e) => {
             let dropped = server.drop_db(&new_name).await;
             Err(match dropped {
@@ -290,7 +296,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         fetched: &fetched,
         p: &p,
     };
-    let (new_name, diffs) = build(&loaded, &name, existing.as_ref(), &mut stop).await?;
+    let (new_name, diffs, check_s) = build(&loaded, &name, existing.as_ref(), &mut stop).await?;
     let restore_s = t.elapsed().as_secs_f64();
     drop(fetched);
     if !diffs.is_empty() {
@@ -328,6 +334,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         stale_dropped,
         fetch_s,
         restore_s,
+        check_s,
         duration_s: started.elapsed().as_secs_f64(),
     })
 }
@@ -355,7 +362,7 @@ pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
         fetched: &fetched,
         p: &p,
     };
-    let (new_name, differences) = build(&loaded, SCRATCH_BASE, None, &mut stop).await?;
+    let (new_name, differences, _) = build(&loaded, SCRATCH_BASE, None, &mut stop).await?;
     drop(fetched);
     server.drop_db(&new_name).await?;
     let m = job.manifest;
