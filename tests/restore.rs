@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const TABLES: [&str; 3] = ["users", "sessions", "events"];
+const TABLES: [&str; 4] = ["users", "sessions", "events", "plogs"];
 
 /// A Kasm-like source database on the primary: three tables, an index, a sequence, jsonb.
 fn seeded_db() -> String {
@@ -33,7 +33,12 @@ fn seeded_db() -> String {
          CREATE TABLE events (id bigint, data jsonb);
          CREATE INDEX ON events (id);
          INSERT INTO events SELECT i, jsonb_build_object('k', i, 'm', md5(i::text))
-           FROM generate_series(1, 3000) i;",
+           FROM generate_series(1, 3000) i;
+         CREATE TABLE plogs (id int, level text) PARTITION BY LIST (level);
+         CREATE TABLE plogs_debug PARTITION OF plogs FOR VALUES IN ('DEBUG');
+         CREATE TABLE plogs_other PARTITION OF plogs DEFAULT;
+         INSERT INTO plogs SELECT i, CASE WHEN i % 4 = 0 THEN 'DEBUG' ELSE 'INFO' END
+           FROM generate_series(1, 400) i;",
     );
     url
 }
@@ -159,8 +164,9 @@ fn restore_over_an_existing_database_keeps_it_as_previous_and_matches_the_source
     let j = json(&r);
     assert_eq!(j["backup"], id.as_str());
     assert_eq!(j["database"], target.as_str());
-    assert_eq!(j["tables"], 3);
-    assert_eq!(j["rows"], 1000 + 2500 + 3000);
+    // Partitions count as tables (the manifest's unit), the partitioned parent does not.
+    assert_eq!(j["tables"], 5);
+    assert_eq!(j["rows"], 1000 + 2500 + 3000 + 400);
     assert!(j["duration_s"].as_f64().unwrap() > 0.0);
     let previous = j["previous"].as_str().unwrap().to_string();
     assert!(
@@ -182,6 +188,21 @@ fn restore_over_an_existing_database_keeps_it_as_previous_and_matches_the_source
         ),
         "3000"
     );
+    // ... partitions too, and the partitioned parent has its inheritance statistics.
+    assert_eq!(
+        standby_sql(
+            &target,
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = 'plogs_debug'"
+        ),
+        "100"
+    );
+    assert_ne!(
+        standby_sql(
+            &target,
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'plogs' AND inherited"
+        ),
+        "0"
+    );
     // No half-made database remains.
     assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
 
@@ -202,7 +223,7 @@ fn restore_over_an_existing_database_keeps_it_as_previous_and_matches_the_source
     ]));
     assert_eq!(t.code, 0, "{}", t.stderr);
     assert!(t.stdout.contains("restored backup"), "{}", t.stdout);
-    assert!(t.stdout.contains(" s: 3 table(s)"), "{}", t.stdout);
+    assert!(t.stdout.contains(" s: 5 table(s)"), "{}", t.stdout);
     assert!(
         t.stdout.contains("there was no previous database"),
         "{}",
@@ -594,7 +615,7 @@ fn scratch_restore_test_passes_and_fails_when_it_should() {
         (j["id"].as_str(), j["ok"].as_bool()),
         (Some(id.as_str()), Some(true))
     );
-    assert_eq!(j["tables"], 3);
+    assert_eq!(j["tables"], 5);
 
     // Tamper with the manifest's row count: the restore test finds the difference.
     let mpath = dir.path().join(&id).join("manifest.json");
