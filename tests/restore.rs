@@ -669,4 +669,52 @@ fn an_unreachable_target_exits_75() {
     .env("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "1"));
     assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
+    // A usage error is exit 2, before anything is read.
+    let r = run(kasm_db(&[
+        "restore",
+        "--jobs",
+        "0",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--target",
+        &url,
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn a_second_restore_of_the_same_database_exits_75() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    // Another restore of the target holds the restore lock (on the maintenance database).
+    let (bindir, sock, port) = with_standby(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
+    let mut holder = std::process::Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(&sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args([
+            "-c",
+            &format!("SELECT pg_advisory_lock(hashtext('kasm-db restore {target}'))"),
+            "-c",
+            "SELECT pg_sleep(120)",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the lock to be held", || {
+        standby_sql(
+            "postgres",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        ) != "0"
+    });
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("another restore"), "{}", r.stderr);
+    assert_eq!(marker(&target), "before restore");
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
 }

@@ -279,7 +279,9 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
     ));
     let server = Server::connect(job.target, job.retry).await?;
     let bin = prepare(&server, job.manifest).await?;
-    server.lock(&name).await?;
+    // Keyed by the (possibly shortened) base name, so that no two restores can ever see each
+    // other's new database as a stale leftover.
+    server.lock(plan::base(&name)).await?;
     let existing = server.existing(&name).await?;
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
