@@ -143,13 +143,18 @@ fn decode(rx: mpsc::Receiver<Bytes>, key: Option<Key>, file: std::fs::File) -> R
             crypt::decrypt(k, &mut reader, &mut gz)?;
         }
         None => {
-            std::io::copy(&mut reader, &mut gz)
-                .map_err(|e| Error::failed(format!("the object does not decompress: {e}")))?;
+            std::io::copy(&mut reader, &mut gz).map_err(|e| {
+                Error::failed(format!(
+                    "cannot unpack the object (gunzip to scratch space): {e}"
+                ))
+            })?;
         }
     }
-    let mut out = gz
-        .finish()
-        .map_err(|e| Error::failed(format!("the object does not decompress: {e}")))?;
+    let mut out = gz.finish().map_err(|e| {
+        Error::failed(format!(
+            "cannot unpack the object (gunzip to scratch space): {e}"
+        ))
+    })?;
     out.flush()?;
     Ok(out.n)
 }
