@@ -56,12 +56,6 @@ impl Ctx {
     }
 }
 
-fn not_built(command: &str, issue: u32) -> Error {
-    Error::failed(format!(
-        "`kasm-db {command}` is not built yet (planned in issue {issue}); its flags are final"
-    ))
-}
-
 /// Run the command. Commands that need no configuration (completions, man, plan, demo) do not
 /// read it, so they work with a broken or absent config.
 pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
@@ -106,7 +100,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Forward(args) => crate::forward::cmd::run(&ctx, &args).await,
         Command::Backup(args) => crate::backup::cmd::backup(&ctx, &args).await,
         Command::Backups(cmd) => crate::backup::cmd::backups(&ctx, &cmd).await,
-        Command::Restore(_) => Err(not_built("restore", 7)),
+        Command::Restore(args) => crate::restore::cmd::restore(&ctx, &args).await,
         Command::Size(args) => crate::maintenance::size::size(&ctx, &args).await,
         Command::Vacuum(args) => crate::maintenance::vacuum::vacuum(&ctx, &args).await,
         Command::Report(args) => crate::report::cmd::report(&ctx, &args).await,

@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
 pub mod report;
+pub mod restore;
 pub mod serve;
 pub mod sizing;
 pub mod tls;

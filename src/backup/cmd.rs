@@ -82,11 +82,9 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             from,
             scratch_db,
         } => {
-            if scratch_db.is_some() {
-                return Err(Error::failed(
-                    "`backups verify --scratch-db` (the full restore test) lands with restore \
-                     (issue 7); without --scratch-db this command checks size and SHA-256",
-                ));
+            if let Some(url) = scratch_db {
+                return crate::restore::cmd::verify_scratch(ctx, from.as_deref(), backup, url)
+                    .await;
             }
             verify(ctx, from.as_deref(), backup).await
         }

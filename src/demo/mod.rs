@@ -41,11 +41,11 @@ fn stages() -> Vec<(&'static str, StageFn)> {
             Box::pin(crate::maintenance::size::demo_stage(d))
         }),
         ("backup", |d| Box::pin(crate::backup::demo::stage(d))),
-        ("restore", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 7)".into())) })
+        ("restore", |d| {
+            Box::pin(crate::restore::demo::restore_stage(d))
         }),
-        ("verify", |_| {
-            Box::pin(async { Ok(StageResult::Skipped("not built yet (issue 7)".into())) })
+        ("verify", |d| {
+            Box::pin(crate::restore::demo::verify_stage(d))
         }),
     ]
 }

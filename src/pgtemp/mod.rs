@@ -232,6 +232,61 @@ impl Cluster {
         )))
     }
 
+    /// A hot standby replica of `primary` (`pg_basebackup -R`), started on a free port; it
+    /// streams from the primary and answers read-only queries (`pg_is_in_recovery()` is true).
+    pub fn replica_of(primary: &Cluster) -> Result<Cluster> {
+        let run_as = primary.run_as;
+        let dir = tempfile::Builder::new().prefix("kasm-db-pg-").tempdir()?;
+        let data = dir.path().join("data");
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+        }
+        let out = command_as(&primary.bindir.join("pg_basebackup"), run_as)
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync", "-h", "127.0.0.1", "-U"])
+            .arg(&primary.user)
+            .args(["-p", &primary.port.to_string()])
+            .env("PGPASSWORD", primary.password.expose())
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(Error::failed(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "unix_socket_directories = '{}'\nhot_standby = on\n",
+                dir.path().display()
+            ),
+        )?;
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            match spawn_postmaster(&primary.bindir, &data, port, run_as, dir.path()) {
+                Ok((pid, child)) => {
+                    return Ok(Cluster {
+                        port,
+                        bindir: primary.bindir.clone(),
+                        user: primary.user.clone(),
+                        password: primary.password.clone(),
+                        dir: Some(dir),
+                        pid,
+                        run_as,
+                        child: Some(child),
+                    });
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Error::failed(format!(
+            "could not start the replica: {last}"
+        )))
+    }
+
     /// The cluster's directory (data under `data/`, the server log `server.log`).
     pub fn dir(&self) -> &Path {
         self.dir

@@ -1,0 +1,191 @@
+//! The `restore` command and the `--scratch-db` branch of `backups verify`: resolve the
+//! backup target, the backup and the database URL, run the pipeline, and shape the contract's
+//! JSON and a summary for people (with the time taken) into an [`Outcome`].
+//!
+//! Never prints a password: the target URL is parsed once and only its redacted form or its
+//! database name appears in output.
+
+use super::run::{self, Job};
+use crate::app::Ctx;
+use crate::backup::catalog;
+use crate::backup::storage;
+use crate::backup::target::Target;
+use crate::cli::RestoreArgs;
+use crate::db::DbTarget;
+use crate::error::{Error, Result};
+use crate::output::Outcome;
+use crate::sizing::bytes;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct RestoreReport {
+    backup: String,
+    database: String,
+    tables: usize,
+    rows: i64,
+    duration_s: f64,
+    previous: Option<String>,
+    server: String,
+    jobs: u32,
+    stored_bytes: u64,
+    dump_bytes: u64,
+    fetch_s: f64,
+    restore_s: f64,
+    check_s: f64,
+    stale_dropped: Vec<String>,
+}
+
+/// `kasm-db restore`.
+pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
+    let from = Target::resolve(
+        args.from.as_deref(),
+        ctx.config.backup.to.as_deref(),
+        "--from",
+    )?;
+    let target = DbTarget::resolve(Some(&args.target), &ctx.env)?;
+    if args.jobs == Some(0) {
+        return Err(Error::usage("--jobs must be at least 1"));
+    }
+    let store = storage::open(&from, &ctx.config.s3).await?;
+    let m = catalog::find(store.as_ref(), &args.backup).await?;
+    let r = run::restore(Job {
+        storage: store.as_ref(),
+        manifest: &m,
+        target: &target,
+        jobs: args.jobs.unwrap_or_else(run::default_jobs),
+        force: args.force,
+        no_owner: args.no_owner,
+        key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        env: &ctx.env,
+        retry: ctx.retry(),
+        progress: ctx.interactive,
+    })
+    .await?;
+    let text = format!(
+        "restored backup {} ({}) into {} on {}:{} in {:.1} s: {} table(s), {} rows, row counts match \
+         the manifest{}\n  fetch and check {:.1} s, pg_restore -j{} and checks {:.1} s (checks {:.1} s){}",
+        m.id,
+        bytes(m.size_bytes),
+        r.database,
+        target.host(),
+        target.port(),
+        r.duration_s,
+        r.tables,
+        r.rows,
+        match &r.previous {
+            Some(p) => format!("; the previous database is kept as {p}"),
+            None => "; there was no previous database".into(),
+        },
+        r.fetch_s,
+        r.jobs,
+        r.restore_s,
+        r.check_s,
+        if r.stale_dropped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n  dropped leftovers of killed restores: {}",
+                r.stale_dropped.join(", ")
+            )
+        }
+    );
+    let report = RestoreReport {
+        backup: m.id.clone(),
+        database: r.database,
+        tables: r.tables,
+        rows: r.rows,
+        duration_s: r.duration_s,
+        previous: r.previous,
+        server: format!("{}:{}", target.host(), target.port()),
+        jobs: r.jobs,
+        stored_bytes: r.stored_bytes,
+        dump_bytes: r.dump_bytes,
+        fetch_s: r.fetch_s,
+        restore_s: r.restore_s,
+        check_s: r.check_s,
+        stale_dropped: r.stale_dropped,
+    };
+    Ok(Outcome::new(&report, text))
+}
+
+#[derive(Serialize)]
+struct ScratchReport {
+    id: String,
+    ok: bool,
+    scratch_server: String,
+    tables: usize,
+    rows: i64,
+    differences: Vec<super::plan::Difference>,
+    problem: Option<String>,
+    duration_s: f64,
+}
+
+/// `kasm-db backups verify ID --scratch-db URL`: the full restore test.
+pub async fn verify_scratch(
+    ctx: &Ctx,
+    from: Option<&str>,
+    id: &str,
+    scratch_url: &str,
+) -> Result<Outcome> {
+    let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
+    let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
+    let store = storage::open(&from, &ctx.config.s3).await?;
+    let m = catalog::find(store.as_ref(), id).await?;
+    let started = std::time::Instant::now();
+    let result = run::scratch_test(Job {
+        storage: store.as_ref(),
+        manifest: &m,
+        target: &scratch,
+        jobs: run::default_jobs(),
+        force: false,
+        no_owner: true,
+        key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        env: &ctx.env,
+        retry: ctx.retry(),
+        progress: ctx.interactive,
+    })
+    .await;
+    let server = format!("{}:{}", scratch.host(), scratch.port());
+    let mut report = ScratchReport {
+        id: m.id.clone(),
+        ok: false,
+        scratch_server: server.clone(),
+        tables: m.tables.len(),
+        rows: m.tables.iter().map(|t| t.rows).sum(),
+        differences: Vec::new(),
+        problem: None,
+        duration_s: 0.0,
+    };
+    match result {
+        Ok(t) => {
+            report.ok = t.differences.is_empty();
+            report.duration_s = t.duration_s;
+            if !report.ok {
+                report.problem = Some(super::plan::describe(&t.differences));
+            }
+            report.differences = t.differences;
+        }
+        // Unreachable (75) and usage errors stay errors; a failed restore is a failed check.
+        Err(e) if e.kind() != crate::error::Kind::Failed => return Err(e),
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            report.duration_s = started.elapsed().as_secs_f64();
+        }
+    }
+    let text = if report.ok {
+        format!(
+            "backup {} ok: size and SHA-256 match, and a restore into a scratch database on {server} \
+             has the manifest's row counts in all {} table(s) ({} rows); {:.1} s, scratch database dropped",
+            m.id, report.tables, report.rows, report.duration_s
+        )
+    } else {
+        format!(
+            "backup {} NOT ok: {}",
+            m.id,
+            report.problem.as_deref().unwrap_or("restore test failed")
+        )
+    };
+    let ok = report.ok;
+    let outcome = Outcome::new(&report, text);
+    Ok(if ok { outcome } else { outcome.failed_check() })
+}

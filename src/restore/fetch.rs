@@ -1,0 +1,267 @@
+//! Step 1 of a restore: bring a backup's object to local scratch space as a plain pg_dump
+//! archive, checking it on the way. The stored bytes are hashed (SHA-256 and size, compared
+//! with the manifest) while they are decrypted (when kasm-db encrypted them) and decompressed
+//! into one scratch file, so the object is read once and nothing else is buffered.
+//!
+//! The file is a real file because parallel `pg_restore -j` needs a seekable archive. Free
+//! space is checked first (the manifest says how large the archive is). The scratch file is
+//! removed when the returned [`Fetched`] is dropped, also when the fetch is cancelled. Never
+//! touches a database; never prints or logs the encryption key (only its public id).
+
+use crate::backup::compress::Digest;
+use crate::backup::crypt::{self, Key};
+use crate::backup::manifest::Manifest;
+use crate::backup::storage::Storage;
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+/// Free space kept beyond the archive's size.
+const MARGIN_BYTES: u64 = 64 << 20;
+const READ_BYTES: usize = 256 << 10;
+const CHANNEL_CHUNKS: usize = 8;
+
+/// The plain archive in scratch space; the file is deleted on drop.
+pub struct Fetched {
+    pub path: tempfile::TempPath,
+    /// Bytes read from storage (the object's size).
+    pub stored_bytes: u64,
+    /// Bytes of the plain pg_dump archive.
+    pub dump_bytes: u64,
+}
+
+/// Bytes free for an unprivileged writer under `dir`.
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| Error::usage(format!("scratch directory {} has a NUL", dir.display())))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(Error::failed(format!(
+            "cannot check free space in {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Refuse early when the archive cannot fit (pure).
+pub fn check_space(dir: &Path, need: u64, free: u64) -> Result<()> {
+    if free < need.saturating_add(MARGIN_BYTES) {
+        return Err(Error::failed(format!(
+            "not enough scratch space in {}: the archive needs {} and {} are free; point TMPDIR \
+             at a larger disk",
+            dir.display(),
+            crate::sizing::bytes(need + MARGIN_BYTES),
+            crate::sizing::bytes(free)
+        )));
+    }
+    Ok(())
+}
+
+/// The key for an encrypted backup, checked against the manifest's key id before any byte is
+/// read; `None` for a plain backup.
+pub fn key_for(m: &Manifest, key_file: Option<&Path>) -> Result<Option<Key>> {
+    let Some(enc) = &m.encryption else {
+        return Ok(None);
+    };
+    let Some(path) = key_file else {
+        return Err(Error::failed(format!(
+            "backup {} is encrypted (key id {}): set backup.encryption_key_file (or \
+             KASM_DB_BACKUP_ENCRYPTION_KEY_FILE) to the file holding that key",
+            m.id, enc.key_id
+        )));
+    };
+    let key = Key::from_file(path)?;
+    if key.id() != enc.key_id {
+        return Err(Error::failed(format!(
+            "backup {} was encrypted with key id {}, but {} holds key id {}: wrong key",
+            m.id,
+            enc.key_id,
+            path.display(),
+            key.id()
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// A blocking reader over the chunks the async side sends; EOF when the channel closes.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Counts what goes through to the file.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn decode(rx: mpsc::Receiver<Bytes>, key: Option<Key>, file: std::fs::File) -> Result<u64> {
+    let mut reader = ChannelReader {
+        rx,
+        cur: Bytes::new(),
+    };
+    let out = Counting {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        n: 0,
+    };
+    let mut gz = flate2::write::MultiGzDecoder::new(out);
+    match &key {
+        Some(k) => {
+            crypt::decrypt(k, &mut reader, &mut gz)?;
+        }
+        None => {
+            std::io::copy(&mut reader, &mut gz).map_err(|e| {
+                Error::failed(format!(
+                    "cannot unpack the object (gunzip to scratch space): {e}"
+                ))
+            })?;
+        }
+    }
+    let mut out = gz.finish().map_err(|e| {
+        Error::failed(format!(
+            "cannot unpack the object (gunzip to scratch space): {e}"
+        ))
+    })?;
+    out.flush()?;
+    Ok(out.n)
+}
+
+/// Fetch, check and unpack the object of `m` into `scratch_dir`. `progress` gets the stored
+/// bytes read so far. Fails (before anything else happens) on a size or SHA-256 mismatch.
+pub async fn fetch(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<Key>,
+    scratch_dir: &Path,
+    progress: impl Fn(u64),
+) -> Result<Fetched> {
+    let free = free_bytes(scratch_dir)?;
+    check_space(scratch_dir, m.dump_bytes, free)?;
+    let Some(mut object) = storage.get(&m.object).await? else {
+        return Err(Error::failed(format!(
+            "backup {}: its object {} is missing from {}",
+            m.id,
+            m.object,
+            storage.describe()
+        )));
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("kasm-db-restore-")
+        .suffix(".dump")
+        .tempfile_in(scratch_dir)
+        .map_err(|e| {
+            Error::failed(format!(
+                "cannot create a scratch file in {}: {e}",
+                scratch_dir.display()
+            ))
+        })?;
+    let (file, path) = tmp.into_parts();
+    let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, file));
+    let mut digest = Digest::default();
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut tx = Some(tx);
+    let mut read = 0u64;
+    loop {
+        let n = object.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        // When the decoder has stopped (a damaged stream), keep hashing: the checksum says
+        // whether the object is corrupt, which is the better message.
+        if let Some(t) = &tx {
+            if t.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                tx = None;
+            }
+        }
+        read += n as u64;
+        progress(read);
+    }
+    drop(tx);
+    let decoded = decoder
+        .await
+        .map_err(|e| Error::failed(format!("decompression task: {e}")))?;
+    let (sha, size) = digest.finish();
+    if size != m.size_bytes {
+        return Err(Error::failed(format!(
+            "backup {} is corrupt: its object is {size} bytes, the manifest says {}; refused \
+             before touching the target",
+            m.id, m.size_bytes
+        )));
+    }
+    if sha != m.sha256 {
+        return Err(Error::failed(format!(
+            "backup {} is corrupt: the SHA-256 of its object differs from the manifest; refused \
+             before touching the target",
+            m.id
+        )));
+    }
+    let dump_bytes = decoded.map_err(|e| e.context(format!("backup {}", m.id)))?;
+    if dump_bytes != m.dump_bytes {
+        return Err(Error::failed(format!(
+            "backup {}: the archive unpacks to {dump_bytes} bytes, the manifest says {}",
+            m.id, m.dump_bytes
+        )));
+    }
+    Ok(Fetched {
+        path,
+        stored_bytes: size,
+        dump_bytes,
+    })
+}
+
+/// Where scratch files go: `TMPDIR` from the (explicitly passed) environment, else /tmp.
+pub fn scratch_dir(env: &std::collections::BTreeMap<String, String>) -> PathBuf {
+    env.get("TMPDIR")
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_check_says_what_to_do() {
+        assert!(check_space(Path::new("/s"), 10 << 20, 1 << 30).is_ok());
+        let e = check_space(Path::new("/s"), 1 << 30, 100 << 20).unwrap_err();
+        assert!(e.to_string().contains("TMPDIR"), "{e}");
+        assert!(e.to_string().contains("/s"), "{e}");
+        assert!(free_bytes(Path::new("/tmp")).unwrap() > 0);
+    }
+}

@@ -1,0 +1,201 @@
+//! Finding and running the real `pg_restore`: one of the target server's major version (or
+//! the newest found), never older than the `pg_dump` that wrote the archive. It restores the
+//! scratch archive into the new database with `--jobs`, stops at the first error, and reports
+//! progress (tables whose data is in) from its `--verbose` output.
+//!
+//! The archive was written by pg_dump to a pipe, so its table of contents has no data offsets.
+//! pg_restore (PostgreSQL 15) still restores such a file with `-j` (its workers find the data
+//! blocks by reading forward), which the tests and bench/restore.sh exercise; it gains less
+//! from `-j` than on an archive with offsets (bench/restore.sh prints both).
+//!
+//! Connection settings reach pg_restore through its environment ([`DbTarget::libpq_env`]):
+//! the password is never on a command line, in a message or a log. Dropping the returned
+//! future kills pg_restore.
+
+use super::plan::{self, Line};
+use crate::backup::pgdump::parse_version;
+use crate::db::DbTarget;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::AsyncBufReadExt;
+
+/// How much of pg_restore's non-verbose stderr is kept for the error message.
+const KEEP_MAX: usize = 8 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgRestore {
+    pub path: PathBuf,
+    pub version: String,
+    pub major: u32,
+}
+
+fn version_of(path: &Path) -> Option<PgRestore> {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let (version, major) = parse_version(&String::from_utf8_lossy(&out.stdout))?;
+    Some(PgRestore {
+        path: path.to_path_buf(),
+        version,
+        major,
+    })
+}
+
+/// The pg_restore for a server of `server_major`, refused when older than the archive's
+/// pg_dump (`dump_version`, as recorded in the manifest).
+pub fn find(server_major: u32, dump_version: &str) -> Result<PgRestore> {
+    let mut candidates = Vec::new();
+    if let Ok(d) = crate::pgtemp::find_bindir() {
+        candidates.push(d.join("pg_restore"));
+    }
+    candidates.push(PathBuf::from(format!(
+        "/usr/lib/postgresql/{server_major}/bin/pg_restore"
+    )));
+    candidates.push(PathBuf::from("pg_restore"));
+    let found: Vec<PgRestore> = candidates.iter().filter_map(|p| version_of(p)).collect();
+    let chosen = found
+        .iter()
+        .find(|p| p.major == server_major)
+        .cloned()
+        .or_else(|| found.iter().max_by_key(|p| p.major).cloned())
+        .ok_or_else(|| {
+            Error::failed(
+                "cannot find pg_restore: install the PostgreSQL client tools (Debian: apt install postgresql-client)",
+            )
+        })?;
+    check(&chosen, dump_version)?;
+    Ok(chosen)
+}
+
+/// Refuse a pg_restore older than the pg_dump that wrote the archive (pure).
+pub fn check(p: &PgRestore, dump_version: &str) -> Result<()> {
+    let dump_major = parse_version(dump_version).map(|v| v.1).unwrap_or(0);
+    if p.major < dump_major {
+        return Err(Error::failed(format!(
+            "{} is version {}, older than the pg_dump {dump_version} that wrote the backup: \
+             install the PostgreSQL {dump_major} client tools (Debian: apt install \
+             postgresql-client-{dump_major}) and put its pg_restore first on PATH",
+            p.path.display(),
+            p.version
+        )));
+    }
+    Ok(())
+}
+
+/// One pg_restore run.
+pub struct Job<'a> {
+    pub bin: &'a PgRestore,
+    pub archive: &'a Path,
+    /// The new database (on the target server) to restore into.
+    pub db: &'a DbTarget,
+    pub jobs: u32,
+    pub no_owner: bool,
+    /// The process environment (PATH, HOME, locale and TZ are passed on; nothing else).
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// The arguments (no secrets: the connection is in the environment).
+pub fn args(job: &Job<'_>) -> Vec<String> {
+    let mut a = vec![
+        format!("--dbname={}", job.db.dbname()),
+        format!("--jobs={}", job.jobs.max(1)),
+        "--exit-on-error".to_string(),
+        "--no-password".to_string(),
+        "--verbose".to_string(),
+    ];
+    if job.no_owner {
+        a.push("--no-owner".to_string());
+    }
+    a.push(job.archive.display().to_string());
+    a
+}
+
+/// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
+pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(&job.bin.path);
+    cmd.args(args(&job)).env_clear();
+    for k in ["PATH", "HOME", "LANG", "LC_ALL", "TZ"] {
+        if let Some(v) = job.env.get(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(job.db.libpq_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", job.bin.path.display())))?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut kept = String::new();
+    let mut tables = 0usize;
+    while let Some(line) = lines.next_line().await? {
+        match plan::classify(&line) {
+            Line::TableData => {
+                tables += 1;
+                on_table(tables);
+            }
+            Line::Verbose => {}
+            Line::Keep => {
+                if kept.len() < KEEP_MAX {
+                    kept.push_str(line.trim_end());
+                    kept.push('\n');
+                }
+            }
+        }
+    }
+    let status = child.wait().await?;
+    if status.success() {
+        return Ok(());
+    }
+    let kept = kept.trim();
+    if let Some(role) = plan::missing_role(kept) {
+        return Err(Error::failed(format!(
+            "pg_restore failed: role {role:?} does not exist on the target; create it \
+             (CREATE ROLE {}) or pass --no-owner",
+            crate::db::ident(&role)
+        )));
+    }
+    Err(Error::failed(format!(
+        "pg_restore failed ({status}): {}",
+        if kept.is_empty() { "no message" } else { kept }
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_pg_restore_is_refused_and_args_hold_no_secret() {
+        let p = PgRestore {
+            path: "/usr/bin/pg_restore".into(),
+            version: "14.2".into(),
+            major: 14,
+        };
+        let e = check(&p, "16.4").unwrap_err();
+        assert!(e.to_string().contains("postgresql-client-16"), "{e}");
+        assert!(check(&p, "14.9").is_ok());
+        assert!(check(&p, "13.1").is_ok());
+        let env = BTreeMap::new();
+        let db = DbTarget::resolve(Some("postgres://u:sekrit@h:5/kasm_restore_1"), &env).unwrap();
+        let a = args(&Job {
+            bin: &p,
+            archive: Path::new("/tmp/x.dump"),
+            db: &db,
+            jobs: 0,
+            no_owner: true,
+            env: &env,
+        });
+        assert!(a.contains(&"--dbname=kasm_restore_1".to_string()));
+        assert!(a.contains(&"--jobs=1".to_string()));
+        assert!(a.contains(&"--no-owner".to_string()));
+        assert!(!a.join(" ").contains("sekrit"));
+    }
+}

@@ -1,0 +1,385 @@
+//! The restore pipeline, in the issue's order, and the scratch restore test that shares it:
+//!
+//! 1. the key (if encrypted) and the target server are checked: not in recovery, the restore
+//!    lock held, no other sessions on the target database unless `--force`;
+//! 2. the object is fetched, checked (size, SHA-256) and unpacked to scratch space — a corrupt
+//!    backup is refused here, before the target is touched;
+//! 3. stale leftovers of killed restores are dropped, a new database is created and the real
+//!    `pg_restore -j` fills it;
+//! 4. every table's row count is compared with the manifest, then ANALYZE;
+//! 5. the swap (two renames in one transaction), which is not interrupted once begun.
+//!
+//! Any failure or signal (SIGINT, SIGTERM) in 1–4 stops pg_restore, drops the new database and
+//! leaves the target database as it was. Progress goes to stderr only when asked for. Never
+//! prints a password: databases are named, servers described redacted.
+
+use super::fetch::{self, Fetched};
+use super::pgrestore::{self, PgRestore};
+use super::plan::{self, Difference};
+use super::server::{self, Server};
+use crate::backup::manifest::Manifest;
+use crate::backup::storage::Storage;
+use crate::db::{DbTarget, Retry};
+use crate::error::{Error, Result};
+use crate::sizing::bytes;
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Instant;
+
+/// Base name of the scratch databases of `backups verify --scratch-db`.
+pub const SCRATCH_BASE: &str = "kasm_db_verify";
+
+/// What a run needs; everything passed in, nothing read from the environment here.
+pub struct Job<'a> {
+    pub storage: &'a dyn Storage,
+    pub manifest: &'a Manifest,
+    /// Restore: the target database (its name is what is replaced). Scratch: any database on
+    /// the scratch server (only its server and credentials are used).
+    pub target: &'a DbTarget,
+    pub jobs: u32,
+    pub force: bool,
+    pub no_owner: bool,
+    pub key_file: Option<&'a Path>,
+    pub env: &'a BTreeMap<String, String>,
+    pub retry: Retry,
+    pub progress: bool,
+}
+
+/// A finished restore.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub database: String,
+    pub previous: Option<String>,
+    pub tables: usize,
+    pub rows: i64,
+    pub stored_bytes: u64,
+    pub dump_bytes: u64,
+    pub jobs: u32,
+    pub stale_dropped: Vec<String>,
+    pub fetch_s: f64,
+    /// pg_restore and the checks (row counts, ANALYZE).
+    pub restore_s: f64,
+    /// The checks alone.
+    pub check_s: f64,
+    pub duration_s: f64,
+}
+
+/// A finished scratch restore test (ok when `differences` is empty).
+#[derive(Debug, Clone)]
+pub struct Tested {
+    pub database: String,
+    pub tables: usize,
+    pub rows: i64,
+    pub differences: Vec<Difference>,
+    pub duration_s: f64,
+}
+
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called, so the
+/// process is no longer killed by them from then on.
+fn interrupted() -> Result<Stop> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+    }))
+}
+
+/// Stage lines and a spinner on stderr when `show`.
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    fn new(show: bool) -> Progress {
+        let bar = if show {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} restore: {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Progress { bar }
+    }
+    fn stage(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        tracing::debug!(stage = %msg, "restore");
+        self.bar.set_message(msg);
+    }
+    fn done(&self, line: impl Into<String>) {
+        if !self.bar.is_hidden() {
+            self.bar.println(format!("  {}", line.into()));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Checks shared by both modes; returns the pg_restore to use.
+async fn prepare(server: &Server, m: &Manifest) -> Result<PgRestore> {
+    server.refuse_recovery().await?;
+    let (major, _) = server.version().await?;
+    let dump_version = m.pg_dump_version.clone();
+    tokio::task::spawn_blocking(move || pgrestore::find(major, &dump_version))
+        .await
+        .map_err(|e| Error::failed(format!("finding pg_restore: {e}")))?
+}
+
+async fn fetch_step(job: &Job<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetched> {
+    let key = fetch::key_for(job.manifest, job.key_file)?;
+    let m = job.manifest;
+    p.stage(format!(
+        "fetching and checking {} ({})",
+        m.id,
+        bytes(m.size_bytes)
+    ));
+    let total = m.size_bytes;
+    let bar = p.bar.clone();
+    let scratch = fetch::scratch_dir(job.env);
+    let fetched = tokio::select! {
+        r = fetch::fetch(job.storage, m, key, &scratch, move |n| {
+            bar.set_message(format!("fetching {} of {}", bytes(n), bytes(total)));
+        }) => r?,
+        _ = stop => return Err(Error::failed(
+            "interrupted by a signal while fetching the backup; the target was not touched",
+        )),
+    };
+    p.done(format!(
+        "fetched {}: {} stored, {} archive, size and SHA-256 match the manifest",
+        m.id,
+        bytes(fetched.stored_bytes),
+        bytes(fetched.dump_bytes)
+    ));
+    Ok(fetched)
+}
+
+/// pg_restore into `new` and count its rows; the caller drops `new` on failure.
+async fn load(
+    job: &Job<'_>,
+    bin: &PgRestore,
+    archive: &Path,
+    new: &DbTarget,
+    p: &Progress,
+) -> Result<(Vec<Difference>, f64)> {
+    let m = job.manifest;
+    let ntables = m.tables.len();
+    p.stage(format!("pg_restore -j{} into {}", job.jobs, new.dbname()));
+    let bar = p.bar.clone();
+    let jobs = job.jobs;
+    pgrestore::run(
+        pgrestore::Job {
+            bin,
+            archive,
+            db: new,
+            jobs: job.jobs,
+            no_owner: job.no_owner,
+            env: job.env,
+        },
+        move |n| {
+            bar.set_message(format!(
+                "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
+            ))
+        },
+    )
+    .await?;
+    p.done(format!("pg_restore into {} done", new.dbname()));
+    p.stage("checking row counts and analyzing");
+    let t = Instant::now();
+    let bar = p.bar.clone();
+    let found = server::count_and_analyze(new, job.retry, &m.tables, jobs as usize, move |i| {
+        bar.set_message(format!(
+            "checking row counts, ANALYZE: {i}/{ntables} table(s)"
+        ))
+    })
+    .await?;
+    Ok((plan::compare(&m.tables, &found), t.elapsed().as_secs_f64()))
+}
+
+/// What steps 3–4 work with, once the target is checked and the archive fetched.
+struct Loaded<'a> {
+    job: &'a Job<'a>,
+    server: &'a Server,
+    bin: &'a PgRestore,
+    fetched: &'a Fetched,
+    p: &'a Progress,
+}
+
+/// Run steps 3–4 into a new database named from `base`; drop it on failure or signal.
+async fn build(
+    l: &Loaded<'_>,
+    base: &str,
+    like: Option<&server::Existing>,
+    stop: &mut Stop,
+) -> Result<(String, Vec<Difference>, f64)> {
+    let Loaded {
+        job,
+        server,
+        bin,
+        fetched,
+        p,
+    } = *l;
+    let new_name = plan::new_name(base, Utc::now());
+    let new = job.target.with_dbname(&new_name);
+    let work = async {
+        server.create(&new_name, like).await?;
+        load(job, bin, &fetched.path, &new, p).await
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = stop => Err(Error::failed("interrupted by a signal: pg_restore was stopped")),
+    };
+    match result {
+        Ok((diffs, check_s)) => Ok((new_name, diffs, check_s)),
+        Err(e) => {
+            let dropped = server.drop_db(&new_name).await;
+            Err(match dropped {
+                Ok(()) => e.context(format!(
+                    "restore failed; the half-made database {new_name} was dropped"
+                )),
+                Err(de) => e.context(format!(
+                    "restore failed, and dropping the half-made database {new_name} failed too \
+                     ({de}); the next restore drops it"
+                )),
+            })
+        }
+    }
+}
+
+/// `kasm-db restore`: steps 1–5.
+pub async fn restore(job: Job<'_>) -> Result<Restored> {
+    let started = Instant::now();
+    let mut stop = interrupted()?;
+    let p = Progress::new(job.progress);
+    let name = job.target.dbname().to_string();
+    if name.is_empty() {
+        return Err(Error::usage(
+            "--target names no database (postgres://.../DBNAME)",
+        ));
+    }
+    fetch::key_for(job.manifest, job.key_file)?;
+    p.stage(format!(
+        "checking the target server for {}",
+        job.target.redacted()
+    ));
+    let server = Server::connect(job.target, job.retry).await?;
+    let bin = prepare(&server, job.manifest).await?;
+    // Keyed by the (possibly shortened) base name, so that no two restores can ever see each
+    // other's new database as a stale leftover.
+    server.lock(plan::base(&name)).await?;
+    let existing = server.existing(&name).await?;
+    if existing.is_some() && !job.force {
+        server.refuse_in_use(&name).await?;
+    }
+    let t = Instant::now();
+    let fetched = fetch_step(&job, &p, &mut stop).await?;
+    let fetch_s = t.elapsed().as_secs_f64();
+    let stale_dropped = server.drop_stale(&name).await?;
+    let t = Instant::now();
+    let loaded = Loaded {
+        job: &job,
+        server: &server,
+        bin: &bin,
+        fetched: &fetched,
+        p: &p,
+    };
+    let (new_name, diffs, check_s) = build(&loaded, &name, existing.as_ref(), &mut stop).await?;
+    let restore_s = t.elapsed().as_secs_f64();
+    drop(fetched);
+    if !diffs.is_empty() {
+        let _ = server.drop_db(&new_name).await;
+        return Err(Error::failed(format!(
+            "the restored database does not match the backup: {}; the new database {new_name} \
+             was dropped and {name} is unchanged",
+            plan::describe(&diffs)
+        )));
+    }
+    // Step 5: from here on a signal no longer interrupts (the handlers swallow it).
+    p.stage(format!("swapping {new_name} in as {name}"));
+    let previous = match existing {
+        Some(_) => Some(server.previous_name(&name, Utc::now()).await?),
+        None => None,
+    };
+    if let Err(e) = server
+        .swap(&name, &new_name, previous.as_deref(), job.force)
+        .await
+    {
+        let _ = server.drop_db(&new_name).await;
+        return Err(e.context(format!(
+            "{name} is unchanged and the new database {new_name} was dropped"
+        )));
+    }
+    let m = job.manifest;
+    Ok(Restored {
+        database: name,
+        previous,
+        tables: m.tables.len(),
+        rows: m.tables.iter().map(|t| t.rows).sum(),
+        stored_bytes: m.size_bytes,
+        dump_bytes: m.dump_bytes,
+        jobs: job.jobs,
+        stale_dropped,
+        fetch_s,
+        restore_s,
+        check_s,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `backups verify --scratch-db`: steps 1, 3 and 4 into a scratch database, always dropped.
+/// A checksum, pg_restore or count failure is an error of kind Failed.
+pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
+    let started = Instant::now();
+    let mut stop = interrupted()?;
+    let p = Progress::new(job.progress);
+    fetch::key_for(job.manifest, job.key_file)?;
+    p.stage(format!(
+        "checking the scratch server {}",
+        job.target.redacted()
+    ));
+    let server = Server::connect(job.target, job.retry).await?;
+    let bin = prepare(&server, job.manifest).await?;
+    server.lock(SCRATCH_BASE).await?;
+    let fetched = fetch_step(&job, &p, &mut stop).await?;
+    server.drop_stale(SCRATCH_BASE).await?;
+    let loaded = Loaded {
+        job: &job,
+        server: &server,
+        bin: &bin,
+        fetched: &fetched,
+        p: &p,
+    };
+    let (new_name, differences, _) = build(&loaded, SCRATCH_BASE, None, &mut stop).await?;
+    drop(fetched);
+    server.drop_db(&new_name).await?;
+    let m = job.manifest;
+    Ok(Tested {
+        database: new_name,
+        tables: m.tables.len(),
+        rows: m.tables.iter().map(|t| t.rows).sum(),
+        differences,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Parallel jobs when `--jobs` is not given: the core count.
+pub fn default_jobs() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}

@@ -1,0 +1,364 @@
+//! The SQL a restore runs on the target server, over a maintenance connection (database
+//! `postgres`, or `template1` when restoring `postgres` itself): refuse a server in recovery,
+//! hold the per-database restore lock, count other sessions, drop our own stale leftovers,
+//! create and drop the new database, count its rows, and swap it in with two renames in one
+//! transaction (both or neither) under short lock and statement timeouts.
+//!
+//! Never drops or alters a database it did not create, except for the two renames of the swap
+//! and, with `--force` only, terminating the target database's sessions right before them.
+//! Describes the server redacted; never sees the password outside the connection config.
+
+use super::plan;
+use crate::backup::manifest::TableRows;
+use crate::db::{self, DbTarget, Retry, ident};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// How often `--force` terminates sessions and retries the swap before giving up.
+const FORCE_ATTEMPTS: u32 = 5;
+/// SQLSTATE object_in_use: "database is being accessed by other users".
+const OBJECT_IN_USE: &str = "55006";
+
+/// A maintenance connection to the server of a target database.
+pub struct Server {
+    client: Client,
+    /// The maintenance database's target (redacted in messages).
+    pub maintenance: DbTarget,
+}
+
+/// The live facts about the target database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+}
+
+impl Server {
+    /// Connect to the maintenance database beside `target` (exit 75 when unreachable).
+    pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Server> {
+        let maint = if target.dbname() == "postgres" {
+            "template1"
+        } else {
+            "postgres"
+        };
+        let maintenance = target.with_dbname(maint);
+        let client = db::connect(&maintenance, retry).await?;
+        Ok(Server {
+            client,
+            maintenance,
+        })
+    }
+
+    /// Refuse a hot standby (it cannot be written), saying how to promote it.
+    pub async fn refuse_recovery(&self) -> Result<()> {
+        let in_recovery: bool = self
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if in_recovery {
+            return Err(Error::failed(format!(
+                "the target server {}:{} is in recovery: it is a hot standby replica and cannot \
+                 be written. Promote it first (`pg_ctl promote -D DATADIR` on its host, or \
+                 `SELECT pg_promote();` as a superuser), then run the restore again",
+                self.maintenance.host(),
+                self.maintenance.port()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The server's major version and version string.
+    pub async fn version(&self) -> Result<(u32, String)> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+                &[],
+            )
+            .await?;
+        Ok(((row.get::<_, i32>(0) / 10_000) as u32, row.get(1)))
+    }
+
+    /// Take the restore lock for `name` for this connection's lifetime; another restore of the
+    /// same database holds it: exit 75.
+    pub async fn lock(&self, name: &str) -> Result<()> {
+        let got: bool = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext($1))",
+                &[&format!("kasm-db restore {name}")],
+            )
+            .await?
+            .get(0);
+        if !got {
+            return Err(Error::temporary(format!(
+                "another restore into {name} on {}:{} is running; try again later",
+                self.maintenance.host(),
+                self.maintenance.port()
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn existing(&self, name: &str) -> Result<Option<Existing>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text,
+                        datcollate::text, datctype::text
+                 FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| Existing {
+            owner: r.get(0),
+            encoding: r.get(1),
+            collate: r.get(2),
+            ctype: r.get(3),
+        }))
+    }
+
+    /// Other sessions on `name`: (count, "user/application" of a few).
+    pub async fn sessions(&self, name: &str) -> Result<(i64, Vec<String>)> {
+        let rows = self
+            .client
+            .query(
+                "SELECT coalesce(usename::text, '?') || '/' || coalesce(nullif(application_name, ''), '?')
+                 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await?;
+        let who = rows.iter().take(5).map(|r| r.get(0)).collect();
+        Ok((rows.len() as i64, who))
+    }
+
+    /// Refuse when `name` has other sessions (the check without `--force`).
+    pub async fn refuse_in_use(&self, name: &str) -> Result<()> {
+        let (n, who) = self.sessions(name).await?;
+        if n > 0 {
+            return Err(Error::failed(format!(
+                "the target database {name} has {n} active connection(s) ({}): stop its clients \
+                 (e.g. the Kasm API servers) or pass --force to terminate them right before the swap",
+                who.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query("SELECT datname::text FROM pg_database", &[])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Drop databases left by earlier restores of `name` that were killed (only names of the
+    /// exact form a restore creates; the caller holds the restore lock, so none is running).
+    pub async fn drop_stale(&self, name: &str) -> Result<Vec<String>> {
+        let stale: Vec<String> = self
+            .names()
+            .await?
+            .into_iter()
+            .filter(|d| plan::is_stale_restore_of(name, d))
+            .collect();
+        for d in &stale {
+            tracing::warn!(database = %d, "dropping a stale database left by a killed restore");
+            self.drop_db(d).await?;
+        }
+        Ok(stale)
+    }
+
+    /// Create the new, empty database (like the existing one's owner and encoding, if any).
+    pub async fn create(&self, new: &str, like: Option<&Existing>) -> Result<()> {
+        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", ident(new));
+        if let Some(e) = like {
+            sql.push_str(&format!(
+                " OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+                ident(&e.owner),
+                db::literal(&e.encoding),
+                db::literal(&e.collate),
+                db::literal(&e.ctype)
+            ));
+        }
+        self.client.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    /// Drop a database this restore made (its sessions, e.g. a killed pg_restore's, ended).
+    pub async fn drop_db(&self, name: &str) -> Result<()> {
+        self.client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(name)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Pick the name the existing database will be kept under.
+    pub async fn previous_name(
+        &self,
+        name: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String> {
+        Ok(plan::previous_name(name, at, &self.names().await?))
+    }
+
+    /// Rename `name` to `previous` (when given) and `new` to `name`, in one transaction. With
+    /// `force`, terminate `name`'s sessions first and retry a few times if clients reconnect.
+    pub async fn swap(
+        &self,
+        name: &str,
+        new: &str,
+        previous: Option<&str>,
+        force: bool,
+    ) -> Result<()> {
+        let mut sql = String::from(
+            "BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL statement_timeout = '30s';",
+        );
+        if let Some(p) = previous {
+            sql.push_str(&format!(
+                " ALTER DATABASE {} RENAME TO {};",
+                ident(name),
+                ident(p)
+            ));
+        }
+        sql.push_str(&format!(
+            " ALTER DATABASE {} RENAME TO {}; COMMIT;",
+            ident(new),
+            ident(name)
+        ));
+        let attempts = if force && previous.is_some() {
+            FORCE_ATTEMPTS
+        } else {
+            1
+        };
+        let mut last = None;
+        for attempt in 1..=attempts {
+            if force && previous.is_some() {
+                let n: i64 = self
+                    .client
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[&name],
+                    )
+                    .await?
+                    .get(0);
+                if n > 0 {
+                    tracing::warn!(
+                        database = name,
+                        sessions = n,
+                        attempt,
+                        "--force: terminated sessions"
+                    );
+                }
+            }
+            match self.client.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    let in_use = e.code().is_some_and(|c| c.code() == OBJECT_IN_USE);
+                    if !in_use {
+                        return Err(Error::from(e).context("swap"));
+                    }
+                    last = Some(e);
+                    if attempt < attempts {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        let e = last
+            .map(Error::from)
+            .unwrap_or_else(|| Error::failed("in use"));
+        Err(e.context(if force {
+            format!("the target database {name} kept getting new connections during the swap")
+        } else {
+            format!(
+                "the target database {name} got a connection before the swap; stop its clients \
+                 or pass --force"
+            )
+        }))
+    }
+}
+
+/// Count every manifest table's rows in the (new) database `db` and ANALYZE each, on up to
+/// `workers` connections at once (largest tables first); partitions are analyzed through the
+/// roots of their trees instead. Tables not found are absent from the map.
+pub async fn count_and_analyze(
+    db: &DbTarget,
+    retry: Retry,
+    tables: &[TableRows],
+    workers: usize,
+    progress: impl Fn(usize) + Sync,
+) -> Result<BTreeMap<(String, String), i64>> {
+    let mut order: Vec<&TableRows> = tables.iter().collect();
+    order.sort_by_key(|t| std::cmp::Reverse(t.rows));
+    let workers = workers.clamp(1, order.len().max(1));
+    let mut shares: Vec<Vec<&TableRows>> = vec![Vec::new(); workers];
+    for (i, t) in order.into_iter().enumerate() {
+        shares[i % workers].push(t);
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let (done, progress) = (&done, &progress);
+    let counted = futures::future::try_join_all(shares.into_iter().map(|share| async move {
+        let client = db::connect(db, retry).await?;
+        let mut found = Vec::new();
+        for t in share {
+            let rel = format!("{}.{}", ident(&t.schema), ident(&t.table));
+            let kind: Option<bool> = client
+                .query_opt(
+                    "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
+                    &[&rel],
+                )
+                .await?
+                .map(|r| r.get(0));
+            if let Some(is_partition) = kind {
+                let n: i64 = client
+                    .query_one(&format!("SELECT count(*) FROM {rel}"), &[])
+                    .await?
+                    .get(0);
+                if !is_partition {
+                    client.batch_execute(&format!("ANALYZE {rel}")).await?;
+                }
+                found.push(((t.schema.clone(), t.table.clone()), n));
+            }
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+        }
+        Ok::<_, Error>(found)
+    }))
+    .await?;
+    // Partitioned trees are analyzed from their roots (which also analyzes every partition and
+    // gives the parents their statistics), a few roots at a time.
+    let client = db::connect(db, retry).await?;
+    let roots: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'p' AND NOT c.relispartition
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    let roots = &roots;
+    futures::future::try_join_all((0..workers.min(roots.len())).map(|w| async move {
+        let client = db::connect(db, retry).await?;
+        for rel in roots.iter().skip(w).step_by(workers) {
+            client.batch_execute(&format!("ANALYZE {rel}")).await?;
+        }
+        Ok::<_, Error>(())
+    }))
+    .await?;
+    Ok(counted.into_iter().flatten().collect())
+}

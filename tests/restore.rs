@@ -1,0 +1,720 @@
+//! Restore against two real clusters: backups are made on the primary and restored onto the
+//! standby cluster (and, for the refusal, onto a hot standby replica made with
+//! `pg_basebackup -R`). Covers: restore over an existing database keeps it as `previous` and
+//! the new content is identical to the source (row counts and content digests); a corrupt
+//! object is refused with the target untouched and no leftover database; SIGTERM mid
+//! pg_restore drops the half-made database; SIGKILL leaves the target untouched and the next
+//! restore drops the leftover; in-use targets need `--force`; a missing role is named; an
+//! encrypted backup needs its key; restore from S3; `backups verify --scratch-db` passes and
+//! fails when it should; an unreachable target exits 75; passwords are never printed.
+
+mod common;
+#[path = "common/moto.rs"]
+mod moto;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const TABLES: [&str; 4] = ["users", "sessions", "events", "plogs"];
+
+/// A Kasm-like source database on the primary: three tables, an index, a sequence, jsonb.
+fn seeded_db() -> String {
+    let url = fresh_db();
+    psql(
+        &url,
+        "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
+         INSERT INTO users (name) SELECT 'user ' || i FROM generate_series(1, 1000) i;
+         CREATE TABLE sessions (id bigint PRIMARY KEY, user_id int REFERENCES users, started timestamptz);
+         INSERT INTO sessions SELECT i, 1 + i % 1000, '2026-01-01'::timestamptz + i * interval '1 min'
+           FROM generate_series(1, 2500) i;
+         CREATE TABLE events (id bigint, data jsonb);
+         CREATE INDEX ON events (id);
+         INSERT INTO events SELECT i, jsonb_build_object('k', i, 'm', md5(i::text))
+           FROM generate_series(1, 3000) i;
+         CREATE TABLE plogs (id int, level text) PARTITION BY LIST (level);
+         CREATE TABLE plogs_debug PARTITION OF plogs FOR VALUES IN ('DEBUG');
+         CREATE TABLE plogs_other PARTITION OF plogs DEFAULT;
+         INSERT INTO plogs SELECT i, CASE WHEN i % 4 = 0 THEN 'DEBUG' ELSE 'INFO' END
+           FROM generate_series(1, 400) i;",
+    );
+    url
+}
+
+fn name_of(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+fn standby_sql(db: &str, sql: &str) -> String {
+    with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn standby_url(db: &str) -> String {
+    with_standby(|c| c.url(db))
+}
+
+fn passwords() -> Vec<String> {
+    vec![
+        with_primary(|c| c.password.expose().to_string()),
+        with_standby(|c| c.password.expose().to_string()),
+    ]
+}
+
+fn no_password(r: &Run) {
+    for pw in passwords() {
+        assert!(
+            !r.stdout.contains(&pw) && !r.stderr.contains(&pw),
+            "password leaked:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
+/// A new empty database on the standby holding a marker table: the "existing" target.
+fn standby_target() -> String {
+    let name = with_standby(|c| c.fresh_db("tgt")).unwrap();
+    standby_sql(
+        &name,
+        "CREATE TABLE old_marker (v text); INSERT INTO old_marker VALUES ('before restore')",
+    );
+    name
+}
+
+fn marker(db: &str) -> String {
+    standby_sql(db, "SELECT v FROM old_marker")
+}
+
+/// Databases on the standby whose name starts with `prefix`.
+fn standby_dbs(prefix: &str) -> Vec<String> {
+    let out = standby_sql(
+        "postgres",
+        &format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1"
+        ),
+    );
+    out.lines().map(String::from).collect()
+}
+
+fn json(r: &Run) -> Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
+}
+
+/// Back `url` up into a new directory; (dir, backup id).
+fn backup(url: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        url,
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = json(&r)["id"].as_str().unwrap().to_string();
+    (dir, id)
+}
+
+fn restore(from: &Path, target_url: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "restore",
+        "--json",
+        "--from",
+        from.to_str().unwrap(),
+        "--target",
+        target_url,
+    ];
+    args.extend_from_slice(extra);
+    let r = run(kasm_db(&args));
+    no_password(&r);
+    r
+}
+
+/// Row count and content digest of `table`.
+fn digest(sql: impl Fn(&str) -> String, table: &str) -> String {
+    sql(&format!(
+        "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))
+         FROM {table} t"
+    ))
+}
+
+fn assert_same_content(source_url: &str, standby_db: &str) {
+    for t in TABLES {
+        let src = digest(|q| psql(source_url, q), t);
+        let dst = digest(|q| standby_sql(standby_db, q), t);
+        assert_eq!(src, dst, "table {t} differs");
+    }
+    // The sequence continues where the source's did.
+    assert_eq!(
+        standby_sql(standby_db, "SELECT last_value FROM users_id_seq"),
+        "1000"
+    );
+}
+
+#[test]
+fn restore_over_an_existing_database_keeps_it_as_previous_and_matches_the_source() {
+    let src = seeded_db();
+    let (dir, id) = backup(&src);
+    let target = standby_target();
+    let r = restore(dir.path(), &standby_url(&target), &["--jobs", "2"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = json(&r);
+    assert_eq!(j["backup"], id.as_str());
+    assert_eq!(j["database"], target.as_str());
+    // Partitions count as tables (the manifest's unit), the partitioned parent does not.
+    assert_eq!(j["tables"], 5);
+    assert_eq!(j["rows"], 1000 + 2500 + 3000 + 400);
+    assert!(j["duration_s"].as_f64().unwrap() > 0.0);
+    let previous = j["previous"].as_str().unwrap().to_string();
+    assert!(
+        previous.starts_with(&format!("{target}_pre_restore_")),
+        "{previous}"
+    );
+    // The new content is the source's; the old database is kept, untouched, as `previous`.
+    assert_same_content(&src, &target);
+    assert_eq!(marker(&previous), "before restore");
+    assert_eq!(
+        standby_sql(&target, "SELECT to_regclass('old_marker') IS NULL"),
+        "t"
+    );
+    // ANALYZE ran: the planner knows the tables' sizes.
+    assert_eq!(
+        standby_sql(
+            &target,
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = 'events'"
+        ),
+        "3000"
+    );
+    // ... partitions too, and the partitioned parent has its inheritance statistics.
+    assert_eq!(
+        standby_sql(
+            &target,
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = 'plogs_debug'"
+        ),
+        "100"
+    );
+    assert_ne!(
+        standby_sql(
+            &target,
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'plogs' AND inherited"
+        ),
+        "0"
+    );
+    // No half-made database remains.
+    assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
+
+    // Restoring again keeps the first restore as another `previous`.
+    let again = restore(dir.path(), &standby_url(&target), &["--backup", &id]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let prev2 = json(&again)["previous"].as_str().unwrap().to_string();
+    assert_ne!(prev2, previous);
+    assert_eq!(standby_dbs(&format!("{target}_pre_restore_")).len(), 2);
+    assert_same_content(&src, &target);
+    // The text output says what happened and how long it took.
+    let t = run(kasm_db(&[
+        "restore",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--target",
+        &standby_url(&format!("{target}_fresh")),
+    ]));
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stdout.contains("restored backup"), "{}", t.stdout);
+    assert!(t.stdout.contains(" s: 5 table(s)"), "{}", t.stdout);
+    assert!(
+        t.stdout.contains("there was no previous database"),
+        "{}",
+        t.stdout
+    );
+}
+
+#[test]
+fn restore_into_a_new_name_reports_no_previous() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let name = format!("new_{}", &name_of(&src)[2..]);
+    let r = restore(dir.path(), &standby_url(&name), &["--jobs", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["previous"], Value::Null);
+    assert_same_content(&src, &name);
+}
+
+#[test]
+fn a_corrupt_object_is_refused_before_the_target_is_touched() {
+    let src = seeded_db();
+    let (dir, id) = backup(&src);
+    let object = dir.path().join(&id).join("dump.gz");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&object, &bytes).unwrap();
+    let target = standby_target();
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("before touching the target"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(marker(&target), "before restore");
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
+    // A truncated object too.
+    std::fs::write(&object, &bytes[..mid]).unwrap();
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
+    assert_eq!(marker(&target), "before restore");
+}
+
+/// A source whose restore takes a while: tens of MB of poorly compressible text.
+fn big_db() -> String {
+    let url = fresh_db();
+    psql(
+        &url,
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5((i * 7)::text) AS t
+         FROM generate_series(1, 300000) i;
+         CREATE INDEX ON big (t);",
+    );
+    url
+}
+
+/// The pid of kasm-db's child pg_restore (the restoring one), once it runs.
+fn pg_restore_child(kasm_pid: u32) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == kasm_pid
+            && comm.ends_with("(pg_restore")
+            && String::from_utf8_lossy(&cmdline).contains("--dbname")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn_restore(from: &Path, target_url: &str) -> Child {
+    kasm_db(&[
+        "restore",
+        "--json",
+        "--jobs",
+        "1",
+        "--from",
+        from.to_str().unwrap(),
+        "--target",
+        target_url,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Start a restore and hold its pg_restore stopped once it has created the table `big` in the
+/// new database: the restore is then deterministically part way. Returns (child, pg_restore
+/// pid, the new database's name).
+fn restore_part_way(from: &Path, target: &str) -> (Child, i32, String) {
+    let child = spawn_restore(from, &standby_url(target));
+    let mut pid = None;
+    wait_for("pg_restore to start", || {
+        pid = pg_restore_child(child.id());
+        pid.is_some()
+    });
+    let pid = pid.unwrap();
+    let new = standby_dbs(&format!("{target}_restore_"));
+    assert_eq!(new.len(), 1, "{new:?}");
+    let new = new[0].clone();
+    // SAFETY: signalling the pg_restore our child started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while standby_sql(&new, "SELECT to_regclass('public.big') IS NOT NULL") != "t" {
+        assert!(Instant::now() < deadline, "pg_restore never created big");
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(20));
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+    }
+    (child, pid, new)
+}
+
+#[test]
+fn sigterm_mid_restore_drops_the_new_database_and_leaves_the_target() {
+    let src = big_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    let (child, pid, new) = restore_part_way(dir.path(), &target);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let r = finish(child);
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{new} was dropped")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
+    assert_eq!(marker(&target), "before restore");
+}
+
+#[test]
+fn sigkill_mid_restore_leaves_the_target_and_the_next_restore_cleans_up() {
+    let src = big_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    let (mut child, pid, new) = restore_part_way(dir.path(), &target);
+    // SAFETY: killing our own child and then the pg_restore it left behind.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Nothing could clean up after SIGKILL: the half-made database remains, the target is as it was.
+    assert_eq!(marker(&target), "before restore");
+    assert_eq!(
+        standby_dbs(&format!("{target}_restore_")),
+        vec![new.clone()]
+    );
+    // The next restore drops that leftover (of its own naming only) and succeeds.
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["stale_dropped"][0], new.as_str());
+    assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
+    assert_eq!(
+        standby_sql(&target, "SELECT count(*) FROM big"),
+        psql(&src, "SELECT count(*) FROM big")
+    );
+}
+
+#[test]
+fn a_hot_standby_replica_is_refused_with_the_reason() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    let replica = with_standby(|c| kasm_db::pgtemp::Cluster::replica_of(c)).unwrap();
+    assert_eq!(
+        replica
+            .psql("postgres", "SELECT pg_is_in_recovery()")
+            .unwrap(),
+        "t"
+    );
+    let r = restore(dir.path(), &replica.url(&target), &["--force"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("in recovery"), "{}", r.stderr);
+    assert!(r.stderr.contains("hot standby"), "{}", r.stderr);
+    assert!(r.stderr.contains("pg_promote"), "{}", r.stderr);
+    assert_eq!(
+        replica.psql(&target, "SELECT v FROM old_marker").unwrap(),
+        "before restore"
+    );
+    assert!(!r.stderr.contains(replica.password.expose()));
+}
+
+#[test]
+fn an_in_use_target_is_refused_without_force_and_restored_with_it() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    // A client connected to the target (like a Kasm API server).
+    let (bindir, sock, port) = with_standby(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
+    let mut client = std::process::Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(&sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", &target])
+        .args(["-c", "SELECT pg_sleep(120)"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the client to connect", || {
+        standby_sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{target}'"),
+        ) != "0"
+    });
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("active connection"), "{}", r.stderr);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    assert_eq!(marker(&target), "before restore");
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
+
+    let r = restore(dir.path(), &standby_url(&target), &["--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let previous = json(&r)["previous"].as_str().unwrap().to_string();
+    assert_eq!(marker(&previous), "before restore");
+    assert_same_content(&src, &target);
+    // The client was terminated.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            assert!(!status.success());
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = client.kill();
+            panic!("the connected client was not terminated");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_missing_role_is_named_and_no_owner_restores() {
+    let src = fresh_db();
+    let role = format!("owner_{}", &name_of(&src)[2..]);
+    psql(
+        &src,
+        &format!(
+            "CREATE ROLE {role}; CREATE TABLE owned (i int); INSERT INTO owned VALUES (1), (2);
+             ALTER TABLE owned OWNER TO {role};"
+        ),
+    );
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("role \"{role}\" does not exist on the target")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--no-owner"), "{}", r.stderr);
+    assert_eq!(marker(&target), "before restore");
+    assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
+    let r = restore(dir.path(), &standby_url(&target), &["--no-owner"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(standby_sql(&target, "SELECT count(*) FROM owned"), "2");
+}
+
+#[test]
+fn an_encrypted_backup_restores_only_with_its_key() {
+    let src = seeded_db();
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("k");
+    std::fs::write(&keyfile, hex::encode([0x42u8; 32])).unwrap();
+    let other = dir.path().join("other");
+    std::fs::write(&other, hex::encode([0x43u8; 32])).unwrap();
+    let to = dir.path().join("b");
+    let r = run(
+        kasm_db(&["backup", "--db", &src, "--to", to.to_str().unwrap()])
+            .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let target = standby_target();
+    let r = restore(&to, &standby_url(&target), &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is encrypted"), "{}", r.stderr);
+    assert!(r.stderr.contains("encryption_key_file"), "{}", r.stderr);
+    let mut cmd = kasm_db(&[
+        "restore",
+        "--from",
+        to.to_str().unwrap(),
+        "--target",
+        &standby_url(&target),
+    ]);
+    let r = run(cmd.env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &other));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong key"), "{}", r.stderr);
+    assert_eq!(marker(&target), "before restore");
+    let mut cmd = kasm_db(&[
+        "restore",
+        "--json",
+        "--from",
+        to.to_str().unwrap(),
+        "--target",
+        &standby_url(&target),
+    ]);
+    let r = run(cmd.env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(&hex::encode([0x42u8; 32])));
+    assert_same_content(&src, &target);
+}
+
+#[test]
+fn restore_from_s3() {
+    let src = seeded_db();
+    let bucket = moto::bucket();
+    let to = format!("s3://{bucket}/kasm");
+    let r = run(kasm_db(&["backup", "--db", &src, "--to", &to]).envs(moto::env()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let target = standby_target();
+    let r = run(kasm_db(&[
+        "restore",
+        "--json",
+        "--from",
+        &to,
+        "--target",
+        &standby_url(&target),
+    ])
+    .envs(moto::env()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    no_password(&r);
+    assert_same_content(&src, &target);
+}
+
+fn verify_scratch(from: &Path, id: &str) -> Run {
+    let r = run(kasm_db(&[
+        "backups",
+        "verify",
+        id,
+        "--json",
+        "--from",
+        from.to_str().unwrap(),
+        "--scratch-db",
+        &standby_url("postgres"),
+    ]));
+    no_password(&r);
+    r
+}
+
+#[test]
+fn scratch_restore_test_passes_and_fails_when_it_should() {
+    let src = seeded_db();
+    let (dir, id) = backup(&src);
+    let r = verify_scratch(dir.path(), &id);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = json(&r);
+    assert_eq!(
+        (j["id"].as_str(), j["ok"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(j["tables"], 5);
+
+    // Tamper with the manifest's row count: the restore test finds the difference.
+    let mpath = dir.path().join(&id).join("manifest.json");
+    let original = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: Value = serde_json::from_str(&original).unwrap();
+    for t in m["tables"].as_array_mut().unwrap() {
+        if t["table"] == "users" {
+            t["rows"] = 999.into();
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let r = verify_scratch(dir.path(), &id);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j = json(&r);
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["differences"][0]["table"], "public.users");
+    assert_eq!(j["differences"][0]["rows"], 1000);
+    assert_eq!(j["differences"][0]["expected_rows"], 999);
+
+    // A corrupt object fails the test before any restore.
+    std::fs::write(&mpath, &original).unwrap();
+    let object = dir.path().join(&id).join("dump.gz");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n / 3] ^= 0xff;
+    std::fs::write(&object, &bytes).unwrap();
+    let r = verify_scratch(dir.path(), &id);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let j = json(&r);
+    assert_eq!(j["ok"], false);
+    assert!(j["problem"].as_str().unwrap().contains("corrupt"), "{j}");
+}
+
+#[test]
+fn an_unreachable_target_exits_75() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres:hunter2secret@127.0.0.1:{port}/kasm");
+    let r = run(kasm_db(&[
+        "restore",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--target",
+        &url,
+    ])
+    .env("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "1"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
+    // A usage error is exit 2, before anything is read.
+    let r = run(kasm_db(&[
+        "restore",
+        "--jobs",
+        "0",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--target",
+        &url,
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn a_second_restore_of_the_same_database_exits_75() {
+    let src = seeded_db();
+    let (dir, _) = backup(&src);
+    let target = standby_target();
+    // Another restore of the target holds the restore lock (on the maintenance database).
+    let (bindir, sock, port) = with_standby(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
+    let mut holder = std::process::Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(&sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args([
+            "-c",
+            &format!("SELECT pg_advisory_lock(hashtext('kasm-db restore {target}'))"),
+            "-c",
+            "SELECT pg_sleep(120)",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the lock to be held", || {
+        standby_sql(
+            "postgres",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        ) != "0"
+    });
+    let r = restore(dir.path(), &standby_url(&target), &[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("another restore"), "{}", r.stderr);
+    assert_eq!(marker(&target), "before restore");
+    assert_eq!(standby_dbs(&target), vec![target.clone()]);
+}
