@@ -7,7 +7,7 @@
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Outcome;
 use std::collections::BTreeMap;
 
