@@ -156,6 +156,18 @@ async fn stream(
     let rows = client.query_raw(&stmt, params).await?;
     futures::pin_mut!(rows);
     let mut read = 0u64;
+    // A spinner when a person is watching (stderr is a terminal); nothing under cron.
+    let bar = if ctx.interactive {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "forward {spinner} {pos} records handed to the spool ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
     let mut records = Vec::with_capacity(chunk);
     let mut last = None;
     loop {
@@ -181,9 +193,11 @@ async fn stream(
             state.submitted += records.len() as u64;
             save_state(&path, &state)?;
             read += records.len() as u64;
+            bar.set_position(read);
             records.clear();
         }
         if row.is_none() {
+            bar.finish_and_clear();
             return Ok(read);
         }
     }
