@@ -1085,5 +1085,25 @@ fn retention_zero_records_go_to_the_siem_not_the_database() {
             .iter()
             .all(|e| e["event"]["levelname"] == "DEBUG")
     );
+    // The forwarder's counters are on /metrics, per sink.
+    let sent = "kasm_db_forward_sent_total{sink=\"splunk-hec\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&s, sent) < 25.0 {
+        assert!(Instant::now() < deadline, "{}", s.get("/metrics").body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        metric(
+            &s,
+            "kasm_db_forward_dead_lettered_total{sink=\"splunk-hec\"}"
+        ),
+        0.0
+    );
+    assert!(
+        s.get("/metrics")
+            .body
+            .contains("kasm_db_forward_spool_bytes{sink=\"splunk-hec\"}")
+    );
+    assert!(!s.get("/metrics").body.contains(hec_token));
     assert!(!s.stderr().contains(hec_token), "{}", s.stderr());
 }

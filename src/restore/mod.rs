@@ -2,7 +2,8 @@
 //! test of `backups verify --scratch-db`.
 //!
 //! Layout: [`plan`] is pure (names, comparisons, reading pg_restore's output), [`fetch`]
-//! brings a backup to scratch space and checks it, [`pgrestore`] runs the real `pg_restore`,
+//! brings a backup to scratch space and checks it, [`offsets`] gives the
+//! piped archive the data offsets pg_dump could not write, [`pgrestore`] runs the real `pg_restore`,
 //! [`server`] is the SQL on the target server, [`run`] is the pipeline, [`cmd`] shapes command
 //! outcomes, [`demo`] holds the demo's stages. It must never leave the target's existing
 //! database changed unless the restore completed and was swapped in, never drop a database it
@@ -11,6 +12,7 @@
 pub mod cmd;
 pub mod demo;
 pub mod fetch;
+pub mod offsets;
 pub mod pgrestore;
 pub mod plan;
 pub mod run;

@@ -3,10 +3,10 @@
 //! scratch archive into the new database with `--jobs`, stops at the first error, and reports
 //! progress (tables whose data is in) from its `--verbose` output.
 //!
-//! The archive was written by pg_dump to a pipe, so its table of contents has no data offsets.
-//! pg_restore (PostgreSQL 15) still restores such a file with `-j` (its workers find the data
-//! blocks by reading forward), which the tests and bench/restore.sh exercise; it gains less
-//! from `-j` than on an archive with offsets (bench/restore.sh prints both).
+//! The archive was written by pg_dump to a pipe, so its table of contents had no data offsets;
+//! [`super::offsets`] writes them in before this runs, so `-j` seeks to each table's data and
+//! starts the largest first. When it could not (an archive version it does not know),
+//! pg_restore still restores the file with `-j`: its workers find the blocks by reading forward.
 //!
 //! Connection settings reach pg_restore through its environment ([`DbTarget::libpq_env`]):
 //! the password is never on a command line, in a message or a log. Dropping the returned

@@ -14,6 +14,7 @@
 //! prints a password: databases are named, servers described redacted.
 
 use super::fetch::{self, Fetched};
+use super::offsets::{self, Indexed};
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
 use super::server::{self, Server};
@@ -166,7 +167,31 @@ async fn fetch_step(job: &Job<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetc
         bytes(fetched.stored_bytes),
         bytes(fetched.dump_bytes)
     ));
+    index_step(&fetched.path).await;
     Ok(fetched)
+}
+
+/// Give the archive its data offsets so `pg_restore -j` starts the largest tables first and
+/// seeks to each; an archive that cannot be indexed is restored as it is.
+async fn index_step(path: &Path) {
+    let path = path.to_path_buf();
+    let t = Instant::now();
+    let r = tokio::task::spawn_blocking(move || offsets::index(&path)).await;
+    match r {
+        Ok(Ok(Indexed::Written { blocks })) => tracing::debug!(
+            blocks,
+            secs = t.elapsed().as_secs_f64(),
+            "wrote the archive's data offsets for parallel restore"
+        ),
+        Ok(Ok(Indexed::AlreadyIndexed)) => {}
+        Ok(Ok(Indexed::Skipped(why))) => {
+            tracing::debug!("archive not indexed: {why}; pg_restore finds the data itself")
+        }
+        Ok(Err(e)) => tracing::warn!(
+            "could not read the archive's data blocks ({e}); pg_restore will find them itself"
+        ),
+        Err(e) => tracing::warn!("indexing the archive: {e}"),
+    }
 }
 
 /// pg_restore into `new` and count its rows; the caller drops `new` on failure.

@@ -31,6 +31,8 @@ pub struct App {
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// The SIEM forwarder's sink name and counters, when `[siem]` is configured.
+    pub forward: Option<(&'static str, Arc<crate::forward::ForwardMetrics>)>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -311,6 +313,26 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     };
     if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(1), size).await {
         app.metrics.set("database_bytes", &[], bytes as f64);
+    }
+    if let Some((sink, fm)) = &app.forward {
+        let f = fm.snapshot();
+        let l = [("sink", *sink)];
+        let m = &app.metrics;
+        m.set_counter("forward_sent_total", &l, f.sent);
+        m.set_counter("forward_retried_total", &l, f.retried);
+        m.set_counter("forward_dead_lettered_total", &l, f.dead_lettered);
+        m.set_counter(
+            "forward_possible_duplicates_total",
+            &l,
+            f.possible_duplicates,
+        );
+        m.set_counter("forward_replayed_total", &l, f.replayed);
+        m.set_counter(
+            "forward_spool_corrupt_regions_total",
+            &l,
+            f.spool_corrupt_regions,
+        );
+        m.set("forward_spool_bytes", &l, f.spool_bytes as f64);
     }
     (
         [(

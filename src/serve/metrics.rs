@@ -43,6 +43,13 @@ impl Metrics {
         e.1 += n as f64;
     }
 
+    /// Set the counter `kasm_db_<name>` to `total`, for counters kept elsewhere (the
+    /// forwarder's) and copied in at scrape time.
+    pub fn set_counter(&self, name: &'static str, pairs: &[(&str, &str)], total: u64) {
+        let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert((name, labels(pairs)), (Type::Counter, total as f64));
+    }
+
     /// Set the gauge `kasm_db_<name>`.
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
         let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());

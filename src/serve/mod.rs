@@ -80,12 +80,16 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     };
     // Records of retention-0 classes go to the SIEM when one is configured (durably spooled
     // by the forwarder before a request is answered or a file offset committed).
-    let sink: Option<Arc<dyn crate::logs::ingest::RecordSink>> = match &cfg.siem {
+    let forwarder = match &cfg.siem {
         Some(siem) => Some(Arc::new(
             crate::forward::Forwarder::start(siem, Default::default()).await?,
         )),
         None => None,
     };
+    let forward = forwarder
+        .as_ref()
+        .map(|f| (f.sink_name(), f.metrics().clone()));
+    let sink = forwarder.map(|f| f as Arc<dyn crate::logs::ingest::RecordSink>);
     let app = Arc::new(http::App {
         store: store::Store::new(
             pool.clone(),
@@ -98,8 +102,8 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         max_body_bytes: usize::try_from(cfg.server.max_body_bytes).unwrap_or(usize::MAX),
         max_line_bytes: cfg.ingest.max_line_bytes,
         metrics: metrics.clone(),
+        forward,
     });
-    // Not built: SIEM forwarding (retention-0 classes are counted dropped).
     metrics.set(
         "spool_bytes",
         &[],

@@ -5,7 +5,8 @@
 //! the durable commit cursor (`commit`: two checksummed slots, one fdatasync) once the SIEM acked,
 //! deleting segments wholly behind it. On open, everything after the commit cursor is replayed;
 //! corrupt or torn regions are skipped and counted. Must never drop an accepted record, exceed
-//! `max_bytes` (a full spool refuses with a temporary error), or be shared by two processes.
+//! `max_bytes` with the queue and the dead-letter file together (a full spool refuses with a
+//! temporary error), or be shared by two processes.
 
 pub mod frame;
 pub mod lock;
@@ -255,10 +256,20 @@ impl Spool {
         }
         let mut s = self.state();
         let live = Self::live_bytes(&s);
-        if live + buf.len() as u64 > self.max_bytes {
+        let dead = self.dead_letter_bytes();
+        if live + dead + buf.len() as u64 > self.max_bytes {
+            let why = if dead > 0 {
+                format!(
+                    "{live} bytes waiting for the SIEM and {dead} bytes of records it refused \
+                     in {}: deal with them and move that file away",
+                    self.dead_letter_path().display()
+                )
+            } else {
+                format!("{live} bytes waiting for the SIEM")
+            };
             return Err(Error::temporary(format!(
-                "the SIEM spool {} is full ({live} of {} bytes waiting for the SIEM); \
-                 refusing {} records until it drains",
+                "the SIEM spool {} is full ({why}; the limit is {} bytes); refusing {} records \
+                 until it drains",
                 self.dir.display(),
                 self.max_bytes,
                 records.len()
@@ -422,9 +433,22 @@ impl Spool {
         Ok(())
     }
 
+    /// Where records the SIEM refused for good are kept.
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.dir.join("dead-letters.ndjson")
+    }
+
+    /// Bytes of the dead-letter file. They count against `max_bytes` with the queue, so a
+    /// SIEM that refuses everything (a revoked token) fills the spool and pushes back instead
+    /// of filling the disk; the operator moving the file away frees the space.
+    pub fn dead_letter_bytes(&self) -> u64 {
+        fs::metadata(self.dead_letter_path()).map_or(0, |m| m.len())
+    }
+
     /// Keep records the SIEM refused for good, with the reason, in `dead-letters.ndjson`.
+    /// Never refused for space: the records move there from the queue, already counted.
     pub fn dead_letter(&self, records: &[Record], reason: &str) -> Result<()> {
-        let path = self.dir.join("dead-letters.ndjson");
+        let path = self.dead_letter_path();
         let now = chrono::Utc::now().to_rfc3339();
         let mut out = String::new();
         for r in records {

@@ -169,6 +169,34 @@ fn dead_letters_keep_reason_and_record() {
 }
 
 #[test]
+fn dead_letters_count_against_the_limit_until_moved_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Spool::open(dir.path(), 4000, 1 << 20).unwrap();
+    let mut n = 0;
+    // A SIEM that refuses everything: each accepted record ends up dead-lettered.
+    let err = loop {
+        match s.append(&recs(n..n + 1)) {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+        let b = s.read_batch(10, 1 << 20).unwrap();
+        s.dead_letter(&b.records, "HEC 403 code 4").unwrap();
+        s.commit(*b.ends.last().unwrap(), 1).unwrap();
+        n += 1;
+        assert!(n < 1000, "never refused");
+    };
+    assert_eq!(s.bytes(), 0);
+    assert!(s.dead_letter_bytes() > 3000);
+    assert_eq!(err.kind(), crate::error::Kind::Temporary);
+    assert!(err.to_string().contains("dead-letters.ndjson"), "{err}");
+    // Every refused record is still in the file.
+    let text = fs::read_to_string(s.dead_letter_path()).unwrap();
+    assert_eq!(text.lines().count(), n);
+    fs::rename(s.dead_letter_path(), dir.path().join("handled.ndjson")).unwrap();
+    s.append(&recs(0..1)).unwrap();
+}
+
+#[test]
 fn committing_exactly_to_a_segment_end_keeps_reading_and_accounting_right() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = Spool::open(dir.path(), 1 << 20, 4096).unwrap();
