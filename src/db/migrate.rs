@@ -39,6 +39,12 @@ pub const MIGRATIONS: &[Migration] = &[
         creates: &["follow_offsets", "schedule_runs"],
         sql: include_str!("../../sql/0003_serve.sql"),
     },
+    Migration {
+        version: 4,
+        name: "logs_indexes",
+        creates: &[],
+        sql: include_str!("../../sql/0004_logs_indexes.sql"),
+    },
 ];
 
 /// Advisory lock key for migrations ("kasm-db" + 1).
