@@ -766,3 +766,84 @@ fn a_piped_archive_gets_the_offsets_pg_dump_writes_to_a_file() {
     );
     assert_eq!(index(&piped).unwrap(), Indexed::AlreadyIndexed);
 }
+
+/// With `backup.scratch_db` set, the verify job of `serve` is the full restore test: it passes
+/// on a good backup, fails (recorded in `schedule_runs`) on a corrupt one, leaves no scratch
+/// database behind and never logs the scratch server's password.
+#[test]
+fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
+    let src = seeded_db();
+    let (dir, id) = backup(&src);
+    let serve_db = fresh_db();
+    let r = run(kasm_db(&["migrate", "--db", &serve_db]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = kasm_db(&["serve", "--db", &serve_db])
+        .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KASM_DB_SERVER_TOKEN", "scheduled-verify-token")
+        .env("KASM_DB_SCHEDULE_VERIFY", "* * * * * *")
+        .env("KASM_DB_BACKUP_TO", dir.path())
+        .env("KASM_DB_BACKUP_SCRATCH_DB", standby_url("postgres"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let runs = |ok: bool| {
+        psql(
+            &serve_db,
+            &format!("SELECT count(*) FROM schedule_runs WHERE job = 'verify' AND ok = {ok}"),
+        )
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    let stderr = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}: {}", stderr());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("a passing scheduled restore test", &|| runs(true) > 0);
+    assert!(
+        stderr().contains("restored into a scratch database"),
+        "{}",
+        stderr()
+    );
+
+    let object = dir.path().join(&id).join("dump.gz");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&object, &bytes).unwrap();
+    wait("a failing scheduled restore test", &|| {
+        psql(
+            &serve_db,
+            "SELECT count(*) FROM schedule_runs WHERE job = 'verify' AND ok = false AND error LIKE '%corrupt%'",
+        )
+        .trim()
+            != "0"
+    });
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success(), "{}", stderr());
+    let text = stderr();
+    for pw in passwords() {
+        assert!(!text.contains(&pw), "password leaked: {text}");
+    }
+    // Another test's scratch restore may be running; ours are gone once serve has stopped.
+    let ours = psql(
+        &serve_db,
+        "SELECT count(*) FROM schedule_runs WHERE job = 'verify' AND finished_at IS NULL",
+    );
+    assert_eq!(ours.trim(), "0", "a verify run was left unfinished");
+}

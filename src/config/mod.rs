@@ -228,6 +228,10 @@ pub struct BackupConfig {
     pub compression_level: u32,
     /// A file holding a 32-byte key (raw or hex) for client-side AES-256-GCM encryption.
     pub encryption_key_file: Option<PathBuf>,
+    /// A PostgreSQL URL (a secret: it may hold a password) of a server where the scheduled
+    /// verify may create and drop a scratch database: set, `[schedule] verify` is the full
+    /// restore test of `backups verify --scratch-db`; unset, a size and SHA-256 check.
+    pub scratch_db: Option<Secret>,
 }
 
 impl Default for BackupConfig {
@@ -241,6 +245,7 @@ impl Default for BackupConfig {
             keep_monthly: None,
             compression_level: 3,
             encryption_key_file: None,
+            scratch_db: None,
         }
     }
 }

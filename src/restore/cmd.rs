@@ -108,48 +108,55 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     Ok(Outcome::new(&report, text))
 }
 
-#[derive(Serialize)]
-struct ScratchReport {
-    id: String,
-    ok: bool,
-    scratch_server: String,
-    tables: usize,
-    rows: i64,
-    differences: Vec<super::plan::Difference>,
-    problem: Option<String>,
-    duration_s: f64,
+/// The outcome of a full restore test (`backups verify --scratch-db`, and the scheduled
+/// verify when `backup.scratch_db` is set).
+#[derive(Debug, Serialize)]
+pub struct ScratchReport {
+    pub id: String,
+    pub ok: bool,
+    pub scratch_server: String,
+    pub tables: usize,
+    pub rows: i64,
+    pub differences: Vec<super::plan::Difference>,
+    /// What was wrong, in a sentence, when not ok.
+    pub problem: Option<String>,
+    pub duration_s: f64,
 }
 
-/// `kasm-db backups verify ID --scratch-db URL`: the full restore test.
-pub async fn verify_scratch(
-    ctx: &Ctx,
-    from: Option<&str>,
-    id: &str,
-    scratch_url: &str,
-) -> Result<Outcome> {
-    let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
-    let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
-    let store = storage::open(&from, &ctx.config.s3).await?;
-    let m = catalog::find(store.as_ref(), id).await?;
+/// What [`scratch_check`] works with.
+pub struct ScratchCheck<'a> {
+    pub storage: &'a dyn storage::Storage,
+    pub manifest: &'a crate::backup::manifest::Manifest,
+    pub scratch: &'a DbTarget,
+    pub key_file: Option<&'a std::path::Path>,
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub retry: crate::db::Retry,
+    pub progress: bool,
+}
+
+/// Restore the backup into a scratch database on the scratch server, compare, drop it. A
+/// restore that fails is a failed check (`ok: false` and the problem); an unreachable server
+/// (75) or a usage error stays an error.
+pub async fn scratch_check(c: ScratchCheck<'_>) -> Result<ScratchReport> {
+    let m = c.manifest;
     let started = std::time::Instant::now();
     let result = run::scratch_test(Job {
-        storage: store.as_ref(),
-        manifest: &m,
-        target: &scratch,
+        storage: c.storage,
+        manifest: m,
+        target: c.scratch,
         jobs: run::default_jobs(),
         force: false,
         no_owner: true,
-        key_file: ctx.config.backup.encryption_key_file.as_deref(),
-        env: &ctx.env,
-        retry: ctx.retry(),
-        progress: ctx.interactive,
+        key_file: c.key_file,
+        env: c.env,
+        retry: c.retry,
+        progress: c.progress,
     })
     .await;
-    let server = format!("{}:{}", scratch.host(), scratch.port());
     let mut report = ScratchReport {
         id: m.id.clone(),
         ok: false,
-        scratch_server: server.clone(),
+        scratch_server: format!("{}:{}", c.scratch.host(), c.scratch.port()),
         tables: m.tables.len(),
         rows: m.tables.iter().map(|t| t.rows).sum(),
         differences: Vec::new(),
@@ -165,13 +172,37 @@ pub async fn verify_scratch(
             }
             report.differences = t.differences;
         }
-        // Unreachable (75) and usage errors stay errors; a failed restore is a failed check.
         Err(e) if e.kind() != crate::error::Kind::Failed => return Err(e),
         Err(e) => {
             report.problem = Some(e.to_string());
             report.duration_s = started.elapsed().as_secs_f64();
         }
     }
+    Ok(report)
+}
+
+/// `kasm-db backups verify ID --scratch-db URL`: the full restore test.
+pub async fn verify_scratch(
+    ctx: &Ctx,
+    from: Option<&str>,
+    id: &str,
+    scratch_url: &str,
+) -> Result<Outcome> {
+    let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
+    let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
+    let store = storage::open(&from, &ctx.config.s3).await?;
+    let m = catalog::find(store.as_ref(), id).await?;
+    let report = scratch_check(ScratchCheck {
+        storage: store.as_ref(),
+        manifest: &m,
+        scratch: &scratch,
+        key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        env: &ctx.env,
+        retry: ctx.retry(),
+        progress: ctx.interactive,
+    })
+    .await?;
+    let server = &report.scratch_server;
     let text = if report.ok {
         format!(
             "backup {} ok: size and SHA-256 match, and a restore into a scratch database on {server} \

@@ -249,19 +249,47 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             )?;
             let storage = crate::backup::storage::open(&target, &env.config.s3).await?;
             let m = crate::backup::catalog::find(storage.as_ref(), "latest").await?;
-            let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
-            env.metrics.set(
-                "backup_last_verify_ok",
-                &[],
-                if check.ok { 1.0 } else { 0.0 },
-            );
-            if !check.ok {
+            let (ok, what) = match &env.config.backup.scratch_db {
+                Some(url) => {
+                    let scratch = crate::db::DbTarget::resolve(Some(url.expose()), &env.env)?;
+                    let r = crate::restore::cmd::scratch_check(crate::restore::cmd::ScratchCheck {
+                        storage: storage.as_ref(),
+                        manifest: &m,
+                        scratch: &scratch,
+                        key_file: env.config.backup.encryption_key_file.as_deref(),
+                        env: &env.env,
+                        retry: Retry::default(),
+                        progress: false,
+                    })
+                    .await?;
+                    let what = match r.problem {
+                        Some(p) => format!("the restore test failed: {p}"),
+                        None => format!(
+                            "restored into a scratch database on {}: {} tables, {} rows as in the manifest",
+                            r.scratch_server, r.tables, r.rows
+                        ),
+                    };
+                    (r.ok, what)
+                }
+                None => {
+                    let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
+                    let what = if check.ok {
+                        "size and SHA-256 match the manifest"
+                    } else {
+                        "size or SHA-256 differ from the manifest"
+                    };
+                    (check.ok, what.to_string())
+                }
+            };
+            env.metrics
+                .set("backup_last_verify_ok", &[], if ok { 1.0 } else { 0.0 });
+            if !ok {
                 return Err(crate::Error::failed(format!(
-                    "backup {} failed verification (size or sha256 mismatch)",
+                    "backup {} failed verification ({what})",
                     m.id
                 )));
             }
-            Ok(format!("backup {} verified", m.id))
+            Ok(format!("backup {} verified: {what}", m.id))
         }
     }
 }
