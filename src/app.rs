@@ -54,6 +54,12 @@ impl Ctx {
     pub async fn pool(&self, size: usize) -> Result<db::Pool> {
         db::pool(&self.db, self.retry(), size).await
     }
+
+    /// A pool on the configured database that connects on first use (for `serve`, which starts
+    /// before its database may be reachable).
+    pub fn pool_unconnected(&self, size: usize) -> Result<db::Pool> {
+        db::pool_unconnected(&self.db, size)
+    }
 }
 
 /// Run the command. Commands that need no configuration (completions, man, plan, demo) do not

@@ -79,6 +79,12 @@ pub enum Command {
 
     /// Run the sidecar: HTTP and Splunk-HEC ingest, file following, SIEM forwarding,
     /// scheduled purge/backup/vacuum, health check and Prometheus metrics.
+    ///
+    /// It listens at once, without waiting for PostgreSQL: until the database is reachable and
+    /// migrated (retried in the background), health answers 503 and records go to
+    /// `server.spool_dir` (without one: 503 with Retry-After). SIGTERM/SIGINT: exit 0. Exit 1
+    /// when the database refuses for good (authentication, a foreign `logs` table), like
+    /// `migrate`; exit 2 for an invalid configuration.
     Serve,
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete

@@ -31,6 +31,8 @@ impl Kind {
 /// An error with its exit-code kind and a human message (with optional causes).
 pub struct Error {
     kind: Kind,
+    /// Whether trying again later may succeed (see [`Error::is_transient`]).
+    transient: bool,
     inner: anyhow::Error,
 }
 
@@ -40,6 +42,7 @@ impl Error {
     pub fn new(kind: Kind, msg: impl fmt::Display) -> Self {
         Error {
             kind,
+            transient: kind == Kind::Temporary,
             inner: anyhow::anyhow!("{msg}"),
         }
     }
@@ -58,10 +61,18 @@ impl Error {
     pub fn kind(&self) -> Kind {
         self.kind
     }
+    /// Whether the same work may succeed if tried again later: every [`Kind::Temporary`] error,
+    /// and a database error that [`crate::db::is_transient`] calls transient even though it
+    /// fails the job (a deadlock, a lock timeout). A long-running process (`serve`) retries
+    /// these; the others (authentication, permissions, a foreign table) need an operator.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
     /// Add context in front of the message, keeping the kind.
     pub fn context(self, ctx: impl fmt::Display + Send + Sync + 'static) -> Self {
         Error {
             kind: self.kind,
+            transient: self.transient,
             inner: self.inner.context(ctx),
         }
     }
@@ -86,6 +97,7 @@ impl From<anyhow::Error> for Error {
     fn from(inner: anyhow::Error) -> Self {
         Error {
             kind: Kind::Failed,
+            transient: false,
             inner,
         }
     }
@@ -95,6 +107,7 @@ impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error {
             kind: Kind::Failed,
+            transient: false,
             inner: e.into(),
         }
     }
@@ -119,9 +132,8 @@ impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection or an I/O failure is temporary; a server error is a failed job.
         // tokio-postgres never includes the password in its errors.
-        let kind = if crate::db::is_transient(&e)
-            && !matches!(e.code().map(|c| &c.code()[..2]), Some("40" | "55"))
-        {
+        let transient = crate::db::is_transient(&e);
+        let kind = if transient && !matches!(e.code().map(|c| &c.code()[..2]), Some("40" | "55")) {
             Kind::Temporary
         } else {
             Kind::Failed
@@ -141,6 +153,7 @@ impl From<tokio_postgres::Error> for Error {
         };
         Error {
             kind,
+            transient,
             inner: anyhow::anyhow!(msg),
         }
     }

@@ -1,6 +1,7 @@
 //! `kasm-db serve`, run as the real binary: auth, gzip, HEC, 413, health following the
 //! database, acknowledged records being in the database (also after kill -9), one replica per
-//! scheduled slot, SIGTERM. HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
+//! scheduled slot, SIGTERM, starting before the database (spool or 503, then migrate and load;
+//! errors retrying cannot heal stop it). HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
 
 mod common;
 #[path = "common/hec.rs"]
@@ -30,10 +31,26 @@ struct Server {
 }
 
 impl Server {
-    /// Start `serve` on a free port. Ready means *our* process logged "serving" (a bare connect
-    /// could reach another process that took the port first); a port lost to such a race
-    /// (exit with "cannot listen") is retried on another port.
+    /// Start `serve` on a free port and wait until its database is ready (health 200).
     fn start(url: &str, env: &[(&str, &str)]) -> Server {
+        let s = Server::start_listening(url, env);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.get("/api/__healthcheck").status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the database never became ready: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    /// Start `serve` on a free port; return once it listens (whether or not its database is
+    /// there). Listening means *our* process logged "serving" (a bare connect could reach
+    /// another process that took the port first); a port lost to such a race (exit with
+    /// "cannot listen") is retried on another port.
+    fn start_listening(url: &str, env: &[(&str, &str)]) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let log = tempfile::NamedTempFile::new().unwrap();
@@ -942,7 +959,7 @@ fn tls_when_cert_and_key_are_set_and_never_plain_http() {
         .env("KASM_DB_SERVER_TLS_CERT", cert_s));
     assert_eq!(r.code, 2, "{}", r.stderr);
 
-    let s = Server::start(
+    let s = Server::start_listening(
         &url,
         &[
             ("KASM_DB_SERVER_TLS_CERT", cert_s),
@@ -950,8 +967,15 @@ fn tls_when_cert_and_key_are_set_and_never_plain_http() {
         ],
     );
     let ca = dir.path().join("ca.pem");
-    let health = https(s.port, &ca, "/api/__healthcheck", "none", b"");
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = https(s.port, &ca, "/api/__healthcheck", "none", b"");
+        if health.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let r = https(
         s.port,
         &ca,
@@ -1106,4 +1130,277 @@ fn retention_zero_records_go_to_the_siem_not_the_database() {
     );
     assert!(!s.get("/metrics").body.contains(hec_token));
     assert!(!s.stderr().contains(hec_token), "{}", s.stderr());
+}
+
+/// Run `cmd` (stderr to a file) until it exits or `limit` passes; (exit code or None, stderr).
+fn run_until_exit(mut cmd: std::process::Command, limit: Duration) -> (Option<i32>, String) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("spawn kasm-db");
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        code,
+        std::fs::read_to_string(log.path()).unwrap_or_default(),
+    )
+}
+
+/// The password in a postgres:// URL (to check that it never reaches a log).
+fn password_of(url: &str) -> String {
+    let userinfo = url.split('@').next().unwrap();
+    userinfo.rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_up() {
+    // A fresh database, never migrated, on a cluster that is down when serve starts.
+    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let db = cluster.fresh_db("nodb").unwrap();
+    let url = cluster.url(&db);
+    cluster.stop().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_str().unwrap().to_string();
+    let env = [
+        ("KASM_DB_SERVER_SPOOL_DIR", spool_dir.as_str()),
+        ("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *"),
+    ];
+    let mut s = Server::start_listening(&url, &env);
+
+    // Up and answering while the database is not there.
+    let h = s.get("/api/__healthcheck");
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["ok"], false);
+    assert!(
+        h.json()["error"].as_str().unwrap().contains("not ready"),
+        "{h:?}"
+    );
+    let batch = |b: usize| -> Vec<u8> {
+        (0..5)
+            .map(|i| format!("{{\"levelname\":\"INFO\",\"message\":\"early-{b}-{i}\"}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    for b in 0..3 {
+        let r = s.post("/api/v1/logs", &[("Authorization", &bearer())], &batch(b));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.json()["spooled"], 5, "{r:?}");
+    }
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        br#"{"event":{"levelname":"DEBUG","message":"early-hec"},"host":"h1"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (200, Some(0)),
+        "{r:?}"
+    );
+    let m = s.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert_eq!(metric(&s, "kasm_db_database_up"), 0.0, "{}", m.body);
+    assert!(metric(&s, "kasm_db_spool_bytes") > 0.0, "{}", m.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.stderr().contains("database not ready yet") {
+        assert!(Instant::now() < deadline, "no WARN line: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    // The scheduler waits for the database.
+    assert!(!s.stderr().contains("job started"), "{}", s.stderr());
+
+    // The database appears: schema made, spool loaded exactly once, health and gauge follow.
+    cluster.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("/api/__healthcheck").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "health never came up: {}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&s, "kasm_db_database_up"), 1.0);
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT max(version) FROM kasm_db_migrations")
+            .unwrap(),
+        "3",
+        "serve migrated the fresh database"
+    );
+    let q = "SELECT count(*) FROM logs WHERE message LIKE 'early-%'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.psql(&db, q).unwrap() != "16" {
+        assert!(
+            Instant::now() < deadline,
+            "spooled rows never loaded ({}): {}",
+            cluster.psql(&db, q).unwrap(),
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(cluster.psql(&db, q).unwrap(), "16", "loaded twice?");
+    assert_eq!(
+        cluster
+            .psql(
+                &db,
+                "SELECT count(DISTINCT message) FROM logs WHERE message LIKE 'early-%'"
+            )
+            .unwrap(),
+        "16"
+    );
+    assert_eq!(
+        cluster
+            .psql(&db, "SELECT host FROM logs WHERE message = 'early-hec'")
+            .unwrap(),
+        "h1"
+    );
+    // New records go straight to the database now; the jobs run.
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer())],
+        b"{\"message\":\"late\"}\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        (r.json()["stored"].as_u64(), r.json()["spooled"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let ok = "kasm_db_job_runs_total{job=\"size_sample\",result=\"ok\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&s, ok) < 1.0 {
+        assert!(Instant::now() < deadline, "no job ran: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(spool.path()).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "spool not emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.stderr()
+    );
+    let log = s.stderr();
+    assert!(!log.contains(&password_of(&url)), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn without_a_spool_serve_answers_503_while_waiting_and_sigterm_exits_0_promptly() {
+    // Nothing listens on this port: the database "is not up yet", whatever the wait.
+    let url = format!(
+        "postgres://kasm:s3cret-pw-never-logged@127.0.0.1:{}/kasm_logs",
+        free_port()
+    );
+    let files = tempfile::tempdir().unwrap();
+    append(&files.path().join("api_json.log"), 0, 10);
+    let glob = format!("{}/*_json.log", files.path().display());
+    let env = [
+        ("KASM_DB_INGEST_PATHS", glob.as_str()),
+        ("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *"),
+    ];
+    let mut s = Server::start_listening(&url, &env);
+    let h = s.get("/api/__healthcheck");
+    assert_eq!(h.status, 503, "{h:?}");
+    let r = s.post(
+        "/api/v1/logs",
+        &[("Authorization", &bearer())],
+        b"{\"message\":\"nowhere\"}\n",
+    );
+    assert_eq!(r.status, 503, "never 200 for what is not durable: {r:?}");
+    assert!(r.headers.contains("retry-after:"), "{r:?}");
+    let r = s.post(
+        "/services/collector/event",
+        &[("Authorization", &bearer())],
+        b"{\"event\":\"nowhere hec\"}",
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_u64()),
+        (503, Some(9)),
+        "{r:?}"
+    );
+    assert!(r.headers.contains("retry-after:"), "{r:?}");
+    assert_eq!(s.get("/metrics").status, 200);
+    assert_eq!(metric(&s, "kasm_db_database_up"), 0.0);
+    // Two seconds of waiting: the jobs and the follower must not have started.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = s.stderr();
+    assert!(log.contains("database not ready yet"), "{log}");
+    assert!(log.contains("no server.spool_dir"), "{log}");
+    assert!(!log.contains("job started"), "{log}");
+    assert!(!log.contains("following"), "{log}");
+    assert_eq!(
+        log.matches("database not ready yet").count(),
+        1,
+        "one WARN line, not one per attempt: {log}"
+    );
+
+    let asked = Instant::now();
+    assert_eq!(
+        s.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.stderr()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    let log = s.stderr();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains("s3cret-pw-never-logged"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn errors_that_retrying_will_not_heal_stop_serve_with_the_exit_code_of_migrate() {
+    let serve = |url: &str| {
+        let mut cmd = kasm_db(&["serve", "--db", url]);
+        cmd.env(
+            "KASM_DB_SERVER_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("KASM_DB_SERVER_TOKEN", TOKEN);
+        run_until_exit(cmd, Duration::from_secs(60))
+    };
+
+    // A wrong password: exit 1 at once, saying why, never showing the password.
+    let url = fresh_db();
+    let wrong = url.replace(&password_of(&url), "wr0ng-pw-never-logged");
+    let (code, log) = serve(&wrong);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("password authentication failed"), "{log}");
+    assert!(!log.contains("wr0ng-pw-never-logged"), "{log}");
+
+    // A database that does not exist.
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let (code, log) = serve(&format!("{base}/no_such_database"));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("does not exist"), "{log}");
+
+    // A foreign `logs` table: refused like `migrate` refuses it.
+    let url = fresh_db();
+    psql(&url, "CREATE TABLE logs (id int)");
+    let (code, log) = serve(&url);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("refusing to migrate"), "{log}");
+    assert!(!log.contains(&password_of(&url)), "{log}");
 }

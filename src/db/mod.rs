@@ -1,5 +1,6 @@
-//! Database access: connecting (TLS per sslmode, retries with backoff, exit 75 when the server
-//! stays unreachable), the connection pool, and the migrations of kasm-db's own schema.
+//! Database access: connecting (TLS per sslmode, retries with backoff for transient failures,
+//! exit 75 when the server stays unreachable), the connection pool, and the migrations of
+//! kasm-db's own schema. [`is_transient`] is the one definition of "worth retrying".
 //!
 //! This module never logs or returns a password; it describes targets with
 //! [`DbTarget::redacted`].
@@ -50,17 +51,14 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
                 return Ok(client);
             }
             Err(e) => {
-                // Authentication and "database does not exist" will not heal by retrying.
-                if let Some(db) = e.as_db_error() {
-                    return Err(Error::failed(format!(
-                        "cannot connect to postgres {}: {}",
-                        target.redacted(),
-                        db.message()
-                    )));
-                }
-                last = chain(&e);
-                // A certificate that does not verify will not verify on the next attempt either.
-                if tls_failure(&e) {
+                last = match e.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => chain(&e),
+                };
+                // Authentication, "database does not exist" or a certificate that does not
+                // verify will not heal by retrying; a server starting up or out of connection
+                // slots, or one not listening yet, may.
+                if !is_transient(&e) || tls_failure(&e) {
                     return Err(Error::failed(format!(
                         "cannot connect to postgres {}: {last}",
                         target.redacted()
@@ -75,10 +73,13 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
             }
         }
     }
+    let tries = match retry.attempts {
+        0 | 1 => String::new(),
+        n => format!(" after {n} attempts"),
+    };
     Err(Error::temporary(format!(
-        "cannot connect to postgres {} after {} attempts: {last}",
-        target.redacted(),
-        retry.attempts
+        "cannot connect to postgres {}{tries}: {last}",
+        target.redacted()
     )))
 }
 
@@ -122,6 +123,12 @@ fn tls_failure(e: &tokio_postgres::Error) -> bool {
 pub async fn pool(target: &DbTarget, retry: Retry, size: usize) -> Result<Pool> {
     // Prove reachability with the retry policy, then hand the config to deadpool.
     drop(connect(target, retry).await?);
+    pool_unconnected(target, size)
+}
+
+/// A pool of up to `size` connections that connects only when a connection is asked for: for
+/// `serve`, which starts before its database is reachable. Fails only on a bad TLS setup.
+pub fn pool_unconnected(target: &DbTarget, size: usize) -> Result<Pool> {
     let manager = deadpool_postgres::Manager::from_config(
         target.config.clone(),
         tls::connector(target)?,

@@ -2,8 +2,9 @@
 //! metrics.
 //!
 //! A 200 on an ingest endpoint is sent only after `Store::store` returned Ok, i.e. once the rows
-//! are committed; while the database is unreachable the answer is 503 with Retry-After, never
-//! 200. Bodies over `max_body_bytes` (on the wire or once gunzipped) get 413 without being
+//! are committed (or fsynced in the spool); while the database is unreachable, or not yet
+//! brought up at start, the answer is 503 with Retry-After unless the spool took the rows,
+//! never 200 for what is not durable. Health is 503 until the database is ready. Bodies over `max_body_bytes` (on the wire or once gunzipped) get 413 without being
 //! read to the end. The token is never logged or echoed, whatever the request.
 
 use super::auth::{self, Verdict};
@@ -272,8 +273,18 @@ async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
     }
 }
 
-/// 200 when `SELECT 1` answers within 3 s.
+/// 200 when the database was brought up (migrated) and `SELECT 1` answers within 3 s.
 async fn health(State(app): State<Arc<App>>) -> Response {
+    if !app.store.ready() {
+        app.metrics.set("database_up", &[], 0.0);
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "ok": false,
+                "error": "database not ready: waiting for it to become reachable and migrated",
+            }),
+        );
+    }
     let probe = async {
         let client = crate::db::get(app.store.storer.pool()).await?;
         client.query_one("SELECT 1", &[]).await?;
@@ -303,8 +314,12 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    // The database's size at scrape time; on failure the last known value stays.
+    // The database's size at scrape time; on failure (or before it is ready) the last known
+    // value stays.
     let size = async {
+        if !app.store.ready() {
+            return Err(crate::Error::temporary("database not ready"));
+        }
         let client = crate::db::get(app.store.storer.pool()).await?;
         let row = client
             .query_one("SELECT pg_database_size(current_database())", &[])
@@ -313,6 +328,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     };
     if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(1), size).await {
         app.metrics.set("database_bytes", &[], bytes as f64);
+    }
+    if let Some(spool) = &app.store.spool {
+        app.metrics.set("spool_bytes", &[], spool.bytes() as f64);
     }
     if let Some((sink, fm)) = &app.forward {
         let f = fm.snapshot();

@@ -1,13 +1,22 @@
 //! `kasm-db serve` (issue 5): the sidecar that runs next to a Kasm deployment — HTTP and HEC
 //! ingest, the `[schedule]` jobs, health and metrics — until SIGTERM/SIGINT.
 //!
-//! This module only wires the parts together and owns the shutdown sequence: on a signal it stops
-//! accepting, lets in-flight requests finish (their answers are only sent once the rows are
-//! committed), stops the scheduler, and returns (exit 0) within [`SHUTDOWN_GRACE`]. It never
-//! starts without a token and never serves plain HTTP when TLS was asked for (`tls.rs`).
+//! This module only wires the parts together and owns the start-up and shutdown sequences. It
+//! checks the configuration (exit 2), binds the listener (a port in use: exit 1) and serves HTTP
+//! before it needs the database: `bootstrap.rs` connects, migrates and premakes partitions in the
+//! background, retrying while the database is not reachable yet; until then health answers 503
+//! and records go to the spool (or get 503), and the jobs, the follower and the spool loader wait
+//! for it. A failure retrying will not heal (authentication, a foreign `logs` table) stops
+//! `serve` with the exit code `migrate` would give.
+//!
+//! On a signal it stops accepting, lets in-flight requests finish (their answers are only sent
+//! once the rows are committed or spooled), stops the scheduler, and returns (exit 0) within
+//! [`SHUTDOWN_GRACE`], also while still waiting for the database. It never starts without a
+//! token and never serves plain HTTP when TLS was asked for (`tls.rs`).
 
 pub mod auth;
 pub mod body;
+pub mod bootstrap;
 pub mod follow;
 pub mod http;
 pub mod jobs;
@@ -23,9 +32,10 @@ pub mod tls;
 use crate::app::Ctx;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
+use bootstrap::after_ready;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// From the signal to the process returning.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
@@ -53,24 +63,13 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     };
     let jobs = schedule::jobs(&cfg.schedule)?;
     let schema = cfg.database.schema.clone();
-    let pool = ctx.pool(cfg.ingest.parallel.max(1) * 4 + 4).await?;
-    let report = crate::db::migrate::migrate(&pool, &schema).await?;
-    if !report.applied.is_empty() {
-        tracing::info!(applied = ?report.applied, "schema migrated");
-    }
-    {
-        let mut client = crate::db::get(&pool).await?;
-        let classes: Vec<_> = crate::logs::record::Class::ALL
-            .into_iter()
-            .filter(|c| !crate::logs::partition::window(&cfg.retention, *c).is_zero())
-            .collect();
-        crate::logs::partitions::premake(&mut client, &schema, &classes, chrono::Utc::now())
-            .await?;
-    }
+    // Connects on first use: the database may come up after us (see `bootstrap.rs`).
+    let pool = ctx.pool_unconnected(cfg.ingest.parallel.max(1) * 4 + 4)?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
     let metrics = Arc::new(metrics::Metrics::default());
+    metrics.set("database_up", &[], 0.0);
     let spool = match &cfg.server.spool_dir {
         Some(dir) => Some(Arc::new(spool::Spool::open(
             dir,
@@ -90,6 +89,8 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         .as_ref()
         .map(|f| (f.sink_name(), f.metrics().clone()));
     let sink = forwarder.map(|f| f as Arc<dyn crate::logs::ingest::RecordSink>);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
     let app = Arc::new(http::App {
         store: store::Store::new(
             pool.clone(),
@@ -97,6 +98,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
             cfg.retention,
             sink.clone(),
             spool.clone(),
+            ready_rx.clone(),
         ),
         token,
         max_body_bytes: usize::try_from(cfg.server.max_body_bytes).unwrap_or(usize::MAX),
@@ -110,7 +112,23 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         spool.as_ref().map_or(0.0, |s| s.bytes() as f64),
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    // Bringing the database up; a failure it cannot retry away ends up in `fatal_rx`.
+    let (fatal_tx, fatal_rx) = oneshot::channel::<Error>();
+    let boot = bootstrap::Bootstrap {
+        pool: pool.clone(),
+        target: ctx.db.clone(),
+        schema: schema.clone(),
+        retention: cfg.retention,
+        spooling: spool.is_some(),
+        metrics: metrics.clone(),
+    };
+    let boot_stop = stop_rx.clone();
+    tasks.spawn(async move {
+        if let Err(e) = boot.run(ready_tx, boot_stop).await {
+            let _ = fatal_tx.send(e);
+        }
+    });
     let env = Arc::new(jobs::JobEnv {
         pool: pool.clone(),
         target: ctx.db.clone(),
@@ -119,23 +137,24 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         runner: runner_name(),
         env: ctx.env.clone(),
     });
-    let mut tasks = tokio::task::JoinSet::new();
     for job in jobs {
         tracing::info!(
             job = job.task.name(),
             cron = job.cron.pattern.to_string(),
             "scheduled (UTC)"
         );
-        tasks.spawn(jobs::run_job(env.clone(), job, stop_rx.clone()));
+        let work = jobs::run_job(env.clone(), job, stop_rx.clone());
+        tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
     }
     if let Some(spool) = spool.clone() {
-        tasks.spawn(load_spool(
+        let work = load_spool(
             spool,
             pool.clone(),
             schema.clone(),
             metrics.clone(),
             stop_rx.clone(),
-        ));
+        );
+        tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
     }
     if !cfg.ingest.paths.is_empty() {
         let follower = follow::Follower {
@@ -148,9 +167,11 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
             metrics: metrics.clone(),
             sink: sink.clone(),
         };
-        tasks.spawn(follower.run(stop_rx.clone()));
+        let work = follower.run(stop_rx.clone());
+        tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
     }
 
+    let signals = Signals::install();
     tracing::info!(listen = %cfg.server.listen, tls = cfg.server.tls_cert.is_some(), "serving");
     let mut stopped = stop_rx.clone();
     let until_stopped = async move {
@@ -172,16 +193,23 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
                 .into_future(),
         ),
     };
-    let stopped_at: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
-    let stopped_at_w = stopped_at.clone();
-    let signal_task = tokio::spawn(async move {
-        let which = signal().await;
-        let _ = stopped_at_w.set(std::time::Instant::now());
-        tracing::info!(
-            signal = which,
-            "shutting down: no new connections, finishing requests"
-        );
+    // Stops everything on a signal, or when bootstrap gave up (then returns its error).
+    let stopper = tokio::spawn(async move {
+        let fatal = tokio::select! {
+            which = signals.recv() => {
+                tracing::info!(
+                    signal = which,
+                    "shutting down: no new connections, finishing requests"
+                );
+                None
+            }
+            Ok(e) = fatal_rx => {
+                tracing::error!(error = %e, "stopping: the database cannot be brought up");
+                Some(e)
+            }
+        };
         let _ = stop_tx.send(true);
+        fatal
     });
     let mut stopped = stop_rx.clone();
     let deadline = async move {
@@ -192,7 +220,12 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         r = server => r.map_err(|e| Error::failed(format!("http server: {e}")))?,
         _ = deadline => tracing::warn!("requests still running at the shutdown deadline; stopping anyway"),
     }
-    signal_task.abort();
+    let fatal = if stopper.is_finished() {
+        stopper.await.ok().flatten()
+    } else {
+        stopper.abort();
+        None
+    };
     // Running jobs and the follower's current batch get what is left of the grace period; their lock sessions close with them.
     let jobs_done = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(1), jobs_done)
@@ -203,6 +236,15 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         tasks.abort_all();
     }
     pool.close();
+    if let Some(e) = fatal {
+        if let Some(spool) = spool.filter(|s| s.bytes() > 0) {
+            tracing::warn!(
+                bytes = spool.bytes(),
+                "records stay in the spool; they are loaded once serve runs with a working database"
+            );
+        }
+        return Err(e);
+    }
     tracing::info!("stopped");
     Ok(Outcome::text(""))
 }
@@ -234,20 +276,29 @@ async fn load_spool(
     }
 }
 
-/// Wait for SIGTERM or SIGINT; returns its name.
-async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+/// SIGTERM and SIGINT, caught from the moment this is made: made before "serving" is logged, so
+/// that a signal sent right after is not lost to the default action.
+struct Signals(std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals(
+            signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?))),
+        )
+    }
+
+    /// Wait for SIGTERM or SIGINT; returns its name.
+    async fn recv(self) -> &'static str {
+        match self.0 {
+            Ok((mut term, mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The local spool of `serve`: rows accepted while the database is unreachable, one file per
-//! request (written, fsynced, renamed, directory fsynced before the client gets its 200), loaded
-//! into the database when it returns.
+//! The local spool of `serve`: rows accepted while the database is unreachable (or not yet
+//! brought up at start), one file per request (written, fsynced, renamed, directory fsynced
+//! before the client gets its 200), loaded into the database when it returns (by `serve`'s
+//! loader, which starts only once the schema is current).
 //!
 //! Loading is idempotent: each row keeps the `log_id` and `ingest_date` it was given when
 //! accepted, rows already present (a COPY that committed just as the connection broke, or a

@@ -3,9 +3,12 @@
 //! partitions, store the rest by binary COPY (`logs::copy::StoreJob`, poison rows isolated),
 //! retrying a lost connection briefly without storing any row twice.
 //!
-//! It returns Ok only once every stored row is committed (each COPY commits on its own), so the
-//! HTTP layer may answer 200. It never answers the client itself and never waits long: when the
-//! database stays unreachable it returns a temporary error so the caller can say 503.
+//! It returns Ok only once every stored row is committed (each COPY commits on its own) or
+//! fsynced in the spool, so the HTTP layer may answer 200. It never answers the client itself and
+//! never waits long: when the database stays unreachable it spools the rows (with a spool) or
+//! returns a temporary error so the caller can say 503. Until `serve`'s bootstrap has made the
+//! schema current (`ready`), it does not touch the database at all: rows go to the spool or the
+//! caller says 503.
 
 use super::spool::{Full, Spool};
 use crate::config::RetentionConfig;
@@ -20,6 +23,7 @@ use chrono::Utc;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 pub struct Store {
     /// Partitions, COPY and retries (shared with `ingest`).
@@ -29,6 +33,8 @@ pub struct Store {
     pub sink: Option<Arc<dyn RecordSink>>,
     /// Where rows go while the database is unreachable; None: the caller answers 503.
     pub spool: Option<Arc<Spool>>,
+    /// True once the schema is migrated and the partitions premade (`bootstrap.rs`).
+    ready: watch::Receiver<bool>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,6 +67,7 @@ impl Store {
         retention: RetentionConfig,
         sink: Option<Arc<dyn RecordSink>>,
         spool: Option<Arc<Spool>>,
+        ready: watch::Receiver<bool>,
     ) -> Self {
         let retries = Retries {
             attempts: ATTEMPTS,
@@ -71,7 +78,13 @@ impl Store {
             retention,
             sink,
             spool,
+            ready,
         }
+    }
+
+    /// Whether the database was brought up (it may still be down right now).
+    pub fn ready(&self) -> bool {
+        *self.ready.borrow()
     }
 
     fn keeps(&self, class: Class) -> bool {
@@ -112,27 +125,20 @@ impl Store {
         if rows.is_empty() {
             return Ok(out);
         }
-        let stored = match self.store_rows(&rows).await {
-            Ok(s) => s,
-            Err(e) if e.kind() == Kind::Temporary && self.spool.is_some() => {
-                let spool = self.spool.as_ref().expect("checked");
-                match tokio::task::block_in_place(|| spool.put(&rows)) {
-                    Ok(Ok(())) => {
-                        tracing::warn!(rows = rows.len(), error = %e, "database unavailable; rows spooled");
-                        for row in &rows {
-                            out.spooled[row.record.class() as usize] += 1;
-                        }
-                        return Ok(out);
-                    }
-                    Ok(Err(Full)) => {
-                        return Err(Error::temporary(
-                            "the database is unavailable and the spool is full",
-                        ));
-                    }
-                    Err(w) => return Err(Error::temporary(format!("{e}; and {w}"))),
-                }
+        if !self.ready() {
+            return match &self.spool {
+                Some(spool) => Self::spool_rows(spool, &rows, out, "the database is not ready yet"),
+                None => Err(Error::temporary(
+                    "the database is not ready yet (serve is waiting for it)",
+                )),
+            };
+        }
+        let stored = match (self.store_rows(&rows).await, &self.spool) {
+            (Ok(s), _) => s,
+            (Err(e), Some(spool)) if e.kind() == Kind::Temporary => {
+                return Self::spool_rows(spool, &rows, out, &e.to_string());
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         };
         let refused: HashSet<usize> = stored.refused.iter().map(|(i, _)| *i).collect();
         for (i, row) in rows.iter().enumerate() {
@@ -146,6 +152,21 @@ impl Store {
             .map(|(i, reason)| (index[i], reason))
             .collect();
         Ok(out)
+    }
+
+    /// Durably write `rows` to the spool instead of the database (`why` it is not the database).
+    fn spool_rows(spool: &Spool, rows: &[Row], mut out: Outcome, why: &str) -> Result<Outcome> {
+        match tokio::task::block_in_place(|| spool.put(rows)) {
+            Ok(Ok(())) => {
+                tracing::warn!(rows = rows.len(), reason = why, "rows spooled");
+                for row in rows {
+                    out.spooled[row.record.class() as usize] += 1;
+                }
+                Ok(out)
+            }
+            Ok(Err(Full)) => Err(Error::temporary(format!("{why}, and the spool is full"))),
+            Err(w) => Err(Error::temporary(format!("{why}; and {w}"))),
+        }
     }
 
     async fn store_rows(&self, rows: &[Row]) -> Result<crate::logs::copy::Stored> {
