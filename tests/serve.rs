@@ -1238,7 +1238,11 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
         cluster
             .psql(&db, "SELECT max(version) FROM kasm_db_migrations")
             .unwrap(),
-        "3",
+        kasm_db::db::migrate::MIGRATIONS
+            .last()
+            .unwrap()
+            .version
+            .to_string(),
         "serve migrated the fresh database"
     );
     let q = "SELECT count(*) FROM logs WHERE message LIKE 'early-%'";
