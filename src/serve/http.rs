@@ -34,6 +34,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The SIEM forwarder's sink name and counters, when `[siem]` is configured.
     pub forward: Option<(&'static str, Arc<crate::forward::ForwardMetrics>)>,
+    /// Keeps "answering 503" to a line per interval while the database is away.
+    pub unavailable_log: super::throttle::Throttle,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -192,7 +194,10 @@ async fn logs_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
             )
         }
         Err(e) if e.kind() == Kind::Temporary => {
-            tracing::warn!(records = n, error = %e, "database unavailable; answering 503");
+            if let Some(also) = app.unavailable_log.allow() {
+                tracing::warn!(records = n, earlier_requests_not_logged = also, error = %e,
+                    "database unavailable; answering 503 (one line per 30 s while this lasts)");
+            }
             unavailable(
                 json!({"error": "the database is unavailable; nothing was stored, retry later"}),
             )
@@ -263,7 +268,10 @@ async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
             }
         }
         Err(e) if e.kind() == Kind::Temporary => {
-            tracing::warn!(records = n, error = %e, "database unavailable; answering 503");
+            if let Some(also) = app.unavailable_log.allow() {
+                tracing::warn!(records = n, earlier_requests_not_logged = also, error = %e,
+                    "database unavailable; answering 503 (one line per 30 s while this lasts)");
+            }
             hec_error(&HecError::SERVER_BUSY)
         }
         Err(e) => {

@@ -27,6 +27,7 @@ pub mod parse;
 pub mod schedule;
 pub mod spool;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 use crate::app::Ctx;
@@ -105,6 +106,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         max_line_bytes: cfg.ingest.max_line_bytes,
         metrics: metrics.clone(),
         forward,
+        unavailable_log: Default::default(),
     });
     metrics.set(
         "spool_bytes",

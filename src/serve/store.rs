@@ -35,6 +35,8 @@ pub struct Store {
     pub spool: Option<Arc<Spool>>,
     /// True once the schema is migrated and the partitions premade (`bootstrap.rs`).
     ready: watch::Receiver<bool>,
+    /// Keeps "rows spooled" to a line per interval while the database is away.
+    spool_log: super::throttle::Throttle,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -79,6 +81,7 @@ impl Store {
             sink,
             spool,
             ready,
+            spool_log: Default::default(),
         }
     }
 
@@ -127,7 +130,7 @@ impl Store {
         }
         if !self.ready() {
             return match &self.spool {
-                Some(spool) => Self::spool_rows(spool, &rows, out, "the database is not ready yet"),
+                Some(spool) => self.spool_rows(spool, &rows, out, "the database is not ready yet"),
                 None => Err(Error::temporary(
                     "the database is not ready yet (serve is waiting for it)",
                 )),
@@ -136,7 +139,7 @@ impl Store {
         let stored = match (self.store_rows(&rows).await, &self.spool) {
             (Ok(s), _) => s,
             (Err(e), Some(spool)) if e.kind() == Kind::Temporary => {
-                return Self::spool_rows(spool, &rows, out, &e.to_string());
+                return self.spool_rows(spool, &rows, out, &e.to_string());
             }
             (Err(e), _) => return Err(e),
         };
@@ -155,10 +158,23 @@ impl Store {
     }
 
     /// Durably write `rows` to the spool instead of the database (`why` it is not the database).
-    fn spool_rows(spool: &Spool, rows: &[Row], mut out: Outcome, why: &str) -> Result<Outcome> {
+    fn spool_rows(
+        &self,
+        spool: &Spool,
+        rows: &[Row],
+        mut out: Outcome,
+        why: &str,
+    ) -> Result<Outcome> {
         match tokio::task::block_in_place(|| spool.put(rows)) {
             Ok(Ok(())) => {
-                tracing::warn!(rows = rows.len(), reason = why, "rows spooled");
+                if let Some(also) = self.spool_log.allow() {
+                    tracing::warn!(
+                        rows = rows.len(),
+                        earlier_requests_not_logged = also,
+                        reason = why,
+                        "rows spooled (one line per 30 s while this lasts)"
+                    );
+                }
                 for row in rows {
                     out.spooled[row.record.class() as usize] += 1;
                 }
