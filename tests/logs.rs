@@ -538,3 +538,60 @@ fn purge_counts_stay_exact_when_batches_were_aborted() {
     assert_eq!(deleted, (0, 495), "{v}");
     assert_eq!(messages(&url), "");
 }
+
+/// A batch whose COPY was cut off by a lost connection is settled on the next connection: when
+/// its rows are there (the COPY had committed before the connection died) they are counted and
+/// not stored again; when they are not, they are stored.
+#[test]
+fn a_batch_in_doubt_after_a_lost_connection_is_stored_exactly_once() {
+    use kasm_db::logs::copy::{Row, StoreJob, copy_once};
+    let url = migrated_db();
+    let when = at(0);
+    // Creates the partitions of T0 for both classes.
+    put(&url, "DEBUG", "first", &when);
+    put(&url, "INFO", "first", &when);
+    let ingest_date = chrono::DateTime::parse_from_rfc3339(&when)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let rows = |tag: &str| -> Vec<Row> {
+        (0..10)
+            .map(|i| {
+                let level = if i % 3 == 0 { "DEBUG" } else { "ERROR" };
+                let line = format!("{{\"levelname\":\"{level}\",\"message\":\"{tag}-{i}\"}}");
+                Row {
+                    log_id: uuid::Uuid::new_v4(),
+                    ingest_date,
+                    record: kasm_db::logs::record::parse_str(&line).unwrap(),
+                    origin: (0, i),
+                }
+            })
+            .collect()
+    };
+    let count = |tag: &str| {
+        psql(
+            &url,
+            &format!("SELECT count(*) FROM logs WHERE message LIKE '{tag}-%'"),
+        )
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        // Committed before the connection died: found, counted, not stored again.
+        let committed = rows("committed");
+        let refs: Vec<&Row> = committed.iter().collect();
+        copy_once(&client, "public", &refs).await.unwrap();
+        let mut job = StoreJob::after_lost_connection(committed.len());
+        job.run(&client, "public", &committed).await.unwrap();
+        assert_eq!((job.out.stored, job.out.stored_debug), (10, 4));
+        // Never committed: stored now.
+        let lost = rows("lost");
+        let mut job = StoreJob::after_lost_connection(lost.len());
+        job.run(&client, "public", &lost).await.unwrap();
+        assert_eq!((job.out.stored, job.out.stored_debug), (10, 4));
+    });
+    assert_eq!(count("committed"), "10");
+    assert_eq!(count("lost"), "10");
+}

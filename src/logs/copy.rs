@@ -4,7 +4,10 @@
 //! content (not because the connection broke), the batch is split in halves and retried until
 //! the refused rows are isolated: every good row is stored exactly once and each poison row is
 //! returned with the server's reason. Connection failures are returned as errors, never
-//! swallowed. Nothing here creates partitions (see `partitions.rs`).
+//! swallowed; the COPY they cut off is "in doubt" (the connection may have died after the
+//! COMMIT, before its reply), and the next run on a new connection first looks for one of its
+//! rows, so a retried batch is never stored twice. Nothing here creates partitions (see
+//! `partitions.rs`).
 
 use super::record::{Class, Record};
 use crate::db::ident;
@@ -111,6 +114,9 @@ pub async fn copy_once(
 #[derive(Debug)]
 pub struct StoreJob {
     work: Vec<std::ops::Range<usize>>,
+    /// The range whose COPY was cut off by a lost connection: it may have committed (the
+    /// connection died after COMMIT, before the reply) or not. Settled before anything else.
+    in_doubt: Option<std::ops::Range<usize>>,
     pub out: Stored,
 }
 
@@ -118,6 +124,19 @@ impl StoreJob {
     pub fn new(rows: usize) -> Self {
         StoreJob {
             work: std::iter::once(0..rows).collect(),
+            in_doubt: None,
+            out: Stored::default(),
+        }
+    }
+
+    /// The state after a COPY of all `rows` was cut off by a lost connection (what [`run`]
+    /// leaves behind on such an error); for tests of the retry.
+    ///
+    /// [`run`]: StoreJob::run
+    pub fn after_lost_connection(rows: usize) -> Self {
+        StoreJob {
+            work: std::iter::once(0..rows).collect(),
+            in_doubt: Some(0..rows),
             out: Stored::default(),
         }
     }
@@ -129,19 +148,21 @@ impl StoreJob {
         schema: &str,
         rows: &[Row],
     ) -> Result<(), tokio_postgres::Error> {
+        if let Some(range) = self.in_doubt.take() {
+            if committed(client, schema, &rows[range.start]).await? {
+                // The COPY did commit: the range is stored; do not store it twice.
+                debug_assert_eq!(self.work.last(), Some(&range));
+                self.work.pop();
+                self.count_stored(&rows[range]);
+            }
+        }
         while let Some(range) = self.work.pop() {
             if range.is_empty() {
                 continue;
             }
             let slice: Vec<&Row> = rows[range.clone()].iter().collect();
             match copy_once(client, schema, &slice).await {
-                Ok(()) => {
-                    self.out.stored += slice.len() as u64;
-                    self.out.stored_debug += slice
-                        .iter()
-                        .filter(|r| r.record.class() == Class::Debug)
-                        .count() as u64;
-                }
+                Ok(()) => self.count_stored(&rows[range]),
                 Err(e) if !crate::db::is_transient(&e) && !client.is_closed() => {
                     if range.len() == 1 {
                         let db = e.as_db_error().expect("checked above");
@@ -156,6 +177,7 @@ impl StoreJob {
                     }
                 }
                 Err(e) => {
+                    self.in_doubt = Some(range.clone());
                     self.work.push(range);
                     return Err(e);
                 }
@@ -164,4 +186,31 @@ impl StoreJob {
         self.out.refused.sort_by_key(|(i, _)| *i);
         Ok(())
     }
+
+    fn count_stored(&mut self, rows: &[Row]) {
+        self.out.stored += rows.len() as u64;
+        self.out.stored_debug += rows
+            .iter()
+            .filter(|r| r.record.class() == Class::Debug)
+            .count() as u64;
+    }
+}
+
+/// Whether `row` is in `logs` (one COPY is all or nothing, so one row says whether its whole
+/// COPY committed). Pruned to one partition by level and ingest_date, found there through the
+/// BRIN index on ingest_date: a few hundred pages at most, no index on log_id needed.
+async fn committed(
+    client: &Client,
+    schema: &str,
+    row: &Row,
+) -> Result<bool, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {}.logs WHERE levelname = $1 AND ingest_date = $2 AND log_id = $3)",
+        ident(schema)
+    );
+    let level = row.record.level.as_str();
+    let found = client
+        .query_one(&sql, &[&level, &row.ingest_date, &row.log_id])
+        .await?;
+    Ok(found.get(0))
 }
