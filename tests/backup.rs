@@ -237,6 +237,24 @@ fn a_corrupted_or_missing_object_fails_verify() {
         "backups", "verify", &first, "--json", "--from", to,
     ]));
     assert_eq!(v.code, 0, "{}", v.stderr);
+    // Each verification is recorded beside its backup and listed with it.
+    let l = json(&run(kasm_db(&["backups", "list", "--json", "--from", to])));
+    assert_eq!(l[0]["id"], second.as_str());
+    assert_eq!(l[0]["verified"]["ok"], false, "{l}");
+    assert_eq!(l[0]["verified"]["check"], "checksum");
+    assert!(
+        l[0]["verified"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("corrupt"),
+        "{l}"
+    );
+    assert_eq!(l[1]["verified"]["ok"], true, "{l}");
+    let text = run(kasm_db(&["backups", "list", "--from", to])).stdout;
+    assert!(
+        text.contains("FAILED checksum") && text.contains("ok checksum"),
+        "{text}"
+    );
     // A truncated object and a missing one fail too.
     std::fs::write(&object, &bytes[..mid]).unwrap();
     let v = run(kasm_db(&[
@@ -403,6 +421,10 @@ fn prune_applies_the_policy_and_removes_old_leftovers() {
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert!(dir.path().join("20200101T000000Z-dead01").exists());
 
+    // A verified backup goes with its verification record.
+    let v = run(kasm_db(&["backups", "verify", &ids[0], "--from", to]));
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(dir.path().join(&ids[0]).join("verified.json").exists());
     // For real, with the policy from the config (env) this time.
     let r =
         run(kasm_db(&["backups", "prune", "--json", "--from", to])
@@ -695,9 +717,13 @@ fn backup_to_s3_lists_and_verifies() {
     assert_eq!(l.code, 0, "{}", l.stderr);
     assert_eq!(json(&l)[0]["id"], id.as_str());
     assert_eq!(json(&l)[0]["sha256"], b["sha256"]);
+    assert_eq!(json(&l)[0]["verified"], Value::Null);
     let v = run(kasm_db(&["backups", "verify", "--json", "--from", &to]).envs(moto::env()));
     assert_eq!(v.code, 0, "{}", v.stderr);
     assert_eq!(json(&v)["ok"], true);
+    assert!(moto::keys(&bucket).contains(&format!("kasm/prod/{id}/verified.json")));
+    let l = run(kasm_db(&["backups", "list", "--json", "--from", &to]).envs(moto::env()));
+    assert_eq!(json(&l)[0]["verified"]["ok"], true);
     // Corrupt it in the bucket: verify fails.
     let mut bad = object.clone();
     bad[10] ^= 1;
@@ -718,7 +744,7 @@ fn backup_to_s3_lists_and_verifies() {
     .envs(moto::env()));
     assert_eq!(p.code, 0, "{}", p.stderr);
     assert_eq!(json(&p)["kept"], serde_json::json!([id]));
-    assert_eq!(moto::keys(&bucket).len(), 2);
+    assert_eq!(moto::keys(&bucket).len(), 3, "dump, manifest, verification");
     // Password never printed.
     assert!(!r.stderr.contains(&pg().password) && !r.stdout.contains(&pg().password));
     let m =

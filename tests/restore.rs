@@ -817,6 +817,14 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
         "{}",
         stderr()
     );
+    // Recorded beside the backup, for `backups list` and the report.
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&id).join("verified.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (record["check"].as_str(), record["ok"].as_bool()),
+        (Some("restore"), Some(true))
+    );
 
     let object = dir.path().join(&id).join("dump.gz");
     let mut bytes = std::fs::read(&object).unwrap();

@@ -10,6 +10,7 @@ use super::prune::{self, Policy};
 use super::run::{self, Job};
 use super::storage;
 use super::target::Target;
+use super::verification::{self, Check, Verification};
 use crate::app::Ctx;
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
@@ -122,14 +123,16 @@ struct ListItem {
     database: String,
     object: String,
     exclude_logs: bool,
+    /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
+    verified: Option<verification::Verification>,
 }
 
 async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
     let storage = open(ctx, from).await?;
     let all = catalog::complete(storage.as_ref()).await?;
-    let items: Vec<ListItem> = all
-        .iter()
-        .map(|m| ListItem {
+    let mut items: Vec<ListItem> = Vec::with_capacity(all.len());
+    for m in &all {
+        items.push(ListItem {
             id: m.id.clone(),
             created: m.created,
             size_bytes: m.size_bytes,
@@ -137,19 +140,32 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
             database: m.database.clone(),
             object: m.location.clone(),
             exclude_logs: m.exclude_logs,
-        })
-        .collect();
+            verified: verification::latest(storage.as_ref(), &m.id).await,
+        });
+    }
     let mut text = if items.is_empty() {
         format!("no complete backups in {}", storage.describe())
     } else {
         format!(
-            "{:<24} {:<20} {:>10}  sha256\n",
-            "id", "created (UTC)", "size"
+            "{:<24} {:<20} {:>10}  {:<16}  verified\n",
+            "id", "created (UTC)", "size", "sha256"
         )
     };
     for i in &items {
+        let verified = match &i.verified {
+            None => "never".to_string(),
+            Some(v) => format!(
+                "{} {} {}",
+                if v.ok { "ok" } else { "FAILED" },
+                match v.check {
+                    verification::Check::Checksum => "checksum",
+                    verification::Check::Restore => "restore test",
+                },
+                v.at.format("%Y-%m-%d %H:%M")
+            ),
+        };
         text.push_str(&format!(
-            "{:<24} {:<20} {:>10}  {}\n",
+            "{:<24} {:<20} {:>10}  {:<16}  {verified}\n",
             i.id,
             i.created.format("%Y-%m-%d %H:%M:%S"),
             bytes(i.size_bytes),
@@ -163,6 +179,8 @@ async fn verify(ctx: &Ctx, from: Option<&str>, id: &str) -> Result<Outcome> {
     let storage = open(ctx, from).await?;
     let m = catalog::find(storage.as_ref(), id).await?;
     let c = catalog::check(storage.as_ref(), &m).await?;
+    let v = Verification::now(Check::Checksum, c.ok, c.problem.clone());
+    verification::record(storage.as_ref(), &m.id, &v).await;
     let text = if c.ok {
         format!(
             "backup {} ok: {} and SHA-256 {} match the manifest",

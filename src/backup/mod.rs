@@ -17,3 +17,4 @@ pub mod prune;
 pub mod run;
 pub mod storage;
 pub mod target;
+pub mod verification;

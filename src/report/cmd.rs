@@ -42,24 +42,25 @@ pub async fn backups_for(config: &Config) -> Backups {
     let listed = async {
         let parsed = crate::backup::target::Target::parse(to)?;
         let storage = crate::backup::storage::open(&parsed, &config.s3).await?;
-        crate::backup::catalog::complete(storage.as_ref()).await
+        let manifests = crate::backup::catalog::complete(storage.as_ref()).await?;
+        let mut points = Vec::with_capacity(manifests.len());
+        for m in manifests {
+            let verified = crate::backup::verification::latest(storage.as_ref(), &m.id)
+                .await
+                .map(|v| v.ok);
+            points.push(super::BackupPoint {
+                id: m.id,
+                created: m.created,
+                size_bytes: m.size_bytes,
+                duration_s: Some(m.timings.total_s),
+                verified,
+            });
+        }
+        Ok::<_, crate::Error>(points)
     }
     .await;
     match listed {
-        Ok(manifests) => Backups::Listed {
-            target,
-            points: manifests
-                .into_iter()
-                .map(|m| super::BackupPoint {
-                    id: m.id,
-                    created: m.created,
-                    size_bytes: m.size_bytes,
-                    duration_s: Some(m.timings.total_s),
-                    // Manifests do not record verification runs.
-                    verified: None,
-                })
-                .collect(),
-        },
+        Ok(points) => Backups::Listed { target, points },
         Err(e) => Backups::Unavailable {
             target,
             reason: e.to_string(),

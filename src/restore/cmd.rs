@@ -202,6 +202,9 @@ pub async fn verify_scratch(
         progress: ctx.interactive,
     })
     .await?;
+    use crate::backup::verification::{self, Check, Verification};
+    let v = Verification::now(Check::Restore, report.ok, report.problem.clone());
+    verification::record(store.as_ref(), &m.id, &v).await;
     let server = &report.scratch_server;
     let text = if report.ok {
         format!(

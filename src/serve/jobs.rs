@@ -242,6 +242,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             ))
         }
         Task::Verify => {
+            use crate::backup::verification::{self, Check, Verification};
             let target = crate::backup::target::Target::resolve(
                 None,
                 env.config.backup.to.as_deref(),
@@ -269,10 +270,14 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                             r.scratch_server, r.tables, r.rows
                         ),
                     };
+                    let v = Verification::now(Check::Restore, r.ok, Some(what.clone()));
+                    verification::record(storage.as_ref(), &m.id, &v).await;
                     (r.ok, what)
                 }
                 None => {
                     let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
+                    let v = Verification::now(Check::Checksum, check.ok, check.problem.clone());
+                    verification::record(storage.as_ref(), &m.id, &v).await;
                     let what = if check.ok {
                         "size and SHA-256 match the manifest"
                     } else {
