@@ -783,6 +783,14 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
         .local_addr()
         .unwrap()
         .port();
+    /// Kills serve if the test fails before it is stopped.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = kasm_db(&["serve", "--db", &serve_db])
         .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("KASM_DB_SERVER_TOKEN", "scheduled-verify-token")
@@ -793,6 +801,7 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
         .stdout(Stdio::null())
         .stderr(log.reopen().unwrap())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let runs = |ok: bool| {
         psql(
@@ -841,9 +850,9 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
     });
     // SAFETY: signalling our own child.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.0.id() as i32, libc::SIGTERM);
     }
-    assert!(child.wait().unwrap().success(), "{}", stderr());
+    assert!(child.0.wait().unwrap().success(), "{}", stderr());
     let text = stderr();
     for pw in passwords() {
         assert!(!text.contains(&pw), "password leaked: {text}");
