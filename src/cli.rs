@@ -270,7 +270,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Do not restore object ownership (for a standby without the primary's roles).
+    /// Do not restore object ownership (for a standby without the primary's roles); the
+    /// database's owner, privileges and settings are kept for roles the target has and skipped,
+    /// each reported, for the others.
     #[arg(long)]
     pub no_owner: bool,
 }

@@ -2,7 +2,9 @@
 //! object is complete, so a backup is listed only once its object and checksum are known. It
 //! says what the object is, how to check it (size, sha256) and how to restore it without
 //! kasm-db, and carries the per-table row counts taken in the dumped snapshot (for restore's
-//! checks). Also the layout of a backup under a target (`<id>/dump.gz`, `<id>/manifest.json`)
+//! checks) and, read in that same snapshot, the database's own properties that pg_dump leaves
+//! out of an archive made without `--create` ([`DatabaseProperties`]: owner, encoding and
+//! locale, database-level privileges and settings, comment) — as data, never as SQL. Also the layout of a backup under a target (`<id>/dump.gz`, `<id>/manifest.json`)
 //! and grouping of listed objects into complete backups and leftovers.
 //!
 //! Pure: no I/O. Never holds a password: the database is recorded redacted.
@@ -51,6 +53,66 @@ pub struct Manifest {
     pub timings: Timings,
     /// The exact command that restores the object without kasm-db.
     pub restore: String,
+    /// The source database's own properties, read in the dumped snapshot. `None` in manifests
+    /// written before kasm-db recorded them.
+    #[serde(default)]
+    pub database_properties: Option<DatabaseProperties>,
+}
+
+/// What `CREATE DATABASE`, `GRANT ... ON DATABASE`, `ALTER DATABASE ... SET`, `ALTER ROLE ... IN
+/// DATABASE ... SET` and `COMMENT ON DATABASE` gave the source database. Role names are as in
+/// the catalogs (unquoted); restore quotes them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatabaseProperties {
+    pub owner: String,
+    /// `UTF8`, `SQL_ASCII`, ...
+    pub encoding: String,
+    /// `datcollate` and `datctype`.
+    pub collate: String,
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin` (PostgreSQL 15 and later); `None` from older servers (libc).
+    #[serde(default)]
+    pub locale_provider: Option<String>,
+    /// The ICU or builtin provider's locale (`daticulocale`, `datlocale`); `None` for libc.
+    #[serde(default)]
+    pub provider_locale: Option<String>,
+    /// `daticurules` (PostgreSQL 16 and later), when set.
+    #[serde(default)]
+    pub icu_rules: Option<String>,
+    /// `CONNECTION LIMIT`; `None` = no limit.
+    #[serde(default)]
+    pub connection_limit: Option<i32>,
+    /// The database's privileges; `None` = the defaults (no ACL: the owner has all, PUBLIC has
+    /// CONNECT and TEMPORARY), `Some(vec![])` = nobody has any.
+    #[serde(default)]
+    pub acl: Option<Vec<Grant>>,
+    /// `ALTER DATABASE ... SET` (no role) and `ALTER ROLE ... IN DATABASE ... SET`.
+    #[serde(default)]
+    pub settings: Vec<Setting>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Privileges one grantor gave one grantee, all with or all without grant option.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Grant {
+    /// The role; `None` (`null`) is PUBLIC.
+    pub grantee: Option<String>,
+    pub grantor: String,
+    /// `CREATE`, `CONNECT`, `TEMPORARY`.
+    pub privileges: Vec<String>,
+    /// WITH GRANT OPTION.
+    pub grantable: bool,
+}
+
+/// One configuration default of the database, for every role or for one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Setting {
+    /// `None` (`null`): `ALTER DATABASE ... SET`, for every role.
+    pub role: Option<String>,
+    pub name: String,
+    /// As the server stores it (`setconfig`'s text after `name=`).
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -177,6 +239,72 @@ mod tests {
         ]);
         assert_eq!(l.with_manifest, ["a"]);
         assert_eq!(l.leftovers.keys().collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn manifests_without_database_properties_still_read() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T03:15:00Z")
+            .unwrap()
+            .to_utc();
+        let m = Manifest {
+            format: FORMAT,
+            id: new_id(t),
+            created: t,
+            completed: t,
+            database: "u@h:5432/kasm".into(),
+            dbname: "kasm".into(),
+            server_version: "17.2".into(),
+            pg_dump_version: "17.2".into(),
+            object: "x/dump.gz".into(),
+            location: "/b/x/dump.gz".into(),
+            size_bytes: 1,
+            sha256: "00".into(),
+            dump_bytes: 1,
+            format_of_dump: "pg_dump custom".into(),
+            compression: Compression {
+                kind: "gzip".into(),
+                level: 6,
+                block_bytes: 1,
+            },
+            encryption: None,
+            server_side_encryption: None,
+            exclude_logs: false,
+            tables: Vec::new(),
+            timings: Timings {
+                count_s: 0.0,
+                dump_s: 0.0,
+                total_s: 0.0,
+            },
+            restore: String::new(),
+            database_properties: Some(DatabaseProperties {
+                owner: "kasmapp".into(),
+                encoding: "UTF8".into(),
+                collate: "C".into(),
+                ctype: "C".into(),
+                locale_provider: None,
+                provider_locale: None,
+                icu_rules: None,
+                connection_limit: None,
+                acl: Some(vec![Grant {
+                    grantee: None,
+                    grantor: "kasmapp".into(),
+                    privileges: vec!["CONNECT".into()],
+                    grantable: false,
+                }]),
+                settings: Vec::new(),
+                comment: None,
+            }),
+        };
+        let mut v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["database_properties"]["acl"][0]["grantee"],
+            serde_json::Value::Null
+        );
+        let back: Manifest = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, m);
+        v.as_object_mut().unwrap().remove("database_properties");
+        let old: Manifest = serde_json::from_value(v).unwrap();
+        assert_eq!(old.database_properties, None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Layout: [`target`] parses TARGET, [`storage`] is the only I/O on objects (fs, s3),
 //! [`compress`] and [`prune`] and [`manifest`] are pure cores, [`run`] is the pipeline,
+//! [`properties`] reads the database's own properties (owner, locale, ACL, settings) for it,
 //! [`catalog`] reads what a target holds, [`cmd`] turns it all into command outcomes.
 //! Nothing here prints or stores a password.
 
@@ -13,6 +14,7 @@ pub mod crypt;
 pub mod demo;
 pub mod manifest;
 pub mod pgdump;
+pub mod properties;
 pub mod prune;
 pub mod run;
 pub mod storage;

@@ -4,7 +4,9 @@
 //! 1. `pg_try_advisory_lock` on the source database (a second backup of the same database exits
 //!    75 instead of running twice).
 //! 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot; it stays open while
-//!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it.
+//!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it. The
+//!    database's own properties (owner, locale, privileges, settings, comment: what pg_dump
+//!    without `--create` leaves out) are read in it too ([`properties`]).
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
 //!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
 //!    and streamed to storage with bounded memory. No temporary file of the whole dump.
@@ -18,6 +20,7 @@ use super::compress;
 use super::crypt;
 use super::manifest::{self, Manifest, TableRows};
 use super::pgdump;
+use super::properties;
 use super::storage::{self, Piece};
 use super::target::Target;
 use crate::config::Config;
@@ -102,6 +105,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         .await?
         .get(0);
     let tables = user_tables(&client).await?;
+    let database_properties = properties::read(&client).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
     let object = manifest::object_name(&id, key.is_some());
@@ -250,6 +254,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         },
         exclude_logs: job.exclude_logs,
         tables: rows,
+        database_properties: Some(database_properties),
         timings: manifest::Timings {
             count_s,
             dump_s,

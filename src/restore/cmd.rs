@@ -33,6 +33,11 @@ struct RestoreReport {
     restore_s: f64,
     check_s: f64,
     stale_dropped: Vec<String>,
+    /// The restored database's owner, locale and what it was given of the source's
+    /// privileges, settings and comment.
+    database_properties: run::PropertiesOutcome,
+    /// What was skipped or not carried over, in sentences (empty when nothing was).
+    warnings: Vec<String>,
 }
 
 /// `kasm-db restore`.
@@ -88,7 +93,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
                 r.stale_dropped.join(", ")
             )
         }
-    );
+    ) + &properties_text(&r.properties, &r.warnings);
     let report = RestoreReport {
         backup: m.id.clone(),
         database: r.database,
@@ -104,8 +109,48 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         restore_s: r.restore_s,
         check_s: r.check_s,
         stale_dropped: r.stale_dropped,
+        database_properties: r.properties,
+        warnings: r.warnings,
     };
     Ok(Outcome::new(&report, text))
+}
+
+/// The summary's lines about the database's own properties and the warnings.
+fn properties_text(p: &run::PropertiesOutcome, warnings: &[String]) -> String {
+    let mut given = Vec::new();
+    if p.privileges {
+        given.push("privileges".to_string());
+    }
+    if p.settings > 0 {
+        given.push(format!("{} setting(s)", p.settings));
+    }
+    if p.connection_limit {
+        given.push("connection limit".to_string());
+    }
+    if p.comment {
+        given.push("comment".to_string());
+    }
+    let mut text = format!(
+        "\n  database owned by {:?}, encoding {}, LC_COLLATE {:?}, LC_CTYPE {:?}{}",
+        p.owner,
+        p.encoding,
+        p.collate,
+        p.ctype,
+        match (&p.locale_provider, &p.provider_locale) {
+            (Some(provider), Some(l)) if provider != "libc" => format!(", {provider} locale {l:?}"),
+            _ => String::new(),
+        }
+    );
+    if !given.is_empty() {
+        text.push_str(&format!(
+            "; given the source database's {}",
+            given.join(", ")
+        ));
+    }
+    for w in warnings {
+        text.push_str(&format!("\n  warning: {w}"));
+    }
+    text
 }
 
 /// The outcome of a full restore test (`backups verify --scratch-db`, and the scheduled
@@ -121,6 +166,9 @@ pub struct ScratchReport {
     /// What was wrong, in a sentence, when not ok.
     pub problem: Option<String>,
     pub duration_s: f64,
+    /// What the restore skipped or could not carry over (roles the scratch server lacks, a
+    /// locale it lacks), which does not fail the test.
+    pub warnings: Vec<String>,
 }
 
 /// What [`scratch_check`] works with.
@@ -162,11 +210,13 @@ pub async fn scratch_check(c: ScratchCheck<'_>) -> Result<ScratchReport> {
         differences: Vec::new(),
         problem: None,
         duration_s: 0.0,
+        warnings: Vec::new(),
     };
     match result {
         Ok(t) => {
             report.ok = t.differences.is_empty();
             report.duration_s = t.duration_s;
+            report.warnings = t.warnings;
             if !report.ok {
                 report.problem = Some(super::plan::describe(&t.differences));
             }
@@ -219,6 +269,10 @@ pub async fn verify_scratch(
             report.problem.as_deref().unwrap_or("restore test failed")
         )
     };
+    let text = report
+        .warnings
+        .iter()
+        .fold(text, |t, w| format!("{t}\n  warning: {w}"));
     let ok = report.ok;
     let outcome = Outcome::new(&report, text);
     Ok(if ok { outcome } else { outcome.failed_check() })

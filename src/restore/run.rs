@@ -1,12 +1,19 @@
 //! The restore pipeline, in the issue's order, and the scratch restore test that shares it:
 //!
 //! 1. the key (if encrypted) and the target server are checked: not in recovery, the restore
-//!    lock held, no other sessions on the target database unless `--force`;
+//!    lock held, no other sessions on the target database unless `--force`, and every role the
+//!    source database's properties name exists (else, without `--no-owner`, an error naming
+//!    them);
 //! 2. the object is fetched, checked (size, SHA-256) and unpacked to scratch space — a corrupt
 //!    backup is refused here, before the target is touched;
-//! 3. stale leftovers of killed restores are dropped, a new database is created and the real
-//!    `pg_restore -j` fills it;
-//! 4. every table's row count is compared with the manifest, then ANALYZE;
+//! 3. stale leftovers of killed restores are dropped, a new database is created — with the
+//!    backup's owner and locale when the manifest has them, else the existing target database's,
+//!    else the server's defaults; a locale the server lacks falls back with a warning — and the
+//!    real `pg_restore -j` fills it;
+//! 4. every table's row count is compared with the manifest, then ANALYZE; then the source
+//!    database's privileges, settings, connection limit and comment are given to the new
+//!    database (after pg_restore and the checks, which those settings must not affect), so it
+//!    carries them under its final name;
 //! 5. the swap (two renames in one transaction), which is not interrupted once begun.
 //!
 //! Any failure or signal (SIGINT, SIGTERM) in 1–4 stops pg_restore, drops the new database and
@@ -17,14 +24,15 @@ use super::fetch::{self, Fetched};
 use super::offsets::{self, Indexed};
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
+use super::properties::{self, Kind, Locale};
 use super::server::{self, Server};
-use crate::backup::manifest::Manifest;
+use crate::backup::manifest::{DatabaseProperties, Manifest};
 use crate::backup::storage::Storage;
 use crate::db::{DbTarget, Retry};
 use crate::error::{Error, Result};
 use crate::sizing::bytes;
 use chrono::Utc;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -66,6 +74,11 @@ pub struct Restored {
     /// The checks alone.
     pub check_s: f64,
     pub duration_s: f64,
+    /// The restored database's own properties.
+    pub properties: PropertiesOutcome,
+    /// Items skipped or not carried over (missing roles with `--no-owner`, a missing locale,
+    /// a setting the server refused, a backup without properties).
+    pub warnings: Vec<String>,
 }
 
 /// A finished scratch restore test (ok when `differences` is empty).
@@ -76,6 +89,137 @@ pub struct Tested {
     pub rows: i64,
     pub differences: Vec<Difference>,
     pub duration_s: f64,
+    pub warnings: Vec<String>,
+}
+
+/// The new database's own properties once built: its owner and locale as the server has them,
+/// and what of the backup's privileges, settings and comment it was given.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PropertiesOutcome {
+    /// The manifest recorded the source database's properties (false for older backups).
+    pub from_backup: bool,
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    pub locale_provider: Option<String>,
+    pub provider_locale: Option<String>,
+    /// The source's database-level privileges (ACL) were given.
+    pub privileges: bool,
+    /// Settings given (database-wide and per role).
+    pub settings: usize,
+    pub connection_limit: bool,
+    pub comment: bool,
+}
+
+/// Where the new database's owner and locale come from, and which roles the target has:
+/// settled in step 1, before anything is fetched or created.
+struct Properties<'m> {
+    from_backup: Option<&'m DatabaseProperties>,
+    owner: Option<String>,
+    locales: Vec<Option<Locale>>,
+    present: BTreeSet<String>,
+    server_major: u32,
+    no_owner: bool,
+}
+
+/// Check the roles the backup's properties need (an error naming the missing ones, unless
+/// `--no-owner`) and pick the owner and the locales to try.
+async fn plan_properties<'m>(
+    server: &Server,
+    m: &'m Manifest,
+    existing: Option<&server::Existing>,
+    no_owner: bool,
+    server_major: u32,
+) -> Result<Properties<'m>> {
+    let from_backup = m.database_properties.as_ref();
+    let mut present = BTreeSet::new();
+    let mut owner = existing.map(|e| e.owner.clone());
+    if let Some(p) = from_backup {
+        let needed = properties::roles_needed(p);
+        let names: Vec<String> = needed.keys().cloned().collect();
+        present = server.roles_present(&names).await?;
+        let missing: BTreeMap<_, _> = needed
+            .into_iter()
+            .filter(|(r, _)| !present.contains(r))
+            .collect();
+        if !missing.is_empty() && !no_owner {
+            return Err(Error::failed(properties::missing_roles(&missing)));
+        }
+        if present.contains(&p.owner) {
+            owner = Some(p.owner.clone());
+        }
+    }
+    Ok(Properties {
+        from_backup,
+        owner,
+        locales: properties::locale_candidates(
+            from_backup.map(Locale::of),
+            existing.map(|e| e.locale.clone()),
+        ),
+        present,
+        server_major,
+        no_owner,
+    })
+}
+
+/// Create the new database with the planned owner and the first locale the server accepts.
+/// With `--no-owner`, an owner the restoring user may not give is left out. Returns the
+/// database as created and the warnings.
+async fn create_step(
+    server: &Server,
+    new: &str,
+    props: &Properties<'_>,
+) -> Result<(server::Existing, Vec<String>)> {
+    use tokio_postgres::error::SqlState;
+    let mut warnings = Vec::new();
+    let mut owner = props.owner.clone();
+    let mut i = 0;
+    let mut refused: Option<(Locale, String)> = None;
+    loop {
+        let locale = props.locales[i].as_ref();
+        let Err(e) = server
+            .create(new, owner.as_deref(), locale, props.server_major)
+            .await
+        else {
+            break;
+        };
+        let why = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
+        if denied && props.no_owner {
+            if let Some(o) = owner.take() {
+                warnings.push(format!(
+                    "the owner {o:?} could not be given ({why}): the database is owned by the \
+                     restoring user (--no-owner)"
+                ));
+                continue;
+            }
+        }
+        if let (false, false, Some(l)) = (denied, crate::db::is_transient(&e), locale) {
+            if i + 1 < props.locales.len() {
+                refused.get_or_insert((l.clone(), why));
+                i += 1;
+                continue;
+            }
+        }
+        return Err(Error::from(e).context(format!("creating the new database {new}")));
+    }
+    let made = server
+        .existing(new)
+        .await?
+        .ok_or_else(|| Error::failed(format!("the new database {new} vanished")))?;
+    if let Some((l, why)) = refused {
+        warnings.push(format!(
+            "the locale {} is not available on the target server ({why}): the database was \
+             created with {} instead",
+            l.describe(),
+            made.locale.describe()
+        ));
+    }
+    Ok((made, warnings))
 }
 
 type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -132,14 +276,15 @@ impl Drop for Progress {
     }
 }
 
-/// Checks shared by both modes; returns the pg_restore to use.
-async fn prepare(server: &Server, m: &Manifest) -> Result<PgRestore> {
+/// Checks shared by both modes; returns the pg_restore to use and the server's major version.
+async fn prepare(server: &Server, m: &Manifest) -> Result<(PgRestore, u32)> {
     server.refuse_recovery().await?;
     let (major, _) = server.version().await?;
     let dump_version = m.pg_dump_version.clone();
-    tokio::task::spawn_blocking(move || pgrestore::find(major, &dump_version))
+    let bin = tokio::task::spawn_blocking(move || pgrestore::find(major, &dump_version))
         .await
-        .map_err(|e| Error::failed(format!("finding pg_restore: {e}")))?
+        .map_err(|e| Error::failed(format!("finding pg_restore: {e}")))??;
+    Ok((bin, major))
 }
 
 async fn fetch_step(job: &Job<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetched> {
@@ -245,13 +390,22 @@ struct Loaded<'a> {
     p: &'a Progress,
 }
 
+/// What [`build`] made.
+struct Built {
+    name: String,
+    diffs: Vec<Difference>,
+    check_s: f64,
+    properties: PropertiesOutcome,
+    warnings: Vec<String>,
+}
+
 /// Run steps 3–4 into a new database named from `base`; drop it on failure or signal.
 async fn build(
     l: &Loaded<'_>,
     base: &str,
-    like: Option<&server::Existing>,
+    props: &Properties<'_>,
     stop: &mut Stop,
-) -> Result<(String, Vec<Difference>, f64)> {
+) -> Result<Built> {
     let Loaded {
         job,
         server,
@@ -262,16 +416,54 @@ async fn build(
     let new_name = plan::new_name(base, Utc::now());
     let new = job.target.with_dbname(&new_name);
     let work = async {
-        server.create(&new_name, like).await?;
-        load(job, bin, &fetched.path, &new, p).await
+        let (made, mut warnings) = create_step(server, &new_name, props).await?;
+        let (diffs, check_s) = load(job, bin, &fetched.path, &new, p).await?;
+        let mut done = Vec::new();
+        if let (Some(source), true) = (props.from_backup, diffs.is_empty()) {
+            p.stage(format!(
+                "giving {new_name} the source database's privileges and settings"
+            ));
+            let plan = properties::steps(&new_name, source, &made.owner, &props.present);
+            warnings.extend(plan.warnings);
+            let applied = server.apply(&plan.steps).await.map_err(|e| {
+                e.context("giving the new database the source database's privileges")
+            })?;
+            warnings.extend(applied.warnings);
+            done = applied.done;
+        }
+        for w in &warnings {
+            tracing::debug!(warning = %w, "restore");
+        }
+        let properties = PropertiesOutcome {
+            from_backup: props.from_backup.is_some(),
+            owner: made.owner,
+            encoding: made.locale.encoding,
+            collate: made.locale.collate,
+            ctype: made.locale.ctype,
+            locale_provider: made.locale.provider,
+            provider_locale: made.locale.provider_locale,
+            privileges: done.contains(&Kind::Privileges),
+            settings: done.iter().filter(|k| **k == Kind::Setting).count(),
+            connection_limit: done.contains(&Kind::ConnectionLimit),
+            comment: done.contains(&Kind::Comment),
+        };
+        Ok::<_, Error>(Built {
+            name: new_name.clone(),
+            diffs,
+            check_s,
+            properties,
+            warnings,
+        })
     };
     let result = tokio::select! {
         r = work => r,
         _ = stop => Err(Error::failed("interrupted by a signal: pg_restore was stopped")),
     };
     match result {
-        Ok((diffs, check_s)) => Ok((new_name, diffs, check_s)),
+        Ok(built) => Ok(built),
         Err(e) => {
+            // A signal may have cut the properties' transaction short on this connection.
+            server.rollback().await;
             let dropped = server.drop_db(&new_name).await;
             Err(match dropped {
                 Ok(()) => e.context(format!(
@@ -303,7 +495,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         job.target.redacted()
     ));
     let server = Server::connect(job.target, job.retry).await?;
-    let bin = prepare(&server, job.manifest).await?;
+    let (bin, major) = prepare(&server, job.manifest).await?;
     // Keyed by the (possibly shortened) base name, so that no two restores can ever see each
     // other's new database as a stale leftover.
     server.lock(plan::base(&name)).await?;
@@ -311,6 +503,14 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
+    let props = plan_properties(
+        &server,
+        job.manifest,
+        existing.as_ref(),
+        job.no_owner,
+        major,
+    )
+    .await?;
     let t = Instant::now();
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     let fetch_s = t.elapsed().as_secs_f64();
@@ -323,8 +523,30 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         fetched: &fetched,
         p: &p,
     };
-    let (new_name, diffs, check_s) = build(&loaded, &name, existing.as_ref(), &mut stop).await?;
+    let Built {
+        name: new_name,
+        diffs,
+        check_s,
+        properties,
+        mut warnings,
+    } = build(&loaded, &name, &props, &mut stop).await?;
     let restore_s = t.elapsed().as_secs_f64();
+    if props.from_backup.is_none() {
+        warnings.insert(
+            0,
+            format!(
+                "backup {} was made before kasm-db recorded the database's own properties: the \
+                 owner and locale are {}, and its database-level privileges, settings and \
+                 comment are not restored",
+                job.manifest.id,
+                if existing.is_some() {
+                    "the existing database's"
+                } else {
+                    "the server's defaults"
+                }
+            ),
+        );
+    }
     drop(fetched);
     if !diffs.is_empty() {
         let _ = server.drop_db(&new_name).await;
@@ -363,6 +585,8 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         restore_s,
         check_s,
         duration_s: started.elapsed().as_secs_f64(),
+        properties,
+        warnings,
     })
 }
 
@@ -378,8 +602,9 @@ pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
         job.target.redacted()
     ));
     let server = Server::connect(job.target, job.retry).await?;
-    let bin = prepare(&server, job.manifest).await?;
+    let (bin, major) = prepare(&server, job.manifest).await?;
     server.lock(SCRATCH_BASE).await?;
+    let props = plan_properties(&server, job.manifest, None, job.no_owner, major).await?;
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     server.drop_stale(SCRATCH_BASE).await?;
     let loaded = Loaded {
@@ -389,7 +614,8 @@ pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
         fetched: &fetched,
         p: &p,
     };
-    let (new_name, differences, _) = build(&loaded, SCRATCH_BASE, None, &mut stop).await?;
+    let built = build(&loaded, SCRATCH_BASE, &props, &mut stop).await?;
+    let new_name = built.name;
     drop(fetched);
     server.drop_db(&new_name).await?;
     let m = job.manifest;
@@ -397,8 +623,9 @@ pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
         database: new_name,
         tables: m.tables.len(),
         rows: m.tables.iter().map(|t| t.rows).sum(),
-        differences,
+        differences: built.diffs,
         duration_s: started.elapsed().as_secs_f64(),
+        warnings: built.warnings,
     })
 }
 

@@ -1,18 +1,21 @@
 //! The SQL a restore runs on the target server, over a maintenance connection (database
 //! `postgres`, or `template1` when restoring `postgres` itself): refuse a server in recovery,
 //! hold the per-database restore lock, count other sessions, drop our own stale leftovers,
-//! create and drop the new database, count its rows, and swap it in with two renames in one
-//! transaction (both or neither) under short lock and statement timeouts.
+//! look up roles, create (with an owner and a locale) and drop the new database, give it the
+//! source database's privileges, settings and comment in one transaction, count its rows, and
+//! swap it in with two renames in one transaction (both or neither) under short lock and
+//! statement timeouts.
 //!
 //! Never drops or alters a database it did not create, except for the two renames of the swap
 //! and, with `--force` only, terminating the target database's sessions right before them.
 //! Describes the server redacted; never sees the password outside the connection config.
 
 use super::plan;
+use super::properties::{self, Kind, Locale, Step};
 use crate::backup::manifest::TableRows;
 use crate::db::{self, DbTarget, Retry, ident};
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio_postgres::Client;
 
@@ -32,9 +35,16 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
     pub owner: String,
-    pub encoding: String,
-    pub collate: String,
-    pub ctype: String,
+    pub locale: Locale,
+}
+
+/// What [`Server::apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The kinds of the steps that took effect, in order.
+    pub done: Vec<Kind>,
+    /// Optional steps the server refused, and why.
+    pub warnings: Vec<String>,
 }
 
 impl Server {
@@ -109,18 +119,38 @@ impl Server {
         let row = self
             .client
             .query_opt(
-                "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text,
-                        datcollate::text, datctype::text
-                 FROM pg_database WHERE datname = $1",
+                "SELECT pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding)::text,
+                        d.datcollate::text, d.datctype::text, j ->> 'datlocprovider',
+                        coalesce(j ->> 'datlocale', j ->> 'daticulocale'), j ->> 'daticurules'
+                 FROM pg_database d CROSS JOIN LATERAL to_jsonb(d) j WHERE d.datname = $1",
                 &[&name],
             )
             .await?;
         Ok(row.map(|r| Existing {
             owner: r.get(0),
-            encoding: r.get(1),
-            collate: r.get(2),
-            ctype: r.get(3),
+            locale: Locale {
+                encoding: r.get(1),
+                collate: r.get(2),
+                ctype: r.get(3),
+                provider: r
+                    .get::<_, Option<String>>(4)
+                    .map(|p| crate::backup::properties::provider_name(&p)),
+                provider_locale: r.get(5),
+                icu_rules: r.get(6),
+            },
         }))
+    }
+
+    /// Which of `names` are roles on the server.
+    pub async fn roles_present(&self, names: &[String]) -> Result<BTreeSet<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname::text = ANY($1::text[])",
+                &[&names],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Other sessions on `name`: (count, "user/application" of a few).
@@ -174,20 +204,81 @@ impl Server {
         Ok(stale)
     }
 
-    /// Create the new, empty database (like the existing one's owner and encoding, if any).
-    pub async fn create(&self, new: &str, like: Option<&Existing>) -> Result<()> {
-        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", ident(new));
-        if let Some(e) = like {
-            sql.push_str(&format!(
-                " OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-                ident(&e.owner),
-                db::literal(&e.encoding),
-                db::literal(&e.collate),
-                db::literal(&e.ctype)
-            ));
+    /// Create the new, empty database from template0, owned by `owner` (else by the connected
+    /// user) with `locale` (else the server's default). The server's error is returned as it is,
+    /// for the caller to decide whether another locale or no owner is worth a try.
+    pub async fn create(
+        &self,
+        new: &str,
+        owner: Option<&str>,
+        locale: Option<&Locale>,
+        server_major: u32,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        self.client
+            .batch_execute(&properties::create_sql(new, owner, locale, server_major))
+            .await
+    }
+
+    /// Run `steps` on the new database in one transaction: a required step failing rolls all
+    /// back and is the error; an optional one is undone alone (savepoint) and becomes a warning.
+    pub async fn apply(&self, steps: &[Step]) -> Result<Applied> {
+        if steps.is_empty() {
+            return Ok(Applied::default());
         }
-        self.client.batch_execute(&sql).await?;
-        Ok(())
+        // Literals are written with doubled quotes only; make sure backslashes stay literal.
+        self.client
+            .batch_execute("BEGIN; SET LOCAL standard_conforming_strings = on")
+            .await?;
+        let r = self.apply_in_transaction(steps).await;
+        if r.is_ok() {
+            if let Err(e) = self.client.batch_execute("COMMIT").await {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+        } else {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        r
+    }
+
+    /// End a transaction [`Server::apply`] left open when its future was dropped (a signal);
+    /// without one, a no-op.
+    pub async fn rollback(&self) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+
+    async fn apply_in_transaction(&self, steps: &[Step]) -> Result<Applied> {
+        let mut out = Applied::default();
+        for s in steps {
+            if s.required {
+                self.client
+                    .batch_execute(&s.sql)
+                    .await
+                    .map_err(|e| Error::from(e).context(s.what.clone()))?;
+                out.done.push(s.kind);
+                continue;
+            }
+            self.client.batch_execute("SAVEPOINT kasm_db_step").await?;
+            match self.client.batch_execute(&s.sql).await {
+                Ok(()) => {
+                    self.client
+                        .batch_execute("RELEASE SAVEPOINT kasm_db_step")
+                        .await?;
+                    out.done.push(s.kind);
+                }
+                Err(e) => {
+                    self.client
+                        .batch_execute("ROLLBACK TO SAVEPOINT kasm_db_step")
+                        .await?;
+                    let why = e
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string());
+                    out.warnings.push(format!("{} not applied: {why}", s.what));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Drop a database this restore made (its sessions, e.g. a killed pg_restore's, ended).
