@@ -78,11 +78,6 @@ pno_s=$secs
 # The target does not exist yet (a fresh standby): no previous database, same work otherwise.
 measure kasm "$BIN" restore -q --json --jobs "$JOBS" --from "$work/backups" --target "postgres:///restored"
 kr_s=$secs; kr_rss=$rss
-# The same restore with the server's default session settings (no synchronous_commit=off, the
-# default maintenance_work_mem): what kasm-db's PGOPTIONS for pg_restore are worth.
-PGOPTIONS="-c synchronous_commit=on -c maintenance_work_mem=64MB" \
-  measure kasm_defaults "$BIN" restore -q --json --jobs "$JOBS" --from "$work/backups" --target "postgres:///restored2"
-kd_s=$secs
 rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$work/kasm.out")
 same=$("$bindir/psql" -X -At -d restored -c "SELECT count(*) FROM pgbench_accounts") 
 
@@ -93,7 +88,6 @@ printf '%-40s %10s %12s\n' "pg_restore -d (pg_dump -Fc file)" "$pr_s" "$((pr_rss
 printf '%-40s %10s %12s\n' "pg_restore -j $JOBS -d (reference)" "$prj_s" "-"
 printf '%-40s %10s %12s\n' "pg_restore -j $JOBS of kasm-db's archive" "$pno_s" "-"
 printf '%-40s %10s %12s\n' "kasm-db restore -j $JOBS (checks included)" "$kr_s" "$((kr_rss / 1024))"
-printf '%-40s %10s %12s\n' "  same, server-default session settings" "$kd_s" "-"
 python3 - "$work/kasm.out" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))

@@ -114,25 +114,6 @@ pub fn args(job: &Job<'_>) -> Vec<String> {
     a
 }
 
-/// Session settings for pg_restore's connections (they only ever write the new database):
-/// commits need not wait for the WAL flush — the swap's own commit, later in the same WAL,
-/// makes everything before it durable, and a crash before the swap drops the database anyway —
-/// and index builds sort in memory. Settings the operator put in `PGOPTIONS` come after ours,
-/// so theirs win.
-pub fn session_options(jobs: u32, theirs: Option<&str>) -> String {
-    let mem_mb = (RESTORE_MAINTENANCE_BUDGET_MB / jobs.max(1)).clamp(64, 256);
-    let ours = format!("-c synchronous_commit=off -c maintenance_work_mem={mem_mb}MB");
-    match theirs.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => format!("{ours} {t}"),
-        None => ours,
-    }
-}
-
-/// What all of pg_restore's `--jobs` connections may use at once for index builds, shared
-/// between them (each gets 64–256 MB; the server default is 64 MB). Kept modest: the target
-/// may be a 4 GB database server of the guide's smallest tier.
-const RESTORE_MAINTENANCE_BUDGET_MB: u32 = 1024;
-
 /// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
 pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
     let mut cmd = tokio::process::Command::new(&job.bin.path);
@@ -143,10 +124,6 @@ pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
         }
     }
     cmd.envs(job.db.libpq_env())
-        .env(
-            "PGOPTIONS",
-            session_options(job.jobs, job.env.get("PGOPTIONS").map(String::as_str)),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -220,18 +197,5 @@ mod tests {
         assert!(a.contains(&"--jobs=1".to_string()));
         assert!(a.contains(&"--no-owner".to_string()));
         assert!(!a.join(" ").contains("sekrit"));
-    }
-
-    #[test]
-    fn the_operators_session_options_come_last_so_they_win() {
-        let ours = session_options(2, None);
-        assert!(ours.contains("synchronous_commit=off"), "{ours}");
-        assert!(ours.contains("maintenance_work_mem=256MB"), "{ours}");
-        assert!(session_options(8, None).contains("maintenance_work_mem=128MB"));
-        assert!(session_options(64, None).contains("maintenance_work_mem=64MB"));
-        assert!(session_options(0, None).contains("maintenance_work_mem=256MB"));
-        assert_eq!(session_options(2, Some("  ")), ours);
-        let both = session_options(2, Some("-c maintenance_work_mem=1GB"));
-        assert!(both.starts_with(&ours) && both.ends_with("-c maintenance_work_mem=1GB"));
     }
 }
