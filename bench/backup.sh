@@ -5,7 +5,7 @@
 # for. The database is Kasm-like: pgbench tables plus generated log records in kasm-db's `logs`.
 #
 # Usage: bench/backup.sh [PGBENCH_SCALE] [LOG_ROWS]
-#   defaults 30 and 1000000 (about 650 MB); run twice the size to show RSS does not grow.
+#   defaults 30 and 1000000 (the issue's ~650 MB recipe; 988 MB here); run `60 2000000` to show RSS does not grow.
 # Env:   BENCH_BIN  the kasm-db binary (default: target/release/kasm-db, built if missing)
 #        BENCH_S3=1 also back up to a local moto_server (S3 protocol) and time it
 #        BENCH_LEVEL=N gzip level for kasm-db (default: backup.compression_level's default)

@@ -29,13 +29,15 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// TOML config file (see the README for its keys). Unknown keys are an error.
+    /// TOML config file (every key and its default: docs/operations.md, "Configuration
+    /// reference"). Unknown keys are an error.
     #[arg(long, global = true, env = "KASM_DB_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// Database to operate on, as a postgres:// URL or libpq key=value string. Default:
     /// database.url, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
-    /// PGSSLMODE. Prefer PGPASSWORD or a .pgpass-style secret over a password in the URL.
+    /// PGSSLMODE. Prefer PGPASSWORD (from an environment file or a credential) over a password
+    /// in the URL; ~/.pgpass is not read.
     #[arg(
         long,
         global = true,
@@ -77,14 +79,16 @@ pub enum Command {
     /// routed by retention class; classes with retention 0 are forwarded or dropped.
     Ingest(IngestArgs),
 
-    /// Run the sidecar: HTTP and Splunk-HEC ingest, file following, SIEM forwarding,
-    /// scheduled purge/backup/vacuum, health check and Prometheus metrics.
+    /// Run the sidecar: HTTP and Splunk-HEC ingest, file following, SIEM forwarding, the
+    /// [schedule] jobs (purge, backup, verify, vacuum, size samples), health check and
+    /// Prometheus metrics.
     ///
-    /// It listens at once, without waiting for PostgreSQL: until the database is reachable and
-    /// migrated (retried in the background), health answers 503 and records go to
+    /// It listens within seconds, without waiting for PostgreSQL: until the database is
+    /// reachable and migrated (retried in the background), health answers 503 and records go to
     /// `server.spool_dir` (without one: 503 with Retry-After). SIGTERM/SIGINT: exit 0. Exit 1
     /// when the database refuses for good (authentication, a foreign `logs` table), like
-    /// `migrate`; exit 2 for an invalid configuration.
+    /// `migrate`, or when `server.listen` is taken; exit 2 for an invalid configuration; exit
+    /// 75 when another process holds `siem.spool_dir`.
     Serve,
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete
@@ -103,6 +107,11 @@ pub enum Command {
 
     /// Restore a backup onto a standby server: verified before the target is touched, restored
     /// into a new database, checked, then swapped in; the old database is kept renamed.
+    ///
+    /// The source database's own properties come along: owner, encoding and locale,
+    /// database-level GRANTs, ALTER DATABASE / ALTER ROLE ... IN DATABASE settings, connection
+    /// limit and comment. Roles missing on the target stop the restore before anything is
+    /// touched, unless --no-owner (then they are skipped and reported).
     Restore(RestoreArgs),
 
     /// Database size against the Kasm sizing guide's tiers, with advice.
@@ -204,14 +213,15 @@ pub struct BackupArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BackupsCommand {
-    /// Complete backups of the target, newest first.
+    /// Complete backups of the target, newest first, each with its latest verification.
     List {
         /// The target to read (default: backup.to).
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
     },
     /// Re-read a backup and check its size and SHA-256; with --scratch-db also restore it into
-    /// a scratch database and check every table's row count. Exit 1 when not ok.
+    /// a scratch database and check every table's row count. Exit 1 when not ok. The result is
+    /// kept beside the backup as verified.json (best effort), for `backups list` and the report.
     Verify {
         /// Backup id, or `latest`.
         #[arg(default_value = "latest", value_name = "ID|latest")]
@@ -232,13 +242,16 @@ pub enum BackupsCommand {
         /// Keep the N newest backups (default: backup.keep_last).
         #[arg(long, value_name = "N")]
         keep_last: Option<u32>,
-        /// Keep the newest backup of each of the last N days that have one.
+        /// Keep the newest backup of each of the last N days that have one (default:
+        /// backup.keep_daily).
         #[arg(long, value_name = "N")]
         keep_daily: Option<u32>,
-        /// Keep the newest backup of each of the last N ISO weeks that have one.
+        /// Keep the newest backup of each of the last N ISO weeks that have one (default:
+        /// backup.keep_weekly).
         #[arg(long, value_name = "N")]
         keep_weekly: Option<u32>,
-        /// Keep the newest backup of each of the last N months that have one.
+        /// Keep the newest backup of each of the last N months that have one (default:
+        /// backup.keep_monthly).
         #[arg(long, value_name = "N")]
         keep_monthly: Option<u32>,
         /// Report what would be deleted; delete nothing.
@@ -249,7 +262,8 @@ pub enum BackupsCommand {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Where the backups are: s3://bucket/prefix, file:///abs/dir or /abs/dir.
+    /// Where the backups are: s3://bucket/prefix, file:///abs/dir or /abs/dir (default:
+    /// backup.to).
     #[arg(long, value_name = "TARGET")]
     pub from: Option<String>,
 

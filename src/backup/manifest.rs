@@ -4,7 +4,8 @@
 //! kasm-db, and carries the per-table row counts taken in the dumped snapshot (for restore's
 //! checks) and, read in that same snapshot, the database's own properties that pg_dump leaves
 //! out of an archive made without `--create` ([`DatabaseProperties`]: owner, encoding and
-//! locale, database-level privileges and settings, comment) — as data, never as SQL. Also the layout of a backup under a target (`<id>/dump.gz`, `<id>/manifest.json`)
+//! locale, database-level privileges and settings, comment) — as data, never as SQL. Also the layout of a backup under a target (`<id>/dump.gz`, `<id>/manifest.json`, and
+//! `<id>/verified.json` once verified)
 //! and grouping of listed objects into complete backups and leftovers.
 //!
 //! Pure: no I/O. Never holds a password: the database is recorded redacted.

@@ -4,7 +4,9 @@
 //! Layout: [`target`] parses TARGET, [`storage`] is the only I/O on objects (fs, s3),
 //! [`compress`] and [`prune`] and [`manifest`] are pure cores, [`run`] is the pipeline,
 //! [`properties`] reads the database's own properties (owner, locale, ACL, settings) for it,
-//! [`catalog`] reads what a target holds, [`cmd`] turns it all into command outcomes.
+//! [`catalog`] reads what a target holds, [`verification`] records each check beside its backup,
+//! [`crypt`] is the client-side encryption, [`pgdump`] finds and runs pg_dump, [`cmd`] turns it
+//! all into command outcomes.
 //! Nothing here prints or stores a password.
 
 pub mod catalog;

@@ -1,6 +1,6 @@
 //! `kasm-db demo`: the whole toolkit end to end on two throwaway clusters (a primary and a
 //! standby), on generated Kasm-style logs. Each stage reports one readable line on stderr as it
-//! finishes; the summary goes to stdout. Stages whose capability has not landed say so.
+//! finishes; the summary goes to stdout.
 //!
 //! Always stops its clusters and removes their directories: on success, on failure and on
 //! Ctrl-C (the clusters are owned here and dropped whichever way `run` ends). Never touches a

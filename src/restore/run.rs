@@ -5,7 +5,8 @@
 //!    source database's properties name exists (else, without `--no-owner`, an error naming
 //!    them);
 //! 2. the object is fetched, checked (size, SHA-256) and unpacked to scratch space — a corrupt
-//!    backup is refused here, before the target is touched;
+//!    backup is refused here, before the target is touched — and given the data offsets pg_dump
+//!    could not write to a pipe (`offsets.rs`);
 //! 3. stale leftovers of killed restores are dropped, a new database is created — with the
 //!    backup's owner and locale when the manifest has them, else the existing target database's,
 //!    else the server's defaults; a locale the server lacks falls back with a warning — and the

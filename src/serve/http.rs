@@ -113,8 +113,7 @@ fn count(app: &App, source: &'static str, out: &Outcome, parse_rejects: usize) {
         app.metrics.add("ingested_total", &l, out.stored[c]);
         app.metrics.add("dropped_total", &l, out.dropped[c]);
         app.metrics.add("spooled_total", &l, out.spooled[c]);
-        let sink = [("class", class.as_str()), ("sink", "siem")];
-        app.metrics.add("forwarded_total", &sink, out.forwarded[c]);
+        app.metrics.add("forwarded_total", &l, out.forwarded[c]);
     }
     app.metrics.add(
         "rejected_total",

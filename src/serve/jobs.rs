@@ -57,7 +57,8 @@ pub enum SlotResult {
     AlreadyRun,
     /// The database could not be reached for the lock.
     Unavailable,
-    NotBuilt,
+    /// A backup or verify slot with no `backup.to` configured.
+    NotConfigured,
 }
 
 impl SlotResult {
@@ -68,7 +69,7 @@ impl SlotResult {
             SlotResult::Locked => "locked_elsewhere",
             SlotResult::AlreadyRun => "already_run",
             SlotResult::Unavailable => "unavailable",
-            SlotResult::NotBuilt => "not_built",
+            SlotResult::NotConfigured => "not_configured",
         }
     }
 }
@@ -87,7 +88,7 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     let name = task.name();
     if matches!(task, Task::Backup | Task::Verify) && env.config.backup.to.is_none() {
         tracing::warn!(job = name, %slot, "no backup.to configured; skipping this slot");
-        return SlotResult::NotBuilt;
+        return SlotResult::NotConfigured;
     }
     let retry = Retry {
         attempts: 1,

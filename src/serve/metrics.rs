@@ -1,8 +1,9 @@
 //! The counters and gauges of `serve`, rendered as Prometheus text (names prefixed `kasm_db_`).
 //!
-//! In-memory only: a label set per series, updated by the HTTP handlers, the follower and the
-//! scheduler. Never holds a secret or a record's content in a label; labels are fixed words
-//! (class, source, sink, job, result).
+//! In-memory only: a label set per series, updated by the HTTP handlers, the follower, the
+//! scheduler and the bootstrap, with the forwarder's counters copied in at scrape time. Never
+//! holds a secret or a record's content in a label; labels are fixed words (class, source, sink,
+//! endpoint, code, job, result).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

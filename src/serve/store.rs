@@ -1,6 +1,6 @@
 //! Making a batch of records from a request durable: route each by its retention class
 //! (retention 0: to the SIEM sink when one is plugged in, else counted dropped), create missing
-//! partitions, store the rest by binary COPY (`logs::copy::StoreJob`, poison rows isolated),
+//! partitions, store the rest through `logs::store::Storer` (binary COPY, poison rows isolated),
 //! retrying a lost connection briefly without storing any row twice.
 //!
 //! It returns Ok only once every stored row is committed (each COPY commits on its own) or
