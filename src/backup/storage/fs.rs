@@ -274,6 +274,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_temporary_file_is_private_while_it_is_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let s = std::sync::Arc::new(FsStorage::new(
+            root.clone(),
+            FileMode::parse("0640").unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move { s.put_stream("b1/dump.gz", rx).await })
+        };
+        tx.send(Piece::Data("secret rows".into())).await.unwrap();
+        let partial = loop {
+            let found = std::fs::read_dir(root.join("b1")).ok().and_then(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| p.to_string_lossy().contains(".partial-"))
+            });
+            if let Some(p) = found {
+                break p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&partial), 0o640);
+        assert_eq!(mode(&root), 0o750);
+        assert_eq!(mode(&root.join("b1")), 0o750);
+        tx.send(Piece::End).await.unwrap();
+        assert_eq!(writer.await.unwrap().unwrap(), 11);
+        assert_eq!(mode(&root.join("b1/dump.gz")), 0o640);
+    }
+
+    #[tokio::test]
     async fn a_missing_root_lists_empty() {
         let s = FsStorage::new("/nonexistent/kasm-db-test".into(), FileMode::PRIVATE);
         assert!(s.list().await.unwrap().is_empty());
