@@ -238,6 +238,8 @@ pub enum BackupsCommand {
     },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
+    /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
+    /// implement that gets a warning (`warnings` in --json) and the prune still succeeds.
     Prune {
         /// The target to prune (default: backup.to).
         #[arg(long, value_name = "TARGET")]
