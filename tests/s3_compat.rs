@@ -5,7 +5,8 @@
 //! up (a multipart upload of several parts), lists, verifies (the stored bytes hash to the
 //! manifest's SHA-256, so no aws-chunked framing or checksum trailer was stored with them),
 //! prunes (the stale-upload clean-up the store lacks is a warning, the prune succeeds), and
-//! restores onto a standby cluster.
+//! restores onto a standby cluster. A backup interrupted mid-upload, where the store cannot
+//! abort the upload either, fails with a warning about the parts and lists nothing.
 
 mod common;
 #[path = "common/s3rver.rs"]
@@ -13,6 +14,8 @@ mod s3rver;
 
 use common::*;
 use serde_json::Value;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
@@ -183,4 +186,83 @@ fn a_missing_bucket_is_a_clear_failure_not_a_warning() {
         "1",
     ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+/// The pid of `kasm_pid`'s dumping child pg_dump, once it runs (as in tests/backup.rs).
+fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == kasm_pid
+            && comm.ends_with("(pg_dump")
+            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn an_interrupted_backup_lists_nothing_where_the_store_cannot_abort_its_upload() {
+    let src = source_db();
+    let bucket = s3rver::bucket();
+    let to = format!("s3://{bucket}/p");
+    let child = kasm_db(&["backup", "--json", "--db", &src, "--to", &to])
+        .envs(s3rver::env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let pg_dump run in short slices until a part is on the store, and leave it stopped: the
+    // backup is then part way for sure.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dump = loop {
+        if let Some(pid) = pg_dump_child(child.id()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "pg_dump did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: signals to the pg_dump and the kasm-db this test started.
+    unsafe { libc::kill(dump, libc::SIGSTOP) };
+    while s3rver::parts_on_disk(&bucket) == 0 {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        unsafe { libc::kill(dump, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(20));
+        unsafe { libc::kill(dump, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // s3rver answers MethodNotAllowed to AbortMultipartUpload: said plainly, as a warning.
+    assert!(
+        stderr.contains("cannot abort multipart uploads"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert!(
+        s3rver::keys(&bucket).is_empty(),
+        "{:?}",
+        s3rver::keys(&bucket)
+    );
+    let listed = json(&ok(kasm(&["backups", "list", "--json", "--from", &to])));
+    assert_eq!(listed, serde_json::json!([]));
 }

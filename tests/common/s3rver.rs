@@ -143,3 +143,32 @@ pub fn get(bucket: &str, key: &str) -> Vec<u8> {
             .to_vec()
     })
 }
+
+/// Parts of multipart uploads s3rver holds for `bucket` (it cannot list them over the API:
+/// ListMultipartUploads is not implemented). Its store keeps them as
+/// `<data>/<bucket>/._S3rver_uploads/<upload id>/<part number>`.
+pub fn parts_on_disk(bucket: &str) -> usize {
+    let mut n = 0;
+    let mut stack = vec![server()._data.path().join(bucket)];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .parent()
+                .and_then(|u| u.parent())
+                .and_then(|u| u.file_name())
+                .is_some_and(|u| u.to_string_lossy().ends_with("_uploads"))
+                && p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().parse::<u32>().is_ok())
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
