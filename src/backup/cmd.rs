@@ -111,7 +111,7 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
 
 async fn open(ctx: &Ctx, from: Option<&str>) -> Result<std::sync::Arc<dyn storage::Storage>> {
     let target = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
-    storage::open(&target, &ctx.config.s3).await
+    storage::open(&target, &ctx.config).await
 }
 
 #[derive(Serialize)]
@@ -211,6 +211,9 @@ struct PruneReport {
     leftovers_deleted: Vec<String>,
     /// Multipart uploads of dead runs older than a day, aborted (S3).
     uploads_aborted: Vec<String>,
+    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads); the
+    /// prune itself succeeded.
+    warnings: Vec<String>,
     dry_run: bool,
 }
 
@@ -248,6 +251,7 @@ async fn prune_cmd(
         deleted: decision.delete,
         leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
         uploads_aborted: Vec::new(),
+        warnings: Vec::new(),
         dry_run,
     };
     if !dry_run {
@@ -269,7 +273,14 @@ async fn prune_cmd(
                 storage.delete(n).await?;
             }
         }
-        report.uploads_aborted = storage.abort_stale_uploads(now - LEFTOVER_AGE).await?;
+        // Housekeeping: a store that cannot list or abort uploads does not fail the prune.
+        match storage.abort_stale_uploads(now - LEFTOVER_AGE).await {
+            Ok(aborted) => report.uploads_aborted = aborted,
+            Err(e) => {
+                tracing::warn!(error = %e, "stale multipart uploads were not cleaned");
+                report.warnings.push(e.to_string());
+            }
+        }
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
     let text = format!(
@@ -291,6 +302,10 @@ async fn prune_cmd(
                 report.uploads_aborted.len()
             )
         }
-    );
+    ) + &report
+        .warnings
+        .iter()
+        .map(|w| format!("\nwarning: {w}"))
+        .collect::<String>();
     Ok(Outcome::new(&report, text))
 }

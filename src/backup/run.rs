@@ -66,7 +66,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         Some(k) => Some(Arc::new(crypt::Sealer::new(k)?)),
         None => None,
     };
-    let storage = storage::open(job.target, &job.config.s3).await?;
+    let storage = storage::open(job.target, job.config).await?;
     let retry = Retry {
         attempts: job.config.database.connect_attempts,
         ..Retry::default()

@@ -51,7 +51,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     if args.jobs == Some(0) {
         return Err(Error::usage("--jobs must be at least 1"));
     }
-    let store = storage::open(&from, &ctx.config.s3).await?;
+    let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), &args.backup).await?;
     let r = run::restore(Job {
         storage: store.as_ref(),
@@ -240,7 +240,7 @@ pub async fn verify_scratch(
 ) -> Result<Outcome> {
     let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
     let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
-    let store = storage::open(&from, &ctx.config.s3).await?;
+    let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), id).await?;
     let report = scratch_check(ScratchCheck {
         storage: store.as_ref(),
