@@ -206,6 +206,16 @@ async fn create_step(
                 continue;
             }
         }
+        if let (true, Some(o)) = (denied, owner.as_deref()) {
+            // CREATE DATABASE ... OWNER needs membership in the owner role; a managed
+            // PostgreSQL's administrator (not a superuser) has it only when granted.
+            let me = server.maintenance.user();
+            return Err(Error::failed(format!(
+                "creating the new database {new} owned by {o:?}: {why}. The restoring role                  {me:?} is not a superuser and must be a member of {o:?} to give it a database:                  GRANT {} TO {} (a role with CREATEROLE may grant it), or pass --no-owner;                  nothing was restored and the target is unchanged",
+                crate::db::ident(o),
+                crate::db::ident(me)
+            )));
+        }
         return Err(Error::from(e).context(format!("creating the new database {new}")));
     }
     let made = server

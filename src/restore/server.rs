@@ -274,7 +274,20 @@ impl Server {
                         .as_db_error()
                         .map(|d| d.message().to_string())
                         .unwrap_or_else(|| e.to_string());
-                    out.warnings.push(format!("{} not applied: {why}", s.what));
+                    let hint = if s.kind == Kind::Setting
+                        && e.code()
+                            == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+                        && why.contains("set parameter")
+                    {
+                        " (only a superuser, or a role granted SET on the parameter — GRANT SET \
+                         ON PARAMETER, PostgreSQL 15 and later — may set it; on managed \
+                         PostgreSQL set it in the server's parameter group, or set it on the \
+                         restored database as such a role)"
+                    } else {
+                        ""
+                    };
+                    out.warnings
+                        .push(format!("{} not applied: {why}{hint}", s.what));
                 }
             }
         }
