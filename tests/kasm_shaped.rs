@@ -130,6 +130,56 @@ fn size_and_vacuum_work_on_kasms_database() {
         v["logs_bytes"].as_i64().unwrap().to_string(),
         primary(&db, "SELECT pg_total_relation_size('logs')")
     );
+    // A role that may not read Kasm's logs (a monitoring login) gets the estimate and a
+    // warning, not an error half way; vacuum leaves every table alone and says why.
+    primary(
+        &db,
+        "ANALYZE logs; DO $$ BEGIN CREATE ROLE kasm_monitor LOGIN PASSWORD 'monitor-pw';
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    );
+    let monitor = format!(
+        "postgres://kasm_monitor:monitor-pw@127.0.0.1:{}/{db}",
+        with_primary(|c| c.port)
+    );
+    let r = run(kasm_db(&["size", "--json", "--db", &monitor]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(
+        (v["logs_relation"].as_str(), v["logs_rows"].as_i64()),
+        (Some("plain"), Some(kasm::LOGS))
+    );
+    assert!(
+        v["advice"].to_string().contains("may not read public.logs"),
+        "{v}"
+    );
+    let r = run(kasm_db(&["vacuum", "--json", "--db", &monitor]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        table(&json(&r), "public.logs")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not owned")
+    );
+    // Its backup stops before pg_dump starts, saying what to grant, and leaves nothing behind.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(kasm_db(&[
+        "backup",
+        "--db",
+        &monitor,
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"kasm_monitor\" may not read 7 table(s)")
+            && r.stderr.contains("GRANT \"kasmapp\" TO \"kasm_monitor\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("monitor-pw"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
     // Kasm trims its own logs: the DEBUG fifth leaves dead tuples past autovacuum's threshold.
     primary(
         &db,

@@ -549,6 +549,29 @@ fn restore_force_ends_the_sessions_it_may_and_names_those_it_may_not() {
         ])
     };
 
+    // A role without CREATEDB is told what it lacks, before anything is touched.
+    su(
+        s,
+        "postgres",
+        &format!(
+            "DO $$ BEGIN CREATE ROLE kdb_nocreatedb LOGIN PASSWORD '{}';
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+            password()
+        ),
+    );
+    let weak = target_url.replacen(ADMIN, "kdb_nocreatedb", 1);
+    let r = kdb(&[
+        "restore", "--json", "--force", "--from", to, "--target", &weak,
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("needs CREATEDB (ALTER ROLE \"kdb_nocreatedb\" CREATEDB)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(admin_ok(s, &target, "SELECT v FROM marker"), "old");
+
     // An application's session (a role the administrator has the privileges of) is ended.
     let mut app = session("kdb_app", &target);
     let v = ok(&[

@@ -107,6 +107,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     let tables = user_tables(&client).await?;
     let database_properties = properties::read(&client).await?;
     let alembic_version = alembic_version(&client).await?;
+    refuse_unreadable(&client, job.db, &database_properties.owner).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
     let object = manifest::object_name(&id, key.is_some());
@@ -333,6 +334,50 @@ async fn logs_relations(
     let mut roots: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     roots.dedup();
     Ok((roots, rows.iter().map(|r| (r.get(1), r.get(2))).collect()))
+}
+
+/// Fail before pg_dump starts when this role may not read every table and sequence (pg_dump
+/// would stop part way with "permission denied"), naming them and what to grant.
+async fn refuse_unreadable(
+    client: &tokio_postgres::Client,
+    db: &DbTarget,
+    owner: &str,
+) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'S')
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT has_table_privilege(c.oid, 'SELECT')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                 AND d.deptype = 'e')
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = rows.iter().take(5).map(|r| r.get(0)).collect();
+    let me = db.user();
+    Err(Error::failed(format!(
+        "the role {me:?} may not read {} table(s) or sequence(s) of {} ({}{}), and pg_dump needs \
+         SELECT on all of them: run the backup as the database's owner {owner:?}, or grant this \
+         role its privileges (GRANT {} TO {}) or pg_read_all_data (PostgreSQL 14 and later); \
+         nothing was written",
+        rows.len(),
+        db.dbname(),
+        names.join(", "),
+        if rows.len() > names.len() {
+            ", ..."
+        } else {
+            ""
+        },
+        db::ident(owner),
+        db::ident(me)
+    )))
 }
 
 /// Kasm's schema revision: `alembic_version.version_num` (several heads joined by `,`), read in
