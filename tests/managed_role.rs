@@ -468,7 +468,7 @@ fn kasms_database_as_a_managed_admin() {
 /// until killed; returns once the server lists it.
 fn session(user: &str, db: &str) -> std::process::Child {
     let (bindir, dir, port) = with_standby(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
-    let child = std::process::Command::new(bindir.join("psql"))
+    let mut child = std::process::Command::new(bindir.join("psql"))
         .args(["-X", "-q", "-h"])
         .arg(&dir)
         .args([
@@ -495,6 +495,8 @@ fn session(user: &str, db: &str) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the session of {user} never showed");
 }
 

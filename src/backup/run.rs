@@ -6,7 +6,10 @@
 //! 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot; it stays open while
 //!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it. The
 //!    database's own properties (owner, locale, privileges, settings, comment: what pg_dump
-//!    without `--create` leaves out) are read in it too ([`properties`]).
+//!    without `--create` leaves out) are read in it too ([`properties`]), and Kasm's
+//!    `alembic_version`. A role that may not read every table is refused here, before pg_dump
+//!    starts, with what to grant. `--exclude-logs` leaves out the data of every table named
+//!    `logs` (kasm-db's partitioned one with its partitions, Kasm's own plain one).
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
 //!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
 //!    and streamed to storage with bounded memory. No temporary file of the whole dump.
