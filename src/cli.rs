@@ -209,7 +209,10 @@ pub struct BackupArgs {
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
 
-    /// Leave the rows of the `logs` relation out (its definition is kept).
+    /// Leave out the rows of every table named `logs`: kasm-db's partitioned one with its
+    /// partitions, and Kasm's own plain one (as Kasm's backups do with
+    /// --exclude-table-data=logs). Their definitions are kept; the manifest's `excluded` names
+    /// them.
     #[arg(long)]
     pub exclude_logs: bool,
 }
