@@ -35,9 +35,14 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 
     /// Database to operate on, as a postgres:// URL or libpq key=value string. Default:
-    /// database.url, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
-    /// PGSSLMODE. Prefer PGPASSWORD (from an environment file or a credential) over a password
-    /// in the URL; ~/.pgpass is not read.
+    /// database.url. As in libpq, what the URL leaves out comes from the connection service
+    /// (service=NAME or PGSERVICE, in PGSERVICEFILE or ~/.pg_service.conf, then
+    /// PGSYSCONFDIR/pg_service.conf), then from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+    /// PGSSLMODE, PGSSLROOTCERT, PGOPTIONS, PGCONNECT_TIMEOUT (default 10 s, 0 waits
+    /// indefinitely), PGAPPNAME (default kasm-db), PGTARGETSESSIONATTRS (any, read-write,
+    /// read-only). Without a password so far, the password file is read: PGPASSFILE, else
+    /// ~/.pgpass (ignored, with a warning, when the group or others may read it). Keep
+    /// passwords there or in PGPASSWORD, not in a URL on a command line.
     #[arg(
         long,
         global = true,

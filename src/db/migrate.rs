@@ -48,7 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Advisory lock key for migrations ("kasm-db" + 1).
-const MIGRATE_LOCK: i64 = 0x6b61_736d_6462_0001;
+pub const MIGRATE_LOCK: i64 = 0x6b61_736d_6462_0001;
 
 #[derive(Debug, Serialize)]
 pub struct MigrateReport {

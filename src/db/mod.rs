@@ -5,6 +5,7 @@
 //! This module never logs or returns a password; it describes targets with
 //! [`DbTarget::redacted`].
 
+pub mod libpq;
 pub mod migrate;
 pub mod target;
 pub mod tls;
@@ -41,7 +42,17 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
     let mut delay = retry.first_delay;
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
-        match target.config.connect(tls.clone()).await {
+        // tokio-postgres bounds each socket connect; the deadline also bounds a server that
+        // accepts and never answers (libpq's connect_timeout covers the whole handshake).
+        let connecting = target.config.connect(tls.clone());
+        let result = match target.connect_deadline() {
+            Some(deadline) => match tokio::time::timeout(deadline, connecting).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => connecting.await.map_err(Some),
+        };
+        match result {
             Ok((client, conn)) => {
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -50,11 +61,11 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
                 });
                 return Ok(client);
             }
-            Err(e) => {
-                last = match e.as_db_error() {
-                    Some(db) => db.message().to_string(),
-                    None => chain(&e),
-                };
+            Err(None) => {
+                last = timed_out(target);
+            }
+            Err(Some(e)) => {
+                last = describe(target, &e);
                 // Authentication, "database does not exist" or a certificate that does not
                 // verify will not heal by retrying; a server starting up or out of connection
                 // slots, or one not listening yet, may.
@@ -64,13 +75,13 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
                         target.redacted()
                     )));
                 }
-                if attempt < retry.attempts {
-                    tracing::warn!(target = %target.redacted(), attempt, error = %last, "postgres unreachable, retrying");
-                    let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
             }
+        }
+        if attempt < retry.attempts {
+            tracing::warn!(target = %target.redacted(), attempt, error = %last, "postgres unreachable, retrying");
+            let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
+            tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
     let tries = match retry.attempts {
@@ -81,6 +92,51 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
         "cannot connect to postgres {}{tries}: {last}",
         target.redacted()
     )))
+}
+
+/// "timed out after N s (connect_timeout)".
+fn timed_out(target: &DbTarget) -> String {
+    let per_host = target
+        .config
+        .get_connect_timeout()
+        .map_or(0, |t| t.as_secs());
+    format!("timed out after {per_host} s per host (connect_timeout, PGCONNECT_TIMEOUT)")
+}
+
+/// A failed connection attempt in words, with libpq's hints: where a refused password came
+/// from, and where one could come from when the server asked for one and none was given.
+fn describe(target: &DbTarget, e: &tokio_postgres::Error) -> String {
+    let timed_out_socket = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    if timed_out_socket {
+        return timed_out(target);
+    }
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = db.message().to_string();
+            if db.code() == &tokio_postgres::error::SqlState::INVALID_PASSWORD {
+                if let Some(file) = target.password_file() {
+                    text.push_str(&format!(
+                        " (password retrieved from file \"{}\")",
+                        file.display()
+                    ));
+                }
+            }
+            text
+        }
+        None => {
+            let text = chain(e);
+            if text.contains("password missing") {
+                format!(
+                    "{text}: the server asks for a password; give it in PGPASSWORD, a password file \
+                     (PGPASSFILE, ~/.pgpass, mode 0600) or the connection service"
+                )
+            } else {
+                text
+            }
+        }
+    }
 }
 
 /// An error with its causes, "outer: cause: cause" (tokio-postgres hides the TLS reason in them).
@@ -138,6 +194,7 @@ pub fn pool_unconnected(target: &DbTarget, size: usize) -> Result<Pool> {
     );
     Pool::builder(manager)
         .max_size(size.max(1))
+        .create_timeout(target.connect_deadline())
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::failed(format!("connection pool: {e}")))

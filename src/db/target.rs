@@ -1,14 +1,29 @@
-//! Which database to talk to: `--db`/`KASM_DB_URL` > `database.url` > the libpq variables
-//! (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT), which also fill in
-//! whatever a URL leaves out, as libpq does.
+//! Which database to talk to, resolved the way libpq resolves a connection: each setting comes
+//! from the URL (`--db`/`KASM_DB_URL` > `database.url`), else from the connection service
+//! (`service=` in the URL, else `PGSERVICE`; see [`super::libpq`]), else from the libpq
+//! variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT,
+//! PGOPTIONS, PGCONNECT_TIMEOUT, PGAPPNAME, PGTARGETSESSIONATTRS), else from the default. When
+//! no password was given that way, the password file is consulted (`passfile=`, the service's
+//! `passfile`, PGPASSFILE, else `$HOME/.pgpass`), as libpq does.
 //!
 //! A [`DbTarget`] knows how to describe itself without its password ([`DbTarget::redacted`]);
-//! that is the only form that may appear in logs and errors. No I/O here.
+//! that is the only form that may appear in logs and errors. The only I/O here is reading
+//! libpq's files (through [`super::libpq`]).
 
+use super::libpq::{self, PassFile};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
-use tokio_postgres::config::{Host, SslMode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+
+/// kasm-db's connect timeout when none is given (libpq would wait indefinitely).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The application name reported to the server when none is given.
+pub const DEFAULT_APPLICATION_NAME: &str = "kasm-db";
 
 /// TLS behaviour, following libpq's `sslmode` (tokio-postgres knows only the first three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +43,11 @@ pub struct DbTarget {
     pub config: tokio_postgres::Config,
     pub tls: Tls,
     pub root_cert: Option<std::path::PathBuf>,
+    /// The password file consulted because no password was given (kept for
+    /// [`DbTarget::with_dbname`], whose database may have a line of its own).
+    passfile: Option<Arc<PassFile>>,
+    /// Whether the password in `config` came from `passfile` (for error messages).
+    password_from_file: bool,
 }
 
 impl std::fmt::Debug for DbTarget {
@@ -36,12 +56,42 @@ impl std::fmt::Debug for DbTarget {
     }
 }
 
+/// Connection keywords taken out of a URL before tokio-postgres parses it: those it does not
+/// know (verify-ca/verify-full, sslrootcert, service, passfile) and those whose libpq meaning
+/// differs from its own (connect_timeout 0, target_session_attrs' other values).
+const TAKEN: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "service",
+    "passfile",
+    "connect_timeout",
+    "target_session_attrs",
+];
+
+/// Service-file keywords that kasm-db applies; other libpq keywords are ignored with a warning.
+const APPLIED: &[&str] = &[
+    "host",
+    "port",
+    "user",
+    "password",
+    "passfile",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "target_session_attrs",
+];
+
 impl DbTarget {
-    /// Resolve the target from an explicit URL (flag or config) and the libpq env variables.
+    /// Resolve the target from an explicit URL (flag or config), the connection service and
+    /// the libpq environment variables, then the password file; `env` is the process
+    /// environment snapshot (HOME included).
     pub fn resolve(url: Option<&str>, env: &BTreeMap<String, String>) -> Result<DbTarget> {
-        let (text, mut tls, mut root_cert) = match url {
-            Some(u) => strip_ssl_params(u),
-            None => (String::new(), None, None),
+        let (text, taken) = match url {
+            Some(u) => take_params(u),
+            None => (String::new(), BTreeMap::new()),
         };
         let mut config = if text.trim().is_empty() {
             tokio_postgres::Config::new()
@@ -51,8 +101,26 @@ impl DbTarget {
             })?
         };
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        // libpq: the connection string, then the service's settings, then the environment.
+        let service = match taken.get("service").cloned().or_else(|| get("PGSERVICE")) {
+            Some(name) => libpq::load_service(&name, &libpq::ServiceFiles::from_env(env))?,
+            None => BTreeMap::new(),
+        };
+        for key in service.keys().filter(|k| !APPLIED.contains(&k.as_str())) {
+            tracing::warn!(
+                "connection service keyword {key:?} is not supported by kasm-db; ignored"
+            );
+        }
+        let later = |key: &str, var: &str| {
+            taken
+                .get(key)
+                .or_else(|| service.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .or_else(|| get(var))
+        };
         if config.get_hosts().is_empty() {
-            match get("PGHOST") {
+            match later("host", "PGHOST") {
                 Some(h) => {
                     for h in h.split(',') {
                         config.host(h);
@@ -64,57 +132,131 @@ impl DbTarget {
             }
         }
         if config.get_ports().is_empty() {
-            if let Some(p) = get("PGPORT") {
-                let port: u16 = p
-                    .parse()
-                    .map_err(|_| Error::usage(format!("PGPORT {p:?} is not a port number")))?;
-                config.port(port);
+            if let Some(p) = later("port", "PGPORT") {
+                for p in p.split(',') {
+                    let port: u16 = p
+                        .parse()
+                        .map_err(|_| Error::usage(format!("port {p:?} is not a port number")))?;
+                    config.port(port);
+                }
             }
         }
         if config.get_user().is_none() {
-            let user = get("PGUSER")
+            let user = later("user", "PGUSER")
                 .or_else(|| get("USER"))
                 .unwrap_or_else(|| "postgres".into());
             config.user(&user);
         }
         if config.get_password().is_none() {
-            if let Some(p) = get("PGPASSWORD") {
+            if let Some(p) = later("password", "PGPASSWORD") {
                 config.password(p);
             }
         }
         if config.get_dbname().is_none() {
-            let db = get("PGDATABASE")
+            let db = later("dbname", "PGDATABASE")
                 .or_else(|| config.get_user().map(String::from))
                 .unwrap_or_default();
             config.dbname(&db);
         }
-        if tls.is_none() {
-            if let Some(m) = get("PGSSLMODE") {
-                tls = Some(parse_sslmode(&m)?);
+        if config.get_options().is_none() {
+            if let Some(o) = later("options", "PGOPTIONS") {
+                config.options(&o);
             }
         }
-        if root_cert.is_none() {
-            root_cert = get("PGSSLROOTCERT").map(Into::into);
+        if config.get_application_name().is_none() {
+            let name = later("application_name", "PGAPPNAME");
+            config.application_name(name.as_deref().unwrap_or(DEFAULT_APPLICATION_NAME));
         }
-        let tls = tls.unwrap_or(match config.get_ssl_mode() {
-            SslMode::Disable => Tls::Disable,
-            SslMode::Require => Tls::Require,
-            _ => Tls::Prefer,
-        });
+        let tls = match later("sslmode", "PGSSLMODE") {
+            Some(m) => parse_sslmode(&m)?,
+            None => match config.get_ssl_mode() {
+                SslMode::Disable => Tls::Disable,
+                SslMode::Require => Tls::Require,
+                _ => Tls::Prefer,
+            },
+        };
         config.ssl_mode(match tls {
             Tls::Disable => SslMode::Disable,
             Tls::Prefer => SslMode::Prefer,
             _ => SslMode::Require,
         });
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
+        let root_cert = later("sslrootcert", "PGSSLROOTCERT").map(PathBuf::from);
+        match later("connect_timeout", "PGCONNECT_TIMEOUT") {
+            Some(t) => {
+                if let Some(t) = parse_connect_timeout(&t)? {
+                    config.connect_timeout(t);
+                }
+            }
+            None => {
+                config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+            }
         }
-        config.application_name("kasm-db");
-        Ok(DbTarget {
+        if let Some(a) = later("target_session_attrs", "PGTARGETSESSIONATTRS") {
+            config.target_session_attrs(parse_session_attrs(&a)?);
+        }
+        let mut target = DbTarget {
             config,
             tls,
             root_cert,
-        })
+            passfile: None,
+            password_from_file: false,
+        };
+        if target.config.get_password().is_none() {
+            let path = later("passfile", "PGPASSFILE")
+                .map(PathBuf::from)
+                .or_else(|| get("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
+            target.passfile = path.and_then(|p| libpq::load_passfile(&p)).map(Arc::new);
+            target.password_from_passfile();
+        }
+        Ok(target)
+    }
+
+    /// Take the password for this target's first host, port, database and user from the
+    /// password file, if one was consulted and has a matching line.
+    fn password_from_passfile(&mut self) -> bool {
+        let Some(file) = &self.passfile else {
+            return false;
+        };
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => Some(h.clone()),
+            Some(Host::Unix(p)) => Some(p.display().to_string()),
+            None => self.config.get_hostaddrs().first().map(|a| a.to_string()),
+        };
+        let found = file.lookup(
+            &libpq::pgpass_host(host.as_deref()),
+            &self.port().to_string(),
+            self.dbname(),
+            self.user(),
+        );
+        match found {
+            Some(p) => {
+                tracing::debug!(file = %file.path.display(), "password from the password file");
+                self.config.password(p);
+                self.password_from_file = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The password file the password came from, for messages about a refused password.
+    pub fn password_file(&self) -> Option<&std::path::Path> {
+        self.passfile
+            .as_deref()
+            .filter(|_| self.password_from_file)
+            .map(|f| f.path.as_path())
+    }
+
+    /// How long one connection may take to be established, all hosts tried: the connect
+    /// timeout applies to each host, as in libpq. `None`: wait indefinitely.
+    pub fn connect_deadline(&self) -> Option<Duration> {
+        let hosts = self
+            .config
+            .get_hosts()
+            .len()
+            .max(self.config.get_hostaddrs().len())
+            .max(1) as u32;
+        self.config.get_connect_timeout().map(|t| *t * hosts)
     }
 
     pub fn dbname(&self) -> &str {
@@ -138,9 +280,15 @@ impl DbTarget {
     }
 
     /// The same server, another database (for restore's new database, scratch tests, ...).
+    /// A password found in the password file is looked up again for the new database; when
+    /// that database has no line of its own (say, restore's new database), the one found for
+    /// the original database is kept.
     pub fn with_dbname(&self, dbname: &str) -> DbTarget {
         let mut t = self.clone();
         t.config.dbname(dbname);
+        if t.password_from_file || t.config.get_password().is_none() {
+            t.password_from_passfile();
+        }
         t
     }
 
@@ -158,12 +306,50 @@ impl DbTarget {
     /// Environment for libpq child processes (pg_dump, pg_restore, psql): connection settings
     /// go through the environment so that the password never appears on a command line.
     pub fn libpq_env(&self) -> Vec<(String, String)> {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(h) => h.clone(),
+                Host::Unix(p) => p.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = self
+            .config
+            .get_ports()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let timeout = self
+            .config
+            .get_connect_timeout()
+            .map_or(0, |t| t.as_secs().max(1));
         let mut env = vec![
-            ("PGHOST".to_string(), self.host()),
-            ("PGPORT".to_string(), self.port().to_string()),
+            (
+                "PGHOST".to_string(),
+                non_empty(hosts.join(","), "localhost"),
+            ),
+            ("PGPORT".to_string(), non_empty(ports.join(","), "5432")),
             ("PGUSER".to_string(), self.user().to_string()),
             ("PGDATABASE".to_string(), self.dbname().to_string()),
-            ("PGAPPNAME".to_string(), "kasm-db".to_string()),
+            (
+                "PGAPPNAME".to_string(),
+                self.config
+                    .get_application_name()
+                    .unwrap_or(DEFAULT_APPLICATION_NAME)
+                    .to_string(),
+            ),
+            ("PGCONNECT_TIMEOUT".to_string(), timeout.to_string()),
+            (
+                "PGTARGETSESSIONATTRS".to_string(),
+                match self.config.get_target_session_attrs() {
+                    TargetSessionAttrs::ReadWrite => "read-write",
+                    TargetSessionAttrs::ReadOnly => "read-only",
+                    _ => "any",
+                }
+                .to_string(),
+            ),
             (
                 "PGSSLMODE".to_string(),
                 match self.tls {
@@ -182,11 +368,50 @@ impl DbTarget {
                 String::from_utf8_lossy(p).into_owned(),
             ));
         }
+        if let Some(o) = self.config.get_options() {
+            env.push(("PGOPTIONS".to_string(), o.to_string()));
+        }
         if let Some(c) = &self.root_cert {
             env.push(("PGSSLROOTCERT".to_string(), c.display().to_string()));
         }
         env
     }
+}
+
+fn non_empty(s: String, default: &str) -> String {
+    if s.is_empty() { default.to_string() } else { s }
+}
+
+/// libpq's `connect_timeout`: whole seconds; zero or negative waits indefinitely (`None`); the
+/// minimum is 2 s.
+fn parse_connect_timeout(t: &str) -> Result<Option<Duration>> {
+    let secs: i64 = t.trim().parse().map_err(|_| {
+        Error::usage(format!(
+            "connect_timeout {t:?} is not a whole number of seconds"
+        ))
+    })?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs.max(2) as u64)))
+}
+
+/// libpq's `target_session_attrs`, as far as tokio-postgres implements it.
+fn parse_session_attrs(v: &str) -> Result<TargetSessionAttrs> {
+    Ok(match v {
+        "any" => TargetSessionAttrs::Any,
+        "read-write" => TargetSessionAttrs::ReadWrite,
+        "read-only" => TargetSessionAttrs::ReadOnly,
+        "primary" | "standby" | "prefer-standby" => {
+            return Err(Error::usage(format!(
+                "target_session_attrs {v:?} is not supported by kasm-db's PostgreSQL driver; \
+                 use any, read-write or read-only"
+            )));
+        }
+        other => {
+            return Err(Error::usage(format!(
+                "target_session_attrs {other:?} is not one of any, read-write, read-only, \
+                 primary, standby, prefer-standby"
+            )));
+        }
+    })
 }
 
 fn parse_sslmode(m: &str) -> Result<Tls> {
@@ -204,30 +429,31 @@ fn parse_sslmode(m: &str) -> Result<Tls> {
     })
 }
 
-/// Take `sslmode` and `sslrootcert` out of a URL or key=value string (tokio-postgres does not
-/// know verify-ca/verify-full nor sslrootcert); return the rest with what was taken.
-fn strip_ssl_params(text: &str) -> (String, Option<Tls>, Option<std::path::PathBuf>) {
-    let mut tls = None;
-    let mut root = None;
-    let mut take = |k: &str, v: &str| match k {
-        "sslmode" => {
-            tls = parse_sslmode(v).ok();
+/// Take the [`TAKEN`] keywords out of a URL or key=value string; return the rest with what was
+/// taken (URL values percent-decoded).
+fn take_params(text: &str) -> (String, BTreeMap<String, String>) {
+    let mut taken = BTreeMap::new();
+    let mut take = |k: &str, v: String| {
+        if TAKEN.contains(&k) {
+            taken.insert(k.to_string(), v);
             true
+        } else {
+            false
         }
-        "sslrootcert" => {
-            root = Some(v.into());
-            true
-        }
-        _ => false,
     };
-    let rest = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+    let url = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Some(hosts_without_ports_to_query(text))
+    } else {
+        None
+    };
+    let rest = if let Some(text) = url.as_deref() {
         match text.split_once('?') {
             Some((base, query)) => {
                 let kept: Vec<&str> = query
                     .split('&')
                     .filter(|kv| {
                         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        !take(k, v)
+                        !take(k, percent_decode(v))
                     })
                     .collect();
                 if kept.is_empty() {
@@ -242,12 +468,69 @@ fn strip_ssl_params(text: &str) -> (String, Option<Tls>, Option<std::path::PathB
         text.split_whitespace()
             .filter(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                !take(k, v.trim_matches('\''))
+                !take(k, v.trim_matches('\'').to_string())
             })
             .collect::<Vec<_>>()
             .join(" ")
     };
-    (rest, tls, root)
+    (rest, taken)
+}
+
+/// tokio-postgres gives a URL host without a port the port 5432, where libpq leaves the port
+/// to the service, PGPORT or the default. When no host of the URL names a port (and no `port=`
+/// does), move the hosts into a `host=` parameter, which tokio-postgres takes without ports.
+fn hosts_without_ports_to_query(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    let has_port = |chunk: &str| match chunk.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => chunk.contains(':'),
+    };
+    let query = tail.split_once('?').map_or("", |(_, q)| q);
+    let port_param = query.split('&').any(|kv| kv.starts_with("port="));
+    if hosts.is_empty() || port_param || hosts.split(',').any(has_port) {
+        return url.to_string();
+    }
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .map(|h| format!("host={}", h.trim_start_matches('[').trim_end_matches(']')))
+        .collect();
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}&")),
+        None => (tail, "?".to_string()),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    format!("{scheme}://{userinfo}{path}{query}{}", hosts.join("&"))
+}
+
+/// `%XX` escapes of a URL query value (as tokio-postgres decodes the values it parses).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A URL or key=value string with its password replaced, for messages about unparsable input.
@@ -345,5 +628,144 @@ mod tests {
         let e =
             DbTarget::resolve(Some("postgres://u:hunter2@h:notaport/d"), &env(&[])).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn url_then_service_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = secret_file(
+            dir.path(),
+            "svc.conf",
+            "[kasm]\nhost=svc-host\nport=6000\ndbname=svc_db\napplication_name=svc-app\n\
+             connect_timeout=0\nsslmode=require\n",
+            0o644,
+        );
+        let e = env(&[
+            ("PGSERVICEFILE", &svc),
+            ("PGSERVICE", "kasm"),
+            ("PGHOST", "env-host"),
+            ("PGPORT", "7000"),
+            ("PGUSER", "env-user"),
+            ("PGAPPNAME", "env-app"),
+            ("PGSSLMODE", "disable"),
+        ]);
+        let t = DbTarget::resolve(None, &e).unwrap();
+        assert_eq!(t.redacted(), "env-user@svc-host:6000/svc_db");
+        assert_eq!(t.config.get_application_name(), Some("svc-app"));
+        assert_eq!(t.tls, Tls::Require);
+        assert_eq!(t.config.get_connect_timeout(), None);
+        let t = DbTarget::resolve(Some("postgres://u@url-host:6543/url_db"), &e).unwrap();
+        assert_eq!(t.redacted(), "u@url-host:6543/url_db");
+        // A URL host without a port takes the service's (libpq; tokio-postgres alone says 5432).
+        let t = DbTarget::resolve(Some("postgres://u@url-host/url_db"), &e).unwrap();
+        assert_eq!(t.redacted(), "u@url-host:6000/url_db");
+        let t =
+            DbTarget::resolve(Some("postgres://u@[::1],h2/d?sslmode=disable"), &env(&[])).unwrap();
+        assert_eq!(t.host(), "::1");
+        assert_eq!(t.config.get_hosts().len(), 2);
+        assert_eq!(t.port(), 5432);
+        // The URL names the service itself.
+        let t = DbTarget::resolve(
+            Some("postgresql:///?service=kasm"),
+            &env(&[("PGSERVICEFILE", &svc), ("PGPORT", "7000")]),
+        )
+        .unwrap();
+        assert_eq!(t.port(), 6000);
+        let err = DbTarget::resolve(None, &env(&[("PGSERVICEFILE", &svc), ("PGSERVICE", "x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("\"x\" not found"), "{err}");
+    }
+
+    #[test]
+    fn password_file_fills_a_missing_password_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = secret_file(
+            dir.path(),
+            "pgpass",
+            "h:5432:kasm:kasmapp:from-file\nh:5432:*:kasmapp:any-db\n",
+            0o600,
+        );
+        let e = env(&[
+            ("PGPASSFILE", &pass),
+            ("PGHOST", "h"),
+            ("PGUSER", "kasmapp"),
+        ]);
+        let t = DbTarget::resolve(Some("dbname=kasm"), &e).unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"from-file"[..]));
+        assert_eq!(t.password_file(), Some(std::path::Path::new(&pass)));
+        assert!(!format!("{t:?}").contains("from-file"));
+        let child = t.libpq_env();
+        assert!(child.contains(&("PGPASSWORD".into(), "from-file".into())));
+        // Another database of the same server: its own line.
+        let other = t.with_dbname("kasm_restore_1");
+        assert_eq!(other.config.get_password(), Some(&b"any-db"[..]));
+        // PGPASSWORD (or a password in the URL) wins; the file is not consulted.
+        let mut e2 = e.clone();
+        e2.insert("PGPASSWORD".into(), "from-env".into());
+        let t = DbTarget::resolve(Some("dbname=kasm"), &e2).unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"from-env"[..]));
+        assert_eq!(t.password_file(), None);
+        // ~/.pgpass through HOME; a file open to others is ignored.
+        let home = tempfile::tempdir().unwrap();
+        secret_file(home.path(), ".pgpass", "*:*:*:*:home-pw\n", 0o600);
+        let e3 = env(&[("HOME", home.path().to_str().unwrap())]);
+        let t = DbTarget::resolve(None, &e3).unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"home-pw"[..]));
+        secret_file(home.path(), ".pgpass", "*:*:*:*:home-pw\n", 0o644);
+        let t = DbTarget::resolve(None, &e3).unwrap();
+        assert_eq!(t.config.get_password(), None);
+        // passfile= in the URL wins over PGPASSFILE.
+        let url_file = secret_file(dir.path(), "other", "*:*:*:*:url-file\n", 0o600);
+        let t = DbTarget::resolve(
+            Some(&format!("postgres://kasmapp@h/kasm?passfile={url_file}")),
+            &e,
+        )
+        .unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"url-file"[..]));
+    }
+
+    #[test]
+    fn timeouts_names_and_session_attrs() {
+        let t = DbTarget::resolve(None, &env(&[])).unwrap();
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&DEFAULT_CONNECT_TIMEOUT)
+        );
+        assert_eq!(t.config.get_application_name(), Some("kasm-db"));
+        let t = DbTarget::resolve(
+            None,
+            &env(&[
+                ("PGCONNECT_TIMEOUT", "1"),
+                ("PGHOST", "a,b"),
+                ("PGTARGETSESSIONATTRS", "read-write"),
+                ("PGAPPNAME", "nightly"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
+        assert_eq!(t.connect_deadline(), Some(Duration::from_secs(4)));
+        let child: BTreeMap<String, String> = t.libpq_env().into_iter().collect();
+        assert_eq!(child["PGHOST"], "a,b");
+        assert_eq!(child["PGTARGETSESSIONATTRS"], "read-write");
+        assert_eq!(child["PGAPPNAME"], "nightly");
+        assert_eq!(child["PGCONNECT_TIMEOUT"], "2");
+        let t = DbTarget::resolve(Some("postgres://u@h/d?connect_timeout=0"), &env(&[])).unwrap();
+        assert_eq!(t.connect_deadline(), None);
+        for bad in ["standby", "bogus"] {
+            let e = DbTarget::resolve(None, &env(&[("PGTARGETSESSIONATTRS", bad)])).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{e}");
+        }
+        assert!(DbTarget::resolve(None, &env(&[("PGCONNECT_TIMEOUT", "soon")])).is_err());
     }
 }
