@@ -51,7 +51,7 @@ const IDLE: Duration = Duration::from_millis(200);
 const RESCAN: Duration = Duration::from_secs(1);
 /// Pause after a failed step (database down): retried from the committed offset.
 const BACKOFF: Duration = Duration::from_secs(2);
-/// How often vanished files are looked for in the offset table.
+/// How often vanished files are looked for in the offset table (more often for a short grace).
 const HOUSEKEEP: Duration = Duration::from_secs(30);
 /// A file no longer written to for this long is done: its last bytes are a line even without a
 /// newline (a rotated file), and a file at no followed name is closed once read.
@@ -174,7 +174,8 @@ impl Follower {
                 last_scan = Some(Instant::now());
                 self.scan(&mut st).await;
             }
-            if last_housekeep.elapsed() >= HOUSEKEEP && !st.dirs.is_empty() {
+            let every = HOUSEKEEP.min(self.forget_after.max(Duration::from_secs(1)));
+            if last_housekeep.elapsed() >= every && !st.dirs.is_empty() {
                 last_housekeep = Instant::now();
                 self.housekeep(&st).await;
             }
@@ -297,7 +298,8 @@ impl Follower {
                 continue;
             };
             match self.consider(st, &path, &kind, Some(file)).await {
-                Ok(()) => {
+                Ok(false) => st.pending.push((path, again)),
+                Ok(true) => {
                     if let Some(t) = st.tracked.get_mut(&id) {
                         // Not at this name any more: read it to its end, then close it.
                         t.seen = false;
@@ -313,18 +315,19 @@ impl Follower {
     }
 
     /// Judge a file found at `path`: resume it, read it from the start, or leave it alone.
+    /// False: not judged yet (a rotated name still being written), to be looked at again.
     async fn consider(
         &self,
         st: &mut State,
         path: &Path,
         kind: &Kind,
         handle: Option<File>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let file = match handle {
             Some(f) => f,
             None => match File::open(path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
                 Err(e) => return Err(e.into()),
             },
         };
@@ -334,11 +337,11 @@ impl Follower {
             t.path = path.to_path_buf();
             t.seen = true;
             t.active |= kind.active();
-            return Ok(());
+            return Ok(true);
         }
         let mtime = m.modified()?;
         if st.ignored.get(&id) == Some(&(m.len(), mtime)) {
-            return Ok(());
+            return Ok(true);
         }
         let (pos, committed) = match offsets::load(&self.pool, &self.schema, id).await? {
             Some(c) if m.len() >= c.offset && c.fp.matches(&file)? => {
@@ -352,17 +355,22 @@ impl Follower {
                 (0, Some(c))
             }
             None => {
+                if !kind.active() && !settled(&m) {
+                    // Rotated names are judged once quiet: logrotate may still be writing a
+                    // copy (copytruncate) that must not be taken for a new file.
+                    return Ok(false);
+                }
                 if let Some(of) = copy_of(st, &file, m.len())? {
                     // A copy (copytruncate) of a file being read: read through the original;
                     // taken up from its offset if the original turns out truncated.
                     tracing::debug!(path = %path.display(), of = %of.display(), "a copy of a followed file");
-                    return Ok(());
+                    return Ok(true);
                 }
                 if let Kind::Rotated { base } = kind {
                     if mtime < self.since(st, base).await? {
                         tracing::debug!(path = %path.display(), "rotated before following began: not read");
                         st.ignored.insert(id, (m.len(), mtime));
-                        return Ok(());
+                        return Ok(true);
                     }
                     tracing::info!(path = %path.display(), "a rotated file never read (rotated between two looks): reading it");
                 } else {
@@ -388,7 +396,7 @@ impl Follower {
                 seen: true,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Since when the rotated names of `base` hold files written while following: the first
