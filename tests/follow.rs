@@ -287,7 +287,11 @@ fn python_rotating(wide: bool) {
     assert!(rotated_files(&logs) > 50, "the handler rotated too little");
     let what = format!("RotatingFileHandler, {g}, kill -9 midway");
     assert_stored_exactly_once(&url, total, &s, &what);
-    assert_eq!(count(&url, "WHERE message = 'gz-1'"), 0, "compressed file read");
+    assert_eq!(
+        count(&url, "WHERE message = 'gz-1'"),
+        0,
+        "compressed file read"
+    );
     // The glob names the older rotated file only in the wide style.
     let old_read = count(&url, "WHERE message = 'old-1'");
     assert_eq!(old_read, u64::from(wide), "{}", s.stderr());
@@ -381,4 +385,63 @@ fn logrotate_copytruncate_narrow_glob_with_kill_9_stores_every_record_once() {
 #[test]
 fn logrotate_copytruncate_wide_glob_stores_every_record_once() {
     logrotate("copytruncate", true, false, false);
+}
+
+fn write_gz(path: &Path, from: u64, to: u64) {
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    );
+    for i in from..to {
+        writeln!(gz, "{{\"levelname\":\"INFO\",\"message\":\"r-{i}\"}}").unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+/// A glob that names compressed files reads them (uncompressed), once, also after a restart.
+#[test]
+fn gzip_files_the_glob_names_are_read_once() {
+    let url = fresh_db();
+    let (_top, logs) = log_dir();
+    write_gz(&logs.join("app_json.log.1.gz"), 0, 500);
+    std::fs::write(
+        logs.join("app_json.log"),
+        "{\"levelname\":\"INFO\",\"message\":\"plain\"}\n",
+    )
+    .unwrap();
+    let g = format!("{}/*.gz", logs.display());
+    let mut s = Serve::start(&url, &g, &[]);
+    assert_stored_exactly_once(&url, 500, &s, "gzip named by the glob");
+    s.kill9();
+    write_gz(&logs.join("app_json.log.2.gz"), 500, 800);
+    let s = Serve::start(&url, &g, &[]);
+    assert_stored_exactly_once(&url, 800, &s, "gzip named by the glob, after kill -9");
+    assert_eq!(count(&url, "WHERE message = 'plain'"), 0);
+}
+
+/// Migration 0005 on offsets written by earlier versions (keyed by path): one row per file
+/// (the path read last), its fingerprint unknown (the inode alone decides until it is re-taken).
+#[test]
+fn migration_0005_keys_existing_offsets_by_file() {
+    let url = fresh_db();
+    psql(&url, include_str!("../sql/0003_serve.sql"));
+    psql(
+        &url,
+        "INSERT INTO follow_offsets (path, dev, inode, byte_offset, updated_at) VALUES
+         ('/l/a_json.log', 1, 10, 100, now() - interval '1 hour'),
+         ('/l/hard_link_json.log', 1, 10, 120, now()),
+         ('/l/b_json.log', 1, 11, 7, now())",
+    );
+    psql(&url, include_str!("../sql/0005_follow_identity.sql"));
+    let rows = psql(
+        &url,
+        "SELECT string_agg(format('%s:%s:%s:%s', inode, path, byte_offset, fp_len), ' ' ORDER BY inode)
+         FROM follow_offsets",
+    );
+    assert_eq!(rows, "10:/l/hard_link_json.log:120:0 11:/l/b_json.log:7:0");
+    let empty = psql(
+        &url,
+        "SELECT count(*) FROM follow_offsets WHERE fingerprint = sha256(''::bytea)",
+    );
+    assert_eq!(empty, "2");
 }

@@ -23,11 +23,11 @@
 //! bytes read from a file that no longer starts with its fingerprint. File I/O is plain
 //! blocking reads of bounded chunks (local log files).
 
+use super::fswatch::Watch;
 use super::identity::{self, FileId, Fingerprint};
 use super::lines;
 use super::metrics::Metrics;
 use super::offsets::{self, CommitError, Stored};
-use super::fswatch::Watch;
 use crate::config::RetentionConfig;
 use crate::db::Pool;
 use crate::error::Result;
@@ -37,7 +37,7 @@ use crate::logs::record::{self, Class};
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,6 +89,10 @@ struct Tracked {
     active: bool,
     /// Found at a followed or rotated name by the last scan.
     seen: bool,
+    /// A gzip file the glob names: offsets count uncompressed bytes; read once complete.
+    gz: bool,
+    /// (length, mtime) of a gzip file when it was read to its end.
+    gz_done: Option<(u64, SystemTime)>,
 }
 
 /// What a name is to the follower.
@@ -158,7 +162,7 @@ impl Follower {
             since: HashMap::new(),
             // Coarse file timestamps may lag the clock a little.
             started: SystemTime::now() - Duration::from_secs(1),
-            watch: Watch::new(),
+            watch: Watch::default(),
             pending: Vec::new(),
             dirs: HashSet::new(),
             present: HashSet::new(),
@@ -169,8 +173,7 @@ impl Follower {
         while !*stop.borrow() {
             let (opened, rescan) = st.watch.take();
             st.pending.extend(opened);
-            if rescan || !st.pending.is_empty() || last_scan.is_none_or(|t| t.elapsed() >= RESCAN)
-            {
+            if rescan || !st.pending.is_empty() || last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
                 last_scan = Some(Instant::now());
                 self.scan(&mut st).await;
             }
@@ -242,7 +245,11 @@ impl Follower {
             };
             let compressed_ok = identity::glob_names_compressed(g);
             for p in paths.filter_map(|p| p.ok()).filter(|p| p.is_file()) {
-                if identity::is_compressed(name_of(&p)) && !compressed_ok {
+                let name = name_of(&p);
+                if identity::is_compressed(name) && !(compressed_ok && name.ends_with(".gz")) {
+                    if compressed_ok {
+                        tracing::debug!(path = %p.display(), "only gzip is read of compressed files");
+                    }
                     continue;
                 }
                 dirs.insert(parent_of(&p).to_path_buf());
@@ -272,9 +279,7 @@ impl Follower {
         st.dirs = dirs;
         st.present = present;
         // A followed name before its rotated names (its truncation finds their copies first).
-        found.sort_by(|a, b| {
-            (name_of(&a.0).len(), &a.0).cmp(&(name_of(&b.0).len(), &b.0))
-        });
+        found.sort_by(|a, b| (name_of(&a.0).len(), &a.0).cmp(&(name_of(&b.0).len(), &b.0)));
         for t in st.tracked.values_mut() {
             t.seen = false;
             t.active = false;
@@ -343,8 +348,9 @@ impl Follower {
         if st.ignored.get(&id) == Some(&(m.len(), mtime)) {
             return Ok(true);
         }
+        let gz = name_of(path).ends_with(".gz");
         let (pos, committed) = match offsets::load(&self.pool, &self.schema, id).await? {
-            Some(c) if m.len() >= c.offset && c.fp.matches(&file)? => {
+            Some(c) if (gz || m.len() >= c.offset) && c.fp.matches(&file)? => {
                 tracing::info!(path = %path.display(), offset = c.offset, "following");
                 (c.offset, Some(c))
             }
@@ -394,6 +400,8 @@ impl Follower {
                 skipping: false,
                 active: kind.active(),
                 seen: true,
+                gz,
+                gz_done: None,
             },
         );
         Ok(true)
@@ -485,6 +493,8 @@ impl Follower {
                     skipping,
                     active: false,
                     seen: true,
+                    gz: false,
+                    gz_done: None,
                 };
                 // Registered first: a crash before the original's reset never reads it whole.
                 let at = Stored {
@@ -504,6 +514,9 @@ impl Follower {
     /// Read and commit one batch, or say what happened to the file.
     async fn step(&self, id: FileId, t: &mut Tracked) -> Result<Stepped> {
         let m = t.file.metadata()?;
+        if t.gz {
+            return self.step_gz(id, t, &m).await;
+        }
         let len = m.len();
         if len < t.pos {
             return Ok(Stepped::Truncated);
@@ -537,7 +550,50 @@ impl Follower {
         let Some(fp) = t.fp.extend(&t.file, offset)? else {
             return Ok(Stepped::Truncated);
         };
-        self.commit_lines(id, t, &cut, Stored { offset, fp }).await?;
+        self.commit_lines(id, t, &cut, Stored { offset, fp })
+            .await?;
+        t.skipping = cut.skipping;
+        Ok(Stepped::Moved)
+    }
+
+    /// A gzip file the glob names: read once complete (quiet), from the uncompressed offset.
+    async fn step_gz(&self, id: FileId, t: &mut Tracked, m: &std::fs::Metadata) -> Result<Stepped> {
+        let now = (m.len(), m.modified()?);
+        if !settled(m) || t.gz_done == Some(now) {
+            return Ok(if t.gz_done.is_some() && !t.seen {
+                Stepped::Done
+            } else {
+                Stepped::Idle
+            });
+        }
+        (&t.file).seek(std::io::SeekFrom::Start(0))?;
+        let mut dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(&t.file));
+        let mut buf = Vec::new();
+        let read = std::io::copy(&mut (&mut dec).take(t.pos), &mut std::io::sink())
+            .and_then(|_| (&mut dec).take(CHUNK).read_to_end(&mut buf));
+        if let Err(e) = read {
+            tracing::warn!(path = %t.path.display(), error = %e, "not a readable gzip file; skipped");
+            t.gz_done = Some(now);
+            return Ok(Stepped::Idle);
+        }
+        let last = (buf.len() as u64) < CHUNK;
+        let cut = lines::cut(
+            &buf,
+            t.skipping,
+            self.max_line_bytes,
+            self.batch_rows.max(1),
+            last,
+        );
+        if cut.consumed == 0 {
+            t.gz_done = Some(now);
+            return Ok(Stepped::Idle);
+        }
+        let offset = t.pos + cut.consumed as u64;
+        let Some(fp) = t.fp.extend(&t.file, identity::FP_MAX.min(now.0))? else {
+            return Ok(Stepped::Idle);
+        };
+        self.commit_lines(id, t, &cut, Stored { offset, fp })
+            .await?;
         t.skipping = cut.skipping;
         Ok(Stepped::Moved)
     }
@@ -555,7 +611,10 @@ impl Follower {
         .await
         {
             Ok(k) if k.forgotten > 0 => {
-                tracing::info!(forgotten = k.forgotten, "offsets of files gone for ingest.forget_after deleted")
+                tracing::info!(
+                    forgotten = k.forgotten,
+                    "offsets of files gone for ingest.forget_after deleted"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "offset housekeeping skipped"),

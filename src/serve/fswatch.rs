@@ -29,8 +29,8 @@ pub struct Watch {
     rescan: Arc<AtomicBool>,
 }
 
-impl Watch {
-    pub fn new() -> Watch {
+impl Default for Watch {
+    fn default() -> Watch {
         let (tx, opened) = mpsc::channel();
         let wake = Arc::new(Notify::new());
         let rescan = Arc::new(AtomicBool::new(false));
@@ -76,7 +76,9 @@ impl Watch {
             rescan,
         }
     }
+}
 
+impl Watch {
     /// Watch `dir` (not recursively) from now on; once per folder.
     pub fn watch_dir(&mut self, dir: &Path) {
         if self.dirs.contains(dir) {

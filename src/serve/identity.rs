@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(short.len, 11);
         assert!(short.matches(&f).unwrap());
         // Growing keeps it valid and lets it cover more, up to FP_MAX.
-        let mut w = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut w = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         w.write_all(&[b'x'; 2000]).unwrap();
         assert!(short.matches(&f).unwrap());
         let long = short.extend(&f, 5000).unwrap().unwrap();

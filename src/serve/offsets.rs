@@ -206,7 +206,9 @@ pub async fn housekeep(
         )
         .await?;
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let cutoff = Utc::now().checked_sub_signed(grace).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let cutoff = Utc::now()
+        .checked_sub_signed(grace)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut kept = Kept::default();
     for r in rows {
         let (dev, inode, path, gone): (i64, i64, String, bool) =
