@@ -326,7 +326,6 @@ fn logrotate(mode: &str, wide: bool, kill: bool, forget: bool) {
     if kill {
         wait_at_least(&url, total / 3, &s);
         s.kill9();
-        eprintln!("before kill -9:\n{}", s.stderr());
         s = Serve::start(&url, &g, env);
     }
     assert_eq!(writer.finish(), total);

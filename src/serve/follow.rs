@@ -54,7 +54,8 @@ const BACKOFF: Duration = Duration::from_secs(2);
 /// How often vanished files are looked for in the offset table (more often for a short grace).
 const HOUSEKEEP: Duration = Duration::from_secs(30);
 /// A file no longer written to for this long is done: its last bytes are a line even without a
-/// newline (a rotated file), and a file at no followed name is closed once read.
+/// newline (a rotated file), and a file that is not the writer's current one is closed once
+/// read (its handle released; it is looked at again if it changes).
 const SETTLED: Duration = Duration::from_secs(2);
 
 pub struct Follower {
@@ -116,13 +117,14 @@ enum Stepped {
     Moved,
     /// Shorter than its offset, or it no longer starts with its fingerprint.
     Truncated,
-    /// Read to its end, at no followed name and quiet: closed.
+    /// Read to its end, quiet, and not the writer's current file: closed.
     Done,
 }
 
 struct State {
     tracked: BTreeMap<FileId, Tracked>,
-    /// Rotated files not read (older than following), with the (length, mtime) they had then.
+    /// Files left alone until they change, with the (length, mtime) they had then: rotated
+    /// files older than following, and files read to their end and closed.
     ignored: HashMap<FileId, (u64, SystemTime)>,
     /// Per followed name: rotated files modified since this are read when never seen.
     since: HashMap<PathBuf, SystemTime>,
@@ -196,7 +198,13 @@ impl Follower {
                     Ok(Stepped::Idle) => Ok(false),
                     Ok(Stepped::Moved) => Ok(true),
                     Ok(Stepped::Done) => {
-                        tracing::debug!(path = %t.path.display(), "read to its end and gone: closed");
+                        tracing::debug!(path = %t.path.display(), "read to its end and quiet: closed");
+                        // Still at a rotated name: looked at again only once it changes.
+                        if let (true, Ok(m)) = (t.seen, t.file.metadata()) {
+                            if let Ok(mtime) = m.modified() {
+                                st.ignored.insert(id, (m.len(), mtime));
+                            }
+                        }
                         st.tracked.remove(&id);
                         Ok(false)
                     }
@@ -276,6 +284,7 @@ impl Follower {
                 }
             }
         }
+        st.ignored.retain(|id, _| present.contains(id));
         st.dirs = dirs;
         st.present = present;
         // A followed name before its rotated names (its truncation finds their copies first).
@@ -522,7 +531,7 @@ impl Follower {
             return Ok(Stepped::Truncated);
         }
         if len == t.pos {
-            if !t.seen && settled(&m) {
+            if (!t.seen || !t.active) && settled(&m) {
                 return Ok(Stepped::Done);
             }
             return Ok(Stepped::Idle);
@@ -559,12 +568,11 @@ impl Follower {
     /// A gzip file the glob names: read once complete (quiet), from the uncompressed offset.
     async fn step_gz(&self, id: FileId, t: &mut Tracked, m: &std::fs::Metadata) -> Result<Stepped> {
         let now = (m.len(), m.modified()?);
-        if !settled(m) || t.gz_done == Some(now) {
-            return Ok(if t.gz_done.is_some() && !t.seen {
-                Stepped::Done
-            } else {
-                Stepped::Idle
-            });
+        if t.gz_done == Some(now) {
+            return Ok(Stepped::Done);
+        }
+        if !settled(m) {
+            return Ok(Stepped::Idle);
         }
         (&t.file).seek(std::io::SeekFrom::Start(0))?;
         let mut dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(&t.file));
