@@ -94,6 +94,13 @@ pub enum Command {
     /// when the database refuses for good (authentication, a foreign `logs` table), like
     /// `migrate`, or when `server.listen` is taken; exit 2 for an invalid configuration; exit
     /// 75 when another process holds `siem.spool_dir`.
+    ///
+    /// Files matched by `ingest.paths` are followed through rotation (rename, `create`,
+    /// `copytruncate`): a file is known by its device, inode and first bytes, not its name, so a
+    /// glob that also matches rotated names (`*_json.log*`) reads nothing twice, and rotated
+    /// copies written since following began are read even when the glob matches only the
+    /// current name. Compressed files are read only when the glob names them (`*.gz`); the
+    /// offsets of files gone for `ingest.forget_after` (default 1d) are forgotten.
     Serve,
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete

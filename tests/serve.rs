@@ -698,7 +698,13 @@ fn following_files_across_rotation_truncation_and_a_crash_loses_and_duplicates_n
         "SELECT max(substr(message, 3)::int) FROM logs WHERE message LIKE 'f-%'",
     );
     assert_eq!(max, "259");
-    let offset = psql(&url, "SELECT byte_offset FROM follow_offsets");
+    let offset = psql(
+        &url,
+        &format!(
+            "SELECT byte_offset FROM follow_offsets WHERE path = '{}'",
+            log.display()
+        ),
+    );
     assert_eq!(offset, std::fs::metadata(&log).unwrap().len().to_string());
 }
 

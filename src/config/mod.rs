@@ -200,6 +200,8 @@ pub struct IngestConfig {
     pub batch_rows: usize,
     /// Concurrent COPY streams (default 2: the server parses jsonb on one core per stream).
     pub parallel: usize,
+    /// How long a followed file is gone before `serve` forgets its offset (default 1d).
+    pub forget_after: Window,
 }
 
 impl Default for IngestConfig {
@@ -209,6 +211,7 @@ impl Default for IngestConfig {
             max_line_bytes: 1 << 20,
             batch_rows: 10_000,
             parallel: 2,
+            forget_after: Window::from_secs(86_400),
         }
     }
 }

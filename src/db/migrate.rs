@@ -45,6 +45,12 @@ pub const MIGRATIONS: &[Migration] = &[
         creates: &[],
         sql: include_str!("../../sql/0004_logs_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "follow_identity",
+        creates: &[],
+        sql: include_str!("../../sql/0005_follow_identity.sql"),
+    },
 ];
 
 /// Advisory lock key for migrations ("kasm-db" + 1).

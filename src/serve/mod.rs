@@ -18,7 +18,9 @@ pub mod auth;
 pub mod body;
 pub mod bootstrap;
 pub mod follow;
+pub mod fswatch;
 pub mod http;
+pub mod identity;
 pub mod jobs;
 pub mod lines;
 pub mod metrics;
@@ -166,6 +168,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
             globs: cfg.ingest.paths.clone(),
             max_line_bytes: cfg.ingest.max_line_bytes,
             batch_rows: cfg.ingest.batch_rows,
+            forget_after: cfg.ingest.forget_after.as_duration(),
             metrics: metrics.clone(),
             sink: sink.clone(),
         };
