@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod body;
 pub mod bootstrap;
+pub mod channels;
 pub mod follow;
 pub mod http;
 pub mod jobs;
@@ -107,6 +108,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         metrics: metrics.clone(),
         forward,
         unavailable_log: Default::default(),
+        channels: Default::default(),
     });
     metrics.set(
         "spool_bytes",
