@@ -157,6 +157,10 @@ struct Fields<'a> {
     levelname: Option<&'a RawValue>,
     #[serde(borrow, default)]
     level: Option<&'a RawValue>,
+    /// What HEC logging libraries (splunk-logging for Node.js, ...) name the level; used only
+    /// when neither `levelname` nor `level` is there, and only when it names a level.
+    #[serde(borrow, default)]
+    severity: Option<&'a RawValue>,
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -262,7 +266,10 @@ fn envelope_meta(envelope: &str) -> Option<String> {
 fn with_member(object: &str, key: &str, value: &str) -> String {
     let body = object.trim_end();
     let body = body.strip_suffix('}').unwrap_or(body);
-    let empty = body.trim_start().strip_prefix('{').is_some_and(|b| b.trim().is_empty());
+    let empty = body
+        .trim_start()
+        .strip_prefix('{')
+        .is_some_and(|b| b.trim().is_empty());
     let sep = if empty { "" } else { "," };
     format!("{body}{sep}\"{key}\":{value}}}")
 }
@@ -278,7 +285,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
                     out.push((k, v));
@@ -319,7 +329,11 @@ fn kind_or_invalid(text: &str, kind: &'static str) -> Reject {
 
 fn build(f: &Fields<'_>, data: String) -> Result<Record, Reject> {
     let level = match f.levelname.or(f.level) {
-        None => Level::Info,
+        None => f
+            .severity
+            .and_then(string_of)
+            .and_then(|s| Level::parse(&s))
+            .unwrap_or(Level::Info),
         Some(raw) => match serde_json::from_str::<Cow<str>>(raw.get()) {
             Ok(s) => Level::parse(&s).ok_or_else(|| Reject::BadLevel(raw.get().to_string()))?,
             Err(_) => return Err(Reject::BadLevel(raw.get().to_string())),
@@ -441,6 +455,14 @@ mod tests {
             );
         }
         assert_eq!(ok(r#"{"message":"x"}"#).level, Level::Info);
+        // `severity` (HEC logging libraries) counts when it names a level; never rejects.
+        assert_eq!(ok(r#"{"severity":"error"}"#).level, Level::Error);
+        assert_eq!(ok(r#"{"severity":"notice"}"#).level, Level::Info);
+        assert_eq!(ok(r#"{"severity":3}"#).level, Level::Info);
+        assert_eq!(
+            ok(r#"{"level":"debug","severity":"error"}"#).level,
+            Level::Debug
+        );
         assert_eq!(ok(r#"{"levelname":"DEBUG"}"#).class(), Class::Debug);
         assert!(matches!(
             bad(br#"{"levelname":"VERBOSE"}"#),
@@ -504,14 +526,21 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.data).unwrap();
         assert_eq!(v["hec"]["fields"]["dc"], "eu-1");
         // A string that is not a JSON object stays the message, escapes intact.
-        for text in [r#""{not json""#, r#""[1, 2]""#, r#""  {\"a\": 1} trailing""#] {
+        for text in [
+            r#""{not json""#,
+            r#""[1, 2]""#,
+            r#""  {\"a\": 1} trailing""#,
+        ] {
             let r = ok(&format!(r#"{{"event": {text}}}"#));
             let want: String = serde_json::from_str(text).unwrap();
             assert_eq!(r.message.as_deref(), Some(want.as_str()), "{text}");
             assert_eq!(r.level, Level::Info);
         }
         // An empty object in a string, and a record with its own `hec` member (it wins).
-        assert_eq!(ok(r#"{"event": "{}", "index": "i"}"#).data, r#"{"hec":{"index":"i"}}"#);
+        assert_eq!(
+            ok(r#"{"event": "{}", "index": "i"}"#).data,
+            r#"{"hec":{"index":"i"}}"#
+        );
         let r = ok(r#"{"event": {"hec": 1, "message": "m"}, "index": "i"}"#);
         assert_eq!(r.data, r#"{"hec": 1, "message": "m"}"#);
         // A JSON string record with a bad level is rejected like an object one.

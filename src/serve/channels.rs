@@ -25,7 +25,10 @@ pub enum ChannelError {
 }
 
 /// The channel a request names: the header first, else the `channel` query parameter.
-pub fn of_request(header: Option<&[u8]>, query: Option<&str>) -> Result<Option<Uuid>, ChannelError> {
+pub fn of_request(
+    header: Option<&[u8]>,
+    query: Option<&str>,
+) -> Result<Option<Uuid>, ChannelError> {
     let from_query = query.and_then(|q| {
         q.split('&')
             .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
@@ -33,7 +36,11 @@ pub fn of_request(header: Option<&[u8]>, query: Option<&str>) -> Result<Option<U
             .map(|(_, v)| v.to_string())
     });
     let text = match header {
-        Some(h) => Some(std::str::from_utf8(h).map_err(|_| ChannelError::Invalid)?.to_string()),
+        Some(h) => Some(
+            std::str::from_utf8(h)
+                .map_err(|_| ChannelError::Invalid)?
+                .to_string(),
+        ),
         None => from_query,
     };
     match text {
@@ -86,14 +93,20 @@ mod tests {
     fn channel_from_header_or_query() {
         let g = Uuid::parse_str(G).unwrap();
         assert_eq!(of_request(Some(G.as_bytes()), None), Ok(Some(g)));
-        assert_eq!(of_request(None, Some(&format!("a=1&channel={G}"))), Ok(Some(g)));
+        assert_eq!(
+            of_request(None, Some(&format!("a=1&channel={G}"))),
+            Ok(Some(g))
+        );
         assert_eq!(of_request(None, Some("a=1")), Ok(None));
         assert_eq!(of_request(None, None), Ok(None));
         assert_eq!(
             of_request(Some(b"not-a-guid"), Some(&format!("channel={G}"))),
             Err(ChannelError::Invalid)
         );
-        assert_eq!(of_request(None, Some("channel=")), Err(ChannelError::Invalid));
+        assert_eq!(
+            of_request(None, Some("channel=")),
+            Err(ChannelError::Invalid)
+        );
     }
 
     #[test]
@@ -101,7 +114,10 @@ mod tests {
         let c = Channels::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert_eq!((c.next_ack(a), c.next_ack(a), c.next_ack(b)), (0, 1, 0));
-        assert_eq!(c.acked(a, &[0, 1, 2]), vec![(0, true), (1, true), (2, false)]);
+        assert_eq!(
+            c.acked(a, &[0, 1, 2]),
+            vec![(0, true), (1, true), (2, false)]
+        );
         assert_eq!(c.acked(Uuid::new_v4(), &[0]), vec![(0, false)]);
         for _ in 0..MAX_CHANNELS + 5 {
             c.next_ack(Uuid::new_v4());

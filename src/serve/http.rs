@@ -8,8 +8,8 @@
 //! read to the end. The token is never logged or echoed, whatever the request.
 
 use super::auth::{self, Verdict};
-use super::channels;
 use super::body::{self, BodyError};
+use super::channels;
 use super::metrics::Metrics;
 use super::parse::{self, HecError};
 use super::store::{Outcome, Store};
@@ -228,12 +228,7 @@ fn hec_error(e: &HecError) -> Response {
     r
 }
 
-async fn hec(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn hec(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let r = hec_inner(&app, &uri, &headers, body).await;
     status(&app, "hec", r.status());
     r

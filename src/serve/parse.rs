@@ -183,8 +183,14 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        assert_eq!((r[0].level, r[0].host.as_deref()), (record::Level::Error, Some("w2")));
-        assert_eq!(r[0].data, r#"{"levelname": "ERROR", "host": "w2","hec":{"source":"api"}}"#);
+        assert_eq!(
+            (r[0].level, r[0].host.as_deref()),
+            (record::Level::Error, Some("w2"))
+        );
+        assert_eq!(
+            r[0].data,
+            r#"{"levelname": "ERROR", "host": "w2","hec":{"source":"api"}}"#
+        );
         assert_eq!(hec_body(b"", 100).unwrap_err().code, 5);
         let e = hec_body(br#"{"event":{"m":1}}{"host":"x"}"#, 100).unwrap_err();
         assert_eq!((e.code, e.invalid_event), (12, Some(1)));
