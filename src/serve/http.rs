@@ -234,11 +234,11 @@ async fn hec(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Bo
     r
 }
 
-/// The request's data channel (header or `?channel=`), or the HEC error answer.
-fn channel_of(uri: &Uri, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, Response> {
+/// The request's data channel (header or `?channel=`), or the HEC error.
+fn channel_of(uri: &Uri, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, HecError> {
     let header = headers.get(channels::HEADER).map(|v| v.as_bytes());
     channels::of_request(header, uri.query())
-        .map_err(|channels::ChannelError::Invalid| hec_error(&HecError::INVALID_CHANNEL))
+        .map_err(|channels::ChannelError::Invalid| HecError::INVALID_CHANNEL)
 }
 
 async fn hec_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
@@ -249,7 +249,7 @@ async fn hec_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Res
     }
     let channel = match channel_of(uri, headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return hec_error(&e),
     };
     let data = match read_body(app, headers, body).await {
         Read::Ok(d) => d,
@@ -324,7 +324,7 @@ async fn hec_ack_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) ->
     let channel = match channel_of(uri, headers) {
         Ok(Some(c)) => c,
         Ok(None) => return hec_error(&HecError::CHANNEL_MISSING),
-        Err(r) => return r,
+        Err(e) => return hec_error(&e),
     };
     #[derive(serde::Deserialize)]
     struct Query {
