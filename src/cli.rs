@@ -82,11 +82,25 @@ pub enum Command {
 
     /// Read NDJSON log records (files, .gz files, or stdin) and store them by binary COPY,
     /// routed by retention class; classes with retention 0 are forwarded or dropped.
+    ///
+    /// `--json`: {"read","stored","stored_debug","forwarded","sent","dropped","rejected",..}.
+    /// `forwarded` counts records acknowledged by the SIEM or its transport (or durably spooled
+    /// for it); with syslog over UDP, which acknowledges nothing, they are counted as `sent`
+    /// instead: UDP loses records under load without anyone knowing (see
+    /// `siem.udp_max_per_sec`, 2000 datagrams/s by default).
     Ingest(IngestArgs),
 
     /// Run the sidecar: HTTP and Splunk-HEC ingest, file following, SIEM forwarding, the
     /// [schedule] jobs (purge, backup, verify, vacuum, size samples), health check and
     /// Prometheus metrics.
+    ///
+    /// The HEC receiver (/services/collector, /services/collector/event) takes what HEC clients
+    /// send: an `event` object, or a string holding a JSON object (a logging handler with a
+    /// JSON formatter) as the record; the envelope's time, host, source, sourcetype, index and
+    /// fields are kept in `data` under "hec". Data channels (X-Splunk-Request-Channel or
+    /// ?channel=, a GUID) get an ackId that /services/collector/ack reports as indexed (every
+    /// 200 is durable already); GET /services/collector/health answers like Splunk (200 code
+    /// 17, or 503 code 18).
     ///
     /// It listens within seconds, without waiting for PostgreSQL: until the database is
     /// reachable and migrated (retried in the background), health answers 503 and records go to
@@ -108,6 +122,10 @@ pub enum Command {
     Purge(PurgeArgs),
 
     /// Send records already stored to the SIEM (a backfill before setting retention to 0).
+    ///
+    /// `--json`: {"forwarded","sent","read","spooled","dead_lettered","duplicates","sink"};
+    /// with syslog over UDP the records are `sent`, never `forwarded` (nothing acknowledges
+    /// them; paced to `siem.udp_max_per_sec`).
     Forward(ForwardArgs),
 
     /// Back the database up with pg_dump, compressed and checksummed, streamed to S3 or a directory.

@@ -134,6 +134,10 @@ pub struct SiemConfig {
     /// Seconds before a SIEM connection or request is given up (and retried).
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// syslog over UDP: most datagrams per second (0 = unlimited), so a burst does not overrun
+    /// the receiver (UDP loses what it cannot take, silently).
+    #[serde(default = "default_udp_max_per_sec")]
+    pub udp_max_per_sec: u64,
 }
 
 fn default_batch_events() -> usize {
@@ -150,6 +154,11 @@ fn default_facility() -> String {
 }
 fn default_request_timeout_secs() -> u64 {
     30
+}
+/// Measured against rsyslogd on loopback (docs/operations.md, "Syslog over UDP").
+pub const DEFAULT_UDP_MAX_PER_SEC: u64 = 2000;
+fn default_udp_max_per_sec() -> u64 {
+    DEFAULT_UDP_MAX_PER_SEC
 }
 
 fn default_spool_dir() -> PathBuf {

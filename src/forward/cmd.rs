@@ -38,7 +38,10 @@ struct State {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// Acknowledged by the SIEM or its transport.
     forwarded: u64,
+    /// Syslog over UDP: handed to the network, never acknowledged.
+    sent: u64,
     read: u64,
     spooled: u64,
     dead_lettered: u64,
@@ -117,8 +120,9 @@ pub async fn run(ctx: &Ctx, args: &ForwardArgs) -> Result<Outcome> {
     let pool = ctx.pool(1).await?;
     let client = crate::db::get(&pool).await?;
     let fw = Forwarder::start(siem, Arc::new(ForwardMetrics::default())).await?;
+    let acknowledges = fw.acknowledges();
     match stream(ctx, &client, siem, &fw, since, until).await {
-        Ok(read) => finish(fw.finish(FINISH_WAIT).await?, read, siem),
+        Ok(read) => finish(fw.finish(FINISH_WAIT).await?, read, siem, acknowledges),
         Err(e) => {
             // What was submitted is durable; give the SIEM a moment, then report the failure.
             let r = fw.finish(Duration::from_secs(10)).await?;
@@ -206,18 +210,34 @@ async fn stream(
     }
 }
 
-fn finish(r: FinishReport, read: u64, siem: &SiemConfig) -> Result<Outcome> {
+fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> Result<Outcome> {
     if r.spooled > 0 {
+        let (done, not_yet) = if acknowledges {
+            (
+                format!("the SIEM acknowledged {} records", r.acknowledged),
+                "acknowledged",
+            )
+        } else {
+            (
+                format!("{} records were sent over UDP", r.acknowledged),
+                "sent",
+            )
+        };
         return Err(Error::temporary(format!(
-            "the SIEM acknowledged {} records; {} more are durably spooled in {} but not yet \
-             acknowledged; run `kasm-db forward` again with the same range to deliver them",
-            r.acknowledged,
+            "{done}; {} more are durably spooled in {} but not yet {not_yet}; run `kasm-db \
+             forward` again with the same range to deliver them",
             r.spooled,
-            siem.spool_dir.display()
+            siem.spool_dir.display(),
         )));
     }
+    let (forwarded, sent) = if acknowledges {
+        (r.acknowledged, 0)
+    } else {
+        (0, r.acknowledged)
+    };
     let report = Report {
-        forwarded: r.acknowledged,
+        forwarded,
+        sent,
         read,
         spooled: r.spooled,
         dead_lettered: r.dead_lettered,
@@ -228,10 +248,18 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig) -> Result<Outcome> {
             crate::config::SiemKind::Http => "http",
         },
     };
-    let mut text = format!(
-        "forwarded {} records to the {} SIEM ({} read from the database)",
-        report.forwarded, report.sink, report.read
-    );
+    let mut text = if acknowledges {
+        format!(
+            "forwarded {} records to the {} SIEM ({} read from the database)",
+            report.forwarded, report.sink, report.read
+        )
+    } else {
+        format!(
+            "sent {} records to the syslog SIEM over UDP ({} read from the database); UDP \
+             acknowledges nothing: a receiver under load loses datagrams silently",
+            report.sent, report.read
+        )
+    };
     if r.dead_lettered > 0 {
         text.push_str(&format!(
             "; {} refused by the SIEM, kept with the reason in {}",

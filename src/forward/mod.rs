@@ -37,7 +37,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a forwarder did by the time it stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FinishReport {
-    /// Records the SIEM acknowledged during this run (replayed ones included).
+    /// Records the SIEM (or its transport) acknowledged during this run, replayed ones included;
+    /// with syslog over UDP: records handed to the kernel, which nothing acknowledges.
     pub acknowledged: u64,
     /// Records still in the spool, durable, to be sent by the next run.
     pub spooled: u64,
@@ -52,6 +53,7 @@ pub struct Forwarder {
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
     sink: &'static str,
+    acknowledges: bool,
 }
 
 impl Forwarder {
@@ -89,6 +91,18 @@ impl Forwarder {
                 );
             }
         }
+        let acknowledges = sink.acknowledges();
+        if !acknowledges {
+            let pace = match config.udp_max_per_sec {
+                0 => "not rate limited (siem.udp_max_per_sec = 0)".to_string(),
+                n => format!("paced to {n} datagrams/s (siem.udp_max_per_sec)"),
+            };
+            tracing::warn!(
+                "syslog over UDP has no acknowledgement: records are counted as sent, not \
+                 forwarded, and a receiver under load drops what it cannot take without anyone \
+                 knowing; {pace}. Use tcp:// or tls:// to know that records arrived"
+            );
+        }
         let name = sink.name();
         let shared = Arc::new(Shared::new(spool, metrics));
         shared.update_spool_bytes();
@@ -103,7 +117,14 @@ impl Forwarder {
             shared,
             task,
             sink: name,
+            acknowledges,
         })
+    }
+
+    /// Whether what the sink delivers is acknowledged by the SIEM or its transport; false for
+    /// syslog over UDP, whose records are only "sent" (`--json` counts them as `sent`).
+    pub fn acknowledges(&self) -> bool {
+        self.acknowledges
     }
 
     /// The sink's metrics label (`splunk-hec`, `syslog`, `http`).

@@ -31,6 +31,15 @@ impl Sink {
         }
     }
 
+    /// Whether a delivered record was acknowledged by the SIEM or its transport (false for
+    /// syslog over UDP: such records are only "sent").
+    pub fn acknowledges(&self) -> bool {
+        match self {
+            Sink::Syslog(s) => s.acknowledges(),
+            Sink::Hec(_) | Sink::Http(_) => true,
+        }
+    }
+
     pub async fn send(&mut self, records: &[Record]) -> Outcome {
         match self {
             Sink::Hec(s) => s.send(records).await,

@@ -124,14 +124,23 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     }
     // Whatever happened, wait for acknowledgements of what was accepted (it is spooled anyway).
     let finished = match forwarder {
-        Some(f) => Some(f.finish(FORWARD_WAIT).await?),
+        Some(f) => Some((f.acknowledges(), f.finish(FORWARD_WAIT).await?)),
         None => None,
     };
     let mut summary = result?;
-    if let Some(f) = finished {
-        summary.forwarded_acknowledged = Some(f.acknowledged);
-        summary.forwarded_spooled = Some(f.spooled);
-        summary.dead_lettered = Some(f.dead_lettered);
+    match finished {
+        Some((true, f)) => {
+            summary.forwarded_acknowledged = Some(f.acknowledged);
+            summary.forwarded_spooled = Some(f.spooled);
+            summary.dead_lettered = Some(f.dead_lettered);
+        }
+        Some((false, f)) => {
+            // Syslog over UDP: nothing acknowledges these; they were sent, not forwarded.
+            summary.sent = std::mem::take(&mut summary.forwarded);
+            summary.sent_spooled = Some(f.spooled);
+            summary.dead_lettered = Some(f.dead_lettered);
+        }
+        None => {}
     }
     if let Some(mut f) = rejects_file {
         f.flush()?;
@@ -196,6 +205,13 @@ fn describe(s: &Summary) -> String {
         "read {} lines in {:.2} s ({rate:.0}/s): stored {} ({} debug), forwarded {}, dropped {}, rejected {}",
         s.read, s.duration_s, s.stored, s.stored_debug, s.forwarded, s.dropped, s.rejected
     );
+    if let Some(spooled) = s.sent_spooled {
+        t.push_str(&format!(
+            "\nSIEM (syslog over UDP): {} sent, never acknowledged (a receiver under load loses \
+             datagrams silently), {spooled} durably spooled for the next run",
+            s.sent
+        ));
+    }
     if let (Some(ack), Some(spooled)) = (s.forwarded_acknowledged, s.forwarded_spooled) {
         t.push_str(&format!(
             "\nSIEM: {ack} acknowledged, {spooled} durably spooled for the next run, {} dead-lettered",

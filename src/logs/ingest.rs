@@ -54,8 +54,12 @@ pub struct Summary {
     pub stored: u64,
     /// Of which DEBUG.
     pub stored_debug: u64,
-    /// Records accepted by the SIEM sink (acknowledged or durably spooled).
+    /// Records accepted by the SIEM sink (acknowledged or durably spooled). Syslog over UDP
+    /// acknowledges nothing: its records are counted in `sent` instead.
     pub forwarded: u64,
+    /// Records handed to a SIEM that cannot acknowledge them (syslog over UDP): sent, or
+    /// durably spooled to be sent; a receiver under load may have lost some.
+    pub sent: u64,
     /// Records of a retention-0 class with no SIEM configured.
     pub dropped: u64,
     pub rejected: u64,
@@ -67,6 +71,9 @@ pub struct Summary {
     /// With a SIEM: records durably spooled, not yet acknowledged; sent by the next run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_spooled: Option<u64>,
+    /// With syslog over UDP: records still durably spooled, to be sent by the next run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_spooled: Option<u64>,
     /// With a SIEM: records it refused for good (kept in the spool's dead-letter file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_lettered: Option<u64>,

@@ -157,6 +157,10 @@ struct Fields<'a> {
     levelname: Option<&'a RawValue>,
     #[serde(borrow, default)]
     level: Option<&'a RawValue>,
+    /// What HEC logging libraries (splunk-logging for Node.js, ...) name the level; used only
+    /// when neither `levelname` nor `level` is there, and only when it names a level.
+    #[serde(borrow, default)]
+    severity: Option<&'a RawValue>,
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -176,6 +180,9 @@ struct Fields<'a> {
     /// Present on a Splunk HEC envelope.
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
+    /// A record's own `hec` member (then the envelope's metadata is not added under that name).
+    #[serde(borrow, default)]
+    hec: Option<&'a RawValue>,
 }
 
 /// Parse one line (without its newline). `limit` is the longest accepted line in bytes.
@@ -191,28 +198,105 @@ pub fn parse_line(line: &[u8], limit: usize) -> Result<Record, Reject> {
 }
 
 /// Parse one record from JSON text (an object, or a HEC envelope).
+///
+/// An envelope's `event` is the record: an object as it is; a string holding a JSON object is
+/// parsed as that object (what a logging handler with a JSON formatter sends, and what Splunk
+/// does for the `_json` sourcetype); any other value is the message. The envelope's other keys
+/// (`time`, `host`, `source`, `sourcetype`, `index`, `fields`) are kept in `data` under `"hec"`
+/// (unless the record has a `hec` key of its own), and its `time` and `host` fill those columns
+/// when the record lacks them. A line without `event` is kept byte for byte.
 pub fn parse_str(text: &str) -> Result<Record, Reject> {
     let outer = fields(text)?;
-    match outer.event {
-        Some(event) => {
-            let inner_text = event.get();
-            let mut rec = if inner_text.starts_with('{') {
-                build(&fields(inner_text)?, inner_text.to_string())?
-            } else {
-                // HEC allows a plain string (or other value) as the event: it is the message.
-                let data = format!("{{\"message\":{inner_text}}}");
-                let rec = build(&fields(&data)?, String::new())?;
-                Record { data, ..rec }
-            };
-            if rec.host.is_none() {
-                rec.host = outer.host.map(text_of);
-            }
-            if rec.log_time.is_none() {
-                rec.log_time = outer.time.and_then(epoch_of);
-            }
-            Ok(rec)
+    let Some(event) = outer.event else {
+        return build(&outer, text.trim().to_string());
+    };
+    let inner_text = event.get();
+    let decoded = if inner_text.starts_with('"') {
+        serde_json::from_str::<String>(inner_text).ok()
+    } else {
+        None
+    };
+    let json_in_string = decoded
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| s.starts_with('{'))
+        .and_then(|s| fields(s).ok().map(|f| (s, f)));
+    let (mut rec, own_hec) = if let Some((obj, f)) = json_in_string {
+        (build(&f, obj.to_string())?, f.hec.is_some())
+    } else if inner_text.starts_with('{') {
+        let f = fields(inner_text)?;
+        (build(&f, inner_text.to_string())?, f.hec.is_some())
+    } else {
+        // HEC allows a plain string (or other value) as the event: it is the message.
+        let data = format!("{{\"message\":{inner_text}}}");
+        let rec = build(&fields(&data)?, String::new())?;
+        (Record { data, ..rec }, false)
+    };
+    if rec.host.is_none() {
+        rec.host = outer.host.map(text_of);
+    }
+    if rec.log_time.is_none() {
+        rec.log_time = outer.time.and_then(epoch_of);
+    }
+    if !own_hec {
+        if let Some(meta) = envelope_meta(text) {
+            rec.data = with_member(&rec.data, "hec", &meta);
         }
-        None => build(&outer, text.trim().to_string()),
+    }
+    Ok(rec)
+}
+
+/// The envelope's members other than `event`, as a JSON object (values byte for byte), or None
+/// when it has no others.
+fn envelope_meta(envelope: &str) -> Option<String> {
+    let members: Vec<(String, &RawValue)> = serde_json::from_str::<Members>(envelope).ok()?.0;
+    let mut out = String::from("{");
+    for (key, value) in members.iter().filter(|(k, _)| k != "event") {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).ok()?);
+        out.push(':');
+        out.push_str(value.get());
+    }
+    (out.len() > 1).then(|| out + "}")
+}
+
+/// `object` (the text of a JSON object) with `"key": value` added as its last member.
+fn with_member(object: &str, key: &str, value: &str) -> String {
+    let body = object.trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    let empty = body
+        .trim_start()
+        .strip_prefix('{')
+        .is_some_and(|b| b.trim().is_empty());
+    let sep = if empty { "" } else { "," };
+    format!("{body}{sep}\"{key}\":{value}}}")
+}
+
+/// An object's members in order, keys unescaped, values as their JSON text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -245,7 +329,11 @@ fn kind_or_invalid(text: &str, kind: &'static str) -> Reject {
 
 fn build(f: &Fields<'_>, data: String) -> Result<Record, Reject> {
     let level = match f.levelname.or(f.level) {
-        None => Level::Info,
+        None => f
+            .severity
+            .and_then(string_of)
+            .and_then(|s| Level::parse(&s))
+            .unwrap_or(Level::Info),
         Some(raw) => match serde_json::from_str::<Cow<str>>(raw.get()) {
             Ok(s) => Level::parse(&s).ok_or_else(|| Reject::BadLevel(raw.get().to_string()))?,
             Err(_) => return Err(Reject::BadLevel(raw.get().to_string())),
@@ -367,6 +455,14 @@ mod tests {
             );
         }
         assert_eq!(ok(r#"{"message":"x"}"#).level, Level::Info);
+        // `severity` (HEC logging libraries) counts when it names a level; never rejects.
+        assert_eq!(ok(r#"{"severity":"error"}"#).level, Level::Error);
+        assert_eq!(ok(r#"{"severity":"notice"}"#).level, Level::Info);
+        assert_eq!(ok(r#"{"severity":3}"#).level, Level::Info);
+        assert_eq!(
+            ok(r#"{"level":"debug","severity":"error"}"#).level,
+            Level::Debug
+        );
         assert_eq!(ok(r#"{"levelname":"DEBUG"}"#).class(), Class::Debug);
         assert!(matches!(
             bad(br#"{"levelname":"VERBOSE"}"#),
@@ -394,6 +490,12 @@ mod tests {
         assert_eq!(r.level, Level::Error);
         assert_eq!(r.host.as_deref(), Some("hec-host"));
         assert_eq!(r.log_time.unwrap().timestamp_millis(), 1_795_514_400_500);
+        assert_eq!(
+            r.data,
+            r#"{"levelname": "ERROR", "message": "boom","hec":{"time":1795514400.5,"host":"hec-host","sourcetype":"kasm"}}"#
+        );
+        // An envelope with nothing but the event leaves the record byte for byte.
+        let r = ok(r#"{"event": {"levelname": "ERROR", "message": "boom"} }"#);
         assert_eq!(r.data, r#"{"levelname": "ERROR", "message": "boom"}"#);
         // The record's own host and time win over the envelope's.
         let r = ok(r#"{"time": 1, "host": "h", "event": {"host": "own", "time": 1795514400}}"#);
@@ -402,7 +504,50 @@ mod tests {
         // A string event is the message.
         let r = ok(r#"{"event": "plain text", "host": "h"}"#);
         assert_eq!(r.message.as_deref(), Some("plain text"));
-        assert_eq!(r.data, r#"{"message":"plain text"}"#);
+        assert_eq!(r.data, r#"{"message":"plain text","hec":{"host":"h"}}"#);
+    }
+
+    #[test]
+    fn hec_string_events_holding_json_are_the_record() {
+        // What splunk_handler with python-json-logger sends: the record as a JSON string.
+        let r = ok(
+            r#"{"time": "1795514400.250", "host": "env-host", "source": "kasm_api", "sourcetype": "_json", "index": "kasm", "fields": {"dc": "eu-1"}, "event": "{\"levelname\": \"WARNING\", \"message\": \"disk \\\"low\\\"\", \"host\": \"web7\", \"kasm_user_name\": \"bob\", \"application\": \"kasm_api\"}\n"}"#,
+        );
+        assert_eq!(r.level, Level::Warning);
+        assert_eq!(r.host.as_deref(), Some("web7"));
+        assert_eq!(r.kasm_user_name.as_deref(), Some("bob"));
+        assert_eq!(r.application.as_deref(), Some("kasm_api"));
+        assert_eq!(r.message.as_deref(), Some("disk \"low\""));
+        assert_eq!(r.log_time.unwrap().timestamp_millis(), 1_795_514_400_250);
+        assert_eq!(
+            r.data,
+            r#"{"levelname": "WARNING", "message": "disk \"low\"", "host": "web7", "kasm_user_name": "bob", "application": "kasm_api","hec":{"time":"1795514400.250","host":"env-host","source":"kasm_api","sourcetype":"_json","index":"kasm","fields":{"dc": "eu-1"}}}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.data).unwrap();
+        assert_eq!(v["hec"]["fields"]["dc"], "eu-1");
+        // A string that is not a JSON object stays the message, escapes intact.
+        for text in [
+            r#""{not json""#,
+            r#""[1, 2]""#,
+            r#""  {\"a\": 1} trailing""#,
+        ] {
+            let r = ok(&format!(r#"{{"event": {text}}}"#));
+            let want: String = serde_json::from_str(text).unwrap();
+            assert_eq!(r.message.as_deref(), Some(want.as_str()), "{text}");
+            assert_eq!(r.level, Level::Info);
+        }
+        // An empty object in a string, and a record with its own `hec` member (it wins).
+        assert_eq!(
+            ok(r#"{"event": "{}", "index": "i"}"#).data,
+            r#"{"hec":{"index":"i"}}"#
+        );
+        let r = ok(r#"{"event": {"hec": 1, "message": "m"}, "index": "i"}"#);
+        assert_eq!(r.data, r#"{"hec": 1, "message": "m"}"#);
+        // A JSON string record with a bad level is rejected like an object one.
+        assert!(matches!(
+            bad(br#"{"event": "{\"levelname\": \"LOUD\"}"}"#),
+            Reject::BadLevel(_)
+        ));
     }
 
     #[test]

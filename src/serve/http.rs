@@ -1,5 +1,5 @@
-//! The HTTP surface of `serve` (axum): ingest (`/api/v1/logs`, the HEC receiver), health and
-//! metrics.
+//! The HTTP surface of `serve` (axum): ingest (`/api/v1/logs`, the HEC receiver with its data
+//! channels, ack and health endpoints), health and metrics.
 //!
 //! A 200 on an ingest endpoint is sent only after `Store::store` returned Ok, i.e. once the rows
 //! are committed (or fsynced in the spool); while the database is unreachable, or not yet
@@ -9,6 +9,7 @@
 
 use super::auth::{self, Verdict};
 use super::body::{self, BodyError};
+use super::channels;
 use super::metrics::Metrics;
 use super::parse::{self, HecError};
 use super::store::{Outcome, Store};
@@ -18,7 +19,7 @@ use crate::logs::record::Class;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -36,6 +37,8 @@ pub struct App {
     pub forward: Option<(&'static str, Arc<crate::forward::ForwardMetrics>)>,
     /// Keeps "answering 503" to a line per interval while the database is away.
     pub unavailable_log: super::throttle::Throttle,
+    /// HEC data channels and their (always already durable) ack ids.
+    pub channels: super::channels::Channels,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -44,6 +47,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/services/collector", post(hec))
         .route("/services/collector/event", post(hec))
         .route("/services/collector/event/1.0", post(hec))
+        .route("/services/collector/ack", post(hec_ack))
+        .route("/services/collector/ack/1.0", post(hec_ack))
+        .route("/services/collector/health", get(hec_health))
+        .route("/services/collector/health/1.0", get(hec_health))
         .route("/api/__healthcheck", get(health))
         .route("/metrics", get(metrics))
         .with_state(app)
@@ -221,18 +228,29 @@ fn hec_error(e: &HecError) -> Response {
     r
 }
 
-async fn hec(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    let r = hec_inner(&app, &headers, body).await;
+async fn hec(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let r = hec_inner(&app, &uri, &headers, body).await;
     status(&app, "hec", r.status());
     r
 }
 
-async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
+/// The request's data channel (header or `?channel=`), or the HEC error.
+fn channel_of(uri: &Uri, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, HecError> {
+    let header = headers.get(channels::HEADER).map(|v| v.as_bytes());
+    channels::of_request(header, uri.query())
+        .map_err(|channels::ChannelError::Invalid| HecError::INVALID_CHANNEL)
+}
+
+async fn hec_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
     match authorize(app, headers) {
         Verdict::Ok => {}
         Verdict::Missing => return hec_error(&HecError::TOKEN_REQUIRED),
         Verdict::Invalid => return hec_error(&HecError::INVALID_TOKEN),
     }
+    let channel = match channel_of(uri, headers) {
+        Ok(c) => c,
+        Err(e) => return hec_error(&e),
+    };
     let data = match read_body(app, headers, body).await {
         Read::Ok(d) => d,
         Read::TooLarge => {
@@ -256,7 +274,12 @@ async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
         Ok(out) => {
             count(app, "hec", &out, 0);
             if out.refused.is_empty() {
-                json_response(StatusCode::OK, json!({"text": "Success", "code": 0}))
+                let mut ok = json!({"text": "Success", "code": 0});
+                if let Some(c) = channel {
+                    // Durable already: the ack id is acknowledged as soon as it is handed out.
+                    ok["ackId"] = app.channels.next_ack(c).into();
+                }
+                json_response(StatusCode::OK, ok)
             } else {
                 // The others are stored; name the first refused event like Splunk does.
                 let first = out.refused[0].0;
@@ -280,17 +303,68 @@ async fn hec_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
     }
 }
 
-/// 200 when the database was brought up (migrated) and `SELECT 1` answers within 3 s.
-async fn health(State(app): State<Arc<App>>) -> Response {
+async fn hec_ack(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = hec_ack_inner(&app, &uri, &headers, body).await;
+    status(&app, "hec_ack", r.status());
+    r
+}
+
+/// `POST /services/collector/ack` `{"acks":[ids]}` → `{"acks":{"id":bool}}` on the channel.
+async fn hec_ack_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
+    match authorize(app, headers) {
+        Verdict::Ok => {}
+        Verdict::Missing => return hec_error(&HecError::TOKEN_REQUIRED),
+        Verdict::Invalid => return hec_error(&HecError::INVALID_TOKEN),
+    }
+    let channel = match channel_of(uri, headers) {
+        Ok(Some(c)) => c,
+        Ok(None) => return hec_error(&HecError::CHANNEL_MISSING),
+        Err(e) => return hec_error(&e),
+    };
+    #[derive(serde::Deserialize)]
+    struct Query {
+        acks: Vec<u64>,
+    }
+    let q = match read_body(app, headers, body).await {
+        Read::Ok(d) => serde_json::from_slice::<Query>(&d).ok(),
+        Read::TooLarge | Read::Bad(_) => None,
+    };
+    let Some(q) = q else {
+        return hec_error(&HecError::INVALID_FORMAT);
+    };
+    let acks: serde_json::Map<String, serde_json::Value> = app
+        .channels
+        .acked(channel, &q.acks)
+        .into_iter()
+        .map(|(id, done)| (id.to_string(), done.into()))
+        .collect();
+    json_response(StatusCode::OK, json!({ "acks": acks }))
+}
+
+/// Splunk's HEC health check, no token needed: 200 code 17 while records can be taken (the
+/// database answers, or `server.spool_dir` takes them), else 503 code 18.
+async fn hec_health(State(app): State<Arc<App>>) -> Response {
+    let r = if app.store.spool.is_some() || database_answers(&app).await.is_ok() {
+        json_response(
+            StatusCode::OK,
+            json!({"text": "HEC is healthy", "code": 17}),
+        )
+    } else {
+        hec_error(&HecError::UNHEALTHY)
+    };
+    status(&app, "hec_health", r.status());
+    r
+}
+
+/// Whether the database was brought up and answers `SELECT 1` within 3 s; else why not.
+async fn database_answers(app: &App) -> Result<(), &'static str> {
     if !app.store.ready() {
-        app.metrics.set("database_up", &[], 0.0);
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({
-                "ok": false,
-                "error": "database not ready: waiting for it to become reachable and migrated",
-            }),
-        );
+        return Err("database not ready: waiting for it to become reachable and migrated");
     }
     let probe = async {
         let client = crate::db::get(app.store.storer.pool()).await?;
@@ -298,23 +372,27 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         Ok::<_, crate::Error>(())
     };
     match tokio::time::timeout(Duration::from_secs(3), probe).await {
-        Ok(Ok(())) => {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "health check: database unavailable");
+            Err("database unavailable")
+        }
+        Err(_) => Err("database did not answer within 3 s"),
+    }
+}
+
+/// 200 when the database was brought up (migrated) and `SELECT 1` answers within 3 s.
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match database_answers(&app).await {
+        Ok(()) => {
             app.metrics.set("database_up", &[], 1.0);
             json_response(StatusCode::OK, json!({"ok": true}))
         }
-        Ok(Err(e)) => {
-            app.metrics.set("database_up", &[], 0.0);
-            tracing::debug!(error = %e, "health check: database unavailable");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"ok": false, "error": "database unavailable"}),
-            )
-        }
-        Err(_) => {
+        Err(error) => {
             app.metrics.set("database_up", &[], 0.0);
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"ok": false, "error": "database did not answer within 3 s"}),
+                json!({"ok": false, "error": error}),
             )
         }
     }

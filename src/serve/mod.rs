@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod body;
 pub mod bootstrap;
+pub mod channels;
 pub mod follow;
 pub mod fswatch;
 pub mod http;
@@ -109,6 +110,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         metrics: metrics.clone(),
         forward,
         unavailable_log: Default::default(),
+        channels: Default::default(),
     });
     metrics.set(
         "spool_bytes",

@@ -84,6 +84,9 @@ impl HecError {
     pub const EVENT_REQUIRED: HecError = HecError::new(400, 12, "Event field is required");
     pub const EVENT_BLANK: HecError = HecError::new(400, 13, "Event field cannot be blank");
     pub const INTERNAL: HecError = HecError::new(500, 8, "Internal server error");
+    pub const CHANNEL_MISSING: HecError = HecError::new(400, 10, "Data channel is missing");
+    pub const INVALID_CHANNEL: HecError = HecError::new(400, 11, "Invalid data channel");
+    pub const UNHEALTHY: HecError = HecError::new(503, 18, "HEC is unhealthy, queues are full");
 
     const fn new(status: u16, code: u32, text: &'static str) -> Self {
         HecError {
@@ -174,6 +177,20 @@ mod tests {
         assert_eq!(r[0].host.as_deref(), Some("h1"));
         assert!(r[0].log_time.is_some());
         assert_eq!(r[1].message.as_deref(), Some("plain text"));
+        // A logging handler with a JSON formatter: the event is a string holding the record.
+        let r = hec_body(
+            br#"{"event":"{\"levelname\": \"ERROR\", \"host\": \"w2\"}","source":"api"}"#,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(
+            (r[0].level, r[0].host.as_deref()),
+            (record::Level::Error, Some("w2"))
+        );
+        assert_eq!(
+            r[0].data,
+            r#"{"levelname": "ERROR", "host": "w2","hec":{"source":"api"}}"#
+        );
         assert_eq!(hec_body(b"", 100).unwrap_err().code, 5);
         let e = hec_body(br#"{"event":{"m":1}}{"host":"x"}"#, 100).unwrap_err();
         assert_eq!((e.code, e.invalid_event), (12, Some(1)));

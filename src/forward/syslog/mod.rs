@@ -1,9 +1,11 @@
 //! The `syslog` sink: configuration and the pipeline step turning a batch of records into
 //! RFC 5424 / RFC 3164 / CEF messages ([`encode`]), framed for the transport and written by the
-//! [`service`]. UDP messages longer than `max_datagram` are cut (never split into two).
+//! [`service`]. UDP messages longer than `max_datagram` are cut (never split into two), and
+//! paced ([`pace`]); UDP records are only ever "sent": nothing acknowledges them.
 //! Must never put a multi-line record into more than one message.
 
 pub mod encode;
+pub mod pace;
 pub mod service;
 
 use crate::config::SiemConfig;
@@ -48,9 +50,14 @@ impl SyslogSink {
                 format: siem.format,
                 facility,
             },
-            service: service::SyslogService::new(ep, tls, timeout),
+            service: service::SyslogService::new(ep, tls, timeout, siem.udp_max_per_sec),
             max_datagram: MAX_DATAGRAM,
         })
+    }
+
+    /// False for UDP: a datagram handed to the kernel is sent, never acknowledged.
+    pub fn acknowledges(&self) -> bool {
+        !self.service.is_udp()
     }
 
     pub async fn send(&mut self, records: &[Record]) -> Outcome {

@@ -1,6 +1,7 @@
 //! The syslog service: the only I/O of the syslog sink. UDP sends one datagram per message;
 //! TCP and TLS keep one stream open and write octet-counted frames, reconnecting after an
-//! error. Syslog has no application-level acknowledgement: a flushed write is "delivered".
+//! error. Syslog has no application-level acknowledgement: a flushed write is "delivered"; a
+//! datagram handed to the kernel is only "sent" (paced to `siem.udp_max_per_sec`).
 //! Must never split a message across datagrams or write a frame partially without reconnecting.
 
 use crate::forward::conn::{self, Stream};
@@ -17,6 +18,8 @@ pub struct SyslogService {
     pub timeout: Duration,
     stream: Option<Stream>,
     udp: Option<UdpSocket>,
+    /// Paces datagrams (`siem.udp_max_per_sec`).
+    pacer: super::pace::Pacer,
 }
 
 impl SyslogService {
@@ -24,6 +27,7 @@ impl SyslogService {
         endpoint: Endpoint,
         tls: Option<Arc<rustls::ClientConfig>>,
         timeout: Duration,
+        udp_max_per_sec: u64,
     ) -> Self {
         SyslogService {
             endpoint,
@@ -31,6 +35,7 @@ impl SyslogService {
             timeout,
             stream: None,
             udp: None,
+            pacer: super::pace::Pacer::new(udp_max_per_sec),
         }
     }
 
@@ -100,6 +105,7 @@ impl SyslogService {
             return Err((0, "no socket".into()));
         };
         for (i, d) in datagrams.iter().enumerate() {
+            self.pacer.wait().await;
             if let Err(e) = sock.send(d).await {
                 self.udp = None;
                 return Err((i, format!("UDP send to {}: {e}", self.endpoint.authority())));
