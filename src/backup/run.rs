@@ -95,6 +95,9 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     .await
     .map_err(|e| Error::failed(format!("finding pg_dump: {e}")))??;
     pgdump::check(&pg_dump, server_major, &server_version)?;
+    if let Some(w) = pgdump::newer_than_server(&pg_dump, server_major, &server_version) {
+        tracing::warn!("{w}");
+    }
     let excluded = if job.exclude_logs {
         logs_relations(&client, &job.config.database.schema).await?
     } else {

@@ -123,6 +123,15 @@ pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
         return Ok(());
     }
     let kept = kept.trim();
+    if kept.contains("unrecognized configuration parameter") {
+        return Err(Error::failed(format!(
+            "pg_restore failed ({status}): {kept}\nThe archive sets a parameter this server does \
+             not know: it was written by a newer pg_dump than the server, and PostgreSQL does not \
+             promise that such an archive restores onto an older server. Restore it onto a server \
+             at least as new as the backup's pg_dump, or take the backups with the client tools \
+             of the server's major (backup.pg_bindir / --pg-bindir)"
+        )));
+    }
     if let Some(role) = plan::missing_role(kept) {
         return Err(Error::failed(format!(
             "pg_restore failed: role {role:?} does not exist on the target; create it \
