@@ -160,7 +160,8 @@ pub struct IngestArgs {
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// Write every rejected line to FILE as NDJSON ({"source","line","reason","text"}).
+    /// Write every rejected line to FILE as NDJSON ({"source","line","reason","text"}), created
+    /// 0600 (it holds the lines).
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
 
@@ -203,10 +204,15 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Where to write: s3://bucket/prefix, file:///abs/dir or /abs/dir (default: backup.to).
+    /// In a directory, files are created 0600 and folders 0700 whatever the umask
+    /// (backup.file_mode, e.g. "0640" for group read); a world-writable one gets a warning.
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
 
-    /// Leave the rows of the `logs` relation out (its definition is kept).
+    /// Leave out the rows of every table named `logs`: kasm-db's partitioned one with its
+    /// partitions, and Kasm's own plain one (as Kasm's backups do with
+    /// --exclude-table-data=logs). Their definitions are kept; the manifest's `excluded` names
+    /// them.
     #[arg(long)]
     pub exclude_logs: bool,
 
@@ -245,6 +251,8 @@ pub enum BackupsCommand {
     },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
+    /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
+    /// implement that gets a warning (`warnings` in --json) and the prune still succeeds.
     Prune {
         /// The target to prune (default: backup.to).
         #[arg(long, value_name = "TARGET")]

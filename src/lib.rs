@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
 pub mod pgtools;
+pub mod private;
 pub mod report;
 pub mod restore;
 pub mod serve;

@@ -339,6 +339,9 @@ fn exclude_logs_keeps_the_definition_and_drops_the_rows() {
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let m = manifest(dir.path(), &id);
     assert_eq!(m["exclude_logs"], true);
+    // kasm-db's partitioned logs is named once; its partitions are marked in `tables`.
+    assert_eq!(m["excluded"], serde_json::json!(["public.logs"]));
+    assert_eq!(m["alembic_version"], Value::Null);
     let t = |name: &str| {
         m["tables"]
             .as_array()

@@ -436,7 +436,7 @@ fn docker_config_is_a_valid_kasm_db_config_without_secrets() {
         "{url}"
     );
     assert_eq!(config.s3.endpoint.as_deref(), Some("http://minio:9000"));
-    assert!(config.s3.force_path_style);
+    assert_eq!(config.s3.force_path_style, Some(true));
     assert_eq!(config.sizing.sessions, Some(200));
 }
 

@@ -33,6 +33,10 @@ struct BackupReport {
     dump_bytes: u64,
     tables: usize,
     rows: i64,
+    /// The tables whose data was left out (`--exclude-logs`).
+    excluded: Vec<String>,
+    /// Kasm's schema revision (`alembic_version`); null without that table.
+    alembic_version: Option<String>,
 }
 
 /// `kasm-db backup`.
@@ -61,8 +65,10 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         dump_bytes: m.dump_bytes,
         tables: m.tables.len(),
         rows: m.tables.iter().map(|t| t.rows).sum(),
+        excluded: m.excluded.clone(),
+        alembic_version: m.alembic_version.clone(),
     };
-    let text = format!(
+    let mut text = format!(
         "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
         m.id,
         m.database,
@@ -75,6 +81,19 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         m.sha256,
         m.restore
     );
+    if m.exclude_logs {
+        text.push_str(&if m.excluded.is_empty() {
+            "\n--exclude-logs: this database has no table named logs; nothing was left out".into()
+        } else {
+            format!(
+                "\n--exclude-logs: the data of {} was left out (the definitions are in the dump)",
+                m.excluded.join(", ")
+            )
+        });
+    }
+    if let Some(v) = &m.alembic_version {
+        text.push_str(&format!("\nalembic_version {v}"));
+    }
     Ok(Outcome::new(&report, text))
 }
 
@@ -125,7 +144,7 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
 
 async fn open(ctx: &Ctx, from: Option<&str>) -> Result<std::sync::Arc<dyn storage::Storage>> {
     let target = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
-    storage::open(&target, &ctx.config.s3).await
+    storage::open(&target, &ctx.config).await
 }
 
 #[derive(Serialize)]
@@ -137,6 +156,10 @@ struct ListItem {
     database: String,
     object: String,
     exclude_logs: bool,
+    /// The tables whose data was left out.
+    excluded: Vec<String>,
+    /// Kasm's schema revision in the backup; null when the database has no `alembic_version`.
+    alembic_version: Option<String>,
     /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
     verified: Option<verification::Verification>,
 }
@@ -154,6 +177,8 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
             database: m.database.clone(),
             object: m.location.clone(),
             exclude_logs: m.exclude_logs,
+            excluded: m.excluded_tables(),
+            alembic_version: m.alembic_version.clone(),
             verified: verification::latest(storage.as_ref(), &m.id).await,
         });
     }
@@ -178,8 +203,20 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
                 v.at.format("%Y-%m-%d %H:%M")
             ),
         };
+        let mut notes = Vec::new();
+        if let Some(v) = &i.alembic_version {
+            notes.push(format!("alembic {v}"));
+        }
+        if !i.excluded.is_empty() {
+            notes.push(format!("without the data of {}", i.excluded.join(", ")));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join("; "))
+        };
         text.push_str(&format!(
-            "{:<24} {:<20} {:>10}  {:<16}  {verified}\n",
+            "{:<24} {:<20} {:>10}  {:<16}  {verified}{notes}\n",
             i.id,
             i.created.format("%Y-%m-%d %H:%M:%S"),
             bytes(i.size_bytes),
@@ -225,6 +262,9 @@ struct PruneReport {
     leftovers_deleted: Vec<String>,
     /// Multipart uploads of dead runs older than a day, aborted (S3).
     uploads_aborted: Vec<String>,
+    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads); the
+    /// prune itself succeeded.
+    warnings: Vec<String>,
     dry_run: bool,
 }
 
@@ -262,6 +302,7 @@ async fn prune_cmd(
         deleted: decision.delete,
         leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
         uploads_aborted: Vec::new(),
+        warnings: Vec::new(),
         dry_run,
     };
     if !dry_run {
@@ -283,7 +324,14 @@ async fn prune_cmd(
                 storage.delete(n).await?;
             }
         }
-        report.uploads_aborted = storage.abort_stale_uploads(now - LEFTOVER_AGE).await?;
+        // Housekeeping: a store that cannot list or abort uploads does not fail the prune.
+        match storage.abort_stale_uploads(now - LEFTOVER_AGE).await {
+            Ok(aborted) => report.uploads_aborted = aborted,
+            Err(e) => {
+                tracing::warn!(error = %e, "stale multipart uploads were not cleaned");
+                report.warnings.push(e.to_string());
+            }
+        }
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
     let text = format!(
@@ -305,6 +353,10 @@ async fn prune_cmd(
                 report.uploads_aborted.len()
             )
         }
-    );
+    ) + &report
+        .warnings
+        .iter()
+        .map(|w| format!("\nwarning: {w}"))
+        .collect::<String>();
     Ok(Outcome::new(&report, text))
 }

@@ -22,7 +22,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
         env: &env,
     })
     .await?;
-    let store = storage::open(&target, &d.config.s3).await?;
+    let store = storage::open(&target, &d.config).await?;
     let check = catalog::check(store.as_ref(), &m).await?;
     if !check.ok {
         return Err(Error::failed(format!(

@@ -49,6 +49,17 @@ pub struct Manifest {
     /// Server-side encryption asked of S3, if any ("AES256", "aws:kms").
     pub server_side_encryption: Option<String>,
     pub exclude_logs: bool,
+    /// The tables whose data was left out (`--exclude-logs`), as `schema.table`: every table
+    /// named `logs` (kasm-db's partitioned one stands for all its partitions, Kasm's own plain
+    /// one for itself). Their definitions are in the dump. Empty in manifests written before
+    /// kasm-db recorded it (see [`Manifest::excluded_tables`]).
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    /// `alembic_version.version_num` in the dumped snapshot (Kasm's schema revision; several
+    /// heads joined by `,`); `None` when the database has no `alembic_version` table (or it is
+    /// empty or unreadable).
+    #[serde(default)]
+    pub alembic_version: Option<String>,
     /// Row counts per table in the dumped snapshot (0 for tables whose data was excluded).
     pub tables: Vec<TableRows>,
     pub timings: Timings,
@@ -58,6 +69,21 @@ pub struct Manifest {
     /// written before kasm-db recorded them.
     #[serde(default)]
     pub database_properties: Option<DatabaseProperties>,
+}
+
+impl Manifest {
+    /// The tables whose data was left out: [`Manifest::excluded`], or for a manifest written
+    /// before that was recorded, the tables marked `data_excluded`.
+    pub fn excluded_tables(&self) -> Vec<String> {
+        if !self.excluded.is_empty() {
+            return self.excluded.clone();
+        }
+        self.tables
+            .iter()
+            .filter(|t| t.data_excluded)
+            .map(|t| format!("{}.{}", t.schema, t.table))
+            .collect()
+    }
 }
 
 /// What `CREATE DATABASE`, `GRANT ... ON DATABASE`, `ALTER DATABASE ... SET`, `ALTER ROLE ... IN
@@ -270,6 +296,8 @@ mod tests {
             encryption: None,
             server_side_encryption: None,
             exclude_logs: false,
+            excluded: Vec::new(),
+            alembic_version: None,
             tables: Vec::new(),
             timings: Timings {
                 count_s: 0.0,
@@ -303,9 +331,21 @@ mod tests {
         );
         let back: Manifest = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, m);
-        v.as_object_mut().unwrap().remove("database_properties");
+        assert_eq!(v["alembic_version"], serde_json::Value::Null);
+        assert_eq!(v["excluded"], serde_json::json!([]));
+        for key in ["database_properties", "excluded", "alembic_version"] {
+            v.as_object_mut().unwrap().remove(key);
+        }
+        v["exclude_logs"] = true.into();
+        v["tables"] = serde_json::json!([
+            {"schema": "public", "table": "logs", "rows": 0, "data_excluded": true},
+            {"schema": "public", "table": "users", "rows": 3}
+        ]);
         let old: Manifest = serde_json::from_value(v).unwrap();
         assert_eq!(old.database_properties, None);
+        assert_eq!((&old.alembic_version, old.excluded.len()), (&None, 0));
+        // An older manifest's excluded tables come from its per-table marks.
+        assert_eq!(old.excluded_tables(), ["public.logs"]);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot; it stays open while
 //!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it. The
 //!    database's own properties (owner, locale, privileges, settings, comment: what pg_dump
-//!    without `--create` leaves out) are read in it too ([`properties`]).
+//!    without `--create` leaves out) are read in it too ([`properties`]), and Kasm's
+//!    `alembic_version`. A role that may not read every table is refused here, before pg_dump
+//!    starts, with what to grant. `--exclude-logs` leaves out the data of every table named
+//!    `logs` (kasm-db's partitioned one with its partitions, Kasm's own plain one).
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
 //!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
 //!    and streamed to storage with bounded memory. No temporary file of the whole dump.
@@ -47,7 +50,7 @@ pub struct Job<'a> {
     pub db: &'a DbTarget,
     pub config: &'a Config,
     pub target: &'a Target,
-    /// Leave out the rows of `<database.schema>.logs` and its partitions.
+    /// Leave out the rows of every table named `logs` and of its partitions.
     pub exclude_logs: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -66,7 +69,7 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         Some(k) => Some(Arc::new(crypt::Sealer::new(k)?)),
         None => None,
     };
-    let storage = storage::open(job.target, &job.config.s3).await?;
+    let storage = storage::open(job.target, job.config).await?;
     let retry = Retry {
         attempts: job.config.database.connect_attempts,
         ..Retry::default()
@@ -98,10 +101,10 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
     if let Some(w) = pgdump::newer_than_server(&pg_dump, server_major, &server_version) {
         tracing::warn!("{w}");
     }
-    let excluded = if job.exclude_logs {
-        logs_relations(&client, &job.config.database.schema).await?
+    let (excluded_roots, excluded) = if job.exclude_logs {
+        logs_relations(&client).await?
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
 
     client
@@ -113,6 +116,8 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         .get(0);
     let tables = user_tables(&client).await?;
     let database_properties = properties::read(&client).await?;
+    let alembic_version = alembic_version(&client).await?;
+    refuse_unreadable(&client, job.db, &database_properties.owner).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
     let object = manifest::object_name(&id, key.is_some());
@@ -256,6 +261,8 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
             Target::Dir(_) => None,
         },
         exclude_logs: job.exclude_logs,
+        excluded: excluded_roots,
+        alembic_version,
         tables: rows,
         database_properties: Some(database_properties),
         timings: manifest::Timings {
@@ -304,27 +311,120 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// The `logs` relation of `schema` and all its partitions (empty when there is none).
+/// What `--exclude-logs` leaves out: every table named `logs` outside the system schemas —
+/// kasm-db's partitioned one (in `database.schema`) and Kasm's own plain one (`public.logs`),
+/// as Kasm's own backups do with `--exclude-table-data=logs`. Returns the tables named
+/// (`schema.table`, for the manifest) and every relation whose data pg_dump must skip: each
+/// table itself and, when partitioned, all its partitions (PostgreSQL 15's pg_dump does not
+/// follow partitions by itself). Warns when there is none.
 async fn logs_relations(
     client: &tokio_postgres::Client,
-    schema: &str,
-) -> Result<Vec<(String, String)>> {
+) -> Result<(Vec<String>, Vec<(String, String)>)> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text
-             FROM pg_partition_tree(to_regclass($1)) t
-             JOIN pg_class c ON c.oid = t.relid
-             JOIN pg_namespace n ON n.oid = c.relnamespace",
-            &[&format!("{}.logs", db::ident(schema))],
+            "SELECT format('%I.%I', rn.nspname, r.relname), n.nspname::text, c.relname::text
+             FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
+             CROSS JOIN LATERAL (SELECT r.oid AS relid
+                                 UNION SELECT t.relid FROM pg_partition_tree(r.oid) t) tree
+             JOIN pg_class c ON c.oid = tree.relid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE r.relname = 'logs' AND r.relkind IN ('r', 'p') AND NOT r.relispartition
+               AND rn.nspname <> 'information_schema' AND rn.nspname NOT LIKE 'pg\\_%'
+             ORDER BY 1, 2, 3",
+            &[],
         )
         .await?;
     if rows.is_empty() {
-        tracing::warn!(
-            schema,
-            "--exclude-logs: there is no logs relation in this schema; nothing excluded"
-        );
+        tracing::warn!("--exclude-logs: this database has no table named logs; nothing excluded");
     }
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let mut roots: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    roots.dedup();
+    Ok((roots, rows.iter().map(|r| (r.get(1), r.get(2))).collect()))
+}
+
+/// Fail before pg_dump starts when this role may not read every table and sequence (pg_dump
+/// would stop part way with "permission denied"), naming them and what to grant.
+async fn refuse_unreadable(
+    client: &tokio_postgres::Client,
+    db: &DbTarget,
+    owner: &str,
+) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'S')
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT has_table_privilege(c.oid, 'SELECT')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                 AND d.deptype = 'e')
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = rows.iter().take(5).map(|r| r.get(0)).collect();
+    let me = db.user();
+    Err(Error::failed(format!(
+        "the role {me:?} may not read {} table(s) or sequence(s) of {} ({}{}), and pg_dump needs \
+         SELECT on all of them: run the backup as the database's owner {owner:?}, or grant this \
+         role its privileges (GRANT {} TO {}) or pg_read_all_data (PostgreSQL 14 and later); \
+         nothing was written",
+        rows.len(),
+        db.dbname(),
+        names.join(", "),
+        if rows.len() > names.len() {
+            ", ..."
+        } else {
+            ""
+        },
+        db::ident(owner),
+        db::ident(me)
+    )))
+}
+
+/// Kasm's schema revision: `alembic_version.version_num` (several heads joined by `,`), read in
+/// the open snapshot. `None` without such a table (public's first), when it is empty, or when
+/// this role may not read it (then with a warning: pg_dump will say more if it matters).
+async fn alembic_version(client: &tokio_postgres::Client) -> Result<Option<String>> {
+    let table: Option<(String, bool)> = client
+        .query_opt(
+            "SELECT format('%I.%I', n.nspname, c.relname), has_table_privilege(c.oid, 'SELECT')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version_num'
+                                 AND NOT a.attisdropped
+             WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p', 'v')
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+             ORDER BY n.nspname <> 'public', n.nspname LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1)));
+    let Some((table, readable)) = table else {
+        return Ok(None);
+    };
+    if !readable {
+        tracing::warn!(
+            table,
+            "cannot read alembic_version (permission denied); not recorded"
+        );
+        return Ok(None);
+    }
+    let heads: Vec<String> = client
+        .query(
+            &format!(
+                "SELECT version_num::text FROM {table} WHERE version_num IS NOT NULL ORDER BY 1"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok((!heads.is_empty()).then(|| heads.join(",")))
 }
 
 /// Ordinary tables (partitions included, partitioned parents not) whose data pg_dump dumps.

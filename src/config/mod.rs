@@ -235,6 +235,10 @@ pub struct BackupConfig {
     /// The directory of the PostgreSQL client tools (pg_dump, pg_restore) to use, e.g.
     /// /usr/lib/postgresql/16/bin; unset, those of the server's major are looked for.
     pub pg_bindir: Option<PathBuf>,
+    /// Mode of backup files in a directory target (objects, manifests, verification records,
+    /// temporary files), an octal string; folders get x where files have r. Default "0600"
+    /// (folders 0700); "0640" (folders 0750) lets the group read.
+    pub file_mode: crate::private::FileMode,
 }
 
 impl Default for BackupConfig {
@@ -250,6 +254,7 @@ impl Default for BackupConfig {
             encryption_key_file: None,
             scratch_db: None,
             pg_bindir: None,
+            file_mode: crate::private::FileMode::PRIVATE,
         }
     }
 }
@@ -261,7 +266,9 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub region: Option<String>,
-    pub force_path_style: bool,
+    /// Path-style requests (`endpoint/bucket/key`). Unset: true when `endpoint` is set (what
+    /// MinIO, Ceph and most S3-compatible stores serve), false for AWS itself.
+    pub force_path_style: Option<bool>,
     /// Server-side encryption: "AES256" or "aws:kms".
     #[serde(deserialize_with = "lenient::opt_string")]
     pub sse: Option<String>,
@@ -486,6 +493,25 @@ mod tests {
         assert_eq!(c.database.schema, "public");
         assert_eq!(c.ingest.max_line_bytes, 1 << 20);
         assert!(c.siem.is_none());
+    }
+
+    #[test]
+    fn backup_file_mode_is_octal_from_the_file_or_the_environment() {
+        use crate::private::FileMode;
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.backup.file_mode, FileMode::PRIVATE);
+        let f = file("[backup]\nfile_mode = \"0640\"\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(
+            (c.backup.file_mode.file(), c.backup.file_mode.dir()),
+            (0o640, 0o750)
+        );
+        // The variable's "0640" arrives as the integer 640 and is still read as octal.
+        let c = Config::load(None, &env(&[("KASM_DB_BACKUP_FILE_MODE", "0640")])).unwrap();
+        assert_eq!(c.backup.file_mode.file(), 0o640);
+        let e = Config::load(None, &env(&[("KASM_DB_BACKUP_FILE_MODE", "0755")])).unwrap_err();
+        assert!(e.to_string().contains("KASM_DB_BACKUP_FILE_MODE"), "{e}");
+        assert!(e.to_string().contains("execute"), "{e}");
     }
 
     #[test]

@@ -66,10 +66,21 @@ fn label(m: &Migration) -> String {
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<MigrateReport> {
     let mut client = get(pool).await?;
     let s = ident(schema);
-    client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
-        .await
-        .ctx(format!("cannot create schema {schema}"))?;
+    // Only when it is missing: even with IF NOT EXISTS, CREATE SCHEMA needs the CREATE privilege
+    // on the database, which a role given only its schema (managed PostgreSQL) does not have.
+    let schema_exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if !schema_exists {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+            .await
+            .ctx(format!("cannot create schema {schema}"))?;
+    }
     client
         .query("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
         .await?;
@@ -83,6 +94,42 @@ pub async fn migrate(pool: &Pool, schema: &str) -> Result<MigrateReport> {
 
 async fn apply_all(client: &mut deadpool_postgres::Object, schema: &str) -> Result<MigrateReport> {
     let s = ident(schema);
+    let done: Vec<i32> = if has_migrations_table(client, schema).await? {
+        client
+            .query(
+                &format!("SELECT version FROM {s}.kasm_db_migrations ORDER BY version"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let pending: Vec<&Migration> = MIGRATIONS
+        .iter()
+        .filter(|m| !done.contains(&m.version))
+        .collect();
+    // Every relation the pending migrations create is checked before anything is created: a
+    // refusal (Kasm's own `logs`, say) leaves the database exactly as it was.
+    for rel in pending.iter().flat_map(|m| m.creates.iter()) {
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2)",
+                &[&schema, rel],
+            )
+            .await?
+            .get(0);
+        if exists {
+            return Err(Error::failed(format!(
+                "refusing to migrate: {schema}.{rel} already exists and was not created by kasm-db \
+                 (it may be Kasm's own table). kasm-db never adopts or alters a table it did not create: \
+                 point --db at a dedicated database (e.g. kasm_logs) or set database.schema to another schema"
+            )));
+        }
+    }
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {s}.kasm_db_migrations (
@@ -92,34 +139,8 @@ async fn apply_all(client: &mut deadpool_postgres::Object, schema: &str) -> Resu
             )"
         ))
         .await?;
-    let done: Vec<i32> = client
-        .query(
-            &format!("SELECT version FROM {s}.kasm_db_migrations ORDER BY version"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-        for rel in m.creates {
-            let exists: bool = client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname = $1 AND c.relname = $2)",
-                    &[&schema, rel],
-                )
-                .await?
-                .get(0);
-            if exists {
-                return Err(Error::failed(format!(
-                    "refusing to migrate: {schema}.{rel} already exists and was not created by kasm-db \
-                     (it may be Kasm's own table). kasm-db never adopts or alters a table it did not create: \
-                     point --db at a dedicated database (e.g. kasm_logs) or set database.schema to another schema"
-                )));
-            }
-        }
+    for m in pending {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!("SET LOCAL search_path TO {s}"))
             .await?;
@@ -139,16 +160,20 @@ async fn apply_all(client: &mut deadpool_postgres::Object, schema: &str) -> Resu
     Ok(MigrateReport { applied, current })
 }
 
-/// The newest applied version, or None when kasm-db's schema is absent.
-pub async fn current_version(client: &tokio_postgres::Client, schema: &str) -> Result<Option<i32>> {
-    let exists: bool = client
+/// Whether `schema` holds kasm-db's migrations table.
+async fn has_migrations_table(client: &tokio_postgres::Client, schema: &str) -> Result<bool> {
+    Ok(client
         .query_one(
             "SELECT to_regclass(format('%I.kasm_db_migrations', $1::text)) IS NOT NULL",
             &[&schema],
         )
         .await?
-        .get(0);
-    if !exists {
+        .get(0))
+}
+
+/// The newest applied version, or None when kasm-db's schema is absent.
+pub async fn current_version(client: &tokio_postgres::Client, schema: &str) -> Result<Option<i32>> {
+    if !has_migrations_table(client, schema).await? {
         return Ok(None);
     }
     let row = client

@@ -77,8 +77,11 @@ fn load_state(path: &Path, since: Option<DateTime<Utc>>, until: Option<DateTime<
 fn save_state(path: &Path, state: &State) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec(state).map_err(|e| Error::failed(e.to_string()))?;
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+    crate::private::create(&tmp, crate::private::FileMode::PRIVATE)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &text)?;
+            f.sync_all()
+        })
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))
 }

@@ -72,9 +72,10 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         .sum();
     let has_stdin = sources.iter().any(|s| matches!(s, Source::Stdin));
     let mut rejects_file = match &args.rejects {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| Error::failed(format!("cannot create {}: {e}", p.display())),
-        )?)),
+        Some(p) => Some(std::io::BufWriter::new(
+            crate::private::create(p, crate::private::FileMode::PRIVATE)
+                .map_err(|e| Error::failed(format!("cannot create {}: {e}", p.display())))?,
+        )),
         None => None,
     };
     let pool = ctx.pool(opts.parallel + 1).await?;

@@ -69,6 +69,7 @@ pub async fn measure(
     let managed = migrate::current_version(client, schema).await?.is_some()
         && regclass_exists(client, &qualified(schema, "logs_debug")).await?
         && regclass_exists(client, &qualified(schema, "logs_logs")).await?;
+    let mut unreadable = Vec::new();
     let (logs_relation, classes) = if managed {
         let r = &config.retention;
         let mut classes = Vec::new();
@@ -76,13 +77,15 @@ pub async fn measure(
             ("debug", "logs_debug", r.debug),
             ("logs", "logs_logs", r.logs),
         ] {
-            classes.push(class_stats(client, schema, class, rel, Some(window)).await?);
+            classes.push(
+                class_stats(client, schema, class, rel, Some(window), &mut unreadable).await?,
+            );
         }
         ("kasm-db", classes)
     } else if regclass_exists(client, &qualified(schema, "logs")).await? {
         (
             "plain",
-            vec![class_stats(client, schema, "all", "logs", None).await?],
+            vec![class_stats(client, schema, "all", "logs", None, &mut unreadable).await?],
         )
     } else {
         ("absent", Vec::new())
@@ -144,6 +147,15 @@ pub async fn measure(
         trend: trend.as_ref(),
         now,
     });
+    let mut advice = advice;
+    for rel in unreadable {
+        let w = format!(
+            "this role may not read {rel}: its rows are the planner's estimate and its time range \
+             is unknown (GRANT SELECT ON {rel}, or run size as its owner, for exact figures)"
+        );
+        tracing::warn!("{w}");
+        advice.push(w);
+    }
     Ok(SizeReport {
         database_bytes,
         logs_bytes: classes.iter().map(|c| c.bytes).sum(),
@@ -183,6 +195,7 @@ async fn class_stats(
     class: &str,
     rel: &str,
     window: Option<Window>,
+    unreadable: &mut Vec<String>,
 ) -> Result<ClassStats> {
     let name = qualified(schema, rel);
     let row = client
@@ -208,7 +221,27 @@ async fn class_stats(
     let window_s = window
         .map(|w| w.as_duration().as_secs() as f64)
         .unwrap_or(0.0);
-    let row = if has_ingest_date {
+    let readable: bool = client
+        .query_one(
+            "SELECT has_table_privilege(to_regclass($1), 'SELECT')",
+            &[&name],
+        )
+        .await?
+        .get(0);
+    let row = if !readable {
+        // Counting would fail half way: the estimate of every leaf instead, and a warning.
+        unreadable.push(format!("{schema}.{rel}"));
+        client
+            .query_one(
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint, NULL::timestamptz,
+                        NULL::timestamptz, 0::bigint, NULL::timestamptz
+                 FROM pg_class c
+                 WHERE c.relkind = 'r' AND (c.oid = to_regclass($1)
+                       OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass($1))))",
+                &[&name],
+            )
+            .await?
+    } else if has_ingest_date {
         let sql = format!(
             "SELECT count(*), min(ingest_date)::timestamptz, max(ingest_date)::timestamptz,
                     count(*) FILTER (WHERE ingest_date >= now() - make_interval(secs => $1)),

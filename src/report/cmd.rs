@@ -41,7 +41,7 @@ pub async fn backups_for(config: &Config) -> Backups {
     let target = db::target::redact_url(to);
     let listed = async {
         let parsed = crate::backup::target::Target::parse(to)?;
-        let storage = crate::backup::storage::open(&parsed, &config.s3).await?;
+        let storage = crate::backup::storage::open(&parsed, config).await?;
         let manifests = crate::backup::catalog::complete(storage.as_ref()).await?;
         let mut points = Vec::with_capacity(manifests.len());
         for m in manifests {

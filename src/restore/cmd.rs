@@ -38,6 +38,11 @@ struct RestoreReport {
     database_properties: run::PropertiesOutcome,
     /// What was skipped or not carried over, in sentences (empty when nothing was).
     warnings: Vec<String>,
+    /// The tables whose data the backup left out (`backup --exclude-logs`): restored with
+    /// their definitions and no rows.
+    excluded: Vec<String>,
+    /// Kasm's schema revision in the backup (`alembic_version`); null without that table.
+    alembic_version: Option<String>,
 }
 
 /// `kasm-db restore`.
@@ -51,7 +56,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     if args.jobs == Some(0) {
         return Err(Error::usage("--jobs must be at least 1"));
     }
-    let store = storage::open(&from, &ctx.config.s3).await?;
+    let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), &args.backup).await?;
     let r = run::restore(Job {
         storage: store.as_ref(),
@@ -97,7 +102,8 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
                 r.stale_dropped.join(", ")
             )
         }
-    ) + &properties_text(&r.properties, &r.warnings);
+    ) + &excluded_text(&m)
+        + &properties_text(&r.properties, &r.warnings);
     let report = RestoreReport {
         backup: m.id.clone(),
         database: r.database,
@@ -115,8 +121,27 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         stale_dropped: r.stale_dropped,
         database_properties: r.properties,
         warnings: r.warnings,
+        excluded: m.excluded_tables(),
+        alembic_version: m.alembic_version.clone(),
     };
     Ok(Outcome::new(&report, text))
+}
+
+/// The summary's line about data the backup left out and Kasm's schema revision.
+fn excluded_text(m: &crate::backup::manifest::Manifest) -> String {
+    let mut text = String::new();
+    let excluded = m.excluded_tables();
+    if !excluded.is_empty() {
+        text.push_str(&format!(
+            "\n  the backup left out the data of {} (backup --exclude-logs): restored empty, with \
+             their definitions",
+            excluded.join(", ")
+        ));
+    }
+    if let Some(v) = &m.alembic_version {
+        text.push_str(&format!("\n  alembic_version {v}"));
+    }
+    text
 }
 
 /// The summary's lines about the database's own properties and the warnings.
@@ -248,7 +273,7 @@ pub async fn verify_scratch(
 ) -> Result<Outcome> {
     let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
     let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
-    let store = storage::open(&from, &ctx.config.s3).await?;
+    let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), id).await?;
     let report = scratch_check(ScratchCheck {
         storage: store.as_ref(),

@@ -17,7 +17,7 @@ fn env() -> std::collections::BTreeMap<String, String> {
 /// Restore the latest demo backup onto the standby, under the primary database's name.
 pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
-    let store = storage::open(&target, &d.config.s3).await?;
+    let store = storage::open(&target, &d.config).await?;
     let m = catalog::find(store.as_ref(), "latest").await?;
     let url = d.standby.url(d.db.dbname());
     let to = DbTarget::resolve(Some(&url), &Default::default())?;
@@ -45,7 +45,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
 /// The full restore test of the latest demo backup in a scratch database on the standby.
 pub async fn verify_stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
-    let store = storage::open(&target, &d.config.s3).await?;
+    let store = storage::open(&target, &d.config).await?;
     let m = catalog::find(store.as_ref(), "latest").await?;
     let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
     let env = env();

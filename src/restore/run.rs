@@ -208,6 +208,26 @@ async fn create_step(
                 continue;
             }
         }
+        let me = server.maintenance.user();
+        // PostgreSQL 15: "must be member of role"; 16 and later: "must be able to SET ROLE".
+        let membership = why.contains("member of role") || why.contains("SET ROLE");
+        if let (true, true, Some(o)) = (denied, membership, owner.as_deref()) {
+            // CREATE DATABASE ... OWNER needs membership in the owner role; a managed
+            // PostgreSQL's administrator (not a superuser) has it only when granted.
+            return Err(Error::failed(format!(
+                "creating the new database {new} owned by {o:?}: {why}. The restoring role                  {me:?} is not a superuser and must be a member of {o:?} to give it a database:                  GRANT {} TO {} (a role with CREATEROLE may grant it), or pass --no-owner;                  nothing was restored and the target is unchanged",
+                crate::db::ident(o),
+                crate::db::ident(me)
+            )));
+        }
+        if denied && why.contains("create database") {
+            return Err(Error::failed(format!(
+                "creating the new database {new}: {why}. The restoring role {me:?} needs \
+                 CREATEDB (ALTER ROLE {} CREATEDB); nothing was restored and the target is \
+                 unchanged",
+                crate::db::ident(me)
+            )));
+        }
         return Err(Error::from(e).context(format!("creating the new database {new}")));
     }
     let made = server

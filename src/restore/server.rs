@@ -24,6 +24,21 @@ const FORCE_ATTEMPTS: u32 = 5;
 /// SQLSTATE object_in_use: "database is being accessed by other users".
 const OBJECT_IN_USE: &str = "55006";
 
+/// `--force`: end the other sessions on database `$1` that this role may end (client sessions
+/// whose role it has the privileges of, or any non-superuser's with pg_signal_backend, or any
+/// when a superuser), and count those it may not. Processes without a role (autovacuum) are
+/// left alone: the rename ends them itself. Never raises "permission denied to terminate".
+const TERMINATE_SQL: &str = "
+    SELECT count(CASE WHEN may AND pg_terminate_backend(pid) THEN 1 END),
+           count(*) FILTER (WHERE NOT may)
+    FROM (SELECT a.pid,
+                 (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                 OR (NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false)
+                     AND (pg_has_role(a.usesysid, 'USAGE')
+                          OR pg_has_role('pg_signal_backend', 'USAGE'))) AS may
+          FROM pg_stat_activity a
+          WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL) s";
+
 /// A maintenance connection to the server of a target database.
 pub struct Server {
     client: Client,
@@ -274,7 +289,20 @@ impl Server {
                         .as_db_error()
                         .map(|d| d.message().to_string())
                         .unwrap_or_else(|| e.to_string());
-                    out.warnings.push(format!("{} not applied: {why}", s.what));
+                    let hint = if s.kind == Kind::Setting
+                        && e.code()
+                            == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+                        && why.contains("set parameter")
+                    {
+                        " (only a superuser, or a role granted SET on the parameter — GRANT SET \
+                         ON PARAMETER, PostgreSQL 15 and later — may set it; on managed \
+                         PostgreSQL set it in the server's parameter group, or set it on the \
+                         restored database as such a role)"
+                    } else {
+                        ""
+                    };
+                    out.warnings
+                        .push(format!("{} not applied: {why}{hint}", s.what));
                 }
             }
         }
@@ -331,17 +359,14 @@ impl Server {
             1
         };
         let mut last = None;
+        // Sessions --force may not end: a superuser's, when this role is not one (managed
+        // PostgreSQL), or another role's without pg_signal_backend.
+        let mut untouchable = 0i64;
         for attempt in 1..=attempts {
             if force && previous.is_some() {
-                let n: i64 = self
-                    .client
-                    .query_one(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                         WHERE datname = $1 AND pid <> pg_backend_pid()",
-                        &[&name],
-                    )
-                    .await?
-                    .get(0);
+                let row = self.client.query_one(TERMINATE_SQL, &[&name]).await?;
+                let n: i64 = row.get(0);
+                untouchable = row.get(1);
                 if n > 0 {
                     tracing::warn!(
                         database = name,
@@ -358,6 +383,15 @@ impl Server {
                     let in_use = e.code().is_some_and(|c| c.code() == OBJECT_IN_USE);
                     if !in_use {
                         return Err(Error::from(e).context("swap"));
+                    }
+                    if untouchable > 0 {
+                        return Err(Error::from(e).context(format!(
+                            "{untouchable} session(s) on the target database {name} belong to a \
+                             superuser or to a role this one may not signal, so --force cannot \
+                             end them (a role that is not a superuser needs pg_signal_backend \
+                             and may never end a superuser's sessions): end them as a superuser \
+                             and run the restore again; {name} is unchanged"
+                        )));
                     }
                     last = Some(e);
                     if attempt < attempts {

@@ -249,7 +249,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
-            let storage = crate::backup::storage::open(&target, &env.config.s3).await?;
+            let storage = crate::backup::storage::open(&target, &env.config).await?;
             let m = crate::backup::catalog::find(storage.as_ref(), "latest").await?;
             let (ok, what) = match &env.config.backup.scratch_db {
                 Some(url) => {

@@ -7,6 +7,8 @@
 //! accepted, rows already present (a COPY that committed just as the connection broke, or a
 //! crash between loading and deleting a file) are skipped, and a file is deleted only after its
 //! rows are stored. It never holds more than `max_bytes`: beyond that the caller answers 503.
+//! Its folder (when it creates it) and files are private whatever the umask (0700/0600): they
+//! hold log records.
 
 use crate::db::{self, Pool, ident};
 use crate::error::{Error, Result};
@@ -14,6 +16,7 @@ use crate::logs::copy::{Row, StoreJob};
 use crate::logs::partition::{self, Partition};
 use crate::logs::partitions;
 use crate::logs::record::{Level, Record};
+use crate::private::{self, FileMode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -81,12 +84,13 @@ pub struct Full;
 impl Spool {
     /// Open (creating) the directory and count what it already holds.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        private::create_dir_all(dir, FileMode::PRIVATE).map_err(|e| {
             Error::usage(format!(
                 "cannot create server.spool_dir {}: {e}",
                 dir.display()
             ))
         })?;
+        private::warn_if_world_writable(dir, "server.spool_dir");
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -146,7 +150,7 @@ impl Spool {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let done = self.dir.join(format!("{name}.ndjson"));
         let written = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = private::create(&tmp, FileMode::PRIVATE)?;
             f.write_all(&text)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &done)?;

@@ -3,10 +3,13 @@
 //! the directory fsynced, so a crash leaves either the complete object or a temporary file
 //! (which `backups prune` removes once it is a day old) — never a torn object under its name.
 //!
-//! Never writes outside its root, never follows a name containing `..`.
+//! Files and the folders it creates are private whatever the umask (`backup.file_mode`, default
+//! files 0600 and folders 0700; see [`crate::private`]); a world-writable root gets a warning
+//! before the first write. Never writes outside its root, never follows a name containing `..`.
 
 use super::{ObjectInfo, Piece, Reader, Storage};
 use crate::error::{Error, Result, ResultExt};
+use crate::private::{self, FileMode};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -16,11 +19,18 @@ use tokio::sync::mpsc;
 
 pub struct FsStorage {
     root: PathBuf,
+    mode: FileMode,
+    /// The world-writable check runs once, before the first write.
+    checked_root: std::sync::Once,
 }
 
 impl FsStorage {
-    pub fn new(root: PathBuf) -> Self {
-        FsStorage { root }
+    pub fn new(root: PathBuf, mode: FileMode) -> Self {
+        FsStorage {
+            root,
+            mode,
+            checked_root: std::sync::Once::new(),
+        }
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
@@ -37,8 +47,14 @@ impl FsStorage {
     async fn write_atomically(&self, name: &str, mut body: mpsc::Receiver<Piece>) -> Result<u64> {
         let path = self.path(name)?;
         let dir = path.parent().expect("joined under root").to_path_buf();
-        tokio::fs::create_dir_all(&dir)
+        self.checked_root.call_once(|| {
+            private::warn_if_world_writable(&self.root, "the backup folder");
+        });
+        let mode = self.mode;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || private::create_dir_all(&d, mode))
             .await
+            .map_err(|e| Error::failed(format!("mkdir task: {e}")))?
             .with_ctx(|| format!("cannot create directory {}", dir.display()))?;
         let file_name = path.file_name().expect("non-empty name").to_string_lossy();
         let tmp = dir.join(format!(
@@ -46,8 +62,11 @@ impl FsStorage {
             uuid::Uuid::new_v4().simple()
         ));
         let result = async {
-            let mut f = tokio::fs::File::create(&tmp)
+            let t = tmp.clone();
+            let mut f = tokio::task::spawn_blocking(move || private::create(&t, mode))
                 .await
+                .map_err(|e| Error::failed(format!("create task: {e}")))?
+                .map(tokio::fs::File::from_std)
                 .with_ctx(|| format!("cannot create {}", tmp.display()))?;
             let mut n = 0u64;
             let mut complete = false;
@@ -221,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn commit_and_abort() {
         let dir = tempfile::tempdir().unwrap();
-        let s = FsStorage::new(dir.path().join("root"));
+        let s = FsStorage::new(dir.path().join("root"), FileMode::PRIVATE);
         let (tx, rx) = mpsc::channel(4);
         tx.send(Piece::Data("abc".into())).await.unwrap();
         tx.send(Piece::End).await.unwrap();
@@ -255,8 +274,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_temporary_file_is_private_while_it_is_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let s = std::sync::Arc::new(FsStorage::new(
+            root.clone(),
+            FileMode::parse("0640").unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel(4);
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move { s.put_stream("b1/dump.gz", rx).await })
+        };
+        tx.send(Piece::Data("secret rows".into())).await.unwrap();
+        let partial = loop {
+            let found = std::fs::read_dir(root.join("b1")).ok().and_then(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| p.to_string_lossy().contains(".partial-"))
+            });
+            if let Some(p) = found {
+                break p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&partial), 0o640);
+        assert_eq!(mode(&root), 0o750);
+        assert_eq!(mode(&root.join("b1")), 0o750);
+        tx.send(Piece::End).await.unwrap();
+        assert_eq!(writer.await.unwrap().unwrap(), 11);
+        assert_eq!(mode(&root.join("b1/dump.gz")), 0o640);
+    }
+
+    #[tokio::test]
     async fn a_missing_root_lists_empty() {
-        let s = FsStorage::new("/nonexistent/kasm-db-test".into());
+        let s = FsStorage::new("/nonexistent/kasm-db-test".into(), FileMode::PRIVATE);
         assert!(s.list().await.unwrap().is_empty());
     }
 }

@@ -11,7 +11,7 @@ pub mod fs;
 pub mod s3;
 
 use super::target::Target;
-use crate::config::S3Config;
+use crate::config::Config;
 use crate::error::Result;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -82,12 +82,13 @@ pub async fn get_small(storage: &dyn Storage, name: &str) -> Result<Option<Vec<u
     Ok(Some(buf))
 }
 
-/// Open the storage for `target`, with `s3` settings for bucket targets.
-pub async fn open(target: &Target, s3: &S3Config) -> Result<Arc<dyn Storage>> {
+/// Open the storage for `target`: `[s3]` settings for bucket targets, `backup.file_mode` for
+/// directories.
+pub async fn open(target: &Target, config: &Config) -> Result<Arc<dyn Storage>> {
     Ok(match target {
-        Target::Dir(dir) => Arc::new(fs::FsStorage::new(dir.clone())),
+        Target::Dir(dir) => Arc::new(fs::FsStorage::new(dir.clone(), config.backup.file_mode)),
         Target::S3 { bucket, prefix } => {
-            Arc::new(s3::S3Storage::connect(bucket.clone(), prefix.clone(), s3).await?)
+            Arc::new(s3::S3Storage::connect(bucket.clone(), prefix.clone(), &config.s3).await?)
         }
     })
 }

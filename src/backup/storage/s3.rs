@@ -7,13 +7,22 @@
 //! limit. Any failure, or a stream that ends without `Piece::End` (error, Ctrl-C, SIGTERM),
 //! aborts the multipart upload so that no orphan parts remain and nothing appears under the
 //! object's name. Coded to the S3 API, not to any one server's quirks. Never logs credentials.
+//!
+//! S3-compatible stores implement less than AWS. What a backup needs (multipart upload, put,
+//! get, list v2, delete) is required; housekeeping is not: a store that answers
+//! `NotImplemented` (or 405/501) to ListMultipartUploads or AbortMultipartUpload gets a
+//! warning and the command goes on. No optional call is made unless configured: no tagging,
+//! no ACLs, SSE headers only with `s3.sse`, checksums only where the API requires them (no
+//! `x-amz-checksum-*` headers or aws-chunked trailers by default). With `s3.endpoint` set,
+//! requests are path-style (`endpoint/bucket/key`) unless `s3.force_path_style = false`.
 
 use super::{ObjectInfo, Piece, Reader, Storage};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::{Bytes, BytesMut};
@@ -64,6 +73,29 @@ where
     }
 }
 
+/// Whether the store answered that it does not implement the call (an optional one, for us):
+/// S3's `NotImplemented` (501), `MethodNotAllowed` (405), or those statuses without a code.
+pub fn is_unsupported<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    let code = e.as_service_error().and_then(|s| s.code());
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    unsupported(code, status)
+}
+
+/// The pure part of [`is_unsupported`].
+fn unsupported(code: Option<&str>, status: Option<u16>) -> bool {
+    matches!(
+        code,
+        Some("NotImplemented" | "MethodNotAllowed" | "NotSupported" | "XNotImplemented")
+    ) || (code.is_none() && matches!(status, Some(405 | 501)))
+}
+
+/// Whether requests go path-style: as configured, else when a custom endpoint is set (most
+/// S3-compatible stores serve `endpoint/bucket`; `bucket.endpoint` needs wildcard DNS).
+pub fn path_style(cfg: &S3Config) -> bool {
+    cfg.force_path_style
+        .unwrap_or_else(|| cfg.endpoint.as_deref().is_some_and(|e| !e.is_empty()))
+}
+
 impl S3Storage {
     /// Build a client from the standard chain and the `[s3]` settings. Makes no request.
     pub async fn connect(bucket: String, prefix: String, cfg: &S3Config) -> Result<Self> {
@@ -83,7 +115,7 @@ impl S3Storage {
         }
         let sdk = loader.load().await;
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(cfg.force_path_style)
+            .force_path_style(path_style(cfg))
             // Our own SHA-256 covers integrity; extra checksums only where the API requires
             // them, which S3-compatible stores also understand.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -101,6 +133,26 @@ impl S3Storage {
             sse,
             kms_key_id: cfg.kms_key_id.clone().filter(|k| !k.is_empty()),
         })
+    }
+
+    /// An error of a write; with `s3.sse` set, a refusal may be the store not supporting SSE.
+    fn write_err<E>(&self, what: String, e: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let refused = e.as_service_error().is_some()
+            && e.raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 400 | 501));
+        let hint = self.sse.is_some() && (refused || is_unsupported(&e));
+        let err = s3_err(what, e);
+        if hint {
+            err.context(
+                "s3.sse is set: a store without server-side encryption refuses its header; unset \
+                 s3.sse there (or use backup.encryption_key_file for client-side encryption)",
+            )
+        } else {
+            err
+        }
     }
 
     fn key(&self, name: &str) -> String {
@@ -131,7 +183,7 @@ impl S3Storage {
             .content_type("application/gzip")
             .send()
             .await
-            .map_err(|e| s3_err(format!("cannot start upload of {}", self.url(&key)), e))?;
+            .map_err(|e| self.write_err(format!("cannot start upload of {}", self.url(&key)), e))?;
         let upload_id = create
             .upload_id()
             .ok_or_else(|| Error::failed("S3 returned no upload id"))?
@@ -182,19 +234,28 @@ impl S3Storage {
                 .upload_id(&upload_id)
                 .send()
                 .await;
-            if let Err(e) = abort {
-                tracing::error!(
+            match abort {
+                Ok(_) => {}
+                Err(e) if is_unsupported(&e) => tracing::warn!(
+                    object = %self.url(&key),
+                    error = %DisplayErrorContext(&e),
+                    "this store cannot abort multipart uploads: the parts already sent stay until \
+                     its own clean-up (a lifecycle rule) removes them; nothing is listed under the \
+                     backup's name"
+                ),
+                Err(e) => tracing::error!(
                     object = %self.url(&key),
                     error = %DisplayErrorContext(&e),
                     "could not abort the multipart upload; `backups prune` aborts it once it is a day old"
-                );
+                ),
             }
         }
         result
     }
 
-    /// Whether `key` now holds a completed multipart object of `size` bytes in `parts` parts
-    /// (its ETag ends in `-<parts>`). Keys are unique per backup, so this is our object.
+    /// Whether `key` now holds a completed object of `size` bytes; when its ETag has the
+    /// multipart form `"...-<n>"` (AWS and most stores), `n` must be `parts`. Keys are unique
+    /// per backup, so this is our object.
     async fn committed(&self, key: &str, size: u64, parts: usize) -> bool {
         match self
             .client
@@ -207,7 +268,8 @@ impl S3Storage {
             Ok(h) => {
                 h.content_length() == Some(size as i64)
                     && h.e_tag()
-                        .is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{parts}")))
+                        .and_then(|t| t.trim_matches('"').rsplit_once('-'))
+                        .is_none_or(|(_, n)| n == parts.to_string())
             }
             Err(_) => false,
         }
@@ -372,7 +434,7 @@ impl Storage for S3Storage {
                 .body(ByteStream::from(bytes))
                 .send()
                 .await
-                .map_err(|e| s3_err(format!("cannot write {}", self.url(&key)), e))?;
+                .map_err(|e| self.write_err(format!("cannot write {}", self.url(&key)), e))?;
             Ok(())
         }
         .boxed()
@@ -461,10 +523,23 @@ impl Storage for S3Storage {
                     .send()
                     .await
                     .map_err(|e| {
-                        s3_err(
-                            format!("cannot list open uploads of {}", self.describe()),
-                            e,
-                        )
+                        if is_unsupported(&e) {
+                            Error::failed(format!(
+                                "{} does not implement ListMultipartUploads ({}): uploads left \
+                                 open by dead runs cannot be found from here; a lifecycle rule \
+                                 (AbortIncompleteMultipartUpload), where the store has one, \
+                                 removes them",
+                                self.describe(),
+                                e.as_service_error()
+                                    .and_then(|s| s.code())
+                                    .unwrap_or("not supported")
+                            ))
+                        } else {
+                            s3_err(
+                                format!("cannot list open uploads of {}", self.describe()),
+                                e,
+                            )
+                        }
                     })?;
                 for u in page.uploads() {
                     let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
@@ -473,15 +548,23 @@ impl Storage for S3Storage {
                     if to_chrono(u.initiated()) >= before {
                         continue;
                     }
-                    self.client
+                    let abort = self
+                        .client
                         .abort_multipart_upload()
                         .bucket(&self.bucket)
                         .key(key)
                         .upload_id(id)
                         .send()
-                        .await
-                        .map_err(|e| s3_err(format!("cannot abort upload of {key}"), e))?;
-                    aborted.push(key.strip_prefix(&strip).unwrap_or(key).to_string());
+                        .await;
+                    match abort {
+                        Ok(_) => aborted.push(key.strip_prefix(&strip).unwrap_or(key).to_string()),
+                        // One that cannot be aborted does not keep the others open.
+                        Err(e) => tracing::warn!(
+                            object = %self.url(key),
+                            error = %DisplayErrorContext(&e),
+                            "cannot abort a stale multipart upload"
+                        ),
+                    }
                 }
                 if page.is_truncated() != Some(true) {
                     break;
@@ -501,6 +584,30 @@ impl Storage for S3Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optional_calls_a_store_lacks_are_told_from_real_failures() {
+        assert!(unsupported(Some("NotImplemented"), Some(501)));
+        assert!(unsupported(Some("MethodNotAllowed"), Some(405)));
+        assert!(unsupported(None, Some(501)));
+        assert!(!unsupported(Some("AccessDenied"), Some(403)));
+        assert!(!unsupported(Some("NoSuchBucket"), Some(404)));
+        assert!(!unsupported(None, Some(500)));
+        assert!(!unsupported(None, None));
+    }
+
+    #[test]
+    fn a_custom_endpoint_means_path_style_unless_told_otherwise() {
+        let mut c = S3Config::default();
+        assert!(!path_style(&c), "AWS itself: virtual-host style");
+        c.endpoint = Some("http://minio:9000".into());
+        assert!(path_style(&c));
+        c.force_path_style = Some(false);
+        assert!(!path_style(&c));
+        c.endpoint = None;
+        c.force_path_style = Some(true);
+        assert!(path_style(&c));
+    }
 
     #[test]
     fn parts_grow_to_hold_a_large_dump_under_the_limit() {

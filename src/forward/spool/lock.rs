@@ -15,11 +15,9 @@ pub struct DirLock {
 
 pub fn lock(dir: &Path) -> Result<DirLock> {
     let path = dir.join("spool.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let mut opts = OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    let file = crate::private::open(&opts, &path, crate::private::FileMode::PRIVATE)
         .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))?;
     // SAFETY: flock on a file descriptor we own.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

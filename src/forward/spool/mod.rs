@@ -6,13 +6,15 @@
 //! deleting segments wholly behind it. On open, everything after the commit cursor is replayed;
 //! corrupt or torn regions are skipped and counted. Must never drop an accepted record, exceed
 //! `max_bytes` with the queue and the dead-letter file together (a full spool refuses with a
-//! temporary error), or be shared by two processes.
+//! temporary error), or be shared by two processes. Its folder (when it creates it) and every
+//! file in it are private whatever the umask (0700/0600, [`crate::private`]): they hold records.
 
 pub mod frame;
 pub mod lock;
 
 use crate::error::{Error, Result};
 use crate::logs::record::Record;
+use crate::private::{self, FileMode};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -67,6 +69,18 @@ fn seg_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("seg-{id:016}.spool"))
 }
 
+/// Open (creating) a spool file, private whatever the umask.
+fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.truncate(false).read(true).write(true);
+    }
+    private::open(&o, path, FileMode::PRIVATE)
+}
+
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::failed(format!("spool: cannot {what} {}: {e}", path.display()))
 }
@@ -118,7 +132,8 @@ fn read_commit(dir: &Path) -> Option<(u64, Cursor)> {
 impl Spool {
     /// Open (creating) the spool in `dir`, lock it, and scan what a previous run left.
     pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> Result<(Spool, OpenReport)> {
-        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        private::create_dir_all(dir, FileMode::PRIVATE).map_err(|e| io("create", dir, e))?;
+        private::warn_if_world_writable(dir, "the SIEM spool folder");
         let lock = lock::lock(dir)?;
         let mut segments = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
@@ -177,20 +192,11 @@ impl Spool {
             .next_back()
             .map_or(commit.seg.max(1), |l| l + 1);
         let path = seg_path(dir, active);
-        let active_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io("create", &path, e))?;
+        let active_file = open_private(&path, true).map_err(|e| io("create", &path, e))?;
         segments.insert(active, 0);
         let commit_path = dir.join("commit");
-        let commit_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&commit_path)
-            .map_err(|e| io("open", &commit_path, e))?;
+        let commit_file =
+            open_private(&commit_path, false).map_err(|e| io("open", &commit_path, e))?;
         sync_dir(dir)?;
         let commit = if segments.len() == 1 {
             Cursor {
@@ -278,11 +284,7 @@ impl Spool {
         if s.segments[&s.active] >= self.segment_bytes {
             let id = s.active + 1;
             let path = seg_path(&self.dir, id);
-            s.active_file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| io("create", &path, e))?;
+            s.active_file = open_private(&path, true).map_err(|e| io("create", &path, e))?;
             sync_dir(&self.dir)?;
             s.active = id;
             s.segments.insert(id, 0);
@@ -299,11 +301,7 @@ impl Spool {
             s.segments.insert(active, len);
             s.segments.insert(active + 1, 0);
             s.active = active + 1;
-            if let Ok(f) = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(seg_path(&self.dir, active + 1))
-            {
+            if let Ok(f) = open_private(&seg_path(&self.dir, active + 1), true) {
                 s.active_file = f;
             }
             return Err(io("append to", &path, e));
@@ -460,10 +458,7 @@ impl Spool {
             out.push_str(&r.data);
             out.push_str("}\n");
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        open_private(&path, true)
             .and_then(|mut f| f.write_all(out.as_bytes()).and_then(|_| f.sync_data()))
             .map_err(|e| io("append to", &path, e))
     }
