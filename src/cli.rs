@@ -245,6 +245,12 @@ pub struct BackupArgs {
     /// them.
     #[arg(long)]
     pub exclude_logs: bool,
+
+    /// The directory of the pg_dump to use (default: backup.pg_bindir; unset, one of the
+    /// server's major is looked for in /usr/lib/postgresql/<major>/bin, /usr/pgsql-<major>/bin,
+    /// then PATH).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bindir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +274,10 @@ pub enum BackupsCommand {
         /// A server URL for the full restore test; a scratch database is created and dropped.
         #[arg(long, value_name = "URL", hide_env_values = true)]
         scratch_db: Option<String>,
+        /// The directory of the pg_restore for the restore test (default: backup.pg_bindir;
+        /// unset, one of the scratch server's major is looked for).
+        #[arg(long, value_name = "DIR")]
+        pg_bindir: Option<PathBuf>,
     },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
@@ -327,6 +337,13 @@ pub struct RestoreArgs {
     /// each reported, for the others.
     #[arg(long)]
     pub no_owner: bool,
+
+    /// The directory of the pg_restore to use (default: backup.pg_bindir; unset, one of the
+    /// target server's major is looked for in /usr/lib/postgresql/<major>/bin,
+    /// /usr/pgsql-<major>/bin, then PATH). A backup of an older major restores onto a newer
+    /// server (the major-upgrade recipe in docs/operations.md).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bindir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

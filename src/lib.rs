@@ -14,6 +14,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod output;
 pub mod pgtemp;
+pub mod pgtools;
 pub mod private;
 pub mod report;
 pub mod restore;

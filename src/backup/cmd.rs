@@ -42,9 +42,13 @@ struct BackupReport {
 /// `kasm-db backup`.
 pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     let target = Target::resolve(args.to.as_deref(), ctx.config.backup.to.as_deref(), "--to")?;
+    let mut config = ctx.config.clone();
+    if let Some(dir) = &args.pg_bindir {
+        config.backup.pg_bindir = Some(dir.clone());
+    }
     let m = run::run(Job {
         db: &ctx.db,
-        config: &ctx.config,
+        config: &config,
         target: &target,
         exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
         progress: ctx.interactive,
@@ -101,10 +105,20 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             backup,
             from,
             scratch_db,
+            pg_bindir,
         } => {
             if let Some(url) = scratch_db {
-                return crate::restore::cmd::verify_scratch(ctx, from.as_deref(), backup, url)
-                    .await;
+                let bindir = pg_bindir
+                    .as_deref()
+                    .or(ctx.config.backup.pg_bindir.as_deref());
+                return crate::restore::cmd::verify_scratch(
+                    ctx,
+                    from.as_deref(),
+                    backup,
+                    url,
+                    bindir,
+                )
+                .await;
             }
             verify(ctx, from.as_deref(), backup).await
         }

@@ -54,7 +54,7 @@ pub struct Job<'a> {
     pub exclude_logs: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
-    /// The process environment (PATH and HOME are passed on to pg_dump; nothing else).
+    /// The process environment (only [`crate::pgtools::child_env`] of it reaches pg_dump).
     pub env: &'a BTreeMap<String, String>,
 }
 
@@ -90,10 +90,17 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         .await?;
     let server_major = (row.get::<_, i32>(0) / 10_000) as u32;
     let server_version: String = row.get(1);
-    let pg_dump = tokio::task::spawn_blocking(move || pgdump::find(server_major))
-        .await
-        .map_err(|e| Error::failed(format!("finding pg_dump: {e}")))??;
+    let (bindir, env) = (job.config.backup.pg_bindir.clone(), job.env.clone());
+    let pg_dump = tokio::task::spawn_blocking(move || {
+        let bindir = bindir.as_deref();
+        pgdump::find(server_major, crate::pgtools::Search { bindir, env: &env })
+    })
+    .await
+    .map_err(|e| Error::failed(format!("finding pg_dump: {e}")))??;
     pgdump::check(&pg_dump, server_major, &server_version)?;
+    if let Some(w) = pgdump::newer_than_server(&pg_dump, server_major, &server_version) {
+        tracing::warn!("{w}");
+    }
     let (excluded_roots, excluded) = if job.exclude_logs {
         logs_relations(&client).await?
     } else {
@@ -125,13 +132,9 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
             db::ident(table)
         ));
     }
-    cmd.env_clear();
-    for k in ["PATH", "HOME", "LANG", "LC_ALL", "TZ"] {
-        if let Some(v) = job.env.get(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.envs(job.db.libpq_env())
+    cmd.env_clear()
+        .envs(crate::pgtools::child_env(job.env))
+        .envs(job.db.libpq_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -244,6 +244,9 @@ pub struct BackupConfig {
     /// verify may create and drop a scratch database: set, `[schedule] verify` is the full
     /// restore test of `backups verify --scratch-db`; unset, a size and SHA-256 check.
     pub scratch_db: Option<Secret>,
+    /// The directory of the PostgreSQL client tools (pg_dump, pg_restore) to use, e.g.
+    /// /usr/lib/postgresql/16/bin; unset, those of the server's major are looked for.
+    pub pg_bindir: Option<PathBuf>,
     /// Mode of backup files in a directory target (objects, manifests, verification records,
     /// temporary files), an octal string; folders get x where files have r. Default "0600"
     /// (folders 0700); "0640" (folders 0750) lets the group read.
@@ -262,6 +265,7 @@ impl Default for BackupConfig {
             compression_level: 3,
             encryption_key_file: None,
             scratch_db: None,
+            pg_bindir: None,
             file_mode: crate::private::FileMode::PRIVATE,
         }
     }

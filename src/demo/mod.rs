@@ -66,10 +66,13 @@ pub async fn run() -> Result<Outcome> {
     let dbname = tokio::task::block_in_place(|| primary.fresh_db("kasm_logs"))?;
     let db = DbTarget::resolve(Some(&primary.url(&dbname)), &BTreeMap::new())?;
     let pool = db::pool(&db, Retry::default(), 4).await?;
+    // The client tools beside the demo's own server binaries.
+    let mut config = Config::default();
+    config.backup.pg_bindir = Some(primary.bindir.clone());
     let mut demo = Demo {
         primary,
         standby,
-        config: Config::default(),
+        config,
         db,
         pool,
         workdir: tempfile::Builder::new().prefix("kasm-db-demo-").tempdir()?,

@@ -1,7 +1,8 @@
 //! Throwaway PostgreSQL clusters on loopback, for `demo` and the tests: `initdb` into a temp
 //! directory, start on a free port, hand out fresh databases, stop and delete on drop.
 //!
-//! Finds the server binaries itself (PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin).
+//! Finds the server binaries itself (PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin),
+//! or starts them from a given directory ([`Cluster::start_from`]: another major's build).
 //! When running as root it runs the server as the `postgres` user (PostgreSQL refuses root).
 //! The postmaster gets SIGQUIT if the thread that started it dies (PR_SET_PDEATHSIG), so a
 //! killed test binary leaves no server behind; clusters are started from one long-lived thread
@@ -152,7 +153,14 @@ impl Cluster {
 
     /// Like [`Cluster::start`] with extra `postgresql.conf` settings (`("wal_level", "replica")`).
     pub fn start_with(settings: &[(&str, &str)]) -> Result<Cluster> {
-        let bindir = find_bindir()?;
+        Self::start_from(&find_bindir()?, settings)
+    }
+
+    /// Like [`Cluster::start_with`] with the server binaries (initdb, postgres, pg_isready,
+    /// psql) of `bindir`, e.g. another major version than the one installed system-wide.
+    /// When root, the server runs as `postgres`, which must be able to read and run them.
+    pub fn start_from(bindir: &Path, settings: &[(&str, &str)]) -> Result<Cluster> {
+        let bindir = bindir.to_path_buf();
         let run_as = run_as_user()?;
         reap_stale(&std::env::temp_dir());
         let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;

@@ -66,6 +66,10 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         force: args.force,
         no_owner: args.no_owner,
         key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        pg_bindir: args
+            .pg_bindir
+            .as_deref()
+            .or(ctx.config.backup.pg_bindir.as_deref()),
         env: &ctx.env,
         retry: ctx.retry(),
         progress: ctx.interactive,
@@ -202,6 +206,8 @@ pub struct ScratchCheck<'a> {
     pub manifest: &'a crate::backup::manifest::Manifest,
     pub scratch: &'a DbTarget,
     pub key_file: Option<&'a std::path::Path>,
+    /// The directory of the pg_restore to use (`--pg-bindir` / `backup.pg_bindir`).
+    pub pg_bindir: Option<&'a std::path::Path>,
     pub env: &'a std::collections::BTreeMap<String, String>,
     pub retry: crate::db::Retry,
     pub progress: bool,
@@ -221,6 +227,7 @@ pub async fn scratch_check(c: ScratchCheck<'_>) -> Result<ScratchReport> {
         force: false,
         no_owner: true,
         key_file: c.key_file,
+        pg_bindir: c.pg_bindir,
         env: c.env,
         retry: c.retry,
         progress: c.progress,
@@ -262,6 +269,7 @@ pub async fn verify_scratch(
     from: Option<&str>,
     id: &str,
     scratch_url: &str,
+    pg_bindir: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     let from = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
     let scratch = DbTarget::resolve(Some(scratch_url), &ctx.env)?;
@@ -272,6 +280,7 @@ pub async fn verify_scratch(
         manifest: &m,
         scratch: &scratch,
         key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        pg_bindir,
         env: &ctx.env,
         retry: ctx.retry(),
         progress: ctx.interactive,

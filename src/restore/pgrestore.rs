@@ -1,5 +1,6 @@
-//! Finding and running the real `pg_restore`: one of the target server's major version (or
-//! the newest found), never older than the `pg_dump` that wrote the archive. It restores the
+//! Finding and running the real `pg_restore`: the operator's (`--pg-bindir`), else one of the
+//! target server's major version (or the closest newer, see [`crate::pgtools`]), never older
+//! than the `pg_dump` that wrote the archive. It restores the
 //! scratch archive into the new database with `--jobs`, stops at the first error, and reports
 //! progress (tables whose data is in) from its `--verbose` output.
 //!
@@ -8,65 +9,34 @@
 //! starts the largest first. When it could not (an archive version it does not know),
 //! pg_restore still restores the file with `-j`: its workers find the blocks by reading forward.
 //!
-//! Connection settings reach pg_restore through its environment ([`DbTarget::libpq_env`]):
+//! pg_restore runs with a cleared environment plus [`pgtools::child_env`] (PATH, locale, the
+//! loader's library path). Connection settings reach it through its environment
+//! ([`DbTarget::libpq_env`]):
 //! the password is never on a command line, in a message or a log. Dropping the returned
 //! future kills pg_restore.
 
 use super::plan::{self, Line};
-use crate::backup::pgdump::parse_version;
 use crate::db::DbTarget;
 use crate::error::{Error, Result};
+use crate::pgtools::{self, Search, parse_version};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use tokio::io::AsyncBufReadExt;
 
 /// How much of pg_restore's non-verbose stderr is kept for the error message.
 const KEEP_MAX: usize = 8 << 10;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgRestore {
-    pub path: PathBuf,
-    pub version: String,
-    pub major: u32,
-}
+/// The pg_restore found: path, version as printed, major.
+pub type PgRestore = pgtools::Tool;
 
-fn version_of(path: &Path) -> Option<PgRestore> {
-    let out = std::process::Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let (version, major) = parse_version(&String::from_utf8_lossy(&out.stdout))?;
-    Some(PgRestore {
-        path: path.to_path_buf(),
-        version,
-        major,
-    })
-}
-
-/// The pg_restore for a server of `server_major`, refused when older than the archive's
-/// pg_dump (`dump_version`, as recorded in the manifest).
-pub fn find(server_major: u32, dump_version: &str) -> Result<PgRestore> {
-    let mut candidates = Vec::new();
-    if let Ok(d) = crate::pgtemp::find_bindir() {
-        candidates.push(d.join("pg_restore"));
-    }
-    candidates.push(PathBuf::from(format!(
-        "/usr/lib/postgresql/{server_major}/bin/pg_restore"
-    )));
-    candidates.push(PathBuf::from("pg_restore"));
-    let found: Vec<PgRestore> = candidates.iter().filter_map(|p| version_of(p)).collect();
-    let chosen = found
-        .iter()
-        .find(|p| p.major == server_major)
-        .cloned()
-        .or_else(|| found.iter().max_by_key(|p| p.major).cloned())
-        .ok_or_else(|| {
-            Error::failed(
-                "cannot find pg_restore: install the PostgreSQL client tools (Debian: apt install postgresql-client)",
-            )
-        })?;
+/// The pg_restore for a server of `server_major` (see [`crate::pgtools`]: the operator's
+/// `--pg-bindir` / `backup.pg_bindir`, else one of the server's major where packages install
+/// it, else PATH), refused when older than the archive's pg_dump (`dump_version`, as recorded
+/// in the manifest).
+pub fn find(server_major: u32, dump_version: &str, search: Search<'_>) -> Result<PgRestore> {
+    let dump_major = parse_version(dump_version).map(|v| v.1).unwrap_or(0);
+    let chosen = pgtools::find("pg_restore", server_major, dump_major, search)?;
     check(&chosen, dump_version)?;
     Ok(chosen)
 }
@@ -78,7 +48,8 @@ pub fn check(p: &PgRestore, dump_version: &str) -> Result<()> {
         return Err(Error::failed(format!(
             "{} is version {}, older than the pg_dump {dump_version} that wrote the backup: \
              install the PostgreSQL {dump_major} client tools (Debian: apt install \
-             postgresql-client-{dump_major}) and put its pg_restore first on PATH",
+             postgresql-client-{dump_major}) or name their directory with backup.pg_bindir / \
+             --pg-bindir",
             p.path.display(),
             p.version
         )));
@@ -94,7 +65,7 @@ pub struct Job<'a> {
     pub db: &'a DbTarget,
     pub jobs: u32,
     pub no_owner: bool,
-    /// The process environment (PATH, HOME, locale and TZ are passed on; nothing else).
+    /// The process environment (only [`pgtools::child_env`] of it is passed on).
     pub env: &'a BTreeMap<String, String>,
 }
 
@@ -117,13 +88,10 @@ pub fn args(job: &Job<'_>) -> Vec<String> {
 /// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
 pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
     let mut cmd = tokio::process::Command::new(&job.bin.path);
-    cmd.args(args(&job)).env_clear();
-    for k in ["PATH", "HOME", "LANG", "LC_ALL", "TZ"] {
-        if let Some(v) = job.env.get(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.envs(job.db.libpq_env())
+    cmd.args(args(&job))
+        .env_clear()
+        .envs(pgtools::child_env(job.env))
+        .envs(job.db.libpq_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -155,6 +123,15 @@ pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
         return Ok(());
     }
     let kept = kept.trim();
+    if kept.contains("unrecognized configuration parameter") {
+        return Err(Error::failed(format!(
+            "pg_restore failed ({status}): {kept}\nThe archive sets a parameter this server does \
+             not know: it was written by a newer pg_dump than the server, and PostgreSQL does not \
+             promise that such an archive restores onto an older server. Restore it onto a server \
+             at least as new as the backup's pg_dump, or take the backups with the client tools \
+             of the server's major (backup.pg_bindir / --pg-bindir)"
+        )));
+    }
     if let Some(role) = plan::missing_role(kept) {
         return Err(Error::failed(format!(
             "pg_restore failed: role {role:?} does not exist on the target; create it \

@@ -53,6 +53,8 @@ pub struct Job<'a> {
     pub force: bool,
     pub no_owner: bool,
     pub key_file: Option<&'a Path>,
+    /// The directory of the pg_restore to use (`--pg-bindir` / `backup.pg_bindir`).
+    pub pg_bindir: Option<&'a Path>,
     pub env: &'a BTreeMap<String, String>,
     pub retry: Retry,
     pub progress: bool,
@@ -298,13 +300,21 @@ impl Drop for Progress {
 }
 
 /// Checks shared by both modes; returns the pg_restore to use and the server's major version.
-async fn prepare(server: &Server, m: &Manifest) -> Result<(PgRestore, u32)> {
+async fn prepare(server: &Server, job: &Job<'_>) -> Result<(PgRestore, u32)> {
     server.refuse_recovery().await?;
     let (major, _) = server.version().await?;
-    let dump_version = m.pg_dump_version.clone();
-    let bin = tokio::task::spawn_blocking(move || pgrestore::find(major, &dump_version))
-        .await
-        .map_err(|e| Error::failed(format!("finding pg_restore: {e}")))??;
+    let dump_version = job.manifest.pg_dump_version.clone();
+    let (bindir, env) = (job.pg_bindir.map(Path::to_path_buf), job.env.clone());
+    let bin = tokio::task::spawn_blocking(move || {
+        let bindir = bindir.as_deref();
+        pgrestore::find(
+            major,
+            &dump_version,
+            crate::pgtools::Search { bindir, env: &env },
+        )
+    })
+    .await
+    .map_err(|e| Error::failed(format!("finding pg_restore: {e}")))??;
     Ok((bin, major))
 }
 
@@ -516,7 +526,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
         job.target.redacted()
     ));
     let server = Server::connect(job.target, job.retry).await?;
-    let (bin, major) = prepare(&server, job.manifest).await?;
+    let (bin, major) = prepare(&server, &job).await?;
     // Keyed by the (possibly shortened) base name, so that no two restores can ever see each
     // other's new database as a stale leftover.
     server.lock(plan::base(&name)).await?;
@@ -623,7 +633,7 @@ pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
         job.target.redacted()
     ));
     let server = Server::connect(job.target, job.retry).await?;
-    let (bin, major) = prepare(&server, job.manifest).await?;
+    let (bin, major) = prepare(&server, &job).await?;
     server.lock(SCRATCH_BASE).await?;
     let props = plan_properties(&server, job.manifest, None, job.no_owner, major).await?;
     let fetched = fetch_step(&job, &p, &mut stop).await?;

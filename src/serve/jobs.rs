@@ -259,6 +259,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                         manifest: &m,
                         scratch: &scratch,
                         key_file: env.config.backup.encryption_key_file.as_deref(),
+                        pg_bindir: env.config.backup.pg_bindir.as_deref(),
                         env: &env.env,
                         retry: Retry::default(),
                         progress: false,
