@@ -240,7 +240,8 @@ impl Cluster {
         )))
     }
 
-    /// A hot standby replica of `primary` (`pg_basebackup -R`), started on a free port; it
+    /// A hot standby replica of `primary` (`pg_basebackup -R -c fast`: a spread checkpoint would
+    /// make each replica wait minutes), started on a free port; it
     /// streams from the primary and answers read-only queries (`pg_is_in_recovery()` is true).
     pub fn replica_of(primary: &Cluster) -> Result<Cluster> {
         let run_as = primary.run_as;
@@ -252,7 +253,7 @@ impl Cluster {
         let out = command_as(&primary.bindir.join("pg_basebackup"), run_as)
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-X", "stream", "--no-sync", "-h", "127.0.0.1", "-U"])
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast", "-h", "127.0.0.1", "-U"])
             .arg(&primary.user)
             .args(["-p", &primary.port.to_string()])
             .env("PGPASSWORD", primary.password.expose())
