@@ -2,6 +2,7 @@
 //! `kasm-db` binary. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod config;

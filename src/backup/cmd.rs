@@ -4,14 +4,14 @@
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
 
-use super::catalog;
-use super::manifest;
 use super::prune::{self, Policy};
 use super::run::{self, Job};
-use super::storage;
-use super::target::Target;
-use super::verification::{self, Check, Verification};
 use crate::app::Ctx;
+use crate::archive::catalog;
+use crate::archive::manifest;
+use crate::archive::storage;
+use crate::archive::target::Target;
+use crate::archive::verification::{self, Check, Verification};
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
 use crate::output::Outcome;

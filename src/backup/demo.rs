@@ -2,10 +2,10 @@
 //! workdir with the real pipeline, re-read it against its manifest, and report the result in
 //! one line. Touches nothing else.
 
-use super::catalog;
 use super::run::{self, Job};
-use super::storage;
-use super::target::Target;
+use crate::archive::catalog;
+use crate::archive::storage;
+use crate::archive::target::Target;
 use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};
 use crate::sizing::bytes;

@@ -253,7 +253,17 @@ impl Cluster {
         let out = command_as(&primary.bindir.join("pg_basebackup"), run_as)
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast", "-h", "127.0.0.1", "-U"])
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+            ])
             .arg(&primary.user)
             .args(["-p", &primary.port.to_string()])
             .env("PGPASSWORD", primary.password.expose())

@@ -7,9 +7,9 @@
 
 use super::run::{self, Job};
 use crate::app::Ctx;
-use crate::backup::catalog;
-use crate::backup::storage;
-use crate::backup::target::Target;
+use crate::archive::catalog;
+use crate::archive::storage;
+use crate::archive::target::Target;
 use crate::cli::RestoreArgs;
 use crate::db::DbTarget;
 use crate::error::{Error, Result};
@@ -128,7 +128,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
 }
 
 /// The summary's line about data the backup left out and Kasm's schema revision.
-fn excluded_text(m: &crate::backup::manifest::Manifest) -> String {
+fn excluded_text(m: &crate::archive::manifest::Manifest) -> String {
     let mut text = String::new();
     let excluded = m.excluded_tables();
     if !excluded.is_empty() {
@@ -203,7 +203,7 @@ pub struct ScratchReport {
 /// What [`scratch_check`] works with.
 pub struct ScratchCheck<'a> {
     pub storage: &'a dyn storage::Storage,
-    pub manifest: &'a crate::backup::manifest::Manifest,
+    pub manifest: &'a crate::archive::manifest::Manifest,
     pub scratch: &'a DbTarget,
     pub key_file: Option<&'a std::path::Path>,
     /// The directory of the pg_restore to use (`--pg-bindir` / `backup.pg_bindir`).
@@ -286,7 +286,7 @@ pub async fn verify_scratch(
         progress: ctx.interactive,
     })
     .await?;
-    use crate::backup::verification::{self, Check, Verification};
+    use crate::archive::verification::{self, Check, Verification};
     let v = Verification::now(Check::Restore, report.ok, report.problem.clone());
     verification::record(store.as_ref(), &m.id, &v).await;
     let server = &report.scratch_server;

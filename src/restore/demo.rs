@@ -3,9 +3,9 @@
 //! restore test against the standby. One line each. Touches only the demo's own clusters.
 
 use super::run::{self, Job};
-use crate::backup::catalog;
-use crate::backup::storage;
-use crate::backup::target::Target;
+use crate::archive::catalog;
+use crate::archive::storage;
+use crate::archive::target::Target;
 use crate::db::{DbTarget, Retry};
 use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};

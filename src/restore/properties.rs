@@ -10,7 +10,7 @@
 //! `--no-owner`, skipped one by one with a warning ([`steps`]). Warnings name settings, never
 //! their values. No I/O.
 
-use crate::backup::manifest::{DatabaseProperties, Grant, Setting};
+use crate::archive::manifest::{DatabaseProperties, Grant, Setting};
 use crate::db::{ident, literal};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -214,7 +214,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             Ok(format!("database {} bytes", s.database_bytes))
         }
         Task::Backup => {
-            let target = crate::backup::target::Target::resolve(
+            let target = crate::archive::target::Target::resolve(
                 None,
                 env.config.backup.to.as_deref(),
                 "backup.to",
@@ -243,14 +243,14 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             ))
         }
         Task::Verify => {
-            use crate::backup::verification::{self, Check, Verification};
-            let target = crate::backup::target::Target::resolve(
+            use crate::archive::verification::{self, Check, Verification};
+            let target = crate::archive::target::Target::resolve(
                 None,
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
-            let storage = crate::backup::storage::open(&target, &env.config).await?;
-            let m = crate::backup::catalog::find(storage.as_ref(), "latest").await?;
+            let storage = crate::archive::storage::open(&target, &env.config).await?;
+            let m = crate::archive::catalog::find(storage.as_ref(), "latest").await?;
             let (ok, what) = match &env.config.backup.scratch_db {
                 Some(url) => {
                     let scratch = crate::db::DbTarget::resolve(Some(url.expose()), &env.env)?;
@@ -277,7 +277,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                     (r.ok, what)
                 }
                 None => {
-                    let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
+                    let check = crate::archive::catalog::check(storage.as_ref(), &m).await?;
                     let v = Verification::now(Check::Checksum, check.ok, check.problem.clone());
                     verification::record(storage.as_ref(), &m.id, &v).await;
                     let what = if check.ok {
