@@ -22,5 +22,6 @@ pub mod restore;
 pub mod serve;
 pub mod sizing;
 pub mod tls;
+pub mod verify;
 
 pub use error::{Error, Result};
