@@ -5,6 +5,7 @@
 //! Never prints a password: the target URL is parsed once and only its redacted form or its
 //! database name appears in output.
 
+use super::creation::PropertiesOutcome;
 use super::run::{self, Job};
 use crate::app::Ctx;
 use crate::archive::catalog;
@@ -36,7 +37,7 @@ struct RestoreReport {
     stale_dropped: Vec<String>,
     /// The restored database's owner, locale and what it was given of the source's
     /// privileges, settings and comment.
-    database_properties: run::PropertiesOutcome,
+    database_properties: PropertiesOutcome,
     /// What was skipped or not carried over, in sentences (empty when nothing was).
     warnings: Vec<String>,
     /// The tables whose data the backup left out (`backup --exclude-logs`): restored with
@@ -146,7 +147,7 @@ fn excluded_text(m: &Manifest) -> String {
 }
 
 /// The summary's lines about the database's own properties and the warnings.
-fn properties_text(p: &run::PropertiesOutcome, warnings: &[String]) -> String {
+fn properties_text(p: &PropertiesOutcome, warnings: &[String]) -> String {
     let mut given = Vec::new();
     if p.privileges {
         given.push("privileges".to_string());
