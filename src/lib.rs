@@ -2,6 +2,7 @@
 //! `kasm-db` binary. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod config;
@@ -21,5 +22,6 @@ pub mod restore;
 pub mod serve;
 pub mod sizing;
 pub mod tls;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -292,7 +292,7 @@ fn encrypted_backups_verify_and_decrypt_only_with_their_key() {
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let m = manifest(&to, &id);
     assert_eq!(m["encryption"]["kind"], "aes-256-gcm-stream");
-    let key = kasm_db::backup::crypt::Key::from_material(key_hex.as_bytes()).unwrap();
+    let key = kasm_db::archive::crypt::Key::from_material(key_hex.as_bytes()).unwrap();
     assert_eq!(m["encryption"]["key_id"], key.id());
     let manifest_text = std::fs::read_to_string(to.join(&id).join("manifest.json")).unwrap();
     assert!(!manifest_text.contains(&key_hex));
@@ -310,12 +310,12 @@ fn encrypted_backups_verify_and_decrypt_only_with_their_key() {
     assert_eq!(v.code, 0, "{}", v.stderr);
     assert_eq!(json(&v)["ok"], true);
     // The right key gives the plain gzip'd archive, which restores; a wrong key fails clearly.
-    let wrong = kasm_db::backup::crypt::Key::from_material(&[1u8; 32]).unwrap();
-    let e = kasm_db::backup::crypt::decrypt(&wrong, &object[..], std::io::sink()).unwrap_err();
+    let wrong = kasm_db::archive::crypt::Key::from_material(&[1u8; 32]).unwrap();
+    let e = kasm_db::archive::crypt::decrypt(&wrong, &object[..], std::io::sink()).unwrap_err();
     assert!(e.to_string().contains("wrong key"), "{e}");
     let plain = dir.path().join("dump.gz");
     let mut f = std::fs::File::create(&plain).unwrap();
-    kasm_db::backup::crypt::decrypt(&key, &object[..], &mut f).unwrap();
+    kasm_db::archive::crypt::decrypt(&key, &object[..], &mut f).unwrap();
     drop(f);
     let restored = plain_restore(&plain);
     assert_eq!(count(&restored, "users"), 1000);

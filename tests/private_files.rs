@@ -5,7 +5,7 @@
 //! in 0700 folders; `backup.file_mode = "0640"` gives backups 0640 files in 0750 folders, also
 //! under umask 077; a world-writable backup folder gets a warning.
 //!
-//! Not here: the backup's temporary `.partial-` file (a unit test in `backup::storage::fs`
+//! Not here: the backup's temporary `.partial-` file (a unit test in `archive::storage::fs`
 //! catches it while the stream is open) and restore's scratch file (made by `tempfile`, 0600).
 
 mod common;

@@ -4,14 +4,14 @@
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
 
-use super::catalog;
-use super::manifest;
 use super::prune::{self, Policy};
 use super::run::{self, Job};
-use super::storage;
-use super::target::Target;
-use super::verification::{self, Check, Verification};
 use crate::app::Ctx;
+use crate::archive::catalog;
+use crate::archive::manifest;
+use crate::archive::storage;
+use crate::archive::target::Target;
+use crate::archive::verification;
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
 use crate::output::Outcome;
@@ -107,20 +107,14 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             scratch_db,
             pg_bindir,
         } => {
-            if let Some(url) = scratch_db {
-                let bindir = pg_bindir
-                    .as_deref()
-                    .or(ctx.config.backup.pg_bindir.as_deref());
-                return crate::restore::cmd::verify_scratch(
-                    ctx,
-                    from.as_deref(),
-                    backup,
-                    url,
-                    bindir,
-                )
-                .await;
-            }
-            verify(ctx, from.as_deref(), backup).await
+            crate::verify::cmd::verify(
+                ctx,
+                from.as_deref(),
+                backup,
+                scratch_db.as_deref(),
+                pg_bindir.as_deref(),
+            )
+            .await
         }
         BackupsCommand::Prune {
             from,
@@ -224,34 +218,6 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
         ));
     }
     Ok(Outcome::new(&items, text))
-}
-
-async fn verify(ctx: &Ctx, from: Option<&str>, id: &str) -> Result<Outcome> {
-    let storage = open(ctx, from).await?;
-    let m = catalog::find(storage.as_ref(), id).await?;
-    let c = catalog::check(storage.as_ref(), &m).await?;
-    let v = Verification::now(Check::Checksum, c.ok, c.problem.clone());
-    verification::record(storage.as_ref(), &m.id, &v).await;
-    let text = if c.ok {
-        format!(
-            "backup {} ok: {} and SHA-256 {} match the manifest",
-            c.id,
-            bytes(m.size_bytes),
-            m.sha256
-        )
-    } else {
-        format!(
-            "backup {} NOT ok: {}",
-            c.id,
-            c.problem.as_deref().unwrap_or("mismatch")
-        )
-    };
-    let outcome = Outcome::new(&c, text);
-    Ok(if c.ok {
-        outcome
-    } else {
-        outcome.failed_check()
-    })
 }
 
 #[derive(Serialize)]

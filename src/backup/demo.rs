@@ -1,14 +1,14 @@
 //! The demo's "backup" stage: back the demo database up to a directory under the demo's
-//! workdir with the real pipeline, re-read it against its manifest, and report the result in
-//! one line. Touches nothing else.
+//! workdir with the real pipeline, re-read it against its manifest (the checksum check of
+//! [`crate::verify`]), and report the result in one line. Touches nothing else.
 
-use super::catalog;
 use super::run::{self, Job};
-use super::storage;
-use super::target::Target;
+use crate::archive::storage;
+use crate::archive::target::Target;
 use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};
 use crate::sizing::bytes;
+use crate::verify::{self, How, Verify};
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
@@ -23,12 +23,17 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     })
     .await?;
     let store = storage::open(&target, &d.config).await?;
-    let check = catalog::check(store.as_ref(), &m).await?;
-    if !check.ok {
+    let v = verify::verify(Verify {
+        storage: store.as_ref(),
+        backup: &m.id,
+        how: How::Checksum,
+    })
+    .await?;
+    if !v.checked.ok() {
         return Err(Error::failed(format!(
             "backup {} does not verify: {}",
             m.id,
-            check.problem.unwrap_or_default()
+            v.checked.problem().unwrap_or_default()
         )));
     }
     Ok(StageResult::Done(format!(

@@ -1,24 +1,17 @@
 //! Backups (issue 6): `pg_dump` streamed through parallel gzip and SHA-256 to a directory or S3,
-//! with a manifest written last; `backups list`, `verify`, `prune`.
+//! with a manifest written last; `backups list`, `prune` (and `verify`, which is
+//! [`crate::verify`]'s).
 //!
-//! Layout: [`target`] parses TARGET, [`storage`] is the only I/O on objects (fs, s3),
-//! [`compress`] and [`prune`] and [`manifest`] are pure cores, [`run`] is the pipeline,
-//! [`properties`] reads the database's own properties (owner, locale, ACL, settings) for it,
-//! [`catalog`] reads what a target holds, [`verification`] records each check beside its backup,
-//! [`crypt`] is the client-side encryption, [`pgdump`] finds and runs pg_dump, [`cmd`] turns it
-//! all into command outcomes.
-//! Nothing here prints or stores a password.
+//! Layout: the stored form of a backup (target, storage, compression, encryption, manifest,
+//! catalog, verification record) is [`crate::archive`]'s, shared with `restore`; here [`run`] is
+//! the pipeline, [`properties`] reads the database's own properties (owner, locale, ACL,
+//! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
+//! [`cmd`] turns it all into command outcomes, [`demo`] is the demo's stage.
+//! Never imports `restore`. Nothing here prints or stores a password.
 
-pub mod catalog;
 pub mod cmd;
-pub mod compress;
-pub mod crypt;
 pub mod demo;
-pub mod manifest;
 pub mod pgdump;
 pub mod properties;
 pub mod prune;
 pub mod run;
-pub mod storage;
-pub mod target;
-pub mod verification;

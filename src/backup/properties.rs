@@ -5,9 +5,9 @@
 //! the dumped state. Read-only, and version-agnostic: columns that only some PostgreSQL versions
 //! have are read through `to_jsonb(pg_database)`.
 //!
-//! Only [`group_acl`], [`split_setting`] and [`provider_name`] are pure; [`read`] queries the server.
+//! Only [`group_acl`] and [`split_setting`] are pure; [`read`] queries the server.
 
-use super::manifest::{DatabaseProperties, Grant, Setting};
+use crate::archive::manifest::{DatabaseProperties, Grant, Setting, provider_name};
 use crate::error::Result;
 use tokio_postgres::Client;
 
@@ -91,16 +91,6 @@ pub async fn read(client: &Client) -> Result<DatabaseProperties> {
     })
 }
 
-/// `datlocprovider`'s letter as the name `CREATE DATABASE ... LOCALE_PROVIDER` takes.
-pub fn provider_name(letter: &str) -> String {
-    match letter {
-        "c" => "libc".into(),
-        "i" => "icu".into(),
-        "b" => "builtin".into(),
-        other => other.into(),
-    }
-}
-
 /// `aclexplode` rows (grantee or `None` for PUBLIC, grantor, privilege, grantable), one per
 /// privilege, grouped into grants in their first-seen order.
 pub fn group_acl(rows: Vec<(Option<String>, String, String, bool)>) -> Vec<Grant> {
@@ -173,6 +163,5 @@ mod tests {
         );
         assert_eq!(split_setting("novalue"), None);
         assert_eq!(split_setting("=x"), None);
-        assert_eq!(provider_name("i"), "icu");
     }
 }

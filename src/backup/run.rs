@@ -19,13 +19,13 @@
 //!
 //! Never puts the password on a command line, in a message or in the manifest.
 
-use super::compress;
-use super::crypt;
-use super::manifest::{self, Manifest, TableRows};
 use super::pgdump;
 use super::properties;
-use super::storage::{self, Piece};
-use super::target::Target;
+use crate::archive::compress;
+use crate::archive::crypt;
+use crate::archive::manifest::{self, Manifest, TableRows};
+use crate::archive::storage::{self, Piece};
+use crate::archive::target::Target;
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::{Error, Result};

@@ -44,9 +44,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("restore", |d| {
             Box::pin(crate::restore::demo::restore_stage(d))
         }),
-        ("verify", |d| {
-            Box::pin(crate::restore::demo::verify_stage(d))
-        }),
+        ("verify", |d| Box::pin(crate::verify::demo::stage(d))),
     ]
 }
 

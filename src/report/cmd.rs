@@ -40,12 +40,12 @@ pub async fn backups_for(config: &Config) -> Backups {
     };
     let target = db::target::redact_url(to);
     let listed = async {
-        let parsed = crate::backup::target::Target::parse(to)?;
-        let storage = crate::backup::storage::open(&parsed, config).await?;
-        let manifests = crate::backup::catalog::complete(storage.as_ref()).await?;
+        let parsed = crate::archive::target::Target::parse(to)?;
+        let storage = crate::archive::storage::open(&parsed, config).await?;
+        let manifests = crate::archive::catalog::complete(storage.as_ref()).await?;
         let mut points = Vec::with_capacity(manifests.len());
         for m in manifests {
-            let verified = crate::backup::verification::latest(storage.as_ref(), &m.id)
+            let verified = crate::archive::verification::latest(storage.as_ref(), &m.id)
                 .await
                 .map(|v| v.ok);
             points.push(super::BackupPoint {

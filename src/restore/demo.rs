@@ -1,14 +1,15 @@
-//! The demo's "restore" and "verify" stages: restore the backup the backup stage wrote (under
-//! the demo's workdir) onto the standby cluster with the real pipeline, then run the scratch
-//! restore test against the standby. One line each. Touches only the demo's own clusters.
+//! The demo's "restore" stage: restore the backup the backup stage wrote (under the demo's
+//! workdir) onto the standby cluster with the real pipeline, in one line. (The "verify" stage,
+//! the scratch restore test, is [`crate::verify::demo`]'s.) Touches only the demo's own
+//! clusters.
 
 use super::run::{self, Job};
-use crate::backup::catalog;
-use crate::backup::storage;
-use crate::backup::target::Target;
+use crate::archive::catalog;
+use crate::archive::storage;
+use crate::archive::target::Target;
 use crate::db::{DbTarget, Retry};
 use crate::demo::{Demo, StageResult};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 fn env() -> std::collections::BTreeMap<String, String> {
     std::env::vars().collect()
@@ -39,35 +40,5 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     Ok(StageResult::Done(format!(
         "backup {} restored onto the standby as {} ({} table(s), {} rows, counts match) in {:.1} s",
         m.id, r.database, r.tables, r.rows, r.duration_s
-    )))
-}
-
-/// The full restore test of the latest demo backup in a scratch database on the standby.
-pub async fn verify_stage(d: &mut Demo) -> Result<StageResult> {
-    let target = Target::Dir(d.workdir.path().join("backups"));
-    let store = storage::open(&target, &d.config).await?;
-    let m = catalog::find(store.as_ref(), "latest").await?;
-    let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
-    let env = env();
-    let t = run::scratch_test(Job {
-        storage: store.as_ref(),
-        manifest: &m,
-        target: &scratch,
-        jobs: run::default_jobs(),
-        force: false,
-        no_owner: true,
-        key_file: None,
-        pg_bindir: d.config.backup.pg_bindir.as_deref(),
-        env: &env,
-        retry: Retry::default(),
-        progress: false,
-    })
-    .await?;
-    if !t.differences.is_empty() {
-        return Err(Error::failed(super::plan::describe(&t.differences)));
-    }
-    Ok(StageResult::Done(format!(
-        "backup {}: scratch restore {} on the standby matched all {} table(s), dropped",
-        m.id, t.database, t.tables
     )))
 }

@@ -8,10 +8,10 @@
 //! removed when the returned [`Fetched`] is dropped, also when the fetch is cancelled. Never
 //! touches a database; never prints or logs the encryption key (only its public id).
 
-use crate::backup::compress::Digest;
-use crate::backup::crypt::{self, Key};
-use crate::backup::manifest::Manifest;
-use crate::backup::storage::Storage;
+use crate::archive::compress::Digest;
+use crate::archive::crypt::{self, Key};
+use crate::archive::manifest::Manifest;
+use crate::archive::storage::Storage;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use std::io::{Read, Write};

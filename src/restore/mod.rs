@@ -1,21 +1,26 @@
-//! Restore (issue 7): `kasm-db restore` onto a standby during failover, and the full restore
-//! test of `backups verify --scratch-db`.
+//! Restore (issue 7): `kasm-db restore` onto a standby during failover, and the restore
+//! pipeline that the full restore test ([`crate::verify`]) runs into a scratch database.
 //!
-//! Layout: [`plan`] is pure (names, comparisons, reading pg_restore's output), [`fetch`]
-//! brings a backup to scratch space and checks it, [`offsets`] gives the
-//! piped archive the data offsets pg_dump could not write, [`pgrestore`] runs the real `pg_restore`,
-//! [`properties`] is pure too (the SQL that carries the source database's owner, locale,
-//! privileges, settings and comment over), [`server`] is the SQL on the target server, [`run`] is the pipeline, [`cmd`] shapes command
-//! outcomes, [`demo`] holds the demo's stages. It must never leave the target's existing
-//! database changed unless the restore completed and was swapped in, never drop a database it
-//! did not create, and never print a password.
+//! Layout: [`plan`] is pure (names, comparisons, reading pg_restore's output), [`creation`] is
+//! pure too (the new database's owner and locales, what to do when the server refuses to
+//! create it, the report of what it got), [`fetch`] brings a backup to scratch space and
+//! checks it, [`offsets`] gives the piped archive the data offsets pg_dump could not write,
+//! [`pgrestore`] runs the real `pg_restore`, [`properties`] is pure (the SQL that carries the
+//! source database's owner, locale, privileges, settings and comment over), [`server`] is the
+//! SQL on the target server, [`progress`] the stage lines and the signals, [`run`] is the
+//! pipeline, [`cmd`] shapes command outcomes, [`demo`] holds the demo's stage. The stored
+//! backup's format is [`crate::archive`]'s; this module never imports `backup` or `verify`.
+//! It must never leave the target's existing database changed unless the restore completed
+//! and was swapped in, never drop a database it did not create, and never print a password.
 
 pub mod cmd;
+pub mod creation;
 pub mod demo;
 pub mod fetch;
 pub mod offsets;
 pub mod pgrestore;
 pub mod plan;
+pub mod progress;
 pub mod properties;
 pub mod run;
 pub mod server;

@@ -6,7 +6,7 @@
 //! 63-byte identifier limit (the base name is shortened instead), so a rename is never
 //! silently truncated into a clash.
 
-use crate::backup::manifest::TableRows;
+use crate::archive::manifest::TableRows;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@
 //! `--no-owner`, skipped one by one with a warning ([`steps`]). Warnings name settings, never
 //! their values. No I/O.
 
-use crate::backup::manifest::{DatabaseProperties, Grant, Setting};
+use crate::archive::manifest::{DatabaseProperties, Grant, Setting};
 use crate::db::{ident, literal};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -157,7 +157,10 @@ pub fn locale_candidates(
     existing: Option<Locale>,
 ) -> Vec<Option<Locale>> {
     let mut out: Vec<Option<Locale>> = Vec::new();
-    for l in [from_backup, existing, None] {
+    // A backup without a locale (made before kasm-db recorded it) is skipped, not taken for the
+    // server's default: that comes last.
+    let known = [from_backup, existing].into_iter().flatten().map(Some);
+    for l in known.chain([None]) {
         if !out.contains(&l) {
             out.push(l);
         }
@@ -680,13 +683,18 @@ mod tests {
         b.collate = "C".into();
         assert_eq!(
             locale_candidates(Some(a.clone()), Some(b.clone())),
-            vec![Some(a.clone()), Some(b), None]
+            vec![Some(a.clone()), Some(b.clone()), None]
         );
         assert_eq!(
             locale_candidates(Some(a.clone()), Some(a.clone())),
             vec![Some(a), None]
         );
         assert_eq!(locale_candidates(None, None), vec![None]);
+        // An older backup: the existing database's locale before the server's default.
+        assert_eq!(
+            locale_candidates(None, Some(b.clone())),
+            vec![Some(b), None]
+        );
     }
 
     #[test]

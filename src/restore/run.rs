@@ -20,23 +20,27 @@
 //! Any failure or signal (SIGINT, SIGTERM) in 1–4 stops pg_restore, drops the new database and
 //! leaves the target database as it was. Progress goes to stderr only when asked for. Never
 //! prints a password: databases are named, servers described redacted.
+//!
+//! This file is the I/O that carries the steps out; what to create, with which owner and
+//! locale, and what to do when the server refuses, is decided in [`super::creation`] (pure),
+//! the names in [`super::plan`] (pure).
 
+use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
 use super::offsets::{self, Indexed};
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
-use super::properties::{self, Kind, Locale};
+use super::progress::{Progress, Stop, interrupted};
+use super::properties::{self, Locale};
 use super::server::{self, Server};
-use crate::backup::manifest::{DatabaseProperties, Manifest};
-use crate::backup::storage::Storage;
+use crate::archive::manifest::Manifest;
+use crate::archive::storage::Storage;
 use crate::db::{DbTarget, Retry};
 use crate::error::{Error, Result};
 use crate::sizing::bytes;
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Instant;
 
 /// Base name of the scratch databases of `backups verify --scratch-db`.
@@ -95,39 +99,8 @@ pub struct Tested {
     pub warnings: Vec<String>,
 }
 
-/// The new database's own properties once built: its owner and locale as the server has them,
-/// and what of the backup's privileges, settings and comment it was given.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PropertiesOutcome {
-    /// The manifest recorded the source database's properties (false for older backups).
-    pub from_backup: bool,
-    pub owner: String,
-    pub encoding: String,
-    pub collate: String,
-    pub ctype: String,
-    pub locale_provider: Option<String>,
-    pub provider_locale: Option<String>,
-    /// The source's database-level privileges (ACL) were given.
-    pub privileges: bool,
-    /// Settings given (database-wide and per role).
-    pub settings: usize,
-    pub connection_limit: bool,
-    pub comment: bool,
-}
-
-/// Where the new database's owner and locale come from, and which roles the target has:
-/// settled in step 1, before anything is fetched or created.
-struct Properties<'m> {
-    from_backup: Option<&'m DatabaseProperties>,
-    owner: Option<String>,
-    locales: Vec<Option<Locale>>,
-    present: BTreeSet<String>,
-    server_major: u32,
-    no_owner: bool,
-}
-
-/// Check the roles the backup's properties need (an error naming the missing ones, unless
-/// `--no-owner`) and pick the owner and the locales to try.
+/// Look up the roles the backup's properties need and settle the new database's owner and
+/// locales ([`creation::settle`]).
 async fn plan_properties<'m>(
     server: &Server,
     m: &'m Manifest,
@@ -135,40 +108,18 @@ async fn plan_properties<'m>(
     no_owner: bool,
     server_major: u32,
 ) -> Result<Properties<'m>> {
-    let from_backup = m.database_properties.as_ref();
-    let mut present = BTreeSet::new();
-    let mut owner = existing.map(|e| e.owner.clone());
-    if let Some(p) = from_backup {
-        let needed = properties::roles_needed(p);
-        let names: Vec<String> = needed.keys().cloned().collect();
-        present = server.roles_present(&names).await?;
-        let missing: BTreeMap<_, _> = needed
-            .into_iter()
-            .filter(|(r, _)| !present.contains(r))
-            .collect();
-        if !missing.is_empty() && !no_owner {
-            return Err(Error::failed(properties::missing_roles(&missing)));
-        }
-        if present.contains(&p.owner) {
-            owner = Some(p.owner.clone());
-        }
-    }
-    Ok(Properties {
-        from_backup,
-        owner,
-        locales: properties::locale_candidates(
-            from_backup.map(Locale::of),
-            existing.map(|e| e.locale.clone()),
-        ),
-        present,
-        server_major,
-        no_owner,
-    })
+    let names = creation::roles_to_look_up(m);
+    let present = if names.is_empty() {
+        BTreeSet::new()
+    } else {
+        server.roles_present(&names).await?
+    };
+    creation::settle(m, existing, present, no_owner, server_major)
 }
 
-/// Create the new database with the planned owner and the first locale the server accepts.
-/// With `--no-owner`, an owner the restoring user may not give is left out. Returns the
-/// database as created and the warnings.
+/// Create the new database with the planned owner and the first locale the server accepts,
+/// as [`creation::after_refusal`] decides after each refusal. Returns the database as created
+/// and the warnings.
 async fn create_step(
     server: &Server,
     new: &str,
@@ -191,112 +142,42 @@ async fn create_step(
             .as_db_error()
             .map(|d| d.message().to_string())
             .unwrap_or_else(|| e.to_string());
-        let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
-        if denied && props.no_owner {
-            if let Some(o) = owner.take() {
-                warnings.push(format!(
-                    "the owner {o:?} could not be given ({why}): the database is owned by the \
-                     restoring user (--no-owner)"
-                ));
-                continue;
+        let next = creation::after_refusal(&Refusal {
+            new,
+            why: &why,
+            denied: e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            transient: crate::db::is_transient(&e),
+            owner: owner.as_deref(),
+            locale,
+            more_locales: i + 1 < props.locales.len(),
+            no_owner: props.no_owner,
+            me: server.maintenance.user(),
+        });
+        match next {
+            Next::WithoutOwner(warning) => {
+                owner = None;
+                warnings.push(warning);
             }
-        }
-        if let (false, false, Some(l)) = (denied, crate::db::is_transient(&e), locale) {
-            if i + 1 < props.locales.len() {
-                refused.get_or_insert((l.clone(), why));
+            Next::NextLocale => {
+                if refused.is_none() {
+                    refused = locale.map(|l| (l.clone(), why));
+                }
                 i += 1;
-                continue;
+            }
+            Next::Refused(err) => return Err(err),
+            Next::AsIs => {
+                return Err(Error::from(e).context(format!("creating the new database {new}")));
             }
         }
-        let me = server.maintenance.user();
-        // PostgreSQL 15: "must be member of role"; 16 and later: "must be able to SET ROLE".
-        let membership = why.contains("member of role") || why.contains("SET ROLE");
-        if let (true, true, Some(o)) = (denied, membership, owner.as_deref()) {
-            // CREATE DATABASE ... OWNER needs membership in the owner role; a managed
-            // PostgreSQL's administrator (not a superuser) has it only when granted.
-            return Err(Error::failed(format!(
-                "creating the new database {new} owned by {o:?}: {why}. The restoring role                  {me:?} is not a superuser and must be a member of {o:?} to give it a database:                  GRANT {} TO {} (a role with CREATEROLE may grant it), or pass --no-owner;                  nothing was restored and the target is unchanged",
-                crate::db::ident(o),
-                crate::db::ident(me)
-            )));
-        }
-        if denied && why.contains("create database") {
-            return Err(Error::failed(format!(
-                "creating the new database {new}: {why}. The restoring role {me:?} needs \
-                 CREATEDB (ALTER ROLE {} CREATEDB); nothing was restored and the target is \
-                 unchanged",
-                crate::db::ident(me)
-            )));
-        }
-        return Err(Error::from(e).context(format!("creating the new database {new}")));
     }
     let made = server
         .existing(new)
         .await?
         .ok_or_else(|| Error::failed(format!("the new database {new} vanished")))?;
     if let Some((l, why)) = refused {
-        warnings.push(format!(
-            "the locale {} is not available on the target server ({why}): the database was \
-             created with {} instead",
-            l.describe(),
-            made.locale.describe()
-        ));
+        warnings.push(creation::locale_fallback_warning(&l, &why, &made.locale));
     }
     Ok((made, warnings))
-}
-
-type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called, so the
-/// process is no longer killed by them from then on.
-fn interrupted() -> Result<Stop> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    Ok(Box::pin(async move {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-    }))
-}
-
-/// Stage lines and a spinner on stderr when `show`.
-struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl Progress {
-    fn new(show: bool) -> Progress {
-        let bar = if show {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} restore: {msg} {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            b.enable_steady_tick(std::time::Duration::from_millis(200));
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        Progress { bar }
-    }
-    fn stage(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        tracing::debug!(stage = %msg, "restore");
-        self.bar.set_message(msg);
-    }
-    fn done(&self, line: impl Into<String>) {
-        if !self.bar.is_hidden() {
-            self.bar.println(format!("  {}", line.into()));
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// Checks shared by both modes; returns the pg_restore to use and the server's major version.
@@ -465,19 +346,7 @@ async fn build(
         for w in &warnings {
             tracing::debug!(warning = %w, "restore");
         }
-        let properties = PropertiesOutcome {
-            from_backup: props.from_backup.is_some(),
-            owner: made.owner,
-            encoding: made.locale.encoding,
-            collate: made.locale.collate,
-            ctype: made.locale.ctype,
-            locale_provider: made.locale.provider,
-            provider_locale: made.locale.provider_locale,
-            privileges: done.contains(&Kind::Privileges),
-            settings: done.iter().filter(|k| **k == Kind::Setting).count(),
-            connection_limit: done.contains(&Kind::ConnectionLimit),
-            comment: done.contains(&Kind::Comment),
-        };
+        let properties = PropertiesOutcome::of(props.from_backup.is_some(), made, &done);
         Ok::<_, Error>(Built {
             name: new_name.clone(),
             diffs,
@@ -565,17 +434,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
     if props.from_backup.is_none() {
         warnings.insert(
             0,
-            format!(
-                "backup {} was made before kasm-db recorded the database's own properties: the \
-                 owner and locale are {}, and its database-level privileges, settings and \
-                 comment are not restored",
-                job.manifest.id,
-                if existing.is_some() {
-                    "the existing database's"
-                } else {
-                    "the server's defaults"
-                }
-            ),
+            creation::no_properties_warning(&job.manifest.id, existing.is_some()),
         );
     }
     drop(fetched);

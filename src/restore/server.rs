@@ -12,7 +12,7 @@
 
 use super::plan;
 use super::properties::{self, Kind, Locale, Step};
-use crate::backup::manifest::TableRows;
+use crate::archive::manifest::TableRows;
 use crate::db::{self, DbTarget, Retry, ident};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,7 +149,7 @@ impl Server {
                 ctype: r.get(3),
                 provider: r
                     .get::<_, Option<String>>(4)
-                    .map(|p| crate::backup::properties::provider_name(&p)),
+                    .map(|p| crate::archive::manifest::provider_name(&p)),
                 provider_locale: r.get(5),
                 icu_rules: r.get(6),
             },

@@ -214,7 +214,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             Ok(format!("database {} bytes", s.database_bytes))
         }
         Task::Backup => {
-            let target = crate::backup::target::Target::resolve(
+            let target = crate::archive::target::Target::resolve(
                 None,
                 env.config.backup.to.as_deref(),
                 "backup.to",
@@ -243,50 +243,45 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             ))
         }
         Task::Verify => {
-            use crate::backup::verification::{self, Check, Verification};
-            let target = crate::backup::target::Target::resolve(
+            use crate::verify::{Checked, How, Scratch, Verify};
+            let target = crate::archive::target::Target::resolve(
                 None,
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
-            let storage = crate::backup::storage::open(&target, &env.config).await?;
-            let m = crate::backup::catalog::find(storage.as_ref(), "latest").await?;
-            let (ok, what) = match &env.config.backup.scratch_db {
-                Some(url) => {
-                    let scratch = crate::db::DbTarget::resolve(Some(url.expose()), &env.env)?;
-                    let r = crate::restore::cmd::scratch_check(crate::restore::cmd::ScratchCheck {
-                        storage: storage.as_ref(),
-                        manifest: &m,
-                        scratch: &scratch,
-                        key_file: env.config.backup.encryption_key_file.as_deref(),
-                        pg_bindir: env.config.backup.pg_bindir.as_deref(),
-                        env: &env.env,
-                        retry: Retry::default(),
-                        progress: false,
-                    })
-                    .await?;
-                    let what = match r.problem {
-                        Some(p) => format!("the restore test failed: {p}"),
-                        None => format!(
-                            "restored into a scratch database on {}: {} tables, {} rows as in the manifest",
-                            r.scratch_server, r.tables, r.rows
-                        ),
-                    };
-                    let v = Verification::now(Check::Restore, r.ok, Some(what.clone()));
-                    verification::record(storage.as_ref(), &m.id, &v).await;
-                    (r.ok, what)
-                }
-                None => {
-                    let check = crate::backup::catalog::check(storage.as_ref(), &m).await?;
-                    let v = Verification::now(Check::Checksum, check.ok, check.problem.clone());
-                    verification::record(storage.as_ref(), &m.id, &v).await;
-                    let what = if check.ok {
-                        "size and SHA-256 match the manifest"
-                    } else {
-                        "size or SHA-256 differ from the manifest"
-                    };
-                    (check.ok, what.to_string())
-                }
+            let storage = crate::archive::storage::open(&target, &env.config).await?;
+            let scratch = match &env.config.backup.scratch_db {
+                Some(url) => Some(crate::db::DbTarget::resolve(Some(url.expose()), &env.env)?),
+                None => None,
+            };
+            let how = match &scratch {
+                Some(server) => How::RestoreTest(Scratch {
+                    server,
+                    key_file: env.config.backup.encryption_key_file.as_deref(),
+                    pg_bindir: env.config.backup.pg_bindir.as_deref(),
+                    env: &env.env,
+                    retry: Retry::default(),
+                    progress: false,
+                }),
+                None => How::Checksum,
+            };
+            let v = crate::verify::verify(Verify {
+                storage: storage.as_ref(),
+                backup: "latest",
+                how,
+            })
+            .await?;
+            let (m, ok) = (&v.manifest, v.checked.ok());
+            let what = match &v.checked {
+                Checked::RestoreTest(r) => match &r.problem {
+                    Some(p) => format!("the restore test failed: {p}"),
+                    None => format!(
+                        "restored into a scratch database on {}: {} tables, {} rows as in the manifest",
+                        r.scratch_server, r.tables, r.rows
+                    ),
+                },
+                Checked::Checksum(_) if ok => "size and SHA-256 match the manifest".to_string(),
+                Checked::Checksum(_) => "size or SHA-256 differ from the manifest".to_string(),
             };
             env.metrics
                 .set("backup_last_verify_ok", &[], if ok { 1.0 } else { 0.0 });

@@ -178,7 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn encrypted_output_decrypts_to_a_gzip_stream_of_the_input() {
-        let key = crate::backup::crypt::Key::from_material(&[9u8; 32]).unwrap();
+        let key = crate::archive::crypt::Key::from_material(&[9u8; 32]).unwrap();
         let sealer = Arc::new(Sealer::new(&key).unwrap());
         let input: Vec<u8> = (0..(BLOCK_BYTES * 5 / 2)).map(|i| (i % 97) as u8).collect();
         let (tx, mut rx) = mpsc::channel(64);
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(s.output_bytes, out.len() as u64);
         assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
         let mut gz = Vec::new();
-        crate::backup::crypt::decrypt(&key, &out[..], &mut gz).unwrap();
+        crate::archive::crypt::decrypt(&key, &out[..], &mut gz).unwrap();
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&gz[..])
             .read_to_end(&mut back)

@@ -120,6 +120,16 @@ pub struct DatabaseProperties {
     pub comment: Option<String>,
 }
 
+/// `datlocprovider`'s letter as the name `CREATE DATABASE ... LOCALE_PROVIDER` takes.
+pub fn provider_name(letter: &str) -> String {
+    match letter {
+        "c" => "libc".into(),
+        "i" => "icu".into(),
+        "b" => "builtin".into(),
+        other => other.into(),
+    }
+}
+
 /// Privileges one grantor gave one grantee, all with or all without grant option.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Grant {
@@ -152,7 +162,7 @@ pub struct Compression {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Encryption {
-    /// `aes-256-gcm-stream` (see `backup::crypt`).
+    /// `aes-256-gcm-stream` (see `archive::crypt`).
     pub kind: String,
     /// Each chunk is one gzip member of up to this many uncompressed bytes.
     pub chunk_bytes: usize,
@@ -246,6 +256,13 @@ pub fn group(objects: &[ObjectInfo]) -> Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locale_providers_are_named_as_create_database_takes_them() {
+        assert_eq!(provider_name("i"), "icu");
+        assert_eq!(provider_name("c"), "libc");
+        assert_eq!(provider_name("b"), "builtin");
+    }
 
     fn obj(name: &str) -> ObjectInfo {
         ObjectInfo {

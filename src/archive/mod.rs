@@ -1,0 +1,20 @@
+//! The stored form of a backup, shared by `backup` (which writes it), `restore` (which reads
+//! it), `verify` and `report`: where backups are kept ([`target`] parses TARGET, [`storage`] is
+//! the only I/O on objects, fs and s3), the object format ([`compress`]: parallel multi-member
+//! gzip with a running SHA-256; [`crypt`]: chunked AES-256-GCM), the [`manifest`] that makes a
+//! backup exist and the layout of a backup under its target, the [`catalog`] of what a target
+//! holds (list, find, the size and SHA-256 check), and the [`verification`] record kept beside
+//! each backup (`verified.json`).
+//!
+//! ("Archive" here is the stored backup; the plain pg_dump archive inside it is `restore`'s
+//! business.) This module knows nothing of PostgreSQL, pg_dump or pg_restore, and never
+//! imports `backup`, `restore` or a command: those depend on it, not the other way round.
+//! Never prints or logs a credential or an encryption key.
+
+pub mod catalog;
+pub mod compress;
+pub mod crypt;
+pub mod manifest;
+pub mod storage;
+pub mod target;
+pub mod verification;

@@ -1,0 +1,283 @@
+//! One verify of a backup, for `kasm-db backups verify`, `serve`'s scheduled verify and the
+//! demo: find the backup (an id or `latest`), run the check asked for — the checksum check
+//! (the stored object re-read: size and SHA-256 against the manifest) or the full restore test
+//! (restored into a scratch database on a scratch server with the real pipeline, row counts
+//! compared with the manifest, the scratch database dropped) — and record the result beside the
+//! backup (`verified.json`, best effort).
+//!
+//! An operation: everything arrives as explicit inputs ([`Verify`]) and a typed report
+//! ([`Verified`]) goes back; it never sees `Ctx`, the command line or an `Outcome` (the callers
+//! shape those). The restore test's lock (one scratch restore per scratch server at a time) is
+//! taken by the restore pipeline it runs. A check that fails is a report with `ok: false`, not
+//! an error; an unreachable server (exit 75) or a usage error stays an error. Never prints a
+//! password: the scratch server is described by host and port.
+
+pub mod cmd;
+pub mod demo;
+
+use crate::archive::catalog;
+use crate::archive::manifest::Manifest;
+use crate::archive::storage::Storage;
+use crate::archive::verification::{self, Verification};
+use crate::db::{DbTarget, Retry};
+use crate::error::{Kind, Result};
+use crate::restore::plan::{self, Difference};
+use crate::restore::run::{self, Job, Tested};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// What to verify, and how.
+pub struct Verify<'a> {
+    pub storage: &'a dyn Storage,
+    /// A backup id, or `latest`.
+    pub backup: &'a str,
+    pub how: How<'a>,
+}
+
+/// Which check to run.
+pub enum How<'a> {
+    /// Re-read the stored object: size and SHA-256 against the manifest.
+    Checksum,
+    /// The full restore test into a scratch database.
+    RestoreTest(Scratch<'a>),
+}
+
+/// Where and with what the restore test runs.
+pub struct Scratch<'a> {
+    /// Any database on the scratch server (only its server and credentials are used).
+    pub server: &'a DbTarget,
+    pub key_file: Option<&'a Path>,
+    /// The directory of the pg_restore to use (`--pg-bindir` / `backup.pg_bindir`).
+    pub pg_bindir: Option<&'a Path>,
+    pub env: &'a BTreeMap<String, String>,
+    pub retry: Retry,
+    pub progress: bool,
+}
+
+/// A finished verify.
+#[derive(Debug)]
+pub struct Verified {
+    /// The backup verified.
+    pub manifest: Manifest,
+    pub checked: Checked,
+    /// What was recorded beside the backup.
+    pub record: Verification,
+}
+
+/// The result of the check that ran.
+#[derive(Debug)]
+pub enum Checked {
+    Checksum(catalog::Check),
+    RestoreTest(RestoreTest),
+}
+
+impl Checked {
+    pub fn ok(&self) -> bool {
+        match self {
+            Checked::Checksum(c) => c.ok,
+            Checked::RestoreTest(t) => t.ok,
+        }
+    }
+
+    /// What was wrong, in a sentence, when not ok.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            Checked::Checksum(c) => c.problem.as_deref(),
+            Checked::RestoreTest(t) => t.problem.as_deref(),
+        }
+    }
+
+    fn kind(&self) -> verification::Check {
+        match self {
+            Checked::Checksum(_) => verification::Check::Checksum,
+            Checked::RestoreTest(_) => verification::Check::Restore,
+        }
+    }
+}
+
+/// The outcome of a full restore test (its JSON is `backups verify --scratch-db --json`'s).
+#[derive(Debug, Serialize)]
+pub struct RestoreTest {
+    pub id: String,
+    pub ok: bool,
+    pub scratch_server: String,
+    pub tables: usize,
+    pub rows: i64,
+    pub differences: Vec<Difference>,
+    /// What was wrong, in a sentence, when not ok.
+    pub problem: Option<String>,
+    pub duration_s: f64,
+    /// What the restore skipped or could not carry over (roles the scratch server lacks, a
+    /// locale it lacks), which does not fail the test.
+    pub warnings: Vec<String>,
+    /// The scratch database the backup was restored into (dropped since); `None` when the
+    /// restore did not get that far.
+    #[serde(skip)]
+    pub database: Option<String>,
+}
+
+/// Verify a backup and record the result beside it.
+pub async fn verify(v: Verify<'_>) -> Result<Verified> {
+    let manifest = catalog::find(v.storage, v.backup).await?;
+    let checked = match v.how {
+        How::Checksum => Checked::Checksum(catalog::check(v.storage, &manifest).await?),
+        How::RestoreTest(s) => Checked::RestoreTest(restore_test(v.storage, &manifest, s).await?),
+    };
+    let record = Verification::now(
+        checked.kind(),
+        checked.ok(),
+        checked.problem().map(str::to_string),
+    );
+    verification::record(v.storage, &manifest.id, &record).await;
+    Ok(Verified {
+        manifest,
+        checked,
+        record,
+    })
+}
+
+/// Restore the backup into a scratch database on the scratch server, compare, drop it.
+async fn restore_test(storage: &dyn Storage, m: &Manifest, s: Scratch<'_>) -> Result<RestoreTest> {
+    let started = Instant::now();
+    let report = RestoreTest {
+        id: m.id.clone(),
+        ok: false,
+        scratch_server: format!("{}:{}", s.server.host(), s.server.port()),
+        tables: m.tables.len(),
+        rows: m.tables.iter().map(|t| t.rows).sum(),
+        differences: Vec::new(),
+        problem: None,
+        duration_s: 0.0,
+        warnings: Vec::new(),
+        database: None,
+    };
+    let result = run::scratch_test(Job {
+        storage,
+        manifest: m,
+        target: s.server,
+        jobs: run::default_jobs(),
+        force: false,
+        no_owner: true,
+        key_file: s.key_file,
+        pg_bindir: s.pg_bindir,
+        env: s.env,
+        retry: s.retry,
+        progress: s.progress,
+    })
+    .await;
+    judge(report, result, started.elapsed().as_secs_f64())
+}
+
+/// Fill in `report` from the scratch restore's result (pure): differing row counts or a
+/// restore that failed (kind Failed: a corrupt object, a pg_restore error) are a failed check;
+/// any other error (an unreachable server, a usage error) stays an error.
+fn judge(mut report: RestoreTest, result: Result<Tested>, elapsed_s: f64) -> Result<RestoreTest> {
+    match result {
+        Ok(t) => {
+            report.ok = t.differences.is_empty();
+            report.duration_s = t.duration_s;
+            report.warnings = t.warnings;
+            if !report.ok {
+                report.problem = Some(plan::describe(&t.differences));
+            }
+            report.differences = t.differences;
+            report.database = Some(t.database);
+        }
+        Err(e) if e.kind() != Kind::Failed => return Err(e),
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            report.duration_s = elapsed_s;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn skeleton() -> RestoreTest {
+        RestoreTest {
+            id: "20261124T033000Z-ab12cd".into(),
+            ok: false,
+            scratch_server: "standby:5432".into(),
+            tables: 2,
+            rows: 1010,
+            differences: Vec::new(),
+            problem: None,
+            duration_s: 0.0,
+            warnings: Vec::new(),
+            database: None,
+        }
+    }
+
+    fn tested(differences: Vec<Difference>) -> Tested {
+        Tested {
+            database: "kasm_db_verify_restore_20261124033000".into(),
+            tables: 2,
+            rows: 1010,
+            differences,
+            duration_s: 4.5,
+            warnings: vec!["role kasmapp is missing: skipped".into()],
+        }
+    }
+
+    #[test]
+    fn matching_counts_pass_and_name_the_scratch_database() {
+        let r = judge(skeleton(), Ok(tested(Vec::new())), 9.0).unwrap();
+        assert!(r.ok);
+        assert_eq!(r.problem, None);
+        assert_eq!(r.duration_s, 4.5);
+        assert_eq!(r.warnings.len(), 1);
+        assert_eq!(
+            r.database.as_deref(),
+            Some("kasm_db_verify_restore_20261124033000")
+        );
+        let c = Checked::RestoreTest(r);
+        assert!(c.ok());
+        assert_eq!(c.kind(), verification::Check::Restore);
+        // The scratch database's name is not part of the JSON.
+        let Checked::RestoreTest(r) = c else {
+            unreachable!()
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("database").is_none(), "{json}");
+        assert_eq!(json["scratch_server"], "standby:5432");
+    }
+
+    #[test]
+    fn differing_counts_fail_the_check_and_say_where() {
+        let d = Difference {
+            table: "public.users".into(),
+            expected_rows: 1000,
+            rows: Some(999),
+        };
+        let r = judge(skeleton(), Ok(tested(vec![d.clone()])), 9.0).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.differences, vec![d.clone()]);
+        assert_eq!(r.problem, Some(plan::describe(&[d])));
+        let c = Checked::RestoreTest(r);
+        assert!(!c.ok());
+        assert!(c.problem().unwrap().contains("public.users"), "{c:?}");
+    }
+
+    #[test]
+    fn a_failed_restore_is_a_failed_check_and_an_unreachable_server_an_error() {
+        let r = judge(
+            skeleton(),
+            Err(Error::failed("SHA-256 differs: the object is corrupt")),
+            2.5,
+        )
+        .unwrap();
+        assert!(!r.ok);
+        assert!(r.problem.as_deref().unwrap().contains("corrupt"));
+        assert_eq!((r.duration_s, r.database), (2.5, None));
+        let e = judge(skeleton(), Err(Error::temporary("connection refused")), 2.5).unwrap_err();
+        assert_eq!(e.kind(), Kind::Temporary);
+        let e = judge(skeleton(), Err(Error::usage("bad --scratch-db")), 2.5).unwrap_err();
+        assert_eq!(e.kind(), Kind::Usage);
+    }
+}
