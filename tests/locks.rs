@@ -3,7 +3,8 @@
 //! run at once. While `serve`'s scheduled vacuum, purge and backup hold their locks (each kept
 //! waiting on a table lock this test holds), `kasm-db vacuum`, `purge` and `backup` exit 75
 //! naming the job; while a session holds a job's registry key, `serve`'s slot of that job
-//! counts as `locked_elsewhere`.
+//! counts as `locked_elsewhere`. And the scheduled jobs connect with the one retry policy of the
+//! configuration (`database.connect_attempts`), the scheduled verify's scratch server too.
 
 mod common;
 
@@ -260,4 +261,43 @@ fn while_a_command_holds_a_job_lock_serve_counts_the_slot_as_locked_elsewhere() 
         || serve.stderr(),
         || succeeded_since(&url, "-infinity") == 3,
     );
+}
+
+#[test]
+fn the_scheduled_verify_tries_the_scratch_server_database_connect_attempts_times() {
+    let url = fresh_db();
+    let backups = tempfile::tempdir().unwrap();
+    assert_eq!(cli(&url, &["migrate"], backups.path()).code, 0);
+    let r = cli(&url, &["backup"], backups.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A scratch server that refuses connections: a port nobody listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scratch = format!("postgres://verify@127.0.0.1:{port}/postgres");
+    let serve = Serve::start(
+        &url,
+        &[
+            ("KASM_DB_SCHEDULE_VERIFY", "* * * * * *"),
+            ("KASM_DB_BACKUP_TO", backups.path().to_str().unwrap()),
+            ("KASM_DB_BACKUP_SCRATCH_DB", &scratch),
+            ("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "2"),
+        ],
+    );
+    let error = || {
+        psql(
+            &url,
+            "SELECT coalesce(max(error), '') FROM schedule_runs WHERE job = 'verify' AND NOT ok",
+        )
+    };
+    wait_until(
+        "a failed verify slot",
+        || serve.stderr(),
+        || !error().is_empty(),
+    );
+    let e = error();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(e.contains("after 2 attempts"), "{e}");
 }
