@@ -44,10 +44,7 @@ impl Ctx {
     }
 
     pub fn retry(&self) -> Retry {
-        Retry {
-            attempts: self.config.database.connect_attempts,
-            ..Retry::default()
-        }
+        Retry::configured(&self.config.database)
     }
 
     /// A pool on the configured database (reachability proven, exit 75 if not).

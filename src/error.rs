@@ -3,6 +3,8 @@
 //! Every fallible function in the crate returns [`Result`]; `main.rs` is the only place that turns
 //! an [`Error`] into a process exit code. Messages built here must never contain a secret: callers
 //! pass redacted descriptions (see `db::target::DbTarget::redacted`), never raw URLs or tokens.
+//! This module depends on no other module of the crate: errors of PostgreSQL are classified
+//! (and converted) in `db::sqlstate`, never here.
 
 use std::fmt;
 
@@ -58,12 +60,40 @@ impl Error {
     pub fn temporary(msg: impl fmt::Display) -> Self {
         Self::new(Kind::Temporary, msg)
     }
+    /// An error of `kind` that says whether trying again may succeed apart from its kind (a
+    /// deadlock fails the job, exit 1, yet is worth retrying); see [`Error::is_transient`].
+    pub fn classified(kind: Kind, transient: bool, msg: impl fmt::Display) -> Self {
+        Error {
+            kind,
+            transient: transient || kind == Kind::Temporary,
+            inner: anyhow::anyhow!("{msg}"),
+        }
+    }
+    /// An error of `kind` whose message is `cause`, which [`Error::caused_by`] recognises
+    /// later, through any context added since.
+    pub fn with_cause<E>(kind: Kind, cause: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error {
+            kind,
+            transient: kind == Kind::Temporary,
+            inner: anyhow::Error::new(cause),
+        }
+    }
+    /// Whether this error was made by [`Error::with_cause`] from an `E`.
+    pub fn caused_by<E>(&self) -> bool
+    where
+        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        self.inner.downcast_ref::<E>().is_some()
+    }
     pub fn kind(&self) -> Kind {
         self.kind
     }
     /// Whether the same work may succeed if tried again later: every [`Kind::Temporary`] error,
-    /// and a database error that [`crate::db::is_transient`] calls transient even though it
-    /// fails the job (a deadlock, a lock timeout). A long-running process (`serve`) retries
+    /// and one made [`Error::classified`] as transient even though it fails the job (a database
+    /// deadlock, a lock timeout). A long-running process (`serve`) retries
     /// these; the others (authentication, permissions, a foreign table) need an operator.
     pub fn is_transient(&self) -> bool {
         self.transient
@@ -125,36 +155,5 @@ impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
     }
     fn with_ctx<C: fmt::Display + Send + Sync + 'static>(self, f: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| e.into().context(f()))
-    }
-}
-
-impl From<tokio_postgres::Error> for Error {
-    fn from(e: tokio_postgres::Error) -> Self {
-        // A closed connection or an I/O failure is temporary; a server error is a failed job.
-        // tokio-postgres never includes the password in its errors.
-        let transient = crate::db::is_transient(&e);
-        let kind = if transient && !matches!(e.code().map(|c| &c.code()[..2]), Some("40" | "55")) {
-            Kind::Temporary
-        } else {
-            Kind::Failed
-        };
-        let msg = match e.as_db_error() {
-            Some(db) => {
-                let mut m = format!("{}: {}", db.severity(), db.message());
-                if let Some(d) = db.detail() {
-                    m.push_str(&format!(" ({d})"));
-                }
-                if let Some(h) = db.hint() {
-                    m.push_str(&format!("; hint: {h}"));
-                }
-                m
-            }
-            None => e.to_string(),
-        };
-        Error {
-            kind,
-            transient,
-            inner: anyhow::anyhow!(msg),
-        }
     }
 }

@@ -517,7 +517,10 @@ fn a_second_backup_of_the_same_database_exits_75() {
         ])
         .args([
             "-c",
-            "SELECT pg_advisory_lock(hashtext('kasm-db backup'))",
+            &format!(
+                "SELECT pg_advisory_lock({})",
+                kasm_db::db::locks::Lock::Backup.key()
+            ),
             "-c",
             "SELECT pg_sleep(120)",
         ])

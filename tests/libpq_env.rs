@@ -247,7 +247,7 @@ impl LockHolder {
         writeln!(
             child.stdin.as_mut().unwrap(),
             "SELECT pg_advisory_lock({});",
-            kasm_db::db::migrate::MIGRATE_LOCK
+            kasm_db::db::locks::Lock::Migrate.key()
         )
         .unwrap();
         let held = LockHolder(child);

@@ -712,7 +712,10 @@ fn a_second_restore_of_the_same_database_exits_75() {
         .args(["-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
         .args([
             "-c",
-            &format!("SELECT pg_advisory_lock(hashtext('kasm-db restore {target}'))"),
+            &format!(
+                "SELECT pg_advisory_lock({})",
+                kasm_db::db::locks::Lock::Restore(&target).key()
+            ),
             "-c",
             "SELECT pg_sleep(120)",
         ])

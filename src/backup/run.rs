@@ -1,8 +1,8 @@
 //! The backup pipeline: lock, snapshot, row counts, `pg_dump`, compression, checksum, storage,
 //! manifest — in that order, with the manifest last.
 //!
-//! 1. `pg_try_advisory_lock` on the source database (a second backup of the same database exits
-//!    75 instead of running twice).
+//! 1. The backup lock ([`Lock::Backup`]) on the source database (a second backup of the same
+//!    database, from the command line or `serve`'s schedule, exits 75 instead of running twice).
 //! 2. A REPEATABLE READ, READ ONLY transaction exports its snapshot; it stays open while
 //!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it. The
 //!    database's own properties (owner, locale, privileges, settings, comment: what pg_dump
@@ -27,6 +27,7 @@ use crate::archive::manifest::{self, Manifest, TableRows};
 use crate::archive::storage::{self, Piece};
 use crate::archive::target::Target;
 use crate::config::Config;
+use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Retry};
 use crate::error::{Error, Result};
 use chrono::Utc;
@@ -36,9 +37,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-
-/// The advisory lock key all kasm-db backups of one database share.
-pub const LOCK_SQL: &str = "SELECT pg_try_advisory_lock(hashtext('kasm-db backup'))";
 
 /// Pieces buffered between compression and storage.
 const CHANNEL_PIECES: usize = 8;
@@ -70,18 +68,8 @@ pub async fn run(job: Job<'_>) -> Result<Manifest> {
         None => None,
     };
     let storage = storage::open(job.target, job.config).await?;
-    let retry = Retry {
-        attempts: job.config.database.connect_attempts,
-        ..Retry::default()
-    };
-    let client = db::connect(job.db, retry).await?;
-    let locked: bool = client.query_one(LOCK_SQL, &[]).await?.get(0);
-    if !locked {
-        return Err(Error::temporary(format!(
-            "another backup of {} is running (it holds the backup lock); try again later",
-            job.db.redacted()
-        )));
-    }
+    let client = db::connect(job.db, Retry::configured(&job.config.database)).await?;
+    locks::hold(&client, Lock::Backup, &job.db.redacted()).await?;
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int, current_setting('server_version')",

@@ -6,6 +6,7 @@
 //! when a migration would create a relation that already exists unrecorded (Kasm's own `logs`
 //! table, say), it refuses and names the relation.
 
+use super::locks::{self, Lock};
 use super::{Pool, get, ident};
 use crate::error::{Error, Result, ResultExt};
 use serde::Serialize;
@@ -53,9 +54,6 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// Advisory lock key for migrations ("kasm-db" + 1).
-pub const MIGRATE_LOCK: i64 = 0x6b61_736d_6462_0001;
-
 #[derive(Debug, Serialize)]
 pub struct MigrateReport {
     /// Versions applied by this run, as "0001_logs".
@@ -87,14 +85,10 @@ pub async fn migrate(pool: &Pool, schema: &str) -> Result<MigrateReport> {
             .await
             .ctx(format!("cannot create schema {schema}"))?;
     }
-    client
-        .query("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
-        .await?;
+    locks::wait(&client, Lock::Migrate).await?;
     let result = apply_all(&mut client, schema).await;
     // Unlock even when a migration failed; the session ending would release it too.
-    let _ = client
-        .query("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
-        .await;
+    let _ = locks::unlock(&client, Lock::Migrate).await;
     result
 }
 

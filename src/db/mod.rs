@@ -6,12 +6,16 @@
 //! [`DbTarget::redacted`].
 
 pub mod libpq;
+pub mod locks;
 pub mod migrate;
+pub mod sqlstate;
 pub mod target;
 pub mod tls;
 
+pub use sqlstate::is_transient;
 pub use target::DbTarget;
 
+use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -31,6 +35,27 @@ impl Default for Retry {
         Retry {
             attempts: 5,
             first_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Retry {
+    /// The policy of the configuration: `database.connect_attempts` tries with the default
+    /// backoff. The one place a policy is built from configuration: commands, `serve`'s jobs
+    /// (the scheduled backup and verify too) and every connection they make use it.
+    pub fn configured(database: &DatabaseConfig) -> Retry {
+        Retry {
+            attempts: database.connect_attempts,
+            ..Retry::default()
+        }
+    }
+
+    /// A single try, for a caller that retries at its own pace (`serve`'s bootstrap, the
+    /// connection that claims a scheduled slot: the job is tried again at its next slot).
+    pub fn once() -> Retry {
+        Retry {
+            attempts: 1,
+            first_delay: Duration::ZERO,
         }
     }
 }
@@ -206,21 +231,6 @@ pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
         deadpool_postgres::PoolError::Backend(e) => Error::from(e),
         other => Error::temporary(format!("database connection: {other}")),
     })
-}
-
-/// Whether an error is about the connection or the server's state rather than the data sent:
-/// the connection broke, the server is shutting down or restarting (class 57), out of resources
-/// (53), a connection exception (08), a serialization failure or deadlock (40), or a lock not
-/// available (55). Such errors are retried; the others are the data's fault.
-pub fn is_transient(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "55" | "57" | "58"),
-        // No SQLSTATE: transient when it is an I/O failure (not, say, a client-side encoding error).
-        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
-    }
 }
 
 /// Quote an identifier for SQL (`"name"`, doubling quotes).

@@ -7,6 +7,8 @@ use super::purge;
 use super::reader::Source;
 use crate::app::Ctx;
 use crate::cli::{IngestArgs, PurgeArgs};
+use crate::db;
+use crate::db::locks::{self, Lock};
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
@@ -230,6 +232,15 @@ pub async fn purge_cmd(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
         None => Utc::now(),
     };
     let pool = ctx.pool(1).await?;
+    // The lock serve's scheduled purge takes too, on a session of its own that ends with the
+    // command (a dry run only reads and takes none).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let session = db::connect(&ctx.db, ctx.retry()).await?;
+        locks::hold(&session, Lock::Purge, &ctx.db.redacted()).await?;
+        Some(session)
+    };
     let r = purge::purge(
         &pool,
         &ctx.config.database.schema,

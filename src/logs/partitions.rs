@@ -1,18 +1,16 @@
 //! The range partitions of `logs` as they exist in the database: listing them with their
 //! bounds, and creating the ones ingest needs (on demand) or will need soon (premake).
 //!
-//! Creation runs in its own short transaction under an advisory lock (two ingesters never race
+//! Creation runs in its own short transaction under the partitions lock ([`Lock::Partitions`]; two ingesters never race
 //! on the same CREATE) with a lock timeout, separate from any purge or COPY transaction.
 
 use super::partition::{self, Partition};
 use super::record::Class;
+use crate::db::locks::{self, Lock};
 use crate::db::{ident, literal};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
-
-/// Advisory lock key serialising partition DDL ("kasm-db" + 2).
-const PARTITION_LOCK: i64 = 0x6b61_736d_6462_0002;
 
 /// Every range partition of both classes, oldest first. Partitions whose bounds are not a
 /// plain timestamp range (made by hand) are skipped with a warning.
@@ -87,8 +85,7 @@ pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> 
         attempt += 1;
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
-        tx.query("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
-            .await?;
+        locks::wait_xact(&tx, Lock::Partitions).await?;
         let mut sql = String::new();
         for p in wanted {
             sql.push_str(&format!(

@@ -14,6 +14,7 @@ use super::vacuum_report::{TableReport, VacuumReport, action_word, render, wrapa
 use crate::app::Ctx;
 use crate::cli::VacuumArgs;
 use crate::config::Config;
+use crate::db::locks::{self, Lock};
 use crate::db::{self, ident};
 use crate::error::{Error, Kind, Result};
 use crate::output::Outcome;
@@ -23,8 +24,6 @@ use std::collections::BTreeMap;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-/// Advisory lock held by a running (non-dry) vacuum ("kasm-db" + 8).
-const VACUUM_LOCK: i64 = 0x6b61_736d_6462_0008;
 /// How long VACUUM FULL waits for its exclusive lock before skipping the table.
 pub const FULL_LOCK_TIMEOUT: &str = "5s";
 
@@ -274,22 +273,12 @@ pub async fn vacuum(ctx: &Ctx, args: &VacuumArgs) -> Result<Outcome> {
     let pool = ctx.pool(1).await?;
     let client = db::get(&pool).await?;
     if !args.dry_run {
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&VACUUM_LOCK])
-            .await?
-            .get(0);
-        if !got {
-            return Err(Error::temporary(format!(
-                "another kasm-db vacuum is running on {}; try again later",
-                ctx.db.redacted()
-            )));
-        }
+        // The lock serve's scheduled vacuum takes too: the two never run at once.
+        locks::hold(&client, Lock::Vacuum, &ctx.db.redacted()).await?;
     }
     let result = run(&client, &ctx.config, args.dry_run, args.full).await;
     if !args.dry_run {
-        let _ = client
-            .query("SELECT pg_advisory_unlock($1)", &[&VACUUM_LOCK])
-            .await;
+        let _ = locks::unlock(&client, Lock::Vacuum).await;
     }
     let report = result?;
     for w in &report.warnings {

@@ -13,6 +13,7 @@
 use super::plan;
 use super::properties::{self, Kind, Locale, Step};
 use crate::archive::manifest::TableRows;
+use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Retry, ident};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,22 +113,8 @@ impl Server {
     /// Take the restore lock for `name` for this connection's lifetime; another restore of the
     /// same database holds it: exit 75.
     pub async fn lock(&self, name: &str) -> Result<()> {
-        let got: bool = self
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext($1))",
-                &[&format!("kasm-db restore {name}")],
-            )
-            .await?
-            .get(0);
-        if !got {
-            return Err(Error::temporary(format!(
-                "another restore into {name} on {}:{} is running; try again later",
-                self.maintenance.host(),
-                self.maintenance.port()
-            )));
-        }
-        Ok(())
+        let on = format!("{}:{}", self.maintenance.host(), self.maintenance.port());
+        locks::hold(&self.client, Lock::Restore(name), &on).await
     }
 
     pub async fn existing(&self, name: &str) -> Result<Option<Existing>> {

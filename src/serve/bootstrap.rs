@@ -114,11 +114,7 @@ impl Bootstrap {
     /// One try: reach the server (TLS and authentication classified like every command's
     /// connect), migrate, premake the partitions of the classes kept in the database.
     async fn attempt(&self) -> Result<MigrateReport> {
-        let once = Retry {
-            attempts: 1,
-            first_delay: Duration::ZERO,
-        };
-        drop(db::connect(&self.target, once).await?);
+        drop(db::connect(&self.target, Retry::once()).await?);
         let report = migrate::migrate(&self.pool, &self.schema).await?;
         let mut client = db::get(&self.pool).await?;
         let classes: Vec<Class> = Class::ALL

@@ -1,15 +1,18 @@
 //! Running the scheduled jobs: one task per job sleeps until its next slot (UTC), then runs it
-//! only if this replica wins the job's Postgres advisory lock and the slot is not yet recorded
-//! in `schedule_runs` (so among several replicas a slot runs once, and never two at a time).
+//! only if this replica wins the job's advisory lock and the slot is not yet recorded in
+//! `schedule_runs` (so among several replicas a slot runs once, and never two at a time).
 //!
-//! The lock is taken on a dedicated connection that is closed after the job, so a crashed
-//! replica never keeps it. A job runs to completion before its next slot is computed, so an
+//! The lock is the job's lock of the registry ([`crate::db::locks`]), the one the job's
+//! command-line run takes too, so a scheduled job and `kasm-db <job>` never run at once
+//! ([`slot_lock`]). It is taken on a dedicated connection that is closed after the job, so a
+//! crashed replica never keeps it. A job runs to completion before its next slot is computed, so an
 //! overrunning job is never started twice; missed slots are skipped, not queued. A failing job
 //! is logged, counted in the metrics and tried again at its next slot; it never stops `serve`.
 
 use super::metrics::Metrics;
 use super::schedule::{Job, Task};
 use crate::config::Config;
+use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Pool, Retry, ident};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -90,11 +93,7 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
         tracing::warn!(job = name, %slot, "no backup.to configured; skipping this slot");
         return SlotResult::NotConfigured;
     }
-    let retry = Retry {
-        attempts: 1,
-        ..Retry::default()
-    };
-    let client = match db::connect(&env.target, retry).await {
+    let client = match db::connect(&env.target, Retry::once()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(job = name, %slot, error = %e, "database unavailable; job retried at its next slot");
@@ -103,12 +102,10 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     };
     let schema = &env.config.database.schema;
     let claimed: Result<Option<SlotResult>> = async {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&task.lock_key()])
-            .await?
-            .get(0);
-        if !locked {
-            return Ok(Some(SlotResult::Locked));
+        if let Some(lock) = slot_lock(task) {
+            if !locks::try_lock(&client, lock).await? {
+                return Ok(Some(SlotResult::Locked));
+            }
         }
         let inserted = client
             .execute(
@@ -140,6 +137,8 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     let secs = started.elapsed().as_secs_f64();
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
+    // The operation's own lock (backup's) was held: another run has the job.
+    let busy = outcome.as_ref().err().is_some_and(locks::is_busy);
     let (ok, error) = match &outcome {
         Ok(summary) => {
             tracing::info!(job = name, %slot, duration_s = secs, result = %summary, "job done");
@@ -149,6 +148,10 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
                 Utc::now().timestamp() as f64,
             );
             (true, None)
+        }
+        Err(e) if busy => {
+            tracing::info!(job = name, %slot, reason = SlotResult::Locked.as_str(), error = %e, "not running this slot here");
+            (false, Some(e.to_string()))
         }
         Err(e) => {
             tracing::error!(job = name, %slot, duration_s = secs, error = %e, "job failed; retried at its next slot");
@@ -171,8 +174,24 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     // Dropping `client` closes the session, which releases the advisory lock.
     if ok {
         SlotResult::Ok
+    } else if busy {
+        SlotResult::Locked
     } else {
         SlotResult::Failed
+    }
+}
+
+/// The lock a slot of `task` is claimed under: the job's lock of the registry, the one
+/// `kasm-db purge`, `kasm-db vacuum` and the others take. `None` for a backup, whose operation
+/// takes [`Lock::Backup`] itself on the session that exports its snapshot (so a scheduled and a
+/// command-line backup exclude each other there; finding it held counts as `locked_elsewhere`).
+pub fn slot_lock(task: Task) -> Option<Lock<'static>> {
+    match task {
+        Task::Purge => Some(Lock::Purge),
+        Task::Backup => None,
+        Task::Vacuum => Some(Lock::Vacuum),
+        Task::SizeSample => Some(Lock::SizeSample),
+        Task::Verify => Some(Lock::Verify),
     }
 }
 
@@ -260,7 +279,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                     key_file: env.config.backup.encryption_key_file.as_deref(),
                     pg_bindir: env.config.backup.pg_bindir.as_deref(),
                     env: &env.env,
-                    retry: Retry::default(),
+                    retry: Retry::configured(&env.config.database),
                     progress: false,
                 }),
                 None => How::Checksum,
@@ -293,5 +312,21 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             }
             Ok(format!("backup {} verified: {what}", m.id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_takes_the_lock_of_the_command_line_run() {
+        // `kasm-db purge` and `kasm-db vacuum` take these very locks (logs::cmd, maintenance::vacuum).
+        assert_eq!(slot_lock(Task::Purge), Some(Lock::Purge));
+        assert_eq!(slot_lock(Task::Vacuum), Some(Lock::Vacuum));
+        assert_eq!(slot_lock(Task::SizeSample), Some(Lock::SizeSample));
+        assert_eq!(slot_lock(Task::Verify), Some(Lock::Verify));
+        // backup::run takes Lock::Backup itself, for both.
+        assert_eq!(slot_lock(Task::Backup), None);
     }
 }

@@ -30,18 +30,6 @@ impl Task {
             Task::Verify => "verify",
         }
     }
-
-    /// The Postgres advisory lock key of this job ("kasm-db" + 0x10 + n).
-    pub fn lock_key(self) -> i64 {
-        0x6b61_736d_6462_0010
-            + match self {
-                Task::Purge => 1,
-                Task::Backup => 2,
-                Task::Vacuum => 3,
-                Task::SizeSample => 4,
-                Task::Verify => 5,
-            }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,20 +124,5 @@ mod tests {
         let e = jobs(&cfg).unwrap_err();
         assert_eq!(e.kind(), crate::error::Kind::Usage);
         assert!(e.to_string().contains("schedule.purge"), "{e}");
-    }
-
-    #[test]
-    fn lock_keys_differ() {
-        let keys: std::collections::HashSet<i64> = [
-            Task::Purge,
-            Task::Backup,
-            Task::Vacuum,
-            Task::SizeSample,
-            Task::Verify,
-        ]
-        .iter()
-        .map(|t| t.lock_key())
-        .collect();
-        assert_eq!(keys.len(), 5);
     }
 }
