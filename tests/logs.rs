@@ -457,7 +457,7 @@ fn a_long_reader_does_not_make_purge_hang() {
 #[test]
 fn a_database_restart_during_ingest_loses_and_duplicates_nothing() {
     // A dedicated cluster: stopping the shared one would disturb the other tests.
-    let mut cluster = kasm_db::pgtemp::Cluster::start().unwrap();
+    let mut cluster = kasm_db::pgtemp::Cluster::start(&std::env::vars().collect()).unwrap();
     let db = cluster.fresh_db("restart").unwrap();
     let url = cluster.url(&db);
     assert_eq!(run(kasm_db(&["migrate", "--db", &url])).code, 0);

@@ -12,14 +12,13 @@ use crate::sizing::bytes;
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let m = run::run(Job {
         db: &d.db,
         config: &d.config,
         target: &target,
         exclude_logs: false,
         progress: false,
-        env: &env,
+        env: &d.env,
     })
     .await?;
     let store = storage::open(&target, &d.config).await?;

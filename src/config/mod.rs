@@ -36,8 +36,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// postgres:// URL or libpq key=value string; absent = the libpq environment variables.
-    #[serde(deserialize_with = "lenient::opt_string", skip_serializing)]
-    pub url: Option<String>,
+    /// A secret: it may hold a password (never printed; see `DbTarget::redacted`).
+    pub url: Option<Secret>,
     /// The schema kasm-db's own tables live in.
     #[serde(deserialize_with = "lenient::string")]
     pub schema: String,
@@ -622,13 +622,16 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug() {
         let f = file(
-            "[server]\ntoken = \"s3cr3t-token\"\n[siem]\nkind = \"http\"\nurl = \"http://x\"\ntoken = \"other-s3cr3t\"\n",
+            "[database]\nurl = \"postgres://u:db-s3cr3t@h/d\"\n[server]\ntoken = \"s3cr3t-token\"\n[siem]\nkind = \"http\"\nurl = \"http://x\"\ntoken = \"other-s3cr3t\"\n",
         );
         let c = Config::load(Some(f.path()), &env(&[])).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("s3cr3t"), "{json}");
+        let url = c.database.url.as_ref().unwrap();
+        assert_eq!(url.expose(), "postgres://u:db-s3cr3t@h/d");
+        assert_eq!(url.to_string(), "<redacted>");
     }
 
     #[test]

@@ -10,10 +10,6 @@ use crate::db::{DbTarget, Retry};
 use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};
 
-fn env() -> std::collections::BTreeMap<String, String> {
-    std::env::vars().collect()
-}
-
 /// Restore the latest demo backup onto the standby, under the primary database's name.
 pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
@@ -21,7 +17,6 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let m = catalog::find(store.as_ref(), "latest").await?;
     let url = d.standby.url(d.db.dbname());
     let to = DbTarget::resolve(Some(&url), &Default::default())?;
-    let env = env();
     let r = run::restore(Job {
         storage: store.as_ref(),
         manifest: &m,
@@ -31,7 +26,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
         no_owner: false,
         key_file: None,
         pg_bindir: d.config.backup.pg_bindir.as_deref(),
-        env: &env,
+        env: &d.env,
         retry: Retry::default(),
         progress: false,
     })
@@ -48,7 +43,6 @@ pub async fn verify_stage(d: &mut Demo) -> Result<StageResult> {
     let store = storage::open(&target, &d.config).await?;
     let m = catalog::find(store.as_ref(), "latest").await?;
     let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
-    let env = env();
     let t = run::scratch_test(Job {
         storage: store.as_ref(),
         manifest: &m,
@@ -58,7 +52,7 @@ pub async fn verify_stage(d: &mut Demo) -> Result<StageResult> {
         no_owner: true,
         key_file: None,
         pg_bindir: d.config.backup.pg_bindir.as_deref(),
-        env: &env,
+        env: &d.env,
         retry: Retry::default(),
         progress: false,
     })
