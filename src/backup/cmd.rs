@@ -7,7 +7,7 @@
 use super::catalog;
 use super::manifest;
 use super::prune::{self, Policy};
-use super::run::{self, Job};
+use super::run::{self, BackupSpec};
 use super::storage;
 use super::target::Target;
 use super::verification::{self, Check, Verification};
@@ -46,7 +46,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     if let Some(dir) = &args.pg_bindir {
         config.backup.pg_bindir = Some(dir.clone());
     }
-    let m = run::run(Job {
+    let m = run::run(BackupSpec {
         db: &ctx.db,
         config: &config,
         target: &target,

@@ -3,7 +3,7 @@
 //! one line. Touches nothing else.
 
 use super::catalog;
-use super::run::{self, Job};
+use super::run::{self, BackupSpec};
 use super::storage;
 use super::target::Target;
 use crate::demo::{Demo, StageResult};
@@ -12,7 +12,7 @@ use crate::sizing::bytes;
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
-    let m = run::run(Job {
+    let m = run::run(BackupSpec {
         db: &d.db,
         config: &d.config,
         target: &target,

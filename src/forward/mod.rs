@@ -9,12 +9,12 @@
 pub mod backoff;
 pub mod cmd;
 pub mod conn;
+pub mod delivery;
 pub mod endpoint;
 pub mod hec;
 pub mod http;
 pub mod http_client;
 pub mod metrics;
-pub mod outcome;
 pub mod pipeline;
 pub mod sink;
 pub mod spool;

@@ -1,7 +1,7 @@
 //! The configured sink, one of the three kinds, behind one `send` for the pipeline.
 //! Construction validates `[siem]` (usage errors, exit 2) and connects nowhere.
 
-use super::outcome::Outcome;
+use super::delivery::Delivery;
 use super::{hec::HecSink, http::HttpSink, syslog::SyslogSink};
 use crate::config::{SiemConfig, SiemKind};
 use crate::error::Result;
@@ -40,7 +40,7 @@ impl Sink {
         }
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         match self {
             Sink::Hec(s) => s.send(records).await,
             Sink::Syslog(s) => s.send(records).await,

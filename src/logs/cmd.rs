@@ -84,9 +84,9 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         crate::db::migrate::require_migrated(&client, &opts.schema).await?;
         let classes: Vec<_> = super::record::Class::ALL
             .into_iter()
-            .filter(|c| !super::partition::window(&opts.retention, *c).is_zero())
+            .filter(|c| !super::partition_plan::window(&opts.retention, *c).is_zero())
             .collect();
-        super::partitions::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
+        super::partition_ddl::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
     }
     let mut shown = 0u64;
     let mut on_reject = |r: &RejectEntry| -> Result<()> {
@@ -106,7 +106,7 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         siem.forward_all
             || super::record::Class::ALL
                 .iter()
-                .any(|c| super::partition::window(&opts.retention, *c).is_zero())
+                .any(|c| super::partition_plan::window(&opts.retention, *c).is_zero())
     });
     let forwarder = match forwards {
         Some(siem) => Some(crate::forward::Forwarder::start(siem, Default::default()).await?),

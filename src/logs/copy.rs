@@ -7,7 +7,7 @@
 //! swallowed; the COPY they cut off is "in doubt" (the connection may have died after the
 //! COMMIT, before its reply), and the next run on a new connection first looks for one of its
 //! rows, so a retried batch is never stored twice. Nothing here creates partitions (see
-//! `partitions.rs`).
+//! `partition_ddl.rs`).
 
 use super::record::{Class, Record};
 use crate::db::ident;

@@ -439,8 +439,8 @@ fn spawn_postmaster(
 fn spawn_from_keeper(mut cmd: Command) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     use std::sync::{Mutex, OnceLock};
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     // SAFETY: prctl in the forked child before exec is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -449,7 +449,7 @@ fn spawn_from_keeper(mut cmd: Command) -> Result<Child> {
         });
     }
     let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
             .name("pgtemp-keeper".into())
             .spawn(move || {

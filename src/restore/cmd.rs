@@ -5,7 +5,7 @@
 //! Never prints a password: the target URL is parsed once and only its redacted form or its
 //! database name appears in output.
 
-use super::run::{self, Job};
+use super::run::{self, RestoreSpec};
 use crate::app::Ctx;
 use crate::backup::catalog;
 use crate::backup::storage;
@@ -58,7 +58,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     }
     let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), &args.backup).await?;
-    let r = run::restore(Job {
+    let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
         target: &target,
@@ -219,7 +219,7 @@ pub struct ScratchCheck<'a> {
 pub async fn scratch_check(c: ScratchCheck<'_>) -> Result<ScratchReport> {
     let m = c.manifest;
     let started = std::time::Instant::now();
-    let result = run::scratch_test(Job {
+    let result = run::scratch_test(RestoreSpec {
         storage: c.storage,
         manifest: m,
         target: c.scratch,

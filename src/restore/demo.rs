@@ -2,7 +2,7 @@
 //! the demo's workdir) onto the standby cluster with the real pipeline, then run the scratch
 //! restore test against the standby. One line each. Touches only the demo's own clusters.
 
-use super::run::{self, Job};
+use super::run::{self, RestoreSpec};
 use crate::backup::catalog;
 use crate::backup::storage;
 use crate::backup::target::Target;
@@ -17,7 +17,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let m = catalog::find(store.as_ref(), "latest").await?;
     let url = d.standby.url(d.db.dbname());
     let to = DbTarget::resolve(Some(&url), &Default::default())?;
-    let r = run::restore(Job {
+    let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
         target: &to,
@@ -43,7 +43,7 @@ pub async fn verify_stage(d: &mut Demo) -> Result<StageResult> {
     let store = storage::open(&target, &d.config).await?;
     let m = catalog::find(store.as_ref(), "latest").await?;
     let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
-    let t = run::scratch_test(Job {
+    let t = run::scratch_test(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
         target: &scratch,

@@ -9,9 +9,9 @@ pub mod service;
 
 use crate::config::SiemConfig;
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
 use crate::forward::http_client::HttpConn;
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ impl HecSink {
         self.service.health().await
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let body = encode::encode_batch(records, &self.meta);
         let gz = encode::gzip(&body, self.gzip_level);
         self.service.post(gz, records.len()).await

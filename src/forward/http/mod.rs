@@ -8,9 +8,9 @@ pub mod request;
 
 use crate::config::{Secret, SiemConfig};
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
 use crate::forward::http_client::{HttpConn, HttpError};
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use request::{classify, request};
 use std::time::Duration;
@@ -46,16 +46,16 @@ impl HttpSink {
         })
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let body = encode::ndjson(records);
         let req = request(&self.conn.endpoint().path.clone(), &self.token, &body);
         match self.conn.send(req).await {
             Ok((status, body)) => classify(status.as_u16(), &body),
-            Err(HttpError::Connect(reason)) => Outcome::Retry {
+            Err(HttpError::Connect(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: false,
             },
-            Err(HttpError::Unknown(reason)) => Outcome::Retry {
+            Err(HttpError::Unknown(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: true,
             },

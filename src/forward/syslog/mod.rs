@@ -10,8 +10,8 @@ pub mod service;
 
 use crate::config::SiemConfig;
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ impl SyslogSink {
         !self.service.is_udp()
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let now = chrono::Utc::now();
         if self.service.is_udp() {
             let msgs: Vec<String> = records
@@ -72,13 +72,13 @@ impl SyslogSink {
                 .map(|m| encode::datagram(m, self.max_datagram))
                 .collect();
             return match self.service.send_datagrams(&grams).await {
-                Ok(()) => Outcome::Delivered,
-                Err((0, reason)) => Outcome::Retry {
+                Ok(()) => Delivery::Delivered,
+                Err((0, reason)) => Delivery::Retry {
                     reason,
                     ambiguous: false,
                 },
                 // The first `sent` went out; resend the rest (the pipeline commits the prefix).
-                Err((sent, reason)) => Outcome::Retry {
+                Err((sent, reason)) => Delivery::Retry {
                     reason,
                     ambiguous: sent > 0,
                 },
