@@ -57,7 +57,11 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
             .unwrap_or(ctx.config.ingest.max_line_bytes),
         batch_rows: ctx.config.ingest.batch_rows,
         received_at,
-        forward_all: ctx.config.siem.as_ref().is_some_and(|s| s.forward_all),
+        forward_all: ctx
+            .config
+            .siem
+            .as_ref()
+            .is_some_and(|s| s.common.forward_all),
         parallel: ctx.config.ingest.parallel,
         bytes_read: ctx
             .interactive
@@ -103,7 +107,7 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     };
     // A SIEM sink is started only when some record will go to it.
     let forwards = ctx.config.siem.as_ref().filter(|siem| {
-        siem.forward_all
+        siem.common.forward_all
             || super::record::Class::ALL
                 .iter()
                 .any(|c| super::partition_plan::window(&opts.retention, *c).is_zero())
