@@ -22,4 +22,8 @@ pub mod serve;
 pub mod sizing;
 pub mod tls;
 
+/// Test support for the integration tests under `tests/`; not kasm-db's API.
+#[doc(hidden)]
+pub mod testing;
+
 pub use error::{Error, Result};

@@ -130,10 +130,11 @@ impl StoreJob {
     }
 
     /// The state after a COPY of all `rows` was cut off by a lost connection (what [`run`]
-    /// leaves behind on such an error); for tests of the retry.
+    /// leaves behind on such an error); for tests of the retry, through
+    /// [`crate::testing::store_job_after_lost_connection`].
     ///
     /// [`run`]: StoreJob::run
-    pub fn after_lost_connection(rows: usize) -> Self {
+    pub(crate) fn after_lost_connection(rows: usize) -> Self {
         StoreJob {
             work: std::iter::once(0..rows).collect(),
             in_doubt: Some(0..rows),
