@@ -32,7 +32,7 @@ impl Ctx {
             .global
             .db
             .clone()
-            .or_else(|| config.database.url.clone());
+            .or_else(|| config.database.url.as_ref().map(|u| u.expose().to_string()));
         let db = DbTarget::resolve(url.as_deref(), &env)?;
         Ok(Ctx {
             config,
@@ -68,7 +68,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         Command::Man => return Ok(Outcome::text(crate::docs::man_page()?)),
         Command::Plan(args) => return crate::sizing::cmd::plan(args),
-        Command::Demo => return crate::demo::run().await,
+        Command::Demo => return crate::demo::run(env).await,
         Command::GenLogs { count } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             crate::logs::generate::write_records(&mut out, *count, chrono::Utc::now())?;

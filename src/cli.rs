@@ -3,6 +3,7 @@
 //!
 //! Parsing only. Nothing here reads config, touches the database or decides exit codes.
 
+use crate::sizing::{Architecture, UseCase};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -355,28 +356,6 @@ pub struct SizeArgs {
     /// Exit 1 when the status is `exceeded` (for monitoring).
     #[arg(long)]
     pub fail_on_exceed: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UseCase {
-    /// Online gaming: the low end of the web app server range.
-    Gaming,
-    /// Remote work: the high end.
-    #[default]
-    RemoteWork,
-    /// Browser isolation: the high end.
-    BrowserIsolation,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Architecture {
-    /// All traffic through the web app servers (70-150 sessions each).
-    #[default]
-    Standard,
-    /// Desktop rendering straight to the agents (300-500 sessions per web app server).
-    DirectToAgent,
 }
 
 #[derive(Debug, Args)]

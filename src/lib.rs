@@ -24,4 +24,8 @@ pub mod sizing;
 pub mod tls;
 pub mod verify;
 
+/// Test support for the integration tests under `tests/`; not kasm-db's API.
+#[doc(hidden)]
+pub mod testing;
+
 pub use error::{Error, Result};

@@ -1,5 +1,7 @@
-//! The PostgreSQL client tools kasm-db runs (`pg_dump`, `pg_restore`): which one to use for a
-//! server of a given major version, and the environment they run with.
+//! Finding the PostgreSQL programs kasm-db runs, the one place that does: the client tools
+//! (`pg_dump`, `pg_restore`) for a server of a given major version and the environment they run
+//! with, and the server binaries (`initdb`, `postgres`, `pg_ctl`) of the throwaway clusters of
+//! `demo` and the tests ([`server_bindir`], used by `pgtemp`).
 //!
 //! An operator may name the directory (`backup.pg_bindir`, `--pg-bindir`); then only that one is
 //! used. Otherwise the tools of the server's major are looked for where packages put them
@@ -13,8 +15,9 @@
 //! `LD_LIBRARY_PATH` to start at all). Connection settings and the password are added by the
 //! caller ([`crate::db::DbTarget::libpq_env`]), never put on a command line.
 //!
-//! Never reads the process environment (PATH comes from the snapshot in `Ctx`); runs only
-//! `<tool> --version` here and never connects anywhere.
+//! Never reads the process environment: every search takes the environment snapshot made in
+//! `main.rs` (`Ctx::env`, or the one `demo` and the tests pass) and searches its PATH. Runs only
+//! `<tool> --version` and `pg_config --bindir` here and never connects anywhere.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -88,17 +91,89 @@ pub fn candidates(
         PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")).join(name),
         PathBuf::from(format!("/usr/pgsql-{major}/bin")).join(name),
     ];
-    if let Some(path) = env.get("PATH") {
-        out.extend(
-            std::env::split_paths(path)
-                .filter(|d| d.is_absolute())
-                .map(|d| d.join(name)),
-        );
-    }
+    out.extend(path_dirs(env).into_iter().map(|d| d.join(name)));
     out.extend(versioned_dirs.iter().map(|d| d.join(name)));
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(p.clone()));
     out
+}
+
+/// The absolute directories of the snapshot's PATH, in order (a relative entry would depend on
+/// the working directory and is skipped).
+pub fn path_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    env.get("PATH")
+        .map(|path| {
+            path.split(':')
+                .map(PathBuf::from)
+                .filter(|d| d.is_absolute())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where the PostgreSQL server binaries live (`initdb`, `postgres` and `pg_ctl` side by side),
+/// for a throwaway cluster: what the snapshot's `pg_config --bindir` says, else the newest
+/// `/usr/lib/postgresql/<major>/bin`, else a directory of the snapshot's PATH (a wrapper on PATH,
+/// such as Debian's pg_wrapper, may have no `postgres` beside it, hence last).
+pub fn server_bindir(env: &BTreeMap<String, String>) -> Result<PathBuf> {
+    server_bindir_among(env, &versioned_dirs())
+}
+
+/// [`server_bindir`] with the installed versioned directories given.
+fn server_bindir_among(env: &BTreeMap<String, String>, versioned: &[PathBuf]) -> Result<PathBuf> {
+    let has = |d: &Path| {
+        d.join("initdb").is_file() && d.join("postgres").is_file() && d.join("pg_ctl").is_file()
+    };
+    let path = path_dirs(env);
+    let pg_config = path
+        .iter()
+        .map(|d| d.join("pg_config"))
+        .find(|p| p.is_file());
+    if let Some(pg_config) = pg_config {
+        let out = Command::new(pg_config)
+            .arg("--bindir")
+            .env_clear()
+            .envs(child_env(env))
+            .stdin(Stdio::null())
+            .output();
+        if let Ok(out) = out {
+            let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if has(&d) {
+                return Ok(d);
+            }
+        }
+    }
+    let newest = versioned
+        .iter()
+        .filter(|d| d.starts_with("/usr/lib/postgresql") && has(d))
+        .max_by_key(|d| dir_major(d));
+    if let Some(d) = newest {
+        return Ok(d.clone());
+    }
+    path.into_iter().find(|d| has(d)).ok_or_else(|| {
+        Error::failed(
+            "cannot find the PostgreSQL server binaries (initdb, pg_ctl, postgres): install \
+             Debian's postgresql package",
+        )
+    })
+}
+
+/// The major of a versioned directory (`/usr/lib/postgresql/16/bin` is 16; 0 if none).
+fn dir_major(bin: &Path) -> u32 {
+    bin.parent()
+        .and_then(|v| v.file_name())
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.trim_start_matches("pgsql-").parse().ok())
+        .unwrap_or(0)
+}
+
+/// The temporary directory of the snapshot: `TMPDIR` when it is absolute, else `/tmp` (what the
+/// standard library would read from the process environment).
+pub fn temp_dir(env: &BTreeMap<String, String>) -> PathBuf {
+    env.get("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 /// The other versioned directories installed here: `/usr/lib/postgresql/*/bin`,
@@ -276,6 +351,49 @@ mod tests {
                 "/usr/lib/postgresql/15/bin/pg_dump",
             ]
         );
+    }
+
+    #[test]
+    fn path_and_temp_dir_come_from_the_snapshot() {
+        let env = BTreeMap::from([
+            ("PATH".to_string(), "/a/bin::rel/bin:/b/bin".to_string()),
+            ("TMPDIR".to_string(), "/var/tmp/x".to_string()),
+        ]);
+        assert_eq!(
+            path_dirs(&env),
+            [PathBuf::from("/a/bin"), PathBuf::from("/b/bin")]
+        );
+        assert_eq!(temp_dir(&env), PathBuf::from("/var/tmp/x"));
+        assert_eq!(temp_dir(&BTreeMap::new()), PathBuf::from("/tmp"));
+        assert!(path_dirs(&BTreeMap::new()).is_empty());
+        assert_eq!(dir_major(Path::new("/usr/lib/postgresql/16/bin")), 16);
+        assert_eq!(dir_major(Path::new("/usr/pgsql-17/bin")), 17);
+    }
+
+    #[test]
+    fn server_binaries_are_found_on_the_snapshots_path() {
+        // A directory holding the three server binaries, named only by the snapshot's PATH:
+        // found when nothing is installed system-wide, and never from the process's own PATH.
+        let dir = tempfile::tempdir().unwrap();
+        for b in ["initdb", "postgres", "pg_ctl"] {
+            std::fs::write(dir.path().join(b), "").unwrap();
+        }
+        let env = BTreeMap::from([(
+            "PATH".to_string(),
+            format!("/nonexistent/bin:{}", dir.path().display()),
+        )]);
+        assert_eq!(server_bindir_among(&env, &[]).unwrap(), dir.path());
+        let e = server_bindir_among(&BTreeMap::new(), &[]).unwrap_err();
+        assert!(e.to_string().contains("initdb"), "{e}");
+        // An installed versioned directory wins over PATH; the newest of them.
+        let lib = Path::new("/usr/lib/postgresql");
+        let installed: Vec<PathBuf> = versioned_dirs()
+            .into_iter()
+            .filter(|d| d.starts_with(lib) && d.join("initdb").is_file())
+            .collect();
+        if let Some(newest) = installed.iter().max_by_key(|d| dir_major(d)) {
+            assert_eq!(server_bindir_among(&env, &installed).unwrap(), *newest);
+        }
     }
 
     #[test]

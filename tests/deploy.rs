@@ -430,7 +430,7 @@ fn docker_config_is_a_valid_kasm_db_config_without_secrets() {
         config.server.token.is_none(),
         "the token comes from the environment"
     );
-    let url = config.database.url.as_deref().unwrap();
+    let url = config.database.url.as_ref().unwrap().expose();
     assert!(
         url.starts_with("postgres://kasmapp@postgres:5432/"),
         "{url}"

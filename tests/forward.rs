@@ -19,10 +19,17 @@ use std::time::Duration;
 const TOKEN: &str = "11111111-2222-3333-4444-tok3n-s3cr3t";
 
 fn siem(kind: &str, url: &str, token: &str, spool: &Path, extra: &str) -> SiemConfig {
+    // Each kind takes only its own keys: a token for HEC and http, the envelope for HEC.
+    let own = match kind {
+        "splunk-hec" => {
+            format!("token = \"{token}\"\nindex = \"kasm\"\nsourcetype = \"kasm:log\"\n")
+        }
+        "http" => format!("token = \"{token}\"\n"),
+        _ => String::new(),
+    };
     let text = format!(
-        "kind = \"{kind}\"\nurl = \"{url}\"\ntoken = \"{token}\"\nspool_dir = \"{}\"\n\
-         index = \"kasm\"\nsourcetype = \"kasm:log\"\nbatch_events = 50\nbatch_wait_ms = 5\n\
-         request_timeout_secs = 5\n{extra}",
+        "kind = \"{kind}\"\nurl = \"{url}\"\n{own}spool_dir = \"{}\"\n\
+         batch_events = 50\nbatch_wait_ms = 5\nrequest_timeout_secs = 5\n{extra}",
         spool.display()
     );
     toml::from_str(&text).unwrap()

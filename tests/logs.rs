@@ -457,7 +457,7 @@ fn a_long_reader_does_not_make_purge_hang() {
 #[test]
 fn a_database_restart_during_ingest_loses_and_duplicates_nothing() {
     // A dedicated cluster: stopping the shared one would disturb the other tests.
-    let mut cluster = kasm_db::pgtemp::Cluster::start().unwrap();
+    let mut cluster = kasm_db::pgtemp::Cluster::start(&std::env::vars().collect()).unwrap();
     let db = cluster.fresh_db("restart").unwrap();
     let url = cluster.url(&db);
     assert_eq!(run(kasm_db(&["migrate", "--db", &url])).code, 0);
@@ -544,7 +544,7 @@ fn purge_counts_stay_exact_when_batches_were_aborted() {
 /// not stored again; when they are not, they are stored.
 #[test]
 fn a_batch_in_doubt_after_a_lost_connection_is_stored_exactly_once() {
-    use kasm_db::logs::copy::{Row, StoreJob, copy_once};
+    use kasm_db::logs::copy::{Row, copy_once};
     let url = migrated_db();
     let when = at(0);
     // Creates the partitions of T0 for both classes.
@@ -583,12 +583,12 @@ fn a_batch_in_doubt_after_a_lost_connection_is_stored_exactly_once() {
         let committed = rows("committed");
         let refs: Vec<&Row> = committed.iter().collect();
         copy_once(&client, "public", &refs).await.unwrap();
-        let mut job = StoreJob::after_lost_connection(committed.len());
+        let mut job = kasm_db::testing::store_job_after_lost_connection(committed.len());
         job.run(&client, "public", &committed).await.unwrap();
         assert_eq!((job.out.stored, job.out.stored_debug), (10, 4));
         // Never committed: stored now.
         let lost = rows("lost");
-        let mut job = StoreJob::after_lost_connection(lost.len());
+        let mut job = kasm_db::testing::store_job_after_lost_connection(lost.len());
         job.run(&client, "public", &lost).await.unwrap();
         assert_eq!((job.out.stored, job.out.stored_debug), (10, 4));
     });

@@ -69,7 +69,10 @@ fn cluster(major: u32) -> Arc<Cluster> {
     });
     let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
     let c = map.entry(major).or_insert_with(|| {
-        Arc::new(Cluster::start_from(&bindir(major), &[]).expect("start the cluster"))
+        Arc::new(
+            Cluster::start_from(&bindir(major), &[], &std::env::vars().collect())
+                .expect("start the cluster"),
+        )
     });
     assert_eq!(server_major(c, "postgres"), major, "the cluster's major");
     c.clone()

@@ -743,7 +743,7 @@ fn a_second_restore_of_the_same_database_exits_75() {
 /// writes to a file (apart from the creation time in the header), with the real pg_dump.
 #[test]
 fn a_piped_archive_gets_the_offsets_pg_dump_writes_to_a_file() {
-    use kasm_db::restore::offsets::{Indexed, index};
+    use kasm_db::restore::archive_offsets::{Indexed, index};
     let url = seeded_db();
     let bindir = with_primary(|c| c.bindir.clone());
     let dir = tempfile::tempdir().unwrap();

@@ -435,7 +435,8 @@ fn serve_refuses_to_start_without_a_token() {
 #[test]
 fn health_follows_the_database_and_nothing_acknowledged_is_lost() {
     // A cluster of its own: stopping it must not disturb the other tests.
-    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let mut cluster =
+        kasm_db::pgtemp::Cluster::start(&std::env::vars().collect()).expect("start postgres");
     let db = cluster.fresh_db("h").unwrap();
     let url = cluster.url(&db);
     let s = Server::start(&url, &[]);
@@ -749,7 +750,8 @@ fn a_failing_job_is_logged_counted_and_retried_at_its_next_slot() {
 
 #[test]
 fn while_the_database_is_down_records_are_spooled_and_loaded_even_after_kill_9() {
-    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let mut cluster =
+        kasm_db::pgtemp::Cluster::start(&std::env::vars().collect()).expect("start postgres");
     let db = cluster.fresh_db("sp").unwrap();
     let url = cluster.url(&db);
     let spool = tempfile::tempdir().unwrap();
@@ -1174,7 +1176,8 @@ fn password_of(url: &str) -> String {
 #[test]
 fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_up() {
     // A fresh database, never migrated, on a cluster that is down when serve starts.
-    let mut cluster = kasm_db::pgtemp::Cluster::start().expect("start postgres");
+    let mut cluster =
+        kasm_db::pgtemp::Cluster::start(&std::env::vars().collect()).expect("start postgres");
     let db = cluster.fresh_db("nodb").unwrap();
     let url = cluster.url(&db);
     cluster.stop().unwrap();

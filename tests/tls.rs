@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// A cluster serving TLS with a certificate for 127.0.0.1 from a fresh CA; returns the CA's path.
 fn tls_cluster() -> (Cluster, std::path::PathBuf, tempfile::TempDir) {
-    let mut c = Cluster::start().unwrap();
+    let mut c = Cluster::start(&std::env::vars().collect()).unwrap();
     let certs = tempfile::tempdir().unwrap();
     let crt = certs.path().join("server.crt");
     let key = certs.path().join("server.key");

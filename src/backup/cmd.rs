@@ -5,7 +5,7 @@
 //! password: databases are shown redacted, targets carry no credentials.
 
 use super::prune::{self, Policy};
-use super::run::{self, Job};
+use super::run::{self, BackupSpec};
 use crate::app::Ctx;
 use crate::archive::catalog;
 use crate::archive::manifest;
@@ -46,7 +46,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     if let Some(dir) = &args.pg_bindir {
         config.backup.pg_bindir = Some(dir.clone());
     }
-    let m = run::run(Job {
+    let m = run::run(BackupSpec {
         db: &ctx.db,
         config: &config,
         target: &target,

@@ -2,7 +2,7 @@
 //! workdir with the real pipeline, re-read it against its manifest (the checksum check of
 //! [`crate::verify`]), and report the result in one line. Touches nothing else.
 
-use super::run::{self, Job};
+use super::run::{self, BackupSpec};
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::demo::{Demo, StageResult};
@@ -12,14 +12,13 @@ use crate::verify::{self, How, Verify};
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let m = run::run(Job {
+    let m = run::run(BackupSpec {
         db: &d.db,
         config: &d.config,
         target: &target,
         exclude_logs: false,
         progress: false,
-        env: &env,
+        env: &d.env,
     })
     .await?;
     let store = storage::open(&target, &d.config).await?;

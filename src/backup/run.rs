@@ -44,7 +44,7 @@ const CHANNEL_PIECES: usize = 8;
 const STDERR_MAX: usize = 16 << 10;
 
 /// One backup to run.
-pub struct Job<'a> {
+pub struct BackupSpec<'a> {
     pub db: &'a DbTarget,
     pub config: &'a Config,
     pub target: &'a Target,
@@ -57,7 +57,7 @@ pub struct Job<'a> {
 }
 
 /// Run the backup; returns its manifest once the manifest is stored.
-pub async fn run(job: Job<'_>) -> Result<Manifest> {
+pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     let started = Instant::now();
     let key = match &job.config.backup.encryption_key_file {
         Some(path) => Some(crypt::Key::from_file(path)?),

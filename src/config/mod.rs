@@ -8,9 +8,11 @@
 pub mod duration;
 pub mod lenient;
 pub mod secret;
+pub mod siem;
 
 pub use duration::Window;
 pub use secret::Secret;
+pub use siem::{SiemConfig, SiemSink, SyslogFormat};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -36,8 +38,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// postgres:// URL or libpq key=value string; absent = the libpq environment variables.
-    #[serde(deserialize_with = "lenient::opt_string", skip_serializing)]
-    pub url: Option<String>,
+    /// A secret: it may hold a password (never printed; see `DbTarget::redacted`).
+    pub url: Option<Secret>,
     /// The schema kasm-db's own tables live in.
     #[serde(deserialize_with = "lenient::string")]
     pub schema: String,
@@ -71,101 +73,6 @@ impl Default for RetentionConfig {
             logs: Window::from_secs(7 * 86_400),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SiemKind {
-    SplunkHec,
-    Syslog,
-    Http,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SyslogFormat {
-    #[default]
-    Rfc5424,
-    Rfc3164,
-    Cef,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SiemConfig {
-    pub kind: SiemKind,
-    #[serde(deserialize_with = "lenient::string")]
-    pub url: String,
-    #[serde(default)]
-    pub token: Option<Secret>,
-    #[serde(default)]
-    pub format: SyslogFormat,
-    #[serde(default)]
-    pub forward_all: bool,
-    #[serde(default = "default_spool_dir")]
-    pub spool_dir: PathBuf,
-    #[serde(default = "default_spool_max_bytes")]
-    pub spool_max_bytes: u64,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    pub index: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    pub sourcetype: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    pub source: Option<String>,
-    #[serde(default)]
-    pub tls_ca: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// Most events per SIEM request.
-    #[serde(default = "default_batch_events")]
-    pub batch_events: usize,
-    /// Most bytes per SIEM request before compression (Splunk Cloud refuses 1 MB and more).
-    #[serde(default = "default_batch_bytes")]
-    pub batch_bytes: usize,
-    /// How long a part-filled batch waits for more events, in milliseconds.
-    #[serde(default = "default_batch_wait_ms")]
-    pub batch_wait_ms: u64,
-    /// splunk-hec: wait for indexer acknowledgement (falls back when the token has acks off).
-    #[serde(default)]
-    pub ack: bool,
-    /// syslog: the facility name (`local0`..`local7`, `user`, `daemon`, ...).
-    #[serde(default = "default_facility", deserialize_with = "lenient::string")]
-    pub facility: String,
-    /// Seconds before a SIEM connection or request is given up (and retried).
-    #[serde(default = "default_request_timeout_secs")]
-    pub request_timeout_secs: u64,
-    /// syslog over UDP: most datagrams per second (0 = unlimited), so a burst does not overrun
-    /// the receiver (UDP loses what it cannot take, silently).
-    #[serde(default = "default_udp_max_per_sec")]
-    pub udp_max_per_sec: u64,
-}
-
-fn default_batch_events() -> usize {
-    5000
-}
-fn default_batch_bytes() -> usize {
-    900_000
-}
-fn default_batch_wait_ms() -> u64 {
-    200
-}
-fn default_facility() -> String {
-    "local0".into()
-}
-fn default_request_timeout_secs() -> u64 {
-    30
-}
-/// Measured against rsyslogd on loopback (docs/operations.md, "Syslog over UDP").
-pub const DEFAULT_UDP_MAX_PER_SEC: u64 = 2000;
-fn default_udp_max_per_sec() -> u64 {
-    DEFAULT_UDP_MAX_PER_SEC
-}
-
-fn default_spool_dir() -> PathBuf {
-    PathBuf::from("/var/lib/kasm-db/spool")
-}
-fn default_spool_max_bytes() -> u64 {
-    1 << 30
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -443,7 +350,8 @@ impl Config {
             ));
         }
         if let Some(siem) = &self.siem {
-            if siem.kind != SiemKind::Syslog && siem.token.as_ref().is_none_or(Secret::is_empty) {
+            let syslog = matches!(siem.sink, SiemSink::Syslog(_));
+            if !syslog && siem.sink.token().is_none_or(Secret::is_empty) {
                 return Err(Error::usage(
                     "siem.token is required for splunk-hec and http sinks",
                 ));
@@ -582,7 +490,21 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.siem.unwrap().kind, SiemKind::SplunkHec);
+        assert_eq!(c.siem.unwrap().sink.kind(), "splunk-hec");
+        // A kind's key from the environment under another kind names the variable and the key.
+        let e = Config::load(
+            None,
+            &env(&[
+                ("KASM_DB_SIEM_KIND", "syslog"),
+                ("KASM_DB_SIEM_URL", "udp://127.0.0.1:514"),
+                ("KASM_DB_SIEM_INDEX", "kasm"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("KASM_DB_SIEM_INDEX") && e.to_string().contains("index"),
+            "{e}"
+        );
         // Half a section names what is missing.
         let e = Config::load(None, &env(&[("KASM_DB_SIEM_URL", "http://x")])).unwrap_err();
         assert!(
@@ -622,13 +544,16 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug() {
         let f = file(
-            "[server]\ntoken = \"s3cr3t-token\"\n[siem]\nkind = \"http\"\nurl = \"http://x\"\ntoken = \"other-s3cr3t\"\n",
+            "[database]\nurl = \"postgres://u:db-s3cr3t@h/d\"\n[server]\ntoken = \"s3cr3t-token\"\n[siem]\nkind = \"http\"\nurl = \"http://x\"\ntoken = \"other-s3cr3t\"\n",
         );
         let c = Config::load(Some(f.path()), &env(&[])).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("s3cr3t"), "{json}");
+        let url = c.database.url.as_ref().unwrap();
+        assert_eq!(url.expose(), "postgres://u:db-s3cr3t@h/d");
+        assert_eq!(url.to_string(), "<redacted>");
     }
 
     #[test]

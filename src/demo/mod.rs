@@ -4,7 +4,8 @@
 //!
 //! Always stops its clusters and removes their directories: on success, on failure and on
 //! Ctrl-C (the clusters are owned here and dropped whichever way `run` ends). Never touches a
-//! server it did not start.
+//! server it did not start. Never reads the process environment: `main.rs`'s snapshot arrives
+//! through [`run`] and reaches the clusters and stages as [`Demo::env`].
 
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
@@ -22,6 +23,8 @@ pub struct Demo {
     pub db: DbTarget,
     pub pool: db::Pool,
     pub workdir: tempfile::TempDir,
+    /// The process environment as `main.rs` read it (for the clusters and child processes).
+    pub env: BTreeMap<String, String>,
 }
 
 /// What a stage did, in one line.
@@ -48,12 +51,13 @@ fn stages() -> Vec<(&'static str, StageFn)> {
     ]
 }
 
-pub async fn run() -> Result<Outcome> {
+pub async fn run(env: BTreeMap<String, String>) -> Result<Outcome> {
     let started = Instant::now();
     eprintln!("kasm-db demo: starting a throwaway primary and standby PostgreSQL on loopback...");
     // Cluster start blocks (initdb); keep it off the async workers.
-    let (primary, standby) = tokio::task::spawn_blocking(|| -> Result<(Cluster, Cluster)> {
-        Ok((Cluster::start()?, Cluster::start()?))
+    let snapshot = env.clone();
+    let (primary, standby) = tokio::task::spawn_blocking(move || -> Result<(Cluster, Cluster)> {
+        Ok((Cluster::start(&snapshot)?, Cluster::start(&snapshot)?))
     })
     .await
     .map_err(|e| Error::failed(format!("demo setup: {e}")))??;
@@ -73,7 +77,10 @@ pub async fn run() -> Result<Outcome> {
         config,
         db,
         pool,
-        workdir: tempfile::Builder::new().prefix("kasm-db-demo-").tempdir()?,
+        workdir: tempfile::Builder::new()
+            .prefix("kasm-db-demo-")
+            .tempdir_in(crate::pgtools::temp_dir(&env))?,
+        env,
     };
     let all = stages();
     let total = all.len();

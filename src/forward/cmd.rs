@@ -60,7 +60,7 @@ fn parse_time(flag: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> 
 }
 
 fn state_path(siem: &SiemConfig) -> PathBuf {
-    siem.spool_dir.join("forward-state.json")
+    siem.common.spool_dir.join("forward-state.json")
 }
 
 fn load_state(path: &Path, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> State {
@@ -156,7 +156,7 @@ async fn stream(
     let path = state_path(siem);
     let mut state = load_state(&path, since, until);
     // Submits sized to the spool: a small spool fills gradually instead of refusing all.
-    let chunk = (siem.spool_max_bytes / 4 / 1024).clamp(1, CHUNK_MAX as u64) as usize;
+    let chunk = (siem.common.spool_max_bytes / 4 / 1024).clamp(1, CHUNK_MAX as u64) as usize;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
         [&since, &until, &state.last_ingest_date, &state.last_log_id];
     // One ordered query, streamed (one sort, however many rows).
@@ -227,7 +227,7 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> 
             "{done}; {} more are durably spooled in {} but not yet {not_yet}; run `kasm-db \
              forward` again with the same range to deliver them",
             r.spooled,
-            siem.spool_dir.display(),
+            siem.common.spool_dir.display(),
         )));
     }
     let (forwarded, sent) = if acknowledges {
@@ -242,11 +242,7 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> 
         spooled: r.spooled,
         dead_lettered: r.dead_lettered,
         duplicates: r.duplicates,
-        sink: match siem.kind {
-            crate::config::SiemKind::SplunkHec => "splunk-hec",
-            crate::config::SiemKind::Syslog => "syslog",
-            crate::config::SiemKind::Http => "http",
-        },
+        sink: siem.sink.kind(),
     };
     let mut text = if acknowledges {
         format!(
@@ -264,7 +260,7 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> 
         text.push_str(&format!(
             "; {} refused by the SIEM, kept with the reason in {}",
             r.dead_lettered,
-            siem.spool_dir.join("dead-letters.ndjson").display()
+            siem.common.spool_dir.join("dead-letters.ndjson").display()
         ));
     }
     if r.duplicates > 0 {

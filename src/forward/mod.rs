@@ -9,12 +9,12 @@
 pub mod backoff;
 pub mod cmd;
 pub mod conn;
+pub mod delivery;
 pub mod endpoint;
 pub mod hec;
 pub mod http;
 pub mod http_client;
 pub mod metrics;
-pub mod outcome;
 pub mod pipeline;
 pub mod sink;
 pub mod spool;
@@ -60,8 +60,8 @@ impl Forwarder {
     /// Open the spool (replaying what a previous run left), start delivery.
     pub async fn start(config: &SiemConfig, metrics: Arc<ForwardMetrics>) -> Result<Forwarder> {
         let mut sink = sink::Sink::new(config)?;
-        let dir = config.spool_dir.clone();
-        let max = config.spool_max_bytes;
+        let dir = config.common.spool_dir.clone();
+        let max = config.common.spool_max_bytes;
         let segment = (max / 8).clamp(64 << 10, 64 << 20);
         let (spool, opened) =
             tokio::task::spawn_blocking(move || spool::Spool::open(&dir, max, segment))
@@ -74,7 +74,7 @@ impl Forwarder {
                 regions = opened.corrupt_regions,
                 bytes = opened.corrupt_bytes,
                 "SIEM spool {}: skipped corrupt or torn data left by a crash",
-                config.spool_dir.display()
+                config.common.spool_dir.display()
             );
         }
         if opened.replay > 0 {
@@ -93,7 +93,11 @@ impl Forwarder {
         }
         let acknowledges = sink.acknowledges();
         if !acknowledges {
-            let pace = match config.udp_max_per_sec {
+            let udp_max_per_sec = match &config.sink {
+                crate::config::SiemSink::Syslog(s) => s.udp_max_per_sec,
+                _ => 0,
+            };
+            let pace = match udp_max_per_sec {
                 0 => "not rate limited (siem.udp_max_per_sec = 0)".to_string(),
                 n => format!("paced to {n} datagrams/s (siem.udp_max_per_sec)"),
             };
@@ -107,9 +111,9 @@ impl Forwarder {
         let shared = Arc::new(Shared::new(spool, metrics));
         shared.update_spool_bytes();
         let limits = Limits {
-            events: config.batch_events.max(1),
-            bytes: config.batch_bytes.max(1),
-            wait: Duration::from_millis(config.batch_wait_ms),
+            events: config.common.batch_events.max(1),
+            bytes: config.common.batch_bytes.max(1),
+            wait: Duration::from_millis(config.common.batch_wait_ms),
             backoff: backoff::Backoff::default(),
         };
         let task = tokio::spawn(pipeline::run(sink, shared.clone(), limits));

@@ -1,12 +1,12 @@
 //! The delivery loop: reads batches from the spool (bounded by events, bytes and time), hands
-//! them to the sink, and acts on the [`Outcome`]: commit what the SIEM acknowledged, dead-letter
+//! them to the sink, and acts on the [`Delivery`]: commit what the SIEM acknowledged, dead-letter
 //! what it refuses for good (with the reason), retry the rest with jittered exponential backoff.
 //! Must never commit a record the SIEM has not acknowledged or dead-lettered, nor log a record's
 //! content or a token.
 
 use super::backoff::Backoff;
+use super::delivery::Delivery;
 use super::metrics::ForwardMetrics;
-use super::outcome::Outcome;
 use super::sink::Sink;
 use super::spool::{Batch, Cursor, Spool};
 use crate::error::{Error, Result};
@@ -152,7 +152,7 @@ async fn deliver(
     let (mut start, mut end, mut attempt, mut refusals) = (0usize, n, 0u32, 0u32);
     while start < n {
         match sink.send(&batch.records[start..end]).await {
-            Outcome::Delivered => {
+            Delivery::Delivered => {
                 // Count before committing: `finish` returns as soon as the spool is empty.
                 let count = (end - start) as u64;
                 ForwardMetrics::add(&shared.metrics.sent, count);
@@ -160,7 +160,7 @@ async fn deliver(
                 commit(shared, batch.ends[end - 1], count).await?;
                 (start, end, attempt, refusals) = (end, n, 0, 0);
             }
-            Outcome::Partial { accepted, reason } => {
+            Delivery::Partial { accepted, reason } => {
                 let bad = start + accepted;
                 ForwardMetrics::add(&shared.metrics.sent, accepted as u64);
                 shared
@@ -173,7 +173,7 @@ async fn deliver(
                     end = n;
                 }
             }
-            Outcome::TooLarge { reason } if end - start > 1 => {
+            Delivery::TooLarge { reason } if end - start > 1 => {
                 tracing::info!(
                     sink = sink.name(),
                     events = end - start,
@@ -181,17 +181,17 @@ async fn deliver(
                 );
                 end = start + (end - start) / 2;
             }
-            Outcome::TooLarge { reason } => {
+            Delivery::TooLarge { reason } => {
                 dead_letter(shared, batch, start..end, &reason).await?;
                 commit(shared, batch.ends[end - 1], 1).await?;
                 (start, end) = (end, n);
             }
-            Outcome::Refused { reason, permanent } if permanent || refusals >= REFUSAL_RETRIES => {
+            Delivery::Refused { reason, permanent } if permanent || refusals >= REFUSAL_RETRIES => {
                 dead_letter(shared, batch, start..end, &reason).await?;
                 commit(shared, batch.ends[end - 1], (end - start) as u64).await?;
                 (start, end, attempt, refusals) = (end, n, 0, 0);
             }
-            Outcome::Refused { reason, .. } => {
+            Delivery::Refused { reason, .. } => {
                 refusals += 1;
                 attempt += 1;
                 ForwardMetrics::add(&shared.metrics.retried, 1);
@@ -202,7 +202,7 @@ async fn deliver(
                 );
                 tokio::time::sleep(limits.backoff.delay(attempt, rand::random())).await;
             }
-            Outcome::Retry { reason, ambiguous } => {
+            Delivery::Retry { reason, ambiguous } => {
                 attempt += 1;
                 ForwardMetrics::add(&shared.metrics.retried, 1);
                 if ambiguous {

@@ -1,9 +1,9 @@
 //! The configured sink, one of the three kinds, behind one `send` for the pipeline.
 //! Construction validates `[siem]` (usage errors, exit 2) and connects nowhere.
 
-use super::outcome::Outcome;
+use super::delivery::Delivery;
 use super::{hec::HecSink, http::HttpSink, syslog::SyslogSink};
-use crate::config::{SiemConfig, SiemKind};
+use crate::config::{SiemConfig, SiemSink};
 use crate::error::Result;
 use crate::logs::record::Record;
 
@@ -15,10 +15,11 @@ pub enum Sink {
 
 impl Sink {
     pub fn new(siem: &SiemConfig) -> Result<Sink> {
-        Ok(match siem.kind {
-            SiemKind::SplunkHec => Sink::Hec(Box::new(HecSink::new(siem)?)),
-            SiemKind::Syslog => Sink::Syslog(Box::new(SyslogSink::new(siem)?)),
-            SiemKind::Http => Sink::Http(Box::new(HttpSink::new(siem)?)),
+        let common = &siem.common;
+        Ok(match &siem.sink {
+            SiemSink::SplunkHec(hec) => Sink::Hec(Box::new(HecSink::new(common, hec)?)),
+            SiemSink::Syslog(syslog) => Sink::Syslog(Box::new(SyslogSink::new(common, syslog)?)),
+            SiemSink::Http(http) => Sink::Http(Box::new(HttpSink::new(common, http)?)),
         })
     }
 
@@ -40,7 +41,7 @@ impl Sink {
         }
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         match self {
             Sink::Hec(s) => s.send(records).await,
             Sink::Syslog(s) => s.send(records).await,

@@ -2,11 +2,11 @@
 //! `siem.insecure_skip_verify` encrypts without authenticating the server. Builds configuration
 //! only; connects nowhere.
 
-use crate::config::SiemConfig;
+use crate::config::siem::SiemCommon;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-pub fn client_config(siem: &SiemConfig) -> Result<Arc<rustls::ClientConfig>> {
+pub fn client_config(siem: &SiemCommon) -> Result<Arc<rustls::ClientConfig>> {
     let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

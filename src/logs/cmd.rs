@@ -59,7 +59,11 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
             .unwrap_or(ctx.config.ingest.max_line_bytes),
         batch_rows: ctx.config.ingest.batch_rows,
         received_at,
-        forward_all: ctx.config.siem.as_ref().is_some_and(|s| s.forward_all),
+        forward_all: ctx
+            .config
+            .siem
+            .as_ref()
+            .is_some_and(|s| s.common.forward_all),
         parallel: ctx.config.ingest.parallel,
         bytes_read: ctx
             .interactive
@@ -86,9 +90,9 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         crate::db::migrate::require_migrated(&client, &opts.schema).await?;
         let classes: Vec<_> = super::record::Class::ALL
             .into_iter()
-            .filter(|c| !super::partition::window(&opts.retention, *c).is_zero())
+            .filter(|c| !super::partition_plan::window(&opts.retention, *c).is_zero())
             .collect();
-        super::partitions::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
+        super::partition_ddl::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
     }
     let mut shown = 0u64;
     let mut on_reject = |r: &RejectEntry| -> Result<()> {
@@ -105,10 +109,10 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     };
     // A SIEM sink is started only when some record will go to it.
     let forwards = ctx.config.siem.as_ref().filter(|siem| {
-        siem.forward_all
+        siem.common.forward_all
             || super::record::Class::ALL
                 .iter()
-                .any(|c| super::partition::window(&opts.retention, *c).is_zero())
+                .any(|c| super::partition_plan::window(&opts.retention, *c).is_zero())
     });
     let forwarder = match forwards {
         Some(siem) => Some(crate::forward::Forwarder::start(siem, Default::default()).await?),

@@ -7,7 +7,7 @@
 //! swallowed; the COPY they cut off is "in doubt" (the connection may have died after the
 //! COMMIT, before its reply), and the next run on a new connection first looks for one of its
 //! rows, so a retried batch is never stored twice. Nothing here creates partitions (see
-//! `partitions.rs`).
+//! `partition_ddl.rs`).
 
 use super::record::{Class, Record};
 use crate::db::ident;
@@ -130,10 +130,11 @@ impl StoreJob {
     }
 
     /// The state after a COPY of all `rows` was cut off by a lost connection (what [`run`]
-    /// leaves behind on such an error); for tests of the retry.
+    /// leaves behind on such an error); for tests of the retry, through
+    /// [`crate::testing::store_job_after_lost_connection`].
     ///
     /// [`run`]: StoreJob::run
-    pub fn after_lost_connection(rows: usize) -> Self {
+    pub(crate) fn after_lost_connection(rows: usize) -> Self {
         StoreJob {
             work: std::iter::once(0..rows).collect(),
             in_doubt: Some(0..rows),

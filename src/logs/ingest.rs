@@ -9,7 +9,7 @@
 //! storing any row twice.
 
 use super::copy::{Row, Stored};
-use super::partition;
+use super::partition_plan;
 use super::reader::{Line, LineReader, Source};
 use super::record::{self, Class, Record, Reject};
 use super::store::{Retries, Storer};
@@ -310,7 +310,7 @@ struct Routing {
 
 impl Routing {
     fn new(retention: &RetentionConfig, forward_all: bool, has_sink: bool) -> Self {
-        let keep = |c: Class| !partition::window(retention, c).is_zero();
+        let keep = |c: Class| !partition_plan::window(retention, c).is_zero();
         let store = [keep(Class::Debug), keep(Class::Logs)];
         let forward = [
             has_sink && (forward_all || !store[0]),

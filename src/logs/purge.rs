@@ -1,4 +1,4 @@
-//! `purge`: carry out the exact retention plan of `partition::plan_purge` on the database.
+//! `purge`: carry out the exact retention plan of `partition_plan::plan_purge` on the database.
 //!
 //! Whole partitions are dropped; the boundary partition of each class has only its expired rows
 //! deleted. Every statement runs under a short `lock_timeout` so purge never queues for long in
@@ -7,8 +7,8 @@
 //! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction.
 //! `dry_run` only counts.
 
-use super::partition::{self, Action, Partition};
-use super::partitions;
+use super::partition_ddl;
+use super::partition_plan::{self, Action, Partition};
 use super::record::Class;
 use crate::config::RetentionConfig;
 use crate::db::{self, Pool, ident};
@@ -55,8 +55,8 @@ pub async fn purge(
 ) -> Result<PurgeReport> {
     let mut client = db::get(pool).await?;
     crate::db::migrate::require_migrated(&client, schema).await?;
-    let existing = partitions::list(&client, schema).await?;
-    let plan = partition::plan_purge(&existing, retention, now);
+    let existing = partition_ddl::list(&client, schema).await?;
+    let plan = partition_plan::plan_purge(&existing, retention, now);
     let mut report = PurgeReport {
         dry_run,
         now: now.to_rfc3339(),
@@ -100,9 +100,9 @@ pub async fn purge(
     if !dry_run {
         let keep: Vec<Class> = Class::ALL
             .into_iter()
-            .filter(|c| !partition::window(retention, *c).is_zero())
+            .filter(|c| !partition_plan::window(retention, *c).is_zero())
             .collect();
-        partitions::premake(&mut client, schema, &keep, Utc::now().max(now)).await?;
+        partition_ddl::premake(&mut client, schema, &keep, Utc::now().max(now)).await?;
     }
     Ok(report)
 }

@@ -160,22 +160,22 @@ fn trim_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
-/// Read everything from `r` into lines (for tests and small bodies).
-pub fn lines_of(r: impl Read, limit: usize) -> std::io::Result<Vec<Result<Vec<u8>, usize>>> {
-    let mut lr = LineReader::new(BufReader::new(r), limit);
-    let mut out = Vec::new();
-    while let Some((_, l)) = lr.next_line()? {
-        out.push(match l {
-            Line::Text(t) => Ok(t.to_vec()),
-            Line::TooLong { len, .. } => Err(len),
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read everything from `r` into lines.
+    fn lines_of(r: impl Read, limit: usize) -> std::io::Result<Vec<Result<Vec<u8>, usize>>> {
+        let mut lr = LineReader::new(BufReader::new(r), limit);
+        let mut out = Vec::new();
+        while let Some((_, l)) = lr.next_line()? {
+            out.push(match l {
+                Line::Text(t) => Ok(t.to_vec()),
+                Line::TooLong { len, .. } => Err(len),
+            });
+        }
+        Ok(out)
+    }
 
     #[test]
     fn splits_skips_blanks_and_limits() {

@@ -7,8 +7,8 @@
 //! stored and refused, or the error with what was stored before it.
 
 use super::copy::{Row, StoreJob, Stored};
-use super::partition::{self, Partition};
-use super::partitions;
+use super::partition_ddl;
+use super::partition_plan::{self, Partition};
 use crate::db::{self, Pool};
 use crate::error::{Error, Kind, Result};
 use std::collections::HashSet;
@@ -56,7 +56,7 @@ impl Storer {
         {
             let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             for row in rows {
-                let p = partition::containing(row.record.class(), row.ingest_date);
+                let p = partition_plan::containing(row.record.class(), row.ingest_date);
                 if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
                     needed.push(p);
                 }
@@ -68,7 +68,7 @@ impl Storer {
             let outcome: Result<()> = async {
                 let mut client = db::get(&self.pool).await?;
                 if !needed.is_empty() {
-                    partitions::ensure(&mut client, &self.schema, &needed).await?;
+                    partition_ddl::ensure(&mut client, &self.schema, &needed).await?;
                     let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
                     known.extend(needed.drain(..).map(|p| p.name));
                 }

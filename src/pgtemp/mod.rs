@@ -1,8 +1,10 @@
 //! Throwaway PostgreSQL clusters on loopback, for `demo` and the tests: `initdb` into a temp
 //! directory, start on a free port, hand out fresh databases, stop and delete on drop.
 //!
-//! Finds the server binaries itself (PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin),
-//! or starts them from a given directory ([`Cluster::start_from`]: another major's build).
+//! Starts the server binaries [`crate::pgtools::server_bindir`] finds for the environment
+//! snapshot it is given ([`Cluster::start`]), or those of a given directory
+//! ([`Cluster::start_from`]: another major's build). Never reads the process environment: the
+//! caller passes its snapshot (`demo` the one `main.rs` made, the tests their own).
 //! When running as root it runs the server as the `postgres` user (PostgreSQL refuses root).
 //! The postmaster gets SIGQUIT if the thread that started it dies (PR_SET_PDEATHSIG), so a
 //! killed test binary leaves no server behind; clusters are started from one long-lived thread
@@ -10,6 +12,7 @@
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -27,48 +30,6 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     /// Kept so that the child is reaped by whoever owns the cluster.
     child: Option<Child>,
-}
-
-/// Where the PostgreSQL server binaries live: `initdb` beside `postgres`.
-pub fn find_bindir() -> Result<PathBuf> {
-    let has = |d: &Path| {
-        d.join("initdb").is_file() && d.join("postgres").is_file() && d.join("pg_ctl").is_file()
-    };
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has(&d) {
-            return Ok(d);
-        }
-    }
-    let mut versioned: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path().join("bin"))
-                .filter(|d| has(d))
-                .collect()
-        })
-        .unwrap_or_default();
-    versioned.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    if let Some(d) = versioned.pop() {
-        return Ok(d);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            // A wrapper on PATH (Debian's pg_wrapper) may not have `postgres` beside it.
-            if has(&d) {
-                return Ok(d);
-            }
-        }
-    }
-    Err(Error::failed(
-        "cannot find the PostgreSQL server binaries (initdb, pg_ctl, postgres): install Debian's postgresql package",
-    ))
 }
 
 /// uid/gid of `postgres` when we are root (the server refuses to run as root).
@@ -146,24 +107,29 @@ fn free_port() -> Result<u16> {
 }
 
 impl Cluster {
-    /// initdb and start a new cluster on a free loopback port. Blocks until it accepts connections.
-    pub fn start() -> Result<Cluster> {
-        Self::start_with(&[])
+    /// initdb and start a new cluster on a free loopback port, with the server binaries found
+    /// for the environment snapshot `env` (its PATH and TMPDIR). Blocks until it accepts
+    /// connections.
+    pub fn start(env: &BTreeMap<String, String>) -> Result<Cluster> {
+        Self::start_from(&crate::pgtools::server_bindir(env)?, &[], env)
     }
 
-    /// Like [`Cluster::start`] with extra `postgresql.conf` settings (`("wal_level", "replica")`).
-    pub fn start_with(settings: &[(&str, &str)]) -> Result<Cluster> {
-        Self::start_from(&find_bindir()?, settings)
-    }
-
-    /// Like [`Cluster::start_with`] with the server binaries (initdb, postgres, pg_isready,
-    /// psql) of `bindir`, e.g. another major version than the one installed system-wide.
-    /// When root, the server runs as `postgres`, which must be able to read and run them.
-    pub fn start_from(bindir: &Path, settings: &[(&str, &str)]) -> Result<Cluster> {
+    /// Like [`Cluster::start`] with the server binaries (initdb, postgres, pg_isready,
+    /// psql) of `bindir`, e.g. another major version than the one installed system-wide, and
+    /// extra `postgresql.conf` settings (`("wal_level", "replica")`). When root, the server runs
+    /// as `postgres`, which must be able to read and run them.
+    pub fn start_from(
+        bindir: &Path,
+        settings: &[(&str, &str)],
+        env: &BTreeMap<String, String>,
+    ) -> Result<Cluster> {
         let bindir = bindir.to_path_buf();
         let run_as = run_as_user()?;
-        reap_stale(&std::env::temp_dir());
-        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
+        let tmp = crate::pgtools::temp_dir(env);
+        reap_stale(&tmp);
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir_in(&tmp)?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
         let password = Secret::new(format!("pw-{}", uuid::Uuid::new_v4().simple()));
@@ -245,7 +211,15 @@ impl Cluster {
     /// streams from the primary and answers read-only queries (`pg_is_in_recovery()` is true).
     pub fn replica_of(primary: &Cluster) -> Result<Cluster> {
         let run_as = primary.run_as;
-        let dir = tempfile::Builder::new().prefix("kasm-db-pg-").tempdir()?;
+        // Beside the primary's directory (the temporary directory its caller chose).
+        let tmp = primary
+            .dir()
+            .parent()
+            .unwrap_or(primary.dir())
+            .to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir_in(&tmp)?;
         let data = dir.path().join("data");
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
@@ -456,8 +430,8 @@ fn spawn_postmaster(
 fn spawn_from_keeper(mut cmd: Command) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     use std::sync::{Mutex, OnceLock};
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     // SAFETY: prctl in the forked child before exec is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -466,7 +440,7 @@ fn spawn_from_keeper(mut cmd: Command) -> Result<Child> {
         });
     }
     let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
             .name("pgtemp-keeper".into())
             .spawn(move || {

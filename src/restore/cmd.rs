@@ -6,7 +6,7 @@
 //! database name appears in output.
 
 use super::creation::PropertiesOutcome;
-use super::run::{self, Job};
+use super::run::{self, RestoreSpec};
 use crate::app::Ctx;
 use crate::archive::catalog;
 use crate::archive::manifest::Manifest;
@@ -60,7 +60,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     }
     let store = storage::open(&from, &ctx.config).await?;
     let m = catalog::find(store.as_ref(), &args.backup).await?;
-    let r = run::restore(Job {
+    let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
         target: &target,

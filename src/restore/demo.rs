@@ -3,17 +3,13 @@
 //! the scratch restore test, is [`crate::verify::demo`]'s.) Touches only the demo's own
 //! clusters.
 
-use super::run::{self, Job};
+use super::run::{self, RestoreSpec};
 use crate::archive::catalog;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::db::{DbTarget, Retry};
 use crate::demo::{Demo, StageResult};
 use crate::error::Result;
-
-fn env() -> std::collections::BTreeMap<String, String> {
-    std::env::vars().collect()
-}
 
 /// Restore the latest demo backup onto the standby, under the primary database's name.
 pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
@@ -22,8 +18,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let m = catalog::find(store.as_ref(), "latest").await?;
     let url = d.standby.url(d.db.dbname());
     let to = DbTarget::resolve(Some(&url), &Default::default())?;
-    let env = env();
-    let r = run::restore(Job {
+    let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
         target: &to,
@@ -32,7 +27,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
         no_owner: false,
         key_file: None,
         pg_bindir: d.config.backup.pg_bindir.as_deref(),
-        env: &env,
+        env: &d.env,
         retry: Retry::default(),
         progress: false,
     })

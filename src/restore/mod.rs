@@ -13,11 +13,11 @@
 //! It must never leave the target's existing database changed unless the restore completed
 //! and was swapped in, never drop a database it did not create, and never print a password.
 
+pub mod archive_offsets;
 pub mod cmd;
 pub mod creation;
 pub mod demo;
 pub mod fetch;
-pub mod offsets;
 pub mod pgrestore;
 pub mod plan;
 pub mod progress;

@@ -58,7 +58,7 @@ pub fn check(p: &PgRestore, dump_version: &str) -> Result<()> {
 }
 
 /// One pg_restore run.
-pub struct Job<'a> {
+pub struct PgRestoreRun<'a> {
     pub bin: &'a PgRestore,
     pub archive: &'a Path,
     /// The new database (on the target server) to restore into.
@@ -70,7 +70,7 @@ pub struct Job<'a> {
 }
 
 /// The arguments (no secrets: the connection is in the environment).
-pub fn args(job: &Job<'_>) -> Vec<String> {
+pub fn args(job: &PgRestoreRun<'_>) -> Vec<String> {
     let mut a = vec![
         format!("--dbname={}", job.db.dbname()),
         format!("--jobs={}", job.jobs.max(1)),
@@ -86,7 +86,7 @@ pub fn args(job: &Job<'_>) -> Vec<String> {
 }
 
 /// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
-pub async fn run(job: Job<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
+pub async fn run(job: PgRestoreRun<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
     let mut cmd = tokio::process::Command::new(&job.bin.path);
     cmd.args(args(&job))
         .env_clear()
@@ -162,7 +162,7 @@ mod tests {
         assert!(check(&p, "13.1").is_ok());
         let env = BTreeMap::new();
         let db = DbTarget::resolve(Some("postgres://u:sekrit@h:5/kasm_restore_1"), &env).unwrap();
-        let a = args(&Job {
+        let a = args(&PgRestoreRun {
             bin: &p,
             archive: Path::new("/tmp/x.dump"),
             db: &db,

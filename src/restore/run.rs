@@ -6,7 +6,7 @@
 //!    them);
 //! 2. the object is fetched, checked (size, SHA-256) and unpacked to scratch space — a corrupt
 //!    backup is refused here, before the target is touched — and given the data offsets pg_dump
-//!    could not write to a pipe (`offsets.rs`);
+//!    could not write to a pipe (`archive_offsets.rs`);
 //! 3. stale leftovers of killed restores are dropped, a new database is created — with the
 //!    backup's owner and locale when the manifest has them, else the existing target database's,
 //!    else the server's defaults; a locale the server lacks falls back with a warning — and the
@@ -26,8 +26,8 @@
 //! the names in [`super::plan`] (pure).
 
 use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
+use super::archive_offsets::{self, Indexed};
 use super::fetch::{self, Fetched};
-use super::offsets::{self, Indexed};
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
 use super::progress::{Progress, Stop, interrupted};
@@ -47,7 +47,7 @@ use std::time::Instant;
 pub const SCRATCH_BASE: &str = "kasm_db_verify";
 
 /// What a run needs; everything passed in, nothing read from the environment here.
-pub struct Job<'a> {
+pub struct RestoreSpec<'a> {
     pub storage: &'a dyn Storage,
     pub manifest: &'a Manifest,
     /// Restore: the target database (its name is what is replaced). Scratch: any database on
@@ -181,7 +181,7 @@ async fn create_step(
 }
 
 /// Checks shared by both modes; returns the pg_restore to use and the server's major version.
-async fn prepare(server: &Server, job: &Job<'_>) -> Result<(PgRestore, u32)> {
+async fn prepare(server: &Server, job: &RestoreSpec<'_>) -> Result<(PgRestore, u32)> {
     server.refuse_recovery().await?;
     let (major, _) = server.version().await?;
     let dump_version = job.manifest.pg_dump_version.clone();
@@ -199,7 +199,7 @@ async fn prepare(server: &Server, job: &Job<'_>) -> Result<(PgRestore, u32)> {
     Ok((bin, major))
 }
 
-async fn fetch_step(job: &Job<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetched> {
+async fn fetch_step(job: &RestoreSpec<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetched> {
     let key = fetch::key_for(job.manifest, job.key_file)?;
     let m = job.manifest;
     p.stage(format!(
@@ -233,7 +233,7 @@ async fn fetch_step(job: &Job<'_>, p: &Progress, stop: &mut Stop) -> Result<Fetc
 async fn index_step(path: &Path) {
     let path = path.to_path_buf();
     let t = Instant::now();
-    let r = tokio::task::spawn_blocking(move || offsets::index(&path)).await;
+    let r = tokio::task::spawn_blocking(move || archive_offsets::index(&path)).await;
     match r {
         Ok(Ok(Indexed::Written { blocks })) => tracing::debug!(
             blocks,
@@ -253,7 +253,7 @@ async fn index_step(path: &Path) {
 
 /// pg_restore into `new` and count its rows; the caller drops `new` on failure.
 async fn load(
-    job: &Job<'_>,
+    job: &RestoreSpec<'_>,
     bin: &PgRestore,
     archive: &Path,
     new: &DbTarget,
@@ -265,7 +265,7 @@ async fn load(
     let bar = p.bar.clone();
     let jobs = job.jobs;
     pgrestore::run(
-        pgrestore::Job {
+        pgrestore::PgRestoreRun {
             bin,
             archive,
             db: new,
@@ -295,7 +295,7 @@ async fn load(
 
 /// What steps 3–4 work with, once the target is checked and the archive fetched.
 struct Loaded<'a> {
-    job: &'a Job<'a>,
+    job: &'a RestoreSpec<'a>,
     server: &'a Server,
     bin: &'a PgRestore,
     fetched: &'a Fetched,
@@ -379,7 +379,7 @@ async fn build(
 }
 
 /// `kasm-db restore`: steps 1–5.
-pub async fn restore(job: Job<'_>) -> Result<Restored> {
+pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     let started = Instant::now();
     let mut stop = interrupted()?;
     let p = Progress::new(job.progress);
@@ -482,7 +482,7 @@ pub async fn restore(job: Job<'_>) -> Result<Restored> {
 
 /// `backups verify --scratch-db`: steps 1, 3 and 4 into a scratch database, always dropped.
 /// A checksum, pg_restore or count failure is an error of kind Failed.
-pub async fn scratch_test(job: Job<'_>) -> Result<Tested> {
+pub async fn scratch_test(job: RestoreSpec<'_>) -> Result<Tested> {
     let started = Instant::now();
     let mut stop = interrupted()?;
     let p = Progress::new(job.progress);

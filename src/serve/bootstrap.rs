@@ -119,10 +119,15 @@ impl Bootstrap {
         let mut client = db::get(&self.pool).await?;
         let classes: Vec<Class> = Class::ALL
             .into_iter()
-            .filter(|c| !crate::logs::partition::window(&self.retention, *c).is_zero())
+            .filter(|c| !crate::logs::partition_plan::window(&self.retention, *c).is_zero())
             .collect();
-        crate::logs::partitions::premake(&mut client, &self.schema, &classes, chrono::Utc::now())
-            .await?;
+        crate::logs::partition_ddl::premake(
+            &mut client,
+            &self.schema,
+            &classes,
+            chrono::Utc::now(),
+        )
+        .await?;
         Ok(report)
     }
 }

@@ -1,6 +1,6 @@
 //! Following files (`ingest.paths`, globs) through rotation. A followed file is known by what it
 //! is — device, inode and a fingerprint of its first bytes (`identity.rs`) — not by its name, and
-//! its offset belongs to that identity (`offsets.rs`). So a file read as `x_json.log` and renamed
+//! its offset belongs to that identity (`follow_offsets.rs`). So a file read as `x_json.log` and renamed
 //! to `x_json.log.1` goes on being read through its open handle to its end, wherever it is, and
 //! is never read again from the start, whether or not the globs match rotated names.
 //!
@@ -23,16 +23,16 @@
 //! bytes read from a file that no longer starts with its fingerprint. File I/O is plain
 //! blocking reads of bounded chunks (local log files).
 
+use super::follow_offsets::{self, CommitError, Stored};
 use super::fswatch::Watch;
 use super::identity::{self, FileId, Fingerprint};
 use super::lines;
 use super::metrics::Metrics;
-use super::offsets::{self, CommitError, Stored};
 use crate::config::RetentionConfig;
 use crate::db::Pool;
 use crate::error::Result;
 use crate::logs::copy::Row;
-use crate::logs::partition;
+use crate::logs::partition_plan;
 use crate::logs::record::{self, Class};
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -358,7 +358,7 @@ impl Follower {
             return Ok(true);
         }
         let gz = name_of(path).ends_with(".gz");
-        let (pos, committed) = match offsets::load(&self.pool, &self.schema, id).await? {
+        let (pos, committed) = match follow_offsets::load(&self.pool, &self.schema, id).await? {
             Some(c) if (gz || m.len() >= c.offset) && c.fp.matches(&file)? => {
                 tracing::info!(path = %path.display(), offset = c.offset, "following");
                 (c.offset, Some(c))
@@ -422,7 +422,8 @@ impl Follower {
         if let Some(s) = st.since.get(base) {
             return Ok(*s);
         }
-        let first = offsets::first_seen(&self.pool, &self.schema, &base.to_string_lossy()).await?;
+        let first =
+            follow_offsets::first_seen(&self.pool, &self.schema, &base.to_string_lossy()).await?;
         let s = first
             .map(SystemTime::from)
             .map_or(st.started, |f| f.min(st.started));
@@ -487,7 +488,10 @@ impl Follower {
                 if !m.is_file() || st.tracked.contains_key(&id) || !old.fp.matches(&f)? {
                     continue;
                 }
-                if offsets::load(&self.pool, &self.schema, id).await?.is_some() {
+                if follow_offsets::load(&self.pool, &self.schema, id)
+                    .await?
+                    .is_some()
+                {
                     continue;
                 }
                 let start = old.offset.min(m.len());
@@ -609,7 +613,7 @@ impl Follower {
     async fn housekeep(&self, st: &State) {
         let mut present = st.present.clone();
         present.extend(st.tracked.keys().copied());
-        match offsets::housekeep(
+        match follow_offsets::housekeep(
             &self.pool,
             &self.schema,
             &st.dirs,
@@ -648,7 +652,7 @@ impl Follower {
             match record::parse_line(line, self.max_line_bytes) {
                 Ok(rec) => {
                     let class = rec.class();
-                    if partition::window(&self.retention, class).is_zero() {
+                    if partition_plan::window(&self.retention, class).is_zero() {
                         // To the SIEM when one is configured, else counted, not stored.
                         if self.sink.is_some() {
                             forward.push(rec);
@@ -717,7 +721,7 @@ impl Follower {
         rows: &[Row],
     ) -> Result<Vec<(usize, String)>> {
         let path = t.path.to_string_lossy();
-        let r = offsets::commit(&self.pool, &self.schema, id, &path, t.committed, new, rows);
+        let r = follow_offsets::commit(&self.pool, &self.schema, id, &path, t.committed, new, rows);
         match r.await {
             Ok(refused) => {
                 t.pos = new.offset;
@@ -728,7 +732,7 @@ impl Follower {
             Err(CommitError::Db(e)) => Err(e),
             Err(CommitError::Conflict) => {
                 tracing::warn!(path = %t.path.display(), "another follower moved this file's offset; taking its position");
-                let db = offsets::load(&self.pool, &self.schema, id).await?;
+                let db = follow_offsets::load(&self.pool, &self.schema, id).await?;
                 t.committed = db;
                 if let Some(c) = db {
                     t.pos = c.offset;

@@ -12,7 +12,7 @@ use super::body::{self, BodyError};
 use super::channels;
 use super::metrics::Metrics;
 use super::parse::{self, HecError};
-use super::store::{Outcome, Store};
+use super::store::{Store, StoreReport};
 use crate::config::Secret;
 use crate::error::Kind;
 use crate::logs::record::Class;
@@ -113,7 +113,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Verdict {
     )
 }
 
-fn count(app: &App, source: &'static str, out: &Outcome, parse_rejects: usize) {
+fn count(app: &App, source: &'static str, out: &StoreReport, parse_rejects: usize) {
     for class in Class::ALL {
         let c = class as usize;
         let l = [("class", class.as_str()), ("source", source)];

@@ -10,7 +10,7 @@
 //! is logged, counted in the metrics and tried again at its next slot; it never stops `serve`.
 
 use super::metrics::Metrics;
-use super::schedule::{Job, Task};
+use super::schedule::{ScheduledJob, Task};
 use crate::config::Config;
 use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Pool, Retry, ident};
@@ -33,7 +33,7 @@ pub struct JobEnv {
 }
 
 /// Run `job` at each of its slots until `stop` turns true.
-pub async fn run_job(env: Arc<JobEnv>, job: Job, mut stop: watch::Receiver<bool>) {
+pub async fn run_job(env: Arc<JobEnv>, job: ScheduledJob, mut stop: watch::Receiver<bool>) {
     let name = job.task.name();
     loop {
         let Some(slot) = job.next_after(Utc::now()) else {
@@ -238,7 +238,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
-            let m = crate::backup::run::run(crate::backup::run::Job {
+            let m = crate::backup::run::run(crate::backup::run::BackupSpec {
                 db: &env.target,
                 config: &env.config,
                 target: &target,

@@ -1,5 +1,5 @@
 //! The `[schedule]` of `serve`: cron expressions (UTC; 5 fields, or 6 with seconds first)
-//! parsed into [`Job`]s, and the pure arithmetic of their slots.
+//! parsed into [`ScheduledJob`]s, and the pure arithmetic of their slots.
 //!
 //! Nothing here runs a job or touches the database (see `jobs.rs`). Invalid expressions are
 //! usage errors naming the key.
@@ -33,12 +33,12 @@ impl Task {
 }
 
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct ScheduledJob {
     pub task: Task,
     pub cron: Cron,
 }
 
-impl Job {
+impl ScheduledJob {
     /// The first slot strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
@@ -59,7 +59,7 @@ pub fn parse(key: &str, expr: &str) -> Result<Cron> {
 }
 
 /// The configured jobs (absent or empty keys are not scheduled).
-pub fn jobs(cfg: &ScheduleConfig) -> Result<Vec<Job>> {
+pub fn jobs(cfg: &ScheduleConfig) -> Result<Vec<ScheduledJob>> {
     let mut out = Vec::new();
     for (task, expr) in [
         (Task::Purge, &cfg.purge),
@@ -69,7 +69,7 @@ pub fn jobs(cfg: &ScheduleConfig) -> Result<Vec<Job>> {
         (Task::Verify, &cfg.verify),
     ] {
         if let Some(expr) = expr.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-            out.push(Job {
+            out.push(ScheduledJob {
                 task,
                 cron: parse(task.name(), expr)?,
             });

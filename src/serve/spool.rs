@@ -13,8 +13,8 @@
 use crate::db::{self, Pool, ident};
 use crate::error::{Error, Result};
 use crate::logs::copy::{Row, StoreJob};
-use crate::logs::partition::{self, Partition};
-use crate::logs::partitions;
+use crate::logs::partition_ddl;
+use crate::logs::partition_plan::{self, Partition};
 use crate::logs::record::{Level, Record};
 use crate::private::{self, FileMode};
 use chrono::{DateTime, Utc};
@@ -201,12 +201,12 @@ async fn load_rows(pool: &Pool, schema: &str, rows: Vec<Row>) -> Result<u64> {
     let mut client = db::get(pool).await?;
     let mut needed: Vec<Partition> = Vec::new();
     for row in &rows {
-        let p = partition::containing(row.record.class(), row.ingest_date);
+        let p = partition_plan::containing(row.record.class(), row.ingest_date);
         if !needed.iter().any(|n| n.name == p.name) {
             needed.push(p);
         }
     }
-    partitions::ensure(&mut client, schema, &needed).await?;
+    partition_ddl::ensure(&mut client, schema, &needed).await?;
     let mut dates: Vec<DateTime<Utc>> = rows.iter().map(|r| r.ingest_date).collect();
     dates.sort();
     dates.dedup();

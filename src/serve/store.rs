@@ -16,7 +16,7 @@ use crate::db::Pool;
 use crate::error::{Error, Kind, Result};
 use crate::logs::copy::Row;
 use crate::logs::ingest::RecordSink;
-use crate::logs::partition;
+use crate::logs::partition_plan;
 use crate::logs::record::{Class, Record};
 use crate::logs::store::{Retries, Storer};
 use chrono::Utc;
@@ -40,7 +40,7 @@ pub struct Store {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct StoreReport {
     /// Stored per class: [debug, logs].
     pub stored: [u64; 2],
     pub forwarded: [u64; 2],
@@ -51,7 +51,7 @@ pub struct Outcome {
     pub refused: Vec<(usize, String)>,
 }
 
-impl Outcome {
+impl StoreReport {
     pub fn accepted(&self) -> u64 {
         (0..2)
             .map(|i| self.stored[i] + self.forwarded[i] + self.dropped[i] + self.spooled[i])
@@ -91,12 +91,12 @@ impl Store {
     }
 
     fn keeps(&self, class: Class) -> bool {
-        !partition::window(&self.retention, class).is_zero()
+        !partition_plan::window(&self.retention, class).is_zero()
     }
 
     /// Store (or forward) `records`; Ok means durable.
-    pub async fn store(&self, records: Vec<Record>) -> Result<Outcome> {
-        let mut out = Outcome::default();
+    pub async fn store(&self, records: Vec<Record>) -> Result<StoreReport> {
+        let mut out = StoreReport::default();
         let now = Utc::now();
         let mut rows = Vec::with_capacity(records.len());
         let mut forward = Vec::new();
@@ -162,9 +162,9 @@ impl Store {
         &self,
         spool: &Spool,
         rows: &[Row],
-        mut out: Outcome,
+        mut out: StoreReport,
         why: &str,
-    ) -> Result<Outcome> {
+    ) -> Result<StoreReport> {
         match tokio::task::block_in_place(|| spool.put(rows)) {
             Ok(Ok(())) => {
                 if let Some(also) = self.spool_log.allow() {

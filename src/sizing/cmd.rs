@@ -73,8 +73,8 @@ pub fn render(p: &Plan) -> String {
         p.sessions,
         super::webapp::use_case_word(p.use_case),
         match p.architecture {
-            crate::cli::Architecture::Standard => "standard",
-            crate::cli::Architecture::DirectToAgent => "direct-to-agent",
+            super::Architecture::Standard => "standard",
+            super::Architecture::DirectToAgent => "direct-to-agent",
         }
     );
     let w = &p.web_app;

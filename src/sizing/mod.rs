@@ -13,6 +13,8 @@ pub mod plan;
 pub mod proxy;
 pub mod webapp;
 
+pub use webapp::{Architecture, UseCase};
+
 /// A number as people write it: `4`, `1.25`, `12.5` (no trailing `.0`, at most two decimals).
 pub fn num(x: f64) -> String {
     let r = (x * 100.0).round() / 100.0;

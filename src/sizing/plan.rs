@@ -5,8 +5,7 @@
 use super::agents::{self, AgentDisk, AgentSpec, Agents};
 use super::database::{self, LogAdvice, Redis, Tier};
 use super::proxy::{self, ConnectionProxy};
-use super::webapp::{self, DnsFailover, WebApp};
-use crate::cli::{Architecture, UseCase};
+use super::webapp::{self, Architecture, DnsFailover, UseCase, WebApp};
 use serde::Serialize;
 
 /// Everything `plan` needs, already parsed (see `cli::PlanArgs` for each field's meaning).

@@ -3,8 +3,32 @@
 //! estimate. Pure arithmetic; never does I/O.
 
 use super::num;
-use crate::cli::{Architecture, UseCase};
 use serde::Serialize;
+
+/// The use case, which decides where in the guide's ranges a web app server lands (also the
+/// `plan --use-case` values: clap's derive only names them, it does no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UseCase {
+    /// Online gaming: the low end of the web app server range.
+    Gaming,
+    /// Remote work: the high end.
+    #[default]
+    RemoteWork,
+    /// Browser isolation: the high end.
+    BrowserIsolation,
+}
+
+/// The deployment architecture (`plan --architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// All traffic through the web app servers (70-150 sessions each).
+    #[default]
+    Standard,
+    /// Desktop rendering straight to the agents (300-500 sessions per web app server).
+    DirectToAgent,
+}
 
 /// Each web app server of the guide: 4 CPUs, 4 GB RAM, 80 GB disk.
 pub const SERVER_CPUS: u32 = 4;

@@ -14,7 +14,6 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
     let store = storage::open(&target, &d.config).await?;
     let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let v = super::verify(Verify {
         storage: store.as_ref(),
         backup: "latest",
@@ -22,7 +21,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
             server: &scratch,
             key_file: None,
             pg_bindir: d.config.backup.pg_bindir.as_deref(),
-            env: &env,
+            env: &d.env,
             retry: Retry::default(),
             progress: false,
         }),

@@ -22,7 +22,7 @@ use crate::archive::verification::{self, Verification};
 use crate::db::{DbTarget, Retry};
 use crate::error::{Kind, Result};
 use crate::restore::plan::{self, Difference};
-use crate::restore::run::{self, Job, Tested};
+use crate::restore::run::{self, RestoreSpec, Tested};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -153,7 +153,7 @@ async fn restore_test(storage: &dyn Storage, m: &Manifest, s: Scratch<'_>) -> Re
         warnings: Vec::new(),
         database: None,
     };
-    let result = run::scratch_test(Job {
+    let result = run::scratch_test(RestoreSpec {
         storage,
         manifest: m,
         target: s.server,

@@ -27,7 +27,9 @@ fn shared(cell: &'static OnceLock<Mutex<Option<Cluster>>>) -> &'static Mutex<Opt
         HOOK.call_once(|| unsafe {
             libc::atexit(stop_clusters);
         });
-        Mutex::new(Some(Cluster::start().expect("start throwaway postgres")))
+        Mutex::new(Some(
+            Cluster::start(&std::env::vars().collect()).expect("start throwaway postgres"),
+        ))
     })
 }
 

@@ -7,11 +7,11 @@ pub mod request;
 pub mod response;
 pub mod service;
 
-use crate::config::SiemConfig;
+use crate::config::siem::{HecConfig, SiemCommon};
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
 use crate::forward::http_client::HttpConn;
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub struct HecSink {
 }
 
 impl HecSink {
-    pub fn new(siem: &SiemConfig) -> Result<HecSink> {
+    pub fn new(siem: &SiemCommon, hec: &HecConfig) -> Result<HecSink> {
         let ep = Endpoint::parse(&siem.url)?;
         if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
             return Err(Error::usage(format!(
@@ -30,11 +30,11 @@ impl HecSink {
                 siem.url
             )));
         }
-        let token = siem
+        let token = hec
             .token
             .clone()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::usage("siem.token is required for the splunk-hec sink"))?;
+            .ok_or_else(|| Error::usage("hec.token is required for the splunk-hec sink"))?;
         let tls = if ep.tls() {
             Some(crate::forward::tls::client_config(siem)?)
         } else {
@@ -44,16 +44,16 @@ impl HecSink {
         let paths = request::Paths::from_url_path(&ep.path);
         Ok(HecSink {
             meta: encode::Meta {
-                source: siem.source.clone().or_else(|| Some("kasm-db".into())),
-                sourcetype: siem.sourcetype.clone(),
-                index: siem.index.clone(),
+                source: hec.source.clone().or_else(|| Some("kasm-db".into())),
+                sourcetype: hec.sourcetype.clone(),
+                index: hec.index.clone(),
             },
             gzip_level: 1,
             service: service::HecService {
                 conn: HttpConn::new(ep, tls, timeout),
                 paths,
                 token,
-                channel: siem.ack.then(|| uuid::Uuid::new_v4().to_string()),
+                channel: hec.ack.then(|| uuid::Uuid::new_v4().to_string()),
                 ack_timeout: timeout,
             },
         })
@@ -63,7 +63,7 @@ impl HecSink {
         self.service.health().await
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let body = encode::encode_batch(records, &self.meta);
         let gz = encode::gzip(&body, self.gzip_level);
         self.service.post(gz, records.len()).await

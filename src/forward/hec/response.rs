@@ -1,9 +1,9 @@
 //! Classifying a Splunk HEC answer (HTTP status + `{"text","code",...}` body) into a delivery
-//! [`Outcome`]. Pure. HEC codes: 0 success, 2 token required, 3 invalid authorization,
+//! [`Delivery`]. Pure. HEC codes: 0 success, 2 token required, 3 invalid authorization,
 //! 4 invalid token, 5 no data, 6 invalid data format (with `invalid-event-number`), 7 incorrect
 //! index, 9 server busy, 14 ACK disabled.
 
-use crate::forward::outcome::Outcome;
+use crate::forward::delivery::Delivery;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,7 +23,7 @@ pub struct Reply {
 pub enum Posted {
     /// Accepted; with indexer acknowledgement on, the id to poll.
     Accepted(Option<u64>),
-    Failed(Outcome),
+    Failed(Delivery),
 }
 
 fn describe(status: u16, reply: &Reply) -> String {
@@ -42,22 +42,22 @@ pub fn classify(status: u16, body: &[u8], events: usize) -> Posted {
         200..=299 if reply.code.unwrap_or(0) == 0 => Posted::Accepted(reply.ack_id),
         400 => match reply.invalid_event_number {
             // Splunk indexed the events before the bad one and none after it.
-            Some(n) if n < events => Posted::Failed(Outcome::Partial {
+            Some(n) if n < events => Posted::Failed(Delivery::Partial {
                 accepted: n,
                 reason,
             }),
-            _ => Posted::Failed(Outcome::Refused {
+            _ => Posted::Failed(Delivery::Refused {
                 reason,
                 permanent: true,
             }),
         },
-        413 => Posted::Failed(Outcome::TooLarge { reason }),
-        408 | 429 | 500..=599 => Posted::Failed(Outcome::Retry {
+        413 => Posted::Failed(Delivery::TooLarge { reason }),
+        408 | 429 | 500..=599 => Posted::Failed(Delivery::Retry {
             reason,
             ambiguous: false,
         }),
         // Success status with a non-zero code, auth failures, unknown paths: bounded retries.
-        _ => Posted::Failed(Outcome::Refused {
+        _ => Posted::Failed(Delivery::Refused {
             reason,
             permanent: false,
         }),
@@ -103,13 +103,13 @@ mod tests {
             5,
         );
         assert!(
-            matches!(p, Posted::Failed(Outcome::Partial { accepted: 2, .. })),
+            matches!(p, Posted::Failed(Delivery::Partial { accepted: 2, .. })),
             "{p:?}"
         );
         let p = classify(400, br#"{"text":"No data","code":5}"#, 5);
         assert!(matches!(
             p,
-            Posted::Failed(Outcome::Refused {
+            Posted::Failed(Delivery::Refused {
                 permanent: true,
                 ..
             })
@@ -121,7 +121,7 @@ mod tests {
         ] {
             let p = classify(s, b.as_bytes(), 1);
             match p {
-                Posted::Failed(Outcome::Refused {
+                Posted::Failed(Delivery::Refused {
                     permanent: false,
                     reason,
                 }) => {
@@ -132,7 +132,7 @@ mod tests {
         }
         for s in [408, 429, 500, 503] {
             let p = classify(s, br#"{"text":"Server is busy","code":9}"#, 1);
-            assert!(matches!(p, Posted::Failed(Outcome::Retry { .. })), "{s}");
+            assert!(matches!(p, Posted::Failed(Delivery::Retry { .. })), "{s}");
         }
         assert!(matches!(
             classify(
@@ -140,12 +140,12 @@ mod tests {
                 b"Content-Length of 2000000 too large (maximum is 1000000)",
                 9
             ),
-            Posted::Failed(Outcome::TooLarge { .. })
+            Posted::Failed(Delivery::TooLarge { .. })
         ));
         // Garbage bodies do not panic.
         assert!(matches!(
             classify(502, b"<html>", 1),
-            Posted::Failed(Outcome::Retry { .. })
+            Posted::Failed(Delivery::Retry { .. })
         ));
     }
 

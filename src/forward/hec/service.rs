@@ -4,8 +4,8 @@
 use super::request::{self, Paths};
 use super::response::{self, Posted};
 use crate::config::Secret;
+use crate::forward::delivery::Delivery;
 use crate::forward::http_client::{HttpConn, HttpError};
-use crate::forward::outcome::Outcome;
 use std::time::Duration;
 
 pub struct HecService {
@@ -17,13 +17,13 @@ pub struct HecService {
     pub ack_timeout: Duration,
 }
 
-fn transport(e: HttpError) -> Outcome {
+fn transport(e: HttpError) -> Delivery {
     match e {
-        HttpError::Connect(reason) => Outcome::Retry {
+        HttpError::Connect(reason) => Delivery::Retry {
             reason,
             ambiguous: false,
         },
-        HttpError::Unknown(reason) => Outcome::Retry {
+        HttpError::Unknown(reason) => Delivery::Retry {
             reason,
             ambiguous: true,
         },
@@ -47,7 +47,7 @@ impl HecService {
     }
 
     /// Post one gzipped batch of `events` envelopes and, with acks on, wait for the indexer.
-    pub async fn post(&mut self, gz: Vec<u8>, events: usize) -> Outcome {
+    pub async fn post(&mut self, gz: Vec<u8>, events: usize) -> Delivery {
         let req = request::events(&self.paths, &self.token, self.channel.as_deref(), gz);
         let (status, body) = match self.conn.send(req).await {
             Ok(r) => r,
@@ -55,14 +55,14 @@ impl HecService {
         };
         match response::classify(status.as_u16(), &body, events) {
             Posted::Failed(o) => o,
-            Posted::Accepted(None) => Outcome::Delivered,
+            Posted::Accepted(None) => Delivery::Delivered,
             Posted::Accepted(Some(id)) => self.wait_ack(id).await,
         }
     }
 
-    async fn wait_ack(&mut self, id: u64) -> Outcome {
+    async fn wait_ack(&mut self, id: u64) -> Delivery {
         let Some(channel) = self.channel.clone() else {
-            return Outcome::Delivered;
+            return Delivery::Delivered;
         };
         let deadline = tokio::time::Instant::now() + self.ack_timeout;
         let mut pause = Duration::from_millis(20);
@@ -70,10 +70,10 @@ impl HecService {
             let req = request::ack_poll(&self.paths, &self.token, &channel, &[id]);
             match self.conn.send(req).await {
                 Ok((s, body)) => match response::ack_state(s.as_u16(), &body, id) {
-                    Ok(Some(true)) | Ok(None) => return Outcome::Delivered,
+                    Ok(Some(true)) | Ok(None) => return Delivery::Delivered,
                     Ok(Some(false)) => {}
                     Err(reason) => {
-                        return Outcome::Retry {
+                        return Delivery::Retry {
                             reason,
                             ambiguous: true,
                         };
@@ -81,14 +81,14 @@ impl HecService {
                 },
                 Err(e) => {
                     let (HttpError::Connect(reason) | HttpError::Unknown(reason)) = e;
-                    return Outcome::Retry {
+                    return Delivery::Retry {
                         reason: format!("waiting for HEC ack {id}: {reason}"),
                         ambiguous: true,
                     };
                 }
             }
             if tokio::time::Instant::now() + pause > deadline {
-                return Outcome::Retry {
+                return Delivery::Retry {
                     reason: format!(
                         "HEC did not acknowledge ack id {id} in {:?}",
                         self.ack_timeout

@@ -6,11 +6,12 @@
 pub mod encode;
 pub mod request;
 
-use crate::config::{Secret, SiemConfig};
+use crate::config::Secret;
+use crate::config::siem::{HttpConfig, SiemCommon};
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
 use crate::forward::http_client::{HttpConn, HttpError};
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use request::{classify, request};
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(siem: &SiemConfig) -> Result<HttpSink> {
+    pub fn new(siem: &SiemCommon, http: &HttpConfig) -> Result<HttpSink> {
         let ep = Endpoint::parse(&siem.url)?;
         if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
             return Err(Error::usage(format!(
@@ -29,11 +30,11 @@ impl HttpSink {
                 siem.url
             )));
         }
-        let token = siem
+        let token = http
             .token
             .clone()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::usage("siem.token is required for the http sink"))?;
+            .ok_or_else(|| Error::usage("http.token is required for the http sink"))?;
         let tls = if ep.tls() {
             Some(crate::forward::tls::client_config(siem)?)
         } else {
@@ -46,16 +47,16 @@ impl HttpSink {
         })
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let body = encode::ndjson(records);
         let req = request(&self.conn.endpoint().path.clone(), &self.token, &body);
         match self.conn.send(req).await {
             Ok((status, body)) => classify(status.as_u16(), &body),
-            Err(HttpError::Connect(reason)) => Outcome::Retry {
+            Err(HttpError::Connect(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: false,
             },
-            Err(HttpError::Unknown(reason)) => Outcome::Retry {
+            Err(HttpError::Unknown(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: true,
             },

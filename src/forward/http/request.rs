@@ -3,7 +3,7 @@
 //! halves the request; 400/422 are dead letters; 401/403/404 get bounded retries.
 
 use crate::config::Secret;
-use crate::forward::outcome::Outcome;
+use crate::forward::delivery::Delivery;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
@@ -22,7 +22,7 @@ pub fn request(path: &str, token: &Secret, ndjson: &[u8]) -> Request<Full<Bytes>
 }
 
 /// Classify an answer (pure).
-pub fn classify(status: u16, body: &[u8]) -> Outcome {
+pub fn classify(status: u16, body: &[u8]) -> Delivery {
     let reason = format!(
         "HTTP sink answered {status}: {}",
         String::from_utf8_lossy(body)
@@ -31,17 +31,17 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
             .collect::<String>()
     );
     match status {
-        200..=299 => Outcome::Delivered,
-        408 | 429 | 500..=599 => Outcome::Retry {
+        200..=299 => Delivery::Delivered,
+        408 | 429 | 500..=599 => Delivery::Retry {
             reason,
             ambiguous: false,
         },
-        413 => Outcome::TooLarge { reason },
-        400 | 422 => Outcome::Refused {
+        413 => Delivery::TooLarge { reason },
+        400 | 422 => Delivery::Refused {
             reason,
             permanent: true,
         },
-        _ => Outcome::Refused {
+        _ => Delivery::Refused {
             reason,
             permanent: false,
         },
@@ -57,18 +57,18 @@ mod tests {
         let r = request("/ingest", &Secret::new("t0k"), b"{}\n");
         assert_eq!(r.headers()[AUTHORIZATION], "Bearer t0k");
         assert!(!format!("{r:?}").contains("t0k"));
-        assert_eq!(classify(204, b""), Outcome::Delivered);
-        assert!(matches!(classify(503, b""), Outcome::Retry { .. }));
+        assert_eq!(classify(204, b""), Delivery::Delivered);
+        assert!(matches!(classify(503, b""), Delivery::Retry { .. }));
         assert!(matches!(
             classify(400, b""),
-            Outcome::Refused {
+            Delivery::Refused {
                 permanent: true,
                 ..
             }
         ));
         assert!(matches!(
             classify(401, b""),
-            Outcome::Refused {
+            Delivery::Refused {
                 permanent: false,
                 ..
             }

@@ -8,10 +8,10 @@ pub mod encode;
 pub mod pace;
 pub mod service;
 
-use crate::config::SiemConfig;
+use crate::config::siem::{SiemCommon, SyslogConfig};
 use crate::error::{Error, Result};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::outcome::Outcome;
 use crate::logs::record::Record;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ pub struct SyslogSink {
 }
 
 impl SyslogSink {
-    pub fn new(siem: &SiemConfig) -> Result<SyslogSink> {
+    pub fn new(siem: &SiemCommon, syslog: &SyslogConfig) -> Result<SyslogSink> {
         let ep = Endpoint::parse(&siem.url)?;
         if !matches!(ep.scheme, Scheme::Udp | Scheme::Tcp | Scheme::Tls) {
             return Err(Error::usage(format!(
@@ -33,10 +33,10 @@ impl SyslogSink {
                 siem.url
             )));
         }
-        let facility = encode::facility(&siem.facility).ok_or_else(|| {
+        let facility = encode::facility(&syslog.facility).ok_or_else(|| {
             Error::usage(format!(
-                "siem.facility {:?} is not a syslog facility (local0..local7, user, daemon, ...)",
-                siem.facility
+                "syslog.facility {:?} is not a syslog facility (local0..local7, user, daemon, ...)",
+                syslog.facility
             ))
         })?;
         let tls = if ep.tls() {
@@ -47,10 +47,10 @@ impl SyslogSink {
         let timeout = Duration::from_secs(siem.request_timeout_secs.max(1));
         Ok(SyslogSink {
             encoder: encode::Encoder {
-                format: siem.format,
+                format: syslog.format,
                 facility,
             },
-            service: service::SyslogService::new(ep, tls, timeout, siem.udp_max_per_sec),
+            service: service::SyslogService::new(ep, tls, timeout, syslog.udp_max_per_sec),
             max_datagram: MAX_DATAGRAM,
         })
     }
@@ -60,7 +60,7 @@ impl SyslogSink {
         !self.service.is_udp()
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Outcome {
+    pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let now = chrono::Utc::now();
         if self.service.is_udp() {
             let msgs: Vec<String> = records
@@ -72,13 +72,13 @@ impl SyslogSink {
                 .map(|m| encode::datagram(m, self.max_datagram))
                 .collect();
             return match self.service.send_datagrams(&grams).await {
-                Ok(()) => Outcome::Delivered,
-                Err((0, reason)) => Outcome::Retry {
+                Ok(()) => Delivery::Delivered,
+                Err((0, reason)) => Delivery::Retry {
                     reason,
                     ambiguous: false,
                 },
                 // The first `sent` went out; resend the rest (the pipeline commits the prefix).
-                Err((sent, reason)) => Outcome::Retry {
+                Err((sent, reason)) => Delivery::Retry {
                     reason,
                     ambiguous: sent > 0,
                 },

@@ -5,8 +5,8 @@
 //! Must never split a message across datagrams or write a frame partially without reconnecting.
 
 use crate::forward::conn::{self, Stream};
+use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::outcome::Outcome;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -44,12 +44,12 @@ impl SyslogService {
     }
 
     /// Write already framed bytes to the TCP/TLS stream.
-    pub async fn write_stream(&mut self, bytes: &[u8]) -> Outcome {
+    pub async fn write_stream(&mut self, bytes: &[u8]) -> Delivery {
         if self.stream.is_none() {
             match conn::connect(&self.endpoint, self.tls.as_ref(), self.timeout).await {
                 Ok(s) => self.stream = Some(s),
                 Err(reason) => {
-                    return Outcome::Retry {
+                    return Delivery::Retry {
                         reason,
                         ambiguous: false,
                     };
@@ -57,7 +57,7 @@ impl SyslogService {
             }
         }
         let Some(stream) = self.stream.as_mut() else {
-            return Outcome::Retry {
+            return Delivery::Retry {
                 reason: "no connection".into(),
                 ambiguous: false,
             };
@@ -67,17 +67,17 @@ impl SyslogService {
             stream.flush().await
         };
         match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Ok(())) => Delivery::Delivered,
             Ok(Err(e)) => {
                 self.stream = None;
-                Outcome::Retry {
+                Delivery::Retry {
                     reason: format!("write to syslog {}: {e}", self.endpoint.authority()),
                     ambiguous: true,
                 }
             }
             Err(_) => {
                 self.stream = None;
-                Outcome::Retry {
+                Delivery::Retry {
                     reason: format!("write to syslog {} timed out", self.endpoint.authority()),
                     ambiguous: true,
                 }

@@ -13,8 +13,8 @@ use super::identity::{FileId, Fingerprint};
 use crate::db::{self, Pool, ident};
 use crate::error::{Error, Result};
 use crate::logs::copy::{Row, copy_once};
-use crate::logs::partition::{self, Partition};
-use crate::logs::partitions;
+use crate::logs::partition_ddl;
+use crate::logs::partition_plan::{self, Partition};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -104,12 +104,12 @@ pub async fn commit(
     let mut client = db::get(pool).await?;
     let mut needed: Vec<Partition> = Vec::new();
     for row in rows {
-        let p = partition::containing(row.record.class(), row.ingest_date);
+        let p = partition_plan::containing(row.record.class(), row.ingest_date);
         if !needed.iter().any(|n| n.name == p.name) {
             needed.push(p);
         }
     }
-    partitions::ensure(&mut client, schema, &needed).await?;
+    partition_ddl::ensure(&mut client, schema, &needed).await?;
     client.batch_execute("BEGIN").await?;
     let result = in_transaction(&client, schema, id, path, expected, new, rows).await;
     if result.is_err() && !client.is_closed() {

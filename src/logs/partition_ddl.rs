@@ -4,7 +4,7 @@
 //! Creation runs in its own short transaction under the partitions lock ([`Lock::Partitions`]; two ingesters never race
 //! on the same CREATE) with a lock timeout, separate from any purge or COPY transaction.
 
-use super::partition::{self, Partition};
+use super::partition_plan::{self, Partition};
 use super::record::Class;
 use crate::db::locks::{self, Lock};
 use crate::db::{ident, literal};
@@ -28,8 +28,8 @@ pub async fn list(client: &Client, schema: &str) -> Result<Vec<Partition>> {
             &[
                 &schema,
                 &vec![
-                    partition::parent(Class::Debug),
-                    partition::parent(Class::Logs),
+                    partition_plan::parent(Class::Debug),
+                    partition_plan::parent(Class::Logs),
                 ],
             ],
         )
@@ -39,7 +39,7 @@ pub async fn list(client: &Client, schema: &str) -> Result<Vec<Partition>> {
         let name: String = row.get(0);
         let parent: String = row.get(1);
         let bound: String = row.get(2);
-        let class = if parent == partition::parent(Class::Debug) {
+        let class = if parent == partition_plan::parent(Class::Debug) {
             Class::Debug
         } else {
             Class::Logs
@@ -91,7 +91,7 @@ pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> 
             sql.push_str(&format!(
                 "CREATE TABLE IF NOT EXISTS {s}.{} PARTITION OF {s}.{} FOR VALUES FROM ({}) TO ({});\n",
                 ident(&p.name),
-                ident(partition::parent(p.class)),
+                ident(partition_plan::parent(p.class)),
                 literal(&p.lower.to_rfc3339()),
                 literal(&p.upper.to_rfc3339()),
             ));
@@ -127,7 +127,7 @@ pub async fn premake(
 ) -> Result<()> {
     let wanted: Vec<Partition> = classes
         .iter()
-        .flat_map(|c| partition::premake(*c, now))
+        .flat_map(|c| partition_plan::premake(*c, now))
         .collect();
     ensure(client, schema, &wanted).await
 }

@@ -3,7 +3,7 @@
 //! never carry a secret (sinks build them from status codes and the SIEM's own answer).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Delivery {
     /// Every event of the batch is acknowledged.
     Delivered,
     /// Events `[..accepted]` are acknowledged, event `accepted` is refused for good (`reason`),
