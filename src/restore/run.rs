@@ -25,8 +25,8 @@
 //! locale, and what to do when the server refuses, is decided in [`super::creation`] (pure),
 //! the names in [`super::plan`] (pure).
 
-use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::archive_offsets::{self, Indexed};
+use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
