@@ -3,6 +3,8 @@
 //! when a test needs a standby. Built on `kasm_db::pgtemp`, the same code `demo` uses.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use kasm_db::pgtemp::Cluster;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};

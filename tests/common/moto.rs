@@ -4,64 +4,34 @@
 //! uploads). `moto_server` is installed by `scripts/setup`.
 #![allow(dead_code)]
 
+use crate::common::s3::{self, Server};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-struct Moto {
-    port: u16,
-    child: std::sync::Mutex<std::process::Child>,
-}
+pub use s3::block_on;
 
-static MOTO: OnceLock<Moto> = OnceLock::new();
-static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+static MOTO: OnceLock<Server> = OnceLock::new();
 
-extern "C" fn stop_moto() {
-    if let Some(m) = MOTO.get() {
-        if let Ok(mut c) = m.child.lock() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn moto() -> &'static Moto {
+fn moto() -> &'static Server {
     MOTO.get_or_init(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start moto_server (installed by scripts/setup)");
-        // SAFETY: registering a plain extern "C" fn with atexit.
-        unsafe {
-            libc::atexit(stop_moto);
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            port,
-            child: std::sync::Mutex::new(child),
-        }
+        Server::start(
+            "moto_server",
+            |port| {
+                vec![
+                    "-H".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    port.to_string(),
+                ]
+            },
+            None,
+        )
     })
 }
 
 /// The server's URL (`http://127.0.0.1:PORT`).
 pub fn endpoint() -> String {
-    format!("http://127.0.0.1:{}", moto().port)
+    moto().endpoint()
 }
 
 /// Environment for the `kasm-db` binary to reach the server through the standard chain.
@@ -76,38 +46,18 @@ pub fn env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Run a future on a runtime shared by the test binary.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RUNTIME
-        .get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
-        .block_on(f)
-}
-
 pub fn client() -> Client {
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .force_path_style(true)
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .build();
-    Client::from_conf(conf)
+    s3::client(&endpoint(), "test")
 }
 
 /// A new, empty bucket with a unique name.
 pub fn bucket() -> String {
-    let name = format!("kasm-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    block_on(client().create_bucket().bucket(&name).send()).expect("create bucket");
-    name
+    s3::bucket(&client())
 }
 
-/// Every key in the bucket.
+/// Every key in the bucket, sorted.
 pub fn keys(bucket: &str) -> Vec<String> {
-    let out = block_on(client().list_objects_v2().bucket(bucket).send()).expect("list");
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect()
+    s3::keys(&client(), bucket)
 }
 
 /// Keys of the multipart uploads still open in the bucket.
@@ -150,21 +100,7 @@ pub fn open_parts(bucket: &str) -> usize {
 }
 
 pub fn get(bucket: &str, key: &str) -> Vec<u8> {
-    block_on(async {
-        let out = client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("get object");
-        out.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec()
-    })
+    s3::get(&client(), bucket, key)
 }
 
 pub fn put(bucket: &str, key: &str, body: Vec<u8>) {

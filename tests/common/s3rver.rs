@@ -7,69 +7,42 @@
 //! stores do.
 #![allow(dead_code)]
 
+use crate::common::s3::{self, Server};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// s3rver's built-in credentials.
 const KEY: &str = "S3RVER";
 
-struct Server {
-    port: u16,
-    child: std::sync::Mutex<std::process::Child>,
-    _data: tempfile::TempDir,
-}
-
 static SERVER: OnceLock<Server> = OnceLock::new();
-static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-
-extern "C" fn stop_server() {
-    if let Some(s) = SERVER.get() {
-        if let Ok(mut c) = s.child.lock() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         let data = tempfile::tempdir().expect("s3rver data dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("s3rver")
-            .arg("-d")
-            .arg(data.path())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start s3rver (installed by scripts/setup)");
-        // SAFETY: registering a plain extern "C" fn with atexit.
-        unsafe {
-            libc::atexit(stop_server);
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3rver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Server {
-            port,
-            child: std::sync::Mutex::new(child),
-            _data: data,
-        }
+        let dir = data.path().to_string_lossy().into_owned();
+        Server::start(
+            "s3rver",
+            |port| {
+                [
+                    "-d",
+                    &dir,
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "--silent",
+                ]
+                .map(String::from)
+                .to_vec()
+            },
+            Some(data),
+        )
     })
 }
 
 /// The server's URL by IP (`http://127.0.0.1:PORT`).
 pub fn endpoint() -> String {
-    format!("http://127.0.0.1:{}", server().port)
+    server().endpoint()
 }
 
 /// The server's URL by host name (`http://localhost:PORT`): virtual-host addressing would send
@@ -89,59 +62,22 @@ pub fn env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Run a future on a runtime shared by the test binary.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    RUNTIME
-        .get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
-        .block_on(f)
-}
-
 pub fn client() -> Client {
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(KEY, KEY, None, None, "test"))
-        .build();
-    Client::from_conf(conf)
+    s3::client(&endpoint(), KEY)
 }
 
 /// A new, empty bucket with a unique name.
 pub fn bucket() -> String {
-    let name = format!("kasm-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    block_on(client().create_bucket().bucket(&name).send()).expect("create bucket");
-    name
+    s3::bucket(&client())
 }
 
-/// Every key in the bucket.
+/// Every key in the bucket, sorted.
 pub fn keys(bucket: &str) -> Vec<String> {
-    let out = block_on(client().list_objects_v2().bucket(bucket).send()).expect("list");
-    let mut keys: Vec<String> = out
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
-    keys.sort();
-    keys
+    s3::keys(&client(), bucket)
 }
 
 pub fn get(bucket: &str, key: &str) -> Vec<u8> {
-    block_on(async {
-        let out = client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("get object");
-        out.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec()
-    })
+    s3::get(&client(), bucket, key)
 }
 
 /// Parts of multipart uploads s3rver holds for `bucket` (it cannot list them over the API:
@@ -149,7 +85,14 @@ pub fn get(bucket: &str, key: &str) -> Vec<u8> {
 /// `<data>/<bucket>/._S3rver_uploads/<upload id>/<part number>`.
 pub fn parts_on_disk(bucket: &str) -> usize {
     let mut n = 0;
-    let mut stack = vec![server()._data.path().join(bucket)];
+    let mut stack = vec![
+        server()
+            .data
+            .as_ref()
+            .expect("s3rver data dir")
+            .path()
+            .join(bucket),
+    ];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
