@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_slot_takes_the_lock_of_the_command_line_run() {
-        // `kasm-db purge` and `kasm-db vacuum` take these very locks (logs::cmd, maintenance::vacuum).
+        // `kasm-db purge` and `kasm-db vacuum` take these very locks (commands::logs, commands::vacuum).
         assert_eq!(slot_lock(Task::Purge), Some(Lock::Purge));
         assert_eq!(slot_lock(Task::Vacuum), Some(Lock::Vacuum));
         assert_eq!(slot_lock(Task::SizeSample), Some(Lock::SizeSample));

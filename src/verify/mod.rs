@@ -12,9 +12,6 @@
 //! an error; an unreachable server (exit 75) or a usage error stays an error. Never prints a
 //! password: the scratch server is described by host and port.
 
-pub mod cmd;
-pub mod demo;
-
 use crate::archive::catalog;
 use crate::archive::manifest::Manifest;
 use crate::archive::storage::Storage;

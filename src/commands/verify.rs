@@ -1,18 +1,18 @@
 //! The `backups verify [ID] [--from TARGET] [--scratch-db URL]` command: resolve the target,
 //! the scratch server and the client tools from the command line and the configuration, run
-//! [`super::verify`], and shape its report into the contract's JSON (`{"id","ok",..}`) and a
+//! [`crate::verify::verify`], and shape its report into the contract's JSON (`{"id","ok",..}`) and a
 //! sentence for people, as a failed check (exit 1) when not ok.
 //!
 //! Never prints a password: the scratch server is shown as host:port.
 
-use super::{Checked, How, Scratch, Verify};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::db::DbTarget;
 use crate::error::Result;
 use crate::output::Outcome;
 use crate::sizing::bytes;
+use crate::verify::{Checked, How, Scratch, Verify};
 use std::path::Path;
 
 /// `kasm-db backups verify`: the checksum check, or with `scratch_db` the full restore test.
@@ -40,7 +40,7 @@ pub async fn verify(
         }),
         None => How::Checksum,
     };
-    let v = super::verify(Verify {
+    let v = crate::verify::verify(Verify {
         storage: store.as_ref(),
         backup: id,
         how,

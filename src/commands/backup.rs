@@ -4,14 +4,14 @@
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
 
-use super::prune::{self, Policy};
-use super::run::{self, BackupSpec};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::archive::catalog;
 use crate::archive::manifest;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::archive::verification;
+use crate::backup::prune::{self, Policy};
+use crate::backup::run::{self, BackupSpec};
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
 use crate::output::Outcome;
@@ -107,7 +107,7 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             scratch_db,
             pg_bindir,
         } => {
-            crate::verify::cmd::verify(
+            super::verify::verify(
                 ctx,
                 from.as_deref(),
                 backup,
