@@ -31,12 +31,8 @@ pub async fn verify(
     let store = storage::open(&from, &ctx.config).await?;
     let how = match &scratch {
         Some(server) => How::RestoreTest(Scratch {
-            server,
-            key_file: ctx.config.backup.encryption_key_file.as_deref(),
             pg_bindir: pg_bindir.or(ctx.config.backup.pg_bindir.as_deref()),
-            env: &ctx.env,
-            retry: ctx.retry(),
-            progress: ctx.interactive,
+            ..Scratch::configured(server, &ctx.config, &ctx.env, ctx.interactive)
         }),
         None => How::Checksum,
     };

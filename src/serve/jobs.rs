@@ -274,14 +274,9 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 None => None,
             };
             let how = match &scratch {
-                Some(server) => How::RestoreTest(Scratch {
-                    server,
-                    key_file: env.config.backup.encryption_key_file.as_deref(),
-                    pg_bindir: env.config.backup.pg_bindir.as_deref(),
-                    env: &env.env,
-                    retry: Retry::configured(&env.config.database),
-                    progress: false,
-                }),
+                Some(server) => {
+                    How::RestoreTest(Scratch::configured(server, &env.config, &env.env, false))
+                }
                 None => How::Checksum,
             };
             let v = crate::verify::verify(Verify {
