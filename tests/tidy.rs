@@ -33,6 +33,7 @@ const PURE: &[&str] = &[
     "logs/partition_plan.rs",
     "config/duration.rs",
     "config/siem.rs",
+    "config/file_mode.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
 ];
