@@ -1,7 +1,8 @@
 //! The vacuum operation, for `kasm-db vacuum` and `serve`'s scheduled vacuum alike: reads every
-//! user table's statistics, decides with [`super::policy`] what each needs, and (unless `--dry-run`) runs it: VACUUM (ANALYZE) or ANALYZE where thresholds
-//! say so, ANALYZE on partitioned parents, and with `--full` VACUUM FULL under a lock timeout
-//! for tables with enough reclaimable space, skipping `logs` partitions purge will drop. It
+//! user table's statistics, decides with [`super::policy`] what each needs, and (unless
+//! `--dry-run`) runs it: VACUUM (ANALYZE) or ANALYZE where thresholds say so, ANALYZE on
+//! partitioned parents, and with `--full` VACUUM FULL under a lock timeout for tables with
+//! enough reclaimable space, skipping `logs` partitions purge will drop. It
 //! measures the space released; the result and its rendering (where wraparound risk cannot be
 //! missed) are in [`super::vacuum_report`].
 //!
