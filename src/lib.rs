@@ -1,13 +1,12 @@
 //! kasm-db: the database side of a Kasm Workspaces deployment, as a library behind the
 //! `kasm-db` binary. See ARCHITECTURE.md for the map.
 
-pub mod app;
 pub mod archive;
 pub mod backup;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod forward;

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(kasm_db::app::run(cli, env));
+    let result = runtime.block_on(kasm_db::commands::run(cli, env));
     // Do not wait for background tasks (connection drivers, idle pools) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {

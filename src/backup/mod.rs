@@ -6,11 +6,12 @@
 //! catalog, verification record) is [`crate::archive`]'s, shared with `restore`; here [`run`] is
 //! the pipeline, [`properties`] reads the database's own properties (owner, locale, ACL,
 //! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
-//! [`cmd`] turns it all into command outcomes, [`demo`] is the demo's stage.
+//! [`backups`] lists a target's backups and applies the policy to it.
+//! The commands (`crate::commands::backup`), `serve`'s scheduled backup and the demo call
+//! [`run::run`].
 //! Never imports `restore`. Nothing here prints or stores a password.
 
-pub mod cmd;
-pub mod demo;
+pub mod backups;
 pub mod pgdump;
 pub mod properties;
 pub mod prune;

@@ -6,6 +6,7 @@
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
 pub mod duration;
+pub mod file_mode;
 pub mod lenient;
 pub mod secret;
 pub mod siem;
@@ -157,7 +158,7 @@ pub struct BackupConfig {
     /// Mode of backup files in a directory target (objects, manifests, verification records,
     /// temporary files), an octal string; folders get x where files have r. Default "0600"
     /// (folders 0700); "0640" (folders 0750) lets the group read.
-    pub file_mode: crate::private::FileMode,
+    pub file_mode: file_mode::FileMode,
 }
 
 impl Default for BackupConfig {
@@ -173,7 +174,7 @@ impl Default for BackupConfig {
             encryption_key_file: None,
             scratch_db: None,
             pg_bindir: None,
-            file_mode: crate::private::FileMode::PRIVATE,
+            file_mode: file_mode::FileMode::PRIVATE,
         }
     }
 }
@@ -417,7 +418,7 @@ mod tests {
 
     #[test]
     fn backup_file_mode_is_octal_from_the_file_or_the_environment() {
-        use crate::private::FileMode;
+        use file_mode::FileMode;
         let c = Config::load(None, &env(&[])).unwrap();
         assert_eq!(c.backup.file_mode, FileMode::PRIVATE);
         let f = file("[backup]\nfile_mode = \"0640\"\n");

@@ -9,7 +9,7 @@
 //! | lock | held by | scope |
 //! |---|---|---|
 //! | `migrate` | `db::migrate` (waits for it; `kasm-db migrate`, `serve`'s bootstrap) | the database |
-//! | `partitions` | `logs::partitions::ensure`, for one transaction (waits) | the database |
+//! | `partitions` | `logs::partition_ddl::ensure`, for one transaction (waits) | the database |
 //! | `purge` | `kasm-db purge`, `serve`'s purge slot | the database |
 //! | `backup` | the backup operation itself, on the session that exports the snapshot (`kasm-db backup`, `serve`'s backup slot) | the database |
 //! | `vacuum` | `kasm-db vacuum`, `serve`'s vacuum slot | the database |

@@ -1,9 +1,7 @@
 //! Log ingestion and retention (issue 3): parsing records, routing by retention class,
 //! storing by binary COPY into the partitioned `logs` relation, and purging exactly.
 
-pub mod cmd;
 pub mod copy;
-pub mod demo;
 pub mod generate;
 pub mod ingest;
 pub mod partition_ddl;

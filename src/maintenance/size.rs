@@ -1,16 +1,13 @@
-//! `kasm-db size`: measures the database (size, the `logs` relation by retention class, the
+//! The size measurement of `kasm-db size` and the demo: measures the database (size, the `logs` relation by retention class, the
 //! largest tables, dead tuples, size samples) and hands the numbers to the pure judgement in
 //! [`super::assess`]. Read-only: never writes, never takes a lock beyond a plain SELECT, and
 //! works on any database (Kasm's own included) whether or not kasm-db's schema is there.
 
 use super::assess::{self, ClassStats, DeadTuples, Judgement, Measured, Status, Trend};
 use super::samples;
-use crate::app::Ctx;
-use crate::cli::SizeArgs;
 use crate::config::{Config, Window};
-use crate::db::{self, ident, migrate};
-use crate::error::{Error, Result};
-use crate::output::Outcome;
+use crate::db::{ident, migrate};
+use crate::error::Result;
 use crate::sizing::bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -273,28 +270,6 @@ async fn class_stats(
     })
 }
 
-/// `kasm-db size`.
-pub async fn size(ctx: &Ctx, args: &SizeArgs) -> Result<Outcome> {
-    let sessions = args.sessions.or(ctx.config.sizing.sessions);
-    if sessions == Some(0) {
-        return Err(Error::usage(
-            "--sessions (or sizing.sessions) must be at least 1: the expected maximum concurrent sessions",
-        ));
-    }
-    let pool = ctx.pool(1).await?;
-    let client = db::get(&pool).await?;
-    let report = measure(&client, &ctx.config, sessions).await?;
-    let text = render(&report, &ctx.db.redacted());
-    let outcome = Outcome::new(&report, text);
-    Ok(
-        if args.fail_on_exceed && report.status == Status::Exceeded {
-            outcome.failed_check()
-        } else {
-            outcome
-        },
-    )
-}
-
 fn day(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|| "-".into())
@@ -376,29 +351,4 @@ pub fn render(r: &SizeReport, target: &str) -> String {
         out.push_str(&format!("  - {a}\n"));
     }
     out
-}
-
-/// The demo's `size` stage: size the demo database for 200 sessions, in one line.
-pub async fn demo_stage(d: &mut crate::demo::Demo) -> Result<crate::demo::StageResult> {
-    let client = db::get(&d.pool).await?;
-    let sessions = d.config.sizing.sessions.or(Some(200));
-    let r = measure(&client, &d.config, sessions).await?;
-    let tier = r
-        .tier
-        .as_ref()
-        .map(|t| {
-            format!(
-                "tier {}-{} ({} CPUs/{} GB/{} GB)",
-                t.sessions_min, t.sessions_max, t.cpus, t.ram_gb, t.disk_gb
-            )
-        })
-        .unwrap_or_default();
-    Ok(crate::demo::StageResult::Done(format!(
-        "database {} with logs {} in {} rows; for {} sessions {tier}: status {}",
-        bytes(r.database_bytes),
-        bytes(r.logs_bytes),
-        r.logs_rows,
-        sessions.unwrap_or(0),
-        r.status.as_str()
-    )))
 }

@@ -1,23 +1,21 @@
-//! `kasm-db vacuum`: reads every user table's statistics, decides with [`super::policy`] what
-//! each needs, and (unless `--dry-run`) runs it: VACUUM (ANALYZE) or ANALYZE where thresholds
-//! say so, ANALYZE on partitioned parents, and with `--full` VACUUM FULL under a lock timeout
-//! for tables with enough reclaimable space, skipping `logs` partitions purge will drop. It
+//! The vacuum operation, for `kasm-db vacuum` and `serve`'s scheduled vacuum alike: reads every
+//! user table's statistics, decides with [`super::policy`] what each needs, and (unless
+//! `--dry-run`) runs it: VACUUM (ANALYZE) or ANALYZE where thresholds say so, ANALYZE on
+//! partitioned parents, and with `--full` VACUUM FULL under a lock timeout for tables with
+//! enough reclaimable space, skipping `logs` partitions purge will drop. It
 //! measures the space released; the result and its rendering (where wraparound risk cannot be
 //! missed) are in [`super::vacuum_report`].
 //!
 //! VACUUM cannot run in a transaction block: every statement goes through one plain client
 //! connection with `batch_execute`, never inside `transaction()`. `--dry-run` only reads.
-//! Never touches system catalogs.
+//! Never touches system catalogs. Takes no lock itself: its callers hold the registry's
+//! vacuum lock (`crate::commands::vacuum`, `serve`'s slot).
 
-use super::policy::{self, Action, TableStat, Wraparound};
-use super::vacuum_report::{TableReport, VacuumReport, action_word, render, wraparound_warnings};
-use crate::app::Ctx;
-use crate::cli::VacuumArgs;
+use super::policy::{self, Action, TableStat};
+use super::vacuum_report::{TableReport, VacuumReport, action_word, wraparound_warnings};
 use crate::config::Config;
-use crate::db::locks::{self, Lock};
-use crate::db::{self, ident};
+use crate::db::ident;
 use crate::error::{Error, Kind, Result};
-use crate::output::Outcome;
 use crate::sizing::bytes;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -266,35 +264,4 @@ fn fail(r: &mut TableReport, e: tokio_postgres::Error, warnings: &mut Vec<String
     ));
     r.error = Some(e.to_string());
     Ok(())
-}
-
-/// `kasm-db vacuum`.
-pub async fn vacuum(ctx: &Ctx, args: &VacuumArgs) -> Result<Outcome> {
-    let pool = ctx.pool(1).await?;
-    let client = db::get(&pool).await?;
-    if !args.dry_run {
-        // The lock serve's scheduled vacuum takes too: the two never run at once.
-        locks::hold(&client, Lock::Vacuum, &ctx.db.redacted()).await?;
-    }
-    let result = run(&client, &ctx.config, args.dry_run, args.full).await;
-    if !args.dry_run {
-        let _ = locks::unlock(&client, Lock::Vacuum).await;
-    }
-    let report = result?;
-    for w in &report.warnings {
-        tracing::warn!("{w}");
-    }
-    let critical = report.database_wraparound == Wraparound::Critical
-        || report
-            .tables
-            .iter()
-            .any(|t| t.wraparound == Some(Wraparound::Critical));
-    let failed = report.tables.iter().any(|t| t.error.is_some());
-    let text = render(&report, &ctx.db.redacted());
-    let outcome = Outcome::new(&report, text);
-    Ok(if critical || failed {
-        outcome.failed_check()
-    } else {
-        outcome
-    })
 }

@@ -3,13 +3,13 @@
 //! volume per hour by level and by application, backups over time, and the sizing tier line.
 //!
 //! Layout: the plain data types here; [`scale`] (axes, units), [`svg`] (charts) and [`page`]
-//! (the page) are pure renderers; [`query`] reads the database (read-only); [`cmd`] wires them to the command.
+//! (the page) are pure renderers; [`query`] reads the database (read-only); the
+//! command (`crate::commands::report`) wires them together and writes the page.
 //! The page must never reference anything outside itself (no scripts, styles, fonts or images
 //! from elsewhere) and must never contain a secret: it names the database as
 //! `user@host:port/dbname`, never its URL.
 
 pub mod backups;
-pub mod cmd;
 pub mod page;
 pub mod query;
 pub mod scale;

@@ -8,15 +8,13 @@
 //! [`pgrestore`] runs the real `pg_restore`, [`properties`] is pure (the SQL that carries the
 //! source database's owner, locale, privileges, settings and comment over), [`server`] is the
 //! SQL on the target server, [`progress`] the stage lines and the signals, [`run`] is the
-//! pipeline, [`cmd`] shapes command outcomes, [`demo`] holds the demo's stage. The stored
+//! pipeline. The command (`crate::commands::restore`) and the demo's stage call [`run`]. The stored
 //! backup's format is [`crate::archive`]'s; this module never imports `backup` or `verify`.
 //! It must never leave the target's existing database changed unless the restore completed
 //! and was swapped in, never drop a database it did not create, and never print a password.
 
 pub mod archive_offsets;
-pub mod cmd;
 pub mod creation;
-pub mod demo;
 pub mod fetch;
 pub mod pgrestore;
 pub mod plan;

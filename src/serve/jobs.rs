@@ -274,14 +274,9 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 None => None,
             };
             let how = match &scratch {
-                Some(server) => How::RestoreTest(Scratch {
-                    server,
-                    key_file: env.config.backup.encryption_key_file.as_deref(),
-                    pg_bindir: env.config.backup.pg_bindir.as_deref(),
-                    env: &env.env,
-                    retry: Retry::configured(&env.config.database),
-                    progress: false,
-                }),
+                Some(server) => {
+                    How::RestoreTest(Scratch::configured(server, &env.config, &env.env, false))
+                }
                 None => How::Checksum,
             };
             let v = crate::verify::verify(Verify {
@@ -321,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_slot_takes_the_lock_of_the_command_line_run() {
-        // `kasm-db purge` and `kasm-db vacuum` take these very locks (logs::cmd, maintenance::vacuum).
+        // `kasm-db purge` and `kasm-db vacuum` take these very locks (commands::logs, commands::vacuum).
         assert_eq!(slot_lock(Task::Purge), Some(Lock::Purge));
         assert_eq!(slot_lock(Task::Vacuum), Some(Lock::Vacuum));
         assert_eq!(slot_lock(Task::SizeSample), Some(Lock::SizeSample));

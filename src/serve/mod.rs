@@ -33,9 +33,9 @@ pub mod store;
 pub mod throttle;
 pub mod tls;
 
-use crate::app::Ctx;
+use crate::config::Config;
+use crate::db::DbTarget;
 use crate::error::{Error, Result};
-use crate::output::Outcome;
 use bootstrap::after_ready;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,8 +44,14 @@ use tokio::sync::{oneshot, watch};
 /// From the signal to the process returning.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 
-pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
-    let cfg = &ctx.config;
+/// Serve with the resolved configuration `cfg` on the database `db` until a signal (`Ok`) or
+/// a failure retrying cannot heal. `env` is `main.rs`'s environment snapshot (pg_dump's
+/// environment and the S3 credential chain of the scheduled backup and verify).
+pub async fn serve(
+    cfg: &Config,
+    db: &DbTarget,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
     let token = cfg
         .server
         .token
@@ -68,7 +74,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     let jobs = schedule::jobs(&cfg.schedule)?;
     let schema = cfg.database.schema.clone();
     // Connects on first use: the database may come up after us (see `bootstrap.rs`).
-    let pool = ctx.pool_unconnected(cfg.ingest.parallel.max(1) * 4 + 4)?;
+    let pool = crate::db::pool_unconnected(db, cfg.ingest.parallel.max(1) * 4 + 4)?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
@@ -123,7 +129,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     let (fatal_tx, fatal_rx) = oneshot::channel::<Error>();
     let boot = bootstrap::Bootstrap {
         pool: pool.clone(),
-        target: ctx.db.clone(),
+        target: db.clone(),
         schema: schema.clone(),
         retention: cfg.retention,
         spooling: spool.is_some(),
@@ -137,11 +143,11 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
     });
     let env = Arc::new(jobs::JobEnv {
         pool: pool.clone(),
-        target: ctx.db.clone(),
+        target: db.clone(),
         config: cfg.clone(),
         metrics: metrics.clone(),
         runner: runner_name(),
-        env: ctx.env.clone(),
+        env: env.clone(),
     });
     for job in jobs {
         tracing::info!(
@@ -253,7 +259,7 @@ pub async fn serve(ctx: &Ctx) -> Result<Outcome> {
         return Err(e);
     }
     tracing::info!("stopped");
-    Ok(Outcome::text(""))
+    Ok(())
 }
 
 /// Load the spool into the database whenever it holds something, until `stop`.

@@ -7,7 +7,6 @@
 //! commands that need the database (`size`, `vacuum`) live in `maintenance/` and call in here.
 
 pub mod agents;
-pub mod cmd;
 pub mod database;
 pub mod plan;
 pub mod proxy;

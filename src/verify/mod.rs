@@ -12,13 +12,11 @@
 //! an error; an unreachable server (exit 75) or a usage error stays an error. Never prints a
 //! password: the scratch server is described by host and port.
 
-pub mod cmd;
-pub mod demo;
-
 use crate::archive::catalog;
 use crate::archive::manifest::Manifest;
 use crate::archive::storage::Storage;
 use crate::archive::verification::{self, Verification};
+use crate::config::Config;
 use crate::db::{DbTarget, Retry};
 use crate::error::{Kind, Result};
 use crate::restore::plan::{self, Difference};
@@ -54,6 +52,27 @@ pub struct Scratch<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub retry: Retry,
     pub progress: bool,
+}
+
+impl<'a> Scratch<'a> {
+    /// The restore test on `server` as the configuration sets it up (`backup.encryption_key_file`,
+    /// `backup.pg_bindir`, the one retry policy of `database.connect_attempts`): what
+    /// `backups verify --scratch-db` and `serve`'s scheduled verify both start from.
+    pub fn configured(
+        server: &'a DbTarget,
+        config: &'a Config,
+        env: &'a BTreeMap<String, String>,
+        progress: bool,
+    ) -> Scratch<'a> {
+        Scratch {
+            server,
+            key_file: config.backup.encryption_key_file.as_deref(),
+            pg_bindir: config.backup.pg_bindir.as_deref(),
+            env,
+            retry: Retry::configured(&config.database),
+            progress,
+        }
+    }
 }
 
 /// A finished verify.

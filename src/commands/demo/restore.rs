@@ -1,15 +1,15 @@
 //! The demo's "restore" stage: restore the backup the backup stage wrote (under the demo's
 //! workdir) onto the standby cluster with the real pipeline, in one line. (The "verify" stage,
-//! the scratch restore test, is [`crate::verify::demo`]'s.) Touches only the demo's own
+//! the scratch restore test, is [`super::verify`]'s.) Touches only the demo's own
 //! clusters.
 
-use super::run::{self, RestoreSpec};
+use super::{Demo, StageResult};
 use crate::archive::catalog;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::db::{DbTarget, Retry};
-use crate::demo::{Demo, StageResult};
 use crate::error::Result;
+use crate::restore::run::{self, RestoreSpec};
 
 /// Restore the latest demo backup onto the standby, under the primary database's name.
 pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {

@@ -1,12 +1,12 @@
 //! The demo's ingest and purge stages: generated Kasm logs in (a day's worth received eight
 //! days ago plus today's), then purge applies the windows and the demo checks the result.
 
-use super::generate::write_records;
-use super::ingest::{self, IngestOptions};
-use super::purge;
-use super::reader::Source;
-use crate::demo::{Demo, StageResult};
+use super::{Demo, StageResult};
 use crate::error::{Error, Result};
+use crate::logs::generate::write_records;
+use crate::logs::ingest::{self, IngestOptions};
+use crate::logs::purge;
+use crate::logs::reader::Source;
 use chrono::{Duration, Utc};
 
 const OLD: u64 = 20_000;

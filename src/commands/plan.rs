@@ -2,12 +2,12 @@
 //! renders it: the contract's JSON, and for people one small table per role followed by the
 //! arithmetic in words. Reads no config and touches no database; bad values are usage errors.
 
-use super::agents::AgentSpec;
-use super::num;
-use super::plan::{self, Plan, PlanInput};
 use crate::cli::PlanArgs;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
+use crate::sizing::agents::AgentSpec;
+use crate::sizing::num;
+use crate::sizing::plan::{self, Plan, PlanInput};
 
 /// The flags as plan input (no validation yet; see [`PlanInput::validate`]).
 pub fn input(args: &PlanArgs) -> PlanInput {
@@ -71,10 +71,10 @@ pub fn render(p: &Plan) -> String {
     let mut out = format!(
         "Kasm deployment plan for {} concurrent sessions ({}, {} architecture), per the Kasm sizing guide\n",
         p.sessions,
-        super::webapp::use_case_word(p.use_case),
+        crate::sizing::webapp::use_case_word(p.use_case),
         match p.architecture {
-            super::Architecture::Standard => "standard",
-            super::Architecture::DirectToAgent => "direct-to-agent",
+            crate::sizing::Architecture::Standard => "standard",
+            crate::sizing::Architecture::DirectToAgent => "direct-to-agent",
         }
     );
     let w = &p.web_app;

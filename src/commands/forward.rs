@@ -6,11 +6,11 @@
 //! are durable in the spool, so a killed run resumes where it stopped (duplicates possible,
 //! loss not) and a later run of an open range sends only newer rows. Must never print the token.
 
-use super::{FinishReport, ForwardMetrics, Forwarder};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::cli::ForwardArgs;
 use crate::config::SiemConfig;
 use crate::error::{Error, Kind, Result};
+use crate::forward::{FinishReport, ForwardMetrics, Forwarder};
 use crate::logs::record::{Level, Record};
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
@@ -102,7 +102,7 @@ async fn submit(fw: &Forwarder, records: &[Record]) -> Result<()> {
     }
 }
 
-pub async fn run(ctx: &Ctx, args: &ForwardArgs) -> Result<Outcome> {
+pub async fn forward(ctx: &Ctx, args: &ForwardArgs) -> Result<Outcome> {
     let siem = ctx.config.siem.as_ref().ok_or_else(|| {
         Error::usage(
             "no SIEM is configured: add a [siem] section to the config file (kind = \"splunk-hec\" | \

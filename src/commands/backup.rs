@@ -1,26 +1,22 @@
-//! The `backup` and `backups list|verify|prune` commands: resolve the target, call the pipeline
-//! or the catalog, and shape the contract's JSON and a text for people into an [`Outcome`].
+//! The `backup` and `backups list|verify|prune` commands: resolve the target, call the
+//! operation ([`crate::backup::run`], [`crate::backup::backups`]; `backups verify` goes to
+//! [`super::verify`]), and shape the contract's JSON and a text for people into an [`Outcome`].
 //!
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
 
-use super::prune::{self, Policy};
-use super::run::{self, BackupSpec};
-use crate::app::Ctx;
-use crate::archive::catalog;
-use crate::archive::manifest;
+use super::Ctx;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::archive::verification;
+use crate::backup::prune::Policy;
+use crate::backup::run::{self, BackupSpec};
 use crate::cli::{BackupArgs, BackupsCommand};
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::sizing::bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-
-/// Leftovers of dead runs younger than this are left alone (they may be running).
-const LEFTOVER_AGE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 #[derive(Serialize)]
 struct BackupReport {
@@ -107,7 +103,7 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             scratch_db,
             pg_bindir,
         } => {
-            crate::verify::cmd::verify(
+            super::verify::verify(
                 ctx,
                 from.as_deref(),
                 backup,
@@ -141,41 +137,9 @@ async fn open(ctx: &Ctx, from: Option<&str>) -> Result<std::sync::Arc<dyn storag
     storage::open(&target, &ctx.config).await
 }
 
-#[derive(Serialize)]
-struct ListItem {
-    id: String,
-    created: DateTime<Utc>,
-    size_bytes: u64,
-    sha256: String,
-    database: String,
-    object: String,
-    exclude_logs: bool,
-    /// The tables whose data was left out.
-    excluded: Vec<String>,
-    /// Kasm's schema revision in the backup; null when the database has no `alembic_version`.
-    alembic_version: Option<String>,
-    /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
-    verified: Option<verification::Verification>,
-}
-
 async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
     let storage = open(ctx, from).await?;
-    let all = catalog::complete(storage.as_ref()).await?;
-    let mut items: Vec<ListItem> = Vec::with_capacity(all.len());
-    for m in &all {
-        items.push(ListItem {
-            id: m.id.clone(),
-            created: m.created,
-            size_bytes: m.size_bytes,
-            sha256: m.sha256.clone(),
-            database: m.database.clone(),
-            object: m.location.clone(),
-            exclude_logs: m.exclude_logs,
-            excluded: m.excluded_tables(),
-            alembic_version: m.alembic_version.clone(),
-            verified: verification::latest(storage.as_ref(), &m.id).await,
-        });
-    }
+    let items = crate::backup::backups::list(storage.as_ref()).await?;
     let mut text = if items.is_empty() {
         format!("no complete backups in {}", storage.describe())
     } else {
@@ -220,20 +184,6 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
     Ok(Outcome::new(&items, text))
 }
 
-#[derive(Serialize)]
-struct PruneReport {
-    kept: Vec<String>,
-    deleted: Vec<String>,
-    /// Backups without a manifest (dead runs) older than a day, removed.
-    leftovers_deleted: Vec<String>,
-    /// Multipart uploads of dead runs older than a day, aborted (S3).
-    uploads_aborted: Vec<String>,
-    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads); the
-    /// prune itself succeeded.
-    warnings: Vec<String>,
-    dry_run: bool,
-}
-
 async fn prune_cmd(
     ctx: &Ctx,
     from: Option<&str>,
@@ -248,57 +198,7 @@ async fn prune_cmd(
         ));
     }
     let storage = open(ctx, from).await?;
-    let objects = storage.list().await?;
-    let all = catalog::complete(storage.as_ref()).await?;
-    let decision = prune::decide(
-        &all.iter()
-            .map(|m| (m.id.clone(), m.created))
-            .collect::<Vec<_>>(),
-        policy,
-    );
-    let listing = manifest::group(&objects);
-    let stale: Vec<(String, Vec<String>)> = listing
-        .leftovers
-        .iter()
-        .filter(|(_, objs)| objs.iter().all(|o| o.modified < now - LEFTOVER_AGE))
-        .map(|(id, objs)| (id.clone(), objs.iter().map(|o| o.name.clone()).collect()))
-        .collect();
-    let mut report = PruneReport {
-        kept: decision.keep,
-        deleted: decision.delete,
-        leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
-        uploads_aborted: Vec::new(),
-        warnings: Vec::new(),
-        dry_run,
-    };
-    if !dry_run {
-        for id in &report.deleted {
-            // The manifest first: from then on the backup is no longer listed.
-            let mname = manifest::manifest_name(id);
-            storage.delete(&mname).await?;
-            for o in objects
-                .iter()
-                .filter(|o| o.name.starts_with(&format!("{id}/")))
-            {
-                if o.name != mname {
-                    storage.delete(&o.name).await?;
-                }
-            }
-        }
-        for (_, names) in &stale {
-            for n in names {
-                storage.delete(n).await?;
-            }
-        }
-        // Housekeeping: a store that cannot list or abort uploads does not fail the prune.
-        match storage.abort_stale_uploads(now - LEFTOVER_AGE).await {
-            Ok(aborted) => report.uploads_aborted = aborted,
-            Err(e) => {
-                tracing::warn!(error = %e, "stale multipart uploads were not cleaned");
-                report.warnings.push(e.to_string());
-            }
-        }
-    }
+    let report = crate::backup::backups::prune(storage.as_ref(), policy, dry_run, now).await?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     let text = format!(
         "{}: kept {} backup(s), {verb} {}{}; {verb} {} leftover(s) of dead runs{}",

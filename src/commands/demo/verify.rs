@@ -1,20 +1,20 @@
 //! The demo's "verify" stage: the full restore test of the latest demo backup (under the
 //! demo's workdir) in a scratch database on the standby cluster, through the same
-//! [`super::verify`] as `backups verify --scratch-db`. One line. Touches only the demo's own
+//! [`crate::verify::verify`] as `backups verify --scratch-db`. One line. Touches only the demo's own
 //! clusters and workdir.
 
-use super::{Checked, How, RestoreTest, Scratch, Verify};
+use super::{Demo, StageResult};
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::db::{DbTarget, Retry};
-use crate::demo::{Demo, StageResult};
 use crate::error::{Error, Result};
+use crate::verify::{Checked, How, RestoreTest, Scratch, Verify};
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
     let store = storage::open(&target, &d.config).await?;
     let scratch = DbTarget::resolve(Some(&d.standby.url("postgres")), &Default::default())?;
-    let v = super::verify(Verify {
+    let v = crate::verify::verify(Verify {
         storage: store.as_ref(),
         backup: "latest",
         how: How::RestoreTest(Scratch {

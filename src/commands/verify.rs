@@ -1,18 +1,18 @@
 //! The `backups verify [ID] [--from TARGET] [--scratch-db URL]` command: resolve the target,
 //! the scratch server and the client tools from the command line and the configuration, run
-//! [`super::verify`], and shape its report into the contract's JSON (`{"id","ok",..}`) and a
+//! [`crate::verify::verify`], and shape its report into the contract's JSON (`{"id","ok",..}`) and a
 //! sentence for people, as a failed check (exit 1) when not ok.
 //!
 //! Never prints a password: the scratch server is shown as host:port.
 
-use super::{Checked, How, Scratch, Verify};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::db::DbTarget;
 use crate::error::Result;
 use crate::output::Outcome;
 use crate::sizing::bytes;
+use crate::verify::{Checked, How, Scratch, Verify};
 use std::path::Path;
 
 /// `kasm-db backups verify`: the checksum check, or with `scratch_db` the full restore test.
@@ -31,16 +31,12 @@ pub async fn verify(
     let store = storage::open(&from, &ctx.config).await?;
     let how = match &scratch {
         Some(server) => How::RestoreTest(Scratch {
-            server,
-            key_file: ctx.config.backup.encryption_key_file.as_deref(),
             pg_bindir: pg_bindir.or(ctx.config.backup.pg_bindir.as_deref()),
-            env: &ctx.env,
-            retry: ctx.retry(),
-            progress: ctx.interactive,
+            ..Scratch::configured(server, &ctx.config, &ctx.env, ctx.interactive)
         }),
         None => How::Checksum,
     };
-    let v = super::verify(Verify {
+    let v = crate::verify::verify(Verify {
         storage: store.as_ref(),
         backup: id,
         how,

@@ -1,8 +1,27 @@
-//! Dispatch: turns a parsed [`Cli`] plus the resolved configuration into a call of the
-//! capability that does the work, and returns its [`Outcome`].
+//! The command layer: the only modules that see the command line ([`crate::cli`]), the
+//! resolved invocation ([`Ctx`]) and [`Outcome`]. Each command turns its flags and the
+//! configuration into explicit inputs of an operation (a function of a capability module that
+//! returns a typed report and never sees `Ctx`, `cli` or `Outcome`), and that report into an
+//! `Outcome`. One file per command family; [`run`] dispatches.
 //!
-//! The configuration is resolved once here (flag > env > file > default) and passed down
-//! explicitly; no capability reads the environment or the command line itself.
+//! The configuration is resolved once here (flag > env > file > default) into a [`Ctx`] and
+//! passed down explicitly; no operation reads the environment or the command line itself.
+//! Commands never hold logic an operation needs elsewhere: `serve`'s scheduled jobs and the
+//! `demo` call the same operations. Nothing here prints results or picks an exit code
+//! (`main.rs` does).
+
+pub mod backup;
+pub mod demo;
+pub mod forward;
+pub mod logs;
+pub mod migrate;
+pub mod plan;
+pub mod report;
+pub mod restore;
+pub mod serve;
+pub mod size;
+pub mod vacuum;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
@@ -67,8 +86,8 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
             return Ok(Outcome::text(crate::docs::completions(*shell)));
         }
         Command::Man => return Ok(Outcome::text(crate::docs::man_page()?)),
-        Command::Plan(args) => return crate::sizing::cmd::plan(args),
-        Command::Demo => return crate::demo::run(env).await,
+        Command::Plan(args) => return plan::plan(args),
+        Command::Demo => return demo::run(env).await,
         Command::GenLogs { count } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             crate::logs::generate::write_records(&mut out, *count, chrono::Utc::now())?;
@@ -79,34 +98,17 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
     }
     let ctx = Ctx::resolve(&cli, env)?;
     match cli.command {
-        Command::Migrate => {
-            let pool = ctx.pool(1).await?;
-            let report = db::migrate::migrate(&pool, &ctx.config.database.schema).await?;
-            let text = if report.applied.is_empty() {
-                format!(
-                    "schema {} is up to date at {}",
-                    ctx.config.database.schema, report.current
-                )
-            } else {
-                format!(
-                    "applied {} to schema {}; now at {}",
-                    report.applied.join(", "),
-                    ctx.config.database.schema,
-                    report.current
-                )
-            };
-            Ok(Outcome::new(&report, text))
-        }
-        Command::Ingest(args) => crate::logs::cmd::ingest_cmd(&ctx, &args).await,
-        Command::Purge(args) => crate::logs::cmd::purge_cmd(&ctx, &args).await,
-        Command::Serve => crate::serve::serve(&ctx).await,
-        Command::Forward(args) => crate::forward::cmd::run(&ctx, &args).await,
-        Command::Backup(args) => crate::backup::cmd::backup(&ctx, &args).await,
-        Command::Backups(cmd) => crate::backup::cmd::backups(&ctx, &cmd).await,
-        Command::Restore(args) => crate::restore::cmd::restore(&ctx, &args).await,
-        Command::Size(args) => crate::maintenance::size::size(&ctx, &args).await,
-        Command::Vacuum(args) => crate::maintenance::vacuum::vacuum(&ctx, &args).await,
-        Command::Report(args) => crate::report::cmd::report(&ctx, &args).await,
+        Command::Migrate => migrate::migrate(&ctx).await,
+        Command::Ingest(args) => logs::ingest(&ctx, &args).await,
+        Command::Purge(args) => logs::purge(&ctx, &args).await,
+        Command::Serve => serve::serve(&ctx).await,
+        Command::Forward(args) => forward::forward(&ctx, &args).await,
+        Command::Backup(args) => backup::backup(&ctx, &args).await,
+        Command::Backups(cmd) => backup::backups(&ctx, &cmd).await,
+        Command::Restore(args) => restore::restore(&ctx, &args).await,
+        Command::Size(args) => size::size(&ctx, &args).await,
+        Command::Vacuum(args) => vacuum::vacuum(&ctx, &args).await,
+        Command::Report(args) => report::report(&ctx, &args).await,
         Command::Completions { .. }
         | Command::Man
         | Command::Plan(_)

@@ -4,13 +4,13 @@
 //! Never prints the page, a URL or a secret; the only database name that reaches the page is
 //! the redacted `user@host:port/dbname`.
 
-use super::{Backups, ReportData, page, query};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::db;
 use crate::error::{Error, Result, ResultExt};
 use crate::output::Outcome;
+use crate::report::{Backups, ReportData, page, query};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -48,7 +48,7 @@ pub async fn backups_for(config: &Config) -> Backups {
             let verified = crate::archive::verification::latest(storage.as_ref(), &m.id)
                 .await
                 .map(|v| v.ok);
-            points.push(super::BackupPoint {
+            points.push(crate::report::BackupPoint {
                 id: m.id,
                 created: m.created,
                 size_bytes: m.size_bytes,

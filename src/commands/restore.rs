@@ -5,9 +5,7 @@
 //! Never prints a password: the target URL is parsed once and only its redacted form or its
 //! database name appears in output.
 
-use super::creation::PropertiesOutcome;
-use super::run::{self, RestoreSpec};
-use crate::app::Ctx;
+use super::Ctx;
 use crate::archive::catalog;
 use crate::archive::manifest::Manifest;
 use crate::archive::storage;
@@ -16,6 +14,8 @@ use crate::cli::RestoreArgs;
 use crate::db::DbTarget;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
+use crate::restore::creation::PropertiesOutcome;
+use crate::restore::run::{self, RestoreSpec};
 use crate::sizing::bytes;
 use serde::Serialize;
 

@@ -7,6 +7,12 @@
 //! server it did not start. Never reads the process environment: `main.rs`'s snapshot arrives
 //! through [`run`] and reaches the clusters and stages as [`Demo::env`].
 
+mod backup;
+mod logs;
+mod restore;
+mod size;
+mod verify;
+
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::{Error, Result};
@@ -38,16 +44,12 @@ type StageFn = for<'a> fn(&'a mut Demo) -> futures::future::BoxFuture<'a, Result
 fn stages() -> Vec<(&'static str, StageFn)> {
     vec![
         ("migrate", |d| Box::pin(stage_migrate(d))),
-        ("ingest", |d| Box::pin(crate::logs::demo::ingest_stage(d))),
-        ("purge", |d| Box::pin(crate::logs::demo::purge_stage(d))),
-        ("size", |d| {
-            Box::pin(crate::maintenance::size::demo_stage(d))
-        }),
-        ("backup", |d| Box::pin(crate::backup::demo::stage(d))),
-        ("restore", |d| {
-            Box::pin(crate::restore::demo::restore_stage(d))
-        }),
-        ("verify", |d| Box::pin(crate::verify::demo::stage(d))),
+        ("ingest", |d| Box::pin(logs::ingest_stage(d))),
+        ("purge", |d| Box::pin(logs::purge_stage(d))),
+        ("size", |d| Box::pin(size::stage(d))),
+        ("backup", |d| Box::pin(backup::stage(d))),
+        ("restore", |d| Box::pin(restore::restore_stage(d))),
+        ("verify", |d| Box::pin(verify::stage(d))),
     ]
 }
 

@@ -2,14 +2,14 @@
 //! and the purge, and their reports into an [`Outcome`]. Reject reporting (stderr, --rejects
 //! file) lives here; the pipeline only hands rejects over.
 
-use super::ingest::{self, IngestOptions, RecordSink, RejectEntry, Summary};
-use super::purge;
-use super::reader::Source;
-use crate::app::Ctx;
+use super::Ctx;
 use crate::cli::{IngestArgs, PurgeArgs};
 use crate::db;
 use crate::db::locks::{self, Lock};
 use crate::error::{Error, Result};
+use crate::logs::ingest::{self, IngestOptions, RecordSink, RejectEntry, Summary};
+use crate::logs::purge;
+use crate::logs::reader::Source;
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -31,7 +31,7 @@ pub fn parse_instant(flag: &str, text: &str) -> Result<DateTime<Utc>> {
 /// acknowledged by then stay durably spooled for the next run (the summary says how many).
 const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
+pub async fn ingest(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     let mut sources = Vec::new();
     for f in &args.files {
         if f.as_os_str() == "-" {
@@ -88,11 +88,12 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     {
         let mut client = crate::db::get(&pool).await?;
         crate::db::migrate::require_migrated(&client, &opts.schema).await?;
-        let classes: Vec<_> = super::record::Class::ALL
+        let classes: Vec<_> = crate::logs::record::Class::ALL
             .into_iter()
-            .filter(|c| !super::partition_plan::window(&opts.retention, *c).is_zero())
+            .filter(|c| !crate::logs::partition_plan::window(&opts.retention, *c).is_zero())
             .collect();
-        super::partition_ddl::premake(&mut client, &opts.schema, &classes, Utc::now()).await?;
+        crate::logs::partition_ddl::premake(&mut client, &opts.schema, &classes, Utc::now())
+            .await?;
     }
     let mut shown = 0u64;
     let mut on_reject = |r: &RejectEntry| -> Result<()> {
@@ -110,9 +111,9 @@ pub async fn ingest_cmd(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     // A SIEM sink is started only when some record will go to it.
     let forwards = ctx.config.siem.as_ref().filter(|siem| {
         siem.common.forward_all
-            || super::record::Class::ALL
+            || crate::logs::record::Class::ALL
                 .iter()
-                .any(|c| super::partition_plan::window(&opts.retention, *c).is_zero())
+                .any(|c| crate::logs::partition_plan::window(&opts.retention, *c).is_zero())
     });
     let forwarder = match forwards {
         Some(siem) => Some(crate::forward::Forwarder::start(siem, Default::default()).await?),
@@ -230,7 +231,7 @@ fn describe(s: &Summary) -> String {
     t
 }
 
-pub async fn purge_cmd(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
+pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
     let now = match &args.now {
         Some(t) => parse_instant("--now", t)?,
         None => Utc::now(),

@@ -2,10 +2,10 @@
 //! workdir with the real pipeline, re-read it against its manifest (the checksum check of
 //! [`crate::verify`]), and report the result in one line. Touches nothing else.
 
-use super::run::{self, BackupSpec};
+use super::{Demo, StageResult};
 use crate::archive::storage;
 use crate::archive::target::Target;
-use crate::demo::{Demo, StageResult};
+use crate::backup::run::{self, BackupSpec};
 use crate::error::{Error, Result};
 use crate::sizing::bytes;
 use crate::verify::{self, How, Verify};

@@ -1,0 +1,134 @@
+//! The `backups list` and `backups prune` operations on a target's storage: the complete
+//! backups with their latest verification, and applying the pure GFS policy of
+//! [`super::prune`] (delete the backups it does not keep, manifest first; leftovers of dead
+//! runs older than a day; stale multipart uploads). Typed reports; the command
+//! (`crate::commands::backup`) reads the flags and the clock and shapes the output.
+//!
+//! Never deletes a backup the policy keeps, nor a leftover that may still be running.
+
+use super::prune::{self, Policy};
+use crate::archive::catalog;
+use crate::archive::manifest;
+use crate::archive::storage::Storage;
+use crate::archive::verification;
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Leftovers of dead runs younger than this are left alone (they may be running).
+const LEFTOVER_AGE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// One complete backup, as `backups list --json` shows it.
+#[derive(Serialize)]
+pub struct Listed {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub database: String,
+    pub object: String,
+    pub exclude_logs: bool,
+    /// The tables whose data was left out.
+    pub excluded: Vec<String>,
+    /// Kasm's schema revision in the backup; null when the database has no `alembic_version`.
+    pub alembic_version: Option<String>,
+    /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
+    pub verified: Option<verification::Verification>,
+}
+
+/// The complete backups in `storage`, oldest first, each with its latest verification.
+pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
+    let all = catalog::complete(storage).await?;
+    let mut items: Vec<Listed> = Vec::with_capacity(all.len());
+    for m in &all {
+        items.push(Listed {
+            id: m.id.clone(),
+            created: m.created,
+            size_bytes: m.size_bytes,
+            sha256: m.sha256.clone(),
+            database: m.database.clone(),
+            object: m.location.clone(),
+            exclude_logs: m.exclude_logs,
+            excluded: m.excluded_tables(),
+            alembic_version: m.alembic_version.clone(),
+            verified: verification::latest(storage, &m.id).await,
+        });
+    }
+    Ok(items)
+}
+
+/// What a prune did (or, dry, would do): `backups prune --json`.
+#[derive(Serialize)]
+pub struct PruneReport {
+    pub kept: Vec<String>,
+    pub deleted: Vec<String>,
+    /// Backups without a manifest (dead runs) older than a day, removed.
+    pub leftovers_deleted: Vec<String>,
+    /// Multipart uploads of dead runs older than a day, aborted (S3).
+    pub uploads_aborted: Vec<String>,
+    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads); the
+    /// prune itself succeeded.
+    pub warnings: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// Apply `policy` to the backups in `storage` as of `now` (a dry run deletes nothing).
+pub async fn prune(
+    storage: &dyn Storage,
+    policy: Policy,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<PruneReport> {
+    let objects = storage.list().await?;
+    let all = catalog::complete(storage).await?;
+    let decision = prune::decide(
+        &all.iter()
+            .map(|m| (m.id.clone(), m.created))
+            .collect::<Vec<_>>(),
+        policy,
+    );
+    let listing = manifest::group(&objects);
+    let stale: Vec<(String, Vec<String>)> = listing
+        .leftovers
+        .iter()
+        .filter(|(_, objs)| objs.iter().all(|o| o.modified < now - LEFTOVER_AGE))
+        .map(|(id, objs)| (id.clone(), objs.iter().map(|o| o.name.clone()).collect()))
+        .collect();
+    let mut report = PruneReport {
+        kept: decision.keep,
+        deleted: decision.delete,
+        leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
+        uploads_aborted: Vec::new(),
+        warnings: Vec::new(),
+        dry_run,
+    };
+    if !dry_run {
+        for id in &report.deleted {
+            // The manifest first: from then on the backup is no longer listed.
+            let mname = manifest::manifest_name(id);
+            storage.delete(&mname).await?;
+            for o in objects
+                .iter()
+                .filter(|o| o.name.starts_with(&format!("{id}/")))
+            {
+                if o.name != mname {
+                    storage.delete(&o.name).await?;
+                }
+            }
+        }
+        for (_, names) in &stale {
+            for n in names {
+                storage.delete(n).await?;
+            }
+        }
+        // Housekeeping: a store that cannot list or abort uploads does not fail the prune.
+        match storage.abort_stale_uploads(now - LEFTOVER_AGE).await {
+            Ok(aborted) => report.uploads_aborted = aborted,
+            Err(e) => {
+                tracing::warn!(error = %e, "stale multipart uploads were not cleaned");
+                report.warnings.push(e.to_string());
+            }
+        }
+    }
+    Ok(report)
+}
