@@ -29,13 +29,20 @@ fn ok(r: Run) -> Run {
 /// A Kasm-like source whose compressed dump needs more than one multipart part (8 MiB each):
 /// users, and about 20 MB of poorly compressible text.
 fn source_db() -> String {
+    source_db_of(200_000)
+}
+
+/// A database whose dump compresses to about `rows / 20_000` MiB (md5 text).
+fn source_db_of(rows: u32) -> String {
     let url = fresh_db();
     psql(
         &url,
-        "CREATE TABLE users (id int PRIMARY KEY, name text);
-         INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 1000) i;
-         CREATE TABLE blobs AS SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) AS t
-           FROM generate_series(1, 200000) i;",
+        &format!(
+            "CREATE TABLE users (id int PRIMARY KEY, name text);
+             INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 1000) i;
+             CREATE TABLE blobs AS SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) AS t
+               FROM generate_series(1, {rows}) i;"
+        ),
     );
     url
 }
@@ -218,7 +225,10 @@ fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
 
 #[test]
 fn an_interrupted_backup_lists_nothing_where_the_store_cannot_abort_its_upload() {
-    let src = source_db();
+    // Several parts' worth, so the first part is on the store long before pg_dump could finish
+    // in one of the short slices below (with one part's worth, a busy machine let the whole
+    // backup complete before the SIGTERM).
+    let src = source_db_of(800_000);
     let bucket = s3rver::bucket();
     let to = format!("s3://{bucket}/p");
     let child = kasm_db(&["backup", "--json", "--db", &src, "--to", &to])
@@ -247,6 +257,12 @@ fn an_interrupted_backup_lists_nothing_where_the_store_cannot_abort_its_upload()
         unsafe { libc::kill(dump, libc::SIGSTOP) };
         std::thread::sleep(Duration::from_millis(100));
     }
+    // SAFETY: pg_dump is stopped, so it cannot have finished: the backup is part way.
+    assert_eq!(
+        unsafe { libc::kill(dump, 0) },
+        0,
+        "pg_dump finished before the interruption"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
