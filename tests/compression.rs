@@ -189,7 +189,10 @@ fn a_gzip_backup_is_multi_member_gzip_that_plain_gunzip_restores() {
     // multi-member one (like gunzip) reads the whole archive.
     let bytes = std::fs::read(&object).unwrap();
     let dump_bytes = m["dump_bytes"].as_u64().unwrap();
-    assert!(dump_bytes > 2 << 20, "dump too small to span blocks: {dump_bytes}");
+    assert!(
+        dump_bytes > 2 << 20,
+        "dump too small to span blocks: {dump_bytes}"
+    );
     let read_all = |mut r: Box<dyn std::io::Read>| {
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
@@ -302,7 +305,9 @@ fn a_corrupt_zstd_object_is_refused_before_the_target_is_touched() {
     let dbs = || {
         standby_sql(
             "postgres",
-            &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE starts_with(datname, '{target}')"),
+            &format!(
+                "SELECT string_agg(datname, ',') FROM pg_database WHERE starts_with(datname, '{target}')"
+            ),
         )
     };
     let r = restore(dir.path(), &standby_url(&target), &[]);
@@ -313,7 +318,10 @@ fn a_corrupt_zstd_object_is_refused_before_the_target_is_touched() {
         "{}",
         r.stderr
     );
-    assert_eq!(standby_sql(&target, "SELECT v FROM old_marker"), "before restore");
+    assert_eq!(
+        standby_sql(&target, "SELECT v FROM old_marker"),
+        "before restore"
+    );
     assert_eq!(dbs(), target);
     // The checksum check says so too.
     let v = run(kasm_db(&[

@@ -153,14 +153,14 @@ pub fn compress_block(data: &[u8], method: Method) -> Result<Vec<u8>> {
 /// The reading side: a writer that takes the compressed stream (all members or frames) and
 /// writes the decompressed bytes to `W`.
 pub enum Unpacker<W: Write> {
-    Gzip(flate2::write::MultiGzDecoder<W>),
+    Gzip(Box<flate2::write::MultiGzDecoder<W>>),
     Zstd(zstd::stream::write::Decoder<'static, W>),
 }
 
 impl<W: Write> Unpacker<W> {
     pub fn new(codec: Codec, out: W) -> Result<Unpacker<W>> {
         Ok(match codec {
-            Codec::Gzip => Unpacker::Gzip(flate2::write::MultiGzDecoder::new(out)),
+            Codec::Gzip => Unpacker::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out))),
             Codec::Zstd => Unpacker::Zstd(
                 zstd::stream::write::Decoder::new(out)
                     .map_err(|e| Error::failed(format!("zstd decoder: {e}")))?,
@@ -398,7 +398,10 @@ mod tests {
             assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
             let mut plain = Unpacker::new(method.codec, Vec::new()).unwrap();
             crate::archive::crypt::decrypt(&key, &out[..], &mut plain).unwrap();
-            assert!(plain.finish().unwrap() == input, "{method:?}: round trip differs");
+            assert!(
+                plain.finish().unwrap() == input,
+                "{method:?}: round trip differs"
+            );
         }
     }
 
@@ -423,7 +426,10 @@ mod tests {
             assert!(codec.levels().contains(&codec.default_level()));
             for level in [*codec.levels().start(), codec.default_level()] {
                 let unit = compress_block(&data[..BLOCK_BYTES], Method { codec, level }).unwrap();
-                assert!(unpack(codec, &unit) == data[..BLOCK_BYTES], "{codec:?} {level}");
+                assert!(
+                    unpack(codec, &unit) == data[..BLOCK_BYTES],
+                    "{codec:?} {level}"
+                );
             }
         }
         let e = Codec::from_kind("lz4").unwrap_err().to_string();

@@ -399,7 +399,9 @@ mod tests {
             restore_recipe("/b/x/dump.zst", None, Codec::Zstd),
             "createdb NEWDB && zstd -dc /b/x/dump.zst | pg_restore -d NEWDB"
         );
-        assert!(restore_recipe("/b/x/dump.zst.aes", Some("k1"), Codec::Zstd).contains("zstd -dc |"));
+        assert!(
+            restore_recipe("/b/x/dump.zst.aes", Some("k1"), Codec::Zstd).contains("zstd -dc |")
+        );
         assert_eq!(object_name("i", false, Codec::Gzip), "i/dump.gz");
         assert_eq!(object_name("i", true, Codec::Gzip), "i/dump.gz.aes");
         assert_eq!(object_name("i", false, Codec::Zstd), "i/dump.zst");

@@ -462,7 +462,10 @@ mod tests {
         let e = Config::load(None, &env(&[("KASM_DB_BACKUP_COMPRESSION_LEVEL", "19")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("backup.compression_level") && e.contains("0-12"), "{e}");
+        assert!(
+            e.contains("backup.compression_level") && e.contains("0-12"),
+            "{e}"
+        );
         let e = Config::load(None, &env(&[("KASM_DB_BACKUP_COMPRESSION", "lz4")])).unwrap_err();
         assert!(e.to_string().contains("KASM_DB_BACKUP_COMPRESSION"), "{e}");
     }

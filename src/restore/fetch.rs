@@ -143,7 +143,12 @@ fn decode(
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         n: 0,
     };
-    let unpacking = || format!("cannot unpack the object ({} to scratch space)", codec.name());
+    let unpacking = || {
+        format!(
+            "cannot unpack the object ({} to scratch space)",
+            codec.name()
+        )
+    };
     let mut unpacker = Unpacker::new(codec, out)?;
     match &key {
         Some(k) => {
