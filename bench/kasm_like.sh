@@ -31,6 +31,9 @@ echo "building the database: pgbench scale $SCALE + $LOG_ROWS log records..." >&
 "$bindir/psql" -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE logs_debug_all PARTITION OF logs_debug FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
 CREATE TABLE logs_logs_all PARTITION OF logs_logs FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+SQL
+if [ "${BENCH_LOGS:-varied}" = md5 ]; then
+"$bindir/psql" -X -q -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO logs (log_id, ingest_date, log_time, levelname, host, application, kasm_user_name, message, data)
 SELECT gen_random_uuid(), now() - (i || ' s')::interval, now() - (i || ' s')::interval,
        (ARRAY['DEBUG','INFO','INFO','WARNING','ERROR'])[1 + i % 5], 'kasm-agent-' || (i % 7),
@@ -38,8 +41,72 @@ SELECT gen_random_uuid(), now() - (i || ' s')::interval, now() - (i || ' s')::in
        'session ' || md5(i::text) || ' state change ' || (i % 17),
        jsonb_build_object('levelname','INFO','message','session ' || md5(i::text),'host','kasm-agent-' || (i % 7),'seq',i)
 FROM generate_series(1, $LOG_ROWS) i;
-VACUUM ANALYZE;
 SQL
+else
+# Varied records, shaped like real Kasm component logs (python-json-logger): messages from
+# templates filled with UUIDs, user names, IPs, image names and durations, free text of words,
+# and Python tracebacks on errors; `data` holds the whole record as ingest stores it.
+"$bindir/psql" -X -q -v ON_ERROR_STOP=1 -v LOG_ROWS="$LOG_ROWS" <<'SQL'
+CREATE TEMP TABLE vocab AS SELECT
+  '{the,session,agent,user,request,image,container,failed,started,stopped,timeout,connection,
+    refused,reset,retry,queue,proxy,stream,token,expired,invalid,license,zone,server,pool,
+    provision,destroy,created,resume,pause,heartbeat,upload,download,file,mapping,volume,
+    network,bridge,gpu,memory,cpu,limit,exceeded,policy,group,permission,denied,allowed,
+    cookie,redirect,login,logout,saml,oidc,ldap,sync,attribute,checking,waiting,for,after,
+    with,from,to,on,in,of,and,not,was,is,could,be,found,no,available,scheduled,cleanup,
+    recording,webhook,staging,autoscale,cast,share,join,viewer,keepalive,latency,slow,
+    query,database,redis,manager,api,rdp,vnc,kasmvnc,audio,microphone,webcam,printer,
+    clipboard,blocked,unexpected,response,status,code,payload,header,certificate,verify}'::text[] AS w,
+  '{alice,bob,carol,dave,erin,frank,grace,heidi,ivan,judy,mallory,niaj,olivia,peggy,rupert,sybil,trent,victor,walter,yusuf,zoe,liam,noah,emma,ava,mia,lucas,mateo,sofia,chen,priya,arjun,fatima,omar,hana,kenji,lena,marek,ines}'::text[] AS fst,
+  '{smith,jones,garcia,miller,davis,rodriguez,martinez,hernandez,lopez,wilson,anderson,thomas,taylor,moore,jackson,martin,lee,perez,thompson,white,harris,clark,lewis,walker,young,king,wright,scott,green,baker,adams,nelson,hill,campbell,mitchell,roberts}'::text[] AS lst,
+  '{acme.com,example.org,corp.example.net,contoso.com,fabrikam.io,globex.example}'::text[] AS dom,
+  '{kasmweb/chrome:1.16.0,kasmweb/firefox:1.16.0,kasmweb/ubuntu-jammy-desktop:1.16.0,kasmweb/vs-code:1.16.0,kasmweb/terminal:1.16.0,kasmweb/edge:1.16.1,kasmweb/libre-office:1.16.0,kasmweb/gimp:1.16.0}'::text[] AS img,
+  '{request_kasm,get_user_images,check_session,heartbeat,destroy_kasm,authenticate,get_kasm_status,provision_agent,sync_ldap,upload_file,get_settings,resume_kasm}'::text[] AS fn,
+  '{api/public,api/admin,manager/scheduler,agent/docker_client,proxy/connection,share/session,utils/database,providers/saml}'::text[] AS md,
+  '{KeyError,ValueError,TimeoutError,ConnectionResetError,psycopg2.OperationalError,docker.errors.APIError,requests.exceptions.ReadTimeout,sqlalchemy.exc.IntegrityError}'::text[] AS exc,
+  '{"result = self.session.query(Kasm).filter(Kasm.kasm_id == kasm_id).one()","response = requests.post(url, json=payload, timeout=self.timeout)","container = self.client.containers.run(**kwargs)","return self._handle(request, *args, **kwargs)","user = self.authenticate(username, password, token)","raise ValueError(f\"invalid image {image_id}\")"}'::text[] AS code;
+SELECT setseed(0.15) \g /dev/null
+INSERT INTO logs (log_id, ingest_date, log_time, levelname, host, application, kasm_user_name, message, data)
+SELECT log_id, ts, ts, lvl, host, app, usr, msg,
+       jsonb_build_object('asctime', to_char(ts, 'YYYY-MM-DD HH24:MI:SS,MS'), 'levelname', lvl,
+         'name', app || '.' || split_part(mod, '/', 2), 'application', app, 'host', host,
+         'process', pid, 'thread', tid, 'funcName', func, 'lineno', lineno, 'message', msg,
+         'kasm_user_name', usr, 'kasm_id', kasm_id, 'client_ip', ip,
+         'exc_info', CASE WHEN lvl = 'ERROR' THEN trace END)
+FROM (
+  SELECT r.*, v.*,
+    CASE WHEN lvl = 'ERROR' THEN 'Traceback (most recent call last):' || E'\n' ||
+      (SELECT string_agg(format('  File "/src/%s.py", line %s, in %s', md[1 + (random() * 7)::int],
+                                10 + (random() * 2000)::int, fn[1 + (random() * 11)::int])
+                         || E'\n    ' || code[1 + (random() * 5)::int] || left(g::text, 0), E'\n')
+       FROM generate_series(1, 2 + r.i % 5) g WHERE r.i > 0)
+      || E'\n' || exc[1 + (r.i % 8)] || ': ' || format('%s %s', w[1 + (random() * 120)::int], gen_random_uuid())
+    END AS trace,
+    CASE (r.i % 10)
+      WHEN 0 THEN format('Kasm (%s) created for user (%s) with image (%s) on agent (%s)', kasm_id, usr, img[1 + (random() * 7)::int], gen_random_uuid())
+      WHEN 1 THEN format('User (%s) authenticated from %s via %s', usr, ip, (ARRAY['password','saml','oidc','ldap'])[1 + (random() * 3)::int])
+      WHEN 2 THEN format('Heartbeat from agent (%s): %s sessions, cpu %s%%, memory %s MB free', gen_random_uuid(), (random() * 40)::int, (random() * 100)::int, (random() * 64000)::int)
+      WHEN 3 THEN format('Request %s %s completed in %s ms with status %s', (ARRAY['GET','POST','POST','DELETE'])[1 + (random() * 3)::int], '/api/public/' || fn[1 + (random() * 11)::int], (random() * 3000)::int, (ARRAY[200,200,200,400,401,403,404,500])[1 + (random() * 7)::int])
+      WHEN 4 THEN format('Destroying kasm (%s) for user (%s): %s', kasm_id, usr, (SELECT string_agg(w[1 + (random() * 120)::int] || left(g::text, 0), ' ') FROM generate_series(1, 3 + (random() * 8)::int) g WHERE r.i > 0))
+      ELSE (SELECT string_agg(w[1 + (random() * 120)::int] || left(g::text, 0), ' ') FROM generate_series(1, 4 + (random() * 14)::int) g WHERE r.i > 0)
+           || format(' (%s)', CASE WHEN r.i % 3 = 0 THEN usr ELSE kasm_id::text END)
+    END AS msg
+  FROM vocab v, LATERAL (
+    SELECT i, gen_random_uuid() AS log_id, gen_random_uuid() AS kasm_id,
+      now() - (i * interval '37 ms') AS ts,
+      (ARRAY['DEBUG','DEBUG','DEBUG','INFO','INFO','INFO','INFO','WARNING','INFO','ERROR'])[1 + (random() * 9)::int] AS lvl,
+      'kasm-' || (ARRAY['web','agent','agent','proxy'])[1 + (i % 4)] || '-' || (i % 5) AS host,
+      (ARRAY['kasm_api','kasm_manager','kasm_agent','kasm_share','kasm_proxy'])[1 + (i % 5)] AS app,
+      fst[1 + (random() * 38)::int] || '.' || lst[1 + (random() * 35)::int] || (random() * 99)::int || '@' || dom[1 + (random() * 5)::int] AS usr,
+      format('10.%s.%s.%s', (random() * 255)::int, (random() * 255)::int, (random() * 255)::int) AS ip,
+      md[1 + (random() * 7)::int] AS mod, fn[1 + (random() * 11)::int] AS func,
+      1000 + (random() * 30000)::int AS pid, 139800000000000 + (random() * 1e9)::bigint AS tid,
+      10 + (random() * 2000)::int AS lineno
+    FROM generate_series(1, :LOG_ROWS) i) r
+) s;
+SQL
+fi
+"$bindir/psql" -X -q -c 'VACUUM ANALYZE' >/dev/null
 db_bytes=$("$bindir/psql" -X -At -c "SELECT pg_database_size('bench')")
 
 # measure NAME CMD...: wall seconds and peak RSS (KiB) into $secs / $rss

@@ -1,9 +1,14 @@
-//! Parallel-block gzip with a running SHA-256: the input stream is cut into fixed-size blocks,
-//! each block becomes one complete gzip member (compressed on the blocking pool, a few at a
-//! time so both cores work), and the members are emitted in order. A multi-member gzip stream is
-//! standard (RFC 1952): plain `gunzip` reads it as one file.
+//! Parallel-block compression with a running SHA-256: the input stream is cut into fixed-size
+//! blocks, each block is compressed in one call into one self-contained unit (compressed on
+//! the blocking pool, a few at a time so both cores work), and the units are emitted in order.
 //!
-//! With a [`Sealer`], each member is also encrypted as one chunk (on the same blocking task),
+//! Two codecs ([`Codec`], `backup.compression`): gzip (the default; libdeflate, whose model is
+//! exactly "one whole buffer in one call", each block one gzip member) and zstd (each block one
+//! zstd frame, with its content checksum). Both concatenations are standard: a multi-member
+//! gzip stream is one file to plain `gunzip` (RFC 1952), concatenated zstd frames are one file
+//! to `zstd -dc`. [`Unpacker`] is the reading side, for restore.
+//!
+//! With a [`Sealer`], each unit is also encrypted as one chunk (on the same blocking task),
 //! after the object header, and a final empty chunk marks the end.
 //!
 //! Memory is bounded: at most [`IN_FLIGHT`] blocks are held. Never buffers the whole stream,
@@ -12,11 +17,11 @@
 use super::crypt::Sealer;
 use super::storage::Piece;
 use crate::error::{Error, Result};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -25,20 +30,169 @@ use tokio::sync::mpsc;
 /// The error when the receiving side (storage) has gone; the storage's own error says why.
 pub const STORAGE_STOPPED: &str = "the storage upload stopped early";
 
-/// Input bytes per gzip member.
+/// Input bytes per gzip member / zstd frame.
 pub const BLOCK_BYTES: usize = 1 << 20;
 /// Blocks compressed concurrently (2 cores plus one being read).
 pub const IN_FLIGHT: usize = 3;
+/// The default gzip level (libdeflate's scale), chosen from bench/backup.sh (BENCHMARKS.md).
+pub const GZIP_DEFAULT_LEVEL: u32 = 6;
+/// The default zstd level (zstd's own default).
+pub const ZSTD_DEFAULT_LEVEL: u32 = 3;
 
-/// Compress one block as a complete gzip member.
-pub fn gzip_block(data: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(data.len() / 3 + 64),
-        Compression::new(level.min(9)),
-    );
-    // Writing to a Vec cannot fail.
-    enc.write_all(data).expect("write to Vec");
-    enc.finish().expect("finish to Vec")
+/// How a backup object is compressed: `backup.compression`, and the manifest's
+/// `compression.kind` (manifests from before zstd say `gzip`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    /// The name in the config and the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
+
+    /// The codec a manifest's `compression.kind` names.
+    pub fn from_kind(kind: &str) -> Result<Codec> {
+        match kind {
+            "gzip" => Ok(Codec::Gzip),
+            "zstd" => Ok(Codec::Zstd),
+            other => Err(Error::failed(format!(
+                "the backup is compressed with {other:?}, which this kasm-db cannot read \
+                 (it reads gzip and zstd)"
+            ))),
+        }
+    }
+
+    pub fn default_level(self) -> u32 {
+        match self {
+            Codec::Gzip => GZIP_DEFAULT_LEVEL,
+            Codec::Zstd => ZSTD_DEFAULT_LEVEL,
+        }
+    }
+
+    /// The levels `backup.compression_level` may take: libdeflate's 0–12 (0 stores), zstd's
+    /// 1–19 (20–22 need far more memory to read back).
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Codec::Gzip => 0..=12,
+            Codec::Zstd => 1..=19,
+        }
+    }
+
+    /// The object name's extension (`dump.gz`, `dump.zst`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gz",
+            Codec::Zstd => "zst",
+        }
+    }
+
+    /// The shell command that decompresses the object to stdout (file name or stdin after it).
+    pub fn unpack_command(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gunzip -c",
+            Codec::Zstd => "zstd -dc",
+        }
+    }
+}
+
+/// A codec and its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method {
+    pub codec: Codec,
+    pub level: u32,
+}
+
+thread_local! {
+    /// One compressor per blocking-pool thread, kept for the next block at the same level.
+    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };
+    static ZSTD: RefCell<Option<(u32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Compress one block into one self-contained unit: a gzip member or a zstd frame.
+pub fn compress_block(data: &[u8], method: Method) -> Result<Vec<u8>> {
+    match method.codec {
+        Codec::Gzip => DEFLATE.with_borrow_mut(|slot| {
+            let level = method.level.min(12);
+            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+                let lvl = libdeflater::CompressionLvl::new(level as i32)
+                    .map_err(|_| Error::usage(format!("gzip level {level} is not 0-12")))?;
+                *slot = Some((level, libdeflater::Compressor::new(lvl)));
+            }
+            let (_, c) = slot.as_mut().expect("set above");
+            let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+            let n = c
+                .gzip_compress(data, &mut out)
+                .map_err(|e| Error::failed(format!("gzip compression: {e:?}")))?;
+            out.truncate(n);
+            Ok(out)
+        }),
+        Codec::Zstd => ZSTD.with_borrow_mut(|slot| {
+            let level = method.level;
+            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+                let mut c = zstd::bulk::Compressor::new(level as i32)
+                    .map_err(|e| Error::failed(format!("zstd level {level}: {e}")))?;
+                c.include_checksum(true)
+                    .map_err(|e| Error::failed(format!("zstd checksum flag: {e}")))?;
+                *slot = Some((level, c));
+            }
+            let (_, c) = slot.as_mut().expect("set above");
+            c.compress(data)
+                .map_err(|e| Error::failed(format!("zstd compression: {e}")))
+        }),
+    }
+}
+
+/// The reading side: a writer that takes the compressed stream (all members or frames) and
+/// writes the decompressed bytes to `W`.
+pub enum Unpacker<W: Write> {
+    Gzip(Box<flate2::write::MultiGzDecoder<W>>),
+    Zstd(zstd::stream::write::Decoder<'static, W>),
+}
+
+impl<W: Write> Unpacker<W> {
+    pub fn new(codec: Codec, out: W) -> Result<Unpacker<W>> {
+        Ok(match codec {
+            Codec::Gzip => Unpacker::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out))),
+            Codec::Zstd => Unpacker::Zstd(
+                zstd::stream::write::Decoder::new(out)
+                    .map_err(|e| Error::failed(format!("zstd decoder: {e}")))?,
+            ),
+        })
+    }
+
+    /// Flush what is decoded and give the writer back; fails on a stream cut off mid-unit.
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Unpacker::Gzip(d) => d.finish(),
+            Unpacker::Zstd(mut d) => {
+                d.flush()?;
+                Ok(d.into_inner())
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for Unpacker<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Unpacker::Gzip(d) => d.write(buf),
+            Unpacker::Zstd(d) => d.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Unpacker::Gzip(d) => d.flush(),
+            Unpacker::Zstd(d) => d.flush(),
+        }
+    }
 }
 
 /// SHA-256 and length of a byte stream, fed piece by piece.
@@ -70,13 +224,13 @@ pub struct Summary {
     pub sha256: String,
 }
 
-/// Read `input` to its end, compress it in parallel blocks, send the gzip members to `tx` in
+/// Read `input` to its end, compress it in parallel blocks, send the members (frames) to `tx` in
 /// order (encrypted with `sealer` if given), and call `progress` with the uncompressed byte
 /// count after each block. Does not send [`Piece::End`]: the caller decides whether the stream
 /// is complete.
 pub async fn compress_stream<R: AsyncRead + Unpin>(
     mut input: R,
-    level: u32,
+    method: Method,
     sealer: Option<Arc<Sealer>>,
     tx: &mpsc::Sender<Piece>,
     mut progress: impl FnMut(u64),
@@ -114,18 +268,18 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
                 .checked_add(1)
                 .ok_or_else(|| Error::failed("too many chunks to encrypt"))?;
             inflight.push_back(tokio::task::spawn_blocking(move || {
-                let member = gzip_block(&block, level);
-                match sealer {
-                    Some(s) => s.seal(counter, false, &member),
-                    None => member,
-                }
+                let unit = compress_block(&block, method)?;
+                Ok::<_, Error>(match sealer {
+                    Some(s) => s.seal(counter, false, &unit),
+                    None => unit,
+                })
             }));
         }
         let Some(done) = inflight.next().await else {
             break;
         };
-        let member = done.map_err(|e| Error::failed(format!("compression task: {e}")))?;
-        send(member, &mut digest)
+        let unit = done.map_err(|e| Error::failed(format!("compression task: {e}")))??;
+        send(unit, &mut digest)
             .await
             .map_err(|_| Error::failed(STORAGE_STOPPED))?;
         progress(input_bytes);
@@ -146,17 +300,48 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+
+    const GZIP: Method = Method {
+        codec: Codec::Gzip,
+        level: 6,
+    };
+    const ZSTD: Method = Method {
+        codec: Codec::Zstd,
+        level: 3,
+    };
+
+    async fn run(input: &[u8], method: Method, sealer: Option<Arc<Sealer>>) -> (Summary, Vec<u8>) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let s = compress_stream(input, method, sealer, &tx, |_| {})
+            .await
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        while let Some(Piece::Data(b)) = rx.recv().await {
+            out.extend_from_slice(&b);
+        }
+        (s, out)
+    }
+
+    fn unpack(codec: Codec, data: &[u8]) -> Vec<u8> {
+        let mut u = Unpacker::new(codec, Vec::new()).unwrap();
+        u.write_all(data).unwrap();
+        u.finish().unwrap()
+    }
+
+    /// Three and a half blocks of semi-compressible data.
+    fn sample() -> Vec<u8> {
+        (0..(BLOCK_BYTES * 7 / 2))
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect()
+    }
 
     #[tokio::test]
-    async fn multi_member_output_decompresses_to_the_input() {
-        // Three and a half blocks of semi-compressible data.
-        let input: Vec<u8> = (0..(BLOCK_BYTES * 7 / 2))
-            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
-            .collect();
+    async fn multi_member_gzip_reads_back_with_an_independent_decoder() {
+        let input = sample();
         let (tx, mut rx) = mpsc::channel(64);
         let mut seen = Vec::new();
-        let s = compress_stream(&input[..], 6, None, &tx, |n| seen.push(n))
+        let s = compress_stream(&input[..], GZIP, None, &tx, |n| seen.push(n))
             .await
             .unwrap();
         drop(tx);
@@ -168,51 +353,86 @@ mod tests {
         assert_eq!(s.input_bytes, input.len() as u64);
         assert_eq!(s.output_bytes, out.len() as u64);
         assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
+        // Four members, each a complete gzip stream (magic 1f 8b at the start).
+        assert_eq!(&out[..2], &[0x1f, 0x8b]);
         let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(&out[..])
-            .read_to_end(&mut back)
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&out[..]), &mut back)
             .unwrap();
         assert!(back == input, "round trip differs");
-        assert!(out.len() < input.len(), "not compressed");
+        assert!(out.len() < input.len() / 2, "not compressed");
+        assert!(unpack(Codec::Gzip, &out) == input, "unpacker differs");
     }
 
     #[tokio::test]
-    async fn encrypted_output_decrypts_to_a_gzip_stream_of_the_input() {
-        let key = crate::archive::crypt::Key::from_material(&[9u8; 32]).unwrap();
-        let sealer = Arc::new(Sealer::new(&key).unwrap());
-        let input: Vec<u8> = (0..(BLOCK_BYTES * 5 / 2)).map(|i| (i % 97) as u8).collect();
-        let (tx, mut rx) = mpsc::channel(64);
-        let s = compress_stream(&input[..], 6, Some(sealer), &tx, |_| {})
-            .await
-            .unwrap();
-        drop(tx);
-        let mut out = Vec::new();
-        while let Some(Piece::Data(b)) = rx.recv().await {
-            out.extend_from_slice(&b);
-        }
+    async fn zstd_frames_read_back_as_one_stream() {
+        let input = sample();
+        let (s, out) = run(&input, ZSTD, None).await;
         assert_eq!(s.output_bytes, out.len() as u64);
-        assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
-        let mut gz = Vec::new();
-        crate::archive::crypt::decrypt(&key, &out[..], &mut gz).unwrap();
-        let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(&gz[..])
-            .read_to_end(&mut back)
-            .unwrap();
+        // A zstd frame's magic number, little-endian.
+        assert_eq!(&out[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        let back = zstd::stream::decode_all(&out[..]).unwrap();
         assert!(back == input, "round trip differs");
+        assert!(out.len() < input.len() / 2, "not compressed");
+        assert!(unpack(Codec::Zstd, &out) == input, "unpacker differs");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_zstd_frame_is_an_error_not_silent_garbage() {
+        let input = sample();
+        let (_, mut out) = run(&input, ZSTD, None).await;
+        let mid = out.len() / 2;
+        out[mid] ^= 0x55;
+        let mut u = Unpacker::new(Codec::Zstd, Vec::new()).unwrap();
+        let r = u.write_all(&out).and_then(|_| u.finish().map(|_| ()));
+        assert!(r.is_err(), "a flipped byte went unnoticed");
+    }
+
+    #[tokio::test]
+    async fn encrypted_output_decrypts_to_the_compressed_stream() {
+        let key = crate::archive::crypt::Key::from_material(&[9u8; 32]).unwrap();
+        let input: Vec<u8> = (0..(BLOCK_BYTES * 5 / 2)).map(|i| (i % 97) as u8).collect();
+        for method in [GZIP, ZSTD] {
+            let sealer = Arc::new(Sealer::new(&key).unwrap());
+            let (s, out) = run(&input, method, Some(sealer)).await;
+            assert_eq!(s.output_bytes, out.len() as u64);
+            assert_eq!(s.sha256, hex::encode(Sha256::digest(&out)));
+            let mut plain = Unpacker::new(method.codec, Vec::new()).unwrap();
+            crate::archive::crypt::decrypt(&key, &out[..], &mut plain).unwrap();
+            assert!(
+                plain.finish().unwrap() == input,
+                "{method:?}: round trip differs"
+            );
+        }
     }
 
     #[tokio::test]
     async fn empty_input_sends_nothing() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let s = compress_stream(&[][..], 6, None, &tx, |_| {})
-            .await
-            .unwrap();
-        drop(tx);
-        assert!(rx.recv().await.is_none());
-        assert_eq!(s.output_bytes, 0);
-        assert_eq!(
-            s.sha256,
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        for method in [GZIP, ZSTD] {
+            let (s, out) = run(&[], method, None).await;
+            assert!(out.is_empty());
+            assert_eq!(s.output_bytes, 0);
+            assert_eq!(
+                s.sha256,
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            );
+        }
+    }
+
+    #[test]
+    fn every_allowed_level_compresses_and_names_round_trip() {
+        let data = sample();
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            assert_eq!(Codec::from_kind(codec.name()).unwrap(), codec);
+            assert!(codec.levels().contains(&codec.default_level()));
+            for level in [*codec.levels().start(), codec.default_level()] {
+                let unit = compress_block(&data[..BLOCK_BYTES], Method { codec, level }).unwrap();
+                assert!(
+                    unpack(codec, &unit) == data[..BLOCK_BYTES],
+                    "{codec:?} {level}"
+                );
+            }
+        }
+        let e = Codec::from_kind("lz4").unwrap_err().to_string();
+        assert!(e.contains("lz4"), "{e}");
     }
 }

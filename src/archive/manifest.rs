@@ -10,6 +10,7 @@
 //!
 //! Pure: no I/O. Never holds a password: the database is recorded redacted.
 
+use super::compress::Codec;
 use super::storage::ObjectInfo;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,9 @@ use std::collections::BTreeMap;
 /// Manifest format version.
 pub const FORMAT: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The object's name (gzip; `dump.zst` with zstd).
 pub const OBJECT_FILE: &str = "dump.gz";
-/// The object's name when it is encrypted by kasm-db.
+/// The object's name when it is encrypted by kasm-db (`dump.zst.aes` with zstd).
 pub const ENCRYPTED_OBJECT_FILE: &str = "dump.gz.aes";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -154,17 +156,26 @@ pub struct Setting {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Compression {
+    /// `gzip` or `zstd` ([`Codec::from_kind`]); every manifest from before zstd says `gzip`.
     pub kind: String,
     pub level: u32,
-    /// Input bytes per gzip member (the stream is multi-member; `gunzip` reads it whole).
+    /// Input bytes per gzip member or zstd frame (the stream is multi-member / multi-frame;
+    /// `gunzip` and `zstd -dc` read it whole).
     pub block_bytes: usize,
+}
+
+impl Compression {
+    /// The codec this backup's object is read with.
+    pub fn codec(&self) -> crate::error::Result<Codec> {
+        Codec::from_kind(&self.kind)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Encryption {
     /// `aes-256-gcm-stream` (see `archive::crypt`).
     pub kind: String,
-    /// Each chunk is one gzip member of up to this many uncompressed bytes.
+    /// Each chunk is one gzip member (zstd frame) of up to this many uncompressed bytes.
     pub chunk_bytes: usize,
     /// Which key (a hash prefix, not the key): restore needs the same key file.
     pub key_id: String,
@@ -198,28 +209,31 @@ pub fn manifest_name(id: &str) -> String {
     format!("{id}/{MANIFEST_FILE}")
 }
 
-pub fn object_name(id: &str, encrypted: bool) -> String {
-    if encrypted {
-        format!("{id}/{ENCRYPTED_OBJECT_FILE}")
-    } else {
-        format!("{id}/{OBJECT_FILE}")
+pub fn object_name(id: &str, encrypted: bool, codec: Codec) -> String {
+    match (codec, encrypted) {
+        (Codec::Gzip, false) => format!("{id}/{OBJECT_FILE}"),
+        (Codec::Gzip, true) => format!("{id}/{ENCRYPTED_OBJECT_FILE}"),
+        (c, false) => format!("{id}/dump.{}", c.extension()),
+        (c, true) => format!("{id}/dump.{}.aes", c.extension()),
     }
 }
 
-/// The shell recipe that restores `location` into a new database `NEWDB`. An encrypted object
-/// must be decrypted with its key first (kasm-db restore does it); the recipe says so.
-pub fn restore_recipe(location: &str, key_id: Option<&str>) -> String {
+/// The shell recipe that restores `location` into a new database `NEWDB` (`gunzip -c` or
+/// `zstd -dc` by `codec`). An encrypted object must be decrypted with its key first (kasm-db
+/// restore does it); the recipe says so.
+pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> String {
+    let unpack = codec.unpack_command();
     let fetch = if location.starts_with("s3://") {
-        format!("aws s3 cp {location} - | gunzip -c")
+        format!("aws s3 cp {location} - | {unpack}")
     } else {
-        format!("gunzip -c {location}")
+        format!("{unpack} {location}")
     };
     match key_id {
         None => format!("createdb NEWDB && {fetch} | pg_restore -d NEWDB"),
         Some(k) => format!(
             "encrypted (aes-256-gcm-stream, key id {k}): restore with `kasm-db restore` and \
              backup.encryption_key_file set to that key; the decrypted stream restores with \
-             gunzip -c | pg_restore -d NEWDB"
+             {unpack} | pg_restore -d NEWDB"
         ),
     }
 }
@@ -374,12 +388,23 @@ mod tests {
         assert!(id.starts_with("20261124T031500Z-"), "{id}");
         assert_eq!(id.len(), 23);
         assert_eq!(
-            restore_recipe("/b/x/dump.gz", None),
+            restore_recipe("/b/x/dump.gz", None, Codec::Gzip),
             "createdb NEWDB && gunzip -c /b/x/dump.gz | pg_restore -d NEWDB"
         );
         assert!(
-            restore_recipe("s3://b/p/x/dump.gz", None)
+            restore_recipe("s3://b/p/x/dump.gz", None, Codec::Gzip)
                 .starts_with("createdb NEWDB && aws s3 cp s3://b/p/x/dump.gz - | gunzip -c |")
         );
+        assert_eq!(
+            restore_recipe("/b/x/dump.zst", None, Codec::Zstd),
+            "createdb NEWDB && zstd -dc /b/x/dump.zst | pg_restore -d NEWDB"
+        );
+        assert!(
+            restore_recipe("/b/x/dump.zst.aes", Some("k1"), Codec::Zstd).contains("zstd -dc |")
+        );
+        assert_eq!(object_name("i", false, Codec::Gzip), "i/dump.gz");
+        assert_eq!(object_name("i", true, Codec::Gzip), "i/dump.gz.aes");
+        assert_eq!(object_name("i", false, Codec::Zstd), "i/dump.zst");
+        assert_eq!(object_name("i", true, Codec::Zstd), "i/dump.zst.aes");
     }
 }

@@ -11,9 +11,10 @@
 //!    starts, with what to grant. `--exclude-logs` leaves out the data of every table named
 //!    `logs` (kasm-db's partitioned one with its partitions, Kasm's own plain one).
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
-//!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks, hashed
-//!    and streamed to storage with bounded memory. No temporary file of the whole dump.
-//! 4. With `backup.encryption_key_file`, every gzip member is also sealed (AES-256-GCM stream,
+//!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks
+//!    (`backup.compression`: gzip members by libdeflate, or zstd frames), hashed and streamed
+//!    to storage with bounded memory. No temporary file of the whole dump.
+//! 4. With `backup.encryption_key_file`, every gzip member (zstd frame) is also sealed (AES-256-GCM stream,
 //!    see [`crypt`]); the manifest records the key id, never the key.
 //! 5. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
 //!
@@ -108,7 +109,8 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     refuse_unreadable(&client, job.db, &database_properties.owner).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
-    let object = manifest::object_name(&id, key.is_some());
+    let method = job.config.backup.method();
+    let object = manifest::object_name(&id, key.is_some(), method.codec);
 
     let mut cmd = tokio::process::Command::new(&pg_dump.path);
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
@@ -151,13 +153,12 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         tokio::spawn(async move { storage.put_stream(&object, rx).await })
     };
     let bar = progress_bar(job.progress);
-    let level = job.config.backup.compression_level;
     let dump_started = Instant::now();
     let produce = async {
         let dump = async {
             let tx = tx;
             let summary =
-                compress::compress_stream(stdout, level, sealer, &tx, |n| bar.set_position(n))
+                compress::compress_stream(stdout, method, sealer, &tx, |n| bar.set_position(n))
                     .await;
             if summary.is_err() {
                 let _ = child.start_kill();
@@ -224,19 +225,30 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         server_version,
         pg_dump_version: pg_dump.version.clone(),
         object: object.clone(),
-        restore: manifest::restore_recipe(&location, key.as_ref().map(|k| k.id()).as_deref()),
+        restore: manifest::restore_recipe(
+            &location,
+            key.as_ref().map(|k| k.id()).as_deref(),
+            method.codec,
+        ),
         location,
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
         dump_bytes: summary.input_bytes,
-        format_of_dump: if key.is_some() {
-            "pg_dump custom (-Fc -Z0), gzip multi-member, aes-256-gcm-stream".into()
-        } else {
-            "pg_dump custom (-Fc -Z0), gzip multi-member".into()
-        },
+        format_of_dump: format!(
+            "pg_dump custom (-Fc -Z0), {}{}",
+            match method.codec {
+                compress::Codec::Gzip => "gzip multi-member",
+                compress::Codec::Zstd => "zstd multi-frame",
+            },
+            if key.is_some() {
+                ", aes-256-gcm-stream"
+            } else {
+                ""
+            }
+        ),
         compression: manifest::Compression {
-            kind: "gzip".into(),
-            level: level.min(9),
+            kind: method.codec.name().into(),
+            level: method.level,
             block_bytes: compress::BLOCK_BYTES,
         },
         encryption: key.as_ref().map(|k| manifest::Encryption {

@@ -144,8 +144,12 @@ pub struct BackupConfig {
     pub keep_daily: Option<u32>,
     pub keep_weekly: Option<u32>,
     pub keep_monthly: Option<u32>,
-    /// gzip level 0-9 (default 3: archives within a few percent of level 6, much faster).
-    pub compression_level: u32,
+    /// How backup objects are compressed: `gzip` (default; standard multi-member gzip,
+    /// `gunzip -c | pg_restore`) or `zstd` (smaller and faster; `zstd -dc | pg_restore`).
+    pub compression: crate::archive::compress::Codec,
+    /// The level for `compression`: gzip 0-12 (libdeflate; default
+    /// [`crate::archive::compress::GZIP_DEFAULT_LEVEL`]), zstd 1-19 (default 3).
+    pub compression_level: Option<u32>,
     /// A file holding a 32-byte key (raw or hex) for client-side AES-256-GCM encryption.
     pub encryption_key_file: Option<PathBuf>,
     /// A PostgreSQL URL (a secret: it may hold a password) of a server where the scheduled
@@ -161,6 +165,22 @@ pub struct BackupConfig {
     pub file_mode: file_mode::FileMode,
 }
 
+impl BackupConfig {
+    /// The compression level in force: `compression_level`, else the codec's default.
+    pub fn level(&self) -> u32 {
+        self.compression_level
+            .unwrap_or_else(|| self.compression.default_level())
+    }
+
+    /// The codec and level backups are written with.
+    pub fn method(&self) -> crate::archive::compress::Method {
+        crate::archive::compress::Method {
+            codec: self.compression,
+            level: self.level(),
+        }
+    }
+}
+
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
@@ -170,7 +190,8 @@ impl Default for BackupConfig {
             keep_daily: None,
             keep_weekly: None,
             keep_monthly: None,
-            compression_level: 3,
+            compression: crate::archive::compress::Codec::Gzip,
+            compression_level: None,
             encryption_key_file: None,
             scratch_db: None,
             pg_bindir: None,
@@ -337,10 +358,14 @@ impl Config {
                 "database.schema {schema:?} must be a plain identifier (letters, digits, underscore)"
             )));
         }
-        if self.backup.compression_level > 9 {
-            return Err(Error::usage(
-                "backup.compression_level must be between 0 and 9",
-            ));
+        let (codec, level) = (self.backup.compression, self.backup.level());
+        if !codec.levels().contains(&level) {
+            return Err(Error::usage(format!(
+                "backup.compression_level {level} is out of range for {}: {}-{}",
+                codec.name(),
+                codec.levels().start(),
+                codec.levels().end()
+            )));
         }
         if self.ingest.max_line_bytes == 0
             || self.ingest.batch_rows == 0
@@ -414,6 +439,36 @@ mod tests {
         assert_eq!(c.database.schema, "public");
         assert_eq!(c.ingest.max_line_bytes, 1 << 20);
         assert!(c.siem.is_none());
+    }
+
+    #[test]
+    fn backup_compression_defaults_to_gzip_and_levels_follow_the_codec() {
+        use crate::archive::compress::{Codec, GZIP_DEFAULT_LEVEL};
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.backup.compression, Codec::Gzip);
+        assert_eq!(c.backup.level(), GZIP_DEFAULT_LEVEL);
+        let f = file("[backup]\ncompression = \"zstd\"\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!((c.backup.compression, c.backup.level()), (Codec::Zstd, 3));
+        let c = Config::load(
+            None,
+            &env(&[
+                ("KASM_DB_BACKUP_COMPRESSION", "zstd"),
+                ("KASM_DB_BACKUP_COMPRESSION_LEVEL", "19"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.backup.compression, c.backup.level()), (Codec::Zstd, 19));
+        // 19 is a zstd level, not a gzip one; "lz4" is no codec.
+        let e = Config::load(None, &env(&[("KASM_DB_BACKUP_COMPRESSION_LEVEL", "19")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("backup.compression_level") && e.contains("0-12"),
+            "{e}"
+        );
+        let e = Config::load(None, &env(&[("KASM_DB_BACKUP_COMPRESSION", "lz4")])).unwrap_err();
+        assert!(e.to_string().contains("KASM_DB_BACKUP_COMPRESSION"), "{e}");
     }
 
     #[test]

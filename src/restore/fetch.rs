@@ -1,14 +1,15 @@
 //! Step 1 of a restore: bring a backup's object to local scratch space as a plain pg_dump
 //! archive, checking it on the way. The stored bytes are hashed (SHA-256 and size, compared
 //! with the manifest) while they are decrypted (when kasm-db encrypted them) and decompressed
-//! into one scratch file, so the object is read once and nothing else is buffered.
+//! (gzip or zstd, as the manifest's `compression.kind` says) into one scratch file, so the
+//! object is read once and nothing else is buffered.
 //!
 //! The file is a real file because parallel `pg_restore -j` needs a seekable archive. Free
 //! space is checked first (the manifest says how large the archive is). The scratch file is
 //! removed when the returned [`Fetched`] is dropped, also when the fetch is cancelled. Never
 //! touches a database; never prints or logs the encryption key (only its public id).
 
-use crate::archive::compress::Digest;
+use crate::archive::compress::{Codec, Digest, Unpacker};
 use crate::archive::crypt::{self, Key};
 use crate::archive::manifest::Manifest;
 use crate::archive::storage::Storage;
@@ -128,7 +129,12 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-fn decode(rx: mpsc::Receiver<Bytes>, key: Option<Key>, file: std::fs::File) -> Result<u64> {
+fn decode(
+    rx: mpsc::Receiver<Bytes>,
+    key: Option<Key>,
+    codec: Codec,
+    file: std::fs::File,
+) -> Result<u64> {
     let mut reader = ChannelReader {
         rx,
         cur: Bytes::new(),
@@ -137,24 +143,25 @@ fn decode(rx: mpsc::Receiver<Bytes>, key: Option<Key>, file: std::fs::File) -> R
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         n: 0,
     };
-    let mut gz = flate2::write::MultiGzDecoder::new(out);
+    let unpacking = || {
+        format!(
+            "cannot unpack the object ({} to scratch space)",
+            codec.name()
+        )
+    };
+    let mut unpacker = Unpacker::new(codec, out)?;
     match &key {
         Some(k) => {
-            crypt::decrypt(k, &mut reader, &mut gz)?;
+            crypt::decrypt(k, &mut reader, &mut unpacker)?;
         }
         None => {
-            std::io::copy(&mut reader, &mut gz).map_err(|e| {
-                Error::failed(format!(
-                    "cannot unpack the object (gunzip to scratch space): {e}"
-                ))
-            })?;
+            std::io::copy(&mut reader, &mut unpacker)
+                .map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
         }
     }
-    let mut out = gz.finish().map_err(|e| {
-        Error::failed(format!(
-            "cannot unpack the object (gunzip to scratch space): {e}"
-        ))
-    })?;
+    let mut out = unpacker
+        .finish()
+        .map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
     out.flush()?;
     Ok(out.n)
 }
@@ -168,6 +175,7 @@ pub async fn fetch(
     scratch_dir: &Path,
     progress: impl Fn(u64),
 ) -> Result<Fetched> {
+    let codec = m.compression.codec()?;
     let free = free_bytes(scratch_dir)?;
     check_space(scratch_dir, m.dump_bytes, free)?;
     let Some(mut object) = storage.get(&m.object).await? else {
@@ -190,7 +198,7 @@ pub async fn fetch(
         })?;
     let (file, path) = tmp.into_parts();
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, file));
+    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, codec, file));
     let mut digest = Digest::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut tx = Some(tx);
