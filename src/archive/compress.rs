@@ -16,10 +16,10 @@
 
 use super::crypt::Sealer;
 use super::storage::Piece;
+pub use crate::config::compression::{Codec, GZIP_DEFAULT_LEVEL, Method, ZSTD_DEFAULT_LEVEL};
 use crate::error::{Error, Result};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::io::Write;
@@ -34,82 +34,6 @@ pub const STORAGE_STOPPED: &str = "the storage upload stopped early";
 pub const BLOCK_BYTES: usize = 1 << 20;
 /// Blocks compressed concurrently (2 cores plus one being read).
 pub const IN_FLIGHT: usize = 3;
-/// The default gzip level (libdeflate's scale), chosen from bench/backup.sh (BENCHMARKS.md).
-pub const GZIP_DEFAULT_LEVEL: u32 = 6;
-/// The default zstd level (zstd's own default).
-pub const ZSTD_DEFAULT_LEVEL: u32 = 3;
-
-/// How a backup object is compressed: `backup.compression`, and the manifest's
-/// `compression.kind` (manifests from before zstd say `gzip`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-impl Codec {
-    /// The name in the config and the manifest.
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gzip",
-            Codec::Zstd => "zstd",
-        }
-    }
-
-    /// The codec a manifest's `compression.kind` names.
-    pub fn from_kind(kind: &str) -> Result<Codec> {
-        match kind {
-            "gzip" => Ok(Codec::Gzip),
-            "zstd" => Ok(Codec::Zstd),
-            other => Err(Error::failed(format!(
-                "the backup is compressed with {other:?}, which this kasm-db cannot read \
-                 (it reads gzip and zstd)"
-            ))),
-        }
-    }
-
-    pub fn default_level(self) -> u32 {
-        match self {
-            Codec::Gzip => GZIP_DEFAULT_LEVEL,
-            Codec::Zstd => ZSTD_DEFAULT_LEVEL,
-        }
-    }
-
-    /// The levels `backup.compression_level` may take: libdeflate's 0–12 (0 stores), zstd's
-    /// 1–19 (20–22 need far more memory to read back).
-    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            Codec::Gzip => 0..=12,
-            Codec::Zstd => 1..=19,
-        }
-    }
-
-    /// The object name's extension (`dump.gz`, `dump.zst`).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gz",
-            Codec::Zstd => "zst",
-        }
-    }
-
-    /// The shell command that decompresses the object to stdout (file name or stdin after it).
-    pub fn unpack_command(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gunzip -c",
-            Codec::Zstd => "zstd -dc",
-        }
-    }
-}
-
-/// A codec and its level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Method {
-    pub codec: Codec,
-    pub level: u32,
-}
-
 thread_local! {
     /// One compressor per blocking-pool thread, kept for the next block at the same level.
     static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor)>> = const { RefCell::new(None) };

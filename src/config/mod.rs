@@ -5,6 +5,7 @@
 //! testable. Unknown keys are errors that name the key and where it came from (file or variable).
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
+pub mod compression;
 pub mod duration;
 pub mod file_mode;
 pub mod lenient;
@@ -146,9 +147,9 @@ pub struct BackupConfig {
     pub keep_monthly: Option<u32>,
     /// How backup objects are compressed: `gzip` (default; standard multi-member gzip,
     /// `gunzip -c | pg_restore`) or `zstd` (smaller and faster; `zstd -dc | pg_restore`).
-    pub compression: crate::archive::compress::Codec,
+    pub compression: compression::Codec,
     /// The level for `compression`: gzip 0-12 (libdeflate; default
-    /// [`crate::archive::compress::GZIP_DEFAULT_LEVEL`]), zstd 1-19 (default 3).
+    /// [`compression::GZIP_DEFAULT_LEVEL`]), zstd 1-19 (default 3).
     pub compression_level: Option<u32>,
     /// A file holding a 32-byte key (raw or hex) for client-side AES-256-GCM encryption.
     pub encryption_key_file: Option<PathBuf>,
@@ -173,8 +174,8 @@ impl BackupConfig {
     }
 
     /// The codec and level backups are written with.
-    pub fn method(&self) -> crate::archive::compress::Method {
-        crate::archive::compress::Method {
+    pub fn method(&self) -> compression::Method {
+        compression::Method {
             codec: self.compression,
             level: self.level(),
         }
@@ -190,7 +191,7 @@ impl Default for BackupConfig {
             keep_daily: None,
             keep_weekly: None,
             keep_monthly: None,
-            compression: crate::archive::compress::Codec::Gzip,
+            compression: compression::Codec::Gzip,
             compression_level: None,
             encryption_key_file: None,
             scratch_db: None,
@@ -443,7 +444,7 @@ mod tests {
 
     #[test]
     fn backup_compression_defaults_to_gzip_and_levels_follow_the_codec() {
-        use crate::archive::compress::{Codec, GZIP_DEFAULT_LEVEL};
+        use compression::{Codec, GZIP_DEFAULT_LEVEL};
         let c = Config::load(None, &env(&[])).unwrap();
         assert_eq!(c.backup.compression, Codec::Gzip);
         assert_eq!(c.backup.level(), GZIP_DEFAULT_LEVEL);
