@@ -185,7 +185,9 @@ fn remaining_messages(url: &str) -> String {
 fn is_partition(url: &str, name: &str) -> bool {
     psql(
         url,
-        &format!("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = '{name}'"),
+        &format!(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = '{name}'"
+        ),
     ) == "1"
 }
 
@@ -229,7 +231,7 @@ fn a_held_partition_is_left_out_of_its_batch_and_emptied_while_the_rest_are_drop
     let v = purge_beside(&url, r);
     assert_eq!(v["debug_deleted"].as_u64(), Some(expired.debug_rows), "{v}");
     assert_eq!(v["logs_deleted"].as_u64(), Some(expired.logs_rows), "{v}");
-    assert_eq!(names(&v, "deferred"), [held.clone()]);
+    assert_eq!(names(&v, "deferred"), [held.as_str()]);
     let mut want: Vec<String> = expired.logs.clone();
     want.extend(expired.debug.iter().filter(|n| **n != held).cloned());
     assert_eq!(names(&v, "dropped"), want);
@@ -240,7 +242,7 @@ fn a_held_partition_is_left_out_of_its_batch_and_emptied_while_the_rest_are_drop
     assert_eq!(drop_transactions(&url, "logs\\_debug\\_p%"), 2);
     // With the reader gone, the next run drops it.
     let v = purge(&url);
-    assert_eq!(names(&v, "dropped"), [held.clone()]);
+    assert_eq!(names(&v, "dropped"), [held.as_str()]);
     assert_eq!(v["debug_deleted"].as_u64(), Some(0), "{v}");
     assert!(!is_partition(&url, &held));
 }

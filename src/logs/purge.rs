@@ -267,11 +267,7 @@ async fn drop_batch(
 ) -> Result<Option<Vec<u64>>> {
     let tables: Vec<String> = parts.iter().map(|p| table(schema, p)).collect();
     let list = tables.join(", ");
-    let parent = format!(
-        "{}.{}",
-        ident(schema),
-        ident(partition_plan::parent(class))
-    );
+    let parent = format!("{}.{}", ident(schema), ident(partition_plan::parent(class)));
     let failed = |e: tokio_postgres::Error| {
         let names: Vec<_> = parts.iter().map(|p| p.name.as_str()).collect();
         crate::Error::from(e).context(format!("cannot drop partitions {}", names.join(", ")))
