@@ -3,7 +3,8 @@
 # M expired rows spread over 10 days (received 18 to 8 days ago: 240 hourly debug partitions and
 # 10 daily ones) beside FRESH rows received now; kasm-db purge vs DELETE of the same rows from an
 # identical plain table (same indexes plus a btree on ingest_date); and the filesystem's floor:
-# the time to `rm` one file of the bytes purge gave back. Then the latency of a concurrent
+# the time to `rm` one file of the bytes purge gave back, and to `rm` files of the same sizes as
+# the ones purge emptied (a partition is 5-7 relations, each a file or more). Then the latency of a concurrent
 # `kasm-db serve` load (bench/serve.sh's client) without and with a purge of SERVE_ROWS expired
 # rows running, over the whole run and over the requests in flight during the purge.
 # Usage: bench/purge.sh [SIZES="400000 4000000"]
@@ -70,11 +71,14 @@ for M in $SIZES; do
   before=$(parts_bytes "$db")
   # Both start clean: the pages DELETE dirtied are written out before purge is timed.
   "${PSQL[@]}" -d "$db" -c "CHECKPOINT"; sync
+  dbdir="$WORK/main/data/base/$("${PSQL[@]}" -At -c "SELECT oid FROM pg_database WHERE datname = '$db'")"
+  find "$dbdir" -type f -printf '%f %s\n' > "$WORK/files.before"
   t0=$(now)
   KASM_DB_URL="postgres://postgres@127.0.0.1:$PORT/$db" "$KASM_DB" -q purge --json > "$WORK/purge.json"
   t1=$(now)
   purge_s=$(elapsed "$t0" "$t1")
   after=$(parts_bytes "$db")
+  find "$dbdir" -type f -printf '%f %s\n' > "$WORK/files.after"
   read -r deleted dropped deferred < <(python3 -c "import json; d=json.load(open('$WORK/purge.json')); print(d['debug_deleted'] + d['logs_deleted'], d['partitions_dropped'], len(d['deferred']))")
   [ "$deleted" = "$M" ] || { echo "purge deleted $deleted of $M"; exit 1; }
   # The floor: remove one file of the bytes purge freed, on the same filesystem, written out first.
@@ -82,14 +86,32 @@ for M in $SIZES; do
   dd if=/dev/zero of="$WORK/main/floor" bs=1M count=$((freed / 1048576)) conv=fsync status=none; sync
   t0=$(now); rm "$WORK/main/floor"; t1=$(now)
   rm_s=$(elapsed "$t0" "$t1")
-  echo "DELETE ${del_s} s; purge ${purge_s} s ($dropped partitions dropped, $deferred deferred, $((freed / 1048576)) MB freed); rm of $((freed / 1048576)) MB ${rm_s} s"
-  ROWS+=("| $M | ${del_s} s | ${purge_s} s | $(ratio "$purge_s" "$del_s")× | $dropped | $((freed / 1048576)) MB | ${rm_s} s | $(python3 -c "print(f'{$purge_s - $rm_s:.3f}')") s |")
+  # The floor for the same files: the files purge emptied or removed, recreated at their sizes.
+  nfiles=$(python3 - "$WORK/files.before" "$WORK/files.after" "$WORK/main/floor.d" <<'PY'
+import os, sys
+before = dict(l.split() for l in open(sys.argv[1]))
+after = dict(l.split() for l in open(sys.argv[2]))
+gone = [(f, int(n)) for f, n in before.items() if int(n) > 0 and int(after.get(f, 0)) == 0]
+os.makedirs(sys.argv[3])
+block = b"\0" * (1 << 20)
+for f, n in gone:
+    with open(os.path.join(sys.argv[3], f), "wb") as out:
+        while n > 0:
+            n -= out.write(block[:min(n, len(block))])
+print(len(gone))
+PY
+)
+  sync
+  t0=$(now); rm -r "$WORK/main/floor.d"; t1=$(now)
+  files_s=$(elapsed "$t0" "$t1")
+  echo "DELETE ${del_s} s; purge ${purge_s} s ($dropped partitions dropped, $deferred deferred, $((freed / 1048576)) MB freed); rm of $((freed / 1048576)) MB ${rm_s} s; rm of the same $nfiles files ${files_s} s"
+  ROWS+=("| $M | ${del_s} s | ${purge_s} s | $(ratio "$purge_s" "$del_s")× | $dropped | $((freed / 1048576)) MB | ${rm_s} s | $nfiles: ${files_s} s | $(python3 -c "print(f'{$purge_s - $files_s:.3f}')") s |")
   "${PSQL[@]}" -c "DROP DATABASE $db"
 done
 echo
-echo "== purge vs DELETE (target at 4M: <= 0.1x, aim 0.05x); floor = rm of a file of the bytes purge freed"
-echo "| expired rows | DELETE | kasm-db purge | purge/DELETE | partitions dropped | freed | rm floor | purge - floor |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "== purge vs DELETE (target at 4M: <= 0.1x, aim 0.05x); floors: rm of one file of the bytes purge freed, and of the same files"
+echo "| expired rows | DELETE | kasm-db purge | purge/DELETE | partitions dropped | freed | rm of one file that size | rm of the same files | purge - rm of the files |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 
 [ "$SERVE_ROWS" -gt 0 ] || exit 0

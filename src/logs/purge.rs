@@ -8,8 +8,8 @@
 //! the next round; one that stays locked through [`DROP_ROUNDS`] rounds is emptied by DELETE
 //! instead (row locks only, never blocked by readers) so the windows still hold exactly, and is
 //! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction.
-//! `dry_run` only counts. Never waits for a lock longer than [`LOCK_TIMEOUT`] per statement,
-//! and never changes a partition the plan does not name.
+//! `dry_run` only counts. Never waits longer than [`LOCK_TIMEOUT_MS`] for a lock ingest may be
+//! queued behind (a class's parent), and never changes a partition the plan does not name.
 
 use super::partition_ddl;
 use super::partition_plan::{self, Action, Partition};
@@ -19,12 +19,12 @@ use crate::db::{self, Pool, ident};
 use crate::error::{Result, ResultExt};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-/// How long one purge statement may wait for a lock.
-const LOCK_TIMEOUT: &str = "500ms";
+/// How long one purge statement may wait for a lock that ingest may be queued behind (ms).
+const LOCK_TIMEOUT_MS: u64 = 500;
 /// How many rounds purge tries to drop a partition before emptying it instead.
 const DROP_ROUNDS: u32 = 3;
 /// The most partitions one transaction drops. The class's parent stays locked (ACCESS
@@ -183,7 +183,10 @@ struct DropOutcome {
 /// transaction. Each round first asks which of them another session holds a lock on (a long
 /// reader) and leaves those out, so the rest are dropped together; a batch whose locks time out
 /// anyway (the class's parent is busy, or a reader arrived meanwhile) goes to the next round
-/// with the rest of its class. What is left after [`DROP_ROUNDS`] rounds is returned.
+/// with the rest of its class. Partitions only autovacuum holds are batched apart and waited for
+/// past `deadlock_timeout`, when PostgreSQL cancels the autovacuum in favour of the waiter (no
+/// ingest waits meanwhile: the parent is locked after the partitions). What is left after
+/// [`DROP_ROUNDS`] rounds is returned.
 async fn drop_expired(
     client: &mut Client,
     schema: &str,
@@ -191,6 +194,7 @@ async fn drop_expired(
 ) -> Result<DropOutcome> {
     let mut dropped = Vec::with_capacity(parts.len());
     let mut pending = parts;
+    let mut vacuum_wait_ms = None;
     for round in 1..=DROP_ROUNDS {
         if pending.is_empty() {
             break;
@@ -198,15 +202,32 @@ async fn drop_expired(
         let held = held_by_others(client, schema, &pending).await?;
         let mut next = Vec::new();
         for class in Class::ALL {
-            let (free, busy): (Vec<Partition>, Vec<Partition>) = pending
-                .iter()
-                .filter(|p| p.class == class)
-                .cloned()
-                .partition(|p| !held.contains(&p.name));
-            next.extend(busy);
-            let mut chunks = free.chunks(DROP_BATCH);
-            for chunk in chunks.by_ref() {
-                match drop_batch(client, schema, class, chunk).await? {
+            let mut free = Vec::new();
+            let mut vacuumed = Vec::new();
+            for p in pending.iter().filter(|p| p.class == class) {
+                match held.get(&p.name) {
+                    None => free.push(p.clone()),
+                    Some(Holder::Autovacuum) => vacuumed.push(p.clone()),
+                    Some(Holder::Session) => next.push(p.clone()),
+                }
+            }
+            let mut batches: Vec<(&[Partition], u64)> = free
+                .chunks(DROP_BATCH)
+                .map(|c| (c, LOCK_TIMEOUT_MS))
+                .collect();
+            if !vacuumed.is_empty() {
+                let wait = match vacuum_wait_ms {
+                    Some(ms) => ms,
+                    None => {
+                        let ms = deadlock_timeout_ms(client).await? + LOCK_TIMEOUT_MS;
+                        *vacuum_wait_ms.insert(ms)
+                    }
+                };
+                batches.extend(vacuumed.chunks(DROP_BATCH).map(|c| (c, wait)));
+            }
+            let mut batches = batches.into_iter();
+            for (chunk, wait_ms) in batches.by_ref() {
+                match drop_batch(client, schema, class, chunk, wait_ms).await? {
                     Some(counts) => dropped.extend(chunk.iter().cloned().zip(counts)),
                     None => {
                         tracing::debug!(round, class = ?class, partitions = chunk.len(), "lock not available");
@@ -216,7 +237,7 @@ async fn drop_expired(
                 }
             }
             // After a timeout the class's parent is busy: the rest wait for the next round.
-            for chunk in chunks {
+            for (chunk, _) in batches {
                 next.extend_from_slice(chunk);
             }
         }
@@ -231,39 +252,72 @@ async fn drop_expired(
     })
 }
 
-/// The names of those `parts` some other session holds any lock on now (every lock conflicts
-/// with the ACCESS EXCLUSIVE lock DROP needs).
+/// Who holds a lock on a partition purge wants to drop.
+enum Holder {
+    /// Only autovacuum workers, which PostgreSQL cancels for a waiter after `deadlock_timeout`.
+    Autovacuum,
+    /// Some other session (a reader): waiting would be long.
+    Session,
+}
+
+/// Those `parts` some other session holds any lock on now (every lock conflicts with the ACCESS
+/// EXCLUSIVE lock DROP needs), by name.
 async fn held_by_others(
     client: &Client,
     schema: &str,
     parts: &[Partition],
-) -> Result<HashSet<String>> {
+) -> Result<HashMap<String, Holder>> {
     let tables: Vec<String> = parts.iter().map(|p| table(schema, p)).collect();
     let rows = client
         .query(
-            "SELECT t.i FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
-             WHERE EXISTS (SELECT 1 FROM pg_locks l
-                           WHERE l.locktype = 'relation' AND l.granted
-                             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                             AND l.relation = t.name::regclass
-                             AND l.pid IS DISTINCT FROM pg_backend_pid())",
+            "SELECT t.i, bool_and(coalesce(a.backend_type = 'autovacuum worker', false))
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+             JOIN pg_locks l ON l.locktype = 'relation' AND l.granted
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.relation = t.name::regclass
+                 AND l.pid IS DISTINCT FROM pg_backend_pid()
+             LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+             GROUP BY t.i",
             &[&tables],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| parts[(r.get::<_, i64>(0) - 1) as usize].name.clone())
+        .map(|r| {
+            let name = parts[(r.get::<_, i64>(0) - 1) as usize].name.clone();
+            let holder = if r.get(1) {
+                Holder::Autovacuum
+            } else {
+                Holder::Session
+            };
+            (name, holder)
+        })
         .collect())
 }
 
+/// The server's `deadlock_timeout` in milliseconds.
+async fn deadlock_timeout_ms(client: &Client) -> Result<u64> {
+    let ms: f64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::float8",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(ms.max(0.0) as u64)
+}
+
 /// Drop `parts` (all of `class`) in one transaction, counting their rows under the same locks:
-/// the class's parent first (the order ingest locks in), then the partitions, in one statement
-/// each. None when a lock was not had within [`LOCK_TIMEOUT`] (nothing changed).
+/// the partitions first, waiting up to `wait_ms` (readers of these old partitions only wait
+/// behind that; ingest never writes to them), then the class's parent, waiting at most
+/// [`LOCK_TIMEOUT_MS`] (ingest of the class waits behind that). None when a lock was not had in
+/// time (nothing changed).
 async fn drop_batch(
     client: &mut Client,
     schema: &str,
     class: Class,
     parts: &[Partition],
+    wait_ms: u64,
 ) -> Result<Option<Vec<u64>>> {
     let tables: Vec<String> = parts.iter().map(|p| table(schema, p)).collect();
     let list = tables.join(", ");
@@ -275,9 +329,10 @@ async fn drop_batch(
     let tx = client.transaction().await?;
     let locked = tx
         .batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';
-             LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE;
-             LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE"
+            "SET LOCAL lock_timeout = '{wait_ms}ms';
+             LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE;
+             SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms';
+             LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE"
         ))
         .await;
     match locked {
@@ -304,7 +359,7 @@ async fn delete_before(
 ) -> Result<u64> {
     let table = table(schema, p);
     client
-        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
         .await?;
     let n = client
         .execute(
