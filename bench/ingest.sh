@@ -4,6 +4,8 @@
 #    table vs batched INSERTs of 50 rows (what Kasm does today);
 #  - purge of M expired rows: kasm-db purge vs DELETE of the same rows from an identical plain
 #    table, with the relation sizes after;
+#    (bench/purge.sh measures purge at 400k and 4M rows over 10 days, with the rm floor and
+#    serve latency during a purge);
 #  - peak RSS of kasm-db ingest on a large file (BIG_MB, default 1024).
 # Usage: bench/ingest.sh [N=300000] [M=400000]   (BIG_MB=0 skips the memory run)
 source "$(dirname "$0")/lib.sh"

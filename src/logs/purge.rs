@@ -1,11 +1,15 @@
 //! `purge`: carry out the exact retention plan of `partition_plan::plan_purge` on the database.
 //!
-//! Whole partitions are dropped; the boundary partition of each class has only its expired rows
-//! deleted. Every statement runs under a short `lock_timeout` so purge never queues for long in
-//! front of ingest behind a long reader; a partition that stays locked is emptied by DELETE
+//! Whole partitions are dropped, many per transaction (one lock round-trip and one COMMIT for up
+//! to [`DROP_BATCH`] partitions of a class); the boundary partition of each class has only its
+//! expired rows deleted. Every statement runs under a short `lock_timeout` so purge never queues
+//! for long in front of ingest behind a long reader. Partitions another session holds a lock on
+//! are left out of a batch (so one held partition never fails the others) and tried again in
+//! the next round; one that stays locked through [`DROP_ROUNDS`] rounds is emptied by DELETE
 //! instead (row locks only, never blocked by readers) so the windows still hold exactly, and is
 //! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction.
-//! `dry_run` only counts.
+//! `dry_run` only counts. Never waits longer than [`LOCK_TIMEOUT_MS`] for a lock ingest may be
+//! queued behind (a class's parent), and never changes a partition the plan does not name.
 
 use super::partition_ddl;
 use super::partition_plan::{self, Action, Partition};
@@ -15,11 +19,19 @@ use crate::db::{self, Pool, ident};
 use crate::error::{Result, ResultExt};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
 
-/// How long one purge statement may wait for a lock, and how often to try.
-const LOCK_TIMEOUT: &str = "500ms";
-const DROP_ATTEMPTS: u32 = 3;
+/// How long one purge statement may wait for a lock that ingest may be queued behind (ms).
+const LOCK_TIMEOUT_MS: u64 = 500;
+/// How many rounds purge tries to drop a partition before emptying it instead.
+const DROP_ROUNDS: u32 = 3;
+/// The most partitions one transaction drops. The class's parent stays locked (ACCESS
+/// EXCLUSIVE, which ingest of that class waits for) for the catalog work of one batch; the
+/// files are freed at COMMIT after the locks are released. 64 hourly partitions are the expired
+/// debug partitions of almost three days.
+pub const DROP_BATCH: usize = 64;
 
 #[derive(Debug, Default, Serialize)]
 pub struct PurgeReport {
@@ -62,39 +74,52 @@ pub async fn purge(
         now: now.to_rfc3339(),
         ..Default::default()
     };
+    let drops: Vec<Partition> = plan
+        .iter()
+        .filter_map(|a| match a {
+            Action::Drop(p) => Some(p.clone()),
+            Action::Trim(..) => None,
+        })
+        .collect();
+    let outcome = if dry_run {
+        let tables: Vec<String> = drops.iter().map(|p| table(schema, p)).collect();
+        let counts = rows_in(&**client, &tables).await?;
+        DropOutcome {
+            dropped: drops.into_iter().zip(counts).collect(),
+            left: Vec::new(),
+        }
+    } else {
+        drop_expired(&mut client, schema, drops).await?
+    };
+    // Reported in plan order (oldest first), whatever order the batches ran in.
+    let mut dropped = outcome.dropped;
+    dropped.sort_by_key(|(p, _)| (p.lower, p.class));
+    for (p, n) in dropped {
+        report.add_deleted(p.class, n);
+        report.partitions_dropped += 1;
+        report.dropped.push(p.name);
+    }
+    let mut left = outcome.left;
+    left.sort_by_key(|p| (p.lower, p.class));
+    for p in left {
+        tracing::warn!(partition = %p.name, "partition held by a long reader: deleting its rows instead; it will be dropped by a later purge");
+        let n = delete_before(&client, schema, &p, p.upper).await?;
+        report.add_deleted(p.class, n);
+        report.deferred.push(p.name);
+    }
     for action in plan {
-        match action {
-            Action::Drop(p) => {
-                if dry_run {
-                    let n = count(&client, schema, &p, None).await?;
-                    report.add_deleted(p.class, n);
-                    report.partitions_dropped += 1;
-                    report.dropped.push(p.name);
-                    continue;
-                }
-                match drop_partition(&mut client, schema, &p).await? {
-                    Some(n) => {
-                        report.add_deleted(p.class, n);
-                        report.partitions_dropped += 1;
-                        report.dropped.push(p.name);
-                    }
-                    None => {
-                        tracing::warn!(partition = %p.name, "partition held by a long reader: deleting its rows instead; it will be dropped by a later purge");
-                        let n = delete_before(&client, schema, &p, p.upper).await?;
-                        report.add_deleted(p.class, n);
-                        report.deferred.push(p.name);
-                    }
-                }
-            }
-            Action::Trim(p, cut) => {
-                let n = if dry_run {
-                    count(&client, schema, &p, Some(cut)).await?
-                } else {
-                    delete_before(&client, schema, &p, cut).await?
-                };
-                report.add_deleted(p.class, n);
-                report.trimmed.push(p.name);
-            }
+        if let Action::Trim(p, cut) = action {
+            let n = if dry_run {
+                let sql = format!(
+                    "SELECT count(*) FROM {} WHERE ingest_date < $1",
+                    table(schema, &p)
+                );
+                client.query_one(&sql, &[&cut]).await?.get::<_, i64>(0) as u64
+            } else {
+                delete_before(&client, schema, &p, cut).await?
+            };
+            report.add_deleted(p.class, n);
+            report.trimmed.push(p.name);
         }
     }
     if !dry_run {
@@ -107,99 +132,234 @@ pub async fn purge(
     Ok(report)
 }
 
-async fn count(
-    client: &tokio_postgres::Client,
-    schema: &str,
-    p: &Partition,
-    before: Option<DateTime<Utc>>,
-) -> Result<u64> {
-    let table = format!("{}.{}", ident(schema), ident(&p.name));
-    Ok(match before {
-        Some(cut) => {
-            let sql = format!("SELECT count(*) FROM {table} WHERE ingest_date < $1");
-            client.query_one(&sql, &[&cut]).await?.get::<_, i64>(0) as u64
+fn table(schema: &str, p: &Partition) -> String {
+    format!("{}.{}", ident(schema), ident(&p.name))
+}
+
+/// The rows of whole partitions (`tables`: qualified names), in the same order, with one query
+/// for all of them. PostgreSQL's table statistics count a table exactly when every write was a
+/// committed insert or delete (then `n_live_tup = n_tup_ins - n_tup_del`); a table where they
+/// disagree (reset after a crash, an aborted batch, an ANALYZE estimate) is counted. Purge then
+/// costs milliseconds instead of a scan of every expired row.
+async fn rows_in<C: GenericClient>(client: &C, tables: &[String]) -> Result<Vec<u64>> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT s.n_live_tup, s.n_tup_ins, s.n_tup_del
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+             LEFT JOIN pg_stat_all_tables s ON s.relid = t.name::regclass
+             ORDER BY t.i",
+            &[&tables],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (row, table) in rows.iter().zip(tables) {
+        let stats: (Option<i64>, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        if let (Some(live), Some(ins), Some(del)) = stats {
+            if ins > 0 && live == ins - del {
+                out.push(live as u64);
+                continue;
+            }
         }
-        None => rows_in(client, &table).await?,
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        out.push(n as u64);
+    }
+    Ok(out)
+}
+
+/// What [`drop_expired`] did: partitions dropped with their row counts, and the ones it could
+/// not lock within its rounds.
+struct DropOutcome {
+    dropped: Vec<(Partition, u64)>,
+    left: Vec<Partition>,
+}
+
+/// Drop `parts` (all wholly expired) in batches of at most [`DROP_BATCH`] of one class per
+/// transaction. Each round first asks which of them another session holds a lock on (a long
+/// reader) and leaves those out, so the rest are dropped together; a batch whose locks time out
+/// anyway (the class's parent is busy, or a reader arrived meanwhile) goes to the next round
+/// with the rest of its class. Partitions only autovacuum holds are batched apart and waited for
+/// past `deadlock_timeout`, when PostgreSQL cancels the autovacuum in favour of the waiter (no
+/// ingest waits meanwhile: the parent is locked after the partitions). What is left after
+/// [`DROP_ROUNDS`] rounds is returned.
+async fn drop_expired(
+    client: &mut Client,
+    schema: &str,
+    parts: Vec<Partition>,
+) -> Result<DropOutcome> {
+    let mut dropped = Vec::with_capacity(parts.len());
+    let mut pending = parts;
+    let mut vacuum_wait_ms = None;
+    for round in 1..=DROP_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let held = held_by_others(client, schema, &pending).await?;
+        let mut next = Vec::new();
+        for class in Class::ALL {
+            let mut free = Vec::new();
+            let mut vacuumed = Vec::new();
+            for p in pending.iter().filter(|p| p.class == class) {
+                match held.get(&p.name) {
+                    None => free.push(p.clone()),
+                    Some(Holder::Autovacuum) => vacuumed.push(p.clone()),
+                    Some(Holder::Session) => next.push(p.clone()),
+                }
+            }
+            let mut batches: Vec<(&[Partition], u64)> = free
+                .chunks(DROP_BATCH)
+                .map(|c| (c, LOCK_TIMEOUT_MS))
+                .collect();
+            if !vacuumed.is_empty() {
+                let wait = match vacuum_wait_ms {
+                    Some(ms) => ms,
+                    None => {
+                        let ms = deadlock_timeout_ms(client).await? + LOCK_TIMEOUT_MS;
+                        *vacuum_wait_ms.insert(ms)
+                    }
+                };
+                batches.extend(vacuumed.chunks(DROP_BATCH).map(|c| (c, wait)));
+            }
+            let mut batches = batches.into_iter();
+            for (chunk, wait_ms) in batches.by_ref() {
+                match drop_batch(client, schema, class, chunk, wait_ms).await? {
+                    Some(counts) => dropped.extend(chunk.iter().cloned().zip(counts)),
+                    None => {
+                        tracing::debug!(round, class = ?class, partitions = chunk.len(), "lock not available");
+                        next.extend_from_slice(chunk);
+                        break;
+                    }
+                }
+            }
+            // After a timeout the class's parent is busy: the rest wait for the next round.
+            for (chunk, _) in batches {
+                next.extend_from_slice(chunk);
+            }
+        }
+        pending = next;
+        if !pending.is_empty() && round < DROP_ROUNDS {
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(round))).await;
+        }
+    }
+    Ok(DropOutcome {
+        dropped,
+        left: pending,
     })
 }
 
-/// The rows of a whole partition. PostgreSQL's table statistics count them exactly when every
-/// write was a committed insert or delete (then `n_live_tup = n_tup_ins - n_tup_del`); when they
-/// disagree (reset after a crash, an aborted batch, an ANALYZE estimate) the table is counted.
-/// Purge then costs milliseconds instead of a scan of every expired row.
-async fn rows_in<C: tokio_postgres::GenericClient>(client: &C, table: &str) -> Result<u64> {
-    let stats = client
-        .query_opt(
-            "SELECT n_live_tup, n_tup_ins, n_tup_del FROM pg_stat_all_tables WHERE relid = $1::text::regclass",
-            &[&table],
-        )
-        .await?;
-    if let Some(row) = stats {
-        let (live, ins, del): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        if ins > 0 && live == ins - del {
-            return Ok(live as u64);
-        }
-    }
-    let n: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await?
-        .get(0);
-    Ok(n as u64)
+/// Who holds a lock on a partition purge wants to drop.
+enum Holder {
+    /// Only autovacuum workers, which PostgreSQL cancels for a waiter after `deadlock_timeout`.
+    Autovacuum,
+    /// Some other session (a reader): waiting would be long.
+    Session,
 }
 
-/// Drop a partition, counting its rows under the same lock. None when it stayed locked.
-async fn drop_partition(
-    client: &mut tokio_postgres::Client,
+/// Those `parts` some other session holds any lock on now (every lock conflicts with the ACCESS
+/// EXCLUSIVE lock DROP needs), by name.
+async fn held_by_others(
+    client: &Client,
     schema: &str,
-    p: &Partition,
-) -> Result<Option<u64>> {
-    let table = format!("{}.{}", ident(schema), ident(&p.name));
-    for attempt in 1..=DROP_ATTEMPTS {
-        let tx = client.transaction().await?;
-        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            .await?;
-        let locked = tx
-            .batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
-            .await;
-        let result = match locked {
-            Ok(()) => {
-                let n = rows_in(&tx, &table).await?;
-                tx.batch_execute(&format!("DROP TABLE {table}"))
-                    .await
-                    .map(|()| n)
-            }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(n) => {
-                tx.commit().await?;
-                return Ok(Some(n));
-            }
-            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                drop(tx);
-                tracing::debug!(partition = %p.name, attempt, "lock not available");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
-            }
-            Err(e) => {
-                return Err(
-                    crate::Error::from(e).context(format!("cannot drop partition {}", p.name))
-                );
-            }
-        }
+    parts: &[Partition],
+) -> Result<HashMap<String, Holder>> {
+    let tables: Vec<String> = parts.iter().map(|p| table(schema, p)).collect();
+    let rows = client
+        .query(
+            "SELECT t.i, bool_and(coalesce(a.backend_type = 'autovacuum worker', false))
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+             JOIN pg_locks l ON l.locktype = 'relation' AND l.granted
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.relation = t.name::regclass
+                 AND l.pid IS DISTINCT FROM pg_backend_pid()
+             LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+             GROUP BY t.i",
+            &[&tables],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name = parts[(r.get::<_, i64>(0) - 1) as usize].name.clone();
+            let holder = if r.get(1) {
+                Holder::Autovacuum
+            } else {
+                Holder::Session
+            };
+            (name, holder)
+        })
+        .collect())
+}
+
+/// The server's `deadlock_timeout` in milliseconds.
+async fn deadlock_timeout_ms(client: &Client) -> Result<u64> {
+    let ms: f64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::float8",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(ms.max(0.0) as u64)
+}
+
+/// Drop `parts` (all of `class`) in one transaction, counting their rows under the same locks:
+/// the partitions first, waiting up to `wait_ms` (readers of these old partitions only wait
+/// behind that; ingest never writes to them), then the class's parent, waiting at most
+/// [`LOCK_TIMEOUT_MS`] (ingest of the class waits behind that). None when a lock was not had in
+/// time (nothing changed).
+async fn drop_batch(
+    client: &mut Client,
+    schema: &str,
+    class: Class,
+    parts: &[Partition],
+    wait_ms: u64,
+) -> Result<Option<Vec<u64>>> {
+    let tables: Vec<String> = parts.iter().map(|p| table(schema, p)).collect();
+    let list = tables.join(", ");
+    let parent = format!("{}.{}", ident(schema), ident(partition_plan::parent(class)));
+    let failed = |e: tokio_postgres::Error| {
+        let names: Vec<_> = parts.iter().map(|p| p.name.as_str()).collect();
+        crate::Error::from(e).context(format!("cannot drop partitions {}", names.join(", ")))
+    };
+    let tx = client.transaction().await?;
+    let locked = tx
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{wait_ms}ms';
+             LOCK TABLE {list} IN ACCESS EXCLUSIVE MODE;
+             SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms';
+             LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await;
+    match locked {
+        Ok(()) => {}
+        // Dropping the transaction rolls it back: nothing changed.
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(None),
+        Err(e) => return Err(failed(e)),
     }
-    Ok(None)
+    let counts = rows_in(&tx, &tables).await?;
+    match tx.batch_execute(&format!("DROP TABLE {list}")).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    }
+    tx.commit().await?;
+    Ok(Some(counts))
 }
 
 async fn delete_before(
-    client: &tokio_postgres::Client,
+    client: &Client,
     schema: &str,
     p: &Partition,
     cut: DateTime<Utc>,
 ) -> Result<u64> {
-    let table = format!("{}.{}", ident(schema), ident(&p.name));
+    let table = table(schema, p);
     client
-        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
         .await?;
     let n = client
         .execute(
