@@ -562,36 +562,6 @@ fn a_second_backup_of_the_same_database_exits_75() {
     assert_eq!(backup_to(&url, dir.path().to_str().unwrap()).code, 0);
 }
 
-/// The pid of `kasm_pid`'s child pg_dump, once it is running.
-fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ..."
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        // The dumping pg_dump, not the `pg_dump --version` probe before it.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == kasm_pid
-            && comm.ends_with("(pg_dump")
-            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 fn spawn_backup(url: &str, to: &str) -> std::process::Child {
     kasm_db(&["backup", "--json", "--db", url, "--to", to])
         .envs(moto::env())

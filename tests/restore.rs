@@ -56,15 +56,16 @@ fn standby_sql(db: &str, sql: &str) -> String {
     with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn standby_url(db: &str) -> String {
-    with_standby(|c| c.url(db))
-}
-
 fn passwords() -> Vec<String> {
     vec![
         with_primary(|c| c.password.expose().to_string()),
         with_standby(|c| c.password.expose().to_string()),
     ]
+}
+
+/// `backups verify --scratch-db` on the standby, no password in any attempt's output.
+fn verify_scratch_checked(from: &Path, id: &str) -> Run {
+    verify_scratch(from, id, no_password)
 }
 
 fn no_password(r: &Run) {
@@ -594,38 +595,11 @@ fn restore_from_s3() {
     assert_same_content(&src, &target);
 }
 
-/// `backups verify --scratch-db` on the standby. Scratch restores share one lock per server
-/// (exit 75 while another runs): this binary's run one at a time, and wait out the scheduled
-/// verify of the `serve` test.
-fn verify_scratch(from: &Path, id: &str) -> Run {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = run(kasm_db(&[
-            "backups",
-            "verify",
-            id,
-            "--json",
-            "--from",
-            from.to_str().unwrap(),
-            "--scratch-db",
-            &standby_url("postgres"),
-        ]));
-        no_password(&r);
-        if r.code == 75 && r.stderr.contains("another restore") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        }
-        return r;
-    }
-}
-
 #[test]
 fn scratch_restore_test_passes_and_fails_when_it_should() {
     let src = seeded_db();
     let (dir, id) = backup(&src);
-    let r = verify_scratch(dir.path(), &id);
+    let r = verify_scratch_checked(dir.path(), &id);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let j = json(&r);
     assert_eq!(
@@ -644,7 +618,7 @@ fn scratch_restore_test_passes_and_fails_when_it_should() {
         }
     }
     std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
-    let r = verify_scratch(dir.path(), &id);
+    let r = verify_scratch_checked(dir.path(), &id);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let j = json(&r);
     assert_eq!(j["ok"], false);
@@ -659,7 +633,7 @@ fn scratch_restore_test_passes_and_fails_when_it_should() {
     let n = bytes.len();
     bytes[n / 3] ^= 0xff;
     std::fs::write(&object, &bytes).unwrap();
-    let r = verify_scratch(dir.path(), &id);
+    let r = verify_scratch_checked(dir.path(), &id);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let j = json(&r);
     assert_eq!(j["ok"], false);
@@ -1193,7 +1167,7 @@ fn roles_missing_on_the_target_fail_before_anything_or_are_skipped_with_no_owner
     );
 
     // The scratch restore test (--no-owner always) passes and reports the skipped items.
-    let r = verify_scratch(dir.path(), &id);
+    let r = verify_scratch_checked(dir.path(), &id);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let j = json(&r);
     assert_eq!(j["ok"], true);

@@ -195,34 +195,6 @@ fn a_missing_bucket_is_a_clear_failure_not_a_warning() {
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
 
-/// The pid of `kasm_pid`'s dumping child pg_dump, once it runs (as in tests/backup.rs).
-fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == kasm_pid
-            && comm.ends_with("(pg_dump")
-            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[test]
 fn an_interrupted_backup_lists_nothing_where_the_store_cannot_abort_its_upload() {
     // Several parts' worth, so the first part is on the store long before pg_dump could finish

@@ -104,3 +104,66 @@ pub fn run(mut cmd: impl std::borrow::BorrowMut<std::process::Command>) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The URL of database `db` on this binary's standby cluster (with password).
+pub fn standby_url(db: &str) -> String {
+    with_standby(|c| c.url(db))
+}
+
+/// `backups verify ID --json --from FROM --scratch-db <standby>`. Scratch restores take one
+/// lock per server (exit 75 while another runs): this binary's run one at a time, and a 75
+/// from another process's restore test is waited out. `inspect` sees every attempt's output.
+pub fn verify_scratch(from: &std::path::Path, id: &str, inspect: fn(&Run)) -> Run {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let r = run(kasm_db(&[
+            "backups",
+            "verify",
+            id,
+            "--json",
+            "--from",
+            from.to_str().unwrap(),
+            "--scratch-db",
+            &standby_url("postgres"),
+        ]));
+        inspect(&r);
+        if r.code == 75
+            && r.stderr.contains("another restore")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            continue;
+        }
+        return r;
+    }
+}
+
+/// The pid of the pg_dump (the one on an exported snapshot) that kasm-db `kasm_pid` runs.
+pub fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == kasm_pid
+            && comm.ends_with("(pg_dump")
+            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
