@@ -1,11 +1,12 @@
 //! SIEM forwarding (issue 4): a durable [`spool`] in front of one sink (Splunk HEC, syslog or
 //! NDJSON over HTTP), the [`Forwarder`] handle that `ingest` and `serve` use, and the `forward`
-//! backfill command (`crate::commands::forward`).
+//! backfill operation ([`backfill`]).
 //!
 //! Delivery is at least once: a record leaves the spool only once the SIEM acknowledged it (or
 //! refused it for good, into `dead-letters.ndjson`); after a crash it is sent again. Must never
 //! drop an accepted record, nor put the token in a log, an error or a metric.
 
+pub mod backfill;
 pub mod backoff;
 pub mod conn;
 pub mod delivery;
