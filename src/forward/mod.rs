@@ -1,6 +1,7 @@
 //! SIEM forwarding (issue 4): a durable [`spool`] in front of one sink (Splunk HEC, syslog or
-//! NDJSON over HTTP), the [`Forwarder`] handle that `ingest` and `serve` use, and the `forward`
-//! backfill operation ([`backfill`]).
+//! NDJSON over HTTP), the [`Forwarder`] handle that `ingest` and `serve` use, and two operations
+//! built on it: the `forward` [`backfill`] and the one-shot [`ingest`] (the log pipeline joined to
+//! the forwarder).
 //!
 //! Delivery is at least once: a record leaves the spool only once the SIEM acknowledged it (or
 //! refused it for good, into `dead-letters.ndjson`); after a crash it is sent again. Must never
@@ -14,6 +15,7 @@ pub mod endpoint;
 pub mod hec;
 pub mod http;
 pub mod http_client;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
