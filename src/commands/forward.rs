@@ -124,4 +124,48 @@ mod tests {
         let e = parse_time("--until", Some("yesterday")).unwrap_err();
         assert_eq!(e.kind(), crate::error::Kind::Usage);
     }
+
+    fn report(acknowledges: bool, spooled: u64, dead_lettered: u64) -> BackfillReport {
+        BackfillReport {
+            forwarded: if acknowledges { 7 } else { 0 },
+            sent: if acknowledges { 0 } else { 7 },
+            read: 9,
+            spooled,
+            dead_lettered,
+            duplicates: 0,
+            sink: if acknowledges { "splunk-hec" } else { "syslog" },
+            acknowledges,
+        }
+    }
+
+    #[test]
+    fn the_report_becomes_the_same_json_text_and_exit_code() {
+        let dir = Path::new("/spool");
+        let o = outcome(&report(true, 0, 0), dir).unwrap();
+        assert!(o.ok);
+        assert_eq!(
+            o.json,
+            serde_json::json!({"forwarded": 7, "sent": 0, "read": 9, "spooled": 0,
+                "dead_lettered": 0, "duplicates": 0, "sink": "splunk-hec"})
+        );
+        assert_eq!(
+            o.text,
+            "forwarded 7 records to the splunk-hec SIEM (9 read from the database)"
+        );
+        let o = outcome(&report(false, 0, 2), dir).unwrap();
+        assert!(!o.ok, "records the SIEM refused fail the job");
+        assert!(
+            o.text
+                .starts_with("sent 7 records to the syslog SIEM over UDP")
+        );
+        assert!(
+            o.text
+                .contains("; 2 refused by the SIEM, kept with the reason in /spool/")
+        );
+        let e = outcome(&report(false, 3, 0), dir).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Temporary);
+        assert!(e.to_string().starts_with(
+            "7 records were sent over UDP; 3 more are durably spooled in /spool but not yet sent"
+        ));
+    }
 }
