@@ -1,53 +1,15 @@
-//! `kasm-db forward [--since T] [--until T]`: send records already stored in `logs` to the SIEM
-//! (a backfill before switching a class's retention to 0), through the same durable Forwarder.
-//!
-//! Streams one query ordered by `(ingest_date, log_id)`. Progress is kept in
-//! `<spool_dir>/forward-state.json` per `(since, until)` range, written only after the records
-//! are durable in the spool, so a killed run resumes where it stopped (duplicates possible,
-//! loss not) and a later run of an open range sends only newer rows. Must never print the token.
+//! `kasm-db forward [--since T] [--until T]`: the command line of the backfill
+//! ([`crate::forward::backfill`]): flags → a [`Backfill`], its report → an [`Outcome`] (records
+//! left spooled are a temporary failure, exit 75; records the SIEM refused exit 1). Must never
+//! print the token.
 
 use super::Ctx;
 use crate::cli::ForwardArgs;
-use crate::config::SiemConfig;
-use crate::error::{Error, Kind, Result};
-use crate::forward::{FinishReport, ForwardMetrics, Forwarder};
-use crate::logs::record::{Level, Record};
+use crate::error::{Error, Result};
+use crate::forward::backfill::{self, Backfill, BackfillReport};
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Most records per spool submit.
-const CHUNK_MAX: usize = 5000;
-/// How long the end of a run waits for the SIEM to acknowledge what is still spooled.
-const FINISH_WAIT: Duration = Duration::from_secs(300);
-/// How long a full spool may stay full (the SIEM not draining it) before giving up.
-const FULL_WAIT: Duration = Duration::from_secs(120);
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct State {
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    last_ingest_date: Option<DateTime<Utc>>,
-    last_log_id: Option<uuid::Uuid>,
-    submitted: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct Report {
-    /// Acknowledged by the SIEM or its transport.
-    forwarded: u64,
-    /// Syslog over UDP: handed to the network, never acknowledged.
-    sent: u64,
-    read: u64,
-    spooled: u64,
-    dead_lettered: u64,
-    duplicates: u64,
-    sink: &'static str,
-}
+use std::path::Path;
 
 fn parse_time(flag: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
     value
@@ -57,49 +19,6 @@ fn parse_time(flag: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> 
                 .map_err(|e| Error::usage(format!("{flag} {v:?} is not an RFC 3339 time: {e}")))
         })
         .transpose()
-}
-
-fn state_path(siem: &SiemConfig) -> PathBuf {
-    siem.common.spool_dir.join("forward-state.json")
-}
-
-fn load_state(path: &Path, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> State {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-        .filter(|s| s.since == since && s.until == until)
-        .unwrap_or(State {
-            since,
-            until,
-            last_ingest_date: None,
-            last_log_id: None,
-            submitted: 0,
-        })
-}
-
-fn save_state(path: &Path, state: &State) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec(state).map_err(|e| Error::failed(e.to_string()))?;
-    crate::private::create(&tmp, crate::private::FileMode::PRIVATE)
-        .and_then(|mut f| {
-            std::io::Write::write_all(&mut f, &text)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))
-}
-
-/// Submit, waiting (bounded) while the spool is full and the SIEM drains it.
-async fn submit(fw: &Forwarder, records: &[Record]) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + FULL_WAIT;
-    loop {
-        match fw.submit(records).await {
-            Err(e) if e.kind() == Kind::Temporary && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 pub async fn forward(ctx: &Ctx, args: &ForwardArgs) -> Result<Outcome> {
@@ -118,133 +37,51 @@ pub async fn forward(ctx: &Ctx, args: &ForwardArgs) -> Result<Outcome> {
         }
     }
     let pool = ctx.pool(1).await?;
-    let client = crate::db::get(&pool).await?;
-    let fw = Forwarder::start(siem, Arc::new(ForwardMetrics::default())).await?;
-    let acknowledges = fw.acknowledges();
-    match stream(ctx, &client, siem, &fw, since, until).await {
-        Ok(read) => finish(fw.finish(FINISH_WAIT).await?, read, siem, acknowledges),
-        Err(e) => {
-            // What was submitted is durable; give the SIEM a moment, then report the failure.
-            let r = fw.finish(Duration::from_secs(10)).await?;
-            Err(e.context(format!(
-                "forward stopped after {} records were acknowledged ({} remain spooled)",
-                r.acknowledged, r.spooled
-            )))
-        }
-    }
-}
-
-async fn stream(
-    ctx: &Ctx,
-    client: &tokio_postgres::Client,
-    siem: &SiemConfig,
-    fw: &Forwarder,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-) -> Result<u64> {
-    let sql = format!(
-        "SELECT levelname, log_time, host, application, kasm_user_name, message, data::text, \
-                ingest_date, log_id
-           FROM {}.logs
-          WHERE ($1::timestamptz IS NULL OR ingest_date >= $1)
-            AND ($2::timestamptz IS NULL OR ingest_date < $2)
-            AND ($3::timestamptz IS NULL OR (ingest_date, log_id) > ($3, $4::uuid))
-          ORDER BY ingest_date, log_id",
-        crate::db::ident(&ctx.config.database.schema)
-    );
-    let stmt = client.prepare(&sql).await?;
-    let path = state_path(siem);
-    let mut state = load_state(&path, since, until);
-    // Submits sized to the spool: a small spool fills gradually instead of refusing all.
-    let chunk = (siem.common.spool_max_bytes / 4 / 1024).clamp(1, CHUNK_MAX as u64) as usize;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&since, &until, &state.last_ingest_date, &state.last_log_id];
-    // One ordered query, streamed (one sort, however many rows).
-    let rows = client.query_raw(&stmt, params).await?;
-    futures::pin_mut!(rows);
-    let mut read = 0u64;
     // A spinner when a person is watching (stderr is a terminal); nothing under cron.
-    let bar = if ctx.interactive {
+    let progress = if ctx.interactive {
         indicatif::ProgressBar::new_spinner()
     } else {
         indicatif::ProgressBar::hidden()
     };
-    bar.set_style(
+    progress.set_style(
         indicatif::ProgressStyle::with_template(
             "forward {spinner} {pos} records handed to the spool ({per_sec})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let mut records = Vec::with_capacity(chunk);
-    let mut last = None;
-    loop {
-        let row = rows.try_next().await?;
-        if let Some(row) = &row {
-            let level: String = row.try_get(0)?;
-            records.push(Record {
-                level: Level::parse(&level).unwrap_or(Level::Info),
-                log_time: row.try_get(1)?,
-                host: row.try_get(2)?,
-                application: row.try_get(3)?,
-                kasm_user_name: row.try_get(4)?,
-                message: row.try_get(5)?,
-                data: row.try_get(6)?,
-            });
-            last = Some((row.try_get(7)?, row.try_get(8)?));
-        }
-        if records.len() >= chunk || (row.is_none() && !records.is_empty()) {
-            submit(fw, &records).await?;
-            let (date, id) = last.take().expect("set with every record");
-            state.last_ingest_date = Some(date);
-            state.last_log_id = Some(id);
-            state.submitted += records.len() as u64;
-            save_state(&path, &state)?;
-            read += records.len() as u64;
-            bar.set_position(read);
-            records.clear();
-        }
-        if row.is_none() {
-            bar.finish_and_clear();
-            return Ok(read);
-        }
-    }
+    let report = backfill::backfill(Backfill {
+        pool: &pool,
+        schema: &ctx.config.database.schema,
+        siem,
+        since,
+        until,
+        progress,
+    })
+    .await?;
+    outcome(&report, &siem.common.spool_dir)
 }
 
-fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> Result<Outcome> {
-    if r.spooled > 0 {
-        let (done, not_yet) = if acknowledges {
+fn outcome(report: &BackfillReport, spool_dir: &Path) -> Result<Outcome> {
+    if report.spooled > 0 {
+        let (done, not_yet) = if report.acknowledges {
             (
-                format!("the SIEM acknowledged {} records", r.acknowledged),
+                format!("the SIEM acknowledged {} records", report.forwarded),
                 "acknowledged",
             )
         } else {
             (
-                format!("{} records were sent over UDP", r.acknowledged),
+                format!("{} records were sent over UDP", report.sent),
                 "sent",
             )
         };
         return Err(Error::temporary(format!(
             "{done}; {} more are durably spooled in {} but not yet {not_yet}; run `kasm-db \
              forward` again with the same range to deliver them",
-            r.spooled,
-            siem.common.spool_dir.display(),
+            report.spooled,
+            spool_dir.display(),
         )));
     }
-    let (forwarded, sent) = if acknowledges {
-        (r.acknowledged, 0)
-    } else {
-        (0, r.acknowledged)
-    };
-    let report = Report {
-        forwarded,
-        sent,
-        read,
-        spooled: r.spooled,
-        dead_lettered: r.dead_lettered,
-        duplicates: r.duplicates,
-        sink: siem.sink.kind(),
-    };
-    let mut text = if acknowledges {
+    let mut text = if report.acknowledges {
         format!(
             "forwarded {} records to the {} SIEM ({} read from the database)",
             report.forwarded, report.sink, report.read
@@ -256,19 +93,19 @@ fn finish(r: FinishReport, read: u64, siem: &SiemConfig, acknowledges: bool) -> 
             report.sent, report.read
         )
     };
-    if r.dead_lettered > 0 {
+    if report.dead_lettered > 0 {
         text.push_str(&format!(
             "; {} refused by the SIEM, kept with the reason in {}",
-            r.dead_lettered,
-            siem.common.spool_dir.join("dead-letters.ndjson").display()
+            report.dead_lettered,
+            spool_dir.join("dead-letters.ndjson").display()
         ));
     }
-    if r.duplicates > 0 {
-        text.push_str(&format!("; {} may have arrived twice", r.duplicates));
+    if report.duplicates > 0 {
+        text.push_str(&format!("; {} may have arrived twice", report.duplicates));
     }
-    let outcome = Outcome::new(&report, text);
+    let outcome = Outcome::new(report, text);
     // Records the SIEM refused are a failed job (exit 1), though nothing is lost.
-    Ok(if r.dead_lettered > 0 {
+    Ok(if report.dead_lettered > 0 {
         outcome.failed_check()
     } else {
         outcome
@@ -280,19 +117,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_is_per_range_and_survives_a_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("forward-state.json");
+    fn times_are_rfc_3339() {
         let t = parse_time("--since", Some("2026-11-24T00:00:00Z")).unwrap();
-        let mut s = load_state(&path, t, None);
-        assert_eq!(s.submitted, 0);
-        s.last_log_id = Some(uuid::Uuid::nil());
-        s.submitted = 5;
-        save_state(&path, &s).unwrap();
-        assert_eq!(load_state(&path, t, None), s);
-        // Another range starts from the beginning.
-        assert_eq!(load_state(&path, None, None).submitted, 0);
+        assert_eq!(t, Some("2026-11-24T00:00:00Z".parse().unwrap()));
+        assert_eq!(parse_time("--since", None).unwrap(), None);
         let e = parse_time("--until", Some("yesterday")).unwrap_err();
-        assert_eq!(e.kind(), Kind::Usage);
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+    }
+
+    fn report(acknowledges: bool, spooled: u64, dead_lettered: u64) -> BackfillReport {
+        BackfillReport {
+            forwarded: if acknowledges { 7 } else { 0 },
+            sent: if acknowledges { 0 } else { 7 },
+            read: 9,
+            spooled,
+            dead_lettered,
+            duplicates: 0,
+            sink: if acknowledges { "splunk-hec" } else { "syslog" },
+            acknowledges,
+        }
+    }
+
+    #[test]
+    fn the_report_becomes_the_same_json_text_and_exit_code() {
+        let dir = Path::new("/spool");
+        let o = outcome(&report(true, 0, 0), dir).unwrap();
+        assert!(o.ok);
+        assert_eq!(
+            o.json,
+            serde_json::json!({"forwarded": 7, "sent": 0, "read": 9, "spooled": 0,
+                "dead_lettered": 0, "duplicates": 0, "sink": "splunk-hec"})
+        );
+        assert_eq!(
+            o.text,
+            "forwarded 7 records to the splunk-hec SIEM (9 read from the database)"
+        );
+        let o = outcome(&report(false, 0, 2), dir).unwrap();
+        assert!(!o.ok, "records the SIEM refused fail the job");
+        assert!(
+            o.text
+                .starts_with("sent 7 records to the syslog SIEM over UDP")
+        );
+        assert!(
+            o.text
+                .contains("; 2 refused by the SIEM, kept with the reason in /spool/")
+        );
+        let e = outcome(&report(false, 3, 0), dir).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Temporary);
+        assert!(e.to_string().starts_with(
+            "7 records were sent over UDP; 3 more are durably spooled in /spool but not yet sent"
+        ));
     }
 }

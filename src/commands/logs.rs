@@ -1,13 +1,15 @@
-//! The `ingest` and `purge` commands: turn flags and configuration into calls of the pipeline
-//! and the purge, and their reports into an [`Outcome`]. Reject reporting (stderr, --rejects
-//! file) lives here; the pipeline only hands rejects over.
+//! The `ingest` and `purge` commands: turn flags and configuration into calls of the ingest
+//! operation ([`crate::forward::ingest`]) and the purge, and their reports into an [`Outcome`].
+//! Reject reporting (stderr, --rejects file) and the progress bar live here; the operation only
+//! hands rejects over and advances the bar it is given.
 
 use super::Ctx;
 use crate::cli::{IngestArgs, PurgeArgs};
 use crate::db;
 use crate::db::locks::{self, Lock};
 use crate::error::{Error, Result};
-use crate::logs::ingest::{self, IngestOptions, RecordSink, RejectEntry, Summary};
+use crate::forward::ingest::{self, Ingest};
+use crate::logs::ingest::{IngestOptions, RejectEntry, Summary};
 use crate::logs::purge;
 use crate::logs::reader::Source;
 use crate::output::Outcome;
@@ -26,10 +28,6 @@ pub fn parse_instant(flag: &str, text: &str) -> Result<DateTime<Utc>> {
             ))
         })
 }
-
-/// How long a one-shot ingest waits for the SIEM to acknowledge what it forwarded; records not
-/// acknowledged by then stay durably spooled for the next run (the summary says how many).
-const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn ingest(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     let mut sources = Vec::new();
@@ -85,16 +83,6 @@ pub async fn ingest(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         None => None,
     };
     let pool = ctx.pool(opts.parallel + 1).await?;
-    {
-        let mut client = crate::db::get(&pool).await?;
-        crate::db::migrate::require_migrated(&client, &opts.schema).await?;
-        let classes: Vec<_> = crate::logs::record::Class::ALL
-            .into_iter()
-            .filter(|c| !crate::logs::partition_plan::window(&opts.retention, *c).is_zero())
-            .collect();
-        crate::logs::partition_ddl::premake(&mut client, &opts.schema, &classes, Utc::now())
-            .await?;
-    }
     let mut shown = 0u64;
     let mut on_reject = |r: &RejectEntry| -> Result<()> {
         shown += 1;
@@ -108,47 +96,18 @@ pub async fn ingest(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
         }
         Ok(())
     };
-    // A SIEM sink is started only when some record will go to it.
-    let forwards = ctx.config.siem.as_ref().filter(|siem| {
-        siem.common.forward_all
-            || crate::logs::record::Class::ALL
-                .iter()
-                .any(|c| crate::logs::partition_plan::window(&opts.retention, *c).is_zero())
-    });
-    let forwarder = match forwards {
-        Some(siem) => Some(crate::forward::Forwarder::start(siem, Default::default()).await?),
-        None => None,
-    };
-    let sink = forwarder.as_ref().map(|f| f as &dyn RecordSink);
     let progress = opts
         .bytes_read
-        .clone()
-        .map(|read| progress_bar(read, (!has_stdin).then_some(total_bytes)));
-    let result = ingest::ingest(&pool, sources, &opts, sink, &mut on_reject).await;
-    if let Some((bar, task)) = progress {
-        task.abort();
-        bar.finish_and_clear();
-    }
-    // Whatever happened, wait for acknowledgements of what was accepted (it is spooled anyway).
-    let finished = match forwarder {
-        Some(f) => Some((f.acknowledges(), f.finish(FORWARD_WAIT).await?)),
-        None => None,
+        .is_some()
+        .then(|| progress_bar((!has_stdin).then_some(total_bytes)));
+    let input = Ingest {
+        pool: &pool,
+        sources,
+        options: opts,
+        siem: ctx.config.siem.as_ref(),
+        progress,
     };
-    let mut summary = result?;
-    match finished {
-        Some((true, f)) => {
-            summary.forwarded_acknowledged = Some(f.acknowledged);
-            summary.forwarded_spooled = Some(f.spooled);
-            summary.dead_lettered = Some(f.dead_lettered);
-        }
-        Some((false, f)) => {
-            // Syslog over UDP: nothing acknowledges these; they were sent, not forwarded.
-            summary.sent = std::mem::take(&mut summary.forwarded);
-            summary.sent_spooled = Some(f.spooled);
-            summary.dead_lettered = Some(f.dead_lettered);
-        }
-        None => {}
-    }
+    let summary = ingest::ingest(input, &mut on_reject).await?;
     if let Some(mut f) = rejects_file {
         f.flush()?;
     }
@@ -172,12 +131,9 @@ pub async fn ingest(ctx: &Ctx, args: &IngestArgs) -> Result<Outcome> {
     })
 }
 
-/// A bar of input bytes on stderr (a spinner for stdin), refreshed from `read` until aborted.
-/// Only made when stderr is a terminal; cron and pipes see nothing.
-fn progress_bar(
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    total: Option<u64>,
-) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+/// A bar of input bytes on stderr (a spinner for stdin), advanced by the operation. Only made
+/// when stderr is a terminal; cron and pipes see nothing.
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
     let (bar, template) = match total {
         Some(t) => (
             indicatif::ProgressBar::new(t),
@@ -192,14 +148,7 @@ fn progress_bar(
         indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let shown = bar.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            shown.set_position(read.load(std::sync::atomic::Ordering::Relaxed));
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    });
-    (bar, task)
+    bar
 }
 
 fn describe(s: &Summary) -> String {

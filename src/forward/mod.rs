@@ -1,11 +1,13 @@
 //! SIEM forwarding (issue 4): a durable [`spool`] in front of one sink (Splunk HEC, syslog or
-//! NDJSON over HTTP), the [`Forwarder`] handle that `ingest` and `serve` use, and the `forward`
-//! backfill command (`crate::commands::forward`).
+//! NDJSON over HTTP), the [`Forwarder`] handle that `ingest` and `serve` use, and two operations
+//! built on it: the `forward` [`backfill`] and the one-shot [`ingest`] (the log pipeline joined to
+//! the forwarder).
 //!
 //! Delivery is at least once: a record leaves the spool only once the SIEM acknowledged it (or
 //! refused it for good, into `dead-letters.ndjson`); after a crash it is sent again. Must never
 //! drop an accepted record, nor put the token in a log, an error or a metric.
 
+pub mod backfill;
 pub mod backoff;
 pub mod conn;
 pub mod delivery;
@@ -13,6 +15,7 @@ pub mod endpoint;
 pub mod hec;
 pub mod http;
 pub mod http_client;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
