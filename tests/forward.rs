@@ -686,6 +686,11 @@ async fn syslog_over_tls_verifies_the_server_with_tls_ca() {
     fw.submit(&[multi_line()]).await.unwrap();
     let report = fw.finish(Duration::from_secs(30)).await.unwrap();
     assert_eq!((report.acknowledged, report.spooled), (21, 0));
+    // Acknowledged means written to the TLS stream: the receiver task may still be reading.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().len() < 21 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 21);
     assert!(
