@@ -5,8 +5,6 @@
 
 use super::Ctx;
 use crate::cli::{IngestArgs, PurgeArgs};
-use crate::db;
-use crate::db::locks::{self, Lock};
 use crate::error::{Error, Result};
 use crate::forward::ingest::{self, Ingest};
 use crate::logs::ingest::{IngestOptions, RejectEntry, Summary};
@@ -186,17 +184,10 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
         None => Utc::now(),
     };
     let pool = ctx.pool(1).await?;
-    // The lock serve's scheduled purge takes too, on a session of its own that ends with the
-    // command (a dry run only reads and takes none).
-    let _lock = if args.dry_run {
-        None
-    } else {
-        let session = db::connect(&ctx.db, ctx.retry()).await?;
-        locks::hold(&session, Lock::Purge, &ctx.db.redacted()).await?;
-        Some(session)
-    };
+    // The operation takes the purge lock (serve's scheduled purge takes the same one).
     let r = purge::purge(
         &pool,
+        &ctx.db.redacted(),
         &ctx.config.database.schema,
         &ctx.config.retention,
         now,

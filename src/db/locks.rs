@@ -10,9 +10,9 @@
 //! |---|---|---|
 //! | `migrate` | `db::migrate` (waits for it; `kasm-db migrate`, `serve`'s bootstrap) | the database |
 //! | `partitions` | `logs::partition_ddl::ensure`, for one transaction (waits) | the database |
-//! | `purge` | `kasm-db purge`, `serve`'s purge slot | the database |
+//! | `purge` | the purge operation itself, on its pooled connection (`kasm-db purge`, `serve`'s purge slot, `demo`; not `--dry-run`) | the database |
 //! | `backup` | the backup operation itself, on the session that exports the snapshot (`kasm-db backup`, `serve`'s backup slot) | the database |
-//! | `vacuum` | `kasm-db vacuum`, `serve`'s vacuum slot | the database |
+//! | `vacuum` | the vacuum operation itself, on its pooled connection (`kasm-db vacuum`, `serve`'s vacuum slot; not `--dry-run`) | the database |
 //! | `size sample` | `serve`'s size-sample slot | the database |
 //! | `verify` | `serve`'s verify slot (`backups verify` needs no database; with a scratch database both take the restore lock of `kasm_db_verify` there) | the database |
 //! | `restore` | `restore`, `backups verify --scratch-db`, per target database name | the server's maintenance database |
@@ -166,6 +166,15 @@ pub async fn unlock(client: &Client, lock: Lock<'_>) -> Result<()> {
         .query("SELECT pg_advisory_unlock($1)", &[&lock.key()])
         .await?;
     Ok(())
+}
+
+/// Release `lock`, held on a pooled connection, before the connection goes back to the pool.
+/// A connection that cannot release it (a broken one, say) is closed instead of going back,
+/// which releases it too: a pooled connection never returns to the pool holding a lock.
+pub async fn release_pooled(client: deadpool_postgres::Object, lock: Lock<'_>) {
+    if unlock(&client, lock).await.is_err() {
+        drop(deadpool_postgres::Object::take(client));
+    }
 }
 
 /// Take `lock` until the end of the transaction, waiting for whoever holds it.

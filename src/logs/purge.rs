@@ -8,13 +8,17 @@
 //! the next round; one that stays locked through [`DROP_ROUNDS`] rounds is emptied by DELETE
 //! instead (row locks only, never blocked by readers) so the windows still hold exactly, and is
 //! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction.
-//! `dry_run` only counts. Never waits longer than [`LOCK_TIMEOUT_MS`] for a lock ingest may be
+//! The operation takes the registry's purge lock ([`Lock::Purge`]) itself, for every caller
+//! (`kasm-db purge`, `serve`'s scheduled purge, `demo`), so two purges of a database never run
+//! at once; one that finds it held fails with [`Lock::busy`] (exit 75, `locked_elsewhere` in
+//! `serve`). `dry_run` only counts and takes no lock. Never waits longer than [`LOCK_TIMEOUT_MS`] for a lock ingest may be
 //! queued behind (a class's parent), and never changes a partition the plan does not name.
 
 use super::partition_ddl;
 use super::partition_plan::{self, Action, Partition};
 use super::record::Class;
 use crate::config::RetentionConfig;
+use crate::db::locks::{self, Lock};
 use crate::db::{self, Pool, ident};
 use crate::error::{Result, ResultExt};
 use chrono::{DateTime, Utc};
@@ -58,16 +62,36 @@ impl PurgeReport {
     }
 }
 
+/// Apply the retention windows as of `now` (unless `dry_run`, under the purge lock, which is
+/// released before the connection goes back to `pool`). `database` names the database in the
+/// error of a purge that finds the lock held (a redacted description).
 pub async fn purge(
     pool: &Pool,
+    database: &str,
     schema: &str,
     retention: &RetentionConfig,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PurgeReport> {
     let mut client = db::get(pool).await?;
-    crate::db::migrate::require_migrated(&client, schema).await?;
-    let existing = partition_ddl::list(&client, schema).await?;
+    if dry_run {
+        return purge_on(&mut client, schema, retention, now, true).await;
+    }
+    locks::hold(&client, Lock::Purge, database).await?;
+    let report = purge_on(&mut client, schema, retention, now, false).await;
+    locks::release_pooled(client, Lock::Purge).await;
+    report
+}
+
+async fn purge_on(
+    client: &mut Client,
+    schema: &str,
+    retention: &RetentionConfig,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PurgeReport> {
+    crate::db::migrate::require_migrated(client, schema).await?;
+    let existing = partition_ddl::list(client, schema).await?;
     let plan = partition_plan::plan_purge(&existing, retention, now);
     let mut report = PurgeReport {
         dry_run,
@@ -83,13 +107,13 @@ pub async fn purge(
         .collect();
     let outcome = if dry_run {
         let tables: Vec<String> = drops.iter().map(|p| table(schema, p)).collect();
-        let counts = rows_in(&**client, &tables).await?;
+        let counts = rows_in(&*client, &tables).await?;
         DropOutcome {
             dropped: drops.into_iter().zip(counts).collect(),
             left: Vec::new(),
         }
     } else {
-        drop_expired(&mut client, schema, drops).await?
+        drop_expired(client, schema, drops).await?
     };
     // Reported in plan order (oldest first), whatever order the batches ran in.
     let mut dropped = outcome.dropped;
@@ -103,7 +127,7 @@ pub async fn purge(
     left.sort_by_key(|p| (p.lower, p.class));
     for p in left {
         tracing::warn!(partition = %p.name, "partition held by a long reader: deleting its rows instead; it will be dropped by a later purge");
-        let n = delete_before(&client, schema, &p, p.upper).await?;
+        let n = delete_before(client, schema, &p, p.upper).await?;
         report.add_deleted(p.class, n);
         report.deferred.push(p.name);
     }
@@ -116,7 +140,7 @@ pub async fn purge(
                 );
                 client.query_one(&sql, &[&cut]).await?.get::<_, i64>(0) as u64
             } else {
-                delete_before(&client, schema, &p, cut).await?
+                delete_before(client, schema, &p, cut).await?
             };
             report.add_deleted(p.class, n);
             report.trimmed.push(p.name);
@@ -127,7 +151,7 @@ pub async fn purge(
             .into_iter()
             .filter(|c| !partition_plan::window(retention, *c).is_zero())
             .collect();
-        partition_ddl::premake(&mut client, schema, &keep, Utc::now().max(now)).await?;
+        partition_ddl::premake(client, schema, &keep, Utc::now().max(now)).await?;
     }
     Ok(report)
 }

@@ -8,13 +8,16 @@
 //!
 //! VACUUM cannot run in a transaction block: every statement goes through one plain client
 //! connection with `batch_execute`, never inside `transaction()`. `--dry-run` only reads.
-//! Never touches system catalogs. Takes no lock itself: its callers hold the registry's
-//! vacuum lock (`crate::commands::vacuum`, `serve`'s slot).
+//! Never touches system catalogs. Unless `--dry-run`, takes the registry's vacuum lock
+//! ([`Lock::Vacuum`]) itself, for every caller, so `kasm-db vacuum` and `serve`'s scheduled
+//! vacuum never run at once; one that finds it held fails with [`Lock::busy`] (exit 75,
+//! `locked_elsewhere` in `serve`).
 
 use super::policy::{self, Action, TableStat};
 use super::vacuum_report::{TableReport, VacuumReport, action_word, wraparound_warnings};
 use crate::config::Config;
-use crate::db::ident;
+use crate::db::locks::{self, Lock};
+use crate::db::{self, Pool, ident};
 use crate::error::{Error, Kind, Result};
 use crate::sizing::bytes;
 use chrono::{DateTime, Utc};
@@ -101,8 +104,27 @@ pub async fn table_stats(client: &Client) -> Result<Vec<TableStat>> {
         .collect())
 }
 
-/// Decide and (unless dry-run) act on every table.
+/// Decide and (unless dry-run, under the vacuum lock, which is released before the connection
+/// goes back to `pool`) act on every table. `database` names the database in the error of a
+/// vacuum that finds the lock held (a redacted description).
 pub async fn run(
+    pool: &Pool,
+    database: &str,
+    config: &Config,
+    dry_run: bool,
+    full: bool,
+) -> Result<VacuumReport> {
+    let client = db::get(pool).await?;
+    if dry_run {
+        return run_on(&client, config, true, full).await;
+    }
+    locks::hold(&client, Lock::Vacuum, database).await?;
+    let report = run_on(&client, config, false, full).await;
+    locks::release_pooled(client, Lock::Vacuum).await;
+    report
+}
+
+async fn run_on(
     client: &Client,
     config: &Config,
     dry_run: bool,

@@ -3,9 +3,10 @@
 //! `schedule_runs` (so among several replicas a slot runs once, and never two at a time).
 //!
 //! The lock is the job's lock of the registry ([`crate::db::locks`]), the one the job's
-//! command-line run takes too, so a scheduled job and `kasm-db <job>` never run at once
-//! ([`slot_lock`]). It is taken on a dedicated connection that is closed after the job, so a
-//! crashed replica never keeps it. A job runs to completion before its next slot is computed, so an
+//! command-line run takes too, so a scheduled job and `kasm-db <job>` never run at once. The
+//! backup, purge and vacuum operations take theirs themselves, for both (a slot that finds it
+//! held counts as `locked_elsewhere`); the slot takes the others ([`slot_lock`]) on a dedicated
+//! connection that is closed after the job, so a crashed replica never keeps it. A job runs to completion before its next slot is computed, so an
 //! overrunning job is never started twice; missed slots are skipped, not queued. A failing job
 //! is logged, counted in the metrics and tried again at its next slot; it never stops `serve`.
 
@@ -137,7 +138,7 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     let secs = started.elapsed().as_secs_f64();
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
-    // The operation's own lock (backup's) was held: another run has the job.
+    // The operation's own lock (backup's, purge's, vacuum's) was held: another run has the job.
     let busy = outcome.as_ref().err().is_some_and(locks::is_busy);
     let (ok, error) = match &outcome {
         Ok(summary) => {
@@ -181,15 +182,13 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     }
 }
 
-/// The lock a slot of `task` is claimed under: the job's lock of the registry, the one
-/// `kasm-db purge`, `kasm-db vacuum` and the others take. `None` for a backup, whose operation
-/// takes [`Lock::Backup`] itself on the session that exports its snapshot (so a scheduled and a
-/// command-line backup exclude each other there; finding it held counts as `locked_elsewhere`).
+/// The lock a slot of `task` is claimed under: the job's lock of the registry. `None` for a
+/// backup, a purge and a vacuum, whose operations take theirs ([`Lock::Backup`], [`Lock::Purge`],
+/// [`Lock::Vacuum`]) themselves, for the command line and the slot alike (so the two exclude
+/// each other there; finding it held counts as `locked_elsewhere`).
 pub fn slot_lock(task: Task) -> Option<Lock<'static>> {
     match task {
-        Task::Purge => Some(Lock::Purge),
-        Task::Backup => None,
-        Task::Vacuum => Some(Lock::Vacuum),
+        Task::Purge | Task::Backup | Task::Vacuum => None,
         Task::SizeSample => Some(Lock::SizeSample),
         Task::Verify => Some(Lock::Verify),
     }
@@ -202,6 +201,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
         Task::Purge => {
             let r = crate::logs::purge::purge(
                 &env.pool,
+                &env.target.redacted(),
                 schema,
                 &env.config.retention,
                 Utc::now(),
@@ -214,8 +214,14 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             ))
         }
         Task::Vacuum => {
-            let client = db::get(&env.pool).await?;
-            let r = crate::maintenance::vacuum::run(&client, &env.config, false, false).await?;
+            let r = crate::maintenance::vacuum::run(
+                &env.pool,
+                &env.target.redacted(),
+                &env.config,
+                false,
+                false,
+            )
+            .await?;
             Ok(format!("{} tables looked at", r.tables.len()))
         }
         Task::SizeSample => {
@@ -316,12 +322,11 @@ mod tests {
 
     #[test]
     fn a_slot_takes_the_lock_of_the_command_line_run() {
-        // `kasm-db purge` and `kasm-db vacuum` take these very locks (commands::logs, commands::vacuum).
-        assert_eq!(slot_lock(Task::Purge), Some(Lock::Purge));
-        assert_eq!(slot_lock(Task::Vacuum), Some(Lock::Vacuum));
         assert_eq!(slot_lock(Task::SizeSample), Some(Lock::SizeSample));
         assert_eq!(slot_lock(Task::Verify), Some(Lock::Verify));
-        // backup::run takes Lock::Backup itself, for both.
+        // backup::run, purge::purge and vacuum::run take theirs themselves, for both.
         assert_eq!(slot_lock(Task::Backup), None);
+        assert_eq!(slot_lock(Task::Purge), None);
+        assert_eq!(slot_lock(Task::Vacuum), None);
     }
 }

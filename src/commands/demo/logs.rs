@@ -58,7 +58,15 @@ pub async fn ingest_stage(d: &mut Demo) -> Result<StageResult> {
 
 pub async fn purge_stage(d: &mut Demo) -> Result<StageResult> {
     let schema = &d.config.database.schema;
-    let r = purge::purge(&d.pool, schema, &d.config.retention, Utc::now(), false).await?;
+    let r = purge::purge(
+        &d.pool,
+        &d.db.redacted(),
+        schema,
+        &d.config.retention,
+        Utc::now(),
+        false,
+    )
+    .await?;
     let client = crate::db::get(&d.pool).await?;
     let s = crate::db::ident(schema);
     let stale: i64 = client
