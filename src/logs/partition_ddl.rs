@@ -74,8 +74,39 @@ fn parse_bound(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     Some((lower, upper))
 }
 
+/// How long creating partitions may wait for a parent another session holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    attempts: u64,
+    lock_timeout: &'static str,
+}
+
+impl Patience {
+    /// For rows that need their partition: 5 tries of up to 5 s.
+    pub const STORE: Patience = Patience {
+        attempts: 5,
+        lock_timeout: "5s",
+    };
+    /// For a courtesy premake after purge: one try of up to 500 ms, so a long reader of the
+    /// parent never keeps ingest queued behind purge (rows create their own partitions).
+    pub const BRIEF: Patience = Patience {
+        attempts: 1,
+        lock_timeout: "500ms",
+    };
+}
+
 /// Create `wanted` partitions that do not exist yet, in one transaction.
 pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> Result<()> {
+    ensure_with(client, schema, wanted, Patience::STORE).await
+}
+
+/// [`ensure`] with the given patience for a held parent.
+pub async fn ensure_with(
+    client: &mut Client,
+    schema: &str,
+    wanted: &[Partition],
+    patience: Patience,
+) -> Result<()> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -84,7 +115,11 @@ pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> 
     loop {
         attempt += 1;
         let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{}'",
+            patience.lock_timeout
+        ))
+        .await?;
         locks::wait_xact(&tx, Lock::Partitions).await?;
         let mut sql = String::new();
         for p in wanted {
@@ -103,7 +138,7 @@ pub async fn ensure(client: &mut Client, schema: &str, wanted: &[Partition]) -> 
             }
             // 55P03 lock_not_available: a long DDL holds the parent; try again shortly.
             Err(e)
-                if attempt < 5
+                if attempt < patience.attempts
                     && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
             {
                 drop(tx);
@@ -125,11 +160,22 @@ pub async fn premake(
     classes: &[Class],
     now: DateTime<Utc>,
 ) -> Result<()> {
+    premake_with(client, schema, classes, now, Patience::STORE).await
+}
+
+/// [`premake`] with the given patience for a held parent.
+pub async fn premake_with(
+    client: &mut Client,
+    schema: &str,
+    classes: &[Class],
+    now: DateTime<Utc>,
+    patience: Patience,
+) -> Result<()> {
     let wanted: Vec<Partition> = classes
         .iter()
         .flat_map(|c| partition_plan::premake(*c, now))
         .collect();
-    ensure(client, schema, &wanted).await
+    ensure_with(client, schema, &wanted, patience).await
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! are left out of a batch (so one held partition never fails the others) and tried again in
 //! the next round; one that stays locked through [`DROP_ROUNDS`] rounds is emptied by DELETE
 //! instead (row locks only, never blocked by readers) so the windows still hold exactly, and is
-//! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction.
+//! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction,
+//! best effort: one brief try, a warning if a reader holds the parent (rows create their own).
 //! The operation takes the registry's purge lock ([`Lock::Purge`]) itself, for every caller
 //! (`kasm-db purge`, `serve`'s scheduled purge, `demo`), so two purges of a database never run
 //! at once; one that finds it held fails with [`Lock::busy`] (exit 75, `locked_elsewhere` in
@@ -151,7 +152,15 @@ async fn purge_on(
             .into_iter()
             .filter(|c| !partition_plan::window(retention, *c).is_zero())
             .collect();
-        partition_ddl::premake(client, schema, &keep, Utc::now().max(now)).await?;
+        // A courtesy for the next hours' rows, which create their own partitions anyway: a
+        // long reader of a parent makes it a warning, never a failed purge or a queue in front
+        // of ingest.
+        let patience = partition_ddl::Patience::BRIEF;
+        if let Err(e) =
+            partition_ddl::premake_with(client, schema, &keep, Utc::now().max(now), patience).await
+        {
+            tracing::warn!(error = %e, "purge done; creating the next partitions ahead was skipped (rows will create them)");
+        }
     }
     Ok(report)
 }
