@@ -289,34 +289,6 @@ fn big_db() -> String {
     url
 }
 
-/// The pid of kasm-db's child pg_restore (the restoring one), once it runs.
-fn pg_restore_child(kasm_pid: u32) -> Option<i32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == kasm_pid
-            && comm.ends_with("(pg_restore")
-            && String::from_utf8_lossy(&cmdline).contains("--dbname")
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !f() {

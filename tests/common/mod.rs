@@ -142,6 +142,16 @@ pub fn verify_scratch(from: &std::path::Path, id: &str, inspect: fn(&Run)) -> Ru
 
 /// The pid of the pg_dump (the one on an exported snapshot) that kasm-db `kasm_pid` runs.
 pub fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
+    child_of(kasm_pid, "pg_dump", "--snapshot")
+}
+
+/// The pid of the pg_restore (the restoring one, with `--dbname`) that kasm-db `kasm_pid` runs.
+pub fn pg_restore_child(kasm_pid: u32) -> Option<i32> {
+    child_of(kasm_pid, "pg_restore", "--dbname")
+}
+
+/// The pid of a child of `parent` running `program` with `arg` on its command line.
+fn child_of(parent: u32, program: &str, arg: &str) -> Option<i32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -158,9 +168,9 @@ pub fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == kasm_pid
-            && comm.ends_with("(pg_dump")
-            && String::from_utf8_lossy(&cmdline).contains("--snapshot")
+        if ppid == parent
+            && comm.ends_with(&format!("({program}"))
+            && String::from_utf8_lossy(&cmdline).contains(arg)
         {
             return Some(pid);
         }
