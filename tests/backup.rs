@@ -71,10 +71,6 @@ fn big_db() -> String {
     url
 }
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 fn backup_to(url: &str, to: &str) -> Run {
     run(kasm_db(&["backup", "--json", "--db", url, "--to", to]))
 }

@@ -28,10 +28,6 @@ fn seeded_db() -> String {
     url
 }
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 /// Back `url` up into a new directory with extra environment; (dir, backup id, manifest).
 fn backup(url: &str, env: &[(&str, &Path)]) -> (tempfile::TempDir, String, Value) {
     let dir = tempfile::tempdir().unwrap();
@@ -87,24 +83,12 @@ fn plain_restore(unpack: &str, object: &Path) -> String {
     target
 }
 
-/// Row count and content digest of `table`.
-fn digest(sql: impl Fn(&str) -> String, table: &str) -> String {
-    sql(&format!(
-        "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))
-         FROM {table} t"
-    ))
-}
-
 fn primary_db_matches(source_url: &str, db: &str) {
     for t in TABLES {
         let src = digest(|q| psql(source_url, q), t);
         let dst = digest(|q| with_primary(|c| c.psql(db, q)).unwrap(), t);
         assert_eq!(src, dst, "table {t} differs");
     }
-}
-
-fn standby_sql(db: &str, sql: &str) -> String {
-    with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn standby_matches(source_url: &str, db: &str) {

@@ -16,10 +16,6 @@ use common::*;
 use serde_json::Value;
 use std::path::Path;
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
@@ -101,15 +97,6 @@ fn wait_dead(db: &str, want: i64) {
     panic!("statistics never showed {want} dead tuples in logs");
 }
 
-fn table<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {v}"))
-}
-
 #[test]
 fn size_and_vacuum_work_on_kasms_database() {
     let db = kasm_database();
@@ -155,7 +142,7 @@ fn size_and_vacuum_work_on_kasms_database() {
     let r = run(kasm_db(&["vacuum", "--json", "--db", &monitor]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        table(&json(&r), "public.logs")["reason"]
+        report_table(&json(&r), "public.logs")["reason"]
             .as_str()
             .unwrap()
             .contains("not owned")
@@ -189,7 +176,7 @@ fn size_and_vacuum_work_on_kasms_database() {
     let r = run(kasm_db(&["vacuum", "--json", "--db", &url]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
-    let logs = table(&v, "public.logs");
+    let logs = report_table(&v, "public.logs");
     assert_eq!(
         (logs["action"].as_str(), logs["done"].as_bool()),
         (Some("vacuum"), Some(true))
@@ -215,7 +202,7 @@ fn size_and_vacuum_work_on_kasms_database() {
     let r = run(kasm_db(&["vacuum", "--full", "--json", "--db", &url]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r);
-    let logs = table(&v, "public.logs");
+    let logs = report_table(&v, "public.logs");
     assert_eq!(
         (logs["action"].as_str(), logs["done"].as_bool()),
         (Some("vacuum_full"), Some(true)),

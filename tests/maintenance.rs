@@ -7,10 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 fn num(url: &str, sql: &str) -> i64 {
     psql(url, sql)
         .trim()
@@ -277,15 +273,6 @@ fn bloated(url: &str, name: &str, rows: i64, pct: i64) {
     panic!("statistics never showed {want} dead tuples in {name}");
 }
 
-fn table<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {v}"))
-}
-
 #[test]
 fn vacuum_dry_run_changes_nothing() {
     let url = fresh_db();
@@ -309,7 +296,7 @@ fn vacuum_dry_run_changes_nothing() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = json(&r);
     assert_eq!(v["released_bytes"], 0);
-    let t = table(&v, "public.t");
+    let t = report_table(&v, "public.t");
     assert_eq!(t["dead_tuples"], 10_000);
     assert_eq!(t["action"], "vacuum_full");
     assert_eq!(t["done"], false);
@@ -325,7 +312,7 @@ fn vacuum_full_returns_the_space_of_a_table_with_90_percent_deleted() {
     let r = run(kasm_db(&["vacuum", "--full", "--json", "--db", &url]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = json(&r);
-    let t = table(&v, "public.t");
+    let t = report_table(&v, "public.t");
     assert_eq!(t["action"], "vacuum_full");
     assert_eq!(t["done"], true);
     let after = num(&url, "SELECT pg_total_relation_size('t')");
@@ -344,7 +331,7 @@ fn vacuum_full_returns_the_space_of_a_table_with_90_percent_deleted() {
     // A second run finds nothing worth rewriting.
     let r = run(kasm_db(&["vacuum", "--full", "--json", "--db", &url]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_ne!(table(&json(&r), "public.t")["action"], "vacuum_full");
+    assert_ne!(report_table(&json(&r), "public.t")["action"], "vacuum_full");
 }
 
 #[test]
@@ -365,14 +352,14 @@ fn vacuum_full_skips_partitions_purge_will_drop_and_analyzes_parents() {
     let r = run(kasm_db(&["vacuum", "--full", "--json", "--db", &url]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = json(&r);
-    let p = table(&v, "public.logs_logs_p20200101");
+    let p = report_table(&v, "public.logs_logs_p20200101");
     assert_ne!(p["action"], "vacuum_full");
     assert!(
         p["skipped"].as_str().unwrap_or_default().contains("purge"),
         "{p}"
     );
     // Partitioned parents are analyzed (autovacuum never does).
-    let parent = table(&v, "public.logs");
+    let parent = report_table(&v, "public.logs");
     assert_eq!(
         (parent["action"].as_str(), parent["done"].as_bool()),
         (Some("analyze"), Some(true))
@@ -468,7 +455,7 @@ fn size_and_vacuum_as_an_application_role_that_owns_nothing() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains("app-secret") && !r.stderr.contains("app-secret"));
     let v = json(&r);
-    let t = table(&v, "public.t");
+    let t = report_table(&v, "public.t");
     assert_eq!(
         (t["action"].as_str(), t["done"].as_bool()),
         (Some("none"), Some(false))

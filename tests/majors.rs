@@ -91,10 +91,6 @@ fn sql(c: &Cluster, db: &str, q: &str) -> String {
     c.psql(db, q).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 fn ok(r: Run) -> Value {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     json(&r)

@@ -32,10 +32,6 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
     Primary,
@@ -129,15 +125,6 @@ fn ok(args: &[&str]) -> Value {
     let r = kdb(args);
     assert_eq!(r.code, 0, "{args:?}\n{}\n{}", r.stdout, r.stderr);
     json(&r)
-}
-
-fn table<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {v}"))
 }
 
 #[test]
@@ -305,13 +292,13 @@ fn vacuum_full_does_what_the_admin_may_and_skips_the_rest() {
     bloated(&db, "theirs", "kdb_other");
     let url = admin_url(Server::Primary, &db);
     let v = ok(&["vacuum", "--full", "--json", "--db", &url]);
-    let mine = table(&v, "public.mine");
+    let mine = report_table(&v, "public.mine");
     assert_eq!(
         (mine["action"].as_str(), mine["done"].as_bool()),
         (Some("vacuum_full"), Some(true)),
         "{mine}"
     );
-    let theirs = table(&v, "public.theirs");
+    let theirs = report_table(&v, "public.theirs");
     assert_eq!(
         (theirs["action"].as_str(), theirs["done"].as_bool()),
         (Some("none"), Some(false)),

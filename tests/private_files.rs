@@ -70,10 +70,6 @@ fn assert_modes(root: &Path, file: u32, dir: u32) {
     }
 }
 
-fn json(r: &Run) -> serde_json::Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 fn small_db() -> String {
     let url = fresh_db();
     psql(

@@ -52,10 +52,6 @@ fn name_of(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
 
-fn standby_sql(db: &str, sql: &str) -> String {
-    with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn passwords() -> Vec<String> {
     vec![
         with_primary(|c| c.password.expose().to_string()),
@@ -104,10 +100,6 @@ fn standby_dbs(prefix: &str) -> Vec<String> {
     out.lines().map(String::from).collect()
 }
 
-fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
-}
-
 /// Back `url` up into a new directory; (dir, backup id).
 fn backup(url: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -137,14 +129,6 @@ fn restore(from: &Path, target_url: &str, extra: &[&str]) -> Run {
     let r = run(kasm_db(&args));
     no_password(&r);
     r
-}
-
-/// Row count and content digest of `table`.
-fn digest(sql: impl Fn(&str) -> String, table: &str) -> String {
-    sql(&format!(
-        "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))
-         FROM {table} t"
-    ))
 }
 
 fn assert_same_content(source_url: &str, standby_db: &str) {

@@ -105,6 +105,34 @@ pub fn run(mut cmd: impl std::borrow::BorrowMut<std::process::Command>) -> Run {
     }
 }
 
+/// A command's stdout as JSON (`--json`), or a panic showing both streams.
+pub fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
+}
+
+/// The entry for table `name` in a report's `tables` (`vacuum --json`, `size --json`).
+pub fn report_table<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v}"))
+}
+
+/// Row count and content digest of `table`, through `sql` (a query runner of one database).
+pub fn digest(sql: impl Fn(&str) -> String, table: &str) -> String {
+    sql(&format!(
+        "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))
+         FROM {table} t"
+    ))
+}
+
+/// Run SQL on database `db` of this binary's standby cluster (as superuser over the socket).
+pub fn standby_sql(db: &str, sql: &str) -> String {
+    with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The URL of database `db` on this binary's standby cluster (with password).
 pub fn standby_url(db: &str) -> String {
     with_standby(|c| c.url(db))
