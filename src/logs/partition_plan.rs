@@ -42,6 +42,18 @@ pub fn containing(class: Class, t: DateTime<Utc>) -> Partition {
     at(class, lower)
 }
 
+/// The partitions that hold these (class, instant) pairs, each once, in order of first need.
+pub fn containing_all(items: impl IntoIterator<Item = (Class, DateTime<Utc>)>) -> Vec<Partition> {
+    let mut needed: Vec<Partition> = Vec::new();
+    for (class, t) in items {
+        let p = containing(class, t);
+        if !needed.iter().any(|n| n.name == p.name) {
+            needed.push(p);
+        }
+    }
+    needed
+}
+
 fn at(class: Class, lower: DateTime<Utc>) -> Partition {
     let name = match class {
         Class::Debug => format!("{}_p{}", parent(class), lower.format("%Y%m%d%H")),
@@ -120,6 +132,28 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn containing_all_names_each_partition_once_in_order_of_need() {
+        let got: Vec<String> = containing_all([
+            (Class::Logs, t("2026-11-24T23:00:00Z")),
+            (Class::Debug, t("2026-11-24T10:05:00Z")),
+            (Class::Logs, t("2026-11-24T01:00:00Z")),
+            (Class::Debug, t("2026-11-24T11:00:00Z")),
+            (Class::Debug, t("2026-11-24T10:59:00Z")),
+        ])
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "logs_logs_p20261124",
+                "logs_debug_p2026112410",
+                "logs_debug_p2026112411"
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use super::copy::{Row, StoreJob, Stored};
 use super::partition_ddl;
-use super::partition_plan::{self, Partition};
+use super::partition_plan;
 use crate::db::{self, Pool};
 use crate::error::{Error, Kind, Result};
 use std::collections::HashSet;
@@ -52,15 +52,11 @@ impl Storer {
     /// Store `rows`. Err carries what was stored before the failure (temporary errors only
     /// after the last attempt).
     pub async fn store(&self, rows: &[Row]) -> std::result::Result<Stored, (Stored, Error)> {
-        let mut needed: Vec<Partition> = Vec::new();
+        let mut needed =
+            partition_plan::containing_all(rows.iter().map(|r| (r.record.class(), r.ingest_date)));
         {
             let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            for row in rows {
-                let p = partition_plan::containing(row.record.class(), row.ingest_date);
-                if !known.contains(&p.name) && !needed.iter().any(|n| n.name == p.name) {
-                    needed.push(p);
-                }
-            }
+            needed.retain(|p| !known.contains(&p.name));
         }
         let mut job = StoreJob::new(rows.len());
         let mut wait = self.retries.first_wait;

@@ -14,7 +14,7 @@ use crate::db::{self, Pool, ident};
 use crate::error::{Error, Result};
 use crate::logs::copy::{Row, copy_once};
 use crate::logs::partition_ddl;
-use crate::logs::partition_plan::{self, Partition};
+use crate::logs::partition_plan;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -102,13 +102,8 @@ pub async fn commit(
     rows: &[Row],
 ) -> std::result::Result<Vec<(usize, String)>, CommitError> {
     let mut client = db::get(pool).await?;
-    let mut needed: Vec<Partition> = Vec::new();
-    for row in rows {
-        let p = partition_plan::containing(row.record.class(), row.ingest_date);
-        if !needed.iter().any(|n| n.name == p.name) {
-            needed.push(p);
-        }
-    }
+    let needed =
+        partition_plan::containing_all(rows.iter().map(|r| (r.record.class(), r.ingest_date)));
     partition_ddl::ensure(&mut client, schema, &needed).await?;
     client.batch_execute("BEGIN").await?;
     let result = in_transaction(&client, schema, id, path, expected, new, rows).await;

@@ -14,7 +14,7 @@ use crate::db::{self, Pool, ident};
 use crate::error::{Error, Result};
 use crate::logs::copy::{Row, StoreJob};
 use crate::logs::partition_ddl;
-use crate::logs::partition_plan::{self, Partition};
+use crate::logs::partition_plan;
 use crate::logs::record::{Level, Record};
 use crate::private::{self, FileMode};
 use chrono::{DateTime, Utc};
@@ -199,13 +199,8 @@ impl Spool {
 /// Store the rows not yet in the database (by `log_id` within their `ingest_date`).
 async fn load_rows(pool: &Pool, schema: &str, rows: Vec<Row>) -> Result<u64> {
     let mut client = db::get(pool).await?;
-    let mut needed: Vec<Partition> = Vec::new();
-    for row in &rows {
-        let p = partition_plan::containing(row.record.class(), row.ingest_date);
-        if !needed.iter().any(|n| n.name == p.name) {
-            needed.push(p);
-        }
-    }
+    let needed =
+        partition_plan::containing_all(rows.iter().map(|r| (r.record.class(), r.ingest_date)));
     partition_ddl::ensure(&mut client, schema, &needed).await?;
     let mut dates: Vec<DateTime<Utc>> = rows.iter().map(|r| r.ingest_date).collect();
     dates.sort();
