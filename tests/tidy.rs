@@ -34,6 +34,9 @@ const PURE: &[&str] = &[
     "config/duration.rs",
     "config/siem.rs",
     "config/file_mode.rs",
+    "config/azure.rs",
+    "archive/storage/azure/account.rs",
+    "archive/storage/azure/request.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
 ];

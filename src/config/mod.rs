@@ -5,6 +5,7 @@
 //! testable. Unknown keys are errors that name the key and where it came from (file or variable).
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
+pub mod azure;
 pub mod compression;
 pub mod duration;
 pub mod file_mode;
@@ -34,6 +35,10 @@ pub struct Config {
     pub s3: S3Config,
     pub schedule: ScheduleConfig,
     pub sizing: SizingConfig,
+    /// Not a section: the standard Azure Storage variables of the environment, for `az://`
+    /// targets (set by [`Config::load`] from its `env`; no file key sets them).
+    #[serde(skip)]
+    pub azure: azure::AzureEnv,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -336,9 +341,10 @@ impl Config {
                 vars.join(", ")
             )));
         }
-        let config = Self::from_table(&table)
+        let mut config = Self::from_table(&table)
             .map_err(|e| Error::usage(format!("invalid configuration: {e}")))?;
         config.validate()?;
+        config.azure = azure::AzureEnv::from_env(env);
         Ok(config)
     }
 
