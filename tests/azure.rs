@@ -6,9 +6,9 @@
 //! interrupted mid-upload lists nothing (its blocks stay uncommitted); a wrong key or SAS is a
 //! clear failure that never shows the secret; missing credentials are a usage error.
 
-mod common;
 #[path = "common/azurite.rs"]
 mod azurite;
+mod common;
 
 use base64::Engine;
 use common::*;
@@ -98,9 +98,7 @@ fn backup_list_verify_prune_and_restore_against_azurite() {
         (Some(ids[1].as_str()), Some(true)),
         "{v}"
     );
-    assert!(
-        azurite::blobs(&container).contains(&format!("kasm/prod/{}/verified.json", ids[1]))
-    );
+    assert!(azurite::blobs(&container).contains(&format!("kasm/prod/{}/verified.json", ids[1])));
     let manifest: Value = serde_json::from_slice(&azurite::get(
         &container,
         &format!("kasm/prod/{}/manifest.json", ids[1]),
@@ -113,10 +111,9 @@ fn backup_list_verify_prune_and_restore_against_azurite() {
     );
     assert_eq!(&object[..2], [0x1f, 0x8b], "a plain gzip stream");
     assert!(
-        manifest["restore"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("az storage blob download --container-name {container}")),
+        manifest["restore"].as_str().unwrap().contains(&format!(
+            "az storage blob download --container-name {container}"
+        )),
         "{manifest}"
     );
 
@@ -281,12 +278,10 @@ fn a_missing_container_or_missing_credentials_say_what_to_do() {
         r.stderr
     );
     // A malformed key is named, never shown.
-    let r = run(
-        kasm_db(&["backups", "list", "--from", "az://kasm/x"])
-            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-            .env("AZURE_STORAGE_ACCOUNT", "acct")
-            .env("AZURE_STORAGE_KEY", "%%not-base64-secret%%"),
-    );
+    let r = run(kasm_db(&["backups", "list", "--from", "az://kasm/x"])
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env("AZURE_STORAGE_ACCOUNT", "acct")
+        .env("AZURE_STORAGE_KEY", "%%not-base64-secret%%"));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("AZURE_STORAGE_KEY"), "{}", r.stderr);
     no_secret(&r, "not-base64-secret");
@@ -295,9 +290,7 @@ fn a_missing_container_or_missing_credentials_say_what_to_do() {
 /// An account SAS for the development account (the service checks its signature).
 fn account_sas(permissions: &str, key: &str) -> String {
     let (version, expiry) = ("2021-12-02", "2099-01-01T00:00:00Z");
-    let to_sign = format!(
-        "{DEV_ACCOUNT}\n{permissions}\nb\nsco\n\n{expiry}\n\n\n{version}\n\n"
-    );
+    let to_sign = format!("{DEV_ACCOUNT}\n{permissions}\nb\nsco\n\n{expiry}\n\n\n{version}\n\n");
     let key = base64::engine::general_purpose::STANDARD
         .decode(key)
         .unwrap();
@@ -322,13 +315,17 @@ fn a_sas_token_in_the_connection_string_works_and_a_bad_one_is_never_shown() {
     };
     let sas = account_sas("rwdlac", DEV_KEY);
     let env = [("AZURE_STORAGE_CONNECTION_STRING", with_sas(&sas))];
-    let r = ok(run(kasm_db(&["backup", "--json", "--db", &url, "--to", &to]).envs(env.clone())));
+    let r = ok(run(kasm_db(&[
+        "backup", "--json", "--db", &url, "--to", &to,
+    ])
+    .envs(env.clone())));
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let sig = sas.rsplit_once("sig=").unwrap().1.to_string();
     no_secret(&r, &sig);
-    let listed = json(&ok(run(
-        kasm_db(&["backups", "list", "--json", "--from", &to]).envs(env),
-    )));
+    let listed = json(&ok(run(kasm_db(&[
+        "backups", "list", "--json", "--from", &to,
+    ])
+    .envs(env))));
     assert_eq!(listed[0]["id"], id.as_str());
 
     // Signed with another key: refused, and neither the SAS nor its signature is printed.

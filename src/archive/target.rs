@@ -160,9 +160,19 @@ mod tests {
                 prefix: "".into()
             }
         );
-        assert_eq!(Target::parse("az://abc/p").unwrap().to_string(), "az://abc/p");
+        assert_eq!(
+            Target::parse("az://abc/p").unwrap().to_string(),
+            "az://abc/p"
+        );
         assert_eq!(Target::parse("az://abc").unwrap().to_string(), "az://abc");
-        for bad in ["az://", "az:///p", "az://Kasm/p", "az://ab", "az://a--b", "az://-ab/p"] {
+        for bad in [
+            "az://",
+            "az:///p",
+            "az://Kasm/p",
+            "az://ab",
+            "az://a--b",
+            "az://-ab/p",
+        ] {
             let e = Target::parse(bad).unwrap_err();
             assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}");
             assert!(e.to_string().contains("az://container/prefix"), "{e}");

@@ -142,7 +142,7 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
-    /// s3://bucket/prefix, file:///dir or /dir.
+    /// s3://bucket/prefix, az://container/prefix, file:///dir or /dir.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub to: Option<String>,
     pub exclude_logs: bool,

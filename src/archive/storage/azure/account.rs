@@ -255,7 +255,12 @@ impl Account {
 mod tests {
     use super::*;
 
-    fn env(cs: Option<&str>, account: Option<&str>, key: Option<&str>, sas: Option<&str>) -> AzureEnv {
+    fn env(
+        cs: Option<&str>,
+        account: Option<&str>,
+        key: Option<&str>,
+        sas: Option<&str>,
+    ) -> AzureEnv {
         AzureEnv {
             connection_string: cs.map(Secret::new),
             account: account.map(String::from),
@@ -330,7 +335,10 @@ mod tests {
     fn errors_say_what_to_set_and_never_the_secret() {
         let e = Account::from_env(&AzureEnv::default()).unwrap_err();
         assert_eq!(e.kind(), crate::error::Kind::Usage);
-        assert!(e.to_string().contains("AZURE_STORAGE_CONNECTION_STRING"), "{e}");
+        assert!(
+            e.to_string().contains("AZURE_STORAGE_CONNECTION_STRING"),
+            "{e}"
+        );
         let e = Account::from_env(&env(None, Some("acct"), None, None)).unwrap_err();
         assert!(e.to_string().contains("AZURE_STORAGE_KEY"), "{e}");
         let e = Account::from_env(&env(None, Some("acct"), Some("not base64 !!secret"), None))

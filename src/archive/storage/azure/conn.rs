@@ -179,17 +179,16 @@ impl Http {
     ) -> Result<Result<(HeaderMap, BodyReader), Answer>, Failure> {
         let mut sender = self.sender().await?;
         let authority = self.endpoint.authority();
-        let resp = match tokio::time::timeout(timeout, sender.send_request(req.map(Full::new)))
-            .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(Failure::Lost(format!("request to {authority}: {e}"))),
-            Err(_) => {
-                return Err(Failure::Lost(format!(
-                    "no answer from {authority} within {timeout:?}"
-                )));
-            }
-        };
+        let resp =
+            match tokio::time::timeout(timeout, sender.send_request(req.map(Full::new))).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(Failure::Lost(format!("request to {authority}: {e}"))),
+                Err(_) => {
+                    return Err(Failure::Lost(format!(
+                        "no answer from {authority} within {timeout:?}"
+                    )));
+                }
+            };
         let (parts, body) = resp.into_parts();
         if parts.status.is_success() {
             // The connection closes once the body is read (its sender is dropped here).

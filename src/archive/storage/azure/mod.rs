@@ -27,9 +27,9 @@ use crate::error::{Error, Result};
 use account::Account;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use conn::{Answer, Failure, Http};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use conn::{Answer, Failure, Http};
 use request::Op;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +134,10 @@ impl Inner {
     }
 
     fn code_of(a: &Answer) -> Option<String> {
-        let header = a.headers.get("x-ms-error-code").and_then(|v| v.to_str().ok());
+        let header = a
+            .headers
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok());
         request::error_of(header, &a.body).0
     }
 
@@ -328,8 +331,10 @@ impl AzureStorage {
             content_type: "application/octet-stream",
         };
         self.inner.call(&op, SMALL_TIMEOUT).await.map_err(|e| {
-            self.inner
-                .error(&format!("cannot commit the blocks of {}", self.url(&blob)), e)
+            self.inner.error(
+                &format!("cannot commit the blocks of {}", self.url(&blob)),
+                e,
+            )
         })?;
         Ok(total)
     }
@@ -367,10 +372,10 @@ impl Storage for AzureStorage {
                 body: Bytes::from(bytes),
                 content_type: "application/json",
             };
-            self.inner
-                .call(&op, SMALL_TIMEOUT)
-                .await
-                .map_err(|e| self.inner.error(&format!("cannot write {}", self.url(&blob)), e))?;
+            self.inner.call(&op, SMALL_TIMEOUT).await.map_err(|e| {
+                self.inner
+                    .error(&format!("cannot write {}", self.url(&blob)), e)
+            })?;
             Ok(())
         }
         .boxed()

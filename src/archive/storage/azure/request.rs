@@ -134,7 +134,11 @@ pub fn build(
         } => {
             query.push(("comp", "blocklist".into()));
             headers.push(("x-ms-blob-content-type", content_type.to_string()));
-            (Method::PUT, blob_path(blob), Bytes::from(block_list_xml(ids)))
+            (
+                Method::PUT,
+                blob_path(blob),
+                Bytes::from(block_list_xml(ids)),
+            )
         }
         Op::PutBlob {
             blob,
@@ -173,7 +177,10 @@ pub fn build(
             (Method::PUT, container_path, Bytes::new())
         }
     };
-    headers.push(("x-ms-date", now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
+    headers.push((
+        "x-ms-date",
+        now.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    ));
     headers.push(("x-ms-version", API_VERSION.into()));
 
     let mut qs: Vec<String> = query
@@ -191,7 +198,11 @@ pub fn build(
                 &format!("/{}{}", account.name, path),
                 &query,
             );
-            auth_header = Some(format!("SharedKey {}:{}", account.name, sign(key.bytes(), &sts)));
+            auth_header = Some(format!(
+                "SharedKey {}:{}",
+                account.name,
+                sign(key.bytes(), &sts)
+            ));
         }
     }
     let uri = if qs.is_empty() {
@@ -310,8 +321,8 @@ struct PropertiesXml {
 
 /// Parse a List Blobs answer.
 pub fn parse_list(xml: &[u8]) -> Result<ListPage> {
-    let text = std::str::from_utf8(xml)
-        .map_err(|_| Error::failed("the blob listing is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(xml).map_err(|_| Error::failed("the blob listing is not UTF-8"))?;
     let r: EnumerationResults = quick_xml::de::from_str(text)
         .map_err(|e| Error::failed(format!("the blob listing is not understood: {e}")))?;
     Ok(ListPage {
@@ -362,8 +373,8 @@ pub fn error_of(header_code: Option<&str>, body: &[u8]) -> (Option<String>, Opti
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::account::{BlobEndpoint, DEV_ACCOUNT, DEV_KEY, Key};
+    use super::*;
     use crate::config::Secret;
 
     fn dev() -> Account {
@@ -495,7 +506,10 @@ mod tests {
         assert_eq!(page.blobs.len(), 2);
         assert_eq!(page.blobs[0].name, "p/20260101T000000Z-abcdef/dump.gz");
         assert_eq!(page.blobs[0].size, 1234);
-        assert_eq!(page.blobs[0].modified.to_rfc3339(), "2026-01-01T00:00:05+00:00");
+        assert_eq!(
+            page.blobs[0].modified.to_rfc3339(),
+            "2026-01-01T00:00:05+00:00"
+        );
         assert_eq!(page.blobs[1].name, "p/a&b.json");
         assert_eq!(page.next_marker.as_deref(), Some("next-1"));
         let empty = parse_list(
