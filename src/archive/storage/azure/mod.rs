@@ -77,17 +77,13 @@ impl Inner {
                 Ok(r) => r,
                 Err(e) => return Err(CallError::Failed(Failure::Connect(e.to_string()))),
             };
-            let result = self.http.call(req, timeout).await;
-            let retry = match &result {
-                Ok(a) if a.status.is_success() => return Ok(result.ok().expect("matched")),
-                Ok(a) => transient_status(a.status.as_u16()),
-                Err(_) => true,
+            let (retry, err) = match self.http.call(req, timeout).await {
+                Ok(a) if a.status.is_success() => return Ok(a),
+                Ok(a) => (transient_status(a.status.as_u16()), CallError::Status(a)),
+                Err(f) => (true, CallError::Failed(f)),
             };
             if !retry || attempt >= ATTEMPTS {
-                return match result {
-                    Ok(a) => Err(CallError::Status(a)),
-                    Err(f) => Err(CallError::Failed(f)),
-                };
+                return Err(err);
             }
             tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
             attempt += 1;
