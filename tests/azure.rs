@@ -208,6 +208,10 @@ fn an_interrupted_backup_lists_nothing_and_leaves_only_uncommitted_blocks() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(
+        stderr.contains("WARN") && stderr.contains("its staged blocks stay uncommitted"),
+        "{stderr}"
+    );
+    assert!(
         azurite::blobs(&container).is_empty(),
         "{:?}",
         azurite::blobs(&container)

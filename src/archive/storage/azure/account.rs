@@ -233,15 +233,20 @@ impl Account {
                 )));
             }
         };
-        // With a SAS and a BlobEndpoint only, the account is the endpoint's first label (it
-        // only names the target in messages; SAS requests are not signed with it).
+        // With a SAS and a BlobEndpoint only, the account is the endpoint path's first segment
+        // (Azurite's path-style URLs) or the host's first label (SAS requests are not signed
+        // with it).
         let name = name.unwrap_or_else(|| {
-            endpoint
-                .host
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_string()
+            let first_segment = endpoint.base_path.trim_start_matches('/').split('/').next();
+            match first_segment.filter(|s| !s.is_empty()) {
+                Some(seg) => seg.to_string(),
+                None => endpoint
+                    .host
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            }
         });
         Ok(Account {
             name,
@@ -311,6 +316,11 @@ mod tests {
         assert_eq!(a.name, "acct");
         assert_eq!(a.endpoint.base_path, "");
         assert_eq!(a.auth, Auth::Sas(Secret::new("sv=2022&sig=abc%3D")));
+        let a = Account::from_connection_string(
+            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=sv=1&sig=x",
+        )
+        .unwrap();
+        assert_eq!(a.name, DEV_ACCOUNT);
     }
 
     #[test]

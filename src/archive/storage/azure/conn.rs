@@ -14,6 +14,7 @@ use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,9 @@ use tokio::net::TcpStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections kept for reuse.
 const IDLE_MAX: usize = 8;
+/// How long a download may go without a byte before it fails (a stalled connection must not
+/// hang a restore).
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a call did not get an answer.
 #[derive(Debug)]
@@ -197,6 +201,7 @@ impl Http {
                 BodyReader {
                     body,
                     buf: Bytes::new(),
+                    stall: Box::pin(tokio::time::sleep(STALL_TIMEOUT)),
                 },
             )));
         }
@@ -214,10 +219,11 @@ impl Http {
     }
 }
 
-/// An answer's body as a byte stream.
+/// An answer's body as a byte stream; fails when no byte arrives for [`STALL_TIMEOUT`].
 pub struct BodyReader {
     body: Incoming,
     buf: Bytes,
+    stall: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl AsyncRead for BodyReader {
@@ -233,7 +239,19 @@ impl AsyncRead for BodyReader {
                 out.put_slice(&chunk);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    ready!(self.stall.as_mut().poll(cx));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("reading a blob from Azure: no data for {STALL_TIMEOUT:?}"),
+                    )));
+                }
+            };
+            let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+            self.stall.as_mut().reset(deadline);
+            match frame {
                 None => return Poll::Ready(Ok(())),
                 Some(Err(e)) => {
                     return Poll::Ready(Err(io::Error::other(format!(

@@ -313,8 +313,17 @@ impl AzureStorage {
         let total = match staged {
             Ok(t) => t,
             Err(e) => {
+                let sent = ids.len() + inflight.len();
                 inflight.abort_all();
                 while inflight.join_next().await.is_some() {}
+                if sent > 0 {
+                    tracing::warn!(
+                        object = %self.url(&blob),
+                        blocks_sent = sent,
+                        "the upload stopped: its staged blocks stay uncommitted (never listed, \
+                         not a backup) until Azure discards them within 7 days"
+                    );
+                }
                 return Err(e);
             }
         };
