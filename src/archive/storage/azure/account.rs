@@ -106,12 +106,22 @@ impl BlobEndpoint {
         })
     }
 
-    /// `host:port` as the `Host` header carries it (IPv6 in brackets).
+    /// `host:port` (IPv6 in brackets), for messages.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The `Host` header: the authority without the scheme's default port.
+    pub fn host_header(&self) -> String {
+        if self.port == if self.https { 443 } else { 80 } {
+            let a = self.authority();
+            a[..a.rfind(':').unwrap_or(a.len())].to_string()
+        } else {
+            self.authority()
         }
     }
 }
@@ -378,8 +388,15 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port), ("::1", 10000));
         assert_eq!(e.authority(), "[::1]:10000");
         assert_eq!(e.base_path, "/devstoreaccount1");
+        assert_eq!(e.host_header(), "[::1]:10000");
+        let e = BlobEndpoint::parse("https://[::1]/", "x").unwrap();
+        assert_eq!(
+            (e.authority().as_str(), e.host_header().as_str()),
+            ("[::1]:443", "[::1]")
+        );
         let e = BlobEndpoint::parse("https://a.blob.core.windows.net", "x").unwrap();
         assert_eq!((e.port, e.base_path.as_str()), (443, ""));
+        assert_eq!(e.host_header(), "a.blob.core.windows.net");
         for bad in ["ftp://x", "http://", "http://h:port", "https://h/?sig=x"] {
             assert!(BlobEndpoint::parse(bad, "x").is_err(), "{bad}");
         }

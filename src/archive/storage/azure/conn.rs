@@ -27,6 +27,8 @@ use tokio::net::TcpStream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections kept for reuse.
 const IDLE_MAX: usize = 8;
+/// How long a kept connection may take to say it is ready for the next request.
+const READY_WAIT: Duration = Duration::from_secs(1);
 /// How long a download may go without a byte before it fails (a stalled connection must not
 /// hang a restore).
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -121,13 +123,18 @@ impl Http {
         }
     }
 
-    /// A kept connection that is ready, else a new one.
+    /// A kept connection that is open and ready, else a new one.
     async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
         loop {
             let kept = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
             match kept {
-                Some(s) if s.is_ready() => return Ok(s),
-                Some(_) => continue,
+                Some(mut s) if !s.is_closed() => {
+                    // Ready at once unless the server closed it meanwhile.
+                    if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, s.ready()).await {
+                        return Ok(s);
+                    }
+                }
+                Some(_) => {}
                 None => return self.connect().await,
             }
         }

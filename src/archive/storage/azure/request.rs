@@ -213,7 +213,7 @@ pub fn build(
     let mut b = Request::builder()
         .method(method.clone())
         .uri(uri)
-        .header(http::header::HOST, account.endpoint.authority());
+        .header(http::header::HOST, account.endpoint.host_header());
     for (k, v) in &headers {
         b = b.header(*k, v);
     }
