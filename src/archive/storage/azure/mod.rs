@@ -58,6 +58,8 @@ enum CallError {
     Status(Answer),
     /// No (whole) answer.
     Failed(Failure),
+    /// The request could not be formed (nothing was sent).
+    Invalid(Error),
 }
 
 fn transient_status(s: u16) -> bool {
@@ -75,7 +77,7 @@ impl Inner {
         loop {
             let req = match request::build(&self.account, &self.container, op, Utc::now()) {
                 Ok(r) => r,
-                Err(e) => return Err(CallError::Failed(Failure::Connect(e.to_string()))),
+                Err(e) => return Err(CallError::Invalid(e)),
             };
             let (retry, err) = match self.http.call(req, timeout).await {
                 Ok(a) if a.status.is_success() => return Ok(a),
@@ -95,6 +97,7 @@ impl Inner {
     fn error(&self, what: &str, e: CallError) -> Error {
         match e {
             CallError::Failed(f) => Error::temporary(format!("{what}: {f}")),
+            CallError::Invalid(e) => e.context(what.to_string()),
             CallError::Status(a) => {
                 let header = a
                     .headers
