@@ -37,6 +37,7 @@ const PURE: &[&str] = &[
     "config/azure.rs",
     "archive/storage/azure/account.rs",
     "archive/storage/azure/request.rs",
+    "archive/storage/azure/xml.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
 ];

@@ -1,7 +1,8 @@
 //! Azure Blob Storage (`az://container/prefix`) behind the [`Storage`] trait, over the Blob
 //! service's REST API: [`account`] (which account, endpoint and authorisation the standard Azure
-//! variables name), [`request`] (the calls as signed requests; pure), [`conn`] (the
-//! connections) and, here, the service.
+//! variables name), [`request`] (the calls as signed requests; pure), [`xml`] (the answers;
+//! pure), [`conn`] (the connections), `upload` (the streamed block upload) and, here, the
+//! service.
 //!
 //! A streamed object is a block blob built as the dump arrives: blocks are staged (Put Block)
 //! a few at a time, growing from 8 MiB so a large dump stays under Azure's 50,000 blocks, and
@@ -20,12 +21,14 @@
 pub mod account;
 pub mod conn;
 pub mod request;
+mod upload;
+pub mod xml;
 
 use super::{ObjectInfo, Piece, Reader, Storage};
 use crate::config::azure::AzureEnv;
 use crate::error::{Error, Result};
 use account::Account;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use conn::{Answer, Failure, Http};
 use futures::FutureExt;
@@ -34,7 +37,6 @@ use request::Op;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 /// Tries of one call when the failure is transient.
 const ATTEMPTS: u32 = 4;
@@ -103,7 +105,7 @@ impl Inner {
                     .headers
                     .get("x-ms-error-code")
                     .and_then(|v| v.to_str().ok());
-                let (code, message) = request::error_of(header, &a.body);
+                let (code, message) = xml::error_of(header, &a.body);
                 let status = a.status.as_u16();
                 let mut text = format!("{what}: Azure answered {status}");
                 if let Some(c) = &code {
@@ -137,7 +139,7 @@ impl Inner {
             .headers
             .get("x-ms-error-code")
             .and_then(|v| v.to_str().ok());
-        request::error_of(header, &a.body).0
+        xml::error_of(header, &a.body).0
     }
 
     async fn put_block(self: Arc<Self>, blob: String, n: u32, body: Bytes) -> Result<String> {
@@ -159,7 +161,7 @@ impl Inner {
     }
 
     /// List the blobs under `prefix` (committed only, unless `uncommitted`).
-    async fn list(&self, prefix: &str, uncommitted: bool) -> Result<Vec<request::Listed>> {
+    async fn list(&self, prefix: &str, uncommitted: bool) -> Result<Vec<xml::Listed>> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -172,7 +174,7 @@ impl Inner {
                 .call(&op, SMALL_TIMEOUT)
                 .await
                 .map_err(|e| self.error(&format!("cannot list {}", self.target()), e))?;
-            let page = request::parse_list(&a.body)?;
+            let page = xml::parse_list(&a.body)?;
             out.extend(page.blobs);
             match page.next_marker {
                 Some(m) => marker = Some(m),
@@ -256,103 +258,6 @@ impl AzureStorage {
             .map(|b| b.name.strip_prefix(&strip).unwrap_or(&b.name).to_string())
             .collect())
     }
-
-    /// Stage the stream's blocks, a few at a time; commit them in order at `Piece::End`.
-    async fn blocks(&self, name: &str, mut body: mpsc::Receiver<Piece>) -> Result<u64> {
-        let blob = self.blob(name);
-        let mut inflight: JoinSet<(u32, Result<String>)> = JoinSet::new();
-        let mut ids: Vec<(u32, String)> = Vec::new();
-        let staged = async {
-            let mut buf = BytesMut::with_capacity(request::MIN_BLOCK_BYTES);
-            let mut n: u32 = 1;
-            let mut total = 0u64;
-            loop {
-                while let Some(r) = inflight.try_join_next() {
-                    ids.push(joined(r)?);
-                }
-                let last = match body.recv().await {
-                    Some(Piece::Data(b)) => {
-                        total += b.len() as u64;
-                        buf.extend_from_slice(&b);
-                        false
-                    }
-                    Some(Piece::End) => true,
-                    None => {
-                        return Err(Error::failed(format!(
-                            "the backup stream ended early; the blocks staged for {} stay \
-                             uncommitted (never listed) until Azure discards them within 7 days",
-                            self.url(&blob)
-                        )));
-                    }
-                };
-                while buf.len() >= request::block_size(n) || (last && !buf.is_empty()) {
-                    if n > request::MAX_BLOCKS {
-                        return Err(Error::failed(format!(
-                            "the dump needs more than {} blocks",
-                            request::MAX_BLOCKS
-                        )));
-                    }
-                    let chunk = buf.split_to(request::block_size(n).min(buf.len())).freeze();
-                    while inflight.len() >= request::blocks_in_flight(request::block_size(n)) {
-                        if let Some(r) = inflight.join_next().await {
-                            ids.push(joined(r)?);
-                        }
-                    }
-                    let inner = self.inner.clone();
-                    let b = blob.clone();
-                    inflight.spawn(async move { (n, inner.put_block(b, n, chunk).await) });
-                    n += 1;
-                }
-                if last {
-                    break;
-                }
-            }
-            while let Some(r) = inflight.join_next().await {
-                ids.push(joined(r)?);
-            }
-            Ok(total)
-        }
-        .await;
-        let total = match staged {
-            Ok(t) => t,
-            Err(e) => {
-                let sent = ids.len() + inflight.len();
-                inflight.abort_all();
-                while inflight.join_next().await.is_some() {}
-                if sent > 0 {
-                    tracing::warn!(
-                        object = %self.url(&blob),
-                        blocks_sent = sent,
-                        "the upload stopped: its staged blocks stay uncommitted (never listed, \
-                         not a backup) until Azure discards them within 7 days"
-                    );
-                }
-                return Err(e);
-            }
-        };
-        ids.sort_by_key(|(n, _)| *n);
-        let ids: Vec<String> = ids.into_iter().map(|(_, id)| id).collect();
-        // Committing the same list again is harmless, so a lost answer is simply retried.
-        let op = Op::PutBlockList {
-            blob: &blob,
-            ids: &ids,
-            content_type: "application/octet-stream",
-        };
-        self.inner.call(&op, SMALL_TIMEOUT).await.map_err(|e| {
-            self.inner.error(
-                &format!("cannot commit the blocks of {}", self.url(&blob)),
-                e,
-            )
-        })?;
-        Ok(total)
-    }
-}
-
-fn joined(
-    r: std::result::Result<(u32, Result<String>), tokio::task::JoinError>,
-) -> Result<(u32, String)> {
-    let (n, id) = r.map_err(|e| Error::failed(format!("upload task: {e}")))?;
-    Ok((n, id?))
 }
 
 impl Storage for AzureStorage {
