@@ -25,10 +25,10 @@ pub mod vacuum;
 pub mod verify;
 
 use crate::cli::{BackupsCommand, Cli, Command};
-use crate::notify::Job;
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::Result;
+use crate::notify::Job;
 use crate::output::Outcome;
 use std::collections::BTreeMap;
 
@@ -114,7 +114,9 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
             notified::run(&ctx, Job::Backup, target, None, backup::backup(&ctx, &args)).await
         }
         Command::Backups(cmd) => match &cmd {
-            BackupsCommand::Verify { backup: id, from, .. } => {
+            BackupsCommand::Verify {
+                backup: id, from, ..
+            } => {
                 let target = notified::backup_target(from.as_deref(), &ctx);
                 let verify = backup::backups(&ctx, &cmd);
                 notified::run(&ctx, Job::Verify, target, Some(id), verify).await

@@ -81,7 +81,10 @@ fn failed_check(text: &str) -> String {
     text.lines()
         .map(|l| l.trim().trim_start_matches('!').trim())
         .find(|l| !l.is_empty())
-        .map_or_else(|| "the check failed".to_string(), |l| format!("check failed: {l}"))
+        .map_or_else(
+            || "the check failed".to_string(),
+            |l| format!("check failed: {l}"),
+        )
 }
 
 #[cfg(test)]

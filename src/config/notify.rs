@@ -202,8 +202,8 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.on, vec![Event::Failure]);
         assert!(c.urls.is_empty() && !c.sends(Event::Failure));
-        let c = parse("urls = [\"https://hc-ping.com/0f4e\"]\non = [\"start\", \"success\"]")
-            .unwrap();
+        let c =
+            parse("urls = [\"https://hc-ping.com/0f4e\"]\non = [\"start\", \"success\"]").unwrap();
         assert!(c.sends(Event::Start) && c.sends(Event::Success) && !c.sends(Event::Failure));
         assert_eq!(
             (c.urls[0].https, c.urls[0].port, c.urls[0].path.as_str()),
@@ -224,7 +224,10 @@ mod tests {
         let u = NotifyUrl::parse("http://127.0.0.1:9/hook?k=v").unwrap();
         assert_eq!((u.port, u.path.as_str()), (9, "/hook?k=v"));
         assert_eq!(NotifyUrl::parse("http://h?x=1").unwrap().path, "/?x=1");
-        assert_eq!(NotifyUrl::parse("http://[::1]:8/").unwrap().origin(), "http://[::1]:8");
+        assert_eq!(
+            NotifyUrl::parse("http://[::1]:8/").unwrap().origin(),
+            "http://[::1]:8"
+        );
         for (bad, why) in [
             ("hooks.example/x", "http://"),
             ("ftp://h/x", "scheme"),
@@ -240,10 +243,9 @@ mod tests {
 
     #[test]
     fn urls_and_token_are_never_printed() {
-        let c = parse(
-            "urls = [\"https://hc-ping.com/uuid-s3cr3t?k=s3cr3t\"]\ntoken = \"tok-s3cr3t\"",
-        )
-        .unwrap();
+        let c =
+            parse("urls = [\"https://hc-ping.com/uuid-s3cr3t?k=s3cr3t\"]\ntoken = \"tok-s3cr3t\"")
+                .unwrap();
         let shown = format!("{c:?} {} {}", c.urls[0], serde_json::to_string(&c).unwrap());
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("https://hc-ping.com:443"), "{shown}");

@@ -163,7 +163,10 @@ mod tests {
         n.duration_s = Some(12.34567);
         n.backup = Some("20261129T030000Z-ab12".into());
         let v = json(&n);
-        assert_eq!((v["status"].as_str(), v["duration_s"].as_f64()), (Some("success"), Some(12.346)));
+        assert_eq!(
+            (v["status"].as_str(), v["duration_s"].as_f64()),
+            (Some("success"), Some(12.346))
+        );
         assert_eq!(v["backup"], "20261129T030000Z-ab12");
         assert_eq!(
             v["text"],

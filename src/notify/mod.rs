@@ -29,8 +29,13 @@ pub type Observer = Arc<dyn Fn(Job, bool) + Send + Sync>;
 /// How a job ended, as its notification tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    Success { backup: Option<String> },
-    Failure { backup: Option<String>, error: String },
+    Success {
+        backup: Option<String>,
+    },
+    Failure {
+        backup: Option<String>,
+        error: String,
+    },
     /// Not a run of the job (another run holds its lock, a dry run): no end notification.
     Silent,
 }

@@ -86,12 +86,7 @@ pub async fn deliver(
                 }
             }
             Ok(Err(e)) => last = e,
-            Err(_) => {
-                last = format!(
-                    "timed out: no answer within {:?}",
-                    policy.attempt_timeout
-                )
-            }
+            Err(_) => last = format!("timed out: no answer within {:?}", policy.attempt_timeout),
         }
     }
     Err(Failed {

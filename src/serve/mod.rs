@@ -341,8 +341,10 @@ fn notifier(
             metrics.add("notify_failures_total", &[("job", job.as_str())], 0);
         }
     }
-    Ok(crate::notify::Notifier::new(config, crate::notify::host_name())?
-        .with_observer(Arc::new(count)))
+    Ok(
+        crate::notify::Notifier::new(config, crate::notify::host_name())?
+            .with_observer(Arc::new(count)),
+    )
 }
 
 fn runner_name() -> String {
