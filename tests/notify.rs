@@ -578,3 +578,22 @@ fn serve_notifies_its_scheduled_jobs_and_counts_deliveries() {
     );
     assert!(!stderr().contains(TOKEN) && !text.contains(TOKEN));
 }
+
+#[test]
+fn an_https_url_is_spoken_to_in_tls_and_a_failed_handshake_is_only_a_warning() {
+    // A plain-HTTP receiver behind an https:// URL: the client must try TLS (and fail the
+    // handshake), never send the body (or the token) in the clear.
+    let db = fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Receiver::start(Mode::Ok);
+    let url = format!("https://127.0.0.1:{}/hook", plain.port);
+    let r = run(notified(&args(&backup(&db, dir.path())), &[url], "success"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("notification not delivered") && r.stderr.contains("TLS"),
+        "{}",
+        r.stderr
+    );
+    assert!(plain.got().is_empty(), "{:?}", plain.got());
+    assert_no_secrets(&r);
+}
