@@ -137,7 +137,13 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     }
     tracing::info!(job = name, %slot, "job started");
     let started = Instant::now();
-    let work = execute(env, task);
+    // The job's own time, without its notifications' delivery.
+    let took = std::sync::OnceLock::new();
+    let work = async {
+        let r = execute(env, task).await;
+        let _ = took.set(started.elapsed());
+        r
+    };
     let outcome = match notified_job(task) {
         Some(job) => {
             let target = job_target(env, task);
@@ -145,7 +151,11 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
         }
         None => work.await,
     };
-    let secs = started.elapsed().as_secs_f64();
+    let secs = took
+        .get()
+        .copied()
+        .unwrap_or(started.elapsed())
+        .as_secs_f64();
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
     // The operation's own lock (backup's, purge's, vacuum's) was held: another run has the job.
