@@ -164,6 +164,10 @@ pub struct BackupConfig {
     /// temporary files), an octal string; folders get x where files have r. Default "0600"
     /// (folders 0700); "0640" (folders 0750) lets the group read.
     pub file_mode: file_mode::FileMode,
+    /// Further TARGETs each backup is copied to once complete (3-2-1): checksum checked on the
+    /// way, manifest last, each target then pruned by the same `keep_*` policy.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub copy_to: Vec<String>,
 }
 
 impl BackupConfig {
@@ -197,6 +201,7 @@ impl Default for BackupConfig {
             scratch_db: None,
             pg_bindir: None,
             file_mode: file_mode::FileMode::PRIVATE,
+            copy_to: Vec::new(),
         }
     }
 }
@@ -216,6 +221,9 @@ pub struct S3Config {
     pub sse: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub kms_key_id: Option<String>,
+    /// S3 Object Lock: every dump and manifest uploaded is retained (GOVERNANCE mode) until
+    /// now + this many days. The bucket must have Object Lock enabled.
+    pub object_lock_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -367,6 +375,11 @@ impl Config {
                 codec.levels().start(),
                 codec.levels().end()
             )));
+        }
+        if self.s3.object_lock_days == Some(0) {
+            return Err(Error::usage(
+                "s3.object_lock_days must be at least 1 (unset it for no Object Lock retention)",
+            ));
         }
         if self.ingest.max_line_bytes == 0
             || self.ingest.batch_rows == 0
