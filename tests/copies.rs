@@ -241,3 +241,188 @@ fn serve_prunes_after_each_scheduled_backup() {
     assert!(stderr.contains("; pruned 20"), "{stderr}");
     assert!(!stderr.contains("job failed"), "{stderr}");
 }
+
+fn count_users(url: &str) -> String {
+    psql(url, "SELECT count(*) FROM users")
+}
+
+#[test]
+fn backups_copy_goes_dir_to_dir_to_s3_to_dir_and_the_last_copy_restores() {
+    let url = seeded_db();
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (a, b, c) = (
+        a.path().to_str().unwrap().to_string(),
+        b.path().to_str().unwrap().to_string(),
+        c.path().to_str().unwrap().to_string(),
+    );
+    let bucket = moto::bucket();
+    let s3 = format!("s3://{bucket}/second");
+    let r = backup(&url, &a, &[], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let made = json(&r);
+    let id = made["id"].as_str().unwrap().to_string();
+
+    for (from, to) in [(&a, &b), (&b, &s3), (&s3, &c)] {
+        let r = cmd(
+            &["backups", "copy", "latest", "--from", from, "--to", to],
+            &[],
+        );
+        assert_eq!(r.code, 0, "{from} -> {to}: {}", r.stderr);
+        let j = json(&r);
+        assert_eq!(j["id"], id.as_str());
+        assert_eq!(j["bytes"], made["size_bytes"], "{j}");
+        assert_eq!(j["already_there"], false);
+        let listed = cmd(&["backups", "list", "--from", to], &[]);
+        let l = json(&listed);
+        assert_eq!(l[0]["id"], id.as_str(), "{l}");
+        assert_eq!(l[0]["sha256"], made["sha256"], "{l}");
+        assert!(
+            l[0]["object"].as_str().unwrap().starts_with(to.as_str()),
+            "the copy's manifest names its own location: {l}"
+        );
+    }
+    assert_eq!(
+        moto::keys(&bucket),
+        [
+            format!("second/{id}/dump.gz"),
+            format!("second/{id}/manifest.json")
+        ]
+    );
+    // Again: already there, nothing written.
+    let r = cmd(&["backups", "copy", &id, "--from", &a, "--to", &b], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["already_there"], true);
+
+    // The last copy restores, and checks out against the manifest's row counts.
+    let target = fresh_db();
+    let r = cmd(
+        &[
+            "restore", "--from", &c, "--backup", &id, "--target", &target,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(count_users(&target), "1000");
+}
+
+/// Flip one byte in the middle of a file.
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_source_is_refused_and_nothing_appears_at_the_destination() {
+    let url = seeded_db();
+    let a = tempfile::tempdir().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let from = a.path().to_str().unwrap();
+    let r = backup(&url, from, &[], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = json(&r)["id"].as_str().unwrap().to_string();
+    corrupt(&a.path().join(&id).join("dump.gz"));
+    let bucket = moto::bucket();
+    for to in [
+        d.path().to_str().unwrap().to_string(),
+        format!("s3://{bucket}/p"),
+    ] {
+        let r = cmd(&["backups", "copy", &id, "--from", from, "--to", &to], &[]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains("is corrupt"), "{}", r.stderr);
+        assert!(ids(&to).is_empty());
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "no leftovers"
+    );
+    assert!(moto::keys(&bucket).is_empty());
+    assert!(
+        moto::open_uploads(&bucket).is_empty(),
+        "the upload was aborted"
+    );
+}
+
+#[test]
+fn copy_to_follows_each_backup_and_each_target_is_pruned() {
+    let url = seeded_db();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        a.path().to_str().unwrap().to_string(),
+        b.path().to_str().unwrap().to_string(),
+    );
+    let bucket = moto::bucket();
+    let s3 = format!("s3://{bucket}/copies");
+    let copy_to = format!("[\"{b}\", \"{s3}\"]");
+    let env = [
+        ("KASM_DB_BACKUP_COPY_TO", copy_to.as_str()),
+        ("KASM_DB_BACKUP_KEEP_LAST", "1"),
+    ];
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let r = backup(&url, &a, &env, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        made.push(json(&r));
+    }
+    let (first, second) = (
+        made[0]["id"].as_str().unwrap().to_string(),
+        made[1]["id"].as_str().unwrap().to_string(),
+    );
+    let copies = made[1]["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{}", made[1]);
+    for (c, target) in copies.iter().zip([&b, &s3]) {
+        assert_eq!(c["target"], target.as_str());
+        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["bytes"], made[1]["size_bytes"]);
+        assert_eq!(c["error"], Value::Null);
+        assert_eq!(strings(&c["pruned"]), [first.clone()], "{c}");
+    }
+    assert_eq!(strings(&made[1]["pruned"]), [first.clone()]);
+    for t in [&a, &b, &s3] {
+        assert_eq!(ids(t), [second.clone()], "{t}");
+    }
+    let v = cmd(&["backups", "verify", "latest", "--from", &s3], &[]);
+    assert_eq!(json(&v)["ok"], true, "{}", v.stderr);
+}
+
+#[test]
+fn an_unreachable_copy_target_fails_the_job_and_the_primary_stays_intact() {
+    let url = seeded_db();
+    let a = tempfile::tempdir().unwrap();
+    let from = a.path().to_str().unwrap();
+    // Nothing listens there; the key is one the output must never show.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let secret = "wJalrXUtnFEMI-copies-secret-9d1f";
+    let env = [
+        ("KASM_DB_BACKUP_COPY_TO", "s3://nowhere/kasm"),
+        ("KASM_DB_S3_ENDPOINT", dead.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    let r = backup(&url, from, &env, &[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let b = json(&r);
+    let id = b["id"].as_str().unwrap().to_string();
+    assert_eq!(b["ok"], false);
+    let c = &b["copies"][0];
+    assert_eq!(c["target"], "s3://nowhere/kasm");
+    assert_eq!(c["ok"], false);
+    assert!(c["error"].as_str().unwrap().len() > 10, "{c}");
+    assert!(
+        r.stderr.contains(&format!(
+            "backup {id} succeeded and is intact, but the copy to s3://nowhere/kasm failed"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    assert_eq!(ids(from), [id.clone()]);
+    let v = cmd(&["backups", "verify", &id, "--from", from], &[]);
+    assert_eq!(json(&v)["ok"], true, "{}", v.stderr);
+}
