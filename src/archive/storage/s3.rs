@@ -343,11 +343,8 @@ impl S3Storage {
                     )
                     .send()
                     .await;
-                match done {
-                    Ok(_) => match self.retain_until() {
-                        Some(until) => self.ensure_retention(&key, until).await.map(|_| n),
-                        None => Ok(n),
-                    },
+                let stored = match done {
+                    Ok(_) => Ok(n),
                     // The answer can be lost (network) or unreadable while the object was
                     // committed: ask S3 whether it is there, whole, before calling it failed.
                     Err(e) if self.committed(&key, n, count).await => {
@@ -362,6 +359,10 @@ impl S3Storage {
                         format!("cannot complete upload of {}", self.url(&key)),
                         e,
                     )),
+                };
+                match (stored, self.retain_until()) {
+                    (Ok(n), Some(until)) => self.ensure_retention(&key, until).await.map(|_| n),
+                    (stored, _) => stored,
                 }
             }
             Err(e) => Err(e),
