@@ -381,11 +381,11 @@ fn copy_to_follows_each_backup_and_each_target_is_pruned() {
         assert_eq!(c["ok"], true, "{c}");
         assert_eq!(c["bytes"], made[1]["size_bytes"]);
         assert_eq!(c["error"], Value::Null);
-        assert_eq!(strings(&c["pruned"]), [first.clone()], "{c}");
+        assert_eq!(strings(&c["pruned"]), std::slice::from_ref(&first), "{c}");
     }
-    assert_eq!(strings(&made[1]["pruned"]), [first.clone()]);
+    assert_eq!(strings(&made[1]["pruned"]), std::slice::from_ref(&first));
     for t in [&a, &b, &s3] {
-        assert_eq!(ids(t), [second.clone()], "{t}");
+        assert_eq!(ids(t), std::slice::from_ref(&second), "{t}");
     }
     let v = cmd(&["backups", "verify", "latest", "--from", &s3], &[]);
     assert_eq!(json(&v)["ok"], true, "{}", v.stderr);
@@ -422,7 +422,7 @@ fn an_unreachable_copy_target_fails_the_job_and_the_primary_stays_intact() {
         r.stderr
     );
     assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
-    assert_eq!(ids(from), [id.clone()]);
+    assert_eq!(ids(from), std::slice::from_ref(&id));
     let v = cmd(&["backups", "verify", &id, "--from", from], &[]);
     assert_eq!(json(&v)["ok"], true, "{}", v.stderr);
 }

@@ -181,3 +181,55 @@ pub fn copy_targets(config: &Config, primary: &Target) -> Result<Vec<Target>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_targets_are_parsed_deduplicated_and_never_the_primary() {
+        let mut c = Config::default();
+        c.backup.copy_to = vec![
+            "s3://other/p".into(),
+            "/mnt/nfs/kasm".into(),
+            "file:///mnt/nfs/kasm".into(),
+        ];
+        let primary = Target::parse("/var/backups").unwrap();
+        let t = copy_targets(&c, &primary).unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            ["s3://other/p", "/mnt/nfs/kasm"]
+        );
+        c.backup.copy_to.push("file:///var/backups".into());
+        let e = copy_targets(&c, &primary).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        c.backup.copy_to = vec!["relative/dir".into()];
+        let e = copy_targets(&c, &primary).unwrap_err();
+        assert!(e.to_string().contains("backup.copy_to"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_says_the_backup_is_intact_and_names_each_failed_step() {
+        let mut r = AfterReport::default();
+        assert_eq!(r.failure("B1"), None);
+        r.copies.push(CopyOutcome {
+            target: "s3://b/p".into(),
+            ok: false,
+            bytes: 0,
+            error: Some("unreachable".into()),
+            pruned: vec![],
+            locked: vec![],
+        });
+        r.prune_error = Some("permission denied".into());
+        let why = r.failure("B1").unwrap();
+        assert!(
+            why.starts_with("backup B1 succeeded and is intact, but "),
+            "{why}"
+        );
+        assert!(why.contains("pruning failed: permission denied"), "{why}");
+        assert!(
+            why.contains("the copy to s3://b/p failed: unreachable"),
+            "{why}"
+        );
+    }
+}

@@ -173,3 +173,51 @@ pub async fn prune_keeping(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::storage::fs::FsStorage;
+    use crate::config::file_mode::FileMode;
+
+    async fn put_backup(s: &FsStorage, id: &str, created: DateTime<Utc>) {
+        // A manifest complete enough for the catalog.
+        let text = format!(
+            r#"{{"format":1,"id":"{id}","created":"{c}","completed":"{c}","database":"d",
+            "dbname":"d","server_version":"17","pg_dump_version":"17","object":"{id}/dump.gz",
+            "location":"/x/{id}/dump.gz","size_bytes":1,"sha256":"00","dump_bytes":1,
+            "format_of_dump":"custom","compression":{{"kind":"gzip","level":6,"block_bytes":1}},
+            "encryption":null,"server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{{"count_s":0,"dump_s":0,"total_s":0}},"restore":"r"}}"#,
+            c = created.to_rfc3339()
+        );
+        s.put_small(&format!("{id}/dump.gz"), b"x".to_vec())
+            .await
+            .unwrap();
+        s.put_small(&manifest::manifest_name(id), text.into_bytes())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_protected_backup_is_kept_whatever_the_clocks_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf(), FileMode::PRIVATE);
+        let now = Utc::now();
+        // Another writer's clock put its backup in the future of ours.
+        put_backup(&s, "ours", now).await;
+        put_backup(&s, "theirs", now + chrono::TimeDelta::hours(1)).await;
+        let policy = Policy {
+            last: Some(1),
+            ..Policy::default()
+        };
+        let dry = prune(&s, policy, true, now).await.unwrap();
+        assert_eq!(dry.deleted, ["ours"]);
+        let r = prune_keeping(&s, policy, false, now, Some("ours"))
+            .await
+            .unwrap();
+        assert!(r.deleted.is_empty(), "{:?}", r.deleted);
+        assert_eq!(r.kept.len(), 2);
+        assert_eq!(catalog::complete(&s).await.unwrap().len(), 2);
+    }
+}
