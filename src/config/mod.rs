@@ -505,6 +505,26 @@ mod tests {
     }
 
     #[test]
+    fn copy_to_and_object_lock_days_from_the_file_or_the_environment() {
+        let f = file(
+            "[backup]\ncopy_to = [\"s3://other/p\", \"/mnt/nfs/kasm\"]\n[s3]\nobject_lock_days = 30\n",
+        );
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://other/p", "/mnt/nfs/kasm"]);
+        assert_eq!(c.s3.object_lock_days, Some(30));
+        let c = Config::load(
+            None,
+            &env(&[("KASM_DB_BACKUP_COPY_TO", "s3://a/p, /mnt/b")]),
+        )
+        .unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://a/p", "/mnt/b"]);
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert!(c.backup.copy_to.is_empty() && c.s3.object_lock_days.is_none());
+        let e = Config::load(None, &env(&[("KASM_DB_S3_OBJECT_LOCK_DAYS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("s3.object_lock_days"), "{e}");
+    }
+
+    #[test]
     fn env_overrides_file() {
         let f = file("[retention]\ndebug = \"2h\"\nlogs = \"3d\"\n");
         let c = Config::load(Some(f.path()), &env(&[("KASM_DB_RETENTION_DEBUG", "0")])).unwrap();
