@@ -267,9 +267,10 @@ fn backups_copy_goes_dir_to_dir_to_s3_to_dir_and_the_last_copy_restores() {
     let id = made["id"].as_str().unwrap().to_string();
 
     for (from, to) in [(&a, &b), (&b, &s3), (&s3, &c)] {
+        // Server-side encryption asked of the bucket: the copy's manifest says so.
         let r = cmd(
             &["backups", "copy", "latest", "--from", from, "--to", to],
-            &[],
+            &[("KASM_DB_S3_SSE", "AES256")],
         );
         assert_eq!(r.code, 0, "{from} -> {to}: {}", r.stderr);
         let j = json(&r);
@@ -291,6 +292,19 @@ fn backups_copy_goes_dir_to_dir_to_s3_to_dir_and_the_last_copy_restores() {
             format!("second/{id}/dump.gz"),
             format!("second/{id}/manifest.json")
         ]
+    );
+    let manifest = |bytes: Vec<u8>| serde_json::from_slice::<Value>(&bytes).unwrap();
+    let in_s3 = manifest(moto::get(&bucket, &format!("second/{id}/manifest.json")));
+    assert_eq!(in_s3["server_side_encryption"], "AES256", "{in_s3}");
+    assert_eq!(in_s3["location"], format!("{s3}/{id}/dump.gz"));
+    let in_c = manifest(std::fs::read(Path::new(&c).join(&id).join("manifest.json")).unwrap());
+    assert_eq!(in_c["server_side_encryption"], Value::Null);
+    assert!(
+        in_c["restore"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("gunzip -c {c}/{id}/dump.gz")),
+        "{in_c}"
     );
     // Again: already there, nothing written.
     let r = cmd(&["backups", "copy", &id, "--from", &a, "--to", &b], &[]);

@@ -4,7 +4,7 @@
 //! the way and written to the destination as it arrives, never held whole in memory or on disk.
 //!
 //! Order, as a backup's: the data object, then the manifest (rewritten with the copy's own
-//! location and restore recipe; everything else as the source's), then the latest verification
+//! location, restore recipe and server-side encryption; everything else as the source's), then the latest verification
 //! record when the source has one (it speaks of the same bytes). A source whose size or SHA-256
 //! differs from its manifest is refused: the destination's upload is aborted before it is
 //! committed, so nothing appears there. Never deletes anything on either side, never writes a
@@ -65,6 +65,7 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
 
     let mut copy = m.clone();
     copy.location = format!("{}/{}", dst.describe(), copy.object);
+    copy.server_side_encryption = dst.server_side_encryption();
     copy.restore = manifest::restore_recipe(
         &copy.location,
         copy.encryption.as_ref().map(|e| e.key_id.as_str()),

@@ -83,6 +83,12 @@ pub trait Storage: Send + Sync {
     /// Abort uploads left open by dead runs that started before `before` (multipart uploads on
     /// S3; nothing on a directory, whose leftovers are ordinary objects). Returns their names.
     fn abort_stale_uploads(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    /// The server-side encryption this storage asks for on upload ("AES256", "aws:kms"), as a
+    /// manifest records it; `None` where there is none (a directory).
+    fn server_side_encryption(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Read a whole (small) object; `None` when it does not exist.

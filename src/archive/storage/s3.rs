@@ -551,6 +551,10 @@ fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
 }
 
 impl Storage for S3Storage {
+    fn server_side_encryption(&self) -> Option<String> {
+        self.sse.as_ref().map(|s| s.as_str().to_string())
+    }
+
     fn describe(&self) -> String {
         if self.prefix.is_empty() {
             format!("s3://{}", self.bucket)
