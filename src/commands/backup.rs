@@ -58,7 +58,12 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         env: &ctx.env,
     })
     .await?;
-    let primary = storage::open(&target, &config).await?;
+    let primary = storage::open(&target, &config).await.map_err(|e| {
+        e.context(format!(
+            "backup {} succeeded and is intact, but its target could not be reopened to copy and prune",
+            m.id
+        ))
+    })?;
     let followed = after::run(After {
         config: &config,
         primary: primary.as_ref(),
@@ -296,7 +301,15 @@ async fn prune_cmd(
                 report.uploads_aborted.len()
             )
         }
-    ) + &report
+    ) + &if report.locked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; kept {} still under Object Lock retention ({})",
+            report.locked.len(),
+            report.locked.join(", ")
+        )
+    } + &report
         .warnings
         .iter()
         .map(|w| format!("\nwarning: {w}"))
