@@ -64,7 +64,7 @@ fn judge(job: Job, requested: Option<String>, r: &Result<Outcome>) -> Finish {
             } else {
                 Finish::Failure {
                     backup,
-                    error: failed_check(&o.text),
+                    error: after_backup(&o.json).unwrap_or_else(|| failed_check(&o.text)),
                 }
             }
         }
@@ -73,6 +73,26 @@ fn judge(job: Job, requested: Option<String>, r: &Result<Outcome>) -> Finish {
             error: e.to_string(),
         },
     }
+}
+
+/// Why a backup that was made still failed: its prune or a copy (`backup --json`'s
+/// `prune_error`, `copies[].error`), named before the backup's own first line would be.
+fn after_backup(json: &serde_json::Value) -> Option<String> {
+    let copies = json.get("copies").and_then(|c| c.as_array());
+    let copy_errors = copies
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let error = c.get("error")?.as_str()?;
+            let target = c.get("target").and_then(|t| t.as_str()).unwrap_or("?");
+            Some(format!("copy to {target} failed: {error}"))
+        });
+    let prune = json
+        .get("prune_error")
+        .and_then(|e| e.as_str())
+        .map(|e| format!("prune failed: {e}"));
+    let all: Vec<String> = prune.into_iter().chain(copy_errors).collect();
+    (!all.is_empty()).then(|| all.join("; "))
 }
 
 /// The reason of a failed check: the first line of its text that says something (a vacuum's
@@ -103,6 +123,19 @@ mod tests {
             Finish::Failure {
                 backup: Some("b1".into()),
                 error: "check failed: backup b1 NOT ok: sha256 differs".into()
+            }
+        );
+        let pruned = Outcome::new(
+            &serde_json::json!({"id": "b0", "ok": false, "prune_error": "permission denied",
+                "copies": [{"target": "/nfs", "ok": false, "error": "disk full"}]}),
+            "backup b0 of kasm written to /x",
+        )
+        .failed_check();
+        assert_eq!(
+            judge(Job::Backup, None, &Ok(pruned)),
+            Finish::Failure {
+                backup: Some("b0".into()),
+                error: "prune failed: permission denied; copy to /nfs failed: disk full".into()
             }
         );
         let banner = format!("{}\n!! WRAPAROUND risk in t\n", "!".repeat(78));

@@ -315,6 +315,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
+            let copy_to = crate::backup::after::copy_targets(&env.config, &target)?;
             let m = crate::backup::run::run(crate::backup::run::BackupSpec {
                 db: &env.target,
                 config: &env.config,
@@ -333,8 +334,37 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
                 .set("backup_last_duration_seconds", &[], m.timings.total_s);
             env.metrics
                 .set("backup_last_size_bytes", &[], m.size_bytes as f64);
+            // Copies to backup.copy_to, then the keep_* policy, as after `kasm-db backup`.
+            let primary = crate::archive::storage::open(&target, &env.config).await?;
+            let after = crate::backup::after::run(crate::backup::after::After {
+                config: &env.config,
+                primary: primary.as_ref(),
+                manifest: &m,
+                prune: true,
+                copy_to: &copy_to,
+                now: Utc::now(),
+            })
+            .await;
+            if let Some(why) = after.failure(&m.id) {
+                return Err(crate::Error::failed(why));
+            }
+            let copies = after
+                .copies
+                .iter()
+                .map(|c| format!(", copied to {}", c.target))
+                .collect::<String>();
+            let summary = format!(
+                "backup {} to {target}: {} bytes{copies}; pruned {}",
+                m.id,
+                m.size_bytes,
+                if after.pruned.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    after.pruned.join(", ")
+                }
+            );
             Ok(Done {
-                summary: format!("backup {} to {target}: {} bytes", m.id, m.size_bytes),
+                summary,
                 backup: Some(m.id.clone()),
             })
         }
