@@ -3,6 +3,7 @@
 //!
 //! Parsing only. Nothing here reads config, touches the database or decides exit codes.
 
+use crate::config::Window;
 use crate::sizing::{Architecture, UseCase};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -285,6 +286,31 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "DIR")]
         pg_bindir: Option<PathBuf>,
     },
+    /// Check that the backups would save the day: the newest complete backup is at most
+    /// --max-age old, there are at least --min-count, and (with --verified-within) the newest
+    /// passed a verification recently. A failed verification of the newest backup always fails
+    /// the check. Exit 0 when all is met; exit 1 with one reason per condition not met (no
+    /// backups at all is its own reason); 75 when the target cannot be read. The first line
+    /// reads like a Nagios/Icinga plugin's (`BACKUPS OK - ...` / `BACKUPS CRITICAL - ...`, with
+    /// performance data). `--json`: {"ok","reasons","target","count","newest_id",
+    /// "newest_created","newest_age_s","last_verification","criteria","checked_at"}.
+    Check {
+        /// The target to read (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// The newest complete backup may be at most this old ("26h", "2d", "90m"): a daily
+        /// backup plus two hours of slack by default.
+        #[arg(long, value_name = "DUR", default_value = "26h", value_parser = duration)]
+        max_age: Window,
+        /// At least N complete backups.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        min_count: u32,
+        /// The newest backup passed `backups verify` (or the scheduled verify) within DUR
+        /// ("8d"); while it awaits its first verification, an older backup's verification that
+        /// passed within DUR counts. Not checked unless given.
+        #[arg(long, value_name = "DUR", value_parser = duration)]
+        verified_within: Option<Window>,
+    },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
     /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
@@ -464,4 +490,9 @@ mod tests {
         assert!(a.global.json && b.global.json);
         assert_eq!(a.global.db, b.global.db);
     }
+}
+
+/// A duration flag in the config's notation ("26h", "8d", "90m").
+fn duration(text: &str) -> Result<Window, String> {
+    Window::parse(text)
 }

@@ -36,7 +36,7 @@ pub struct Listed {
     pub verified: Option<verification::Verification>,
 }
 
-/// The complete backups in `storage`, oldest first, each with its latest verification.
+/// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());

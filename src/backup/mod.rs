@@ -6,12 +6,14 @@
 //! catalog, verification record) is [`crate::archive`]'s, shared with `restore`; here [`run`] is
 //! the pipeline, [`properties`] reads the database's own properties (owner, locale, ACL,
 //! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
-//! [`backups`] lists a target's backups and applies the policy to it.
+//! [`backups`] lists a target's backups and applies the policy to it, [`check`] judges that
+//! listing (fresh, enough, verified: `backups check`, `size`, the report, `/metrics`; pure).
 //! The commands (`crate::commands::backup`), `serve`'s scheduled backup and the demo call
 //! [`run::run`].
 //! Never imports `restore`. Nothing here prints or stores a password.
 
 pub mod backups;
+pub mod check;
 pub mod pgdump;
 pub mod properties;
 pub mod prune;
