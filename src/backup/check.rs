@@ -111,14 +111,16 @@ pub fn check(listed: &[Listed], criteria: &Criteria, now: DateTime<Utc>) -> Verd
     let age = |t: DateTime<Utc>| (now - t).num_seconds().max(0);
 
     let last_verification = by_age.iter().find_map(|l| {
-        l.verified.as_ref().map(|v: &Verification| LastVerification {
-            backup: l.id.clone(),
-            at: v.at,
-            ok: v.ok,
-            check: v.check,
-            age_s: age(v.at),
-            problem: v.problem.clone(),
-        })
+        l.verified
+            .as_ref()
+            .map(|v: &Verification| LastVerification {
+                backup: l.id.clone(),
+                at: v.at,
+                ok: v.ok,
+                check: v.check,
+                age_s: age(v.at),
+                problem: v.problem.clone(),
+            })
     });
 
     match newest {
@@ -228,10 +230,7 @@ impl Verdict {
         };
         let mut perf = String::new();
         if let Some(a) = self.newest_age_s {
-            perf.push_str(&format!(
-                "newest_age={a}s;;{};0 ",
-                self.criteria.max_age_s
-            ));
+            perf.push_str(&format!("newest_age={a}s;;{};0 ", self.criteria.max_age_s));
         }
         perf.push_str(&format!(
             "count={};;{}:;0",
@@ -285,8 +284,14 @@ mod tests {
         let v = check(&[], &Criteria::default(), now());
         assert!(!v.ok);
         assert_eq!(v.reasons, ["there is no complete backup at this target"]);
-        assert_eq!((v.count, v.newest_id.clone(), v.newest_age_s), (0, None, None));
-        assert!(v.status_line().starts_with("BACKUPS CRITICAL - there is no complete backup"));
+        assert_eq!(
+            (v.count, v.newest_id.clone(), v.newest_age_s),
+            (0, None, None)
+        );
+        assert!(
+            v.status_line()
+                .starts_with("BACKUPS CRITICAL - there is no complete backup")
+        );
         // One reason, not also "fewer than the minimum" or "not verified".
         assert_eq!(check(&[], &with_verify(8), now()).reasons.len(), 1);
     }
@@ -305,7 +310,12 @@ mod tests {
         );
         // Listing order does not matter.
         let reversed = [backup("b1", 26, None), backup("b2", 2, None)];
-        assert_eq!(check(&reversed, &Criteria::default(), now()).newest_id.as_deref(), Some("b2"));
+        assert_eq!(
+            check(&reversed, &Criteria::default(), now())
+                .newest_id
+                .as_deref(),
+            Some("b2")
+        );
         let old = [backup("b1", 27, None)];
         let v = check(&old, &Criteria::default(), now());
         assert!(!v.ok);
@@ -322,7 +332,10 @@ mod tests {
             ..Criteria::default()
         };
         let v = check(&l, &c, now());
-        assert_eq!(v.reasons, ["2 complete backups, fewer than the minimum of 3"]);
+        assert_eq!(
+            v.reasons,
+            ["2 complete backups, fewer than the minimum of 3"]
+        );
         assert!(check(&l, &Criteria { min_count: 2, ..c }, now()).ok);
     }
 
@@ -333,7 +346,11 @@ mod tests {
         assert!(check(&l, &Criteria::default(), now()).ok);
         let v = check(&l, &with_verify(8), now());
         assert!(!v.ok);
-        assert!(v.reasons[0].contains("b1 has not been verified"), "{:?}", v.reasons);
+        assert!(
+            v.reasons[0].contains("b1 has not been verified"),
+            "{:?}",
+            v.reasons
+        );
         // Verified an hour ago: passes, and the verification is reported.
         let l = [backup("b1", 2, Some((1, true)))];
         let v = check(&l, &with_verify(8), now());
@@ -370,20 +387,28 @@ mod tests {
         let v = check(&l, &with_verify(8), now());
         assert_eq!(
             v.reasons,
-            ["the newest backup b2 has not been verified, and the latest verification (of b1, 24h ago) failed"]
+            [
+                "the newest backup b2 has not been verified, and the latest verification (of b1, 24h ago) failed"
+            ]
         );
     }
 
     #[test]
     fn a_failed_verification_of_the_newest_always_fails() {
-        let l = [backup("b2", 1, Some((0, false))), backup("b1", 25, Some((24, true)))];
+        let l = [
+            backup("b2", 1, Some((0, false))),
+            backup("b1", 25, Some((24, true))),
+        ];
         for c in [Criteria::default(), with_verify(8)] {
             let v = check(&l, &c, now());
             assert_eq!(
                 v.reasons,
                 ["the newest backup b2 failed its verification 0s ago: SHA-256 differs"]
             );
-            assert!(v.status_line().starts_with("BACKUPS CRITICAL - the newest backup b2 failed"));
+            assert!(
+                v.status_line()
+                    .starts_with("BACKUPS CRITICAL - the newest backup b2 failed")
+            );
         }
     }
 
@@ -396,7 +421,10 @@ mod tests {
         };
         let v = check(&l, &c, now());
         assert_eq!(v.reasons.len(), 3, "{:?}", v.reasons);
-        assert!(v.status_line().contains("48h old (max age 26h); 1 complete backup, fewer"));
+        assert!(
+            v.status_line()
+                .contains("48h old (max age 26h); 1 complete backup, fewer")
+        );
     }
 
     #[test]

@@ -104,8 +104,14 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
             min_count,
             verified_within,
         } => {
-            super::backups_check::check(ctx, from.as_deref(), *max_age, *min_count, *verified_within)
-                .await
+            super::backups_check::check(
+                ctx,
+                from.as_deref(),
+                *max_age,
+                *min_count,
+                *verified_within,
+            )
+            .await
         }
         BackupsCommand::Verify {
             backup,

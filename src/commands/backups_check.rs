@@ -53,8 +53,7 @@ pub fn render(v: &Verdict, target: &str) -> String {
     let mut out = v.status_line();
     out.push_str(&format!("\ntarget: {target}\n"));
     out.push_str(&format!("complete backups: {}\n", v.count));
-    if let (Some(id), Some(created), Some(age)) = (&v.newest_id, v.newest_created, v.newest_age_s)
-    {
+    if let (Some(id), Some(created), Some(age)) = (&v.newest_id, v.newest_created, v.newest_age_s) {
         out.push_str(&format!(
             "newest: {id}, made {} UTC ({} ago)\n",
             created.format("%Y-%m-%d %H:%M:%S"),
