@@ -387,6 +387,12 @@ pub struct SizeArgs {
     /// Exit 1 when the status is `exceeded` (for monitoring).
     #[arg(long)]
     pub fail_on_exceed: bool,
+
+    /// Do not record a size sample. By default `size` records one in `size_samples` (as
+    /// `serve`'s schedule.size_sample does), so that running it from cron draws the
+    /// size-over-time chart of `report`; a database without kasm-db's schema records none.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,22 @@ fn a_directory_target_from_no_backups_to_fresh_verified_few_and_old() {
     assert_eq!(v["criteria"]["max_age_s"], 26 * 3600);
     assert_eq!(v["criteria"]["min_count"], 1);
     assert_eq!(v["criteria"]["verified_within_s"], Value::Null);
+    // `size` shows the same verdict for the configured target.
+    let r =
+        run(kasm_db(&["size", "--json", "--no-record", "--db", &url]).env("KASM_DB_BACKUP_TO", to));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = json(&r);
+    assert_eq!(s["backups"]["target"], to);
+    assert_eq!(s["backups"]["verdict"]["ok"], true, "{s}");
+    assert_eq!(s["backups"]["verdict"]["newest_id"], id.as_str());
+    let r = run(kasm_db(&["size", "--no-record", "--db", &url]).env("KASM_DB_BACKUP_TO", to));
+    assert!(
+        r.stdout.contains(&format!(
+            "backups at {to}: BACKUPS OK - 1 backup, newest {id}"
+        )),
+        "{}",
+        r.stdout
+    );
     let r = check(to, &["--max-age", "2h"], &[]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert!(
@@ -154,6 +170,22 @@ fn a_directory_target_from_no_backups_to_fresh_verified_few_and_old() {
     );
     assert!(rs[0].ends_with("old (max age 26h)"), "{rs:?}");
     assert!(v["newest_age_s"].as_i64().unwrap() >= 72 * 3600);
+    let r =
+        run(kasm_db(&["size", "--json", "--no-record", "--db", &url]).env("KASM_DB_BACKUP_TO", to));
+    let s = json(&r);
+    assert_eq!(s["backups"]["verdict"]["ok"], false, "{s}");
+    assert_eq!(s["backups"]["verdict"]["reasons"][0], rs[0].as_str());
+    let r = run(kasm_db(&["size", "--no-record", "--db", &url]).env("KASM_DB_BACKUP_TO", to));
+    assert!(
+        r.stdout.contains("BACKUPS CRITICAL - the newest backup"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("  - backups: {}", rs[0])),
+        "{}",
+        r.stdout
+    );
     assert_eq!(check(to, &["--max-age", "4d"], &[]).code, 0);
 
     // A failed verification of the newest fails the check whatever is asked.

@@ -203,6 +203,54 @@ pub fn check(listed: &[Listed], criteria: &Criteria, now: DateTime<Utc>) -> Verd
     }
 }
 
+/// A target's verdict as `size`, the report and `/metrics` show it: the target (without
+/// credentials) and the verdict, or why its backups could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetVerdict {
+    pub target: String,
+    pub verdict: Option<Verdict>,
+    /// Why the target could not be listed (no secret in it).
+    pub error: Option<String>,
+}
+
+impl TargetVerdict {
+    /// The verdict of `listing` (or its error) with the default criteria of `backups check`.
+    pub fn judge(
+        target: String,
+        listing: std::result::Result<&[Listed], String>,
+        now: DateTime<Utc>,
+    ) -> TargetVerdict {
+        match listing {
+            Ok(l) => TargetVerdict {
+                target,
+                verdict: Some(check(l, &Criteria::default(), now)),
+                error: None,
+            },
+            Err(e) => TargetVerdict {
+                target,
+                verdict: None,
+                error: Some(e),
+            },
+        }
+    }
+
+    /// One line: the verdict's status line, or `BACKUPS UNKNOWN - cannot read ...`.
+    pub fn line(&self) -> String {
+        match (&self.verdict, &self.error) {
+            (Some(v), _) => v.status_line(),
+            (None, e) => format!(
+                "BACKUPS UNKNOWN - cannot read the backups: {}",
+                e.as_deref().unwrap_or("unknown error")
+            ),
+        }
+    }
+
+    /// `Some(true)` all met, `Some(false)` not, `None` unknown (unreadable).
+    pub fn ok(&self) -> Option<bool> {
+        self.verdict.as_ref().map(|v| v.ok)
+    }
+}
+
 impl Verdict {
     /// The Nagios/Icinga-style first line: `BACKUPS OK - ...` or `BACKUPS CRITICAL - ...`, with
     /// performance data after `|` (newest age in seconds against the max age, the count
@@ -269,6 +317,7 @@ mod tests {
                 ok,
                 problem: (!ok).then(|| "SHA-256 differs".to_string()),
             }),
+            duration_s: 30.0,
         }
     }
 
