@@ -246,3 +246,146 @@ fn an_s3_target_is_checked_the_same_way() {
     assert_eq!(code, 1, "{v}");
     assert!(reasons(&v)[0].contains("(max age 1s)"), "{v}");
 }
+
+/// `kasm-db serve` on a free loopback port with `env`, killed on drop.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Serve {
+    fn start(url: &str, env: &[(&str, &str)]) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = kasm_db(&["serve", "--db", url])
+            .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KASM_DB_SERVER_TOKEN", "t0ken-for-backups-check")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let s = Serve { child, port, log };
+        s.wait_for("kasm_db_database_up 1", |m| {
+            m.contains("kasm_db_database_up 1")
+        });
+        s
+    }
+
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return String::new();
+        };
+        let _ = write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    }
+
+    /// Scrape until `pred` holds (20 s at most); the last scrape.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            // Health makes the database's readiness show in the metrics.
+            let _ = self.get_health();
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {what}:\n{m}\n{}",
+                std::fs::read_to_string(self.log.path()).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn get_health(&self) -> Option<()> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        write!(
+            c,
+            "GET /api/__healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let _ = c.read_to_string(&mut String::new());
+        Some(())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn gauge(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_export_the_newest_backup_age_and_its_last_verification_per_target() {
+    let url = seeded_db();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    std::fs::create_dir(&dir).unwrap();
+    let to = dir.to_str().unwrap();
+    let id = backup(&url, to, &[]);
+    let created: chrono::DateTime<chrono::Utc> = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(dir.join(&id).join("manifest.json")).unwrap(),
+    )
+    .map(|m| serde_json::from_value(m["created"].clone()).unwrap())
+    .unwrap();
+    let t = format!("{{target=\"{to}\"}}");
+    let series = |name: &str| format!("kasm_db_{name}{t}");
+
+    // Never verified: age and count, the check ok, no verification gauges.
+    let s = Serve::start(&url, &[("KASM_DB_BACKUP_TO", to)]);
+    let m = s.wait_for("the backup gauges", |m| m.contains("kasm_db_backup_count{"));
+    assert_eq!(gauge(&m, &series("backup_count")), Some(1.0), "{m}");
+    assert_eq!(gauge(&m, &series("backup_listing_ok")), Some(1.0), "{m}");
+    assert_eq!(gauge(&m, &series("backup_check_ok")), Some(1.0), "{m}");
+    assert_eq!(
+        gauge(&m, &series("backup_newest_timestamp_seconds")),
+        Some(created.timestamp() as f64),
+        "{m}"
+    );
+    let age = gauge(&m, &series("backup_newest_age_seconds")).unwrap();
+    assert!((0.0..26.0 * 3600.0).contains(&age), "{m}");
+    assert!(!m.contains("kasm_db_backup_last_verification_ok"), "{m}");
+    assert!(m.contains("# TYPE kasm_db_backup_newest_age_seconds gauge"));
+    drop(s);
+
+    // A scheduled verify every second: its result shows at the next scrape.
+    let s = Serve::start(
+        &url,
+        &[
+            ("KASM_DB_BACKUP_TO", to),
+            ("KASM_DB_SCHEDULE_VERIFY", "* * * * * *"),
+        ],
+    );
+    let ok = series("backup_last_verification_ok");
+    let m = s.wait_for("a passed verification", |m| gauge(m, &ok) == Some(1.0));
+    let at = gauge(&m, &series("backup_last_verification_timestamp_seconds")).unwrap();
+    assert!(at >= created.timestamp() as f64, "{m}");
+    // The backup corrupted: the next verify fails, and so does the check.
+    std::fs::write(dir.join(&id).join("dump.gz"), b"corrupt").unwrap();
+    let m = s.wait_for("a failed verification", |m| gauge(m, &ok) == Some(0.0));
+    assert_eq!(gauge(&m, &series("backup_check_ok")), Some(0.0), "{m}");
+    assert!(!m.contains("t0ken-for-backups-check") && !m.contains("postgres://"));
+}

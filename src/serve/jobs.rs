@@ -31,6 +31,8 @@ pub struct JobEnv {
     pub runner: String,
     /// The process environment, for pg_dump (PATH, HOME) and the S3 credential chain.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The backups' state of `/metrics`, listed again after a backup or verify ran here.
+    pub backup_status: Option<Arc<super::backup_status::BackupStatus>>,
 }
 
 /// Run `job` at each of its slots until `stop` turns true.
@@ -135,6 +137,9 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     tracing::info!(job = name, %slot, "job started");
     let started = Instant::now();
     let outcome = execute(env, task).await;
+    if let (Task::Backup | Task::Verify, Some(b)) = (task, &env.backup_status) {
+        b.invalidate();
+    }
     let secs = started.elapsed().as_secs_f64();
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
