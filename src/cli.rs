@@ -152,6 +152,10 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Database size against the Kasm sizing guide's tiers, with advice.
+    ///
+    /// Also records a size sample (the size-over-time chart of `report`, so that `size` from
+    /// cron is enough without `serve`; --no-record skips it) and, with backup.to set, shows the
+    /// verdict of `backups check` (its defaults) for it.
     Size(SizeArgs),
 
     /// Size a whole Kasm deployment from the sizing guide's arithmetic.
