@@ -481,6 +481,11 @@ pub struct ReportArgs {
     pub html: PathBuf,
 }
 
+/// A duration flag in the config's notation ("26h", "8d", "90m").
+fn duration(text: &str) -> Result<Window, String> {
+    Window::parse(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,9 +505,4 @@ mod tests {
         assert!(a.global.json && b.global.json);
         assert_eq!(a.global.db, b.global.db);
     }
-}
-
-/// A duration flag in the config's notation ("26h", "8d", "90m").
-fn duration(text: &str) -> Result<Window, String> {
-    Window::parse(text)
 }

@@ -42,7 +42,11 @@ pub async fn backups_for(config: &Config, now: chrono::DateTime<chrono::Utc>) ->
     };
     match listed {
         Ok(listed) => Backups::Listed {
-            verdict: crate::backup::check::check(&listed, &Default::default(), now),
+            verdict: Box::new(crate::backup::check::check(
+                &listed,
+                &Default::default(),
+                now,
+            )),
             points: listed
                 .into_iter()
                 .map(|l| crate::report::BackupPoint {

@@ -180,7 +180,7 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap();
         let mut b = Backups::Listed {
             target: "s3://b/p".into(),
-            verdict: verdict(true),
+            verdict: Box::new(verdict(true)),
             points: (0..3)
                 .map(|i| BackupPoint {
                     id: format!("b{i}"),
@@ -213,7 +213,7 @@ mod tests {
         let none = Backups::Listed {
             target: "/mnt/nfs/kasm".into(),
             points: Vec::new(),
-            verdict: verdict(false),
+            verdict: Box::new(verdict(false)),
         };
         let html = render(&none);
         assert!(html.contains("No complete backups at this target yet"));
@@ -257,7 +257,7 @@ mod tests {
         let html = render(&Backups::Listed {
             target: "/mnt/nfs/kasm".into(),
             points: points.clone(),
-            verdict: verdict(true),
+            verdict: Box::new(verdict(true)),
         });
         assert!(
             html.contains(

@@ -61,7 +61,7 @@ pub enum Backups {
     Listed {
         target: String,
         points: Vec<BackupPoint>,
-        verdict: crate::backup::check::Verdict,
+        verdict: Box<crate::backup::check::Verdict>,
     },
 }
 
