@@ -91,14 +91,24 @@ impl SampleRecord {
 
 /// Record one sample as `serve`'s `size_sample` slot does, under the same lock
 /// ([`Lock::SizeSample`]), for `kasm-db size` run from cron. Never fails: a database without
-/// the table (not migrated, Kasm's own), the lock held by `serve` recording one right now, or
-/// a role that may not insert are reported as not recorded (the last with a warning).
+/// the table (not migrated, Kasm's own), a standby, the lock held by `serve` recording one
+/// right now, or a role that may not insert are reported as not recorded (the last with a
+/// warning).
 pub async fn record_if_free(client: &Client, schema: &str) -> SampleRecord {
     let r = async {
         if !has_table(client, schema).await? {
             return Ok(SampleRecord::skipped(format!(
                 "no size_samples table in schema {schema} (`kasm-db migrate` creates it)"
             )));
+        }
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if standby {
+            return Ok(SampleRecord::skipped(
+                "the server is a standby (read-only); samples are recorded on the primary",
+            ));
         }
         if !locks::try_lock(client, Lock::SizeSample).await? {
             return Ok(SampleRecord::skipped(
