@@ -138,7 +138,7 @@ pub enum Command {
     /// pg_restore`). The manifest's `restore` recipe says which; `restore` reads both.
     Backup(BackupArgs),
 
-    /// List, verify or prune the backups of a target.
+    /// List, verify, check or prune the backups of a target.
     #[command(subcommand)]
     Backups(BackupsCommand),
 
