@@ -20,7 +20,10 @@ the Kasm sizing guide, and vacuum maintenance.",
     after_help = "Exit codes: 0 success; 1 the job ran and failed (or a check failed); 2 usage error or \
 invalid config; 75 temporary: database/target unreachable after retries, or another run holds the lock.\n\
 Configuration: flag > KASM_DB_* environment > TOML file (--config) > default. Every key a.b can be set \
-as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0."
+as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0.\n\
+Notifications: with [notify] urls (and on = start/success/failure, default failure; token), backup, \
+backups verify, purge, vacuum and restore POST a JSON body to each URL; an undelivered one is a \
+warning, never a different exit code (docs/operations.md, \"Notifications\")."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -35,6 +35,8 @@ const PURE: &[&str] = &[
     "config/duration.rs",
     "config/siem.rs",
     "config/file_mode.rs",
+    "config/notify.rs",
+    "notify/body.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
 ];

@@ -9,6 +9,7 @@ pub mod compression;
 pub mod duration;
 pub mod file_mode;
 pub mod lenient;
+pub mod notify;
 pub mod secret;
 pub mod siem;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub s3: S3Config,
     pub schedule: ScheduleConfig,
     pub sizing: SizingConfig,
+    pub notify: notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -251,6 +253,7 @@ const SECTIONS: &[&str] = &[
     "s3",
     "schedule",
     "sizing",
+    "notify",
 ];
 
 /// Env vars of the prefix that are flags, not config keys.

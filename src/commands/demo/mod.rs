@@ -9,6 +9,7 @@
 
 mod backup;
 mod logs;
+mod notify;
 mod restore;
 mod size;
 mod verify;
@@ -50,6 +51,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("backup", |d| Box::pin(backup::stage(d))),
         ("restore", |d| Box::pin(restore::restore_stage(d))),
         ("verify", |d| Box::pin(verify::stage(d))),
+        ("notify", |d| Box::pin(notify::stage(d))),
     ]
 }
 
