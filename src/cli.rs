@@ -3,6 +3,7 @@
 //!
 //! Parsing only. Nothing here reads config, touches the database or decides exit codes.
 
+use crate::config::Window;
 use crate::sizing::{Architecture, UseCase};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -146,7 +147,7 @@ pub enum Command {
     /// result printed: the backup itself succeeded and is intact.
     Backup(BackupArgs),
 
-    /// List, verify, copy or prune the backups of a target.
+    /// List, verify, check, copy or prune the backups of a target.
     #[command(subcommand)]
     Backups(BackupsCommand),
 
@@ -160,6 +161,10 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Database size against the Kasm sizing guide's tiers, with advice.
+    ///
+    /// Also records a size sample (the size-over-time chart of `report`, so that `size` from
+    /// cron is enough without `serve`; --no-record skips it) and, with backup.to set, shows the
+    /// verdict of `backups check` (its defaults) for it.
     Size(SizeArgs),
 
     /// Size a whole Kasm deployment from the sizing guide's arithmetic.
@@ -316,6 +321,31 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
     },
+    /// Check that the backups would save the day: the newest complete backup is at most
+    /// --max-age old, there are at least --min-count, and (with --verified-within) the newest
+    /// passed a verification recently. A failed verification of the newest backup always fails
+    /// the check. Exit 0 when all is met; exit 1 with one reason per condition not met (no
+    /// backups at all is its own reason); 75 when the target cannot be read. The first line
+    /// reads like a Nagios/Icinga plugin's (`BACKUPS OK - ...` / `BACKUPS CRITICAL - ...`, with
+    /// performance data). `--json`: {"ok","reasons","target","count","newest_id",
+    /// "newest_created","newest_age_s","last_verification","criteria","checked_at"}.
+    Check {
+        /// The target to read (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// The newest complete backup may be at most this old ("26h", "2d", "90m"): a daily
+        /// backup plus two hours of slack by default.
+        #[arg(long, value_name = "DUR", default_value = "26h", value_parser = duration)]
+        max_age: Window,
+        /// At least N complete backups.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        min_count: u32,
+        /// The newest backup passed `backups verify` (or the scheduled verify) within DUR
+        /// ("8d"); while it awaits its first verification, an older backup's verification that
+        /// passed within DUR counts. Not checked unless given.
+        #[arg(long, value_name = "DUR", value_parser = duration)]
+        verified_within: Option<Window>,
+    },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
     /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
@@ -392,6 +422,12 @@ pub struct SizeArgs {
     /// Exit 1 when the status is `exceeded` (for monitoring).
     #[arg(long)]
     pub fail_on_exceed: bool,
+
+    /// Do not record a size sample. By default `size` records one in `size_samples` (as
+    /// `serve`'s schedule.size_sample does), so that running it from cron draws the
+    /// size-over-time chart of `report`; a database without kasm-db's schema records none.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -474,6 +510,11 @@ pub struct ReportArgs {
     /// The HTML file to write.
     #[arg(long, value_name = "FILE")]
     pub html: PathBuf,
+}
+
+/// A duration flag in the config's notation ("26h", "8d", "90m").
+fn duration(text: &str) -> Result<Window, String> {
+    Window::parse(text)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ const PURE: &[&str] = &[
     "serve/schedule.rs",
     "serve/lines.rs",
     "backup/prune.rs",
+    "backup/check.rs",
     "restore/plan.rs",
     "restore/creation.rs",
     "report/svg.rs",

@@ -34,9 +34,11 @@ pub struct Listed {
     pub alembic_version: Option<String>,
     /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
     pub verified: Option<verification::Verification>,
+    /// How long the backup took, seconds.
+    pub duration_s: f64,
 }
 
-/// The complete backups in `storage`, oldest first, each with its latest verification.
+/// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
@@ -52,9 +54,34 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             excluded: m.excluded_tables(),
             alembic_version: m.alembic_version.clone(),
             verified: verification::latest(storage, &m.id).await,
+            duration_s: m.timings.total_s,
         });
     }
     Ok(items)
+}
+
+/// How long `size` and the report wait for a listing before they show the backups as unknown.
+pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The configured target (`backup.to`) listed, for the verdict `size` and the report show:
+/// `None` without one; else the target as text (no credentials) and its listing, or why it
+/// could not be read (within [`LIST_TIMEOUT`]).
+pub async fn configured(
+    config: &crate::config::Config,
+) -> Option<(String, std::result::Result<Vec<Listed>, String>)> {
+    let to = config.backup.to.as_deref()?;
+    let label = crate::db::target::redact_url(to);
+    let listed = async {
+        let target = crate::archive::target::Target::parse(to)?;
+        let storage = crate::archive::storage::open(&target, config).await?;
+        list(storage.as_ref()).await
+    };
+    let listed = match tokio::time::timeout(LIST_TIMEOUT, listed).await {
+        Ok(Ok(l)) => Ok(l),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no listing within {} s", LIST_TIMEOUT.as_secs())),
+    };
+    Some((label, listed))
 }
 
 /// What a prune did (or, dry, would do): `backups prune --json`.

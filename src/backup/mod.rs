@@ -8,12 +8,15 @@
 //! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
 //! [`backups`] lists a target's backups and applies the policy to it, [`after`] is what follows
 //! every successful backup (copies to `backup.copy_to`, then the `keep_*` policy).
+//! [`check`] judges that listing (fresh, enough, verified: `backups check`, `size`, the report,
+//! `/metrics`; pure).
 //! The commands (`crate::commands::backup`), `serve`'s scheduled backup and the demo call
 //! [`run::run`].
 //! Never imports `restore`. Nothing here prints or stores a password.
 
 pub mod after;
 pub mod backups;
+pub mod check;
 pub mod pgdump;
 pub mod properties;
 pub mod prune;

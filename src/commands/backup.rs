@@ -1,6 +1,7 @@
 //! The `backup` and `backups list|verify|prune` commands: resolve the target, call the
 //! operation ([`crate::backup::run`], [`crate::backup::backups`]; `backups verify` goes to
-//! [`super::verify`]), and shape the contract's JSON and a text for people into an [`Outcome`].
+//! [`super::verify`], `backups check` to [`super::backups_check`]), and shape the contract's
+//! JSON and a text for people into an [`Outcome`].
 //!
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
@@ -162,6 +163,21 @@ fn after_text(a: &AfterReport) -> String {
 pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
     match cmd {
         BackupsCommand::List { from } => list(ctx, from.as_deref()).await,
+        BackupsCommand::Check {
+            from,
+            max_age,
+            min_count,
+            verified_within,
+        } => {
+            super::backups_check::check(
+                ctx,
+                from.as_deref(),
+                *max_age,
+                *min_count,
+                *verified_within,
+            )
+            .await
+        }
         BackupsCommand::Verify {
             backup,
             from,

@@ -11,6 +11,7 @@
 //! (`main.rs` does).
 
 pub mod backup;
+pub mod backups_check;
 pub mod demo;
 pub mod forward;
 pub mod logs;

@@ -1,10 +1,13 @@
 //! The size measurement of `kasm-db size` and the demo: measures the database (size, the `logs` relation by retention class, the
 //! largest tables, dead tuples, size samples) and hands the numbers to the pure judgement in
 //! [`super::assess`]. Read-only: never writes, never takes a lock beyond a plain SELECT, and
-//! works on any database (Kasm's own included) whether or not kasm-db's schema is there.
+//! works on any database (Kasm's own included) whether or not kasm-db's schema is there. (The
+//! command records a size sample beside it, [`super::samples::record_if_free`], and adds the
+//! backups' verdict; both are fields of the report that `measure` leaves empty.)
 
 use super::assess::{self, ClassStats, DeadTuples, Judgement, Measured, Status, Trend};
 use super::samples;
+use crate::backup::check::TargetVerdict;
 use crate::config::{Config, Window};
 use crate::db::{ident, migrate};
 use crate::error::Result;
@@ -44,6 +47,10 @@ pub struct SizeReport {
     pub dead_tuples: Vec<DeadTuples>,
     pub trend: Option<Trend>,
     pub measured_at: DateTime<Utc>,
+    /// The verdict of `backups check` (default criteria) on `backup.to`; null without one.
+    pub backups: Option<TargetVerdict>,
+    /// Whether this run recorded a size sample (`kasm-db size`; null when not asked to).
+    pub sample: Option<super::samples::SampleRecord>,
 }
 
 /// Measure the database behind `client` and judge it for `sessions`.
@@ -170,6 +177,8 @@ pub async fn measure(
         dead_tuples,
         trend,
         measured_at: now,
+        backups: None,
+        sample: None,
     })
 }
 
@@ -286,6 +295,9 @@ pub fn render(r: &SizeReport, target: &str) -> String {
         r.database,
         bytes(r.database_bytes)
     );
+    if let Some(b) = &r.backups {
+        out.push_str(&format!("backups at {}: {}\n", b.target, b.line()));
+    }
     match &r.tier {
         Some(t) => out.push_str(&format!(
             "tier for {} sessions: {}-{} sessions, {} CPUs, {} GB RAM, {} GB disk{}\n",
@@ -349,6 +361,23 @@ pub fn render(r: &SizeReport, target: &str) -> String {
     out.push_str("\nadvice:\n");
     for a in &r.advice {
         out.push_str(&format!("  - {a}\n"));
+    }
+    if let Some(v) = r.backups.as_ref().and_then(|b| b.verdict.as_ref()) {
+        for reason in &v.reasons {
+            out.push_str(&format!(
+                "  - backups: {reason} (see `kasm-db backups check`)\n"
+            ));
+        }
+    }
+    match &r.sample {
+        Some(s) if s.recorded => out.push_str(
+            "\nsize sample recorded (the size-over-time chart of `kasm-db report`; --no-record skips it)\n",
+        ),
+        Some(s) => out.push_str(&format!(
+            "\nsize sample not recorded: {}\n",
+            s.reason.as_deref().unwrap_or("-")
+        )),
+        None => {}
     }
     out
 }

@@ -32,6 +32,8 @@ pub struct JobEnv {
     pub runner: String,
     /// The process environment, for pg_dump (PATH, HOME) and the S3 credential chain.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The backups' state of `/metrics`, listed again after a backup or verify ran here.
+    pub backup_status: Option<Arc<super::backup_status::BackupStatus>>,
     /// `[notify]`: the same wrapper the command line runs its jobs in.
     pub notifier: Notifier,
 }
@@ -156,6 +158,9 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
         .copied()
         .unwrap_or(started.elapsed())
         .as_secs_f64();
+    if let (Task::Backup | Task::Verify, Some(b)) = (task, &env.backup_status) {
+        b.invalidate();
+    }
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
     // The operation's own lock (backup's, purge's, vacuum's) was held: another run has the job.

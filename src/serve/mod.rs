@@ -15,6 +15,7 @@
 //! token and never serves plain HTTP when TLS was asked for (`tls.rs`).
 
 pub mod auth;
+pub mod backup_status;
 pub mod body;
 pub mod bootstrap;
 pub mod channels;
@@ -80,6 +81,7 @@ pub async fn serve(
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.set("database_up", &[], 0.0);
+    let backup_status = backup_status::BackupStatus::new(cfg);
     let spool = match &cfg.server.spool_dir {
         Some(dir) => Some(Arc::new(spool::Spool::open(
             dir,
@@ -117,6 +119,7 @@ pub async fn serve(
         forward,
         unavailable_log: Default::default(),
         channels: Default::default(),
+        backups: backup_status.clone(),
     });
     metrics.set(
         "spool_bytes",
@@ -148,6 +151,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         runner: runner_name(),
         env: env.clone(),
+        backup_status,
         notifier: notifier(&cfg.notify, &metrics)?,
     });
     for job in jobs {
