@@ -208,10 +208,30 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 false,
             )
             .await?;
-            Ok(format!(
+            let mut summary = format!(
                 "{} debug and {} logs rows deleted, {} partitions dropped",
                 r.debug_deleted, r.logs_deleted, r.partitions_dropped
-            ))
+            );
+            if let Some(cap) = r
+                .cap
+                .as_ref()
+                .filter(|c| !c.dropped.is_empty() || !c.within)
+            {
+                let names: Vec<&str> = cap.dropped.iter().map(|d| d.partition.as_str()).collect();
+                summary.push_str(&format!(
+                    "; size cap retention.max_bytes: {} dropped early ({}), logs {} -> {} bytes{}",
+                    names.len(),
+                    names.join(", "),
+                    cap.before_bytes,
+                    cap.after_bytes,
+                    if cap.within {
+                        ""
+                    } else {
+                        ", still over the cap"
+                    }
+                ));
+            }
+            Ok(summary)
         }
         Task::Vacuum => {
             let r = crate::maintenance::vacuum::run(
