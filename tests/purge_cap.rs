@@ -36,14 +36,23 @@ const BATCHES: &[(&str, &str, usize)] = &[
 const EXPIRED: &str = "logs_debug_p2026112406";
 const CURRENT: [&str; 2] = ["logs_debug_p2026112412", "logs_logs_p20261124"];
 
-/// A migrated database holding [`BATCHES`], ingested by `kasm-db ingest --received-at`.
+/// A migrated database holding [`BATCHES`].
 fn setup() -> String {
+    let batches: Vec<(String, &str, usize)> = BATCHES
+        .iter()
+        .map(|(at, level, rows)| (at.to_string(), *level, *rows))
+        .collect();
+    setup_with(&batches)
+}
+
+/// A migrated database holding `batches`, ingested by `kasm-db ingest --received-at`.
+fn setup_with(batches: &[(String, &str, usize)]) -> String {
     let url = fresh_db();
     let r = run(kasm_db(&["migrate", "--db", &url]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dir = tempfile::tempdir().unwrap();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    for (i, (at, level, rows)) in BATCHES.iter().enumerate() {
+    for (i, (at, level, rows)) in batches.iter().enumerate() {
         let mut text = String::new();
         for n in 0..*rows {
             // About 1 KB of incompressible text per record, so partitions have a real size.
@@ -300,6 +309,74 @@ fn a_partition_a_reader_holds_is_passed_over_for_the_next_one() {
     assert_eq!(v["cap"]["within"], true, "{v}");
     // Held means untouched: the cap never deletes rows.
     assert_eq!(rows_in(&url, held), 200);
+}
+
+#[test]
+fn size_warns_when_the_cap_not_the_window_decides() {
+    // Relative to the real clock, as `size` measures against the database's now().
+    let now = chrono::Utc::now();
+    let at = |h: i64| (now - chrono::Duration::hours(h)).to_rfc3339();
+    let batches: Vec<(String, &str, usize)> = vec![
+        (at(72), "INFO", 200),
+        (at(48), "INFO", 200),
+        (at(24), "INFO", 200),
+        (at(0), "INFO", 200),
+        (at(2), "DEBUG", 200),
+        (at(1), "DEBUG", 200),
+        (at(0), "DEBUG", 200),
+    ];
+    let url = setup_with(&batches);
+    let total: u64 = sizes(&url).values().sum();
+    let size = |cap: &str| {
+        let mut cmd = kasm_db(&["size", "--json", "--db", &url]);
+        cmd.env("KASM_DB_RETENTION_MAX_BYTES", cap);
+        let r = run(cmd);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        json(&r)
+    };
+    let warnings = |v: &Value| -> Vec<String> {
+        v["warnings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("warnings in {v}"))
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect()
+    };
+    // A cap far above the size: nothing to say.
+    let v = size("1GB");
+    assert!(warnings(&v).is_empty(), "{v}");
+    // Over the cap: size says what the next purge does.
+    let cap = (total * 3 / 4).to_string();
+    let v = size(&cap);
+    assert_eq!(v["status"], "warn", "{v}");
+    assert!(
+        warnings(&v)
+            .iter()
+            .any(|w| w.contains("is over retention.max_bytes")),
+        "{v}"
+    );
+    // After the purge the oldest partitions are gone although inside their windows: the cap
+    // is deciding, and size says so for both classes.
+    let mut cmd = kasm_db(&["purge", "--json", "--db", &url]);
+    cmd.env("KASM_DB_RETENTION_MAX_BYTES", &cap);
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!cap_dropped(&json(&r)).is_empty(), "{}", r.stdout);
+    let v = size(&cap);
+    let w = warnings(&v);
+    assert_eq!(v["status"], "warn", "{v}");
+    for class in ["The oldest debug record", "The oldest non-debug record"] {
+        assert!(
+            w.iter()
+                .any(|w| w.contains(class) && w.contains("the cap, not the window, is deciding")),
+            "{class}: {w:?}"
+        );
+    }
+    // And in text.
+    let mut cmd = kasm_db(&["size", "--db", &url]);
+    cmd.env("KASM_DB_RETENTION_MAX_BYTES", &cap);
+    let r = run(cmd);
+    assert!(r.stdout.contains("size cap:"), "{}", r.stdout);
 }
 
 #[test]
