@@ -156,8 +156,7 @@ pub async fn measure(
     } else {
         Vec::new()
     };
-    for w in &warnings {
-        tracing::warn!("{w}");
+    if !warnings.is_empty() {
         status = status.max(Status::Warn);
     }
     for rel in unreadable {
