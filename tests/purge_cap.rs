@@ -4,7 +4,8 @@
 //! until the `logs` relation is within it, and lists them; `--dry-run` lists the same and drops
 //! nothing; a cap above the size drops nothing; the partitions receiving inserts are never
 //! dropped (a warning says the cap cannot be met); a partition a reader holds is passed over
-//! for the next one; a cap that is not a size is exit 2.
+//! for the next one; `size` warns when the cap decides; `serve`'s scheduled purge applies the
+//! cap too; a cap that is not a size is exit 2.
 
 mod common;
 use common::*;
@@ -313,19 +314,7 @@ fn a_partition_a_reader_holds_is_passed_over_for_the_next_one() {
 
 #[test]
 fn size_warns_when_the_cap_not_the_window_decides() {
-    // Relative to the real clock, as `size` measures against the database's now().
-    let now = chrono::Utc::now();
-    let at = |h: i64| (now - chrono::Duration::hours(h)).to_rfc3339();
-    let batches: Vec<(String, &str, usize)> = vec![
-        (at(72), "INFO", 200),
-        (at(48), "INFO", 200),
-        (at(24), "INFO", 200),
-        (at(0), "INFO", 200),
-        (at(2), "DEBUG", 200),
-        (at(1), "DEBUG", 200),
-        (at(0), "DEBUG", 200),
-    ];
-    let url = setup_with(&batches);
+    let url = setup_with(&recent());
     let total: u64 = sizes(&url).values().sum();
     let size = |cap: &str| {
         let mut cmd = kasm_db(&["size", "--json", "--db", &url]);
@@ -377,6 +366,76 @@ fn size_warns_when_the_cap_not_the_window_decides() {
     cmd.env("KASM_DB_RETENTION_MAX_BYTES", &cap);
     let r = run(cmd);
     assert!(r.stdout.contains("size cap:"), "{}", r.stdout);
+}
+
+/// Records over the last days and hours, relative to the real clock (for `size` and
+/// `serve`, which measure against now): three days of logs before today's, two debug hours
+/// before the current one.
+fn recent() -> Vec<(String, &'static str, usize)> {
+    let now = chrono::Utc::now();
+    let at = |h: i64| (now - chrono::Duration::hours(h)).to_rfc3339();
+    vec![
+        (at(72), "INFO", 200),
+        (at(48), "INFO", 200),
+        (at(24), "INFO", 200),
+        (at(0), "INFO", 200),
+        (at(2), "DEBUG", 200),
+        (at(1), "DEBUG", 200),
+        (at(0), "DEBUG", 200),
+    ]
+}
+
+#[test]
+fn serves_scheduled_purge_applies_the_cap_too() {
+    let url = setup_with(&recent());
+    let before = sizes(&url);
+    let cap = before.values().sum::<u64>() * 3 / 4;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut serve = kasm_db(&["serve", "--db", &url])
+        .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
+        .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-cap-test")
+        .env("KASM_DB_SCHEDULE_PURGE", "* * * * * *")
+        .env("KASM_DB_RETENTION_MAX_BYTES", cap.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ran = loop {
+        let done = psql(
+            &url,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'schedule_runs'",
+        ) == "1"
+            && psql(
+                &url,
+                "SELECT count(*) FROM schedule_runs WHERE job = 'purge' AND ok",
+            ) != "0";
+        if done || Instant::now() > deadline || serve.try_wait().unwrap().is_some() {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: a plain kill(2) of the child this test spawned.
+    unsafe {
+        libc::kill(serve.id() as i32, libc::SIGTERM);
+    }
+    let _ = serve.wait();
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(ran, "no scheduled purge ran: {stderr}");
+    // The same operation: the oldest debug hours went first, and the job's summary says so.
+    let after = sizes(&url);
+    assert!(after.values().sum::<u64>() <= cap, "{after:?} over {cap}");
+    let debug_hours: Vec<&String> = before
+        .keys()
+        .filter(|k| k.starts_with("logs_debug_p") && !after.contains_key(*k))
+        .collect();
+    assert!(!debug_hours.is_empty(), "{before:?} -> {after:?}");
+    assert!(
+        stderr.contains("dropped early")
+            && stderr.contains("dropped before its retention window ended"),
+        "{stderr}"
+    );
 }
 
 #[test]
