@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The purge instant: debug window (4 h) cutoff 08:30, logs window (7 d) cutoff 11-17 12:30.
@@ -449,40 +449,4 @@ fn a_cap_that_is_not_a_size_is_a_usage_error() {
         "{}",
         r.stderr
     );
-}
-
-/// A psql session that runs `sql` in a transaction and sleeps in it; returns once it holds
-/// its locks.
-fn reader(url: &str, sql: &str) -> Child {
-    let db = url.rsplit('/').next().unwrap().to_string();
-    let (bindir, sock_dir, port) =
-        with_primary(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
-    let child = std::process::Command::new(bindir.join("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(&sock_dir)
-        .args(["-p", &port.to_string(), "-U", "postgres", "-d", &db, "-c"])
-        .arg(format!("BEGIN; {sql}; SELECT pg_sleep(30); COMMIT;"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while psql(
-        url,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "reader did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
-fn end_reader(url: &str, mut reader: Child) {
-    psql(
-        url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
-    );
-    let _ = reader.kill();
-    let _ = reader.wait();
 }
