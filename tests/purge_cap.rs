@@ -391,8 +391,13 @@ fn serves_scheduled_purge_applies_the_cap_too() {
     let before = sizes(&url);
     let cap = before.values().sum::<u64>() * 3 / 4;
     let log = tempfile::NamedTempFile::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut serve = kasm_db(&["serve", "--db", &url])
-        .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
+        .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-cap-test")
         .env("KASM_DB_SCHEDULE_PURGE", "* * * * * *")
         .env("KASM_DB_RETENTION_MAX_BYTES", cap.to_string())
@@ -416,6 +421,7 @@ fn serves_scheduled_purge_applies_the_cap_too() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let metrics = get_metrics(port);
     // SAFETY: a plain kill(2) of the child this test spawned.
     unsafe {
         libc::kill(serve.id() as i32, libc::SIGTERM);
@@ -436,6 +442,30 @@ fn serves_scheduled_purge_applies_the_cap_too() {
             && stderr.contains("dropped before its retention window ended"),
         "{stderr}"
     );
+    // And counts them for monitoring.
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kasm_db_purge_cap_dropped_partitions_total{class=\"debug\"} ")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(counted >= debug_hours.len() as f64, "{metrics}");
+    assert!(metrics.contains("kasm_db_logs_cap_within 1"), "{metrics}");
+}
+
+/// `GET /metrics` of a `serve` on `port` (empty when it does not answer).
+fn get_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
 }
 
 #[test]

@@ -212,6 +212,18 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 "{} debug and {} logs rows deleted, {} partitions dropped",
                 r.debug_deleted, r.logs_deleted, r.partitions_dropped
             );
+            if let Some(cap) = &r.cap {
+                for class in crate::logs::record::Class::ALL {
+                    let n = cap.dropped.iter().filter(|d| d.class == class).count();
+                    env.metrics.add(
+                        "purge_cap_dropped_partitions_total",
+                        &[("class", class.as_str())],
+                        n as u64,
+                    );
+                }
+                env.metrics
+                    .set("logs_cap_within", &[], f64::from(u8::from(cap.within)));
+            }
             if let Some(cap) = r
                 .cap
                 .as_ref()
