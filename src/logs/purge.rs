@@ -106,13 +106,6 @@ async fn purge_on(
         now: now.to_rfc3339(),
         ..Default::default()
     };
-    let window_drops: Vec<String> = plan
-        .iter()
-        .filter_map(|a| match a {
-            Action::Drop(p) => Some(p.name.clone()),
-            Action::Trim(..) => None,
-        })
-        .collect();
     let drops: Vec<Partition> = plan
         .iter()
         .filter_map(|a| match a {
@@ -120,6 +113,7 @@ async fn purge_on(
             Action::Trim(..) => None,
         })
         .collect();
+    let window_drops: Vec<String> = drops.iter().map(|p| p.name.clone()).collect();
     let outcome = if dry_run {
         let tables: Vec<String> = drops.iter().map(|p| table(schema, p)).collect();
         let counts = rows_in(&*client, &tables).await?;
@@ -254,8 +248,8 @@ pub(super) struct DropOutcome {
     pub(super) left: Vec<Partition>,
 }
 
-/// Drop `parts` (wholly expired, or named by the size cap) in batches of at most [`DROP_BATCH`] of one class per
-/// transaction. Each round first asks which of them another session holds a lock on (a long
+/// Drop `parts` (wholly expired, or named by the size cap) in batches of at most [`DROP_BATCH`]
+/// of one class per transaction. Each round first asks which of them another session holds a lock on (a long
 /// reader) and leaves those out, so the rest are dropped together; a batch whose locks time out
 /// anyway (the class's parent is busy, or a reader arrived meanwhile) goes to the next round
 /// with the rest of its class. Partitions only autovacuum holds are batched apart and waited for
