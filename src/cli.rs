@@ -19,7 +19,10 @@ the Kasm sizing guide, and vacuum maintenance.",
     after_help = "Exit codes: 0 success; 1 the job ran and failed (or a check failed); 2 usage error or \
 invalid config; 75 temporary: database/target unreachable after retries, or another run holds the lock.\n\
 Configuration: flag > KASM_DB_* environment > TOML file (--config) > default. Every key a.b can be set \
-as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0."
+as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0.\n\
+Notifications: with [notify] urls (and on = start/success/failure, default failure; token), backup, \
+backups verify, purge, vacuum and restore POST a JSON body to each URL; an undelivered one is a \
+warning, never a different exit code (docs/operations.md, \"Notifications\")."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -143,9 +146,15 @@ pub enum Command {
     /// backup.compression_level, default 6 of 0-12, restores with `gunzip -c | pg_restore`) or
     /// "zstd" (smaller and faster; level 1-19, default 3; restores with `zstd -dc |
     /// pg_restore`). The manifest's `restore` recipe says which; `restore` reads both.
+    ///
+    /// Afterwards the backup is copied to each backup.copy_to target (checksum checked, manifest
+    /// last), and once a backup.keep_* policy is set each target is pruned by it (never the
+    /// backup just made; --no-prune skips that). `--json` adds `pruned` and `copies`
+    /// ([{"target","ok","bytes","error","pruned"}]). A failed copy or prune exits 1 with the
+    /// result printed: the backup itself succeeded and is intact.
     Backup(BackupArgs),
 
-    /// List, verify or prune the backups of a target.
+    /// List, verify, copy or prune the backups of a target.
     #[command(subcommand)]
     Backups(BackupsCommand),
 
@@ -269,6 +278,12 @@ pub struct BackupArgs {
     /// then PATH).
     #[arg(long, value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+
+    /// Do not apply the backup.keep_* policy afterwards. Without it, once a policy is set,
+    /// every successful backup prunes its target (and each backup.copy_to target) by that
+    /// policy, never deleting the backup just made; the result lists what went (`pruned`).
+    #[arg(long)]
+    pub no_prune: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +311,22 @@ pub enum BackupsCommand {
         /// unset, one of the scratch server's major is looked for).
         #[arg(long, value_name = "DIR")]
         pg_bindir: Option<PathBuf>,
+    },
+    /// Copy a complete backup to another target (a second copy, 3-2-1): streamed, its size and
+    /// SHA-256 checked against the manifest on the way (a corrupt source is refused and nothing
+    /// appears at the destination), the manifest written last. Nothing is pruned.
+    ///
+    /// `--json`: {"id","target","bytes","already_there"}.
+    Copy {
+        /// Backup id, or `latest`.
+        #[arg(value_name = "ID|latest")]
+        backup: String,
+        /// Where to copy it: s3://bucket/prefix, file:///abs/dir or /abs/dir.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Where the backup is (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
     },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.

@@ -36,6 +36,8 @@ const PURE: &[&str] = &[
     "config/siem.rs",
     "config/file_mode.rs",
     "config/byte_size.rs",
+    "config/notify.rs",
+    "notify/body.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
     "maintenance/cap_check.rs",

@@ -6,11 +6,13 @@
 //! catalog, verification record) is [`crate::archive`]'s, shared with `restore`; here [`run`] is
 //! the pipeline, [`properties`] reads the database's own properties (owner, locale, ACL,
 //! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
-//! [`backups`] lists a target's backups and applies the policy to it.
+//! [`backups`] lists a target's backups and applies the policy to it, [`after`] is what follows
+//! every successful backup (copies to `backup.copy_to`, then the `keep_*` policy).
 //! The commands (`crate::commands::backup`), `serve`'s scheduled backup and the demo call
 //! [`run::run`].
 //! Never imports `restore`. Nothing here prints or stores a password.
 
+pub mod after;
 pub mod backups;
 pub mod pgdump;
 pub mod properties;

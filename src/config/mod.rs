@@ -10,6 +10,7 @@ pub mod compression;
 pub mod duration;
 pub mod file_mode;
 pub mod lenient;
+pub mod notify;
 pub mod secret;
 pub mod siem;
 
@@ -36,6 +37,7 @@ pub struct Config {
     pub s3: S3Config,
     pub schedule: ScheduleConfig,
     pub sizing: SizingConfig,
+    pub notify: notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +173,10 @@ pub struct BackupConfig {
     /// temporary files), an octal string; folders get x where files have r. Default "0600"
     /// (folders 0700); "0640" (folders 0750) lets the group read.
     pub file_mode: file_mode::FileMode,
+    /// Further TARGETs each backup is copied to once complete (3-2-1): checksum checked on the
+    /// way, manifest last, each target then pruned by the same `keep_*` policy.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub copy_to: Vec<String>,
 }
 
 impl BackupConfig {
@@ -204,6 +210,7 @@ impl Default for BackupConfig {
             scratch_db: None,
             pg_bindir: None,
             file_mode: file_mode::FileMode::PRIVATE,
+            copy_to: Vec::new(),
         }
     }
 }
@@ -223,6 +230,9 @@ pub struct S3Config {
     pub sse: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub kms_key_id: Option<String>,
+    /// S3 Object Lock: every dump and manifest uploaded is retained (GOVERNANCE mode) until
+    /// now + this many days. The bucket must have Object Lock enabled.
+    pub object_lock_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -258,6 +268,7 @@ const SECTIONS: &[&str] = &[
     "s3",
     "schedule",
     "sizing",
+    "notify",
 ];
 
 /// Env vars of the prefix that are flags, not config keys.
@@ -374,6 +385,11 @@ impl Config {
                 codec.levels().start(),
                 codec.levels().end()
             )));
+        }
+        if self.s3.object_lock_days == Some(0) {
+            return Err(Error::usage(
+                "s3.object_lock_days must be at least 1 (unset it for no Object Lock retention)",
+            ));
         }
         if self.ingest.max_line_bytes == 0
             || self.ingest.batch_rows == 0
@@ -496,6 +512,26 @@ mod tests {
         let e = Config::load(None, &env(&[("KASM_DB_BACKUP_FILE_MODE", "0755")])).unwrap_err();
         assert!(e.to_string().contains("KASM_DB_BACKUP_FILE_MODE"), "{e}");
         assert!(e.to_string().contains("execute"), "{e}");
+    }
+
+    #[test]
+    fn copy_to_and_object_lock_days_from_the_file_or_the_environment() {
+        let f = file(
+            "[backup]\ncopy_to = [\"s3://other/p\", \"/mnt/nfs/kasm\"]\n[s3]\nobject_lock_days = 30\n",
+        );
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://other/p", "/mnt/nfs/kasm"]);
+        assert_eq!(c.s3.object_lock_days, Some(30));
+        let c = Config::load(
+            None,
+            &env(&[("KASM_DB_BACKUP_COPY_TO", "s3://a/p, /mnt/b")]),
+        )
+        .unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://a/p", "/mnt/b"]);
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert!(c.backup.copy_to.is_empty() && c.s3.object_lock_days.is_none());
+        let e = Config::load(None, &env(&[("KASM_DB_S3_OBJECT_LOCK_DAYS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("s3.object_lock_days"), "{e}");
     }
 
     #[test]

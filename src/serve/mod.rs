@@ -148,6 +148,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         runner: runner_name(),
         env: env.clone(),
+        notifier: notifier(&cfg.notify, &metrics)?,
     });
     for job in jobs {
         tracing::info!(
@@ -314,6 +315,36 @@ impl Signals {
             }
         }
     }
+}
+
+/// `[notify]` for the scheduled jobs, each delivery counted in `/metrics`
+/// (`kasm_db_notify_deliveries_total{job,result}`, `kasm_db_notify_failures_total{job}`).
+fn notifier(
+    config: &crate::config::notify::NotifyConfig,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<crate::notify::Notifier> {
+    let m = metrics.clone();
+    let count = move |job: crate::notify::Job, delivered: bool| {
+        let result = if delivered { "ok" } else { "failed" };
+        m.add(
+            "notify_deliveries_total",
+            &[("job", job.as_str()), ("result", result)],
+            1,
+        );
+        if !delivered {
+            m.add("notify_failures_total", &[("job", job.as_str())], 1);
+        }
+    };
+    if !config.urls.is_empty() {
+        use crate::notify::Job;
+        for job in [Job::Backup, Job::Verify, Job::Purge, Job::Vacuum] {
+            metrics.add("notify_failures_total", &[("job", job.as_str())], 0);
+        }
+    }
+    Ok(
+        crate::notify::Notifier::new(config, crate::notify::host_name())?
+            .with_observer(Arc::new(count)),
+    )
 }
 
 fn runner_name() -> String {

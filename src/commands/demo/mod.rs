@@ -10,6 +10,7 @@
 mod backup;
 mod cap;
 mod logs;
+mod notify;
 mod restore;
 mod size;
 mod verify;
@@ -52,6 +53,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("backup", |d| Box::pin(backup::stage(d))),
         ("restore", |d| Box::pin(restore::restore_stage(d))),
         ("verify", |d| Box::pin(verify::stage(d))),
+        ("notify", |d| Box::pin(notify::stage(d))),
     ]
 }
 
