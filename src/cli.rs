@@ -124,6 +124,14 @@ pub enum Command {
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete
     /// only the expired rows of the one boundary partition per class.
+    ///
+    /// With retention.max_bytes (e.g. "40GB"; GB = 10^9 bytes, GiB = 2^30) the `logs` relation
+    /// is then capped: while it is over, the oldest whole partitions are dropped, every debug
+    /// hour before the other levels, never the partitions receiving inserts (a warning says
+    /// when the cap cannot be met). DROP only, before any DELETE, so a nearly full disk can
+    /// still be purged. `--json` adds "cap": {"max_bytes","before_bytes","after_bytes",
+    /// "within","dropped":[{"partition","class","range","rows","bytes"}],"held","warning"};
+    /// --dry-run lists what would be dropped.
     Purge(PurgeArgs),
 
     /// Send records already stored to the SIEM (a backfill before setting retention to 0).
@@ -165,6 +173,10 @@ pub enum Command {
     /// Also records a size sample (the size-over-time chart of `report`, so that `size` from
     /// cron is enough without `serve`; --no-record skips it) and, with backup.to set, shows the
     /// verdict of `backups check` (its defaults) for it.
+    ///
+    /// With retention.max_bytes set, `warnings` (and a "size cap:" block) say when the cap,
+    /// not the windows, decides how long logs stay: over or near the cap, an ingest rate that
+    /// would fill the windows past it, a class cut short by it (status then `warn`).
     Size(SizeArgs),
 
     /// Size a whole Kasm deployment from the sizing guide's arithmetic.

@@ -32,13 +32,16 @@ const PURE: &[&str] = &[
     "report/backups.rs",
     "logs/record.rs",
     "logs/partition_plan.rs",
+    "logs/cap_plan.rs",
     "config/duration.rs",
     "config/siem.rs",
     "config/file_mode.rs",
+    "config/byte_size.rs",
     "config/notify.rs",
     "notify/body.rs",
     "maintenance/assess.rs",
     "maintenance/policy.rs",
+    "maintenance/cap_check.rs",
 ];
 
 /// Paths a pure module must not use: I/O crates, std's I/O modules, and kasm-db's modules that

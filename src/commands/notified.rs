@@ -79,14 +79,11 @@ fn judge(job: Job, requested: Option<String>, r: &Result<Outcome>) -> Finish {
 /// `prune_error`, `copies[].error`), named before the backup's own first line would be.
 fn after_backup(json: &serde_json::Value) -> Option<String> {
     let copies = json.get("copies").and_then(|c| c.as_array());
-    let copy_errors = copies
-        .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            let error = c.get("error")?.as_str()?;
-            let target = c.get("target").and_then(|t| t.as_str()).unwrap_or("?");
-            Some(format!("copy to {target} failed: {error}"))
-        });
+    let copy_errors = copies.into_iter().flatten().filter_map(|c| {
+        let error = c.get("error")?.as_str()?;
+        let target = c.get("target").and_then(|t| t.as_str()).unwrap_or("?");
+        Some(format!("copy to {target} failed: {error}"))
+    });
     let prune = json
         .get("prune_error")
         .and_then(|e| e.as_str())

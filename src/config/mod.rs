@@ -5,6 +5,7 @@
 //! testable. Unknown keys are errors that name the key and where it came from (file or variable).
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
+pub mod byte_size;
 pub mod compression;
 pub mod duration;
 pub mod file_mode;
@@ -13,6 +14,7 @@ pub mod notify;
 pub mod secret;
 pub mod siem;
 
+pub use byte_size::ByteSize;
 pub use duration::Window;
 pub use secret::Secret;
 pub use siem::{SiemConfig, SiemSink, SyslogFormat};
@@ -68,6 +70,10 @@ pub struct RetentionConfig {
     pub debug: Window,
     /// How long every other record stays (Kasm default 7 days).
     pub logs: Window,
+    /// A cap on the whole `logs` relation (heap, indexes and TOAST of every partition): after
+    /// the windows, `purge` drops the oldest whole partitions, debug before the rest, until it
+    /// is within. None (the default): the windows alone decide.
+    pub max_bytes: Option<ByteSize>,
 }
 
 impl Default for RetentionConfig {
@@ -75,6 +81,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             debug: Window::from_secs(4 * 3600),
             logs: Window::from_secs(7 * 86_400),
+            max_bytes: None,
         }
     }
 }
@@ -533,6 +540,47 @@ mod tests {
         let c = Config::load(Some(f.path()), &env(&[("KASM_DB_RETENTION_DEBUG", "0")])).unwrap();
         assert!(c.retention.debug.is_zero());
         assert_eq!(c.retention.logs, Window::from_secs(3 * 86_400));
+    }
+
+    #[test]
+    fn retention_max_bytes_from_the_file_or_the_environment() {
+        assert_eq!(
+            Config::load(None, &env(&[])).unwrap().retention.max_bytes,
+            None
+        );
+        let f = file("[retention]\nmax_bytes = \"40GB\"\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(
+            c.retention.max_bytes.map(ByteSize::bytes),
+            Some(40_000_000_000)
+        );
+        let f = file("[retention]\nmax_bytes = 1048576\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(c.retention.max_bytes.map(ByteSize::bytes), Some(1 << 20));
+        let c = Config::load(
+            Some(f.path()),
+            &env(&[("KASM_DB_RETENTION_MAX_BYTES", "1.5GiB")]),
+        )
+        .unwrap();
+        assert_eq!(c.retention.max_bytes.map(ByteSize::bytes), Some(3 << 29));
+        // Garbage is a usage error (exit 2) naming the key, the file or the variable, and the
+        // accepted forms.
+        let f = file("[retention]\nmax_bytes = \"forty gigs\"\n");
+        let e = Config::load(Some(f.path()), &env(&[])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("retention.max_bytes") && msg.contains(&f.path().display().to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains("forty gigs") && msg.contains("40GB"), "{msg}");
+        let e = Config::load(None, &env(&[("KASM_DB_RETENTION_MAX_BYTES", "0")])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(
+            e.to_string().contains("KASM_DB_RETENTION_MAX_BYTES")
+                && e.to_string().contains("retention.max_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

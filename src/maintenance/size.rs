@@ -6,6 +6,7 @@
 //! backups' verdict; both are fields of the report that `measure` leaves empty.)
 
 use super::assess::{self, ClassStats, DeadTuples, Judgement, Measured, Status, Trend};
+use super::cap_check;
 use super::samples;
 use crate::backup::check::TargetVerdict;
 use crate::config::{Config, Window};
@@ -36,6 +37,10 @@ pub struct SizeReport {
     pub tier: Option<crate::sizing::database::Tier>,
     pub status: Status,
     pub advice: Vec<String>,
+    /// When the size cap (`retention.max_bytes`), not the windows, decides how long logs stay:
+    /// over or near the cap, a projection past it, a class cut short by it (raises `status` to
+    /// `warn`).
+    pub warnings: Vec<String>,
     pub database: String,
     /// `kasm-db` (partitioned, managed by purge), `plain` (a `logs` table kasm-db did not
     /// create, such as Kasm's own), or `absent`.
@@ -152,6 +157,15 @@ pub async fn measure(
         now,
     });
     let mut advice = advice;
+    let mut status = status;
+    let warnings = if managed {
+        cap_check::warnings(&classes, &config.retention, now)
+    } else {
+        Vec::new()
+    };
+    if !warnings.is_empty() {
+        status = status.max(Status::Warn);
+    }
     for rel in unreadable {
         let w = format!(
             "this role may not read {rel}: its rows are the planner's estimate and its time range \
@@ -168,6 +182,7 @@ pub async fn measure(
         tier,
         status,
         advice,
+        warnings,
         database,
         logs_relation,
         classes,
@@ -357,6 +372,12 @@ pub fn render(r: &SizeReport, target: &str) -> String {
             day(Some(t.first)),
             day(Some(t.last))
         ));
+    }
+    if !r.warnings.is_empty() {
+        out.push_str("\nsize cap:\n");
+        for w in &r.warnings {
+            out.push_str(&format!("  ! {w}\n"));
+        }
     }
     out.push_str("\nadvice:\n");
     for a in &r.advice {

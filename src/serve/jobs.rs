@@ -283,11 +283,42 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
                 false,
             )
             .await?;
-            Ok(format!(
+            let mut summary = format!(
                 "{} debug and {} logs rows deleted, {} partitions dropped",
                 r.debug_deleted, r.logs_deleted, r.partitions_dropped
-            )
-            .into())
+            );
+            if let Some(cap) = &r.cap {
+                for class in crate::logs::record::Class::ALL {
+                    let n = cap.dropped.iter().filter(|d| d.class == class).count();
+                    env.metrics.add(
+                        "purge_cap_dropped_partitions_total",
+                        &[("class", class.as_str())],
+                        n as u64,
+                    );
+                }
+                env.metrics
+                    .set("logs_cap_within", &[], f64::from(u8::from(cap.within)));
+            }
+            if let Some(cap) = r
+                .cap
+                .as_ref()
+                .filter(|c| !c.dropped.is_empty() || !c.within)
+            {
+                let names: Vec<&str> = cap.dropped.iter().map(|d| d.partition.as_str()).collect();
+                summary.push_str(&format!(
+                    "; size cap retention.max_bytes: {} dropped early ({}), logs {} -> {} bytes{}",
+                    names.len(),
+                    names.join(", "),
+                    cap.before_bytes,
+                    cap.after_bytes,
+                    if cap.within {
+                        ""
+                    } else {
+                        ", still over the cap"
+                    }
+                ));
+            }
+            Ok(summary.into())
         }
         Task::Vacuum => {
             let r = crate::maintenance::vacuum::run(
