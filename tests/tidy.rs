@@ -25,6 +25,7 @@ const PURE: &[&str] = &[
     "backup/prune.rs",
     "restore/plan.rs",
     "restore/creation.rs",
+    "restore/role_plan.rs",
     "report/svg.rs",
     "report/scale.rs",
     "report/page.rs",

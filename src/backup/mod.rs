@@ -5,7 +5,8 @@
 //! Layout: the stored form of a backup (target, storage, compression, encryption, manifest,
 //! catalog, verification record) is [`crate::archive`]'s, shared with `restore`; here [`run`] is
 //! the pipeline, [`properties`] reads the database's own properties (owner, locale, ACL,
-//! settings) for it, [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
+//! settings) for it, [`roles`] the roles it needs (and their password hashes, when readable,
+//! into a separate object beside the dump), [`pgdump`] finds and runs pg_dump, [`prune`] is the pure GFS policy,
 //! [`backups`] lists a target's backups and applies the policy to it.
 //! The commands (`crate::commands::backup`), `serve`'s scheduled backup and the demo call
 //! [`run::run`].
@@ -15,4 +16,5 @@ pub mod backups;
 pub mod pgdump;
 pub mod properties;
 pub mod prune;
+pub mod roles;
 pub mod run;

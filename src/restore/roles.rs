@@ -1,0 +1,181 @@
+//! `restore --create-roles` on the target server: [`prepare`] (before anything is fetched or
+//! created) looks up which of the backup's roles the server has and what the restoring role
+//! may give, reads the passwords object when the backup carries one (size and SHA-256 checked
+//! against the manifest, decrypted with the backup's key) and settles the plan
+//! ([`super::role_plan`]); [`create`] (once the dump is fetched and checked) creates the
+//! missing roles in one transaction (all or none), then grants their memberships one by one (a
+//! membership the server refuses is a warning).
+//!
+//! Never alters an existing role. Never prints, logs or returns a password hash: the
+//! `CREATE ROLE` statements that hold one are run and dropped, and their errors carry the
+//! server's message only (never the statement).
+
+use super::role_plan::{self, Capabilities, Plan, RolesOutcome};
+use super::server::Server;
+use crate::archive::crypt::Key;
+use crate::archive::manifest::Manifest;
+use crate::archive::roles::{self, Passwords};
+use crate::archive::storage::{self, Storage};
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// What [`prepare`] settled.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    passwords: Option<Passwords>,
+    password_hashes: bool,
+    server_major: u32,
+}
+
+impl Prepared {
+    /// The roles this restore will create (the database's owner may be among them).
+    pub fn to_create(&self) -> Vec<String> {
+        self.plan.names()
+    }
+}
+
+/// Settle what to create; refuse (target untouched) when the backup records no roles, the
+/// passwords object is missing or corrupt, or the restoring role may not create roles.
+pub async fn prepare(
+    server: &Server,
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<&Key>,
+) -> Result<Prepared> {
+    let recorded = m
+        .roles
+        .as_ref()
+        .ok_or_else(|| Error::failed(role_plan::no_roles_recorded(&m.id)))?;
+    let present = server.roles_present(&recorded.names).await?;
+    let row = server
+        .client()
+        .query_one(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,
+                    current_setting('server_version_num')::int / 10000
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let caps = Capabilities {
+        superuser: row.get(0),
+        createrole: row.get(1),
+        createdb: row.get(2),
+        replication: row.get(3),
+        bypassrls: row.get(4),
+        server_major: row.get::<_, i32>(5) as u32,
+    };
+    let missing = recorded.names.iter().any(|n| !present.contains(n));
+    let passwords = match (&recorded.passwords, recorded.password_hashes && missing) {
+        (Some(_), true) => Some(read_passwords(storage, m, key).await?),
+        // Hashes were read but no role had one.
+        (None, true) => Some(Passwords::default()),
+        (_, false) => None,
+    };
+    let me = server.maintenance.user().to_string();
+    let plan = role_plan::plan(recorded, &present, &caps, passwords.as_ref(), &me)?;
+    Ok(Prepared {
+        plan,
+        passwords,
+        password_hashes: recorded.password_hashes,
+        server_major: caps.server_major,
+    })
+}
+
+/// Fetch the passwords object, check it against the manifest, open it.
+async fn read_passwords(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<&Key>,
+) -> Result<Passwords> {
+    let obj = m
+        .roles
+        .as_ref()
+        .and_then(|r| r.passwords.as_ref())
+        .expect("called with a passwords object");
+    let bytes = storage::get_small(storage, &obj.object)
+        .await?
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "the backup's role passwords object {} is missing; nothing was restored and the \
+             target is unchanged (restore without --create-roles, creating the roles by hand)",
+                obj.object
+            ))
+        })?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != obj.size_bytes || sha != obj.sha256 {
+        return Err(Error::failed(format!(
+            "the backup's role passwords object {} does not match its manifest (size or SHA-256): \
+             it is corrupt; nothing was restored and the target is unchanged",
+            obj.object
+        )));
+    }
+    let plain = if obj.encrypted {
+        let key = key.ok_or_else(|| {
+            Error::failed("the backup's role passwords are encrypted and no key is set")
+        })?;
+        roles::open(key, &bytes)?
+    } else {
+        bytes
+    };
+    Passwords::from_bytes(&plain)
+}
+
+/// Create the planned roles (one transaction), then grant their memberships; warnings for
+/// what could not be given.
+pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<String>)> {
+    let client = server.client();
+    let mut warnings = p.plan.warnings.clone();
+    if !p.plan.create.is_empty() {
+        client
+            .batch_execute("BEGIN; SET LOCAL standard_conforming_strings = on")
+            .await?;
+        for c in &p.plan.create {
+            let hash = p.passwords.as_ref().and_then(|h| h.get(&c.role.name));
+            // The statement may hold a hash: run it, never show it.
+            if let Err(e) = client
+                .batch_execute(&role_plan::create_sql(&c.role, hash))
+                .await
+            {
+                server.rollback().await;
+                return Err(Error::from(e).context(format!(
+                    "--create-roles: creating role {:?}; no role was created, nothing was \
+                     restored and the target database is unchanged",
+                    c.role.name
+                )));
+            }
+        }
+        client.batch_execute("COMMIT").await?;
+    }
+    let mut granted = 0;
+    for g in &p.plan.grants {
+        match client
+            .batch_execute(&role_plan::grant_sql(g, p.server_major))
+            .await
+        {
+            Ok(()) => granted += 1,
+            Err(e) => warnings.push(format!(
+                "the membership of {:?} in {:?} was not granted: {}",
+                g.member,
+                g.role,
+                Error::from(e)
+            )),
+        }
+    }
+    Ok((
+        RolesOutcome {
+            created: p.plan.names(),
+            existing: p.plan.existing.clone(),
+            need_password: p.plan.need_password.clone(),
+            password_statements: p
+                .plan
+                .need_password
+                .iter()
+                .map(|r| role_plan::password_advice(r))
+                .collect(),
+            password_hashes: p.password_hashes,
+            memberships_granted: granted,
+        },
+        warnings,
+    ))
+}
