@@ -5,8 +5,9 @@
 //! per-role settings and row-level-security policies, then the roles those are members of;
 //! their attributes (`pg_roles`) and memberships (`pg_auth_members`, with INHERIT and SET
 //! where the server has them). Predefined roles (`pg_*`) exist on every server and are not
-//! recorded, though memberships in them are. Objects of extensions and the system schemas'
-//! owners are left out (the target's extensions and catalogs bring their own).
+//! recorded, though memberships in them are. Objects of extensions, of the system schemas and
+//! the others initdb made are left out (the target's extensions and catalogs bring their own),
+//! but a grant on one of them to another role than its owner is not.
 //!
 //! Password hashes (`pg_authid.rolpassword`) are read only when this role may read
 //! `pg_authid`; they go into the passwords object (sealed with the backup's key when the
@@ -44,6 +45,9 @@ const OWNED: [(&str, &str, Option<&str>, Option<&str>); 18] = [
     ("pg_language", "lanowner", None, Some("lanacl")),
 ];
 
+/// The first object id not made by initdb (PostgreSQL's `FirstNormalObjectId`).
+const FIRST_NORMAL_OID: u32 = 16384;
+
 /// What the database references, one `(role oid, use)` per row: the UNION this builds.
 fn references_sql() -> String {
     let mut parts = vec![
@@ -73,9 +77,11 @@ fn references_sql() -> String {
             "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass \
              AND d.objid = x.oid AND d.deptype = 'e')"
         );
+        // Objects outside the schemas: those initdb made (built-in languages...) are not
+        // the database's own.
         let user = match ns {
             Some(col) => format!("x.{col} IN (SELECT oid FROM user_ns)"),
-            None => "true".to_string(),
+            None => format!("x.oid >= {FIRST_NORMAL_OID}"),
         };
         parts.push(format!(
             "SELECT x.{owner}, 'objects' FROM {cat} x WHERE {user} AND {not_ext}"
@@ -85,7 +91,7 @@ fn references_sql() -> String {
             // role the dump needs; its grantor there is the bootstrap superuser.
             parts.push(format!(
                 "SELECT a.grantee, 'privileges' FROM {cat} x, aclexplode(x.{acl}) a \
-                 WHERE {not_ext}"
+                 WHERE a.grantee <> x.{owner} AND {not_ext}"
             ));
             parts.push(format!(
                 "SELECT a.grantor, 'privileges' FROM {cat} x, aclexplode(x.{acl}) a \

@@ -170,6 +170,13 @@ fn roles_text(roles: Option<&RolesOutcome>) -> String {
         r.existing.len(),
         r.memberships_granted
     );
+    if !r.restoring_role_member_of.is_empty() {
+        text.push_str(&format!(
+            "\n  the restoring role was made a member of {} (created here), to give them the \
+             database and its objects",
+            r.restoring_role_member_of.join(", ")
+        ));
+    }
     if !r.need_password.is_empty() {
         text.push_str(
             "\n  the backup carries no password hashes (the backing-up role could not read \

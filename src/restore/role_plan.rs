@@ -44,6 +44,10 @@ pub struct Plan {
     pub grants: Vec<Membership>,
     /// Login roles created without a password (the backup carries no hash for them).
     pub need_password: Vec<String>,
+    /// Created roles that own the database or objects in it, which a restoring role that is
+    /// no superuser must be a member of to give them their database and objects (as on a
+    /// managed PostgreSQL, where the administrator is made a member of the roles it creates).
+    pub member_of: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -68,6 +72,9 @@ pub struct RolesOutcome {
     /// Whether the backup carried password hashes.
     pub password_hashes: bool,
     pub memberships_granted: usize,
+    /// Created owner roles the restoring role (no superuser) was made a member of, so that it
+    /// could give them the database and its objects.
+    pub restoring_role_member_of: Vec<String>,
 }
 
 /// Decide what to create. `present` are the recorded roles the target has; `hashes` the
@@ -101,6 +108,10 @@ pub fn plan(
         // Hashes read: a role without one had no password. Not read: any login role may.
         if r.login && hashes.is_none() {
             p.need_password.push(r.name.clone());
+        }
+        let owns = r.uses.iter().any(|u| u == "owner" || u == "objects");
+        if owns && !caps.superuser {
+            p.member_of.push(r.name.clone());
         }
         p.create.push(Creation { role, dropped });
     }
@@ -209,6 +220,13 @@ pub fn grant_sql(m: &Membership, server_major: u32) -> String {
     sql
 }
 
+/// `GRANT role TO me`: the restoring role becomes a member of a role it created (PostgreSQL's
+/// defaults: it inherits and may SET ROLE, as `CREATE DATABASE ... OWNER` and pg_restore's
+/// `ALTER ... OWNER TO` need).
+pub fn self_grant_sql(role: &str, me: &str) -> String {
+    format!("GRANT {} TO {}", ident(role), ident(me))
+}
+
 /// The statement an operator runs to give `role` its password (a placeholder, never one).
 pub fn password_advice(role: &str) -> String {
     format!("ALTER ROLE {} PASSWORD '...';", ident(role))
@@ -308,6 +326,7 @@ mod tests {
         // Hashes were read: the admin had no password, kasmapp's travels.
         assert!(p.need_password.is_empty(), "{p:?}");
         assert!(p.warnings.is_empty(), "{p:?}");
+        assert!(p.member_of.is_empty(), "a superuser needs no membership");
         assert_eq!(p.grants.len(), 1);
         assert_eq!(p.grants[0].member, "kasmapp");
         let sql = create_sql(&p.create[0].role, hashes.get("kasmapp"));
@@ -330,6 +349,12 @@ mod tests {
         let admin = &p.create[2];
         assert_eq!(admin.dropped, ["SUPERUSER", "REPLICATION", "CREATEDB"]);
         assert!(!admin.role.superuser && !admin.role.replication && !admin.role.createdb);
+        // Not a superuser: made a member of the owners it creates.
+        assert_eq!(p.member_of.len(), 3);
+        assert_eq!(
+            self_grant_sql("kasmapp", "ad\"min"),
+            "GRANT \"kasmapp\" TO \"ad\"\"min\""
+        );
         let w = &p.warnings[0];
         assert!(
             w.contains("SUPERUSER, REPLICATION, CREATEDB")

@@ -147,6 +147,21 @@ pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<
         }
         client.batch_execute("COMMIT").await?;
     }
+    let me = server.maintenance.user();
+    let mut member_of = Vec::new();
+    for role in &p.plan.member_of {
+        match client
+            .batch_execute(&role_plan::self_grant_sql(role, me))
+            .await
+        {
+            Ok(()) => member_of.push(role.clone()),
+            Err(e) => warnings.push(format!(
+                "the restoring role {me:?} could not be made a member of {role:?}, which it \
+                 created: {}",
+                Error::from(e)
+            )),
+        }
+    }
     let mut granted = 0;
     for g in &p.plan.grants {
         match client
@@ -175,6 +190,7 @@ pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<
                 .collect(),
             password_hashes: p.password_hashes,
             memberships_granted: granted,
+            restoring_role_member_of: member_of,
         },
         warnings,
     ))
