@@ -418,7 +418,45 @@ fn admin_url(c: &Cluster, pw: &str, db: &str) -> String {
 
 #[test]
 fn a_managed_source_carries_no_hashes_and_the_restore_says_which_passwords_to_set() {
-    let (src, dst) = (cluster(), cluster());
+    managed(cluster(), None);
+}
+
+/// The same onto PostgreSQL 17, whose CREATEROLE gives only what its holder has and makes the
+/// creator an ADMIN-only member of the roles it creates.
+#[test]
+fn a_managed_administrator_on_postgresql_17_creates_the_roles_too() {
+    let bindir = pg_cache().join("17").join("bin");
+    assert!(
+        bindir.join("postgres").is_file(),
+        "PostgreSQL 17 is not at {}: run scripts/setup",
+        bindir.display()
+    );
+    let dst = Cluster::start_from(&bindir, &[], &std::env::vars().collect()).unwrap();
+    managed(dst, Some(&bindir));
+}
+
+/// Where `scripts/setup` unpacks the other majors (as tests/majors.rs finds them).
+fn pg_cache() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("PG_MAJORS_CACHE").filter(|d| !d.is_empty()) {
+        return d.into();
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return "/var/cache/kasm-db/pg".into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache")
+        });
+    cache.join("kasm-db/pg")
+}
+
+/// Back up Kasm's database as a managed administrator on the system's PostgreSQL, restore it
+/// with `--create-roles` as the administrator of `dst` (with the client tools of `pg_bindir`).
+fn managed(dst: Cluster, pg_bindir: Option<&Path>) {
+    let src = cluster();
     let pw = administrator(&src);
     let admin =
         |db: &str, q: &str| login(&src, ADMIN, &pw, db, q).unwrap_or_else(|e| panic!("{q}: {e}"));
@@ -431,7 +469,11 @@ fn a_managed_source_carries_no_hashes_and_the_restore_says_which_passwords_to_se
     );
     admin("postgres", &format!("GRANT kasmapp TO {ADMIN}"));
     admin("postgres", "CREATE DATABASE kasm OWNER kasmapp");
-    admin("kasm", &format!("SET ROLE kasmapp; {}", kasm::SCHEMA_SQL));
+    // Kasm's schema without uuid-ossp, which the PostgreSQL 17 build lacks.
+    let schema = kasm::SCHEMA_SQL
+        .replace("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\";", "")
+        .replace("uuid_generate_v4()", "gen_random_uuid()");
+    admin("kasm", &format!("SET ROLE kasmapp; {schema}"));
     sql(&src, "postgres", "CREATE ROLE kasm_repl LOGIN REPLICATION");
     sql(&src, "kasm", "GRANT SELECT ON settings TO kasm_repl");
 
@@ -461,6 +503,7 @@ fn a_managed_source_carries_no_hashes_and_the_restore_says_which_passwords_to_se
 
     let dpw = administrator(&dst);
     let target = admin_url(&dst, &dpw, "kasm");
+    let bindir = pg_bindir.map(|d| d.to_str().unwrap());
     let restore = |json: bool| {
         let mut args = vec![
             "restore",
@@ -470,6 +513,9 @@ fn a_managed_source_carries_no_hashes_and_the_restore_says_which_passwords_to_se
             "--target",
             &target,
         ];
+        if let Some(d) = bindir {
+            args.extend(["--pg-bindir", d]);
+        }
         if json {
             args.push("--json");
         }
