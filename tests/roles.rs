@@ -394,6 +394,36 @@ fn an_encrypted_backup_seals_the_hashes_too() {
         ),
         "0"
     );
+    // A damaged passwords object fails `backups verify` and stops the restore before it
+    // creates anything.
+    let (sealed, _) = objects
+        .iter()
+        .find(|(n, _)| n.ends_with("role-passwords.json.aes"))
+        .unwrap();
+    let mut bytes = std::fs::read(sealed).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(sealed, bytes).unwrap();
+    let r = with_key(&["backups", "verify", "latest", "--json", "--from", to_s]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("role passwords object"), "{}", r.stdout);
+    let r = with_key(&[
+        "restore",
+        "--create-roles",
+        "--from",
+        to_s,
+        "--target",
+        &other.url("kasm"),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_eq!(
+        sql(
+            &other,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname <> 'postgres' AND rolname NOT LIKE 'pg\\_%'"
+        ),
+        "0"
+    );
 }
 
 const ADMIN: &str = "kdb_admin";

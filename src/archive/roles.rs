@@ -94,6 +94,27 @@ pub struct PasswordsObject {
     pub encrypted: bool,
 }
 
+impl PasswordsObject {
+    /// Why `bytes` (as read from storage; `None` = missing) are not this object, if they are
+    /// not: the problem in words, naming the object, never its content.
+    pub fn problem(&self, bytes: Option<&[u8]>) -> Option<String> {
+        let Some(bytes) = bytes else {
+            return Some(format!(
+                "the role passwords object {} is missing",
+                self.object
+            ));
+        };
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        (bytes.len() as u64 != self.size_bytes || sha != self.sha256).then(|| {
+            format!(
+                "the role passwords object {} differs from the manifest (size or SHA-256): it is \
+                 corrupt",
+                self.object
+            )
+        })
+    }
+}
+
 /// The passwords object's name for backup `id`.
 pub fn passwords_name(id: &str, encrypted: bool) -> String {
     if encrypted {
@@ -184,6 +205,17 @@ mod tests {
         let sealed = seal(&key, &bytes).unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("SCRAM"));
         assert_eq!(open(&key, &sealed).unwrap(), bytes);
+        let obj = PasswordsObject {
+            object: "i/role-passwords.json.aes".into(),
+            size_bytes: sealed.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sealed)),
+            encrypted: true,
+        };
+        assert_eq!(obj.problem(Some(&sealed)), None);
+        assert!(obj.problem(None).unwrap().contains("missing"));
+        let mut bad = sealed.clone();
+        bad[20] ^= 1;
+        assert!(obj.problem(Some(&bad)).unwrap().contains("corrupt"));
         let e = open(&Key::from_material(&[4u8; 32]).unwrap(), &sealed).unwrap_err();
         assert!(e.to_string().contains("wrong key"), "{e}");
         let e = Passwords::from_bytes(format!("{{\"x\": \"{hash}\"").as_bytes()).unwrap_err();

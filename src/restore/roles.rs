@@ -17,7 +17,6 @@ use crate::archive::manifest::Manifest;
 use crate::archive::roles::{self, Passwords};
 use crate::archive::storage::{self, Storage};
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
 
 /// What [`prepare`] settled.
 #[derive(Debug)]
@@ -93,23 +92,14 @@ async fn read_passwords(
         .as_ref()
         .and_then(|r| r.passwords.as_ref())
         .expect("called with a passwords object");
-    let bytes = storage::get_small(storage, &obj.object)
-        .await?
-        .ok_or_else(|| {
-            Error::failed(format!(
-                "the backup's role passwords object {} is missing; nothing was restored and the \
-             target is unchanged (restore without --create-roles, creating the roles by hand)",
-                obj.object
-            ))
-        })?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != obj.size_bytes || sha != obj.sha256 {
+    let bytes = storage::get_small(storage, &obj.object).await?;
+    if let Some(problem) = obj.problem(bytes.as_deref()) {
         return Err(Error::failed(format!(
-            "the backup's role passwords object {} does not match its manifest (size or SHA-256): \
-             it is corrupt; nothing was restored and the target is unchanged",
-            obj.object
+            "{problem}; nothing was restored and the target is unchanged (restore without \
+             --create-roles, creating the roles by hand)"
         )));
     }
+    let bytes = bytes.expect("checked above");
     let plain = if obj.encrypted {
         let key = key.ok_or_else(|| {
             Error::failed("the backup's role passwords are encrypted and no key is set")
