@@ -169,7 +169,10 @@ fn a_bare_server_gets_the_roles_and_kasmapp_logs_in_with_its_old_password() {
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     no_secret("backup's output", &(r.stdout.clone() + &r.stderr));
-    let id = json(&r)["id"].as_str().unwrap().to_string();
+    let v = json(&r);
+    assert_eq!(v["roles"]["password_hashes"], true, "{v}");
+    assert_eq!(v["roles"]["names"].as_array().unwrap().len(), 4, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
 
     // The manifest lists the roles and says the hashes travel; it holds none.
     let manifest = std::fs::read_to_string(dir.path().join(&id).join("manifest.json")).unwrap();
@@ -518,7 +521,9 @@ fn managed(dst: Cluster, pg_bindir: Option<&Path>) {
         to,
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let id = json(&r)["id"].as_str().unwrap().to_string();
+    let v = json(&r);
+    assert_eq!(v["roles"]["password_hashes"], false, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
     let m: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(&id).join("manifest.json")).unwrap())
             .unwrap();
