@@ -159,14 +159,13 @@ fn a_bare_server_gets_the_roles_and_kasmapp_logs_in_with_its_old_password() {
     };
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().to_str().unwrap();
-    let r = run(kasm_db(&[
-        "backup",
-        "--json",
-        "--db",
-        &src.url("kasm"),
-        "--to",
-        to,
-    ]));
+    // With every log line on (tokio-postgres's statements and parameters included).
+    let traced = |args: &[&str]| {
+        let mut c = kasm_db(args);
+        c.env("KASM_DB_LOG", "trace");
+        run(c)
+    };
+    let r = traced(&["backup", "--json", "--db", &src.url("kasm"), "--to", to]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     no_secret("backup's output", &(r.stdout.clone() + &r.stderr));
     let v = json(&r);
@@ -241,7 +240,7 @@ fn a_bare_server_gets_the_roles_and_kasmapp_logs_in_with_its_old_password() {
         "0"
     );
 
-    let r = run(kasm_db(&[
+    let r = traced(&[
         "restore",
         "--json",
         "--create-roles",
@@ -249,7 +248,11 @@ fn a_bare_server_gets_the_roles_and_kasmapp_logs_in_with_its_old_password() {
         to,
         "--target",
         &target,
-    ]));
+    ]);
+    assert!(
+        r.stderr.contains("set_config"),
+        "the trace shows statements"
+    );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     no_secret("restore's output", &(r.stdout.clone() + &r.stderr));
     let v = json(&r);

@@ -6,11 +6,13 @@
 //!
 //! Existing roles are never altered: they are only listed, and memberships are granted only
 //! to roles this restore creates. Pure: no I/O, no clock. Identifiers are quoted
-//! ([`ident`]); a password hash enters only [`create_sql`]'s statement, which the caller
-//! runs and never prints or logs; every other output names roles, never a hash.
+//! ([`ident`]). No statement text ever holds a password hash: the hash reaches the server as a
+//! bound parameter into a transaction-local setting ([`PASSWORD_SETTING`]), and
+//! [`create_with_password_sql`] has the server append it to `CREATE ROLE`, so neither a
+//! client-side statement log nor the server's `log_statement` sees it. Every output names
+//! roles, never a hash.
 
 use crate::archive::roles::{Membership, Passwords, Role, Roles};
-use crate::config::Secret;
 use crate::db::{ident, literal};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -175,9 +177,12 @@ fn flag(on: bool, yes: &str, no: &str) -> String {
     if on { yes.into() } else { no.into() }
 }
 
-/// `CREATE ROLE` with every attribute, and the hash when carried. The statement holds a
-/// secret: run it, never print, log or put it in an error.
-pub fn create_sql(r: &Role, hash: Option<&Secret>) -> String {
+/// The transaction-local setting the hash is bound into (`set_config($1, $2, true)`) for
+/// [`create_with_password_sql`].
+pub const PASSWORD_SETTING: &str = "kasm_db.role_password_hash";
+
+/// `CREATE ROLE` with every attribute (the password is [`create_with_password_sql`]'s).
+pub fn create_sql(r: &Role) -> String {
     let mut sql = format!(
         "CREATE ROLE {} WITH {} {} {} {} {} {} {}",
         ident(&r.name),
@@ -195,11 +200,24 @@ pub fn create_sql(r: &Role, hash: Option<&Secret>) -> String {
     if let Some(v) = &r.valid_until {
         sql.push_str(&format!(" VALID UNTIL {}", literal(v)));
     }
-    if let Some(h) = hash {
-        // A SCRAM or MD5 hash is stored as it is, never hashed again.
-        sql.push_str(&format!(" PASSWORD {}", literal(h.expose())));
-    }
     sql
+}
+
+/// `create` (a [`create_sql`] statement) with `PASSWORD` and the hash set in
+/// [`PASSWORD_SETTING`], run by the server: a `DO` block whose text holds no secret. A SCRAM or
+/// MD5 hash is stored as it is, never hashed again.
+pub fn create_with_password_sql(create: &str) -> String {
+    let body = format!(
+        "BEGIN EXECUTE {} || ' PASSWORD ' || quote_literal(current_setting({})); END",
+        literal(create),
+        literal(PASSWORD_SETTING)
+    );
+    // A dollar-quote tag the body (role names included) does not contain.
+    let tag = (0..)
+        .map(|n| format!("$kasm_db{n}$"))
+        .find(|t| !body.contains(t.as_str()))
+        .expect("some tag is free");
+    format!("DO {tag}{body}{tag}")
 }
 
 /// `GRANT role TO member`, with the options the target's major can express.
@@ -252,6 +270,7 @@ fn quoted_list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     fn role(name: &str, login: bool) -> Role {
         Role {
@@ -329,13 +348,30 @@ mod tests {
         assert!(p.member_of.is_empty(), "a superuser needs no membership");
         assert_eq!(p.grants.len(), 1);
         assert_eq!(p.grants[0].member, "kasmapp");
-        let sql = create_sql(&p.create[0].role, hashes.get("kasmapp"));
+        assert!(hashes.get("kasmapp").is_some());
+        let sql = create_sql(&p.create[0].role);
         assert!(
             sql.starts_with("CREATE ROLE \"kasmapp\" WITH NOSUPERUSER"),
             "{sql}"
         );
-        assert!(sql.ends_with(" LOGIN NOREPLICATION NOBYPASSRLS PASSWORD 'SCRAM-SHA-256$x'"));
-        let sql = create_sql(&p.create[1].role, None);
+        assert!(sql.ends_with(" LOGIN NOREPLICATION NOBYPASSRLS"), "{sql}");
+        let with = create_with_password_sql(&sql);
+        assert_eq!(
+            with,
+            format!(
+                "DO $kasm_db0$BEGIN EXECUTE '{}' || ' PASSWORD ' || \
+                 quote_literal(current_setting('{PASSWORD_SETTING}')); END$kasm_db0$",
+                sql.replace('\'', "''")
+            )
+        );
+        assert!(!with.contains("SCRAM"));
+        // A role name holding the first tag gets another.
+        let tricky = create_with_password_sql(&create_sql(&role("x$kasm_db0$'y", true)));
+        assert!(
+            tricky.starts_with("DO $kasm_db1$BEGIN EXECUTE 'CREATE ROLE \"x$kasm_db0$''y\""),
+            "{tricky}"
+        );
+        let sql = create_sql(&p.create[1].role);
         assert!(sql.starts_with("CREATE ROLE \"kasm admin \"\"x\"\"\" WITH SUPERUSER CREATEDB"));
         assert!(!sql.contains("PASSWORD"));
     }
@@ -417,7 +453,7 @@ mod tests {
         let mut r = role("it's", true);
         r.connection_limit = Some(20);
         r.valid_until = Some("2030-01-01T00:00:00+00:00".into());
-        let sql = create_sql(&r, None);
+        let sql = create_sql(&r);
         assert!(sql.starts_with("CREATE ROLE \"it's\""));
         assert!(sql.ends_with(" CONNECTION LIMIT 20 VALID UNTIL '2030-01-01T00:00:00+00:00'"));
     }

@@ -6,17 +6,22 @@
 //! missing roles in one transaction (all or none), then grants their memberships one by one (a
 //! membership the server refuses is a warning).
 //!
-//! Never alters an existing role. Never prints, logs or returns a password hash: the
-//! `CREATE ROLE` statements that hold one are run and dropped, and their errors carry the
-//! server's message only (never the statement).
+//! Never alters an existing role. Never prints, logs or returns a password hash: no statement
+//! text holds one (it is a bound parameter whose `Debug` is redacted, set into a
+//! transaction-local setting the server appends to `CREATE ROLE`), and errors carry the
+//! server's message only.
 
 use super::role_plan::{self, Capabilities, Plan, RolesOutcome};
 use super::server::Server;
 use crate::archive::crypt::Key;
 use crate::archive::manifest::Manifest;
-use crate::archive::roles::{self, Passwords};
+use crate::archive::roles::{self, Passwords, Role};
 use crate::archive::storage::{self, Storage};
+use crate::config::Secret;
 use crate::error::{Error, Result};
+use bytes::BytesMut;
+use tokio_postgres::Client;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// What [`prepare`] settled.
 #[derive(Debug)]
@@ -111,6 +116,58 @@ async fn read_passwords(
     Passwords::from_bytes(&plain)
 }
 
+/// A password hash as a bound parameter: its `Debug` (which tokio-postgres's debug log
+/// prints for parameters) says `<redacted>`.
+struct Hidden<'a>(&'a str);
+
+impl std::fmt::Debug for Hidden<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl ToSql for Hidden<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// `CREATE ROLE`, with the hash (when carried) bound into a transaction-local setting that the
+/// server appends: no statement text holds it.
+async fn create_one(client: &Client, role: &Role, hash: Option<&Secret>) -> Result<()> {
+    let create = role_plan::create_sql(role);
+    let Some(h) = hash else {
+        client.batch_execute(&create).await?;
+        return Ok(());
+    };
+    client
+        .execute(
+            "SELECT set_config($1, $2, true)",
+            &[&role_plan::PASSWORD_SETTING, &Hidden(h.expose())],
+        )
+        .await?;
+    client
+        .batch_execute(&role_plan::create_with_password_sql(&create))
+        .await?;
+    client
+        .execute(
+            "SELECT set_config($1, '', true)",
+            &[&role_plan::PASSWORD_SETTING],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Create the planned roles (one transaction), then grant their memberships; warnings for
 /// what could not be given.
 pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<String>)> {
@@ -122,17 +179,22 @@ pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<
             .await?;
         for c in &p.plan.create {
             let hash = p.passwords.as_ref().and_then(|h| h.get(&c.role.name));
-            // The statement may hold a hash: run it, never show it.
-            if let Err(e) = client
-                .batch_execute(&role_plan::create_sql(&c.role, hash))
-                .await
-            {
+            if let Err(e) = create_one(client, &c.role, hash).await {
                 server.rollback().await;
-                return Err(Error::from(e).context(format!(
-                    "--create-roles: creating role {:?}; no role was created, nothing was \
-                     restored and the target database is unchanged",
-                    c.role.name
-                )));
+                // The statements hold no hash; should the server ever quote one, it is cut.
+                let mut why = e.to_string();
+                if let Some(h) = hash {
+                    why = why.replace(h.expose(), "<redacted>");
+                }
+                return Err(Error::classified(
+                    e.kind(),
+                    e.is_transient(),
+                    format!(
+                        "--create-roles: creating role {:?}: {why}; no role was created, nothing \
+                         was restored and the target database is unchanged",
+                        c.role.name
+                    ),
+                ));
             }
         }
         client.batch_execute("COMMIT").await?;
