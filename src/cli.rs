@@ -344,9 +344,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_owner: bool,
 
-    /// Before anything else, create the roles the backup records (the database's owner, the
-    /// roles in its privileges, owners of its objects, their memberships) that the target
-    /// server lacks, with their attributes and, when the backup carries them, their password
+    /// Create the roles the backup records (the database's owner, the roles in its privileges,
+    /// owners of its objects, their memberships) that the target server lacks, once the backup
+    /// is verified and before the database is restored, with their attributes and, when the backup carries them, their password
     /// hashes. Existing roles are never altered. Attributes the restoring role may not give
     /// (SUPERUSER, REPLICATION, BYPASSRLS on a managed PostgreSQL) are left out with a
     /// warning; login roles created without a password are listed with the ALTER ROLE that
