@@ -415,12 +415,11 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
-    let roles_plan = match job.create_roles {
-        true => {
-            let key = fetch::key_for(job.manifest, job.key_file)?;
-            Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
-        }
-        false => None,
+    let roles_plan = if job.create_roles {
+        let key = fetch::key_for(job.manifest, job.key_file)?;
+        Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
+    } else {
+        None
     };
     let will_create = roles_plan
         .as_ref()
