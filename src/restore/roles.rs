@@ -116,6 +116,19 @@ async fn read_passwords(
     Passwords::from_bytes(&plain)
 }
 
+/// A failure after `--create-roles` created roles: they stay (roles are the server's, and a
+/// second run finds them and leaves them as they are); the error says so.
+pub fn kept_on_failure(e: Error, done: Option<&RolesOutcome>) -> Error {
+    match done.filter(|d| !d.created.is_empty()) {
+        Some(d) => e.context(format!(
+            "the roles --create-roles created stay on the server ({}); a second run leaves them \
+             as they are",
+            d.created.join(", ")
+        )),
+        None => e,
+    }
+}
+
 /// A password hash as a bound parameter: its `Debug` (which tokio-postgres's debug log
 /// prints for parameters) says `<redacted>`.
 struct Hidden<'a>(&'a str);
@@ -246,4 +259,23 @@ pub async fn create(server: &Server, p: &Prepared) -> Result<(RolesOutcome, Vec<
         },
         warnings,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_failure_names_the_roles_that_stay() {
+        let done = RolesOutcome {
+            created: vec!["kasmapp".into()],
+            ..Default::default()
+        };
+        let e = kept_on_failure(Error::failed("pg_restore failed"), Some(&done)).to_string();
+        assert!(e.contains("stay on the server (kasmapp)") && e.contains("pg_restore failed"));
+        let none = RolesOutcome::default();
+        let e = kept_on_failure(Error::failed("x"), Some(&none)).to_string();
+        assert_eq!(e, "x");
+        assert_eq!(kept_on_failure(Error::failed("x"), None).to_string(), "x");
+    }
 }

@@ -462,7 +462,9 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
         check_s,
         properties,
         mut warnings,
-    } = build(&loaded, &name, &props, &mut stop).await?;
+    } = build(&loaded, &name, &props, &mut stop)
+        .await
+        .map_err(|e| roles::kept_on_failure(e, roles_done.as_ref()))?;
     let restore_s = t.elapsed().as_secs_f64();
     role_warnings.append(&mut warnings);
     let mut warnings = role_warnings;
