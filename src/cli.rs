@@ -417,6 +417,16 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_owner: bool,
 
+    /// Create the roles the backup records (the database's owner, the roles in its privileges,
+    /// owners of its objects, their memberships) that the target server lacks, once the backup
+    /// is verified and before the database is restored, with their attributes and, when the backup carries them, their password
+    /// hashes. Existing roles are never altered. Attributes the restoring role may not give
+    /// (SUPERUSER, REPLICATION, BYPASSRLS on a managed PostgreSQL) are left out with a
+    /// warning; login roles created without a password are listed with the ALTER ROLE that
+    /// gives them one.
+    #[arg(long)]
+    pub create_roles: bool,
+
     /// The directory of the pg_restore to use (default: backup.pg_bindir; unset, one of the
     /// target server's major is looked for in /usr/lib/postgresql/<major>/bin,
     /// /usr/pgsql-<major>/bin, then PATH). A backup of an older major restores onto a newer

@@ -290,8 +290,16 @@ fn backups_copy_goes_dir_to_dir_to_s3_to_dir_and_the_last_copy_restores() {
         moto::keys(&bucket),
         [
             format!("second/{id}/dump.gz"),
-            format!("second/{id}/manifest.json")
+            format!("second/{id}/manifest.json"),
+            // The role passwords object travels too (issue 17): a superuser's backup has one.
+            format!("second/{id}/role-passwords.json"),
         ]
+    );
+    let v = cmd(&["backups", "verify", "latest", "--from", &c], &[]);
+    assert_eq!(
+        v.code, 0,
+        "the third copy verifies, passwords object included: {}",
+        v.stderr
     );
     let manifest = |bytes: Vec<u8>| serde_json::from_slice::<Value>(&bytes).unwrap();
     let in_s3 = manifest(moto::get(&bucket, &format!("second/{id}/manifest.json")));
@@ -532,5 +540,6 @@ fn object_lock_days_retains_dump_and_manifest_and_prune_keeps_locked_backups() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(strings(&json(&r)["deleted"]).len(), 1);
-    assert_eq!(moto::keys(&plain).len(), 2);
+    // The newest backup's dump, manifest and role passwords object (issue 17) remain.
+    assert_eq!(moto::keys(&plain).len(), 3, "{:?}", moto::keys(&plain));
 }

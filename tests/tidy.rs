@@ -26,6 +26,7 @@ const PURE: &[&str] = &[
     "backup/check.rs",
     "restore/plan.rs",
     "restore/creation.rs",
+    "restore/role_plan.rs",
     "report/svg.rs",
     "report/scale.rs",
     "report/page.rs",

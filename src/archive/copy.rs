@@ -3,7 +3,7 @@
 //! the trait later), streaming: the object is read from the source in bounded pieces, hashed on
 //! the way and written to the destination as it arrives, never held whole in memory or on disk.
 //!
-//! Order, as a backup's: the data object, then the manifest (rewritten with the copy's own
+//! Order, as a backup's: the data object, the role passwords object when there is one, then the manifest (rewritten with the copy's own
 //! location, restore recipe and server-side encryption; everything else as the source's), then the latest verification
 //! record when the source has one (it speaks of the same bytes). A source whose size or SHA-256
 //! differs from its manifest is refused: the destination's upload is aborted before it is
@@ -62,6 +62,10 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
         )));
     }
     done.bytes = copy_object(src, dst, m).await?;
+    if let Err(e) = copy_passwords(src, dst, m).await {
+        let _ = dst.delete(&m.object).await;
+        return Err(e);
+    }
 
     let mut copy = m.clone();
     copy.location = format!("{}/{}", dst.describe(), copy.object);
@@ -85,6 +89,24 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
         verification::record(dst, &m.id, &v).await;
     }
     Ok(done)
+}
+
+/// The role passwords object (issue 17), when the backup carries one: small, checked against
+/// the manifest like the object, copied as stored (sealed when the backup is encrypted).
+async fn copy_passwords(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Result<()> {
+    let Some(p) = m.roles.as_ref().and_then(|r| r.passwords.as_ref()) else {
+        return Ok(());
+    };
+    let bytes = super::storage::get_small(src, &p.object).await?;
+    if let Some(problem) = p.problem(bytes.as_deref()) {
+        return Err(Error::failed(format!(
+            "backup {} in {}: {problem}; refused, nothing was copied to {}",
+            m.id,
+            src.describe(),
+            dst.describe()
+        )));
+    }
+    dst.put_small(&p.object, bytes.unwrap_or_default()).await
 }
 
 /// Stream the data object, checking size and SHA-256 against the manifest before the

@@ -4,8 +4,9 @@
 //! gzip or multi-frame zstd with a running SHA-256; [`crypt`]: chunked AES-256-GCM), the [`manifest`] that makes a
 //! backup exist and the layout of a backup under its target, the [`catalog`] of what a target
 //! holds (list, find, the size and SHA-256 check), the [`verification`] record kept beside
-//! each backup (`verified.json`), and [`copy`]: a backup copied to another target, checked on
-//! the way.
+//! each backup (`verified.json`), [`copy`]: a backup copied to another target, checked on
+//! the way, and the [`roles`] a backup's database needs (in the manifest, with their password
+//! hashes in a separate object, sealed when the backup is encrypted).
 //!
 //! ("Archive" here is the stored backup; the plain pg_dump archive inside it is `restore`'s
 //! business.) This module knows nothing of PostgreSQL, pg_dump or pg_restore, and never
@@ -17,6 +18,7 @@ pub mod compress;
 pub mod copy;
 pub mod crypt;
 pub mod manifest;
+pub mod roles;
 pub mod storage;
 pub mod target;
 pub mod verification;

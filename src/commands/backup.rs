@@ -40,6 +40,15 @@ struct BackupReport {
     after: AfterReport,
     /// False when a copy or the prune failed (the backup itself succeeded).
     ok: bool,
+    /// The roles the database needs and whether their password hashes travel (in their own
+    /// object, never here).
+    roles: Option<RolesSummary>,
+}
+
+#[derive(Serialize)]
+struct RolesSummary {
+    names: Vec<String>,
+    password_hashes: bool,
 }
 
 /// `kasm-db backup`.
@@ -89,6 +98,10 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         alembic_version: m.alembic_version.clone(),
         after: followed,
         ok: failure.is_none(),
+        roles: m.roles.as_ref().map(|r| RolesSummary {
+            names: r.names.clone(),
+            password_hashes: r.password_hashes,
+        }),
     };
     let mut text = format!(
         "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
@@ -115,6 +128,20 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     }
     if let Some(v) = &m.alembic_version {
         text.push_str(&format!("\nalembic_version {v}"));
+    }
+    if let Some(r) = &m.roles {
+        text.push_str(&format!(
+            "\nroles: {}; password hashes {}",
+            r.names.join(", "),
+            if r.password_hashes && m.encryption.is_some() {
+                "carried (in their own object, encrypted like the dump)"
+            } else if r.password_hashes {
+                "carried (in their own object beside the dump)"
+            } else {
+                "not carried (this role may not read pg_authid): restore --create-roles will \
+                 say which passwords to set"
+            }
+        ));
     }
     text.push_str(&after_text(&report.after));
     let outcome = Outcome::new(&report, text);
