@@ -3,6 +3,7 @@
 //!
 //! Parsing only. Nothing here reads config, touches the database or decides exit codes.
 
+use crate::config::Window;
 use crate::sizing::{Architecture, UseCase};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -19,7 +20,10 @@ the Kasm sizing guide, and vacuum maintenance.",
     after_help = "Exit codes: 0 success; 1 the job ran and failed (or a check failed); 2 usage error or \
 invalid config; 75 temporary: database/target unreachable after retries, or another run holds the lock.\n\
 Configuration: flag > KASM_DB_* environment > TOML file (--config) > default. Every key a.b can be set \
-as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0."
+as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0.\n\
+Notifications: with [notify] urls (and on = start/success/failure, default failure; token), backup, \
+backups verify, purge, vacuum and restore POST a JSON body to each URL; an undelivered one is a \
+warning, never a different exit code (docs/operations.md, \"Notifications\")."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -120,6 +124,14 @@ pub enum Command {
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete
     /// only the expired rows of the one boundary partition per class.
+    ///
+    /// With retention.max_bytes (e.g. "40GB"; GB = 10^9 bytes, GiB = 2^30) the `logs` relation
+    /// is then capped: while it is over, the oldest whole partitions are dropped, every debug
+    /// hour before the other levels, never the partitions receiving inserts (a warning says
+    /// when the cap cannot be met). DROP only, before any DELETE, so a nearly full disk can
+    /// still be purged. `--json` adds "cap": {"max_bytes","before_bytes","after_bytes",
+    /// "within","dropped":[{"partition","class","range","rows","bytes"}],"held","warning"};
+    /// --dry-run lists what would be dropped.
     Purge(PurgeArgs),
 
     /// Send records already stored to the SIEM (a backfill before setting retention to 0).
@@ -135,9 +147,15 @@ pub enum Command {
     /// backup.compression_level, default 6 of 0-12, restores with `gunzip -c | pg_restore`) or
     /// "zstd" (smaller and faster; level 1-19, default 3; restores with `zstd -dc |
     /// pg_restore`). The manifest's `restore` recipe says which; `restore` reads both.
+    ///
+    /// Afterwards the backup is copied to each backup.copy_to target (checksum checked, manifest
+    /// last), and once a backup.keep_* policy is set each target is pruned by it (never the
+    /// backup just made; --no-prune skips that). `--json` adds `pruned` and `copies`
+    /// ([{"target","ok","bytes","error","pruned"}]). A failed copy or prune exits 1 with the
+    /// result printed: the backup itself succeeded and is intact.
     Backup(BackupArgs),
 
-    /// List, verify or prune the backups of a target.
+    /// List, verify, check, copy or prune the backups of a target.
     #[command(subcommand)]
     Backups(BackupsCommand),
 
@@ -151,6 +169,14 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Database size against the Kasm sizing guide's tiers, with advice.
+    ///
+    /// Also records a size sample (the size-over-time chart of `report`, so that `size` from
+    /// cron is enough without `serve`; --no-record skips it) and, with backup.to set, shows the
+    /// verdict of `backups check` (its defaults) for it.
+    ///
+    /// With retention.max_bytes set, `warnings` (and a "size cap:" block) say when the cap,
+    /// not the windows, decides how long logs stay: over or near the cap, an ingest rate that
+    /// would fill the windows past it, a class cut short by it (status then `warn`).
     Size(SizeArgs),
 
     /// Size a whole Kasm deployment from the sizing guide's arithmetic.
@@ -259,6 +285,12 @@ pub struct BackupArgs {
     /// then PATH).
     #[arg(long, value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+
+    /// Do not apply the backup.keep_* policy afterwards. Without it, once a policy is set,
+    /// every successful backup prunes its target (and each backup.copy_to target) by that
+    /// policy, never deleting the backup just made; the result lists what went (`pruned`).
+    #[arg(long)]
+    pub no_prune: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +318,47 @@ pub enum BackupsCommand {
         /// unset, one of the scratch server's major is looked for).
         #[arg(long, value_name = "DIR")]
         pg_bindir: Option<PathBuf>,
+    },
+    /// Copy a complete backup to another target (a second copy, 3-2-1): streamed, its size and
+    /// SHA-256 checked against the manifest on the way (a corrupt source is refused and nothing
+    /// appears at the destination), the manifest written last. Nothing is pruned.
+    ///
+    /// `--json`: {"id","target","bytes","already_there"}.
+    Copy {
+        /// Backup id, or `latest`.
+        #[arg(value_name = "ID|latest")]
+        backup: String,
+        /// Where to copy it: s3://bucket/prefix, file:///abs/dir or /abs/dir.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Where the backup is (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+    },
+    /// Check that the backups would save the day: the newest complete backup is at most
+    /// --max-age old, there are at least --min-count, and (with --verified-within) the newest
+    /// passed a verification recently. A failed verification of the newest backup always fails
+    /// the check. Exit 0 when all is met; exit 1 with one reason per condition not met (no
+    /// backups at all is its own reason); 75 when the target cannot be read. The first line
+    /// reads like a Nagios/Icinga plugin's (`BACKUPS OK - ...` / `BACKUPS CRITICAL - ...`, with
+    /// performance data). `--json`: {"ok","reasons","target","count","newest_id",
+    /// "newest_created","newest_age_s","last_verification","criteria","checked_at"}.
+    Check {
+        /// The target to read (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// The newest complete backup may be at most this old ("26h", "2d", "90m"): a daily
+        /// backup plus two hours of slack by default.
+        #[arg(long, value_name = "DUR", default_value = "26h", value_parser = duration)]
+        max_age: Window,
+        /// At least N complete backups.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        min_count: u32,
+        /// The newest backup passed `backups verify` (or the scheduled verify) within DUR
+        /// ("8d"); while it awaits its first verification, an older backup's verification that
+        /// passed within DUR counts. Not checked unless given.
+        #[arg(long, value_name = "DUR", value_parser = duration)]
+        verified_within: Option<Window>,
     },
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
@@ -347,6 +420,16 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_owner: bool,
 
+    /// Create the roles the backup records (the database's owner, the roles in its privileges,
+    /// owners of its objects, their memberships) that the target server lacks, once the backup
+    /// is verified and before the database is restored, with their attributes and, when the backup carries them, their password
+    /// hashes. Existing roles are never altered. Attributes the restoring role may not give
+    /// (SUPERUSER, REPLICATION, BYPASSRLS on a managed PostgreSQL) are left out with a
+    /// warning; login roles created without a password are listed with the ALTER ROLE that
+    /// gives them one.
+    #[arg(long)]
+    pub create_roles: bool,
+
     /// The directory of the pg_restore to use (default: backup.pg_bindir; unset, one of the
     /// target server's major is looked for in /usr/lib/postgresql/<major>/bin,
     /// /usr/pgsql-<major>/bin, then PATH). A backup of an older major restores onto a newer
@@ -364,6 +447,12 @@ pub struct SizeArgs {
     /// Exit 1 when the status is `exceeded` (for monitoring).
     #[arg(long)]
     pub fail_on_exceed: bool,
+
+    /// Do not record a size sample. By default `size` records one in `size_samples` (as
+    /// `serve`'s schedule.size_sample does), so that running it from cron draws the
+    /// size-over-time chart of `report`; a database without kasm-db's schema records none.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +535,11 @@ pub struct ReportArgs {
     /// The HTML file to write.
     #[arg(long, value_name = "FILE")]
     pub html: PathBuf,
+}
+
+/// A duration flag in the config's notation ("26h", "8d", "90m").
+fn duration(text: &str) -> Result<Window, String> {
+    Window::parse(text)
 }
 
 #[cfg(test)]

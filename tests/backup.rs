@@ -661,7 +661,9 @@ fn backup_to_s3_lists_and_verifies() {
         keys,
         [
             format!("kasm/prod/{id}/dump.gz"),
-            format!("kasm/prod/{id}/manifest.json")
+            format!("kasm/prod/{id}/manifest.json"),
+            // A superuser's backup carries the role password hashes in their own object.
+            format!("kasm/prod/{id}/role-passwords.json")
         ]
     );
     let object = moto::get(&bucket, &format!("kasm/prod/{id}/dump.gz"));
@@ -671,6 +673,18 @@ fn backup_to_s3_lists_and_verifies() {
             .head_object()
             .bucket(&bucket)
             .key(format!("kasm/prod/{id}/dump.gz"))
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        sse.server_side_encryption().map(|s| s.as_str()),
+        Some("AES256")
+    );
+    let sse = moto::block_on(
+        moto::client()
+            .head_object()
+            .bucket(&bucket)
+            .key(format!("kasm/prod/{id}/role-passwords.json"))
             .send(),
     )
     .unwrap();
@@ -716,7 +730,11 @@ fn backup_to_s3_lists_and_verifies() {
     .envs(moto::env()));
     assert_eq!(p.code, 0, "{}", p.stderr);
     assert_eq!(json(&p)["kept"], serde_json::json!([id]));
-    assert_eq!(moto::keys(&bucket).len(), 3, "dump, manifest, verification");
+    assert_eq!(
+        moto::keys(&bucket).len(),
+        4,
+        "dump, role passwords, manifest, verification"
+    );
     // Password never printed.
     assert!(!r.stderr.contains(&pg().password) && !r.stdout.contains(&pg().password));
     let m =

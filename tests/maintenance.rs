@@ -239,6 +239,7 @@ fn size_reports_the_growth_trend_from_samples() {
         "--json",
         "--sessions",
         "10",
+        "--no-record",
         "--db",
         &url,
     ]));
@@ -429,9 +430,72 @@ fn record_sample_stores_the_sizes_for_the_trend() {
         s.database_bytes
     );
     // One sample is not a trend.
-    let r = run(kasm_db(&["size", "--json", "--db", &url]));
+    let r = run(kasm_db(&["size", "--json", "--no-record", "--db", &url]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["trend"], Value::Null);
+    assert_eq!(json(&r)["sample"], Value::Null);
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 1);
+}
+
+#[test]
+fn size_from_the_command_line_records_a_sample_unless_told_not_to() {
+    let url = migrated();
+    let r = run(kasm_db(&["size", "--json", "--db", &url]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["sample"]["recorded"], true, "{v}");
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 1);
+    let r = run(kasm_db(&["size", "--db", &url]));
+    assert!(r.stdout.contains("size sample recorded"), "{}", r.stdout);
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 2);
+    let r = run(kasm_db(&["size", "--json", "--no-record", "--db", &url]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["sample"], Value::Null);
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 2);
+    // While another session holds the size-sample lock (serve's slot), none is recorded and
+    // size still succeeds.
+    let holder = kasm_db::db::locks::Lock::SizeSample.key();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let hold_url = url.clone();
+    let t = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let target =
+                kasm_db::db::DbTarget::resolve(Some(&hold_url), &Default::default()).unwrap();
+            let c = kasm_db::db::connect(&target, kasm_db::db::Retry::default())
+                .await
+                .unwrap();
+            c.query_one("SELECT pg_advisory_lock($1)", &[&holder])
+                .await
+                .unwrap();
+            held_tx.send(()).unwrap();
+            let _ = rx.recv();
+        })
+    });
+    held_rx.recv().unwrap();
+    let r = run(kasm_db(&["size", "--json", "--db", &url]));
+    tx.send(()).unwrap();
+    t.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r);
+    assert_eq!(v["sample"]["recorded"], false, "{v}");
+    assert!(
+        v["sample"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recording one right now")
+    );
+    assert_eq!(num(&url, "SELECT count(*) FROM size_samples"), 2);
+    // A database without kasm-db's schema: nothing recorded, nothing created, exit 0.
+    let bare = fresh_db();
+    let r = run(kasm_db(&["size", "--json", "--db", &bare]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["sample"]["recorded"], false);
+    assert_eq!(
+        psql(&bare, "SELECT to_regclass('size_samples') IS NULL"),
+        "t"
+    );
 }
 
 #[test]

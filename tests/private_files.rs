@@ -144,8 +144,8 @@ fn backup_file_mode_gives_the_group_read_access_whatever_the_umask() {
     assert_modes(&to, 0o640, 0o750);
     assert_eq!(
         modes_under(&to).len(),
-        4,
-        "folder, dump, manifest, verification"
+        5,
+        "folder, dump, role passwords (a superuser's backup carries them), manifest, verification"
     );
 
     // A mode with execute bits is a configuration error that says what is accepted.

@@ -118,42 +118,9 @@ fn purge_beside(url: &str, mut reader: Child) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     };
     let out = purge.wait_with_output().unwrap();
-    // End the reader on the server too (killing psql alone leaves pg_sleep running).
-    psql(
-        url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
-    );
-    let _ = reader.kill();
-    let _ = reader.wait();
+    end_reader(url, reader);
     assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
-}
-
-/// A psql session that runs `sql`, then sleeps 30 s inside the same transaction; returns once
-/// it holds its locks.
-fn reader(url: &str, sql: &str) -> Child {
-    let db = url.rsplit('/').next().unwrap().to_string();
-    let (bindir, sock_dir, port) =
-        with_primary(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
-    let child = std::process::Command::new(bindir.join("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(&sock_dir)
-        .args(["-p", &port.to_string(), "-U", "postgres", "-d", &db, "-c"])
-        .arg(format!("BEGIN; {sql}; SELECT pg_sleep(30); COMMIT;"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while psql(
-        url,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "reader did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
 }
 
 fn names(v: &Value, key: &str) -> Vec<String> {

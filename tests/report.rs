@@ -347,6 +347,17 @@ fn backups_of_the_configured_target_are_drawn() {
         .as_str()
         .unwrap()
         .to_string();
+    // Two more within the same minutes: three distinct bars, not one.
+    for _ in 0..2 {
+        let r = run(kasm_db(&[
+            "backup",
+            "--db",
+            &url,
+            "--to",
+            target.to_str().unwrap(),
+        ]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
     let config = write_config(
         dir.path(),
         &format!("[backup]\nto = \"{}\"\n", target.display()),
@@ -364,7 +375,18 @@ fn backups_of_the_configured_target_are_drawn() {
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["backups"], 1, "{v}");
+    assert_eq!(v["backups"], 3, "{v}");
+    assert_eq!(v["backups_ok"], true, "{v}");
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.contains(&id), "the backup's id is on the page");
+    let section = &html[html.find(r#"id="backups""#).expect("backups section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("<strong>Backups OK</strong>"), "{section}");
+    // Size and duration: one bar per backup each, however close in time.
+    assert_eq!(
+        section.matches(r#"<rect class="mark bar""#).count(),
+        6,
+        "{section}"
+    );
+    assert!(section.contains(&format!("{id} (not verified)")));
 }

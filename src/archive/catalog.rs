@@ -1,6 +1,7 @@
 //! Reading what a target holds: the complete backups (their manifests, newest first), one
 //! backup by id or `latest`, and checking a stored object against its manifest (size and
-//! SHA-256, streamed, constant memory). Shared by `backups` and `restore`.
+//! SHA-256, streamed, constant memory; and the role passwords object beside it, when there is
+//! one). Shared by `backups` and `restore`.
 //!
 //! Reads only; never deletes or writes.
 
@@ -105,5 +106,13 @@ pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
     }
     c.size_bytes = Some(size);
     c.sha256 = Some(sha);
+    // The role passwords object, when the backup carries one, is part of the backup too.
+    if let (true, Some(p)) = (c.ok, m.roles.as_ref().and_then(|r| r.passwords.as_ref())) {
+        let bytes = storage::get_small(storage, &p.object).await?;
+        if let Some(problem) = p.problem(bytes.as_deref()) {
+            c.ok = false;
+            c.problem = Some(problem);
+        }
+    }
     Ok(c)
 }

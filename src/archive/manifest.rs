@@ -71,6 +71,11 @@ pub struct Manifest {
     /// written before kasm-db recorded them.
     #[serde(default)]
     pub database_properties: Option<DatabaseProperties>,
+    /// The roles the database needs (owner, ACLs, object owners, memberships) with their
+    /// attributes, never their password hashes (those are in `roles.passwords`' object).
+    /// `None` in manifests written before kasm-db recorded them.
+    #[serde(default)]
+    pub roles: Option<super::roles::Roles>,
 }
 
 impl Manifest {
@@ -361,6 +366,7 @@ mod tests {
                 settings: Vec::new(),
                 comment: None,
             }),
+            roles: None,
         };
         let mut v = serde_json::to_value(&m).unwrap();
         assert_eq!(
@@ -371,7 +377,12 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(v["alembic_version"], serde_json::Value::Null);
         assert_eq!(v["excluded"], serde_json::json!([]));
-        for key in ["database_properties", "excluded", "alembic_version"] {
+        for key in [
+            "database_properties",
+            "excluded",
+            "alembic_version",
+            "roles",
+        ] {
             v.as_object_mut().unwrap().remove(key);
         }
         v["exclude_logs"] = true.into();

@@ -9,7 +9,7 @@
 use super::prune::{self, Policy};
 use crate::archive::catalog;
 use crate::archive::manifest;
-use crate::archive::storage::Storage;
+use crate::archive::storage::{self, Storage};
 use crate::archive::verification;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -34,9 +34,11 @@ pub struct Listed {
     pub alembic_version: Option<String>,
     /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
     pub verified: Option<verification::Verification>,
+    /// How long the backup took, seconds.
+    pub duration_s: f64,
 }
 
-/// The complete backups in `storage`, oldest first, each with its latest verification.
+/// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
@@ -52,9 +54,34 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             excluded: m.excluded_tables(),
             alembic_version: m.alembic_version.clone(),
             verified: verification::latest(storage, &m.id).await,
+            duration_s: m.timings.total_s,
         });
     }
     Ok(items)
+}
+
+/// How long `size` and the report wait for a listing before they show the backups as unknown.
+pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The configured target (`backup.to`) listed, for the verdict `size` and the report show:
+/// `None` without one; else the target as text (no credentials) and its listing, or why it
+/// could not be read (within [`LIST_TIMEOUT`]).
+pub async fn configured(
+    config: &crate::config::Config,
+) -> Option<(String, std::result::Result<Vec<Listed>, String>)> {
+    let to = config.backup.to.as_deref()?;
+    let label = crate::db::target::redact_url(to);
+    let listed = async {
+        let target = crate::archive::target::Target::parse(to)?;
+        let storage = crate::archive::storage::open(&target, config).await?;
+        list(storage.as_ref()).await
+    };
+    let listed = match tokio::time::timeout(LIST_TIMEOUT, listed).await {
+        Ok(Ok(l)) => Ok(l),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no listing within {} s", LIST_TIMEOUT.as_secs())),
+    };
+    Some((label, listed))
 }
 
 /// What a prune did (or, dry, would do): `backups prune --json`.
@@ -66,8 +93,11 @@ pub struct PruneReport {
     pub leftovers_deleted: Vec<String>,
     /// Multipart uploads of dead runs older than a day, aborted (S3).
     pub uploads_aborted: Vec<String>,
-    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads); the
-    /// prune itself succeeded.
+    /// Backups the policy would delete that are still under S3 Object Lock retention: kept
+    /// (listed, whole) until a later prune finds their retention passed.
+    pub locked: Vec<String>,
+    /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads, an
+    /// object still under retention); the prune itself succeeded.
     pub warnings: Vec<String>,
     pub dry_run: bool,
 }
@@ -79,14 +109,32 @@ pub async fn prune(
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<PruneReport> {
+    prune_keeping(storage, policy, dry_run, now, None).await
+}
+
+/// [`prune`], never deleting the backup `protect` whatever the policy (the one a backup just
+/// made: newest by its own clock, but another writer's clock may disagree).
+pub async fn prune_keeping(
+    storage: &dyn Storage,
+    policy: Policy,
+    dry_run: bool,
+    now: DateTime<Utc>,
+    protect: Option<&str>,
+) -> Result<PruneReport> {
     let objects = storage.list().await?;
     let all = catalog::complete(storage).await?;
-    let decision = prune::decide(
+    let mut decision = prune::decide(
         &all.iter()
             .map(|m| (m.id.clone(), m.created))
             .collect::<Vec<_>>(),
         policy,
     );
+    if let Some(p) = protect {
+        if let Some(i) = decision.delete.iter().position(|id| id == p) {
+            let id = decision.delete.remove(i);
+            decision.keep.insert(0, id);
+        }
+    }
     let listing = manifest::group(&objects);
     let stale: Vec<(String, Vec<String>)> = listing
         .leftovers
@@ -99,14 +147,28 @@ pub async fn prune(
         deleted: decision.delete,
         leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
         uploads_aborted: Vec::new(),
+        locked: Vec::new(),
         warnings: Vec::new(),
         dry_run,
     };
     if !dry_run {
-        for id in &report.deleted {
-            // The manifest first: from then on the backup is no longer listed.
-            let mname = manifest::manifest_name(id);
-            storage.delete(&mname).await?;
+        let mut deleted = Vec::with_capacity(report.deleted.len());
+        for id in std::mem::take(&mut report.deleted) {
+            // The manifest first: from then on the backup is no longer listed. One still under
+            // retention keeps the whole backup listed until a later prune.
+            let mname = manifest::manifest_name(&id);
+            match storage.delete(&mname).await {
+                Ok(()) => {}
+                Err(e) if storage::is_locked(&e) => {
+                    tracing::warn!(id, error = %e, "kept: still under S3 Object Lock retention");
+                    report
+                        .warnings
+                        .push(format!("backup {id} kept until its retention passes: {e}"));
+                    report.locked.push(id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             for o in objects
                 .iter()
                 .filter(|o| o.name.starts_with(&format!("{id}/")))
@@ -115,10 +177,16 @@ pub async fn prune(
                     storage.delete(&o.name).await?;
                 }
             }
+            deleted.push(id);
         }
+        report.deleted = deleted;
         for (_, names) in &stale {
             for n in names {
-                storage.delete(n).await?;
+                match storage.delete(n).await {
+                    Ok(()) => {}
+                    Err(e) if storage::is_locked(&e) => report.warnings.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
             }
         }
         // Housekeeping: a store that cannot list or abort uploads does not fail the prune.
@@ -131,4 +199,52 @@ pub async fn prune(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::storage::fs::FsStorage;
+    use crate::config::file_mode::FileMode;
+
+    async fn put_backup(s: &FsStorage, id: &str, created: DateTime<Utc>) {
+        // A manifest complete enough for the catalog.
+        let text = format!(
+            r#"{{"format":1,"id":"{id}","created":"{c}","completed":"{c}","database":"d",
+            "dbname":"d","server_version":"17","pg_dump_version":"17","object":"{id}/dump.gz",
+            "location":"/x/{id}/dump.gz","size_bytes":1,"sha256":"00","dump_bytes":1,
+            "format_of_dump":"custom","compression":{{"kind":"gzip","level":6,"block_bytes":1}},
+            "encryption":null,"server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{{"count_s":0,"dump_s":0,"total_s":0}},"restore":"r"}}"#,
+            c = created.to_rfc3339()
+        );
+        s.put_small(&format!("{id}/dump.gz"), b"x".to_vec())
+            .await
+            .unwrap();
+        s.put_small(&manifest::manifest_name(id), text.into_bytes())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_protected_backup_is_kept_whatever_the_clocks_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf(), FileMode::PRIVATE);
+        let now = Utc::now();
+        // Another writer's clock put its backup in the future of ours.
+        put_backup(&s, "ours", now).await;
+        put_backup(&s, "theirs", now + chrono::TimeDelta::hours(1)).await;
+        let policy = Policy {
+            last: Some(1),
+            ..Policy::default()
+        };
+        let dry = prune(&s, policy, true, now).await.unwrap();
+        assert_eq!(dry.deleted, ["ours"]);
+        let r = prune_keeping(&s, policy, false, now, Some("ours"))
+            .await
+            .unwrap();
+        assert!(r.deleted.is_empty(), "{:?}", r.deleted);
+        assert_eq!(r.kept.len(), 2);
+        assert_eq!(catalog::complete(&s).await.unwrap().len(), 2);
+    }
 }

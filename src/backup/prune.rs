@@ -18,6 +18,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The policy of `backup.keep_*` (empty when none is set).
+    pub fn configured(b: &crate::config::BackupConfig) -> Policy {
+        Policy {
+            last: b.keep_last,
+            daily: b.keep_daily,
+            weekly: b.keep_weekly,
+            monthly: b.keep_monthly,
+        }
+    }
+
     /// True when no rule is set (prune would keep only the newest: refused by the command).
     pub fn is_empty(&self) -> bool {
         self.last.is_none()

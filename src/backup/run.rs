@@ -7,8 +7,8 @@
 //!    `pg_dump --snapshot` dumps exactly that snapshot and the row counts are taken in it. The
 //!    database's own properties (owner, locale, privileges, settings, comment: what pg_dump
 //!    without `--create` leaves out) are read in it too ([`properties`]), and Kasm's
-//!    `alembic_version`. A role that may not read every table is refused here, before pg_dump
-//!    starts, with what to grant. `--exclude-logs` leaves out the data of every table named
+//!    `alembic_version`, and the roles the database needs ([`roles`]). A role that may not
+//!    read every table is refused here, before pg_dump starts, with what to grant. `--exclude-logs` leaves out the data of every table named
 //!    `logs` (kasm-db's partitioned one with its partitions, Kasm's own plain one).
 //! 3. `pg_dump -Fc -Z0` (custom format, its own compression off) runs with the connection in its
 //!    environment ([`DbTarget::libpq_env`]); its stdout is compressed in parallel blocks
@@ -16,12 +16,16 @@
 //!    to storage with bounded memory. No temporary file of the whole dump.
 //! 4. With `backup.encryption_key_file`, every gzip member (zstd frame) is also sealed (AES-256-GCM stream,
 //!    see [`crypt`]); the manifest records the key id, never the key.
-//! 5. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
+//! 5. The role password hashes, when this role may read `pg_authid`, go into their own object
+//!    beside the dump (sealed like it when encrypted), stored after the dump and before the
+//!    manifest; the manifest lists the roles and says whether the hashes are there.
+//! 6. Any failure, Ctrl-C or SIGTERM kills pg_dump and aborts the upload: nothing is listed.
 //!
 //! Never puts the password on a command line, in a message or in the manifest.
 
 use super::pgdump;
 use super::properties;
+use super::roles;
 use crate::archive::compress;
 use crate::archive::crypt;
 use crate::archive::manifest::{self, Manifest, TableRows};
@@ -106,6 +110,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     let tables = user_tables(&client).await?;
     let database_properties = properties::read(&client).await?;
     let alembic_version = alembic_version(&client).await?;
+    let (needed_roles, passwords) = roles::read(&client).await?;
     refuse_unreadable(&client, job.db, &database_properties.owner).await?;
     let created = Utc::now();
     let id = manifest::new_id(created);
@@ -213,6 +218,14 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         )));
     }
     client.batch_execute("COMMIT").await?;
+    let needed_roles =
+        match roles::store(storage.as_ref(), &id, needed_roles, passwords, key.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = storage.delete(&object).await;
+                return Err(e.context("nothing was kept"));
+            }
+        };
 
     let location = format!("{}/{}", storage.describe(), object);
     let m = Manifest {
@@ -265,6 +278,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         alembic_version,
         tables: rows,
         database_properties: Some(database_properties),
+        roles: Some(needed_roles),
         timings: manifest::Timings {
             count_s,
             dump_s,
@@ -275,6 +289,9 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
     if let Err(e) = storage.put_small(&manifest::manifest_name(&id), body).await {
         let _ = storage.delete(&object).await;
+        if let Some(p) = m.roles.as_ref().and_then(|r| r.passwords.as_ref()) {
+            let _ = storage.delete(&p.object).await;
+        }
         return Err(
             e.context("the dump was stored but its manifest could not be; nothing was kept")
         );

@@ -1,6 +1,7 @@
 //! The `backup` and `backups list|verify|prune` commands: resolve the target, call the
 //! operation ([`crate::backup::run`], [`crate::backup::backups`]; `backups verify` goes to
-//! [`super::verify`]), and shape the contract's JSON and a text for people into an [`Outcome`].
+//! [`super::verify`], `backups check` to [`super::backups_check`]), and shape the contract's
+//! JSON and a text for people into an [`Outcome`].
 //!
 //! Reads the clock only here (prune's "now"); the policy itself is pure. Never prints a
 //! password: databases are shown redacted, targets carry no credentials.
@@ -9,6 +10,7 @@ use super::Ctx;
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::archive::verification;
+use crate::backup::after::{self, After, AfterReport};
 use crate::backup::prune::Policy;
 use crate::backup::run::{self, BackupSpec};
 use crate::cli::{BackupArgs, BackupsCommand};
@@ -33,6 +35,20 @@ struct BackupReport {
     excluded: Vec<String>,
     /// Kasm's schema revision (`alembic_version`); null without that table.
     alembic_version: Option<String>,
+    /// What followed: `pruned`, `prune_error`, `copies` (see [`crate::backup::after`]).
+    #[serde(flatten)]
+    after: AfterReport,
+    /// False when a copy or the prune failed (the backup itself succeeded).
+    ok: bool,
+    /// The roles the database needs and whether their password hashes travel (in their own
+    /// object, never here).
+    roles: Option<RolesSummary>,
+}
+
+#[derive(Serialize)]
+struct RolesSummary {
+    names: Vec<String>,
+    password_hashes: bool,
 }
 
 /// `kasm-db backup`.
@@ -42,6 +58,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     if let Some(dir) = &args.pg_bindir {
         config.backup.pg_bindir = Some(dir.clone());
     }
+    let copy_to = after::copy_targets(&config, &target)?;
     let m = run::run(BackupSpec {
         db: &ctx.db,
         config: &config,
@@ -51,6 +68,22 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         env: &ctx.env,
     })
     .await?;
+    let primary = storage::open(&target, &config).await.map_err(|e| {
+        e.context(format!(
+            "backup {} succeeded and is intact, but its target could not be reopened to copy and prune",
+            m.id
+        ))
+    })?;
+    let followed = after::run(After {
+        config: &config,
+        primary: primary.as_ref(),
+        manifest: &m,
+        prune: !args.no_prune,
+        copy_to: &copy_to,
+        now: Utc::now(),
+    })
+    .await;
+    let failure = followed.failure(&m.id);
     let report = BackupReport {
         id: m.id.clone(),
         target: target.to_string(),
@@ -63,6 +96,12 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         rows: m.tables.iter().map(|t| t.rows).sum(),
         excluded: m.excluded.clone(),
         alembic_version: m.alembic_version.clone(),
+        after: followed,
+        ok: failure.is_none(),
+        roles: m.roles.as_ref().map(|r| RolesSummary {
+            names: r.names.clone(),
+            password_hashes: r.password_hashes,
+        }),
     };
     let mut text = format!(
         "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
@@ -90,13 +129,82 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     if let Some(v) = &m.alembic_version {
         text.push_str(&format!("\nalembic_version {v}"));
     }
-    Ok(Outcome::new(&report, text))
+    if let Some(r) = &m.roles {
+        text.push_str(&format!(
+            "\nroles: {}; password hashes {}",
+            r.names.join(", "),
+            if r.password_hashes && m.encryption.is_some() {
+                "carried (in their own object, encrypted like the dump)"
+            } else if r.password_hashes {
+                "carried (in their own object beside the dump)"
+            } else {
+                "not carried (this role may not read pg_authid): restore --create-roles will \
+                 say which passwords to set"
+            }
+        ));
+    }
+    text.push_str(&after_text(&report.after));
+    let outcome = Outcome::new(&report, text);
+    match failure {
+        None => Ok(outcome),
+        Some(why) => {
+            tracing::error!("{why}");
+            Ok(outcome.failed_check())
+        }
+    }
+}
+
+/// The copies and prunes that followed a backup, for people.
+fn after_text(a: &AfterReport) -> String {
+    let mut t = String::new();
+    for c in &a.copies {
+        if c.ok {
+            t.push_str(&format!("\ncopied to {}: {}", c.target, bytes(c.bytes)));
+            if !c.pruned.is_empty() {
+                t.push_str(&format!("; pruned there: {}", c.pruned.join(", ")));
+            }
+        } else {
+            t.push_str(&format!(
+                "\nFAILED copy to {}: {}",
+                c.target,
+                c.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    if !a.pruned.is_empty() {
+        t.push_str(&format!(
+            "\npruned (backup.keep_*): {}",
+            a.pruned.join(", ")
+        ));
+    }
+    if let Some(e) = &a.prune_error {
+        t.push_str(&format!("\nFAILED prune: {e}"));
+    }
+    for w in &a.prune_warnings {
+        t.push_str(&format!("\nwarning: {w}"));
+    }
+    t
 }
 
 /// `kasm-db backups ...`.
 pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
     match cmd {
         BackupsCommand::List { from } => list(ctx, from.as_deref()).await,
+        BackupsCommand::Check {
+            from,
+            max_age,
+            min_count,
+            verified_within,
+        } => {
+            super::backups_check::check(
+                ctx,
+                from.as_deref(),
+                *max_age,
+                *min_count,
+                *verified_within,
+            )
+            .await
+        }
         BackupsCommand::Verify {
             backup,
             from,
@@ -111,6 +219,23 @@ pub async fn backups(ctx: &Ctx, cmd: &BackupsCommand) -> Result<Outcome> {
                 pg_bindir.as_deref(),
             )
             .await
+        }
+        BackupsCommand::Copy { backup, to, from } => {
+            let src = open(ctx, from.as_deref()).await?;
+            let dst = storage::open(&Target::parse(to)?, &ctx.config).await?;
+            let c = crate::archive::copy::copy(src.as_ref(), dst.as_ref(), backup).await?;
+            let text = if c.already_there {
+                format!("backup {} is already in {} (same SHA-256)", c.id, c.target)
+            } else {
+                format!(
+                    "backup {} copied from {} to {}: {} (SHA-256 checked)",
+                    c.id,
+                    src.describe(),
+                    c.target,
+                    bytes(c.bytes)
+                )
+            };
+            Ok(Outcome::new(&c, text))
         }
         BackupsCommand::Prune {
             from,
@@ -219,7 +344,15 @@ async fn prune_cmd(
                 report.uploads_aborted.len()
             )
         }
-    ) + &report
+    ) + &if report.locked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; kept {} still under Object Lock retention ({})",
+            report.locked.len(),
+            report.locked.join(", ")
+        )
+    } + &report
         .warnings
         .iter()
         .map(|w| format!("\nwarning: {w}"))

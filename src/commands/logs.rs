@@ -8,8 +8,8 @@ use crate::cli::{IngestArgs, PurgeArgs};
 use crate::error::{Error, Result};
 use crate::forward::ingest::{self, Ingest};
 use crate::logs::ingest::{IngestOptions, RejectEntry, Summary};
-use crate::logs::purge;
 use crate::logs::reader::Source;
+use crate::logs::{purge, purge_cap};
 use crate::output::Outcome;
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -209,6 +209,9 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
             "dropped"
         },
     );
+    if let Some(n) = r.cap.as_ref().map(|c| c.dropped.len()).filter(|n| *n > 0) {
+        text.push_str(&format!(" ({n} of them early, by the size cap: see below)"));
+    }
     if !r.deferred.is_empty() {
         text.push_str(&format!(
             "\n{} partition(s) held by long-running queries were emptied instead and will be dropped next time: {}",
@@ -216,5 +219,56 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
             r.deferred.join(", ")
         ));
     }
+    if let Some(cap) = &r.cap {
+        text.push('\n');
+        text.push_str(&describe_cap(cap, r.dry_run));
+    }
     Ok(Outcome::new(&r, text))
+}
+
+/// The size cap's part of `purge`'s text: the sizes, and each partition dropped early and why.
+fn describe_cap(cap: &purge_cap::CapReport, dry_run: bool) -> String {
+    use crate::sizing::bytes;
+    let max = crate::config::ByteSize::from_bytes(cap.max_bytes);
+    if cap.dropped.is_empty() && cap.within {
+        return format!(
+            "size cap retention.max_bytes {max}: logs is {} after the windows, within it; nothing dropped early",
+            bytes(cap.before_bytes)
+        );
+    }
+    let (verb, now) = if dry_run {
+        ("would drop", "would be")
+    } else {
+        ("dropped", "is now")
+    };
+    let mut t = format!(
+        "size cap retention.max_bytes {max} ({}): logs was {} after the windows, over the cap; \
+         {verb} {} partition(s) early, before their retention windows ended (debug first, oldest \
+         first); logs {now} {}",
+        bytes(cap.max_bytes),
+        bytes(cap.before_bytes),
+        cap.dropped.len(),
+        bytes(cap.after_bytes)
+    );
+    for d in &cap.dropped {
+        t.push_str(&format!(
+            "\n  {:<24} {:<5} {} .. {}  {:>10} rows  {:>10}",
+            d.partition,
+            d.class,
+            d.range.from.format("%Y-%m-%d %H:%M"),
+            d.range.to.format("%Y-%m-%d %H:%M"),
+            d.rows,
+            bytes(d.bytes)
+        ));
+    }
+    if !cap.held.is_empty() {
+        t.push_str(&format!(
+            "\nheld by long-running queries, left for the next purge: {}",
+            cap.held.join(", ")
+        ));
+    }
+    if let Some(w) = &cap.warning {
+        t.push_str(&format!("\nWARNING: {w}"));
+    }
+    t
 }

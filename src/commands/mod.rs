@@ -11,10 +11,12 @@
 //! (`main.rs` does).
 
 pub mod backup;
+pub mod backups_check;
 pub mod demo;
 pub mod forward;
 pub mod logs;
 pub mod migrate;
+pub mod notified;
 pub mod plan;
 pub mod report;
 pub mod restore;
@@ -23,10 +25,11 @@ pub mod size;
 pub mod vacuum;
 pub mod verify;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BackupsCommand, Cli, Command};
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::Result;
+use crate::notify::Job;
 use crate::output::Outcome;
 use std::collections::BTreeMap;
 
@@ -100,13 +103,39 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
     match cli.command {
         Command::Migrate => migrate::migrate(&ctx).await,
         Command::Ingest(args) => logs::ingest(&ctx, &args).await,
+        Command::Purge(args) if !args.dry_run => {
+            let db = Some(ctx.db.redacted());
+            notified::run(&ctx, Job::Purge, db, None, logs::purge(&ctx, &args)).await
+        }
         Command::Purge(args) => logs::purge(&ctx, &args).await,
         Command::Serve => serve::serve(&ctx).await,
         Command::Forward(args) => forward::forward(&ctx, &args).await,
-        Command::Backup(args) => backup::backup(&ctx, &args).await,
-        Command::Backups(cmd) => backup::backups(&ctx, &cmd).await,
-        Command::Restore(args) => restore::restore(&ctx, &args).await,
+        Command::Backup(args) => {
+            let target = notified::backup_target(args.to.as_deref(), &ctx);
+            notified::run(&ctx, Job::Backup, target, None, backup::backup(&ctx, &args)).await
+        }
+        Command::Backups(cmd) => match &cmd {
+            BackupsCommand::Verify {
+                backup: id, from, ..
+            } => {
+                let target = notified::backup_target(from.as_deref(), &ctx);
+                let verify = backup::backups(&ctx, &cmd);
+                notified::run(&ctx, Job::Verify, target, Some(id), verify).await
+            }
+            _ => backup::backups(&ctx, &cmd).await,
+        },
+        Command::Restore(args) => {
+            let into = db::DbTarget::resolve(Some(&args.target), &ctx.env)
+                .ok()
+                .map(|t| t.redacted());
+            let restore = restore::restore(&ctx, &args);
+            notified::run(&ctx, Job::Restore, into, Some(&args.backup), restore).await
+        }
         Command::Size(args) => size::size(&ctx, &args).await,
+        Command::Vacuum(args) if !args.dry_run => {
+            let db = Some(ctx.db.redacted());
+            notified::run(&ctx, Job::Vacuum, db, None, vacuum::vacuum(&ctx, &args)).await
+        }
         Command::Vacuum(args) => vacuum::vacuum(&ctx, &args).await,
         Command::Report(args) => report::report(&ctx, &args).await,
         Command::Completions { .. }

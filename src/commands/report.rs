@@ -30,41 +30,36 @@ pub struct ReportSummary {
     pub log_records: u64,
     /// Backups drawn; null when no target is configured or it could not be read.
     pub backups: Option<usize>,
+    /// The verdict of `backups check` (default criteria) shown on the page; null as above.
+    pub backups_ok: Option<bool>,
 }
 
-/// What the backups section shows: the complete backups of `backup.to` (read through the backup
-/// module's catalog, the same listing as `backups list`), or why there are none to show.
-pub async fn backups_for(config: &Config) -> Backups {
-    let Some(to) = &config.backup.to else {
+/// What the backups section shows: the complete backups of `backup.to` (the same listing as
+/// `backups list`) with the verdict of `backups check` as of `now`, or why there are none.
+pub async fn backups_for(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Backups {
+    let Some((target, listed)) = crate::backup::backups::configured(config).await else {
         return Backups::NotConfigured;
     };
-    let target = db::target::redact_url(to);
-    let listed = async {
-        let parsed = crate::archive::target::Target::parse(to)?;
-        let storage = crate::archive::storage::open(&parsed, config).await?;
-        let manifests = crate::archive::catalog::complete(storage.as_ref()).await?;
-        let mut points = Vec::with_capacity(manifests.len());
-        for m in manifests {
-            let verified = crate::archive::verification::latest(storage.as_ref(), &m.id)
-                .await
-                .map(|v| v.ok);
-            points.push(crate::report::BackupPoint {
-                id: m.id,
-                created: m.created,
-                size_bytes: m.size_bytes,
-                duration_s: Some(m.timings.total_s),
-                verified,
-            });
-        }
-        Ok::<_, crate::Error>(points)
-    }
-    .await;
     match listed {
-        Ok(points) => Backups::Listed { target, points },
-        Err(e) => Backups::Unavailable {
+        Ok(listed) => Backups::Listed {
+            verdict: Box::new(crate::backup::check::check(
+                &listed,
+                &Default::default(),
+                now,
+            )),
+            points: listed
+                .into_iter()
+                .map(|l| crate::report::BackupPoint {
+                    id: l.id,
+                    created: l.created,
+                    size_bytes: l.size_bytes,
+                    duration_s: Some(l.duration_s),
+                    verified: l.verified.map(|v| v.ok),
+                })
+                .collect(),
             target,
-            reason: e.to_string(),
         },
+        Err(reason) => Backups::Unavailable { target, reason },
     }
 }
 
@@ -95,7 +90,7 @@ pub async fn report(ctx: &Ctx, args: &ReportArgs) -> Result<Outcome> {
         logs,
         volume,
         sessions: ctx.config.sizing.sessions,
-        backups: backups_for(&ctx.config).await,
+        backups: backups_for(&ctx.config, chrono::Utc::now()).await,
     };
     let html = page::render(&data);
     write_atomic(&args.html, html.as_bytes())?;
@@ -110,6 +105,10 @@ pub async fn report(ctx: &Ctx, args: &ReportArgs) -> Result<Outcome> {
         log_records: data.volume.iter().map(|h| h.count).sum(),
         backups: match &data.backups {
             Backups::Listed { points, .. } => Some(points.len()),
+            _ => None,
+        },
+        backups_ok: match &data.backups {
+            Backups::Listed { verdict, .. } => Some(verdict.ok),
             _ => None,
         },
     };
@@ -167,9 +166,12 @@ mod tests {
     #[tokio::test]
     async fn backups_section_follows_the_configuration() {
         let mut config = Config::default();
-        assert_eq!(backups_for(&config).await, Backups::NotConfigured);
+        assert_eq!(
+            backups_for(&config, chrono::Utc::now()).await,
+            Backups::NotConfigured
+        );
         config.backup.to = Some("relative/dir".into());
-        match backups_for(&config).await {
+        match backups_for(&config, chrono::Utc::now()).await {
             Backups::Unavailable { target, reason } => {
                 assert_eq!(target, "relative/dir");
                 assert!(reason.contains("relative"), "{reason}");
@@ -178,7 +180,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         config.backup.to = Some(dir.path().display().to_string());
-        match backups_for(&config).await {
+        match backups_for(&config, chrono::Utc::now()).await {
             Backups::Listed { points, .. } => assert!(points.is_empty()),
             other => panic!("{other:?}"),
         }

@@ -15,6 +15,7 @@ use crate::db::DbTarget;
 use crate::error::{Error, Result};
 use crate::output::Outcome;
 use crate::restore::creation::PropertiesOutcome;
+use crate::restore::role_plan::RolesOutcome;
 use crate::restore::run::{self, RestoreSpec};
 use crate::sizing::bytes;
 use serde::Serialize;
@@ -45,6 +46,9 @@ struct RestoreReport {
     excluded: Vec<String>,
     /// Kasm's schema revision in the backup (`alembic_version`); null without that table.
     alembic_version: Option<String>,
+    /// What `--create-roles` did: roles created, those the target had, login roles left
+    /// without a password and the statement for each; null without the flag.
+    roles: Option<RolesOutcome>,
 }
 
 /// `kasm-db restore`.
@@ -67,6 +71,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         jobs: args.jobs.unwrap_or_else(run::default_jobs),
         force: args.force,
         no_owner: args.no_owner,
+        create_roles: args.create_roles,
         key_file: ctx.config.backup.encryption_key_file.as_deref(),
         pg_bindir: args
             .pg_bindir
@@ -105,6 +110,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
             )
         }
     ) + &excluded_text(&m)
+        + &roles_text(r.roles.as_ref())
         + &properties_text(&r.properties, &r.warnings);
     let report = RestoreReport {
         backup: m.id.clone(),
@@ -125,6 +131,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         warnings: r.warnings,
         excluded: m.excluded_tables(),
         alembic_version: m.alembic_version.clone(),
+        roles: r.roles,
     };
     Ok(Outcome::new(&report, text))
 }
@@ -142,6 +149,43 @@ fn excluded_text(m: &Manifest) -> String {
     }
     if let Some(v) = &m.alembic_version {
         text.push_str(&format!("\n  alembic_version {v}"));
+    }
+    text
+}
+
+/// The summary's lines about `--create-roles`: what was created, and the statement that gives
+/// each login role created without its password one (a placeholder, never a password).
+fn roles_text(roles: Option<&RolesOutcome>) -> String {
+    let Some(r) = roles else {
+        return String::new();
+    };
+    let mut text = format!(
+        "\n  roles: {} created{}, {} already there (left as they were), {} membership(s) granted",
+        r.created.len(),
+        if r.created.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.created.join(", "))
+        },
+        r.existing.len(),
+        r.memberships_granted
+    );
+    if !r.restoring_role_member_of.is_empty() {
+        text.push_str(&format!(
+            "\n  the restoring role was made a member of {} (created here), to give them the \
+             database and its objects",
+            r.restoring_role_member_of.join(", ")
+        ));
+    }
+    if !r.need_password.is_empty() {
+        text.push_str(
+            "\n  the backup carries no password hashes (the backing-up role could not read \
+             pg_authid): give these login roles their passwords, with the password the \
+             application uses in place of ... (or psql's \\password ROLE):",
+        );
+        for s in &r.password_statements {
+            text.push_str(&format!("\n    {s}"));
+        }
     }
     text
 }

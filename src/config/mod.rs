@@ -6,13 +6,16 @@
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
 pub mod azure;
+pub mod byte_size;
 pub mod compression;
 pub mod duration;
 pub mod file_mode;
 pub mod lenient;
+pub mod notify;
 pub mod secret;
 pub mod siem;
 
+pub use byte_size::ByteSize;
 pub use duration::Window;
 pub use secret::Secret;
 pub use siem::{SiemConfig, SiemSink, SyslogFormat};
@@ -35,6 +38,7 @@ pub struct Config {
     pub s3: S3Config,
     pub schedule: ScheduleConfig,
     pub sizing: SizingConfig,
+    pub notify: notify::NotifyConfig,
     /// Not a section: the standard Azure Storage variables of the environment, for `az://`
     /// targets (set by [`Config::load`] from its `env`; no file key sets them).
     #[serde(skip)]
@@ -71,6 +75,10 @@ pub struct RetentionConfig {
     pub debug: Window,
     /// How long every other record stays (Kasm default 7 days).
     pub logs: Window,
+    /// A cap on the whole `logs` relation (heap, indexes and TOAST of every partition): after
+    /// the windows, `purge` drops the oldest whole partitions, debug before the rest, until it
+    /// is within. None (the default): the windows alone decide.
+    pub max_bytes: Option<ByteSize>,
 }
 
 impl Default for RetentionConfig {
@@ -78,6 +86,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             debug: Window::from_secs(4 * 3600),
             logs: Window::from_secs(7 * 86_400),
+            max_bytes: None,
         }
     }
 }
@@ -169,6 +178,10 @@ pub struct BackupConfig {
     /// temporary files), an octal string; folders get x where files have r. Default "0600"
     /// (folders 0700); "0640" (folders 0750) lets the group read.
     pub file_mode: file_mode::FileMode,
+    /// Further TARGETs each backup is copied to once complete (3-2-1): checksum checked on the
+    /// way, manifest last, each target then pruned by the same `keep_*` policy.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub copy_to: Vec<String>,
 }
 
 impl BackupConfig {
@@ -202,6 +215,7 @@ impl Default for BackupConfig {
             scratch_db: None,
             pg_bindir: None,
             file_mode: file_mode::FileMode::PRIVATE,
+            copy_to: Vec::new(),
         }
     }
 }
@@ -221,6 +235,9 @@ pub struct S3Config {
     pub sse: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub kms_key_id: Option<String>,
+    /// S3 Object Lock: every dump and manifest uploaded is retained (GOVERNANCE mode) until
+    /// now + this many days. The bucket must have Object Lock enabled.
+    pub object_lock_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -256,6 +273,7 @@ const SECTIONS: &[&str] = &[
     "s3",
     "schedule",
     "sizing",
+    "notify",
 ];
 
 /// Env vars of the prefix that are flags, not config keys.
@@ -373,6 +391,11 @@ impl Config {
                 codec.levels().start(),
                 codec.levels().end()
             )));
+        }
+        if self.s3.object_lock_days == Some(0) {
+            return Err(Error::usage(
+                "s3.object_lock_days must be at least 1 (unset it for no Object Lock retention)",
+            ));
         }
         if self.ingest.max_line_bytes == 0
             || self.ingest.batch_rows == 0
@@ -498,11 +521,72 @@ mod tests {
     }
 
     #[test]
+    fn copy_to_and_object_lock_days_from_the_file_or_the_environment() {
+        let f = file(
+            "[backup]\ncopy_to = [\"s3://other/p\", \"/mnt/nfs/kasm\"]\n[s3]\nobject_lock_days = 30\n",
+        );
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://other/p", "/mnt/nfs/kasm"]);
+        assert_eq!(c.s3.object_lock_days, Some(30));
+        let c = Config::load(
+            None,
+            &env(&[("KASM_DB_BACKUP_COPY_TO", "s3://a/p, /mnt/b")]),
+        )
+        .unwrap();
+        assert_eq!(c.backup.copy_to, ["s3://a/p", "/mnt/b"]);
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert!(c.backup.copy_to.is_empty() && c.s3.object_lock_days.is_none());
+        let e = Config::load(None, &env(&[("KASM_DB_S3_OBJECT_LOCK_DAYS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("s3.object_lock_days"), "{e}");
+    }
+
+    #[test]
     fn env_overrides_file() {
         let f = file("[retention]\ndebug = \"2h\"\nlogs = \"3d\"\n");
         let c = Config::load(Some(f.path()), &env(&[("KASM_DB_RETENTION_DEBUG", "0")])).unwrap();
         assert!(c.retention.debug.is_zero());
         assert_eq!(c.retention.logs, Window::from_secs(3 * 86_400));
+    }
+
+    #[test]
+    fn retention_max_bytes_from_the_file_or_the_environment() {
+        assert_eq!(
+            Config::load(None, &env(&[])).unwrap().retention.max_bytes,
+            None
+        );
+        let f = file("[retention]\nmax_bytes = \"40GB\"\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(
+            c.retention.max_bytes.map(ByteSize::bytes),
+            Some(40_000_000_000)
+        );
+        let f = file("[retention]\nmax_bytes = 1048576\n");
+        let c = Config::load(Some(f.path()), &env(&[])).unwrap();
+        assert_eq!(c.retention.max_bytes.map(ByteSize::bytes), Some(1 << 20));
+        let c = Config::load(
+            Some(f.path()),
+            &env(&[("KASM_DB_RETENTION_MAX_BYTES", "1.5GiB")]),
+        )
+        .unwrap();
+        assert_eq!(c.retention.max_bytes.map(ByteSize::bytes), Some(3 << 29));
+        // Garbage is a usage error (exit 2) naming the key, the file or the variable, and the
+        // accepted forms.
+        let f = file("[retention]\nmax_bytes = \"forty gigs\"\n");
+        let e = Config::load(Some(f.path()), &env(&[])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("retention.max_bytes") && msg.contains(&f.path().display().to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains("forty gigs") && msg.contains("40GB"), "{msg}");
+        let e = Config::load(None, &env(&[("KASM_DB_RETENTION_MAX_BYTES", "0")])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(
+            e.to_string().contains("KASM_DB_RETENTION_MAX_BYTES")
+                && e.to_string().contains("retention.max_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -335,6 +335,7 @@ mod tests {
         let r = RetentionConfig {
             debug: Window::ZERO,
             logs: Window::from_secs(3600),
+            max_bytes: None,
         };
         let no_sink = Routing::new(&r, false, false);
         assert_eq!(no_sink.of(Class::Debug), (false, false)); // dropped

@@ -192,6 +192,7 @@ mod tests {
         let retention = RetentionConfig {
             debug: Window::from_secs(4 * 3600),
             logs: Window::from_secs(7 * 86_400),
+            max_bytes: None,
         };
         let now = t("2026-11-24T12:30:00Z");
         let existing: Vec<Partition> = (0..8)
@@ -243,6 +244,7 @@ mod tests {
         let retention = RetentionConfig {
             debug: Window::from_secs(3600),
             logs: Window::from_secs(86_400),
+            max_bytes: None,
         };
         let existing = vec![
             containing(Class::Debug, t("2026-11-24T09:10:00Z")),
@@ -257,6 +259,7 @@ mod tests {
         let retention = RetentionConfig {
             debug: Window::ZERO,
             logs: Window::from_secs(86_400),
+            max_bytes: None,
         };
         let now = t("2026-11-24T12:00:00Z");
         let existing = vec![

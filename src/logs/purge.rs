@@ -7,7 +7,10 @@
 //! are left out of a batch (so one held partition never fails the others) and tried again in
 //! the next round; one that stays locked through [`DROP_ROUNDS`] rounds is emptied by DELETE
 //! instead (row locks only, never blocked by readers) so the windows still hold exactly, and is
-//! dropped by a later run. Partition creation (premake) runs afterwards in its own transaction,
+//! dropped by a later run. With `retention.max_bytes` set, the size cap ([`super::purge_cap`])
+//! runs after the windows' drops and before any DELETE (so a nearly full disk is relieved by
+//! DROPs first): the oldest whole partitions, debug first, until the `logs` relation fits.
+//! Partition creation (premake) runs afterwards in its own transaction,
 //! best effort: one brief try, a warning if a reader holds the parent (rows create their own).
 //! The operation takes the registry's purge lock ([`Lock::Purge`]) itself, for every caller
 //! (`kasm-db purge`, `serve`'s scheduled purge, `demo`), so two purges of a database never run
@@ -17,6 +20,7 @@
 
 use super::partition_ddl;
 use super::partition_plan::{self, Action, Partition};
+use super::purge_cap;
 use super::record::Class;
 use crate::config::RetentionConfig;
 use crate::db::locks::{self, Lock};
@@ -52,6 +56,9 @@ pub struct PurgeReport {
     pub trimmed: Vec<String>,
     /// Partitions emptied by DELETE because a long reader held them; dropped next time.
     pub deferred: Vec<String>,
+    /// The size cap (`retention.max_bytes`), when one is set: the sizes before and after it
+    /// and each partition it dropped early (also counted in the totals and `dropped` above).
+    pub cap: Option<purge_cap::CapReport>,
 }
 
 impl PurgeReport {
@@ -106,6 +113,7 @@ async fn purge_on(
             Action::Trim(..) => None,
         })
         .collect();
+    let window_drops: Vec<String> = drops.iter().map(|p| p.name.clone()).collect();
     let outcome = if dry_run {
         let tables: Vec<String> = drops.iter().map(|p| table(schema, p)).collect();
         let counts = rows_in(&*client, &tables).await?;
@@ -126,6 +134,31 @@ async fn purge_on(
     }
     let mut left = outcome.left;
     left.sort_by_key(|p| (p.lower, p.class));
+    // The cap runs before any DELETE: on a nearly full disk, DROPs free space, DELETEs need it.
+    let mut capped: Vec<String> = Vec::new();
+    if let Some(max) = retention.max_bytes {
+        let held: Vec<String> = left.iter().map(|p| p.name.clone()).collect();
+        let cap = purge_cap::apply(
+            client,
+            purge_cap::CapInput {
+                schema,
+                max,
+                // Never the partitions receiving inserts: those of now, or of --now if earlier.
+                current: now.min(Utc::now()),
+                dry_run,
+                gone: if dry_run { &window_drops } else { &[] },
+                excluded: &held,
+            },
+        )
+        .await?;
+        for d in &cap.dropped {
+            report.add_deleted(d.class, d.rows);
+            report.partitions_dropped += 1;
+            report.dropped.push(d.partition.clone());
+            capped.push(d.partition.clone());
+        }
+        report.cap = Some(cap);
+    }
     for p in left {
         tracing::warn!(partition = %p.name, "partition held by a long reader: deleting its rows instead; it will be dropped by a later purge");
         let n = delete_before(client, schema, &p, p.upper).await?;
@@ -134,6 +167,9 @@ async fn purge_on(
     }
     for action in plan {
         if let Action::Trim(p, cut) = action {
+            if capped.contains(&p.name) {
+                continue;
+            }
             let n = if dry_run {
                 let sql = format!(
                     "SELECT count(*) FROM {} WHERE ingest_date < $1",
@@ -165,7 +201,7 @@ async fn purge_on(
     Ok(report)
 }
 
-fn table(schema: &str, p: &Partition) -> String {
+pub(super) fn table(schema: &str, p: &Partition) -> String {
     format!("{}.{}", ident(schema), ident(&p.name))
 }
 
@@ -174,7 +210,7 @@ fn table(schema: &str, p: &Partition) -> String {
 /// committed insert or delete (then `n_live_tup = n_tup_ins - n_tup_del`); a table where they
 /// disagree (reset after a crash, an aborted batch, an ANALYZE estimate) is counted. Purge then
 /// costs milliseconds instead of a scan of every expired row.
-async fn rows_in<C: GenericClient>(client: &C, tables: &[String]) -> Result<Vec<u64>> {
+pub(super) async fn rows_in<C: GenericClient>(client: &C, tables: &[String]) -> Result<Vec<u64>> {
     if tables.is_empty() {
         return Ok(Vec::new());
     }
@@ -207,20 +243,20 @@ async fn rows_in<C: GenericClient>(client: &C, tables: &[String]) -> Result<Vec<
 
 /// What [`drop_expired`] did: partitions dropped with their row counts, and the ones it could
 /// not lock within its rounds.
-struct DropOutcome {
-    dropped: Vec<(Partition, u64)>,
-    left: Vec<Partition>,
+pub(super) struct DropOutcome {
+    pub(super) dropped: Vec<(Partition, u64)>,
+    pub(super) left: Vec<Partition>,
 }
 
-/// Drop `parts` (all wholly expired) in batches of at most [`DROP_BATCH`] of one class per
-/// transaction. Each round first asks which of them another session holds a lock on (a long
+/// Drop `parts` (wholly expired, or named by the size cap) in batches of at most [`DROP_BATCH`]
+/// of one class per transaction. Each round first asks which of them another session holds a lock on (a long
 /// reader) and leaves those out, so the rest are dropped together; a batch whose locks time out
 /// anyway (the class's parent is busy, or a reader arrived meanwhile) goes to the next round
 /// with the rest of its class. Partitions only autovacuum holds are batched apart and waited for
 /// past `deadlock_timeout`, when PostgreSQL cancels the autovacuum in favour of the waiter (no
 /// ingest waits meanwhile: the parent is locked after the partitions). What is left after
 /// [`DROP_ROUNDS`] rounds is returned.
-async fn drop_expired(
+pub(super) async fn drop_expired(
     client: &mut Client,
     schema: &str,
     parts: Vec<Partition>,

@@ -179,11 +179,14 @@ pub fn judge(m: &Measured) -> Judgement {
         if !m.managed {
             return None;
         }
-        // A class without enough history counts at its current size.
+        // A class without enough history counts at its current size; a size cap
+        // (retention.max_bytes) bounds what purge lets the windows keep.
         c.iter().any(|c| c.projected_bytes.is_some()).then(|| {
-            c.iter()
+            let p = c
+                .iter()
                 .map(|c| c.projected_bytes.unwrap_or(c.bytes))
-                .sum::<u64>()
+                .sum::<u64>();
+            m.retention.max_bytes.map_or(p, |cap| p.min(cap.bytes()))
         })
     });
     let projected_db = projected_logs.map(|p| m.database_bytes.saturating_sub(logs_bytes) + p);
@@ -401,6 +404,13 @@ mod tests {
             assert_eq!(j.status, want, "{db} {sessions:?}: {:?}", j.advice);
             assert!(!j.advice.is_empty());
         }
+        // A size cap bounds the projection: 168 GB a week under a 40 GB cap fits the 80 GB disk.
+        let mut capped = measured(2_100 * mb, Some(&runaway), Some(10));
+        capped.retention.max_bytes = Some(crate::config::ByteSize::from_bytes(40 * GB));
+        let j = judge(&capped);
+        assert_eq!(j.projected_logs_bytes, Some(40 * GB));
+        assert_ne!(j.status, Status::Exceeded, "{:?}", j.advice);
+        assert!(j.advice[0].contains("fits"), "{:?}", j.advice);
         // The same database is fine in a bigger tier.
         assert_eq!(
             judge(&measured(81 * GB, None, Some(600))).status,

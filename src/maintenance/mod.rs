@@ -7,6 +7,7 @@
 //! creates kasm-db's schema, and nothing here ever drops or deletes rows (that is purge's job).
 
 pub mod assess;
+pub mod cap_check;
 pub mod policy;
 pub mod samples;
 pub mod size;

@@ -414,6 +414,7 @@ mod tests {
         let zero = RetentionConfig {
             debug: crate::config::Window::ZERO,
             logs: crate::config::Window::ZERO,
+            max_bytes: None,
         };
         assert!(purge_will_drop(
             &part("logs_logs_p20261123", "logs_logs"),

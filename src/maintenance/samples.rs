@@ -1,11 +1,14 @@
 //! Size samples: `record_sample` measures the database and the `logs` classes (bytes only, no
 //! table scans) and stores one row in `size_samples` (migration 0002), for the `serve`
-//! scheduler's `schedule.size_sample` cron; `read_samples` gives `size` its growth trend.
+//! scheduler's `schedule.size_sample` cron; `record_if_free` is the same for `kasm-db size`
+//! (under the size-sample lock, never failing the command); `read_samples` gives `size` its
+//! growth trend.
 //!
 //! Never creates or alters tables (that is `migrate`'s job): without the table, recording
 //! fails with a clear message and reading returns nothing.
 
 use crate::db::ident;
+use crate::db::locks::{self, Lock};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -64,6 +67,67 @@ pub async fn record_sample(client: &Client, schema: &str) -> Result<Sample> {
         logs_debug_bytes: row.get(2),
         logs_logs_bytes: row.get(3),
         logs_rows_estimate: row.get(4),
+    })
+}
+
+/// Whether `kasm-db size` recorded a sample, and if not why (`size --json`'s `sample`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleRecord {
+    pub recorded: bool,
+    pub sampled_at: Option<DateTime<Utc>>,
+    /// Why none was recorded.
+    pub reason: Option<String>,
+}
+
+impl SampleRecord {
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        SampleRecord {
+            recorded: false,
+            sampled_at: None,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Record one sample as `serve`'s `size_sample` slot does, under the same lock
+/// ([`Lock::SizeSample`]), for `kasm-db size` run from cron. Never fails: a database without
+/// the table (not migrated, Kasm's own), a standby, the lock held by `serve` recording one
+/// right now, or a role that may not insert are reported as not recorded (the last with a
+/// warning).
+pub async fn record_if_free(client: &Client, schema: &str) -> SampleRecord {
+    let r = async {
+        if !has_table(client, schema).await? {
+            return Ok(SampleRecord::skipped(format!(
+                "no size_samples table in schema {schema} (`kasm-db migrate` creates it)"
+            )));
+        }
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if standby {
+            return Ok(SampleRecord::skipped(
+                "the server is a standby (read-only); samples are recorded on the primary",
+            ));
+        }
+        if !locks::try_lock(client, Lock::SizeSample).await? {
+            return Ok(SampleRecord::skipped(
+                "another process (serve's size_sample slot) is recording one right now",
+            ));
+        }
+        let recorded = record_sample(client, schema).await;
+        locks::unlock(client, Lock::SizeSample).await?;
+        let s = recorded?;
+        Ok::<_, Error>(SampleRecord {
+            recorded: true,
+            sampled_at: Some(s.sampled_at),
+            reason: None,
+        })
+    }
+    .await;
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "size sample not recorded");
+        SampleRecord::skipped(format!("not recorded: {e}"))
     })
 }
 

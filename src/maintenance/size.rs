@@ -1,10 +1,14 @@
 //! The size measurement of `kasm-db size` and the demo: measures the database (size, the `logs` relation by retention class, the
 //! largest tables, dead tuples, size samples) and hands the numbers to the pure judgement in
 //! [`super::assess`]. Read-only: never writes, never takes a lock beyond a plain SELECT, and
-//! works on any database (Kasm's own included) whether or not kasm-db's schema is there.
+//! works on any database (Kasm's own included) whether or not kasm-db's schema is there. (The
+//! command records a size sample beside it, [`super::samples::record_if_free`], and adds the
+//! backups' verdict; both are fields of the report that `measure` leaves empty.)
 
 use super::assess::{self, ClassStats, DeadTuples, Judgement, Measured, Status, Trend};
+use super::cap_check;
 use super::samples;
+use crate::backup::check::TargetVerdict;
 use crate::config::{Config, Window};
 use crate::db::{ident, migrate};
 use crate::error::Result;
@@ -33,6 +37,10 @@ pub struct SizeReport {
     pub tier: Option<crate::sizing::database::Tier>,
     pub status: Status,
     pub advice: Vec<String>,
+    /// When the size cap (`retention.max_bytes`), not the windows, decides how long logs stay:
+    /// over or near the cap, a projection past it, a class cut short by it (raises `status` to
+    /// `warn`).
+    pub warnings: Vec<String>,
     pub database: String,
     /// `kasm-db` (partitioned, managed by purge), `plain` (a `logs` table kasm-db did not
     /// create, such as Kasm's own), or `absent`.
@@ -44,6 +52,10 @@ pub struct SizeReport {
     pub dead_tuples: Vec<DeadTuples>,
     pub trend: Option<Trend>,
     pub measured_at: DateTime<Utc>,
+    /// The verdict of `backups check` (default criteria) on `backup.to`; null without one.
+    pub backups: Option<TargetVerdict>,
+    /// Whether this run recorded a size sample (`kasm-db size`; null when not asked to).
+    pub sample: Option<super::samples::SampleRecord>,
 }
 
 /// Measure the database behind `client` and judge it for `sessions`.
@@ -145,6 +157,15 @@ pub async fn measure(
         now,
     });
     let mut advice = advice;
+    let mut status = status;
+    let warnings = if managed {
+        cap_check::warnings(&classes, &config.retention, now)
+    } else {
+        Vec::new()
+    };
+    if !warnings.is_empty() {
+        status = status.max(Status::Warn);
+    }
     for rel in unreadable {
         let w = format!(
             "this role may not read {rel}: its rows are the planner's estimate and its time range \
@@ -161,6 +182,7 @@ pub async fn measure(
         tier,
         status,
         advice,
+        warnings,
         database,
         logs_relation,
         classes,
@@ -170,6 +192,8 @@ pub async fn measure(
         dead_tuples,
         trend,
         measured_at: now,
+        backups: None,
+        sample: None,
     })
 }
 
@@ -286,6 +310,9 @@ pub fn render(r: &SizeReport, target: &str) -> String {
         r.database,
         bytes(r.database_bytes)
     );
+    if let Some(b) = &r.backups {
+        out.push_str(&format!("backups at {}: {}\n", b.target, b.line()));
+    }
     match &r.tier {
         Some(t) => out.push_str(&format!(
             "tier for {} sessions: {}-{} sessions, {} CPUs, {} GB RAM, {} GB disk{}\n",
@@ -346,9 +373,32 @@ pub fn render(r: &SizeReport, target: &str) -> String {
             day(Some(t.last))
         ));
     }
+    if !r.warnings.is_empty() {
+        out.push_str("\nsize cap:\n");
+        for w in &r.warnings {
+            out.push_str(&format!("  ! {w}\n"));
+        }
+    }
     out.push_str("\nadvice:\n");
     for a in &r.advice {
         out.push_str(&format!("  - {a}\n"));
+    }
+    if let Some(v) = r.backups.as_ref().and_then(|b| b.verdict.as_ref()) {
+        for reason in &v.reasons {
+            out.push_str(&format!(
+                "  - backups: {reason} (see `kasm-db backups check`)\n"
+            ));
+        }
+    }
+    match &r.sample {
+        Some(s) if s.recorded => out.push_str(
+            "\nsize sample recorded (the size-over-time chart of `kasm-db report`; --no-record skips it)\n",
+        ),
+        Some(s) => out.push_str(&format!(
+            "\nsize sample not recorded: {}\n",
+            s.reason.as_deref().unwrap_or("-")
+        )),
+        None => {}
     }
     out
 }

@@ -1,12 +1,14 @@
-//! The report's backups section: each complete backup as a bar of its size and one of its
-//! duration, coloured by whether it was verified, and a table of the latest ten; or a line
-//! saying why there is nothing to show.
+//! The report's backups section: the verdict of `backups check` (the same pure check), each
+//! complete backup as a bar of its size and one of its duration (one bar per backup, however
+//! close in time), coloured by whether it was verified, and a table of the latest ten; or a
+//! line saying why there is nothing to show.
 //!
 //! Pure rendering: never lists, reads or touches a backup target; [`Backups`] is handed in.
 
 use super::page::{empty, legend, section_open};
-use super::svg::{self, Bar, Segment, Unit, esc};
+use super::svg::{self, CategoryBar, Segment, Unit, esc};
 use super::{BackupPoint, Backups};
+use crate::backup::check::{Verdict, human};
 use crate::sizing::bytes;
 use std::fmt::Write;
 
@@ -22,21 +24,26 @@ fn verified_style(b: &BackupPoint) -> (&'static str, &'static str) {
     }
 }
 
-/// Bars for backups: each centred on its creation time, as wide as a twentieth of the span
-/// (at least an hour) so that daily backups read as a row of bars.
-fn backup_bars(points: &[BackupPoint], value: impl Fn(&BackupPoint) -> f64) -> Vec<Bar> {
-    let (lo, hi) = points.iter().fold((i64::MAX, i64::MIN), |(a, b), p| {
-        (a.min(p.created.timestamp()), b.max(p.created.timestamp()))
-    });
-    let width = (((hi - lo) as f64) / 20.0).max(3600.0);
+/// One bar per backup, oldest first, in equal slots whatever the time between them (backups
+/// minutes apart stay distinct), labelled by when each was made: to the minute, or to the
+/// second when two would read the same.
+fn backup_bars(points: &[BackupPoint], value: impl Fn(&BackupPoint) -> f64) -> Vec<CategoryBar> {
+    let minutes: Vec<String> = points
+        .iter()
+        .map(|p| p.created.format("%d %b %H:%M").to_string())
+        .collect();
+    let crowded = minutes.windows(2).any(|w| w[0] == w[1]);
     points
         .iter()
-        .map(|p| {
+        .zip(minutes)
+        .map(|(p, minute)| {
             let (label, color) = verified_style(p);
-            let t = p.created.timestamp() as f64;
-            Bar {
-                t0: t - width / 2.0,
-                t1: t + width / 2.0,
+            CategoryBar {
+                label: if crowded {
+                    p.created.format("%H:%M:%S").to_string()
+                } else {
+                    minute
+                },
                 segments: vec![Segment {
                     value: value(p),
                     color: color.into(),
@@ -45,6 +52,36 @@ fn backup_bars(points: &[BackupPoint], value: impl Fn(&BackupPoint) -> f64) -> V
             }
         })
         .collect()
+}
+
+/// The verdict of `backups check` (default criteria), as a line above the charts.
+fn verdict_line(out: &mut String, v: &Verdict) {
+    let (class, head) = if v.ok {
+        ("verdict ok", "Backups OK")
+    } else {
+        ("verdict bad", "Backups CRITICAL")
+    };
+    let detail = if v.ok {
+        let mut d = match (&v.newest_id, v.newest_age_s) {
+            (Some(id), Some(a)) => format!("newest {id} is {} old", human(a)),
+            _ => String::new(),
+        };
+        d.push_str(&match &v.last_verification {
+            Some(lv) if lv.ok => format!("; last verified {} ago", human(lv.age_s)),
+            Some(_) => "; the last verification failed".into(),
+            None => "; never verified".into(),
+        });
+        d
+    } else {
+        v.reasons.join("; ")
+    };
+    let _ = write!(
+        out,
+        r#"<p class="{class}"><strong>{head}</strong> &mdash; {} (the check of <code>kasm-db backups check</code>: newest at most {} old, at least {})</p>"#,
+        esc(&detail),
+        esc(&human(v.criteria.max_age_s as i64)),
+        v.criteria.min_count
+    );
 }
 
 /// The backups section: size and duration bars coloured by verification, and the latest ten.
@@ -61,11 +98,20 @@ pub fn section(out: &mut String, backups: &Backups) {
             section_open(out, "backups", "Backups", &format!("Target {target}."));
             empty(out, &format!("Backups could not be read: {reason}."));
         }
-        Backups::Listed { target, points } if points.is_empty() => {
+        Backups::Listed {
+            target,
+            points,
+            verdict,
+        } if points.is_empty() => {
             section_open(out, "backups", "Backups", &format!("Target {target}."));
+            verdict_line(out, verdict);
             empty(out, "No complete backups at this target yet.");
         }
-        Backups::Listed { target, points } => {
+        Backups::Listed {
+            target,
+            points,
+            verdict,
+        } => {
             let mut points = points.clone();
             points.sort_by_key(|p| p.created);
             section_open(
@@ -77,15 +123,16 @@ pub fn section(out: &mut String, backups: &Backups) {
                     points.len()
                 ),
             );
+            verdict_line(out, verdict);
             out.push_str("<h3>Size</h3>");
-            out.push_str(&svg::bar_chart(
+            out.push_str(&svg::category_bar_chart(
                 "backup size",
                 &backup_bars(&points, |p| p.size_bytes as f64),
                 Unit::Bytes,
             ));
             if points.iter().any(|p| p.duration_s.is_some()) {
                 out.push_str("<h3>Duration</h3>");
-                out.push_str(&svg::bar_chart(
+                out.push_str(&svg::category_bar_chart(
                     "backup duration",
                     &backup_bars(&points, |p| p.duration_s.unwrap_or(0.0)),
                     Unit::Seconds,
@@ -133,6 +180,7 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap();
         let mut b = Backups::Listed {
             target: "s3://b/p".into(),
+            verdict: Box::new(verdict(true)),
             points: (0..3)
                 .map(|i| BackupPoint {
                     id: format!("b{i}"),
@@ -165,7 +213,72 @@ mod tests {
         let none = Backups::Listed {
             target: "/mnt/nfs/kasm".into(),
             points: Vec::new(),
+            verdict: Box::new(verdict(false)),
         };
-        assert!(render(&none).contains("No complete backups at this target yet"));
+        let html = render(&none);
+        assert!(html.contains("No complete backups at this target yet"));
+        assert!(html.contains("<strong>Backups CRITICAL</strong> &mdash; there is no complete backup at this target"), "{html}");
+    }
+
+    fn verdict(some: bool) -> Verdict {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let listed: Vec<crate::backup::backups::Listed> = if some {
+            vec![crate::backup::backups::Listed {
+                id: "b2".into(),
+                created: now - Duration::hours(3),
+                size_bytes: 1,
+                sha256: String::new(),
+                database: "kasm".into(),
+                object: String::new(),
+                exclude_logs: false,
+                excluded: Vec::new(),
+                alembic_version: None,
+                verified: None,
+                duration_s: 1.0,
+            }]
+        } else {
+            Vec::new()
+        };
+        crate::backup::check::check(&listed, &Default::default(), now)
+    }
+
+    #[test]
+    fn backups_minutes_apart_are_one_bar_each_with_the_verdict_above() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap();
+        let points: Vec<BackupPoint> = (0..4)
+            .map(|i| BackupPoint {
+                id: format!("b{i}"),
+                created: t0 + Duration::minutes(i),
+                size_bytes: 5 << 20,
+                duration_s: Some(3.0),
+                verified: None,
+            })
+            .collect();
+        let html = render(&Backups::Listed {
+            target: "/mnt/nfs/kasm".into(),
+            points: points.clone(),
+            verdict: Box::new(verdict(true)),
+        });
+        assert!(
+            html.contains(
+                "<strong>Backups OK</strong> &mdash; newest b2 is 3h old; never verified"
+            ),
+            "{html}"
+        );
+        // Four bars per chart, labelled to the minute.
+        assert_eq!(html.matches("<rect class=\"mark bar\"").count(), 8);
+        for i in 0..4 {
+            assert!(html.contains(&format!(">29 Nov 09:0{i}</text>")), "{i}");
+        }
+        // Two in the same minute: labelled to the second.
+        let same: Vec<BackupPoint> = (0..2)
+            .map(|i| BackupPoint {
+                created: t0 + Duration::seconds(10 * i),
+                ..points[0].clone()
+            })
+            .collect();
+        let bars = backup_bars(&same, |p| p.size_bytes as f64);
+        assert_eq!(bars[0].label, "09:00:00");
+        assert_eq!(bars[1].label, "09:00:10");
     }
 }

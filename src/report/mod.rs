@@ -57,10 +57,11 @@ pub enum Backups {
     NotConfigured,
     /// A target is configured but could not be read; the reason, without secrets.
     Unavailable { target: String, reason: String },
-    /// The complete backups at `target`.
+    /// The complete backups at `target`, and their verdict (`backups check`'s defaults).
     Listed {
         target: String,
         points: Vec<BackupPoint>,
+        verdict: Box<crate::backup::check::Verdict>,
     },
 }
 

@@ -41,6 +41,8 @@ section { background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; paddi
 h2 { font-size: 16px; margin: 0 0 4px; }
 p.note { margin: 2px 0 8px; color: #475569; }
 p.empty { color: #64748b; font-style: italic; padding: 18px 0; }
+p.verdict { padding: 8px 12px; border-radius: 6px; margin: 8px 0; }
+p.verdict.ok { background: #f0fdf4; color: #166534; } p.verdict.bad { background: #fef2f2; color: #991b1b; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin-top: 16px; }
 .card { flex: 1 1 180px; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; padding: 10px 14px; }
 .card .k { color: #64748b; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
@@ -124,7 +126,13 @@ fn cards(out: &mut String, data: &ReportData) {
     };
     card(out, &hours, &svg::Unit::Count.format(total as f64));
     let backups = match &data.backups {
-        Backups::Listed { points, .. } => points.len().to_string(),
+        Backups::Listed {
+            points, verdict, ..
+        } => format!(
+            "{} {}",
+            points.len(),
+            if verdict.ok { "OK" } else { "CRITICAL" }
+        ),
         Backups::NotConfigured => "not configured".into(),
         Backups::Unavailable { .. } => "unavailable".into(),
     };

@@ -148,6 +148,17 @@ pub fn time_ticks(min: f64, max: f64, n: usize) -> Vec<(f64, String)> {
     out
 }
 
+/// Which of `n` categories get a label on an axis with room for about `max` of them: every
+/// k-th from the first, evenly spaced, so that labels never crowd each other; all of them when
+/// they fit.
+pub fn label_at(n: usize, max: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let k = n.div_ceil(max.max(1));
+    (0..n).step_by(k.max(1)).collect()
+}
+
 /// `part` as a share of `whole`, readable for tiny shares ("0.01%", "<0.01%").
 pub fn percent(part: f64, whole: f64) -> String {
     if whole <= 0.0 {
@@ -196,6 +207,16 @@ mod tests {
             days.iter()
                 .all(|(t, l)| *t as i64 % 86_400 == 0 && l.len() == 10)
         );
+    }
+
+    #[test]
+    fn category_labels_are_evenly_spaced_and_never_crowd() {
+        assert_eq!(label_at(0, 8), Vec::<usize>::new());
+        assert_eq!(label_at(3, 8), [0, 1, 2]);
+        assert_eq!(label_at(8, 8), (0..8).collect::<Vec<_>>());
+        assert_eq!(label_at(9, 8), [0, 2, 4, 6, 8]);
+        assert_eq!(label_at(40, 8), [0, 5, 10, 15, 20, 25, 30, 35]);
+        assert!(label_at(1000, 8).len() <= 8);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `data-marks`, so a browser test can compare that with what actually rendered.
 
 pub use super::scale::{Unit, esc, percent};
-use super::scale::{time_ticks, value_ticks};
+use super::scale::{label_at, time_ticks, value_ticks};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
@@ -44,6 +44,25 @@ fn open_svg(out: &mut String, label: &str, marks: usize) {
 }
 
 fn axes(out: &mut String, f: &Frame, step: f64, unit: Unit) {
+    value_grid(out, f, step, unit);
+    for (t, label) in time_ticks(f.x0, f.x1, 8) {
+        x_label(out, f.x(t), &label);
+    }
+    baseline(out);
+}
+
+/// The x axis of a chart by category: the labels of the categories `label_at` picks, each
+/// under the middle of its slot (category `i` spans `[i, i + 1)`).
+fn category_axes(out: &mut String, f: &Frame, step: f64, unit: Unit, labels: &[String]) {
+    value_grid(out, f, step, unit);
+    for i in label_at(labels.len(), 8) {
+        x_label(out, f.x(i as f64 + 0.5), &labels[i]);
+    }
+    baseline(out);
+}
+
+/// Opens the axis group with the value grid and its labels.
+fn value_grid(out: &mut String, f: &Frame, step: f64, unit: Unit) {
     out.push_str(r#"<g class="axis">"#);
     let mut v = 0.0;
     while v <= f.ymax + step * 1e-6 {
@@ -58,25 +77,30 @@ fn axes(out: &mut String, f: &Frame, step: f64, unit: Unit) {
         );
         v += step;
     }
-    for (t, label) in time_ticks(f.x0, f.x1, 8) {
-        let x = f.x(t);
-        // Labels at the edges grow inwards so that they are not cut off.
-        let anchor = if x > WIDTH - RIGHT - 45.0 {
-            "end"
-        } else if x < LEFT + 45.0 {
-            "start"
-        } else {
-            "middle"
-        };
-        let _ = write!(
-            out,
-            r#"<line class="tick" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
-            HEIGHT - BOTTOM,
-            HEIGHT - BOTTOM + 4.0,
-            HEIGHT - BOTTOM + 18.0,
-            esc(&label)
-        );
-    }
+}
+
+/// A tick and its label under the plot at `x`.
+fn x_label(out: &mut String, x: f64, label: &str) {
+    // Labels at the edges grow inwards so that they are not cut off.
+    let anchor = if x > WIDTH - RIGHT - 45.0 {
+        "end"
+    } else if x < LEFT + 45.0 {
+        "start"
+    } else {
+        "middle"
+    };
+    let _ = write!(
+        out,
+        r#"<line class="tick" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
+        HEIGHT - BOTTOM,
+        HEIGHT - BOTTOM + 4.0,
+        HEIGHT - BOTTOM + 18.0,
+        esc(label)
+    );
+}
+
+/// The baseline; closes the axis group.
+fn baseline(out: &mut String) {
     let _ = write!(
         out,
         r#"<line class="baseline" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></g>"#,
@@ -237,20 +261,73 @@ pub fn bar_chart(label: &str, bars: &[Bar], unit: Unit) -> String {
         x0 -= pad;
         x1 += pad;
     }
-    let top = bars
-        .iter()
-        .map(|b| b.segments.iter().map(|s| s.value.max(0.0)).sum::<f64>())
-        .fold(0.0, f64::max);
-    let (ymax, step) = value_ticks(top * 1.05, unit, 5);
+    let (ymax, step) = value_ticks(stack_max(bars) * 1.05, unit, 5);
     let f = Frame { x0, x1, ymax };
-    let marks = bars
+    let mut out = String::new();
+    open_svg(&mut out, label, marks(bars));
+    axes(&mut out, &f, step, unit);
+    draw_bars(&mut out, &f, bars, unit, |bar| when(bar.t0));
+    out.push_str("</svg>");
+    out
+}
+
+/// One bar of a chart by category: `label` under it (and in its tooltip).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryBar {
+    pub label: String,
+    pub segments: Vec<Segment>,
+}
+
+/// A (stacked) bar chart with one equally wide slot per bar, in the order given, whatever
+/// the time between them: backups minutes apart are as distinct as backups days apart. Up to
+/// eight evenly spaced bars are labelled on the x axis; every bar's tooltip has its label.
+pub fn category_bar_chart(label: &str, bars: &[CategoryBar], unit: Unit) -> String {
+    let slots: Vec<Bar> = bars
         .iter()
+        .enumerate()
+        .map(|(i, b)| Bar {
+            t0: i as f64,
+            t1: i as f64 + 1.0,
+            segments: b.segments.clone(),
+        })
+        .collect();
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    // At least as many slots as a few bars need to stay bar-shaped.
+    let x1 = (bars.len() as f64).max(6.0);
+    let pad = (x1 - bars.len() as f64) / 2.0;
+    let (ymax, step) = value_ticks(stack_max(&slots) * 1.05, unit, 5);
+    let f = Frame {
+        x0: -pad,
+        x1: bars.len() as f64 + pad,
+        ymax,
+    };
+    let mut out = String::new();
+    open_svg(&mut out, label, marks(&slots));
+    category_axes(&mut out, &f, step, unit, &labels);
+    draw_bars(&mut out, &f, &slots, unit, |bar| {
+        labels.get(bar.t0 as usize).cloned().unwrap_or_default()
+    });
+    out.push_str("</svg>");
+    out
+}
+
+/// The height of the tallest stack.
+fn stack_max(bars: &[Bar]) -> f64 {
+    bars.iter()
+        .map(|b| b.segments.iter().map(|s| s.value.max(0.0)).sum::<f64>())
+        .fold(0.0, f64::max)
+}
+
+/// The segments drawn (zero-valued ones are not).
+fn marks(bars: &[Bar]) -> usize {
+    bars.iter()
         .flat_map(|b| &b.segments)
         .filter(|s| s.value > 0.0)
-        .count();
-    let mut out = String::new();
-    open_svg(&mut out, label, marks);
-    axes(&mut out, &f, step, unit);
+        .count()
+}
+
+/// Draw `bars` in `f`; `at` names where a bar is for its tooltip.
+fn draw_bars(out: &mut String, f: &Frame, bars: &[Bar], unit: Unit, at: impl Fn(&Bar) -> String) {
     for bar in bars {
         let xa = f.x(bar.t0);
         let w = (f.x(bar.t1) - xa).max(1.0);
@@ -270,13 +347,11 @@ pub fn bar_chart(label: &str, bars: &[Bar], unit: Unit) -> String {
                 esc(&s.color),
                 esc(&s.label),
                 esc(&unit.format(s.value)),
-                esc(&when(bar.t0))
+                esc(&at(bar))
             );
             base += s.value;
         }
     }
-    out.push_str("</svg>");
-    out
 }
 
 fn when(t: f64) -> String {
@@ -408,8 +483,74 @@ mod tests {
         }
     }
 
+    /// The `(x, width)` of every bar rect.
+    fn rects(svg: &str) -> Vec<(f64, f64)> {
+        let attr = |r: &str, name: &str| -> f64 {
+            let v = r.split(&format!(" {name}=\"")).nth(1).unwrap();
+            v[..v.find('"').unwrap()].parse().unwrap()
+        };
+        svg.split(r#"class="mark bar""#)
+            .skip(1)
+            .map(|r| (attr(r, "x"), attr(r, "width")))
+            .collect()
+    }
+
+    #[test]
+    fn bars_by_category_are_distinct_however_close_in_time() {
+        // Five backups two minutes apart: five separate bars of equal width, in order, none
+        // overlapping, each labelled (the time axis would draw them as one bar an hour wide).
+        let bars: Vec<CategoryBar> = (0..5)
+            .map(|i| CategoryBar {
+                label: format!("29 Nov 12:{:02}", i * 2),
+                segments: vec![Segment {
+                    value: 10.0 + i as f64,
+                    color: "#16a34a".into(),
+                    label: format!("b{i}"),
+                }],
+            })
+            .collect();
+        let svg = category_bar_chart("backup size", &bars, Unit::Bytes);
+        assert!(svg.contains(r#"data-marks="5""#));
+        let r = rects(&svg);
+        assert_eq!(r.len(), 5);
+        for w in r.windows(2) {
+            assert!(w[0].0 + w[0].1 < w[1].0, "bars overlap or touch: {r:?}");
+            assert!((w[0].1 - w[1].1).abs() < 0.11, "equal widths: {r:?}");
+        }
+        assert!(r[0].1 > 40.0, "a few bars stay wide enough to see: {r:?}");
+        assert!(r.iter().all(|(x, w)| *x >= LEFT && x + w <= WIDTH - RIGHT));
+        for i in 0..5 {
+            let l = format!("29 Nov 12:{:02}", i * 2);
+            assert_eq!(count(&svg, &format!(">{l}</text>")), 1, "axis label {l}");
+            assert!(svg.contains(&format!("b{i}: ")), "tooltip of b{i}");
+        }
+        // The same instants on the time axis collapse into (nearly) one place.
+        let timed: Vec<Bar> = (0..5)
+            .map(|i| Bar {
+                t0: i as f64 * 120.0,
+                t1: i as f64 * 120.0 + 1.0,
+                segments: bars[i].segments.clone(),
+            })
+            .collect();
+        let t = rects(&bar_chart("x", &timed, Unit::Bytes));
+        assert!(t[4].0 - t[0].0 < 30.0, "{t:?}");
+        // Many bars: every one drawn, only every k-th labelled.
+        let many: Vec<CategoryBar> = (0..40)
+            .map(|i| CategoryBar {
+                label: format!("L{i:02}"),
+                segments: bars[0].segments.clone(),
+            })
+            .collect();
+        let svg = category_bar_chart("many", &many, Unit::Bytes);
+        assert_eq!(rects(&svg).len(), 40);
+        assert_eq!(count(&svg, r#"<line class="tick""#), 8);
+        assert!(svg.contains(">L00</text>") && !svg.contains(">L01</text>"));
+    }
+
     #[test]
     fn empty_input_still_makes_a_valid_chart_with_no_marks() {
+        let svg = category_bar_chart("empty", &[], Unit::Bytes);
+        assert!(svg.contains(r#"data-marks="0""#) && svg.ends_with("</svg>"));
         let svg = bar_chart("empty", &[], Unit::Count);
         assert!(svg.contains(r#"data-marks="0""#) && svg.ends_with("</svg>"));
         let svg = line_chart("empty", &[], None, Unit::Bytes);

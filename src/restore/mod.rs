@@ -7,7 +7,8 @@
 //! checks it, [`offsets`] gives the piped archive the data offsets pg_dump could not write,
 //! [`pgrestore`] runs the real `pg_restore`, [`properties`] is pure (the SQL that carries the
 //! source database's owner, locale, privileges, settings and comment over), [`server`] is the
-//! SQL on the target server, [`progress`] the stage lines and the signals, [`run`] is the
+//! SQL on the target server, [`roles`] creates the roles a backup records that the target
+//! lacks (`--create-roles`; what and how decided in [`role_plan`], pure), [`progress`] the stage lines and the signals, [`run`] is the
 //! pipeline. The command (`crate::commands::restore`) and the demo's stage call [`run`]. The stored
 //! backup's format is [`crate::archive`]'s; this module never imports `backup` or `verify`.
 //! It must never leave the target's existing database changed unless the restore completed
@@ -20,5 +21,7 @@ pub mod pgrestore;
 pub mod plan;
 pub mod progress;
 pub mod properties;
+pub mod role_plan;
+pub mod roles;
 pub mod run;
 pub mod server;

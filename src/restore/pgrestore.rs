@@ -134,8 +134,9 @@ pub async fn run(job: PgRestoreRun<'_>, mut on_table: impl FnMut(usize)) -> Resu
     }
     if let Some(role) = plan::missing_role(kept) {
         return Err(Error::failed(format!(
-            "pg_restore failed: role {role:?} does not exist on the target; create it \
-             (CREATE ROLE {}) or pass --no-owner",
+            "pg_restore failed: role {role:?} does not exist on the target; pass \
+             --create-roles to create the backup's roles, create it (CREATE ROLE {}) or pass \
+             --no-owner",
             crate::db::ident(&role)
         )));
     }

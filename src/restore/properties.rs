@@ -127,8 +127,9 @@ pub fn missing_roles(missing: &BTreeMap<String, BTreeSet<Use>>) -> String {
     if missing.len() == 1 {
         let (role, u) = missing.iter().next().expect("one");
         return format!(
-            "role {role:?} does not exist on the target ({}); create it ({}) or pass --no-owner \
-             to restore without it; nothing was restored and the target is unchanged",
+            "role {role:?} does not exist on the target ({}); pass --create-roles to create it \
+             from the backup, create it yourself ({}) or pass --no-owner to restore without it; \
+             nothing was restored and the target is unchanged",
             uses(u),
             creates[0]
         );
@@ -138,8 +139,8 @@ pub fn missing_roles(missing: &BTreeMap<String, BTreeSet<Use>>) -> String {
         .map(|(r, u)| format!("{r:?}: {}", uses(u)))
         .collect();
     format!(
-        "roles {} do not exist on the target ({}); create them ({}) or pass --no-owner to restore \
-         without them; nothing was restored and the target is unchanged",
+        "roles {} do not exist on the target ({}); pass --create-roles to create them from the \
+         backup, create them yourself ({}) or pass --no-owner to restore without them; nothing was restored and the target is unchanged",
         missing
             .keys()
             .map(|r| format!("{r:?}"))
@@ -711,7 +712,7 @@ mod tests {
         let one: BTreeMap<_, _> = needed.clone().into_iter().take(1).collect();
         let m = missing_roles(&one);
         assert!(
-            m.starts_with("role \"kasmapp\" does not exist on the target (the source database's owner, privileges); create it (CREATE ROLE \"kasmapp\") or pass --no-owner"),
+            m.starts_with("role \"kasmapp\" does not exist on the target (the source database's owner, privileges); pass --create-roles to create it from the backup, create it yourself (CREATE ROLE \"kasmapp\") or pass --no-owner"),
             "{m}"
         );
         let m = missing_roles(&needed);

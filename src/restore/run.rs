@@ -3,10 +3,13 @@
 //! 1. the key (if encrypted) and the target server are checked: not in recovery, the restore
 //!    lock held, no other sessions on the target database unless `--force`, and every role the
 //!    source database's properties name exists (else, without `--no-owner`, an error naming
-//!    them);
+//!    them) — with `--create-roles`, the roles the backup records that the server lacks are
+//!    planned instead ([`super::roles`]: their passwords object checked, what the restoring
+//!    role may give settled);
 //! 2. the object is fetched, checked (size, SHA-256) and unpacked to scratch space — a corrupt
 //!    backup is refused here, before the target is touched — and given the data offsets pg_dump
-//!    could not write to a pipe (`archive_offsets.rs`);
+//!    could not write to a pipe (`archive_offsets.rs`); then `--create-roles` creates the
+//!    missing roles (all or none) and their memberships;
 //! 3. stale leftovers of killed restores are dropped, a new database is created — with the
 //!    backup's owner and locale when the manifest has them, else the existing target database's,
 //!    else the server's defaults; a locale the server lacks falls back with a warning — and the
@@ -32,6 +35,8 @@ use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
 use super::progress::{Progress, Stop, interrupted};
 use super::properties::{self, Locale};
+use super::role_plan::RolesOutcome;
+use super::roles;
 use super::server::{self, Server};
 use crate::archive::manifest::Manifest;
 use crate::archive::storage::Storage;
@@ -56,6 +61,8 @@ pub struct RestoreSpec<'a> {
     pub jobs: u32,
     pub force: bool,
     pub no_owner: bool,
+    /// Create the roles the backup records that the target lacks (`--create-roles`).
+    pub create_roles: bool,
     pub key_file: Option<&'a Path>,
     /// The directory of the pg_restore to use (`--pg-bindir` / `backup.pg_bindir`).
     pub pg_bindir: Option<&'a Path>,
@@ -86,6 +93,8 @@ pub struct Restored {
     /// Items skipped or not carried over (missing roles with `--no-owner`, a missing locale,
     /// a setting the server refused, a backup without properties).
     pub warnings: Vec<String>,
+    /// What `--create-roles` did (`None` without it).
+    pub roles: Option<RolesOutcome>,
 }
 
 /// A finished scratch restore test (ok when `differences` is empty).
@@ -107,13 +116,16 @@ async fn plan_properties<'m>(
     existing: Option<&server::Existing>,
     no_owner: bool,
     server_major: u32,
+    will_create: &[String],
 ) -> Result<Properties<'m>> {
     let names = creation::roles_to_look_up(m);
-    let present = if names.is_empty() {
+    let mut present = if names.is_empty() {
         BTreeSet::new()
     } else {
         server.roles_present(&names).await?
     };
+    // `--create-roles` creates these before the database.
+    present.extend(will_create.iter().filter(|r| names.contains(r)).cloned());
     creation::settle(m, existing, present, no_owner, server_major)
 }
 
@@ -403,17 +415,38 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
+    let roles_plan = if job.create_roles {
+        let key = fetch::key_for(job.manifest, job.key_file)?;
+        Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
+    } else {
+        None
+    };
+    let will_create = roles_plan
+        .as_ref()
+        .map(|r| r.to_create())
+        .unwrap_or_default();
     let props = plan_properties(
         &server,
         job.manifest,
         existing.as_ref(),
         job.no_owner,
         major,
+        &will_create,
     )
     .await?;
     let t = Instant::now();
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     let fetch_s = t.elapsed().as_secs_f64();
+    let (roles_done, mut role_warnings) = match &roles_plan {
+        Some(plan) => {
+            if !plan.to_create().is_empty() {
+                p.stage(format!("creating {} role(s)", plan.to_create().len()));
+            }
+            let (done, warnings) = roles::create(&server, plan).await?;
+            (Some(done), warnings)
+        }
+        None => (None, Vec::new()),
+    };
     let stale_dropped = server.drop_stale(&name).await?;
     let t = Instant::now();
     let loaded = Loaded {
@@ -429,8 +462,12 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
         check_s,
         properties,
         mut warnings,
-    } = build(&loaded, &name, &props, &mut stop).await?;
+    } = build(&loaded, &name, &props, &mut stop)
+        .await
+        .map_err(|e| roles::kept_on_failure(e, roles_done.as_ref()))?;
     let restore_s = t.elapsed().as_secs_f64();
+    role_warnings.append(&mut warnings);
+    let mut warnings = role_warnings;
     if props.from_backup.is_none() {
         warnings.insert(
             0,
@@ -477,6 +514,7 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
         duration_s: started.elapsed().as_secs_f64(),
         properties,
         warnings,
+        roles: roles_done,
     })
 }
 
@@ -494,7 +532,7 @@ pub async fn scratch_test(job: RestoreSpec<'_>) -> Result<Tested> {
     let server = Server::connect(job.target, job.retry).await?;
     let (bin, major) = prepare(&server, &job).await?;
     server.lock(SCRATCH_BASE).await?;
-    let props = plan_properties(&server, job.manifest, None, job.no_owner, major).await?;
+    let props = plan_properties(&server, job.manifest, None, job.no_owner, major, &[]).await?;
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     server.drop_stale(SCRATCH_BASE).await?;
     let loaded = Loaded {

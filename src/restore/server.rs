@@ -79,6 +79,12 @@ impl Server {
         })
     }
 
+    /// The maintenance connection, for the role statements of `--create-roles`
+    /// ([`super::roles`]).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Refuse a hot standby (it cannot be written), saying how to promote it.
     pub async fn refuse_recovery(&self) -> Result<()> {
         let in_recovery: bool = self

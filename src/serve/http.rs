@@ -39,6 +39,8 @@ pub struct App {
     pub unavailable_log: super::throttle::Throttle,
     /// HEC data channels and their (always already durable) ack ids.
     pub channels: super::channels::Channels,
+    /// The backup targets' state for `/metrics`; `None` without `backup.to`.
+    pub backups: Option<Arc<super::backup_status::BackupStatus>>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -416,6 +418,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
     if let Some(spool) = &app.store.spool {
         app.metrics.set("spool_bytes", &[], spool.bytes() as f64);
+    }
+    if let Some(backups) = &app.backups {
+        backups.scrape(&app.metrics).await;
     }
     if let Some((sink, fm)) = &app.forward {
         let f = fm.snapshot();

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Pool, Retry, ident};
 use crate::error::Result;
+use crate::notify::{Finish, Job, Notifier};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,10 @@ pub struct JobEnv {
     pub runner: String,
     /// The process environment, for pg_dump (PATH, HOME) and the S3 credential chain.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The backups' state of `/metrics`, listed again after a backup or verify ran here.
+    pub backup_status: Option<Arc<super::backup_status::BackupStatus>>,
+    /// `[notify]`: the same wrapper the command line runs its jobs in.
+    pub notifier: Notifier,
 }
 
 /// Run `job` at each of its slots until `stop` turns true.
@@ -134,15 +139,35 @@ async fn slot_inner(env: &JobEnv, task: Task, slot: DateTime<Utc>) -> SlotResult
     }
     tracing::info!(job = name, %slot, "job started");
     let started = Instant::now();
-    let outcome = execute(env, task).await;
-    let secs = started.elapsed().as_secs_f64();
+    // The job's own time, without its notifications' delivery.
+    let took = std::sync::OnceLock::new();
+    let work = async {
+        let r = execute(env, task).await;
+        let _ = took.set(started.elapsed());
+        r
+    };
+    let outcome = match notified_job(task) {
+        Some(job) => {
+            let target = job_target(env, task);
+            env.notifier.around(job, target, work, judge).await
+        }
+        None => work.await,
+    };
+    let secs = took
+        .get()
+        .copied()
+        .unwrap_or(started.elapsed())
+        .as_secs_f64();
+    if let (Task::Backup | Task::Verify, Some(b)) = (task, &env.backup_status) {
+        b.invalidate();
+    }
     env.metrics
         .set("job_last_duration_seconds", &[("job", name)], secs);
     // The operation's own lock (backup's, purge's, vacuum's) was held: another run has the job.
     let busy = outcome.as_ref().err().is_some_and(locks::is_busy);
     let (ok, error) = match &outcome {
         Ok(summary) => {
-            tracing::info!(job = name, %slot, duration_s = secs, result = %summary, "job done");
+            tracing::info!(job = name, %slot, duration_s = secs, result = %summary.summary, "job done");
             env.metrics.set(
                 "job_last_success_timestamp_seconds",
                 &[("job", name)],
@@ -194,8 +219,58 @@ pub fn slot_lock(task: Task) -> Option<Lock<'static>> {
     }
 }
 
+/// The job a scheduled task notifies as (`size_sample` does not notify).
+fn notified_job(task: Task) -> Option<Job> {
+    match task {
+        Task::Backup => Some(Job::Backup),
+        Task::Verify => Some(Job::Verify),
+        Task::Purge => Some(Job::Purge),
+        Task::Vacuum => Some(Job::Vacuum),
+        Task::SizeSample => None,
+    }
+}
+
+/// What a task works on, as its notification names it: the backup target or the database.
+fn job_target(env: &JobEnv, task: Task) -> Option<String> {
+    match task {
+        Task::Backup | Task::Verify => env.config.backup.to.as_deref().and_then(|t| {
+            crate::archive::target::Target::parse(t)
+                .ok()
+                .map(|t| t.to_string())
+        }),
+        _ => Some(env.target.redacted()),
+    }
+}
+
+/// A slot's result as its notification tells it; another run holding the job's lock is no
+/// run of it here (`locked_elsewhere`), so it sends no end notification.
+fn judge(r: &Result<Done>) -> Finish {
+    match r {
+        Ok(done) => Finish::Success {
+            backup: done.backup.clone(),
+        },
+        Err(e) if locks::is_busy(e) => Finish::Silent,
+        Err(_) => Finish::of(r),
+    }
+}
+
+/// A finished job: a one-line summary, and the backup it made or checked.
+struct Done {
+    summary: String,
+    backup: Option<String>,
+}
+
+impl From<String> for Done {
+    fn from(summary: String) -> Done {
+        Done {
+            summary,
+            backup: None,
+        }
+    }
+}
+
 /// Do the job's work; a one-line summary on success.
-async fn execute(env: &JobEnv, task: Task) -> Result<String> {
+async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
     let schema = &env.config.database.schema;
     match task {
         Task::Purge => {
@@ -208,10 +283,42 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 false,
             )
             .await?;
-            Ok(format!(
+            let mut summary = format!(
                 "{} debug and {} logs rows deleted, {} partitions dropped",
                 r.debug_deleted, r.logs_deleted, r.partitions_dropped
-            ))
+            );
+            if let Some(cap) = &r.cap {
+                for class in crate::logs::record::Class::ALL {
+                    let n = cap.dropped.iter().filter(|d| d.class == class).count();
+                    env.metrics.add(
+                        "purge_cap_dropped_partitions_total",
+                        &[("class", class.as_str())],
+                        n as u64,
+                    );
+                }
+                env.metrics
+                    .set("logs_cap_within", &[], f64::from(u8::from(cap.within)));
+            }
+            if let Some(cap) = r
+                .cap
+                .as_ref()
+                .filter(|c| !c.dropped.is_empty() || !c.within)
+            {
+                let names: Vec<&str> = cap.dropped.iter().map(|d| d.partition.as_str()).collect();
+                summary.push_str(&format!(
+                    "; size cap retention.max_bytes: {} dropped early ({}), logs {} -> {} bytes{}",
+                    names.len(),
+                    names.join(", "),
+                    cap.before_bytes,
+                    cap.after_bytes,
+                    if cap.within {
+                        ""
+                    } else {
+                        ", still over the cap"
+                    }
+                ));
+            }
+            Ok(summary.into())
         }
         Task::Vacuum => {
             let r = crate::maintenance::vacuum::run(
@@ -222,7 +329,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 false,
             )
             .await?;
-            Ok(format!("{} tables looked at", r.tables.len()))
+            Ok(format!("{} tables looked at", r.tables.len()).into())
         }
         Task::SizeSample => {
             let client = db::get(&env.pool).await?;
@@ -236,7 +343,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
             );
             env.metrics
                 .set("logs_bytes", &[("class", "logs")], s.logs_logs_bytes as f64);
-            Ok(format!("database {} bytes", s.database_bytes))
+            Ok(format!("database {} bytes", s.database_bytes).into())
         }
         Task::Backup => {
             let target = crate::archive::target::Target::resolve(
@@ -244,6 +351,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 env.config.backup.to.as_deref(),
                 "backup.to",
             )?;
+            let copy_to = crate::backup::after::copy_targets(&env.config, &target)?;
             let m = crate::backup::run::run(crate::backup::run::BackupSpec {
                 db: &env.target,
                 config: &env.config,
@@ -262,10 +370,39 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                 .set("backup_last_duration_seconds", &[], m.timings.total_s);
             env.metrics
                 .set("backup_last_size_bytes", &[], m.size_bytes as f64);
-            Ok(format!(
-                "backup {} to {target}: {} bytes",
-                m.id, m.size_bytes
-            ))
+            // Copies to backup.copy_to, then the keep_* policy, as after `kasm-db backup`.
+            let primary = crate::archive::storage::open(&target, &env.config).await?;
+            let after = crate::backup::after::run(crate::backup::after::After {
+                config: &env.config,
+                primary: primary.as_ref(),
+                manifest: &m,
+                prune: true,
+                copy_to: &copy_to,
+                now: Utc::now(),
+            })
+            .await;
+            if let Some(why) = after.failure(&m.id) {
+                return Err(crate::Error::failed(why));
+            }
+            let copies = after
+                .copies
+                .iter()
+                .map(|c| format!(", copied to {}", c.target))
+                .collect::<String>();
+            let summary = format!(
+                "backup {} to {target}: {} bytes{copies}; pruned {}",
+                m.id,
+                m.size_bytes,
+                if after.pruned.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    after.pruned.join(", ")
+                }
+            );
+            Ok(Done {
+                summary,
+                backup: Some(m.id.clone()),
+            })
         }
         Task::Verify => {
             use crate::verify::{Checked, How, Scratch, Verify};
@@ -311,7 +448,10 @@ async fn execute(env: &JobEnv, task: Task) -> Result<String> {
                     m.id
                 )));
             }
-            Ok(format!("backup {} verified: {what}", m.id))
+            Ok(Done {
+                summary: format!("backup {} verified: {what}", m.id),
+                backup: Some(m.id.clone()),
+            })
         }
     }
 }

@@ -3,7 +3,7 @@
 //! In-memory only: a label set per series, updated by the HTTP handlers, the follower, the
 //! scheduler and the bootstrap, with the forwarder's counters copied in at scrape time. Never
 //! holds a secret or a record's content in a label; labels are fixed words (class, source, sink,
-//! endpoint, code, job, result).
+//! endpoint, code, job, result) or a backup target without credentials (`backup_status.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -55,6 +55,12 @@ impl Metrics {
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
         let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
         s.insert((name, labels(pairs)), (Type::Gauge, v));
+    }
+
+    /// Drop the series `kasm_db_<name>` with these labels (a gauge that no longer applies).
+    pub fn remove(&self, name: &'static str, pairs: &[(&str, &str)]) {
+        let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(&(name, labels(pairs)));
     }
 
     /// Prometheus text exposition format 0.0.4.

@@ -15,6 +15,7 @@
 //! token and never serves plain HTTP when TLS was asked for (`tls.rs`).
 
 pub mod auth;
+pub mod backup_status;
 pub mod body;
 pub mod bootstrap;
 pub mod channels;
@@ -80,6 +81,7 @@ pub async fn serve(
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.set("database_up", &[], 0.0);
+    let backup_status = backup_status::BackupStatus::new(cfg);
     let spool = match &cfg.server.spool_dir {
         Some(dir) => Some(Arc::new(spool::Spool::open(
             dir,
@@ -117,6 +119,7 @@ pub async fn serve(
         forward,
         unavailable_log: Default::default(),
         channels: Default::default(),
+        backups: backup_status.clone(),
     });
     metrics.set(
         "spool_bytes",
@@ -148,6 +151,8 @@ pub async fn serve(
         metrics: metrics.clone(),
         runner: runner_name(),
         env: env.clone(),
+        backup_status,
+        notifier: notifier(&cfg.notify, &metrics)?,
     });
     for job in jobs {
         tracing::info!(
@@ -314,6 +319,36 @@ impl Signals {
             }
         }
     }
+}
+
+/// `[notify]` for the scheduled jobs, each delivery counted in `/metrics`
+/// (`kasm_db_notify_deliveries_total{job,result}`, `kasm_db_notify_failures_total{job}`).
+fn notifier(
+    config: &crate::config::notify::NotifyConfig,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<crate::notify::Notifier> {
+    let m = metrics.clone();
+    let count = move |job: crate::notify::Job, delivered: bool| {
+        let result = if delivered { "ok" } else { "failed" };
+        m.add(
+            "notify_deliveries_total",
+            &[("job", job.as_str()), ("result", result)],
+            1,
+        );
+        if !delivered {
+            m.add("notify_failures_total", &[("job", job.as_str())], 1);
+        }
+    };
+    if !config.urls.is_empty() {
+        use crate::notify::Job;
+        for job in [Job::Backup, Job::Verify, Job::Purge, Job::Vacuum] {
+            metrics.add("notify_failures_total", &[("job", job.as_str())], 0);
+        }
+    }
+    Ok(
+        crate::notify::Notifier::new(config, crate::notify::host_name())?
+            .with_observer(Arc::new(count)),
+    )
 }
 
 fn runner_name() -> String {

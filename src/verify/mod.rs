@@ -179,6 +179,7 @@ async fn restore_test(storage: &dyn Storage, m: &Manifest, s: Scratch<'_>) -> Re
         jobs: run::default_jobs(),
         force: false,
         no_owner: true,
+        create_roles: false,
         key_file: s.key_file,
         pg_bindir: s.pg_bindir,
         env: s.env,

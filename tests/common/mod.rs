@@ -68,6 +68,44 @@ pub fn psql(url: &str, sql: &str) -> String {
     with_primary(|c| c.psql(&db, sql).expect("psql"))
 }
 
+/// A psql session on the primary that runs `sql` in a transaction and then sleeps in it, holding
+/// its locks (a long reader); returns once it holds them. End it with [`end_reader`].
+pub fn reader(url: &str, sql: &str) -> std::process::Child {
+    use std::time::{Duration, Instant};
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let (bindir, sock_dir, port) =
+        with_primary(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
+    let child = std::process::Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(&sock_dir)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-d", &db, "-c"])
+        .arg(format!("BEGIN; {sql}; SELECT pg_sleep(30); COMMIT;"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while psql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "reader did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// End a [`reader`] on the server too (killing psql alone leaves pg_sleep running).
+pub fn end_reader(url: &str, mut reader: std::process::Child) {
+    psql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = reader.kill();
+    let _ = reader.wait();
+}
+
 /// The built `kasm-db` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kasm-db"))

@@ -39,6 +39,19 @@ pub struct ObjectInfo {
     pub modified: DateTime<Utc>,
 }
 
+/// The cause of an error deleting an object that may not be deleted yet: S3 Object Lock
+/// retention (or a legal hold) still in force. `prune` keeps such a backup and warns; it is
+/// deleted by a later prune once its retention has passed. Recognised with
+/// [`is_locked`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Locked(pub String);
+
+/// Whether `e` is a refused delete of an object under retention ([`Locked`]).
+pub fn is_locked(e: &crate::error::Error) -> bool {
+    e.caused_by::<Locked>()
+}
+
 /// A streaming reader over an object's bytes.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -64,12 +77,19 @@ pub trait Storage: Send + Sync {
     /// Every object under the target, including leftovers of dead runs.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>>>;
 
-    /// Delete an object; deleting a missing object is not an error.
+    /// Delete an object; deleting a missing object is not an error. An object under retention
+    /// fails with a [`Locked`] cause.
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
 
     /// Abort uploads left open by dead runs that started before `before` (multipart uploads on
     /// S3; nothing on a directory, whose leftovers are ordinary objects). Returns their names.
     fn abort_stale_uploads(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    /// The server-side encryption this storage asks for on upload ("AES256", "aws:kms"), as a
+    /// manifest records it; `None` where there is none (a directory).
+    fn server_side_encryption(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Read a whole (small) object; `None` when it does not exist.

@@ -15,8 +15,16 @@
 //! no ACLs, SSE headers only with `s3.sse`, checksums only where the API requires them (no
 //! `x-amz-checksum-*` headers or aws-chunked trailers by default). With `s3.endpoint` set,
 //! requests are path-style (`endpoint/bucket/key`) unless `s3.force_path_style = false`.
+//!
+//! With `s3.object_lock_days = N` every data object and manifest is uploaded with Object Lock
+//! retention in GOVERNANCE mode until now + N days (with the checksum S3 requires of such
+//! uploads; a store that ignores the headers on a multipart upload gets PutObjectRetention
+//! after completion). Deletes then remove every version of the object, and a version still
+//! under retention fails with a [`Locked`] cause, which `prune` turns into a warning. GOVERNANCE,
+//! not COMPLIANCE: an administrator with `s3:BypassGovernanceRetention` can still remove a
+//! backup (a mistaken N, a leaked dump), which COMPLIANCE would forbid even to the root account.
 
-use super::{ObjectInfo, Piece, Reader, Storage};
+use super::{Locked, ObjectInfo, Piece, Reader, Storage};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 use aws_sdk_s3::Client;
@@ -24,7 +32,10 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ObjectLockRetention, ServerSideEncryption,
+};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -57,7 +68,12 @@ pub struct S3Storage {
     prefix: String,
     sse: Option<ServerSideEncryption>,
     kms_key_id: Option<String>,
+    /// `s3.object_lock_days`.
+    lock_days: Option<u32>,
 }
+
+/// The Object Lock mode of `s3.object_lock_days` (see the module's description).
+pub const LOCK_MODE: &str = "GOVERNANCE";
 
 fn s3_err<E, R>(what: impl std::fmt::Display, e: SdkError<E, R>) -> Error
 where
@@ -132,7 +148,126 @@ impl S3Storage {
             prefix,
             sse,
             kms_key_id: cfg.kms_key_id.clone().filter(|k| !k.is_empty()),
+            lock_days: cfg.object_lock_days.filter(|d| *d > 0),
         })
+    }
+
+    /// The retain-until date of an upload starting now; `None` without `s3.object_lock_days`.
+    fn retain_until(&self) -> Option<aws_sdk_s3::primitives::DateTime> {
+        let days = self.lock_days?;
+        let t = Utc::now() + chrono::TimeDelta::days(days as i64);
+        Some(aws_sdk_s3::primitives::DateTime::from_secs(t.timestamp()))
+    }
+
+    fn lock_mode(&self) -> Option<ObjectLockMode> {
+        self.lock_days.map(|_| ObjectLockMode::Governance)
+    }
+
+    /// With Object Lock, a checksum is required on uploads (S3 refuses them without).
+    fn checksum(&self) -> Option<ChecksumAlgorithm> {
+        self.lock_days.map(|_| ChecksumAlgorithm::Crc32)
+    }
+
+    /// Make sure `key` carries the retention (a store may ignore the headers of a multipart
+    /// upload): PutObjectRetention when HeadObject shows none.
+    async fn ensure_retention(
+        &self,
+        key: &str,
+        until: aws_sdk_s3::primitives::DateTime,
+    ) -> Result<()> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_err(format!("cannot read back {}", self.url(key)), e))?;
+        if head.object_lock_retain_until_date().is_some() {
+            return Ok(());
+        }
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
+                    .retain_until_date(until)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                self.write_err(
+                    format!("cannot set Object Lock retention on {}", self.url(key)),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Delete every version of `key` (Object Lock buckets are versioned: a plain delete would
+    /// only hide the object behind a delete marker). A version under retention: [`Locked`].
+    async fn delete_versions(&self, key: &str) -> Result<()> {
+        let mut versions = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| s3_err(format!("cannot list versions of {}", self.url(key)), e))?;
+            for v in page.versions() {
+                if v.key() == Some(key) {
+                    versions.push(v.version_id().map(String::from));
+                }
+            }
+            for d in page.delete_markers() {
+                if d.key() == Some(key) {
+                    versions.push(d.version_id().map(String::from));
+                }
+            }
+            if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+                break;
+            }
+            key_marker = page.next_key_marker().map(String::from);
+            id_marker = page.next_version_id_marker().map(String::from);
+        }
+        for version in versions {
+            let r = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_version_id(version)
+                .send()
+                .await;
+            match r {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .and_then(|s| s.code())
+                        .is_some_and(|c| c == "AccessDenied") =>
+                {
+                    return Err(Error::with_cause(
+                        crate::error::Kind::Failed,
+                        Locked(format!(
+                            "{} is under S3 Object Lock retention (s3.object_lock_days) and \
+                             cannot be deleted before it passes",
+                            self.url(key)
+                        )),
+                    ));
+                }
+                Err(e) => return Err(s3_err(format!("cannot delete {}", self.url(key)), e)),
+            }
+        }
+        Ok(())
     }
 
     /// An error of a write; with `s3.sse` set, a refusal may be the store not supporting SSE.
@@ -180,6 +315,9 @@ impl S3Storage {
             .key(&key)
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.kms_key_id.clone())
+            .set_object_lock_mode(self.lock_mode())
+            .set_object_lock_retain_until_date(self.retain_until())
+            .set_checksum_algorithm(self.checksum())
             .content_type("application/gzip")
             .send()
             .await
@@ -205,7 +343,7 @@ impl S3Storage {
                     )
                     .send()
                     .await;
-                match done {
+                let stored = match done {
                     Ok(_) => Ok(n),
                     // The answer can be lost (network) or unreadable while the object was
                     // committed: ask S3 whether it is there, whole, before calling it failed.
@@ -221,6 +359,10 @@ impl S3Storage {
                         format!("cannot complete upload of {}", self.url(&key)),
                         e,
                     )),
+                };
+                match (stored, self.retain_until()) {
+                    (Ok(n), Some(until)) => self.ensure_retention(&key, until).await.map(|_| n),
+                    (stored, _) => stored,
                 }
             }
             Err(e) => Err(e),
@@ -333,6 +475,7 @@ impl S3Storage {
                         upload_id.to_string(),
                         part_no,
                         chunk,
+                        self.checksum(),
                     ));
                     part_no += 1;
                     if buf.is_empty() && last {
@@ -376,6 +519,7 @@ async fn upload_part(
     upload_id: String,
     part_no: i32,
     chunk: Bytes,
+    checksum: Option<ChecksumAlgorithm>,
 ) -> Result<CompletedPart> {
     let out = client
         .upload_part()
@@ -384,6 +528,7 @@ async fn upload_part(
         .upload_id(&upload_id)
         .part_number(part_no)
         .content_length(chunk.len() as i64)
+        .set_checksum_algorithm(checksum)
         .body(ByteStream::from(chunk))
         .send()
         .await
@@ -395,6 +540,7 @@ async fn upload_part(
         })?;
     Ok(CompletedPart::builder()
         .set_e_tag(out.e_tag().map(String::from))
+        .set_checksum_crc32(out.checksum_crc32().map(String::from))
         .part_number(part_no)
         .build())
 }
@@ -405,6 +551,10 @@ fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
 }
 
 impl Storage for S3Storage {
+    fn server_side_encryption(&self) -> Option<String> {
+        self.sse.as_ref().map(|s| s.as_str().to_string())
+    }
+
     fn describe(&self) -> String {
         if self.prefix.is_empty() {
             format!("s3://{}", self.bucket)
@@ -424,12 +574,23 @@ impl Storage for S3Storage {
     fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>> {
         async move {
             let key = self.key(name);
+            // Manifests are retained with their objects; a verification record is rewritten
+            // by every verify and is not.
+            let locked = name.ends_with(&format!("/{}", crate::archive::manifest::MANIFEST_FILE));
+            let (mode, until, checksum) = if locked {
+                (self.lock_mode(), self.retain_until(), self.checksum())
+            } else {
+                (None, None, None)
+            };
             self.client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&key)
                 .set_server_side_encryption(self.sse.clone())
                 .set_ssekms_key_id(self.kms_key_id.clone())
+                .set_object_lock_mode(mode)
+                .set_object_lock_retain_until_date(until)
+                .set_checksum_algorithm(checksum)
                 .content_type("application/json")
                 .body(ByteStream::from(bytes))
                 .send()
@@ -494,6 +655,9 @@ impl Storage for S3Storage {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             let key = self.key(name);
+            if self.lock_days.is_some() {
+                return self.delete_versions(&key).await;
+            }
             self.client
                 .delete_object()
                 .bucket(&self.bucket)

@@ -8,7 +8,9 @@
 //! through [`run`] and reaches the clusters and stages as [`Demo::env`].
 
 mod backup;
+mod cap;
 mod logs;
+mod notify;
 mod restore;
 mod size;
 mod verify;
@@ -46,10 +48,12 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("migrate", |d| Box::pin(stage_migrate(d))),
         ("ingest", |d| Box::pin(logs::ingest_stage(d))),
         ("purge", |d| Box::pin(logs::purge_stage(d))),
+        ("cap", |d| Box::pin(cap::stage(d))),
         ("size", |d| Box::pin(size::stage(d))),
         ("backup", |d| Box::pin(backup::stage(d))),
         ("restore", |d| Box::pin(restore::restore_stage(d))),
         ("verify", |d| Box::pin(verify::stage(d))),
+        ("notify", |d| Box::pin(notify::stage(d))),
     ]
 }
 

@@ -25,6 +25,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
         jobs: run::default_jobs(),
         force: false,
         no_owner: false,
+        create_roles: false,
         key_file: None,
         pg_bindir: d.config.backup.pg_bindir.as_deref(),
         env: &d.env,

@@ -22,8 +22,12 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
             )
         })
         .unwrap_or_default();
+    let warnings = match r.warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} size-cap warning(s): the cap, not the windows, decides)"),
+    };
     Ok(StageResult::Done(format!(
-        "database {} with logs {} in {} rows; for {} sessions {tier}: status {}",
+        "database {} with logs {} in {} rows; for {} sessions {tier}: status {}{warnings}",
         bytes(r.database_bytes),
         bytes(r.logs_bytes),
         r.logs_rows,
