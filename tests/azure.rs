@@ -4,7 +4,8 @@
 //! blocks, staged as the dump streams and committed at the end), lists, verifies (the stored
 //! bytes hash to the manifest's SHA-256), prunes and restores onto a standby cluster. A backup
 //! interrupted mid-upload lists nothing (its blocks stay uncommitted); a wrong key or SAS is a
-//! clear failure that never shows the secret; missing credentials are a usage error.
+//! clear failure that never shows the secret; missing credentials are a usage error. `backups
+//! copy` puts a directory backup into a container, where it lists and verifies.
 
 #[path = "common/azurite.rs"]
 mod azurite;
@@ -342,4 +343,28 @@ fn a_sas_token_in_the_connection_string_works_and_a_bad_one_is_never_shown() {
     assert!(r.stderr.contains("SAS token"), "{}", r.stderr);
     no_secret(&r, bad.rsplit_once("sig=").unwrap().1);
     no_secret(&r, "sig=");
+}
+
+#[test]
+fn a_backup_is_copied_into_a_container_and_verifies_there() {
+    let src = source_db_of(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("b");
+    let from = from.to_str().unwrap();
+    let r = ok(kasm(&["backup", "--json", "--db", &src, "--to", from]));
+    let id = json(&r)["id"].as_str().unwrap().to_string();
+    let container = azurite::container();
+    let to = format!("az://{container}/copies");
+    ok(kasm(&["backups", "copy", &id, "--from", from, "--to", &to]));
+    let blobs = azurite::blobs(&container);
+    assert!(
+        blobs.contains(&format!("copies/{id}/manifest.json")),
+        "{blobs:?}"
+    );
+    let listed = json(&ok(kasm(&["backups", "list", "--json", "--from", &to])));
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    let v = json(&ok(kasm(&[
+        "backups", "verify", &id, "--json", "--from", &to,
+    ])));
+    assert_eq!(v["ok"], true, "{v}");
 }
