@@ -265,7 +265,9 @@ pub struct ForwardArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Where to write: s3://bucket/prefix, file:///abs/dir or /abs/dir (default: backup.to).
+    /// Where to write: s3://bucket/prefix, az://container/prefix (Azure Blob Storage; credentials
+    /// from AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or
+    /// AZURE_STORAGE_SAS_TOKEN), file:///abs/dir or /abs/dir (default: backup.to).
     /// In a directory, files are created 0600 and folders 0700 whatever the umask
     /// (backup.file_mode, e.g. "0640" for group read); a world-writable one gets a warning.
     #[arg(long, value_name = "TARGET")]
@@ -361,7 +363,8 @@ pub enum BackupsCommand {
     /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
     /// newest complete backup is always kept; partial leftovers older than a day are removed.
     /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
-    /// implement that gets a warning (`warnings` in --json) and the prune still succeeds.
+    /// implement that gets a warning (`warnings` in --json) and the prune still succeeds. On
+    /// Azure, blocks of dead runs are never committed and Azure discards them after 7 days.
     Prune {
         /// The target to prune (default: backup.to).
         #[arg(long, value_name = "TARGET")]
@@ -389,8 +392,8 @@ pub enum BackupsCommand {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Where the backups are: s3://bucket/prefix, file:///abs/dir or /abs/dir (default:
-    /// backup.to).
+    /// Where the backups are: s3://bucket/prefix, az://container/prefix, file:///abs/dir or
+    /// /abs/dir (default: backup.to).
     #[arg(long, value_name = "TARGET")]
     pub from: Option<String>,
 

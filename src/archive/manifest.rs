@@ -230,6 +230,13 @@ pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> Str
     let unpack = codec.unpack_command();
     let fetch = if location.starts_with("s3://") {
         format!("aws s3 cp {location} - | {unpack}")
+    } else if let Some((container, blob)) = location
+        .strip_prefix("az://")
+        .and_then(|l| l.split_once('/'))
+    {
+        format!(
+            "az storage blob download --container-name {container} --name {blob} --file /dev/stdout | {unpack}"
+        )
     } else {
         format!("{unpack} {location}")
     };
@@ -405,6 +412,12 @@ mod tests {
         assert!(
             restore_recipe("s3://b/p/x/dump.gz", None, Codec::Gzip)
                 .starts_with("createdb NEWDB && aws s3 cp s3://b/p/x/dump.gz - | gunzip -c |")
+        );
+        assert!(
+            restore_recipe("az://c/p/x/dump.gz", None, Codec::Gzip).starts_with(
+                "createdb NEWDB && az storage blob download --container-name c --name p/x/dump.gz \
+                 --file /dev/stdout | gunzip -c |"
+            )
         );
         assert_eq!(
             restore_recipe("/b/x/dump.zst", None, Codec::Zstd),

@@ -1,5 +1,6 @@
-//! Where backups go: parse a TARGET (`s3://bucket/prefix`, `file:///abs/dir`, `/abs/dir`) into a
-//! [`Target`], and resolve `--to`/`--from` against `backup.to`.
+//! Where backups go: parse a TARGET (`s3://bucket/prefix`, `az://container/prefix`,
+//! `file:///abs/dir`, `/abs/dir`) into a [`Target`], and resolve `--to`/`--from` against
+//! `backup.to`.
 //!
 //! Pure: no I/O. Never accepts a relative path (a cron job's working directory is not a place
 //! to keep backups); that is a usage error that says what is accepted.
@@ -15,6 +16,21 @@ pub enum Target {
     Dir(PathBuf),
     /// An S3 (or S3-compatible) bucket and a key prefix without leading/trailing slashes.
     S3 { bucket: String, prefix: String },
+    /// An Azure Blob Storage container (of the account the Azure variables name) and a blob
+    /// name prefix without leading/trailing slashes.
+    Azure { container: String, prefix: String },
+}
+
+/// Azure's rule for container names: 3-63 lowercase letters, digits and single hyphens, starting
+/// and ending with a letter or digit (`$root` aside, which kasm-db does not use).
+fn valid_container(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
 }
 
 impl Target {
@@ -23,7 +39,8 @@ impl Target {
         let text = text.trim();
         let bad = |why: &str| {
             Error::usage(format!(
-                "backup target {text:?} {why}: use s3://bucket/prefix, file:///abs/dir or /abs/dir"
+                "backup target {text:?} {why}: use s3://bucket/prefix, az://container/prefix, \
+                 file:///abs/dir or /abs/dir"
             ))
         };
         if let Some(rest) = text.strip_prefix("s3://") {
@@ -33,6 +50,22 @@ impl Target {
             }
             return Ok(Target::S3 {
                 bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("az://") {
+            let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if container.is_empty() {
+                return Err(bad("names no container"));
+            }
+            if !valid_container(container) {
+                return Err(bad(
+                    "names an invalid Azure container (3-63 lowercase letters, digits and \
+                     single hyphens)",
+                ));
+            }
+            return Ok(Target::Azure {
+                container: container.to_string(),
                 prefix: prefix.trim_matches('/').to_string(),
             });
         }
@@ -72,6 +105,10 @@ impl fmt::Display for Target {
             Target::Dir(p) => write!(f, "{}", p.display()),
             Target::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Target::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Target::Azure { container, prefix } if prefix.is_empty() => {
+                write!(f, "az://{container}")
+            }
+            Target::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
         }
     }
 }
@@ -105,6 +142,41 @@ mod tests {
             Target::Dir("/mnt/nfs/x".into())
         );
         assert_eq!(Target::parse("s3://b/p").unwrap().to_string(), "s3://b/p");
+    }
+
+    #[test]
+    fn parses_azure_containers() {
+        assert_eq!(
+            Target::parse("az://kasm-backups/prod/db/").unwrap(),
+            Target::Azure {
+                container: "kasm-backups".into(),
+                prefix: "prod/db".into()
+            }
+        );
+        assert_eq!(
+            Target::parse("az://kasm").unwrap(),
+            Target::Azure {
+                container: "kasm".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            Target::parse("az://abc/p").unwrap().to_string(),
+            "az://abc/p"
+        );
+        assert_eq!(Target::parse("az://abc").unwrap().to_string(), "az://abc");
+        for bad in [
+            "az://",
+            "az:///p",
+            "az://Kasm/p",
+            "az://ab",
+            "az://a--b",
+            "az://-ab/p",
+        ] {
+            let e = Target::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Usage, "{bad}");
+            assert!(e.to_string().contains("az://container/prefix"), "{e}");
+        }
     }
 
     #[test]

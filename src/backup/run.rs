@@ -271,7 +271,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         }),
         server_side_encryption: match job.target {
             Target::S3 { .. } => job.config.s3.sse.clone(),
-            Target::Dir(_) => None,
+            Target::Dir(_) | Target::Azure { .. } => None,
         },
         exclude_logs: job.exclude_logs,
         excluded: excluded_roots,

@@ -5,6 +5,7 @@
 //! testable. Unknown keys are errors that name the key and where it came from (file or variable).
 //! Nothing here connects anywhere or prints a secret: tokens are [`Secret`]s.
 
+pub mod azure;
 pub mod byte_size;
 pub mod compression;
 pub mod duration;
@@ -38,6 +39,10 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub sizing: SizingConfig,
     pub notify: notify::NotifyConfig,
+    /// Not a section: the standard Azure Storage variables of the environment, for `az://`
+    /// targets (set by [`Config::load`] from its `env`; no file key sets them).
+    #[serde(skip)]
+    pub azure: azure::AzureEnv,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,7 +151,7 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
-    /// s3://bucket/prefix, file:///dir or /dir.
+    /// s3://bucket/prefix, az://container/prefix, file:///dir or /dir.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub to: Option<String>,
     pub exclude_logs: bool,
@@ -354,9 +359,10 @@ impl Config {
                 vars.join(", ")
             )));
         }
-        let config = Self::from_table(&table)
+        let mut config = Self::from_table(&table)
             .map_err(|e| Error::usage(format!("invalid configuration: {e}")))?;
         config.validate()?;
+        config.azure = azure::AzureEnv::from_env(env);
         Ok(config)
     }
 

@@ -3,10 +3,11 @@
 //!
 //! Object names are relative keys with `/` separators (`<id>/dump.gz`). The rule every
 //! implementation keeps: an object becomes visible under its name only once it is complete
-//! (temporary name + rename, or a completed multipart upload); a stream that ends without
+//! (temporary name + rename, a completed multipart upload, a committed block list); a stream that ends without
 //! [`Piece::End`] leaves nothing under the name and no upload behind. This module is the only
 //! place that does I/O on backup objects; it never logs a credential.
 
+pub mod azure;
 pub mod fs;
 pub mod s3;
 
@@ -102,13 +103,18 @@ pub async fn get_small(storage: &dyn Storage, name: &str) -> Result<Option<Vec<u
     Ok(Some(buf))
 }
 
-/// Open the storage for `target`: `[s3]` settings for bucket targets, `backup.file_mode` for
-/// directories.
+/// Open the storage for `target`: `[s3]` settings for bucket targets, the Azure variables
+/// carried by the configuration for containers, `backup.file_mode` for directories.
 pub async fn open(target: &Target, config: &Config) -> Result<Arc<dyn Storage>> {
     Ok(match target {
         Target::Dir(dir) => Arc::new(fs::FsStorage::new(dir.clone(), config.backup.file_mode)),
         Target::S3 { bucket, prefix } => {
             Arc::new(s3::S3Storage::connect(bucket.clone(), prefix.clone(), &config.s3).await?)
         }
+        Target::Azure { container, prefix } => Arc::new(azure::AzureStorage::open(
+            container.clone(),
+            prefix.clone(),
+            &config.azure,
+        )?),
     })
 }
