@@ -45,15 +45,17 @@ pub async fn backups_for(config: &Config) -> Backups {
         let manifests = crate::archive::catalog::complete(storage.as_ref()).await?;
         let mut points = Vec::with_capacity(manifests.len());
         for m in manifests {
-            let verified = crate::archive::verification::latest(storage.as_ref(), &m.id)
-                .await
-                .map(|v| v.ok);
+            let record = crate::archive::verification::latest(storage.as_ref(), &m.id).await;
+            let verified = record.as_ref().map(|v| v.ok);
+            let recovery_s = record.as_ref().and_then(|v| v.recovery_s());
             points.push(crate::report::BackupPoint {
                 id: m.id,
                 created: m.created,
                 size_bytes: m.size_bytes,
                 duration_s: Some(m.timings.total_s),
                 verified,
+                alembic_version: m.alembic_version,
+                recovery_s,
             });
         }
         Ok::<_, crate::Error>(points)

@@ -16,6 +16,8 @@
 pub mod archive_offsets;
 pub mod creation;
 pub mod fetch;
+pub mod guard;
+pub mod logs_later;
 pub mod pgrestore;
 pub mod plan;
 pub mod progress;
