@@ -19,7 +19,7 @@
 //! partition dropped meanwhile (retention) is recorded as skipped. When none is pending the
 //! state schema is dropped.
 //!
-//! Testing hook (documented in docs/operations.md): with `KASM_DB_TEST_LOGS_LATER_PAUSE_AFTER=N`
+//! Testing hook (documented in docs/operations.md): with `KASMDB_TEST_LOGS_LATER_PAUSE_AFTER=N`
 //! in the environment, phase 2 stops making progress after N committed entries (as if stuck), so
 //! a test can `kill -9` the process at a known point.
 //!
@@ -45,7 +45,7 @@ use tokio::io::AsyncBufReadExt;
 pub const STATE_SCHEMA: &str = "kasm_db_restore";
 pub const STATE_TABLE: &str = "kasm_db_restore.logs_later";
 /// The testing hook's environment variable (see the module's documentation).
-pub const PAUSE_ENV: &str = "KASM_DB_TEST_LOGS_LATER_PAUSE_AFTER";
+pub const PAUSE_ENV: &str = "KASMDB_TEST_LOGS_LATER_PAUSE_AFTER";
 /// COPY data is sent in chunks of about this size.
 const CHUNK: usize = 256 << 10;
 
