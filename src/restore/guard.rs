@@ -31,6 +31,14 @@ pub async fn inspect(target: &DbTarget, retry: Retry) -> Result<Found> {
     })
 }
 
+/// The warning when the existing target database could not be read.
+pub fn uninspected(name: &str, e: &Error) -> String {
+    format!(
+        "could not read the target database {name} ({e}): its Kasm schema revision \
+         (alembic_version) was not compared with the backup's"
+    )
+}
+
 /// Refuse a backup of another Kasm schema revision than the target's without `force`; with it,
 /// the warning that says what was replaced. Pure.
 pub fn alembic(

@@ -429,7 +429,15 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     let mut guarded = Vec::new();
     let mut target_alembic_version = None;
     if existing.is_some() {
-        let found = guard::inspect(job.target, job.retry).await?;
+        let found = match guard::inspect(job.target, job.retry).await {
+            Ok(found) => found,
+            // A database this role may not connect to is still replaced as before.
+            Err(e) if e.kind() == crate::error::Kind::Failed => {
+                guarded.push(guard::uninspected(&name, &e));
+                guard::Found::default()
+            }
+            Err(e) => return Err(e),
+        };
         guarded.extend(guard::pending(&name, &found.logs_pending, job.force)?);
         guarded.extend(guard::alembic(
             &name,
