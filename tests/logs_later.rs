@@ -5,7 +5,7 @@
 //! durations reported) and on kasm-db's partitioned one interrupted by `kill -9` after the swap
 //! (through the documented pause hook), with rows ingested meanwhile, then finished with
 //! `--resume`: every backed-up row exactly once, the new rows kept. And the restore test's
-//! duration recorded in `verified.json`.
+//! duration recorded in `verified.json` and exported by `serve` on `/metrics`.
 
 mod common;
 #[path = "common/kasm.rs"]
@@ -384,4 +384,51 @@ fn the_restore_tests_duration_is_recorded_beside_the_backup() {
     let secs = v["duration_s"].as_f64().unwrap();
     assert!(secs > 0.0, "{v}");
     assert_eq!(json(&r)["duration_s"].as_f64(), Some(secs));
+
+    // serve exports it as the last measured recovery time of its backup.to.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = kasm_db(&["serve", "--db", &fresh_db()])
+        .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-metrics-test")
+        .env("KASM_DB_BACKUP_TO", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let series = format!(
+        "kasm_db_restore_last_duration_seconds{{target=\"{}\"}} ",
+        dir.path().display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let value = loop {
+        if let Some(v) = metrics(port)
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
+        {
+            break v;
+        }
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        assert!(Instant::now() < deadline, "{}", metrics(port));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(value, secs);
+}
+
+/// The body of `GET /metrics` on `port` (empty while nothing listens).
+fn metrics(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
 }
