@@ -73,8 +73,8 @@ struct LogsLater {
     logs_s: f64,
 }
 
-impl From<crate::restore::logs_later::Loaded> for LogsLater {
-    fn from(l: crate::restore::logs_later::Loaded) -> Self {
+impl From<crate::restore::logs_load::Loaded> for LogsLater {
+    fn from(l: crate::restore::logs_load::Loaded) -> Self {
         LogsLater {
             tables: l.tables,
             rows: l.rows,

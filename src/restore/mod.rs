@@ -18,6 +18,7 @@ pub mod creation;
 pub mod fetch;
 pub mod guard;
 pub mod logs_later;
+pub mod logs_load;
 pub mod pgrestore;
 pub mod plan;
 pub mod progress;

@@ -30,6 +30,7 @@ use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
 use super::guard;
 use super::logs_later;
+use super::logs_load;
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
 use super::progress::{Progress, Stop, interrupted};
@@ -93,7 +94,7 @@ pub struct Restored {
     /// From the start to the swap: how long the application had no database.
     pub until_swap_s: f64,
     /// `--logs-later`: the logs data loaded after the swap.
-    pub logs: Option<logs_later::Loaded>,
+    pub logs: Option<logs_load::Loaded>,
     /// The existing target database's Kasm schema revision, when it had one.
     pub target_alembic_version: Option<String>,
 }
@@ -508,8 +509,8 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     let until_swap_s = started.elapsed().as_secs_f64();
     let logs = if job.logs_later {
         p.stage(format!("{name} is back; loading its logs data"));
-        let r = logs_later::load(
-            logs_later::Load {
+        let r = logs_load::load(
+            logs_load::Load {
                 bin: &bin,
                 archive: &fetched.path,
                 db: job.target,
@@ -563,7 +564,7 @@ fn unfinished(e: Error, name: &str, previous: Option<&str>, until_swap_s: f64) -
 #[derive(Debug, Clone)]
 pub struct Resumed {
     pub database: String,
-    pub logs: logs_later::Loaded,
+    pub logs: logs_load::Loaded,
     pub fetch_s: f64,
     pub duration_s: f64,
 }
@@ -582,8 +583,8 @@ pub async fn resume_logs(job: RestoreSpec<'_>) -> Result<Resumed> {
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     let fetch_s = t.elapsed().as_secs_f64();
     p.stage(format!("loading the logs data into {name}"));
-    let logs = logs_later::load(
-        logs_later::Load {
+    let logs = logs_load::load(
+        logs_load::Load {
             bin: &bin,
             archive: &fetched.path,
             db: job.target,
