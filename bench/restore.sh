@@ -5,7 +5,8 @@
 # generated log records in kasm-db's `logs`). kasm-db's time includes everything it does:
 # reading and checking the object (size, SHA-256), gunzip to scratch space, writing the
 # archive's data offsets, `pg_restore -j`,
-# the row-count checks, ANALYZE and the swap. pg_restore -j N is shown too, for reference.
+# the row-count checks, ANALYZE and the swap. pg_restore -j N is shown too, for reference. And
+# `restore --logs-later` (issue 17): the time until the swap vs the plain restore's, as a ratio.
 #
 # Usage: bench/restore.sh [PGBENCH_SCALE] [LOG_ROWS]   (defaults 30 and 1000000: the issue's ~650 MB recipe, 988 MB here)
 # Env:   BENCH_BIN   the kasm-db binary (default: target/release/kasm-db, built if missing)
@@ -37,6 +38,10 @@ pno_s=$secs
 # The target does not exist yet (a fresh standby): no previous database, same work otherwise.
 measure kasm "$BIN" restore -q --json --jobs "$JOBS" --from "$work/backups" --target "postgres:///restored"
 kr_s=$secs; kr_rss=$rss
+# --logs-later onto another fresh database: how long until the swap (the application can
+# connect), then the logs loaded into the live database.
+measure kasm_ll "$BIN" restore -q --json --jobs "$JOBS" --logs-later --from "$work/backups" --target "postgres:///restored_ll"
+kll_s=$secs
 rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$work/kasm.out")
 same=$("$bindir/psql" -X -At -d restored -c "SELECT count(*) FROM pgbench_accounts") 
 
@@ -54,6 +59,15 @@ print(f"kasm-db breakdown: fetch+check+gunzip {j['fetch_s']:.2f} s, pg_restore {
       f"row counts+ANALYZE {j['check_s']:.2f} s, total {j['duration_s']:.2f} s")
 PY
 echo "kasm-db restored $rows rows (row counts checked against the manifest); pgbench_accounts: $same"
+python3 - "$work/kasm_ll.out" "$work/kasm.out" <<'PY'
+import json, sys
+ll = json.load(open(sys.argv[1])); plain = json.load(open(sys.argv[2]))
+d = ll["durations"]
+print(f"kasm-db restore --logs-later: swapped in after {d['until_swap_s']:.2f} s, logs "
+      f"({ll['logs_later']['rows']} rows) loaded {d['logs_s']:.2f} s later, total {d['total_s']:.2f} s")
+print(f"time to swap  --logs-later / plain restore: {d['until_swap_s'] / plain['durations']['until_swap_s']:.2f}x "
+      f"({d['until_swap_s']:.2f} s vs {plain['durations']['until_swap_s']:.2f} s)")
+PY
 python3 - "$pr_s" "$kr_s" <<'PY'
 import sys
 pr, kr = (float(x) for x in sys.argv[1:3])

@@ -436,6 +436,17 @@ pub struct RestoreArgs {
     /// server (the major-upgrade recipe in docs/operations.md).
     #[arg(long, value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+
+    /// Swap the database in before its logs data is loaded (Kasm needs none of it to serve
+    /// users), then load the logs into the live database; both times are reported. An
+    /// interrupted load is finished by `--logs-later --resume`.
+    #[arg(long)]
+    pub logs_later: bool,
+
+    /// With --logs-later: only load the logs data that an interrupted --logs-later restore of
+    /// --target left missing (each table exactly once); the backup is the one that restore used.
+    #[arg(long, requires = "logs_later")]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]

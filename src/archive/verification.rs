@@ -21,7 +21,7 @@ pub enum Check {
     Restore,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub at: DateTime<Utc>,
     pub check: Check,
@@ -29,17 +29,30 @@ pub struct Verification {
     /// Why not ok, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// How long the check took, in seconds: for the full restore test, the measured recovery
+    /// time of this backup (fetch, check, pg_restore, row counts). `None` in records written
+    /// before kasm-db recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
 }
 
 impl Verification {
     /// A verification that ran now.
-    pub fn now(check: Check, ok: bool, problem: Option<String>) -> Self {
+    pub fn now(check: Check, ok: bool, problem: Option<String>, duration_s: f64) -> Self {
         Verification {
             at: Utc::now(),
             check,
             ok,
             problem: if ok { None } else { problem },
+            duration_s: Some(duration_s),
         }
+    }
+
+    /// The measured recovery time: the duration of a passed full restore test.
+    pub fn recovery_s(&self) -> Option<f64> {
+        (self.ok && self.check == Check::Restore)
+            .then_some(self.duration_s)
+            .flatten()
     }
 }
 
@@ -94,10 +107,30 @@ mod tests {
             check: Check::Restore,
             ok: false,
             problem: Some("public.users has 999 rows, the manifest says 1000".into()),
+            duration_s: Some(12.5),
         };
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains("\"check\":\"restore\""), "{text}");
+        assert!(text.contains("\"duration_s\":12.5"), "{text}");
         assert_eq!(serde_json::from_str::<Verification>(&text).unwrap(), v);
+        // A failed test measures no recovery time; a passed one does.
+        assert_eq!(v.recovery_s(), None);
+        let passed = Verification {
+            ok: true,
+            problem: None,
+            ..v.clone()
+        };
+        assert_eq!(passed.recovery_s(), Some(12.5));
+        let checksum = Verification {
+            check: Check::Checksum,
+            ..passed.clone()
+        };
+        assert_eq!(checksum.recovery_s(), None);
+        // Records written before the duration was kept still read.
+        let old: Verification =
+            serde_json::from_str(r#"{"at":"2026-11-24T03:30:00Z","check":"restore","ok":true}"#)
+                .unwrap();
+        assert_eq!((old.duration_s, old.recovery_s()), (None, None));
         assert_eq!(
             name("20261124T030000Z-ab12cd"),
             "20261124T030000Z-ab12cd/verified.json"

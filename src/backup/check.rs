@@ -316,6 +316,7 @@ mod tests {
                 check: Check::Checksum,
                 ok,
                 problem: (!ok).then(|| "SHA-256 differs".to_string()),
+                duration_s: None,
             }),
             duration_s: 30.0,
         }

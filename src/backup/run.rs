@@ -403,45 +403,9 @@ async fn refuse_unreadable(
     )))
 }
 
-/// Kasm's schema revision: `alembic_version.version_num` (several heads joined by `,`), read in
-/// the open snapshot. `None` without such a table (public's first), when it is empty, or when
-/// this role may not read it (then with a warning: pg_dump will say more if it matters).
+/// Kasm's schema revision ([`crate::db::kasm_schema::alembic_version`]).
 async fn alembic_version(client: &tokio_postgres::Client) -> Result<Option<String>> {
-    let table: Option<(String, bool)> = client
-        .query_opt(
-            "SELECT format('%I.%I', n.nspname, c.relname), has_table_privilege(c.oid, 'SELECT')
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version_num'
-                                 AND NOT a.attisdropped
-             WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p', 'v')
-               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-             ORDER BY n.nspname <> 'public', n.nspname LIMIT 1",
-            &[],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1)));
-    let Some((table, readable)) = table else {
-        return Ok(None);
-    };
-    if !readable {
-        tracing::warn!(
-            table,
-            "cannot read alembic_version (permission denied); not recorded"
-        );
-        return Ok(None);
-    }
-    let heads: Vec<String> = client
-        .query(
-            &format!(
-                "SELECT version_num::text FROM {table} WHERE version_num IS NOT NULL ORDER BY 1"
-            ),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    Ok((!heads.is_empty()).then(|| heads.join(",")))
+    crate::db::kasm_schema::alembic_version(client).await
 }
 
 /// Ordinary tables (partitions included, partitioned parents not) whose data pg_dump dumps.

@@ -54,7 +54,9 @@ pub async fn backups_for(config: &Config, now: chrono::DateTime<chrono::Utc>) ->
                     created: l.created,
                     size_bytes: l.size_bytes,
                     duration_s: Some(l.duration_s),
-                    verified: l.verified.map(|v| v.ok),
+                    verified: l.verified.as_ref().map(|v| v.ok),
+                    recovery_s: l.verified.as_ref().and_then(|v| v.recovery_s()),
+                    alembic_version: l.alembic_version,
                 })
                 .collect(),
             target,

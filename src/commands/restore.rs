@@ -49,6 +49,43 @@ struct RestoreReport {
     /// What `--create-roles` did: roles created, those the target had, login roles left
     /// without a password and the statement for each; null without the flag.
     roles: Option<RolesOutcome>,
+    /// The replaced database's revision; null without that table or without a database.
+    target_alembic_version: Option<String>,
+    /// The recovery time, measured: `until_swap_s` is how long the application had no
+    /// database, `logs_s` the `--logs-later` load after it (null without), `total_s` all.
+    durations: Durations,
+    /// `--logs-later`: what was loaded after the swap (null without the flag).
+    logs_later: Option<LogsLater>,
+}
+
+#[derive(Serialize)]
+struct Durations {
+    until_swap_s: f64,
+    logs_s: Option<f64>,
+    total_s: f64,
+    fetch_s: f64,
+    restore_s: f64,
+    check_s: f64,
+}
+
+#[derive(Serialize)]
+struct LogsLater {
+    tables: usize,
+    rows: i64,
+    /// Tables dropped since the swap (retention), whose data was not loaded.
+    skipped: Vec<String>,
+    logs_s: f64,
+}
+
+impl From<crate::restore::logs_load::Loaded> for LogsLater {
+    fn from(l: crate::restore::logs_load::Loaded) -> Self {
+        LogsLater {
+            tables: l.tables,
+            rows: l.rows,
+            skipped: l.skipped,
+            logs_s: l.logs_s,
+        }
+    }
 }
 
 /// `kasm-db restore`.
@@ -63,6 +100,9 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         return Err(Error::usage("--jobs must be at least 1"));
     }
     let store = storage::open(&from, &ctx.config).await?;
+    if args.resume {
+        return resume(ctx, args, store.as_ref(), &target).await;
+    }
     let m = catalog::find(store.as_ref(), &args.backup).await?;
     let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
@@ -80,6 +120,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         env: &ctx.env,
         retry: ctx.retry(),
         progress: ctx.interactive,
+        logs_later: args.logs_later,
     })
     .await?;
     let text = format!(
@@ -111,7 +152,16 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         }
     ) + &excluded_text(&m)
         + &roles_text(r.roles.as_ref())
+        + &logs_text(&r)
         + &properties_text(&r.properties, &r.warnings);
+    let durations = Durations {
+        until_swap_s: r.until_swap_s,
+        logs_s: r.logs.as_ref().map(|l| l.logs_s),
+        total_s: r.duration_s,
+        fetch_s: r.fetch_s,
+        restore_s: r.restore_s,
+        check_s: r.check_s,
+    };
     let report = RestoreReport {
         backup: m.id.clone(),
         database: r.database,
@@ -132,6 +182,106 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         excluded: m.excluded_tables(),
         alembic_version: m.alembic_version.clone(),
         roles: r.roles,
+        target_alembic_version: r.target_alembic_version,
+        durations,
+        logs_later: r.logs.map(LogsLater::from),
+    };
+    Ok(Outcome::new(&report, text))
+}
+
+/// The summary's lines about the time to the swap and the logs loaded after it.
+fn logs_text(r: &run::Restored) -> String {
+    match &r.logs {
+        Some(l) => format!(
+            "\n  --logs-later: swapped in after {:.1} s; then {} logs table(s), {} rows loaded into \
+             the live database in {:.1} s{}",
+            r.until_swap_s,
+            l.tables,
+            l.rows,
+            l.logs_s,
+            if l.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; gone since the swap, not loaded: {}",
+                    l.skipped.join(", ")
+                )
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+#[derive(Serialize)]
+struct ResumeReport {
+    backup: String,
+    database: String,
+    resumed: bool,
+    durations: ResumeDurations,
+    logs_later: LogsLater,
+}
+
+#[derive(Serialize)]
+struct ResumeDurations {
+    fetch_s: f64,
+    logs_s: f64,
+    total_s: f64,
+}
+
+/// `restore --logs-later --resume`: load what an interrupted `--logs-later` restore left.
+async fn resume(
+    ctx: &Ctx,
+    args: &RestoreArgs,
+    store: &dyn storage::Storage,
+    target: &DbTarget,
+) -> Result<Outcome> {
+    let name = target.dbname().to_string();
+    let Some(id) = crate::restore::logs_later::state_backup(target, ctx.retry()).await? else {
+        return Err(Error::failed(format!(
+            "{name} has no unfinished --logs-later restore: nothing to resume"
+        )));
+    };
+    if args.backup != "latest" && args.backup != id {
+        return Err(Error::usage(format!(
+            "the unfinished --logs-later restore of {name} is of backup {id}, not {}",
+            args.backup
+        )));
+    }
+    let m = catalog::find(store, &id).await?;
+    let r = run::resume_logs(RestoreSpec {
+        storage: store,
+        manifest: &m,
+        target,
+        jobs: args.jobs.unwrap_or_else(run::default_jobs),
+        force: args.force,
+        no_owner: args.no_owner,
+        key_file: ctx.config.backup.encryption_key_file.as_deref(),
+        pg_bindir: args
+            .pg_bindir
+            .as_deref()
+            .or(ctx.config.backup.pg_bindir.as_deref()),
+        env: &ctx.env,
+        retry: ctx.retry(),
+        progress: ctx.interactive,
+        logs_later: true,
+        create_roles: false,
+    })
+    .await?;
+    let text = format!(
+        "loaded the rest of backup {id}'s logs data into {}: {} table(s), {} rows in {:.1} s; \
+         nothing is missing now",
+        r.database, r.logs.tables, r.logs.rows, r.duration_s
+    );
+    let report = ResumeReport {
+        backup: id,
+        database: r.database,
+        resumed: true,
+        durations: ResumeDurations {
+            fetch_s: r.fetch_s,
+            logs_s: r.logs.logs_s,
+            total_s: r.duration_s,
+        },
+        logs_later: r.logs.into(),
     };
     Ok(Outcome::new(&report, text))
 }

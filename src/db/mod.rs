@@ -5,6 +5,7 @@
 //! This module never logs or returns a password; it describes targets with
 //! [`DbTarget::redacted`].
 
+pub mod kasm_schema;
 pub mod libpq;
 pub mod locks;
 pub mod migrate;

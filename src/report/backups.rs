@@ -143,11 +143,12 @@ pub fn section(out: &mut String, backups: &Backups) {
                 .map(|(l, c)| (l.to_string(), c.to_string()))
                 .collect();
             legend(out, &items);
-            out.push_str(r#"<table><thead><tr><th>backup</th><th>created</th><th class="num">size</th><th class="num">duration</th><th>verified</th></tr></thead><tbody>"#);
+            recovery(out, &points);
+            out.push_str(r#"<table><thead><tr><th>backup</th><th>created</th><th class="num">size</th><th class="num">duration</th><th>verified</th><th class="num">restore test</th><th>alembic_version</th></tr></thead><tbody>"#);
             for p in points.iter().rev().take(10) {
                 let _ = write!(
                     out,
-                    r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                    r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
                     esc(&p.id),
                     p.created.format("%Y-%m-%d %H:%M"),
                     esc(&bytes(p.size_bytes)),
@@ -155,13 +156,37 @@ pub fn section(out: &mut String, backups: &Backups) {
                         .duration_s
                         .map(|d| Unit::Seconds.format(d))
                         .unwrap_or_default()),
-                    verified_style(p).0
+                    verified_style(p).0,
+                    esc(&p
+                        .recovery_s
+                        .map(|d| Unit::Seconds.format(d))
+                        .unwrap_or_default()),
+                    esc(p.alembic_version.as_deref().unwrap_or(""))
                 );
             }
             out.push_str("</tbody></table>");
         }
     }
     out.push_str("</section>");
+}
+
+/// The last measured recovery time: the newest backup's passed full restore test.
+fn recovery(out: &mut String, points: &[BackupPoint]) {
+    match points.iter().rev().find(|p| p.recovery_s.is_some()) {
+        Some(p) => {
+            let _ = write!(
+                out,
+                "<p>Last measured recovery time: <b>{}</b> (full restore test of backup {}: fetch, \
+                 checksum, pg_restore and row-count checks).</p>",
+                esc(&Unit::Seconds.format(p.recovery_s.unwrap_or(0.0))),
+                esc(&p.id)
+            );
+        }
+        None => out.push_str(
+            "<p>No measured recovery time: no backup has passed a full restore test \
+             (backups verify --scratch-db, or schedule.verify with backup.scratch_db).</p>",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -188,11 +213,20 @@ mod tests {
                     size_bytes: (5 + i as u64) << 20,
                     duration_s: Some(30.0 + i as f64),
                     verified: [Some(true), None, Some(false)][i as usize],
+                    alembic_version: Some(format!("rev{i}")),
+                    recovery_s: [Some(95.0), None, None][i as usize],
                 })
                 .collect(),
         };
         let html = render(&b);
         assert!(html.contains("Backups over time"));
+        assert!(
+            html.contains(
+                "Last measured recovery time: <b>95 s</b> (full restore test of backup b0"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<td>rev2</td>"), "{html}");
         assert_eq!(
             html.matches("<svg class=\"chart\"").count(),
             2,
@@ -252,6 +286,8 @@ mod tests {
                 size_bytes: 5 << 20,
                 duration_s: Some(3.0),
                 verified: None,
+                alembic_version: None,
+                recovery_s: None,
             })
             .collect();
         let html = render(&Backups::Listed {

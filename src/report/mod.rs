@@ -48,6 +48,10 @@ pub struct BackupPoint {
     pub duration_s: Option<f64>,
     /// `Some(true)` checked and good, `Some(false)` checked and bad, `None` not checked.
     pub verified: Option<bool>,
+    /// Kasm's schema revision in the backup (`alembic_version`), when it has one.
+    pub alembic_version: Option<String>,
+    /// The duration of its last passed full restore test: a measured recovery time.
+    pub recovery_s: Option<f64>,
 }
 
 /// What the backups section can show.

@@ -17,6 +17,9 @@
 pub mod archive_offsets;
 pub mod creation;
 pub mod fetch;
+pub mod guard;
+pub mod logs_later;
+pub mod logs_load;
 pub mod pgrestore;
 pub mod plan;
 pub mod progress;

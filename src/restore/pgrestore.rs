@@ -86,9 +86,22 @@ pub fn args(job: &PgRestoreRun<'_>) -> Vec<String> {
 }
 
 /// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
-pub async fn run(job: PgRestoreRun<'_>, mut on_table: impl FnMut(usize)) -> Result<()> {
+pub async fn run(job: PgRestoreRun<'_>, on_table: impl FnMut(usize)) -> Result<()> {
+    run_with(job, &[], on_table).await
+}
+
+/// [`run`] with `extra` arguments before the archive (`--section=...`, `-L LIST`).
+pub async fn run_with(
+    job: PgRestoreRun<'_>,
+    extra: &[String],
+    mut on_table: impl FnMut(usize),
+) -> Result<()> {
+    let mut a = args(&job);
+    let archive = a.pop();
+    a.extend(extra.iter().cloned());
+    a.extend(archive);
     let mut cmd = tokio::process::Command::new(&job.bin.path);
-    cmd.args(args(&job))
+    cmd.args(a)
         .env_clear()
         .envs(pgtools::child_env(job.env))
         .envs(job.db.libpq_env())

@@ -31,6 +31,9 @@
 use super::archive_offsets::{self, Indexed};
 use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
+use super::guard;
+use super::logs_later;
+use super::logs_load;
 use super::pgrestore::{self, PgRestore};
 use super::plan::{self, Difference};
 use super::progress::{Progress, Stop, interrupted};
@@ -69,6 +72,8 @@ pub struct RestoreSpec<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub retry: Retry,
     pub progress: bool,
+    /// `--logs-later`: swap in before the logs data is loaded ([`super::logs_later`]).
+    pub logs_later: bool,
 }
 
 /// A finished restore.
@@ -95,6 +100,12 @@ pub struct Restored {
     pub warnings: Vec<String>,
     /// What `--create-roles` did (`None` without it).
     pub roles: Option<RolesOutcome>,
+    /// From the start to the swap: how long the application had no database.
+    pub until_swap_s: f64,
+    /// `--logs-later`: the logs data loaded after the swap.
+    pub logs: Option<logs_load::Loaded>,
+    /// The existing target database's Kasm schema revision, when it had one.
+    pub target_alembic_version: Option<String>,
 }
 
 /// A finished scratch restore test (ok when `differences` is empty).
@@ -276,33 +287,45 @@ async fn load(
     p.stage(format!("pg_restore -j{} into {}", job.jobs, new.dbname()));
     let bar = p.bar.clone();
     let jobs = job.jobs;
-    pgrestore::run(
-        pgrestore::PgRestoreRun {
-            bin,
-            archive,
-            db: new,
-            jobs: job.jobs,
-            no_owner: job.no_owner,
-            env: job.env,
-        },
-        move |n| {
-            bar.set_message(format!(
-                "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
-            ))
-        },
-    )
-    .await?;
+    let run = pgrestore::PgRestoreRun {
+        bin,
+        archive,
+        db: new,
+        jobs: job.jobs,
+        no_owner: job.no_owner,
+        env: job.env,
+    };
+    let on_table = move |n| {
+        bar.set_message(format!(
+            "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
+        ))
+    };
+    // With --logs-later the logs tables are empty until after the swap.
+    let mut expected = m.tables.clone();
+    if job.logs_later {
+        let later = logs_later::restore_without_logs(run, m, job.retry, on_table).await?;
+        for t in expected.iter_mut() {
+            if later
+                .iter()
+                .any(|e| e.schema == t.schema && e.table == t.table)
+            {
+                t.rows = 0;
+            }
+        }
+    } else {
+        pgrestore::run(run, on_table).await?;
+    }
     p.done(format!("pg_restore into {} done", new.dbname()));
     p.stage("checking row counts and analyzing");
     let t = Instant::now();
     let bar = p.bar.clone();
-    let found = server::count_and_analyze(new, job.retry, &m.tables, jobs as usize, move |i| {
+    let found = server::count_and_analyze(new, job.retry, &expected, jobs as usize, move |i| {
         bar.set_message(format!(
             "checking row counts, ANALYZE: {i}/{ntables} table(s)"
         ))
     })
     .await?;
-    Ok((plan::compare(&m.tables, &found), t.elapsed().as_secs_f64()))
+    Ok((plan::compare(&expected, &found), t.elapsed().as_secs_f64()))
 }
 
 /// What steps 3–4 work with, once the target is checked and the archive fetched.
@@ -415,6 +438,28 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
+    // Kasm's schema revision and an unfinished --logs-later load of the existing database.
+    let mut guarded = Vec::new();
+    let mut target_alembic_version = None;
+    if existing.is_some() {
+        let found = match guard::inspect(job.target, job.retry).await {
+            Ok(found) => found,
+            // A database this role may not connect to is still replaced as before.
+            Err(e) if e.kind() == crate::error::Kind::Failed => {
+                guarded.push(guard::uninspected(&name, &e));
+                guard::Found::default()
+            }
+            Err(e) => return Err(e),
+        };
+        guarded.extend(guard::pending(&name, &found.logs_pending, job.force)?);
+        guarded.extend(guard::alembic(
+            &name,
+            job.manifest.alembic_version.as_deref(),
+            found.alembic_version.as_deref(),
+            job.force,
+        )?);
+        target_alembic_version = found.alembic_version;
+    }
     let roles_plan = if job.create_roles {
         let key = fetch::key_for(job.manifest, job.key_file)?;
         Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
@@ -465,6 +510,7 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     } = build(&loaded, &name, &props, &mut stop)
         .await
         .map_err(|e| roles::kept_on_failure(e, roles_done.as_ref()))?;
+    warnings.extend(guarded);
     let restore_s = t.elapsed().as_secs_f64();
     role_warnings.append(&mut warnings);
     let mut warnings = role_warnings;
@@ -474,7 +520,6 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
             creation::no_properties_warning(&job.manifest.id, existing.is_some()),
         );
     }
-    drop(fetched);
     if !diffs.is_empty() {
         let _ = server.drop_db(&new_name).await;
         return Err(Error::failed(format!(
@@ -498,6 +543,27 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
             "{name} is unchanged and the new database {new_name} was dropped"
         )));
     }
+    let until_swap_s = started.elapsed().as_secs_f64();
+    let logs = if job.logs_later {
+        p.stage(format!("{name} is back; loading its logs data"));
+        let r = logs_load::load(
+            logs_load::Load {
+                bin: &bin,
+                archive: &fetched.path,
+                db: job.target,
+                retry: job.retry,
+                jobs: job.jobs,
+                env: job.env,
+                backup: &job.manifest.id,
+            },
+            &mut stop,
+        )
+        .await;
+        Some(r.map_err(|e| unfinished(e, &name, previous.as_deref(), until_swap_s))?)
+    } else {
+        None
+    };
+    drop(fetched);
     let m = job.manifest;
     Ok(Restored {
         database: name,
@@ -515,6 +581,69 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
         properties,
         warnings,
         roles: roles_done,
+        until_swap_s,
+        logs,
+        target_alembic_version,
+    })
+}
+
+/// The error of a `--logs-later` restore whose logs phase did not finish: what is back, what is
+/// missing and the command that finishes it.
+fn unfinished(e: Error, name: &str, previous: Option<&str>, until_swap_s: f64) -> Error {
+    e.context(format!(
+        "the restore was swapped in as {name} after {until_swap_s:.1} s{} and serves, but its          logs data is not all loaded; finish it with `kasm-db restore --from TARGET --target          URL --logs-later --resume` (the same --from and --target): it loads only what is          missing, each table exactly once",
+        previous
+            .map(|p| format!(" (the previous database is kept as {p})"))
+            .unwrap_or_default()
+    ))
+}
+
+/// What `restore --logs-later --resume` did.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub database: String,
+    pub logs: logs_load::Loaded,
+    pub fetch_s: f64,
+    pub duration_s: f64,
+}
+
+/// `restore --logs-later --resume`: load the logs data a `--logs-later` restore of
+/// `job.target` left pending (the manifest is the state record's backup).
+pub async fn resume_logs(job: RestoreSpec<'_>) -> Result<Resumed> {
+    let started = Instant::now();
+    let mut stop = interrupted()?;
+    let p = Progress::new(job.progress);
+    let name = job.target.dbname().to_string();
+    let server = Server::connect(job.target, job.retry).await?;
+    let (bin, _) = prepare(&server, &job).await?;
+    server.lock(plan::base(&name)).await?;
+    let t = Instant::now();
+    let fetched = fetch_step(&job, &p, &mut stop).await?;
+    let fetch_s = t.elapsed().as_secs_f64();
+    p.stage(format!("loading the logs data into {name}"));
+    let logs = logs_load::load(
+        logs_load::Load {
+            bin: &bin,
+            archive: &fetched.path,
+            db: job.target,
+            retry: job.retry,
+            jobs: job.jobs,
+            env: job.env,
+            backup: &job.manifest.id,
+        },
+        &mut stop,
+    )
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "{name} still lacks some logs data; run the same command again to load the rest"
+        ))
+    })?;
+    Ok(Resumed {
+        database: name,
+        logs,
+        fetch_s,
+        duration_s: started.elapsed().as_secs_f64(),
     })
 }
 

@@ -442,6 +442,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
             };
             env.metrics
                 .set("backup_last_verify_ok", &[], if ok { 1.0 } else { 0.0 });
+            super::recovery::export(&env.metrics, &target.to_string(), &v.record);
             if !ok {
                 return Err(crate::Error::failed(format!(
                     "backup {} failed verification ({what})",

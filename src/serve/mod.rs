@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod lines;
 pub mod metrics;
 pub mod parse;
+pub mod recovery;
 pub mod schedule;
 pub mod spool;
 pub mod store;
@@ -126,6 +127,11 @@ pub async fn serve(
         &[],
         spool.as_ref().map_or(0.0, |s| s.bytes() as f64),
     );
+    // The last measured recovery time (the newest passed restore test), in the background.
+    {
+        let (metrics, cfg) = (metrics.clone(), cfg.clone());
+        tokio::spawn(async move { recovery::load(&metrics, &cfg).await });
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     // Bringing the database up; a failure it cannot retry away ends up in `fatal_rx`.

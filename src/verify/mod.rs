@@ -140,6 +140,7 @@ pub struct RestoreTest {
 /// Verify a backup and record the result beside it.
 pub async fn verify(v: Verify<'_>) -> Result<Verified> {
     let manifest = catalog::find(v.storage, v.backup).await?;
+    let started = Instant::now();
     let checked = match v.how {
         How::Checksum => Checked::Checksum(catalog::check(v.storage, &manifest).await?),
         How::RestoreTest(s) => Checked::RestoreTest(restore_test(v.storage, &manifest, s).await?),
@@ -148,6 +149,10 @@ pub async fn verify(v: Verify<'_>) -> Result<Verified> {
         checked.kind(),
         checked.ok(),
         checked.problem().map(str::to_string),
+        match &checked {
+            Checked::RestoreTest(t) => t.duration_s,
+            Checked::Checksum(_) => started.elapsed().as_secs_f64(),
+        },
     );
     verification::record(v.storage, &manifest.id, &record).await;
     Ok(Verified {
@@ -185,6 +190,7 @@ async fn restore_test(storage: &dyn Storage, m: &Manifest, s: Scratch<'_>) -> Re
         env: s.env,
         retry: s.retry,
         progress: s.progress,
+        logs_later: false,
     })
     .await;
     judge(report, result, started.elapsed().as_secs_f64())

@@ -31,6 +31,7 @@ pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
         env: &d.env,
         retry: Retry::default(),
         progress: false,
+        logs_later: false,
     })
     .await?;
     Ok(StageResult::Done(format!(
