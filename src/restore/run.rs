@@ -26,6 +26,7 @@
 //! the names in [`super::plan`] (pure).
 
 use super::archive_offsets::{self, Indexed};
+use super::checks;
 use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
 use super::pgrestore::{self, PgRestore};
@@ -41,6 +42,7 @@ use crate::sizing::bytes;
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Base name of the scratch databases of `backups verify --scratch-db`.
@@ -251,7 +253,8 @@ async fn index_step(path: &Path) {
     }
 }
 
-/// pg_restore into `new` and count its rows; the caller drops `new` on failure.
+/// pg_restore into `new` and count its rows (each table as soon as its data is in, while
+/// pg_restore goes on; see [`checks`]); the caller drops `new` on failure.
 async fn load(
     job: &RestoreSpec<'_>,
     bin: &PgRestore,
@@ -264,27 +267,43 @@ async fn load(
     p.stage(format!("pg_restore -j{} into {}", job.jobs, new.dbname()));
     let bar = p.bar.clone();
     let jobs = job.jobs;
-    pgrestore::run(
-        pgrestore::PgRestoreRun {
-            bin,
-            archive,
-            db: new,
-            jobs: job.jobs,
-            no_owner: job.no_owner,
-            env: job.env,
-        },
-        move |n| {
-            bar.set_message(format!(
-                "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
-            ))
-        },
-    )
-    .await?;
+    let (loaded_tx, loaded_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let restored = AtomicBool::new(false);
+    let restoring = async {
+        let r = pgrestore::run(
+            pgrestore::PgRestoreRun {
+                bin,
+                archive,
+                db: new,
+                jobs: job.jobs,
+                no_owner: job.no_owner,
+                env: job.env,
+            },
+            move |n, finished| {
+                bar.set_message(format!(
+                    "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
+                ));
+                if let Some(tag) = finished {
+                    let _ = loaded_tx.send(tag.to_string());
+                }
+            },
+        )
+        .await;
+        restored.store(true, Ordering::Release);
+        r
+    };
+    let counting = checks::count_as_loaded(new, job.retry, &m.tables, loaded_rx, &restored);
+    let (r, early) = tokio::join!(restoring, counting);
+    r?;
     p.done(format!("pg_restore into {} done", new.dbname()));
     p.stage("checking row counts and analyzing");
     let t = Instant::now();
+    tracing::debug!(
+        early = early.len(),
+        "tables counted while pg_restore was running"
+    );
     let bar = p.bar.clone();
-    let found = server::count_and_analyze(new, job.retry, &m.tables, jobs as usize, move |i| {
+    let found = checks::finish(new, job.retry, &m.tables, early, jobs as usize, move |i| {
         bar.set_message(format!(
             "checking row counts, ANALYZE: {i}/{ntables} table(s)"
         ))
