@@ -40,7 +40,9 @@ fn target() -> String {
 fn dbs(prefix: &str) -> Vec<String> {
     standby_sql(
         "postgres",
-        &format!("SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1"),
+        &format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1"
+        ),
     )
     .lines()
     .map(String::from)
@@ -84,7 +86,14 @@ fn manifest(dir: &Path, id: &str) -> (std::path::PathBuf, Value) {
 fn members_are_recorded_and_restore_with_and_without_them() {
     let src = multi_member_db();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(kasm_db(&["backup", "--json", "--db", &src, "--to", dir.path().to_str().unwrap()]));
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &src,
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let (mpath, m) = manifest(dir.path(), &id);
@@ -110,7 +119,10 @@ fn members_are_recorded_and_restore_with_and_without_them() {
 
     // A manifest written before the members were recorded: unpacked sequentially, same result.
     let mut old = m.clone();
-    old["compression"].as_object_mut().unwrap().remove("members");
+    old["compression"]
+        .as_object_mut()
+        .unwrap()
+        .remove("members");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
     let name_old = format!("{name}_old");
     let r = restore(dir.path(), &name_old, None);
@@ -132,8 +144,15 @@ fn members_are_recorded_and_restore_with_and_without_them() {
     let keyfile = dir.path().join("k");
     std::fs::write(&keyfile, hex::encode([0x42u8; 32])).unwrap();
     let enc = dir.path().join("enc");
-    let r = run(kasm_db(&["backup", "--json", "--db", &src, "--to", enc.to_str().unwrap()])
-        .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile));
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &src,
+        "--to",
+        enc.to_str().unwrap(),
+    ])
+    .env("KASM_DB_BACKUP_ENCRYPTION_KEY_FILE", &keyfile));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let name_enc = format!("{name}_enc");
     let r = restore(&enc, &name_enc, Some(&keyfile));
@@ -146,7 +165,14 @@ fn members_are_recorded_and_restore_with_and_without_them() {
 fn a_damaged_member_or_object_never_reaches_the_swap() {
     let src = multi_member_db();
     let dir = tempfile::tempdir().unwrap();
-    let r = run(kasm_db(&["backup", "--json", "--db", &src, "--to", dir.path().to_str().unwrap()]));
+    let r = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &src,
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let (mpath, m) = manifest(dir.path(), &id);
@@ -172,8 +198,15 @@ fn a_damaged_member_or_object_never_reaches_the_swap() {
     std::fs::write(&mpath, serde_json::to_vec_pretty(&lying).unwrap()).unwrap();
     let r = restore(dir.path(), &tgt, None);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("member 4 of the object is damaged"), "{}", r.stderr);
-    assert_eq!(standby_sql(&tgt, "SELECT v FROM old_marker"), "before restore");
+    assert!(
+        r.stderr.contains("member 4 of the object is damaged"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        standby_sql(&tgt, "SELECT v FROM old_marker"),
+        "before restore"
+    );
     assert_eq!(dbs(&tgt), vec![tgt.clone()]);
 
     // The true checksum: refused as corrupt before the target is touched.
@@ -181,8 +214,15 @@ fn a_damaged_member_or_object_never_reaches_the_swap() {
     let r = restore(dir.path(), &tgt, None);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
-    assert!(r.stderr.contains("before touching the target"), "{}", r.stderr);
-    assert_eq!(standby_sql(&tgt, "SELECT v FROM old_marker"), "before restore");
+    assert!(
+        r.stderr.contains("before touching the target"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        standby_sql(&tgt, "SELECT v FROM old_marker"),
+        "before restore"
+    );
     assert_eq!(dbs(&tgt), vec![tgt.clone()]);
 
     // Undamaged again: it restores over the target.

@@ -162,7 +162,8 @@ impl<W: Write + Send + 'static> ParallelUnpacker<W> {
         for _ in 0..in_flight {
             tokens_tx.send(()).expect("room for every token");
         }
-        let spawn_err = |e: io::Error| Error::failed(format!("cannot start an unpacking thread: {e}"));
+        let spawn_err =
+            |e: io::Error| Error::failed(format!("cannot start an unpacking thread: {e}"));
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (jobs_rx, done_tx, layout) = (jobs_rx.clone(), done_tx.clone(), layout.clone());
@@ -360,8 +361,8 @@ mod tests {
             let (stream, members) = pack(&input, codec, block);
             assert_eq!(members.0.len(), 10);
             for pieces in [1 << 20, 7777, 100] {
-                let back = unpack(codec, &stream, &members, block, input.len() as u64, pieces)
-                    .unwrap();
+                let back =
+                    unpack(codec, &stream, &members, block, input.len() as u64, pieces).unwrap();
                 assert!(back == input, "{codec:?} {pieces}: differs");
             }
         }
@@ -418,7 +419,10 @@ mod tests {
         let j = serde_json::to_string(&m).unwrap();
         assert_eq!(j, "\"83345,84012,7\"");
         assert_eq!(serde_json::from_str::<Members>(&j).unwrap(), m);
-        assert_eq!(serde_json::from_str::<Members>("\"\"").unwrap(), Members::default());
+        assert_eq!(
+            serde_json::from_str::<Members>("\"\"").unwrap(),
+            Members::default()
+        );
         assert!(serde_json::from_str::<Members>("\"1,x\"").is_err());
     }
 }

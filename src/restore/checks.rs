@@ -92,7 +92,10 @@ pub async fn count_as_loaded(
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::debug!("early row count of {}: {e}; counting after pg_restore", t.table);
+                tracing::debug!(
+                    "early row count of {}: {e}; counting after pg_restore",
+                    t.table
+                );
                 break;
             }
         }

@@ -88,7 +88,10 @@ pub fn args(job: &PgRestoreRun<'_>) -> Vec<String> {
 /// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in
 /// and, when pg_restore runs in parallel, the name (tag) of the table whose data it has just
 /// committed ([`plan::finished_table_data`]).
-pub async fn run(job: PgRestoreRun<'_>, mut on_table: impl FnMut(usize, Option<&str>)) -> Result<()> {
+pub async fn run(
+    job: PgRestoreRun<'_>,
+    mut on_table: impl FnMut(usize, Option<&str>),
+) -> Result<()> {
     let mut cmd = tokio::process::Command::new(&job.bin.path);
     cmd.args(args(&job))
         .env_clear()
