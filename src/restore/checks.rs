@@ -9,8 +9,9 @@
 //! early: its SHARE UPDATE EXCLUSIVE lock conflicts with the CREATE INDEX that may still be
 //! due on the same table, and statistics of expression indexes need the index to exist.
 //! After pg_restore, [`finish`] counts the tables not counted yet and runs ANALYZE, on up to
-//! `jobs` connections taking work from one queue: the partition trees' ANALYZE (the longest
-//! statements) first, beside the other tables' counts and ANALYZE.
+//! `jobs` connections (the tables, largest first, then the partition trees from their roots).
+//! Running the trees' ANALYZE beside the tables' instead, from one queue, was measured slower
+//! (BENCHMARKS.md, issue 15).
 //!
 //! Early counting is best effort: anything it could not count (an ambiguous table name, a
 //! failed query) is counted by [`finish`]. Every manifest table is counted exactly once
@@ -19,8 +20,7 @@
 use crate::archive::manifest::TableRows;
 use crate::db::{self, DbTarget, Retry, ident};
 use crate::error::{Error, Result};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
@@ -118,49 +118,19 @@ pub async fn finish(
     workers: usize,
     progress: impl Fn(usize) + Sync,
 ) -> Result<Counts> {
-    let client = db::connect(db, retry).await?;
-    let roots: Vec<String> = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'p' AND NOT c.relispartition
-               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    // One queue for all connections: the partition trees first (their ANALYZE is the longest
-    // single statement), then the tables, largest first, so that a tree's ANALYZE on one
-    // connection overlaps the other tables' counts on the others.
     let mut order: Vec<&TableRows> = tables.iter().collect();
     order.sort_by_key(|t| std::cmp::Reverse(t.rows));
-    let mut queue: VecDeque<Job> = roots.iter().map(|r| Job::Tree(r.as_str())).collect();
-    queue.extend(order.into_iter().map(Job::Table));
-    let workers = workers.clamp(1, queue.len().max(1));
-    let queue = Mutex::new(queue);
+    let workers = workers.clamp(1, order.len().max(1));
+    let mut shares: Vec<Vec<&TableRows>> = vec![Vec::new(); workers];
+    for (i, t) in order.into_iter().enumerate() {
+        shares[i % workers].push(t);
+    }
     let done = AtomicUsize::new(0);
-    let (done, progress, counted, queue) = (&done, &progress, &counted, &queue);
-    let first = std::sync::Mutex::new(Some(client));
-    let first = &first;
-    let found = futures::future::try_join_all((0..workers).map(|_| async move {
-        let reuse = first.lock().map(|mut c| c.take()).unwrap_or(None);
-        let client = match reuse {
-            Some(c) => c,
-            None => db::connect(db, retry).await?,
-        };
+    let (done, progress, counted) = (&done, &progress, &counted);
+    let found = futures::future::try_join_all(shares.into_iter().map(|share| async move {
+        let client = db::connect(db, retry).await?;
         let mut found = Vec::new();
-        loop {
-            let job = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-            let t = match job {
-                None => break,
-                Some(Job::Tree(rel)) => {
-                    client.batch_execute(&format!("ANALYZE {rel}")).await?;
-                    continue;
-                }
-                Some(Job::Table(t)) => t,
-            };
+        for t in share {
             let key = (t.schema.clone(), t.table.clone());
             let rel = format!("{}.{}", ident(&t.schema), ident(&t.table));
             let (n, is_partition) = match counted.get(&key) {
@@ -190,15 +160,30 @@ pub async fn finish(
         Ok::<_, Error>(found)
     }))
     .await?;
+    let client = db::connect(db, retry).await?;
+    let roots: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'p' AND NOT c.relispartition
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    let roots = &roots;
+    futures::future::try_join_all((0..workers.min(roots.len())).map(|w| async move {
+        let client = db::connect(db, retry).await?;
+        for rel in roots.iter().skip(w).step_by(workers) {
+            client.batch_execute(&format!("ANALYZE {rel}")).await?;
+        }
+        Ok::<_, Error>(())
+    }))
+    .await?;
     Ok(found.into_iter().flatten().collect())
-}
-
-/// One piece of [`finish`]'s work.
-enum Job<'a> {
-    /// ANALYZE a partition tree from its root (every partition and parent in it).
-    Tree(&'a str),
-    /// Count a table (unless counted early) and ANALYZE it unless it is a partition.
-    Table(&'a TableRows),
 }
 
 #[cfg(test)]
