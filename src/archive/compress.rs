@@ -146,6 +146,10 @@ pub struct Summary {
     pub output_bytes: u64,
     /// SHA-256 of the bytes sent on.
     pub sha256: String,
+    /// The compressed size of each gzip member / zstd frame, in order (before any encryption):
+    /// member `i` holds the input bytes from `i * BLOCK_BYTES`, so these sizes are the members'
+    /// offsets in both streams (the manifest's `compression.members`).
+    pub member_bytes: Vec<u32>,
 }
 
 /// Read `input` to its end, compress it in parallel blocks, send the members (frames) to `tx` in
@@ -164,6 +168,7 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
     let mut input_bytes = 0u64;
     let mut eof = false;
     let mut chunks: u32 = 0;
+    let mut member_bytes = Vec::new();
     let send = |bytes: Vec<u8>, digest: &mut Digest| {
         digest.update(&bytes);
         tx.send(Piece::Data(bytes.into()))
@@ -193,16 +198,22 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
                 .ok_or_else(|| Error::failed("too many chunks to encrypt"))?;
             inflight.push_back(tokio::task::spawn_blocking(move || {
                 let unit = compress_block(&block, method)?;
-                Ok::<_, Error>(match sealer {
-                    Some(s) => s.seal(counter, false, &unit),
-                    None => unit,
-                })
+                let len = u32::try_from(unit.len())
+                    .map_err(|_| Error::failed("a compressed block over 4 GiB"))?;
+                Ok::<_, Error>((
+                    len,
+                    match sealer {
+                        Some(s) => s.seal(counter, false, &unit),
+                        None => unit,
+                    },
+                ))
             }));
         }
         let Some(done) = inflight.next().await else {
             break;
         };
-        let unit = done.map_err(|e| Error::failed(format!("compression task: {e}")))??;
+        let (len, unit) = done.map_err(|e| Error::failed(format!("compression task: {e}")))??;
+        member_bytes.push(len);
         send(unit, &mut digest)
             .await
             .map_err(|_| Error::failed(STORAGE_STOPPED))?;
@@ -218,6 +229,7 @@ pub async fn compress_stream<R: AsyncRead + Unpin>(
         input_bytes,
         output_bytes,
         sha256,
+        member_bytes,
     })
 }
 

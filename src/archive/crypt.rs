@@ -18,6 +18,8 @@ pub const MAGIC: &[u8; 8] = b"KASMDBE1";
 pub const HEADER_BYTES: usize = 15;
 pub const KIND: &str = "aes-256-gcm-stream";
 const TAG_BYTES: usize = 16;
+/// What sealing adds to each chunk: its length and its tag.
+pub const CHUNK_OVERHEAD: usize = 4 + TAG_BYTES;
 
 /// A 32-byte key. Debug prints only its id.
 #[derive(Clone)]

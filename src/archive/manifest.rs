@@ -167,6 +167,13 @@ pub struct Compression {
     /// Input bytes per gzip member or zstd frame (the stream is multi-member / multi-frame;
     /// `gunzip` and `zstd -dc` read it whole).
     pub block_bytes: usize,
+    /// Each member's (frame's) compressed size, in order, before any encryption: member `i`
+    /// unpacks to the archive's bytes from `i * block_bytes` and starts where the sizes before
+    /// it add up to, so restore can cut the stream and decompress members in parallel
+    /// ([`super::members`]). `None` in manifests written before kasm-db recorded it (those
+    /// unpack sequentially).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<super::members::Members>,
 }
 
 impl Compression {
@@ -335,6 +342,7 @@ mod tests {
                 kind: "gzip".into(),
                 level: 6,
                 block_bytes: 1,
+                members: Some(super::super::members::Members(vec![7])),
             },
             encryption: None,
             server_side_encryption: None,
@@ -377,6 +385,8 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(v["alembic_version"], serde_json::Value::Null);
         assert_eq!(v["excluded"], serde_json::json!([]));
+        assert_eq!(v["compression"]["members"], "7");
+        v["compression"].as_object_mut().unwrap().remove("members");
         for key in [
             "database_properties",
             "excluded",
@@ -392,6 +402,7 @@ mod tests {
         ]);
         let old: Manifest = serde_json::from_value(v).unwrap();
         assert_eq!(old.database_properties, None);
+        assert_eq!(old.compression.members, None);
         assert_eq!((&old.alembic_version, old.excluded.len()), (&None, 0));
         // An older manifest's excluded tables come from its per-table marks.
         assert_eq!(old.excluded_tables(), ["public.logs"]);

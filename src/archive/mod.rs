@@ -1,7 +1,8 @@
 //! The stored form of a backup, shared by `backup` (which writes it), `restore` (which reads
 //! it), `verify` and `report`: where backups are kept ([`target`] parses TARGET, [`storage`] is
 //! the only I/O on objects, fs and s3), the object format ([`compress`]: parallel multi-member
-//! gzip or multi-frame zstd with a running SHA-256; [`crypt`]: chunked AES-256-GCM), the [`manifest`] that makes a
+//! gzip or multi-frame zstd with a running SHA-256; [`members`]: where each member is, and
+//! unpacking them in parallel; [`crypt`]: chunked AES-256-GCM), the [`manifest`] that makes a
 //! backup exist and the layout of a backup under its target, the [`catalog`] of what a target
 //! holds (list, find, the size and SHA-256 check), the [`verification`] record kept beside
 //! each backup (`verified.json`), [`copy`]: a backup copied to another target, checked on
@@ -18,6 +19,7 @@ pub mod compress;
 pub mod copy;
 pub mod crypt;
 pub mod manifest;
+pub mod members;
 pub mod roles;
 pub mod storage;
 pub mod target;

@@ -263,6 +263,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
             kind: method.codec.name().into(),
             level: method.level,
             block_bytes: compress::BLOCK_BYTES,
+            members: Some(crate::archive::members::Members(summary.member_bytes)),
         },
         encryption: key.as_ref().map(|k| manifest::Encryption {
             kind: crypt::KIND.into(),

@@ -2,7 +2,10 @@
 //! archive, checking it on the way. The stored bytes are hashed (SHA-256 and size, compared
 //! with the manifest) while they are decrypted (when kasm-db encrypted them) and decompressed
 //! (gzip or zstd, as the manifest's `compression.kind` says) into one scratch file, so the
-//! object is read once and nothing else is buffered.
+//! object is read once and nothing else is buffered. When the manifest records where each
+//! member is (`compression.members`), members are decompressed on several threads while the
+//! object is still being read and hashed ([`ParallelUnpacker`]); older manifests unpack on
+//! one.
 //!
 //! The file is a real file because parallel `pg_restore -j` needs a seekable archive. Free
 //! space is checked first (the manifest says how large the archive is). The scratch file is
@@ -12,6 +15,7 @@
 use crate::archive::compress::{Codec, Digest, Unpacker};
 use crate::archive::crypt::{self, Key};
 use crate::archive::manifest::Manifest;
+use crate::archive::members::{Layout, ParallelUnpacker};
 use crate::archive::storage::Storage;
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -129,16 +133,67 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-fn decode(
+/// Where the object's members are, when the manifest says and it fits the object.
+fn layout(m: &Manifest) -> Option<Layout> {
+    let members = m.compression.members.as_ref()?;
+    let sealed = m.encryption.as_ref().map(|_| {
+        let per = crypt::CHUNK_OVERHEAD as u64;
+        (per, crypt::HEADER_BYTES as u64 + per)
+    });
+    match Layout::check(
+        members,
+        m.compression.block_bytes,
+        m.dump_bytes,
+        m.size_bytes,
+        sealed,
+    ) {
+        Ok(l) => Some(l),
+        Err(why) => {
+            tracing::warn!(
+                "backup {}: the manifest's member list does not fit the object ({why}); \
+                 unpacking it sequentially",
+                m.id
+            );
+            None
+        }
+    }
+}
+
+/// Threads that decompress members.
+fn unpack_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Decrypt (when keyed) and unpack everything `rx` delivers into `unpacker`.
+fn pump<U: Write>(
     rx: mpsc::Receiver<Bytes>,
-    key: Option<Key>,
-    codec: Codec,
-    file: std::fs::File,
-) -> Result<u64> {
+    key: Option<&Key>,
+    unpacker: &mut U,
+    unpacking: &dyn Fn() -> String,
+) -> Result<()> {
     let mut reader = ChannelReader {
         rx,
         cur: Bytes::new(),
     };
+    match key {
+        Some(k) => {
+            crypt::decrypt(k, &mut reader, unpacker)?;
+        }
+        None => {
+            std::io::copy(&mut reader, unpacker)
+                .map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
+        }
+    }
+    Ok(())
+}
+
+fn decode(
+    rx: mpsc::Receiver<Bytes>,
+    key: Option<Key>,
+    codec: Codec,
+    layout: Option<Layout>,
+    file: std::fs::File,
+) -> Result<u64> {
     let out = Counting {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         n: 0,
@@ -149,19 +204,23 @@ fn decode(
             codec.name()
         )
     };
-    let mut unpacker = Unpacker::new(codec, out)?;
-    match &key {
-        Some(k) => {
-            crypt::decrypt(k, &mut reader, &mut unpacker)?;
+    let finished = match layout {
+        Some(layout) => {
+            let mut u = ParallelUnpacker::new(codec, layout, out, unpack_workers())?;
+            let pumped = pump(rx, key.as_ref(), &mut u, &unpacking);
+            // The unpacker's own error (a damaged member) says more than the pump's.
+            match (pumped, u.finish()) {
+                (Err(e), Ok(_)) => return Err(e),
+                (_, done) => done,
+            }
         }
         None => {
-            std::io::copy(&mut reader, &mut unpacker)
-                .map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
+            let mut u = Unpacker::new(codec, out)?;
+            pump(rx, key.as_ref(), &mut u, &unpacking)?;
+            u.finish()
         }
-    }
-    let mut out = unpacker
-        .finish()
-        .map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
+    };
+    let mut out = finished.map_err(|e| Error::failed(format!("{}: {e}", unpacking())))?;
     out.flush()?;
     Ok(out.n)
 }
@@ -198,7 +257,8 @@ pub async fn fetch(
         })?;
     let (file, path) = tmp.into_parts();
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, codec, file));
+    let members = layout(m);
+    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, codec, members, file));
     let mut digest = Digest::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut tx = Some(tx);

@@ -141,7 +141,7 @@ pub async fn restore_without_logs(
     job: pgrestore::PgRestoreRun<'_>,
     m: &Manifest,
     retry: Retry,
-    mut on_table: impl FnMut(usize),
+    mut on_table: impl FnMut(usize, Option<&str>),
 ) -> Result<Vec<Entry>> {
     let (bin, archive, new, env) = (job.bin, job.archive, job.db, job.env);
     let second = pgrestore::PgRestoreRun {
@@ -152,7 +152,7 @@ pub async fn restore_without_logs(
         no_owner: job.no_owner,
         env: job.env,
     };
-    pgrestore::run_with(job, &["--section=pre-data".to_string()], |_| {}).await?;
+    pgrestore::run_with(job, &["--section=pre-data".to_string()], |_, _| {}).await?;
     let client = db::connect(new, retry).await?;
     let deferred = logs_relations(&client).await?;
     let (keep, entries) = split(&list(bin, archive, env).await?, &deferred, m);

@@ -5,7 +5,8 @@
 //! pure too (the new database's owner and locales, what to do when the server refuses to
 //! create it, the report of what it got), [`fetch`] brings a backup to scratch space and
 //! checks it, [`offsets`] gives the piped archive the data offsets pg_dump could not write,
-//! [`pgrestore`] runs the real `pg_restore`, [`properties`] is pure (the SQL that carries the
+//! [`pgrestore`] runs the real `pg_restore`, [`checks`] counts
+//! rows against the manifest (overlapped with pg_restore) and analyzes, [`properties`] is pure (the SQL that carries the
 //! source database's owner, locale, privileges, settings and comment over), [`server`] is the
 //! SQL on the target server, [`roles`] creates the roles a backup records that the target
 //! lacks (`--create-roles`; what and how decided in [`role_plan`], pure), [`progress`] the stage lines and the signals, [`run`] is the
@@ -15,6 +16,7 @@
 //! and was swapped in, never drop a database it did not create, and never print a password.
 
 pub mod archive_offsets;
+pub mod checks;
 pub mod creation;
 pub mod fetch;
 pub mod guard;

@@ -85,8 +85,10 @@ pub fn args(job: &PgRestoreRun<'_>) -> Vec<String> {
     a
 }
 
-/// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in.
-pub async fn run(job: PgRestoreRun<'_>, on_table: impl FnMut(usize)) -> Result<()> {
+/// Run pg_restore to the end; `on_table` is called with the number of tables whose data is in
+/// and, when pg_restore runs in parallel, the name (tag) of the table whose data it has just
+/// committed ([`plan::finished_table_data`]).
+pub async fn run(job: PgRestoreRun<'_>, on_table: impl FnMut(usize, Option<&str>)) -> Result<()> {
     run_with(job, &[], on_table).await
 }
 
@@ -94,7 +96,7 @@ pub async fn run(job: PgRestoreRun<'_>, on_table: impl FnMut(usize)) -> Result<(
 pub async fn run_with(
     job: PgRestoreRun<'_>,
     extra: &[String],
-    mut on_table: impl FnMut(usize),
+    mut on_table: impl FnMut(usize, Option<&str>),
 ) -> Result<()> {
     let mut a = args(&job);
     let archive = a.pop();
@@ -119,8 +121,13 @@ pub async fn run_with(
     while let Some(line) = lines.next_line().await? {
         match plan::classify(&line) {
             Line::TableData => {
-                tables += 1;
-                on_table(tables);
+                let finished = plan::finished_table_data(&line);
+                // In parallel, workers print "processing data" as they start and the leader
+                // "finished item" once committed: count each table once.
+                if job.jobs <= 1 || finished.is_some() {
+                    tables += 1;
+                    on_table(tables, finished);
+                }
             }
             Line::Verbose => {}
             Line::Keep => {

@@ -142,6 +142,19 @@ pub fn classify(line: &str) -> Line {
     }
 }
 
+/// The table (pg_restore's tag: the bare name) whose data a parallel pg_restore reports as
+/// finished, i.e. committed: `pg_restore: finished item 3345 TABLE DATA users`.
+pub fn finished_table_data(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("pg_restore: finished item ")?;
+    let (id, rest) = rest.split_once(' ')?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.strip_prefix("TABLE DATA ")
+        .map(|t| t.trim_end_matches(['\r', '\n']))
+        .filter(|t| !t.is_empty())
+}
+
 /// The role named in a `role "X" does not exist` error, if the output has one.
 pub fn missing_role(stderr: &str) -> Option<String> {
     let i = stderr.find("role \"")? + 6;
@@ -234,6 +247,22 @@ mod tests {
         assert_eq!(
             classify("Command was: ALTER TABLE x OWNER TO kasmapp;"),
             Line::Keep
+        );
+        assert_eq!(
+            finished_table_data("pg_restore: finished item 3345 TABLE DATA users"),
+            Some("users")
+        );
+        assert_eq!(
+            finished_table_data("pg_restore: finished item 12 TABLE DATA my table"),
+            Some("my table")
+        );
+        assert_eq!(
+            finished_table_data("pg_restore: finished item 3346 INDEX users_pkey"),
+            None
+        );
+        assert_eq!(
+            finished_table_data("pg_restore: processing data for table \"public.users\""),
+            None
         );
         assert_eq!(
             missing_role("ERROR:  role \"kasmapp\" does not exist\nCommand was: ..."),

@@ -29,6 +29,7 @@
 //! the names in [`super::plan`] (pure).
 
 use super::archive_offsets::{self, Indexed};
+use super::checks;
 use super::creation::{self, Next, Properties, PropertiesOutcome, Refusal};
 use super::fetch::{self, Fetched};
 use super::guard;
@@ -49,6 +50,7 @@ use crate::sizing::bytes;
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Base name of the scratch databases of `backups verify --scratch-db`.
@@ -274,7 +276,8 @@ async fn index_step(path: &Path) {
     }
 }
 
-/// pg_restore into `new` and count its rows; the caller drops `new` on failure.
+/// pg_restore into `new` and count its rows (each table as soon as its data is in, while
+/// pg_restore goes on; see [`checks`]); the caller drops `new` on failure.
 async fn load(
     job: &RestoreSpec<'_>,
     bin: &PgRestore,
@@ -287,6 +290,8 @@ async fn load(
     p.stage(format!("pg_restore -j{} into {}", job.jobs, new.dbname()));
     let bar = p.bar.clone();
     let jobs = job.jobs;
+    let (loaded_tx, loaded_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let restored = AtomicBool::new(false);
     let run = pgrestore::PgRestoreRun {
         bin,
         archive,
@@ -295,15 +300,30 @@ async fn load(
         no_owner: job.no_owner,
         env: job.env,
     };
-    let on_table = move |n| {
+    let on_table = move |n, finished: Option<&str>| {
         bar.set_message(format!(
             "pg_restore -j{jobs}: {n}/{ntables} table(s) of data in"
-        ))
+        ));
+        if let Some(tag) = finished {
+            let _ = loaded_tx.send(tag.to_string());
+        }
     };
-    // With --logs-later the logs tables are empty until after the swap.
+    let restoring = async {
+        // With --logs-later the logs tables stay empty until after the swap.
+        let r = if job.logs_later {
+            logs_later::restore_without_logs(run, m, job.retry, on_table)
+                .await
+                .map(Some)
+        } else {
+            pgrestore::run(run, on_table).await.map(|()| None)
+        };
+        restored.store(true, Ordering::Release);
+        r
+    };
+    let counting = checks::count_as_loaded(new, job.retry, &m.tables, loaded_rx, &restored);
+    let (r, early) = tokio::join!(restoring, counting);
     let mut expected = m.tables.clone();
-    if job.logs_later {
-        let later = logs_later::restore_without_logs(run, m, job.retry, on_table).await?;
+    if let Some(later) = r? {
         for t in expected.iter_mut() {
             if later
                 .iter()
@@ -312,14 +332,16 @@ async fn load(
                 t.rows = 0;
             }
         }
-    } else {
-        pgrestore::run(run, on_table).await?;
     }
     p.done(format!("pg_restore into {} done", new.dbname()));
     p.stage("checking row counts and analyzing");
     let t = Instant::now();
+    tracing::debug!(
+        early = early.len(),
+        "tables counted while pg_restore was running"
+    );
     let bar = p.bar.clone();
-    let found = server::count_and_analyze(new, job.retry, &expected, jobs as usize, move |i| {
+    let found = checks::finish(new, job.retry, &expected, early, jobs as usize, move |i| {
         bar.set_message(format!(
             "checking row counts, ANALYZE: {i}/{ntables} table(s)"
         ))

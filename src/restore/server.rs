@@ -2,7 +2,7 @@
 //! `postgres`, or `template1` when restoring `postgres` itself): refuse a server in recovery,
 //! hold the per-database restore lock, count other sessions, drop our own stale leftovers,
 //! look up roles, create (with an owner and a locale) and drop the new database, give it the
-//! source database's privileges, settings and comment in one transaction, count its rows, and
+//! source database's privileges, settings and comment in one transaction, and
 //! swap it in with two renames in one transaction (both or neither) under short lock and
 //! statement timeouts.
 //!
@@ -12,11 +12,10 @@
 
 use super::plan;
 use super::properties::{self, Kind, Locale, Step};
-use crate::archive::manifest::TableRows;
 use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Retry, ident};
 use crate::error::{Error, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_postgres::Client;
 
@@ -405,78 +404,4 @@ impl Server {
             )
         }))
     }
-}
-
-/// Count every manifest table's rows in the (new) database `db` and ANALYZE each, on up to
-/// `workers` connections at once (largest tables first); partitions are analyzed through the
-/// roots of their trees instead. Tables not found are absent from the map.
-pub async fn count_and_analyze(
-    db: &DbTarget,
-    retry: Retry,
-    tables: &[TableRows],
-    workers: usize,
-    progress: impl Fn(usize) + Sync,
-) -> Result<BTreeMap<(String, String), i64>> {
-    let mut order: Vec<&TableRows> = tables.iter().collect();
-    order.sort_by_key(|t| std::cmp::Reverse(t.rows));
-    let workers = workers.clamp(1, order.len().max(1));
-    let mut shares: Vec<Vec<&TableRows>> = vec![Vec::new(); workers];
-    for (i, t) in order.into_iter().enumerate() {
-        shares[i % workers].push(t);
-    }
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let (done, progress) = (&done, &progress);
-    let counted = futures::future::try_join_all(shares.into_iter().map(|share| async move {
-        let client = db::connect(db, retry).await?;
-        let mut found = Vec::new();
-        for t in share {
-            let rel = format!("{}.{}", ident(&t.schema), ident(&t.table));
-            let kind: Option<bool> = client
-                .query_opt(
-                    "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
-                    &[&rel],
-                )
-                .await?
-                .map(|r| r.get(0));
-            if let Some(is_partition) = kind {
-                let n: i64 = client
-                    .query_one(&format!("SELECT count(*) FROM {rel}"), &[])
-                    .await?
-                    .get(0);
-                if !is_partition {
-                    client.batch_execute(&format!("ANALYZE {rel}")).await?;
-                }
-                found.push(((t.schema.clone(), t.table.clone()), n));
-            }
-            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-        }
-        Ok::<_, Error>(found)
-    }))
-    .await?;
-    // Partitioned trees are analyzed from their roots (which also analyzes every partition and
-    // gives the parents their statistics), a few roots at a time.
-    let client = db::connect(db, retry).await?;
-    let roots: Vec<String> = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'p' AND NOT c.relispartition
-               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    drop(client);
-    let roots = &roots;
-    futures::future::try_join_all((0..workers.min(roots.len())).map(|w| async move {
-        let client = db::connect(db, retry).await?;
-        for rel in roots.iter().skip(w).step_by(workers) {
-            client.batch_execute(&format!("ANALYZE {rel}")).await?;
-        }
-        Ok::<_, Error>(())
-    }))
-    .await?;
-    Ok(counted.into_iter().flatten().collect())
 }
