@@ -568,19 +568,7 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     let until_swap_s = started.elapsed().as_secs_f64();
     let logs = if job.logs_later {
         p.stage(format!("{name} is back; loading its logs data"));
-        let r = logs_load::load(
-            logs_load::Load {
-                bin: &bin,
-                archive: &fetched.path,
-                db: job.target,
-                retry: job.retry,
-                jobs: job.jobs,
-                env: job.env,
-                backup: &job.manifest.id,
-            },
-            &mut stop,
-        )
-        .await;
+        let r = logs_load::load(logs_phase(&job, &bin, &fetched), &mut stop).await;
         Some(r.map_err(|e| unfinished(e, &name, previous.as_deref(), until_swap_s))?)
     } else {
         None
@@ -620,6 +608,24 @@ fn unfinished(e: Error, name: &str, previous: Option<&str>, until_swap_s: f64) -
     ))
 }
 
+/// Phase 2 of `--logs-later` (after the swap, or on `--resume`): the job's logs data from the
+/// fetched archive into the live database.
+fn logs_phase<'a>(
+    job: &'a RestoreSpec<'_>,
+    bin: &'a PgRestore,
+    fetched: &'a Fetched,
+) -> logs_load::Load<'a> {
+    logs_load::Load {
+        bin,
+        archive: &fetched.path,
+        db: job.target,
+        retry: job.retry,
+        jobs: job.jobs,
+        env: job.env,
+        backup: &job.manifest.id,
+    }
+}
+
 /// What `restore --logs-later --resume` did.
 #[derive(Debug, Clone)]
 pub struct Resumed {
@@ -643,24 +649,13 @@ pub async fn resume_logs(job: RestoreSpec<'_>) -> Result<Resumed> {
     let fetched = fetch_step(&job, &p, &mut stop).await?;
     let fetch_s = t.elapsed().as_secs_f64();
     p.stage(format!("loading the logs data into {name}"));
-    let logs = logs_load::load(
-        logs_load::Load {
-            bin: &bin,
-            archive: &fetched.path,
-            db: job.target,
-            retry: job.retry,
-            jobs: job.jobs,
-            env: job.env,
-            backup: &job.manifest.id,
-        },
-        &mut stop,
-    )
-    .await
-    .map_err(|e| {
-        e.context(format!(
-            "{name} still lacks some logs data; run the same command again to load the rest"
-        ))
-    })?;
+    let logs = logs_load::load(logs_phase(&job, &bin, &fetched), &mut stop)
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "{name} still lacks some logs data; run the same command again to load the rest"
+            ))
+        })?;
     Ok(Resumed {
         database: name,
         logs,
