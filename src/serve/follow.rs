@@ -7,6 +7,9 @@
 //! What is read: every file the globs match (compressed names only when the glob names them),
 //! plus the rotated copies of those files (`x_json.log.1`, `x_json.log-20250101`) that were
 //! written since following began and never read — a generation rotated away between two scans.
+//! Following began when the first follower of that name started: every offset row records its
+//! follower's start as `first_seen` (not the time of its first commit), so a generation rotated
+//! away before the first commit and not read before a restart is still read after it.
 //! Rotated files older than that are not read. Files appearing are opened the moment the
 //! notifier (`fswatch.rs`) sees them, so a file rotated away again (and deleted) before the next
 //! scan is still read through its handle; the scan every second is the fallback.
@@ -94,6 +97,8 @@ struct Tracked {
     gz: bool,
     /// (length, mtime) of a gzip file when it was read to its end.
     gz_done: Option<(u64, SystemTime)>,
+    /// When this follower began following (`State::started`): a new offset row's `first_seen`.
+    following_since: SystemTime,
 }
 
 /// What a name is to the follower.
@@ -128,6 +133,7 @@ struct State {
     ignored: HashMap<FileId, (u64, SystemTime)>,
     /// Per followed name: rotated files modified since this are read when never seen.
     since: HashMap<PathBuf, SystemTime>,
+    /// When this follower began (less a second): recorded as `first_seen` of the rows it adds.
     started: SystemTime,
     watch: Watch,
     /// Files the notifier opened, not judged yet (kept across a failed scan).
@@ -411,6 +417,7 @@ impl Follower {
                 seen: true,
                 gz,
                 gz_done: None,
+                following_since: st.started,
             },
         );
         Ok(true)
@@ -508,6 +515,7 @@ impl Follower {
                     seen: true,
                     gz: false,
                     gz_done: None,
+                    following_since: st.started,
                 };
                 // Registered first: a crash before the original's reset never reads it whole.
                 let at = Stored {
@@ -721,7 +729,11 @@ impl Follower {
         rows: &[Row],
     ) -> Result<Vec<(usize, String)>> {
         let path = t.path.to_string_lossy();
-        let r = follow_offsets::commit(&self.pool, &self.schema, id, &path, t.committed, new, rows);
+        let at = follow_offsets::ReadAt {
+            path: &path,
+            following_since: t.following_since.into(),
+        };
+        let r = follow_offsets::commit(&self.pool, &self.schema, id, at, t.committed, new, rows);
         match r.await {
             Ok(refused) => {
                 t.pos = new.offset;

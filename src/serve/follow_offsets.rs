@@ -75,7 +75,7 @@ pub async fn load(pool: &Pool, schema: &str, id: FileId) -> Result<Option<Stored
 }
 
 /// When following began for the files whose path starts with `base` (a followed name and its
-/// rotated copies): the oldest `first_seen` among them.
+/// rotated copies): the oldest `first_seen` among them (each row holds its follower's start).
 pub async fn first_seen(pool: &Pool, schema: &str, base: &str) -> Result<Option<DateTime<Utc>>> {
     let client = db::get(pool).await?;
     let row = client
@@ -90,13 +90,23 @@ pub async fn first_seen(pool: &Pool, schema: &str, base: &str) -> Result<Option<
     Ok(row.get(0))
 }
 
-/// Store `rows` and move file `id` from `expected` to `new` (last read at `path`), atomically.
+/// Where a file is read, and since when its follower has been following: the time a new row
+/// records as `first_seen`. That is when following *began* (the follower's start), not the time
+/// of this first commit: a rotated file written in between and not read before a restart is
+/// still "written since following began" for the next follower ([`first_seen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt<'a> {
+    pub path: &'a str,
+    pub following_since: DateTime<Utc>,
+}
+
+/// Store `rows` and move file `id` from `expected` to `new` (last read `at`), atomically.
 /// Returns the indexes of the rows the database refused (with reasons); the others are committed.
 pub async fn commit(
     pool: &Pool,
     schema: &str,
     id: FileId,
-    path: &str,
+    at: ReadAt<'_>,
     expected: Option<Stored>,
     new: Stored,
     rows: &[Row],
@@ -106,7 +116,7 @@ pub async fn commit(
         partition_plan::containing_all(rows.iter().map(|r| (r.record.class(), r.ingest_date)));
     partition_ddl::ensure(&mut client, schema, &needed).await?;
     client.batch_execute("BEGIN").await?;
-    let result = in_transaction(&client, schema, id, path, expected, new, rows).await;
+    let result = in_transaction(&client, schema, id, at, expected, new, rows).await;
     if result.is_err() && !client.is_closed() {
         let _ = client.batch_execute("ROLLBACK").await;
     }
@@ -117,12 +127,13 @@ async fn in_transaction(
     client: &Client,
     schema: &str,
     id: FileId,
-    path: &str,
+    at: ReadAt<'_>,
     expected: Option<Stored>,
     new: Stored,
     rows: &[Row],
 ) -> std::result::Result<Vec<(usize, String)>, CommitError> {
     let s = ident(schema);
+    let path = at.path;
     let (dev, inode) = (id.dev as i64, id.inode as i64);
     let current = client
         .query_opt(
@@ -157,7 +168,15 @@ async fn in_transaction(
                          (dev, inode, path, byte_offset, fp_len, fingerprint, first_seen)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 ),
-                &[&dev, &inode, &path, &offset, &fp_len, &fp, &Utc::now()],
+                &[
+                    &dev,
+                    &inode,
+                    &path,
+                    &offset,
+                    &fp_len,
+                    &fp,
+                    &at.following_since,
+                ],
             )
             .await
     };
