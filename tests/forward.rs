@@ -495,11 +495,16 @@ async fn forward_backfill_survives_kill_9_mid_way_and_resumes() {
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(!second.stderr.contains(TOKEN) && !second.stdout.contains(TOKEN));
     let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
-    assert_eq!(v["forwarded"].as_u64(), Some(3000), "{v}");
+    // At least once: a kill between the spool's append and the state file's save (its fsync)
+    // leaves one submitted chunk (spool_max_bytes / 4 / 1024 = 36 records here) that the next
+    // run reads again. Nothing may be lost, and no more than that chunk may come twice.
+    const CHUNK: u64 = 150_000 / 4 / 1024;
+    let forwarded = v["forwarded"].as_u64().unwrap();
+    assert!((3000..=3000 + CHUNK).contains(&forwarded), "{v}");
     assert_eq!(v["spooled"].as_u64(), Some(0));
     let (seqs, dups) = hec.state.seqs();
     assert_eq!(seqs, (0..3000).collect(), "every stored record arrives");
-    assert_eq!(dups, 0);
+    assert_eq!(dups, forwarded - 3000, "{v}");
     let sample = hec
         .state
         .events()
