@@ -7,6 +7,8 @@
 #  2. end-to-end: kasm-db ingest with variants (ingest.parallel, ingest.batch_rows, schema
 #     variants) beside psql \copy into one jsonb column, in alternating rounds.
 # Usage: bench/ingest_profile.sh [N=300000] [ROUNDS=2]
+#   VARIANTS="base par1 par3 batch50k batch2k nobtree noidx ff100" picks the end-to-end variants;
+#   SKIP_E2E=1 runs only the server-only part. Results: BENCHMARKS.md, issue 15.
 source "$(dirname "$0")/lib.sh"
 N=${1:-300000}; ROUNDS=${2:-2}
 [ -x "$KASM_DB" ] || (cd "$ROOT" && cargo build --release --quiet)
