@@ -16,7 +16,6 @@ use common::*;
 use kasm_db::archive::storage::azure::account::{DEV_ACCOUNT, DEV_KEY};
 use serde_json::Value;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 fn ok(r: Run) -> Run {
     assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
@@ -174,24 +173,10 @@ fn an_interrupted_backup_lists_nothing_and_leaves_only_uncommitted_blocks() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let dump = loop {
-        if let Some(pid) = pg_dump_child(child.id()) {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "pg_dump did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
     // Let pg_dump run in short slices until a block is staged, and leave it stopped.
-    // SAFETY: signals to the pg_dump and the kasm-db this test started.
-    unsafe { libc::kill(dump, libc::SIGSTOP) };
-    while azurite::uncommitted(&container).is_empty() {
-        assert!(Instant::now() < deadline, "no block was staged");
-        unsafe { libc::kill(dump, libc::SIGCONT) };
-        std::thread::sleep(Duration::from_millis(20));
-        unsafe { libc::kill(dump, libc::SIGSTOP) };
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let dump = step_pg_dump_until(child.id(), "a block to be staged", || {
+        !azurite::uncommitted(&container).is_empty()
+    });
     assert_eq!(
         unsafe { libc::kill(dump, 0) },
         0,

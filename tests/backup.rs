@@ -577,38 +577,6 @@ fn finish(child: std::process::Child) -> Run {
     }
 }
 
-/// Let the stopped-and-started `pg_dump` run in short slices until `cond` holds, and leave it
-/// stopped: the backup is then deterministically part way (it cannot finish meanwhile).
-fn step_pg_dump_until(kasm_pid: u32, what: &str, mut cond: impl FnMut() -> bool) -> i32 {
-    let mut dump = None;
-    wait_for("pg_dump to start", || {
-        dump = pg_dump_child(kasm_pid);
-        dump.is_some()
-    });
-    let dump = dump.unwrap();
-    // SAFETY: signalling the pg_dump our child started.
-    unsafe { libc::kill(dump, libc::SIGSTOP) };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        if cond() {
-            return dump;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        unsafe { libc::kill(dump, libc::SIGCONT) };
-        std::thread::sleep(Duration::from_millis(20));
-        unsafe { libc::kill(dump, libc::SIGSTOP) };
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_failed_pg_dump_leaves_nothing_in_a_directory() {
     let url = big_db();

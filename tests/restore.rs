@@ -322,15 +322,9 @@ fn restore_part_way(from: &Path, target: &str) -> (Child, i32, String) {
     let new = standby_dbs(&format!("{target}_restore_"));
     assert_eq!(new.len(), 1, "{new:?}");
     let new = new[0].clone();
-    // SAFETY: signalling the pg_restore our child started.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while standby_sql(&new, "SELECT to_regclass('public.big') IS NOT NULL") != "t" {
-        assert!(Instant::now() < deadline, "pg_restore never created big");
-        unsafe { libc::kill(pid, libc::SIGCONT) };
-        std::thread::sleep(Duration::from_millis(20));
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-    }
+    step_until(pid, "pg_restore to create big", || {
+        standby_sql(&new, "SELECT to_regclass('public.big') IS NOT NULL") == "t"
+    });
     (child, pid, new)
 }
 

@@ -21,7 +21,6 @@ mod s3rver;
 use common::*;
 use serde_json::Value;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 fn ok(r: Run) -> Run {
     assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
@@ -214,23 +213,9 @@ fn an_interrupted_backup_lists_nothing_where_the_store_cannot_abort_its_upload()
         .unwrap();
     // Let pg_dump run in short slices until a part is on the store, and leave it stopped: the
     // backup is then part way for sure.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let dump = loop {
-        if let Some(pid) = pg_dump_child(child.id()) {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "pg_dump did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // SAFETY: signals to the pg_dump and the kasm-db this test started.
-    unsafe { libc::kill(dump, libc::SIGSTOP) };
-    while s3rver::parts_on_disk(&bucket) == 0 {
-        assert!(Instant::now() < deadline, "no part was uploaded");
-        unsafe { libc::kill(dump, libc::SIGCONT) };
-        std::thread::sleep(Duration::from_millis(20));
-        unsafe { libc::kill(dump, libc::SIGSTOP) };
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let dump = step_pg_dump_until(child.id(), "a part to be uploaded", || {
+        s3rver::parts_on_disk(&bucket) > 0
+    });
     // SAFETY: pg_dump is stopped, so it cannot have finished: the backup is part way.
     assert_eq!(
         unsafe { libc::kill(dump, 0) },

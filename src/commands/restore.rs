@@ -142,14 +142,11 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         r.jobs,
         r.restore_s,
         r.check_s,
-        if r.stale_dropped.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "\n  dropped leftovers of killed restores: {}",
-                r.stale_dropped.join(", ")
-            )
-        }
+        listed(
+            "\n  dropped leftovers of killed restores: ",
+            &r.stale_dropped,
+            ""
+        )
     ) + &excluded_text(&m)
         + &roles_text(r.roles.as_ref())
         + &logs_text(&r)
@@ -199,14 +196,7 @@ fn logs_text(r: &run::Restored) -> String {
             l.tables,
             l.rows,
             l.logs_s,
-            if l.skipped.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; gone since the swap, not loaded: {}",
-                    l.skipped.join(", ")
-                )
-            }
+            listed("; gone since the swap, not loaded: ", &l.skipped, "")
         ),
         None => String::new(),
     }
@@ -286,6 +276,15 @@ async fn resume(
     Ok(Outcome::new(&report, text))
 }
 
+/// `before`, the names joined by ", ", `after`; nothing when there are none.
+fn listed(before: &str, names: &[String], after: &str) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("{before}{}{after}", names.join(", "))
+    }
+}
+
 /// The summary's line about data the backup left out and Kasm's schema revision.
 fn excluded_text(m: &Manifest) -> String {
     let mut text = String::new();
@@ -312,11 +311,7 @@ fn roles_text(roles: Option<&RolesOutcome>) -> String {
     let mut text = format!(
         "\n  roles: {} created{}, {} already there (left as they were), {} membership(s) granted",
         r.created.len(),
-        if r.created.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", r.created.join(", "))
-        },
+        listed(" (", &r.created, ")"),
         r.existing.len(),
         r.memberships_granted
     );

@@ -211,6 +211,45 @@ pub fn pg_dump_child(kasm_pid: u32) -> Option<i32> {
     child_of(kasm_pid, "pg_dump", "--snapshot")
 }
 
+/// Run the stopped process `pid` in short slices (SIGCONT, 20 ms, SIGSTOP) until `cond` holds,
+/// and leave it stopped: whatever it is doing is then deterministically part way.
+pub fn step_until(pid: i32, what: &str, mut cond: impl FnMut() -> bool) {
+    // SAFETY: signals to a process the calling test started (through kasm-db).
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if cond() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+    }
+}
+
+/// The pg_dump of kasm-db `kasm_pid` (waited for), stepped with [`step_until`] until `cond`
+/// holds and left stopped: the backup is then part way for sure. Returns its pid.
+pub fn step_pg_dump_until(kasm_pid: u32, what: &str, cond: impl FnMut() -> bool) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let dump = loop {
+        if let Some(pid) = pg_dump_child(kasm_pid) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_dump did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    step_until(dump, what, cond);
+    dump
+}
+
 /// The pid of the pg_restore (the restoring one, with `--dbname`) that kasm-db `kasm_pid` runs.
 pub fn pg_restore_child(kasm_pid: u32) -> Option<i32> {
     child_of(kasm_pid, "pg_restore", "--dbname")
