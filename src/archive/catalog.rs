@@ -107,7 +107,7 @@ pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
     c.size_bytes = Some(size);
     c.sha256 = Some(sha);
     // The role passwords object, when the backup carries one, is part of the backup too.
-    if let (true, Some(p)) = (c.ok, m.roles.as_ref().and_then(|r| r.passwords.as_ref())) {
+    if let (true, Some(p)) = (c.ok, m.passwords()) {
         let bytes = storage::get_small(storage, &p.object).await?;
         if let Some(problem) = p.problem(bytes.as_deref()) {
             c.ok = false;

@@ -94,7 +94,7 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
 /// The role passwords object (issue 17), when the backup carries one: small, checked against
 /// the manifest like the object, copied as stored (sealed when the backup is encrypted).
 async fn copy_passwords(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Result<()> {
-    let Some(p) = m.roles.as_ref().and_then(|r| r.passwords.as_ref()) else {
+    let Some(p) = m.passwords() else {
         return Ok(());
     };
     let bytes = super::storage::get_small(src, &p.object).await?;

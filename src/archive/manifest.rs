@@ -217,14 +217,19 @@ pub fn new_id(created: DateTime<Utc>) -> String {
     format!("{}-{}", created.format("%Y%m%dT%H%M%SZ"), &rand[..6])
 }
 
+impl Manifest {
+    /// Where the role password hashes are, when the backup carries them.
+    pub fn passwords(&self) -> Option<&super::roles::PasswordsObject> {
+        self.roles.as_ref().and_then(|r| r.passwords.as_ref())
+    }
+}
+
 pub fn manifest_name(id: &str) -> String {
     format!("{id}/{MANIFEST_FILE}")
 }
 
 pub fn object_name(id: &str, encrypted: bool, codec: Codec) -> String {
     match (codec, encrypted) {
-        (Codec::Gzip, false) => format!("{id}/{OBJECT_FILE}"),
-        (Codec::Gzip, true) => format!("{id}/{ENCRYPTED_OBJECT_FILE}"),
         (c, false) => format!("{id}/dump.{}", c.extension()),
         (c, true) => format!("{id}/dump.{}.aes", c.extension()),
     }

@@ -95,7 +95,13 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         tracing::warn!("{w}");
     }
     let (excluded_roots, excluded) = if job.exclude_logs {
-        logs_relations(&client).await?
+        let found = crate::db::kasm_schema::logs_relations(&client).await?;
+        if found.0.is_empty() {
+            tracing::warn!(
+                "--exclude-logs: this database has no table named logs; nothing excluded"
+            );
+        }
+        found
     } else {
         (Vec::new(), Vec::new())
     };
@@ -109,7 +115,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         .get(0);
     let tables = user_tables(&client).await?;
     let database_properties = properties::read(&client).await?;
-    let alembic_version = alembic_version(&client).await?;
+    let alembic_version = crate::db::kasm_schema::alembic_version(&client).await?;
     let (needed_roles, passwords) = roles::read(&client).await?;
     refuse_unreadable(&client, job.db, &database_properties.owner).await?;
     let created = Utc::now();
@@ -270,10 +276,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
             chunk_bytes: compress::BLOCK_BYTES,
             key_id: k.id(),
         }),
-        server_side_encryption: match job.target {
-            Target::S3 { .. } => job.config.s3.sse.clone(),
-            Target::Dir(_) | Target::Azure { .. } => None,
-        },
+        server_side_encryption: storage.server_side_encryption(),
         exclude_logs: job.exclude_logs,
         excluded: excluded_roots,
         alembic_version,
@@ -290,7 +293,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
     if let Err(e) = storage.put_small(&manifest::manifest_name(&id), body).await {
         let _ = storage.delete(&object).await;
-        if let Some(p) = m.roles.as_ref().and_then(|r| r.passwords.as_ref()) {
+        if let Some(p) = m.passwords() {
             let _ = storage.delete(&p.object).await;
         }
         return Err(
@@ -327,37 +330,6 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
-}
-
-/// What `--exclude-logs` leaves out: every table named `logs` outside the system schemas —
-/// kasm-db's partitioned one (in `database.schema`) and Kasm's own plain one (`public.logs`),
-/// as Kasm's own backups do with `--exclude-table-data=logs`. Returns the tables named
-/// (`schema.table`, for the manifest) and every relation whose data pg_dump must skip: each
-/// table itself and, when partitioned, all its partitions (PostgreSQL 15's pg_dump does not
-/// follow partitions by itself). Warns when there is none.
-async fn logs_relations(
-    client: &tokio_postgres::Client,
-) -> Result<(Vec<String>, Vec<(String, String)>)> {
-    let rows = client
-        .query(
-            "SELECT format('%I.%I', rn.nspname, r.relname), n.nspname::text, c.relname::text
-             FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
-             CROSS JOIN LATERAL (SELECT r.oid AS relid
-                                 UNION SELECT t.relid FROM pg_partition_tree(r.oid) t) tree
-             JOIN pg_class c ON c.oid = tree.relid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE r.relname = 'logs' AND r.relkind IN ('r', 'p') AND NOT r.relispartition
-               AND rn.nspname <> 'information_schema' AND rn.nspname NOT LIKE 'pg\\_%'
-             ORDER BY 1, 2, 3",
-            &[],
-        )
-        .await?;
-    if rows.is_empty() {
-        tracing::warn!("--exclude-logs: this database has no table named logs; nothing excluded");
-    }
-    let mut roots: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    roots.dedup();
-    Ok((roots, rows.iter().map(|r| (r.get(1), r.get(2))).collect()))
 }
 
 /// Fail before pg_dump starts when this role may not read every table and sequence (pg_dump
@@ -402,11 +374,6 @@ async fn refuse_unreadable(
         db::ident(owner),
         db::ident(me)
     )))
-}
-
-/// Kasm's schema revision ([`crate::db::kasm_schema::alembic_version`]).
-async fn alembic_version(client: &tokio_postgres::Client) -> Result<Option<String>> {
-    crate::db::kasm_schema::alembic_version(client).await
 }
 
 /// Ordinary tables (partitions included, partitioned parents not) whose data pg_dump dumps.

@@ -59,11 +59,11 @@ pub fn warnings(
                 continue;
             }
             let cutoff = now - Duration::seconds(window_s as i64);
-            let span = if c.class == "debug" {
-                Duration::hours(1)
+            let span = crate::logs::partition_plan::span(if c.class == "debug" {
+                crate::logs::record::Class::Debug
             } else {
-                Duration::days(1)
-            };
+                crate::logs::record::Class::Logs
+            });
             if oldest > cutoff + span {
                 out.push(format!(
                     "The oldest {} record is from {}, {} old, although its {} window keeps records \

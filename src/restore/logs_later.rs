@@ -115,25 +115,6 @@ pub fn describe(names: &[String]) -> String {
     format!("the logs data of {} table(s): {s}", names.len())
 }
 
-/// Every table named `logs` outside the system schemas and all its partitions (the relations
-/// `backup --exclude-logs` leaves out), as (schema, table).
-pub async fn logs_relations(client: &tokio_postgres::Client) -> Result<BTreeSet<(String, String)>> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text
-             FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
-             CROSS JOIN LATERAL (SELECT r.oid AS relid
-                                 UNION SELECT t.relid FROM pg_partition_tree(r.oid) t) tree
-             JOIN pg_class c ON c.oid = tree.relid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE r.relname = 'logs' AND r.relkind IN ('r', 'p') AND NOT r.relispartition
-               AND rn.nspname <> 'information_schema' AND rn.nspname NOT LIKE 'pg\\_%'",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 /// Phase 1, in place of the single pg_restore into the new database `job.db`: the schema, then
 /// everything's data and post-data but the logs tables' data; the state record written. Returns
 /// the entries left for phase 2. `on_table` as for [`pgrestore::run`].
@@ -154,7 +135,11 @@ pub async fn restore_without_logs(
     };
     pgrestore::run_with(job, &["--section=pre-data".to_string()], |_, _| {}).await?;
     let client = db::connect(new, retry).await?;
-    let deferred = logs_relations(&client).await?;
+    let deferred: BTreeSet<(String, String)> = db::kasm_schema::logs_relations(&client)
+        .await?
+        .1
+        .into_iter()
+        .collect();
     let (keep, entries) = split(&list(bin, archive, env).await?, &deferred, m);
     let listed = archive.with_extension("without-logs.list");
     std::fs::write(&listed, keep)?;

@@ -92,11 +92,7 @@ async fn read_passwords(
     m: &Manifest,
     key: Option<&Key>,
 ) -> Result<Passwords> {
-    let obj = m
-        .roles
-        .as_ref()
-        .and_then(|r| r.passwords.as_ref())
-        .expect("called with a passwords object");
+    let obj = m.passwords().expect("called with a passwords object");
     let bytes = storage::get_small(storage, &obj.object).await?;
     if let Some(problem) = obj.problem(bytes.as_deref()) {
         return Err(Error::failed(format!(

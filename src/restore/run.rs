@@ -446,7 +446,7 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
             "--target names no database (postgres://.../DBNAME)",
         ));
     }
-    fetch::key_for(job.manifest, job.key_file)?;
+    let key = fetch::key_for(job.manifest, job.key_file)?;
     p.stage(format!(
         "checking the target server for {}",
         job.target.redacted()
@@ -483,7 +483,6 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
         target_alembic_version = found.alembic_version;
     }
     let roles_plan = if job.create_roles {
-        let key = fetch::key_for(job.manifest, job.key_file)?;
         Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
     } else {
         None
@@ -506,8 +505,8 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     let fetch_s = t.elapsed().as_secs_f64();
     let (roles_done, mut role_warnings) = match &roles_plan {
         Some(plan) => {
-            if !plan.to_create().is_empty() {
-                p.stage(format!("creating {} role(s)", plan.to_create().len()));
+            if !will_create.is_empty() {
+                p.stage(format!("creating {} role(s)", will_create.len()));
             }
             let (done, warnings) = roles::create(&server, plan).await?;
             (Some(done), warnings)

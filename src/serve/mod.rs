@@ -358,8 +358,5 @@ fn notifier(
 }
 
 fn runner_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", crate::notify::host_name(), std::process::id())
 }
