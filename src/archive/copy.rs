@@ -79,6 +79,9 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
     if let Err(e) = dst.put_small(&manifest::manifest_name(&m.id), body).await {
         let _ = dst.delete(&m.object).await;
+        if let Some(p) = m.passwords() {
+            let _ = dst.delete(&p.object).await;
+        }
         return Err(e.context(format!(
             "the copy of {} was stored in {} but its manifest could not be; nothing was kept",
             m.id,
