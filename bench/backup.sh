@@ -70,6 +70,8 @@ name, s, b, _ = sys.argv[5].split()
 t, z = float(s) / pd_s, int(b) / pd_b
 print(f"\ndefault settings: time {t:.2f}x (issue 15: <= 0.6x, aim 0.5x) {'met' if t <= 0.6 else 'NOT met'}; "
       f"size {z:.2f}x (issue 15: <= 1.10x, aim 1.05x) {'met' if z <= 1.10 else 'NOT met'}")
+print(f"RESULT backup_time {t:.3f} kasm_s={float(s):.2f} pg_dump_s={pd_s:.2f} floor_z0={z0_s / pd_s:.3f}")
+print(f"RESULT backup_size {z:.3f} kasm_bytes={b} pg_dump_bytes={pd_b}")
 PY
 
 if [ "${BENCH_S3:-0}" = 1 ]; then

@@ -14,6 +14,7 @@
 #        BENCH_ROUNDS  rounds of pg_restore -d / before / kasm-db (default 1)
 #        BENCH_REFS    0 skips the pg_restore -j references (default 1)
 #        BENCH_JOBS    --jobs for kasm-db and the reference pg_restore -j (default: nproc)
+#        BENCH_LOGS_LATER  0 skips the --logs-later comparison (default 1)
 # Starts and removes its own cluster; touches no other server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,7 @@ for r in $(seq 1 "$ROUNDS"); do
   results+=("$line")
   [ -n "$BEFORE" ] && results+=("   before breakdown: $(breakdown "$work/before$r.out")")
   results+=("   kasm-db breakdown: $(breakdown "$work/kasm$r.out"); $rows rows checked; pgbench_accounts: $same")
+  results+=("RESULT restore_ratio $(python3 -c "print(f'{$kr_s / $pr_s:.3f}')") round=$r kasm_s=$kr_s pg_restore_s=$pr_s")
   for d in "plain$r" "before$r" "restored$r"; do "$bindir/dropdb" --if-exists "$d"; done
 done
 if [ "${BENCH_REFS:-1}" = 1 ]; then
@@ -72,11 +74,13 @@ if [ "${BENCH_REFS:-1}" = 1 ]; then
   pno_s=$secs
 fi
 
+if [ "${BENCH_LOGS_LATER:-1}" = 1 ]; then
 # --logs-later (issue 17) onto a fresh database, beside a plain restore onto another: how long
 # until the swap (the application can connect), then the logs loaded into the live database.
 measure kasm_plain "$BIN" restore -q --json --jobs "$JOBS" --from "$work/backups" --target "postgres:///restored_pl"
 measure kasm_ll "$BIN" restore -q --json --jobs "$JOBS" --logs-later --from "$work/backups" --target "postgres:///restored_ll"
 for d in restored_pl restored_ll; do "$bindir/dropdb" --if-exists "$d"; done
+fi
 
 printf '\ndatabase: %s MB (pgbench scale %s + %s log records), %s cores, jobs %s\n' \
   "$((db_bytes / 1000000))" "$SCALE" "$LOG_ROWS" "$(nproc)" "$JOBS"
@@ -85,6 +89,7 @@ if [ "${BENCH_REFS:-1}" = 1 ]; then
   echo "pg_restore -j $JOBS -d (reference): $prj_s s; pg_restore -j $JOBS of kasm-db's archive without offsets: $pno_s s"
 fi
 echo "(issue 15: kasm-db restore / pg_restore -d <= 0.9x, aim 0.8x)"
+[ "${BENCH_LOGS_LATER:-1}" = 1 ] || exit 0
 python3 - "$work/kasm_ll.out" "$work/kasm_plain.out" <<'PY'
 import json, sys
 ll = json.load(open(sys.argv[1])); plain = json.load(open(sys.argv[2]))

@@ -144,7 +144,7 @@ pub enum Command {
     /// Back the database up with pg_dump, compressed and checksummed, streamed to S3 or a directory.
     ///
     /// Compression is backup.compression: "gzip" (default; standard multi-member gzip at
-    /// backup.compression_level, default 6 of 0-12, restores with `gunzip -c | pg_restore`) or
+    /// backup.compression_level, default 5 of 0-12, restores with `gunzip -c | pg_restore`) or
     /// "zstd" (smaller and faster; level 1-19, default 3; restores with `zstd -dc |
     /// pg_restore`). The manifest's `restore` recipe says which; `restore` reads both.
     ///

@@ -7,6 +7,11 @@ use kasm_db::cli::{Cli, LogFormat};
 use std::io::Write;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: ingest allocates and frees a few strings per record,
+/// and glibc's allocator was ~16 % of its client CPU (BENCHMARKS.md, issue 15).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

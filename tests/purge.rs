@@ -2,7 +2,8 @@
 //! a batch per transaction (counted by an event trigger that records the transaction of every
 //! drop), with exact deleted counts; a partition another session holds is left out of its batch
 //! and emptied while the rest are dropped; a class whose parent is held is emptied instead of
-//! dropped without holding up the other class; the next run drops what was left.
+//! dropped without holding up the other class; the next run drops what was left. The two
+//! classes are dropped on two connections.
 
 mod common;
 use common::*;
@@ -60,10 +61,10 @@ fn setup(n_debug: u32, n_logs: u32) -> (String, Expired) {
         INSERT INTO logs (log_id, ingest_date, levelname, message, data) VALUES
           (gen_random_uuid(), '{T0}', 'DEBUG', 'd_fresh', '{{}}'),
           (gen_random_uuid(), '{T0}', 'INFO', 'l_fresh', '{{}}');
-        CREATE TABLE drop_log (name text, xid xid8);
+        CREATE TABLE drop_log (name text, xid xid8, pid int);
         CREATE FUNCTION log_drops() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $f$
         BEGIN
-          INSERT INTO public.drop_log SELECT object_name, pg_current_xact_id()
+          INSERT INTO public.drop_log SELECT object_name, pg_current_xact_id(), pg_backend_pid()
             FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table';
         END $f$;
         CREATE EVENT TRIGGER log_drops ON sql_drop EXECUTE FUNCTION log_drops();"#
@@ -179,6 +180,15 @@ fn many_partitions_are_dropped_a_batch_per_transaction_with_exact_counts() {
     // 150 debug partitions in 3 transactions, 5 logs partitions in 1: not one per partition.
     assert_eq!(drop_transactions(&url, "logs\\_debug\\_p%"), 3);
     assert_eq!(drop_transactions(&url, "logs\\_logs\\_p%"), 1);
+    // The two classes on two connections (dropped at the same time), each class on one.
+    assert_eq!(psql(&url, "SELECT count(DISTINCT pid) FROM drop_log"), "2");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(DISTINCT pid) FROM drop_log WHERE name LIKE 'logs\\_debug\\_p%'"
+        ),
+        "1"
+    );
     assert!(!is_partition(&url, &expired.debug[0]));
     // Idempotent.
     let v = purge(&url);

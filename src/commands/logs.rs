@@ -183,7 +183,8 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
         Some(t) => parse_instant("--now", t)?,
         None => Utc::now(),
     };
-    let pool = ctx.pool(1).await?;
+    // Two connections: purge drops the two classes' partitions at once when both have some.
+    let pool = ctx.pool(2).await?;
     // The operation takes the purge lock (serve's scheduled purge takes the same one).
     let r = purge::purge(
         &pool,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// The default gzip level (libdeflate's scale), chosen from bench/backup.sh (BENCHMARKS.md).
-pub const GZIP_DEFAULT_LEVEL: u32 = 6;
+pub const GZIP_DEFAULT_LEVEL: u32 = 5;
 /// The default zstd level (zstd's own default).
 pub const ZSTD_DEFAULT_LEVEL: u32 = 3;
 

@@ -41,6 +41,8 @@ const DROP_ROUNDS: u32 = 3;
 /// files are freed at COMMIT after the locks are released. 64 hourly partitions are the expired
 /// debug partitions of almost three days.
 pub const DROP_BATCH: usize = 64;
+/// How long purge waits for the pool to hand it a second connection before going on with one.
+const SPARE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Debug, Default, Serialize)]
 pub struct PurgeReport {
@@ -83,16 +85,17 @@ pub async fn purge(
 ) -> Result<PurgeReport> {
     let mut client = db::get(pool).await?;
     if dry_run {
-        return purge_on(&mut client, schema, retention, now, true).await;
+        return purge_on(&mut client, None, schema, retention, now, true).await;
     }
     locks::hold(&client, Lock::Purge, database).await?;
-    let report = purge_on(&mut client, schema, retention, now, false).await;
+    let report = purge_on(&mut client, Some(pool), schema, retention, now, false).await;
     locks::release_pooled(client, Lock::Purge).await;
     report
 }
 
 async fn purge_on(
     client: &mut Client,
+    spare: Option<&Pool>,
     schema: &str,
     retention: &RetentionConfig,
     now: DateTime<Utc>,
@@ -122,7 +125,7 @@ async fn purge_on(
             left: Vec::new(),
         }
     } else {
-        drop_expired(client, schema, drops).await?
+        drop_expired(client, spare, schema, drops).await?
     };
     // Reported in plan order (oldest first), whatever order the batches ran in.
     let mut dropped = outcome.dropped;
@@ -256,11 +259,20 @@ pub(super) struct DropOutcome {
 /// past `deadlock_timeout`, when PostgreSQL cancels the autovacuum in favour of the waiter (no
 /// ingest waits meanwhile: the parent is locked after the partitions). What is left after
 /// [`DROP_ROUNDS`] rounds is returned.
+///
+/// When both classes have partitions to drop and `spare` (the pool) hands over a second
+/// connection within [`SPARE_WAIT`], the two classes are dropped at the same time, one on
+/// each connection: almost
+/// all of a drop's time is its COMMIT, where the server gives the files back to the filesystem
+/// (after releasing the locks), and two backends do that on two cores (BENCHMARKS.md, issue 15).
+/// The classes have different parents, so the two never wait for each other's locks.
 pub(super) async fn drop_expired(
     client: &mut Client,
+    spare: Option<&Pool>,
     schema: &str,
     parts: Vec<Partition>,
 ) -> Result<DropOutcome> {
+    let mut second: Option<deadpool_postgres::Object> = None;
     let mut dropped = Vec::with_capacity(parts.len());
     let mut pending = parts;
     let mut vacuum_wait_ms = None;
@@ -270,45 +282,56 @@ pub(super) async fn drop_expired(
         }
         let held = held_by_others(client, schema, &pending).await?;
         let mut next = Vec::new();
+        let mut work: Vec<ClassWork> = Vec::new();
         for class in Class::ALL {
-            let mut free = Vec::new();
-            let mut vacuumed = Vec::new();
+            let mut w = ClassWork {
+                class,
+                free: Vec::new(),
+                vacuumed: Vec::new(),
+            };
             for p in pending.iter().filter(|p| p.class == class) {
                 match held.get(&p.name) {
-                    None => free.push(p.clone()),
-                    Some(Holder::Autovacuum) => vacuumed.push(p.clone()),
+                    None => w.free.push(p.clone()),
+                    Some(Holder::Autovacuum) => w.vacuumed.push(p.clone()),
                     Some(Holder::Session) => next.push(p.clone()),
                 }
             }
-            let mut batches: Vec<(&[Partition], u64)> = free
-                .chunks(DROP_BATCH)
-                .map(|c| (c, LOCK_TIMEOUT_MS))
-                .collect();
-            if !vacuumed.is_empty() {
-                let wait = match vacuum_wait_ms {
-                    Some(ms) => ms,
-                    None => {
-                        let ms = deadlock_timeout_ms(client).await? + LOCK_TIMEOUT_MS;
-                        *vacuum_wait_ms.insert(ms)
-                    }
-                };
-                batches.extend(vacuumed.chunks(DROP_BATCH).map(|c| (c, wait)));
+            if !w.vacuumed.is_empty() && vacuum_wait_ms.is_none() {
+                vacuum_wait_ms = Some(deadlock_timeout_ms(client).await? + LOCK_TIMEOUT_MS);
             }
-            let mut batches = batches.into_iter();
-            for (chunk, wait_ms) in batches.by_ref() {
-                match drop_batch(client, schema, class, chunk, wait_ms).await? {
-                    Some(counts) => dropped.extend(chunk.iter().cloned().zip(counts)),
-                    None => {
-                        tracing::debug!(round, class = ?class, partitions = chunk.len(), "lock not available");
-                        next.extend_from_slice(chunk);
-                        break;
-                    }
+            if !w.free.is_empty() || !w.vacuumed.is_empty() {
+                work.push(w);
+            }
+        }
+        let wait = vacuum_wait_ms.unwrap_or(LOCK_TIMEOUT_MS);
+        if work.len() == 2 && second.is_none() {
+            if let Some(pool) = spare {
+                second = tokio::time::timeout(SPARE_WAIT, db::get(pool))
+                    .await
+                    .ok()
+                    .and_then(|c| c.ok());
+            }
+        }
+        let results = match (work.len(), second.as_mut()) {
+            (2, Some(other)) => {
+                let (b, a) = (work.pop().expect("two"), work.pop().expect("two"));
+                let (ra, rb) = tokio::try_join!(
+                    drop_class(client, schema, round, a, wait),
+                    drop_class(other, schema, round, b, wait)
+                )?;
+                vec![ra, rb]
+            }
+            _ => {
+                let mut results = Vec::new();
+                for w in work {
+                    results.push(drop_class(client, schema, round, w, wait).await?);
                 }
+                results
             }
-            // After a timeout the class's parent is busy: the rest wait for the next round.
-            for (chunk, _) in batches {
-                next.extend_from_slice(chunk);
-            }
+        };
+        for (d, left) in results {
+            dropped.extend(d);
+            next.extend(left);
         }
         pending = next;
         if !pending.is_empty() && round < DROP_ROUNDS {
@@ -319,6 +342,53 @@ pub(super) async fn drop_expired(
         dropped,
         left: pending,
     })
+}
+
+/// One class's partitions for one round of [`drop_expired`]: those no one holds, and those only
+/// autovacuum holds.
+struct ClassWork {
+    class: Class,
+    free: Vec<Partition>,
+    vacuumed: Vec<Partition>,
+}
+
+/// Drop one class's partitions of one round, batch after batch on `client` (they share the
+/// class's parent lock): what was dropped with its rows, and what waits for the next round.
+/// After a lock timeout the class's parent is busy, so the batches after it wait too.
+async fn drop_class(
+    client: &mut Client,
+    schema: &str,
+    round: u32,
+    work: ClassWork,
+    vacuum_wait_ms: u64,
+) -> Result<(Vec<(Partition, u64)>, Vec<Partition>)> {
+    let mut batches: Vec<(&[Partition], u64)> = work
+        .free
+        .chunks(DROP_BATCH)
+        .map(|c| (c, LOCK_TIMEOUT_MS))
+        .collect();
+    batches.extend(
+        work.vacuumed
+            .chunks(DROP_BATCH)
+            .map(|c| (c, vacuum_wait_ms)),
+    );
+    let mut dropped = Vec::new();
+    let mut next = Vec::new();
+    let mut batches = batches.into_iter();
+    for (chunk, wait_ms) in batches.by_ref() {
+        match drop_batch(client, schema, work.class, chunk, wait_ms).await? {
+            Some(counts) => dropped.extend(chunk.iter().cloned().zip(counts)),
+            None => {
+                tracing::debug!(round, class = ?work.class, partitions = chunk.len(), "lock not available");
+                next.extend_from_slice(chunk);
+                break;
+            }
+        }
+    }
+    for (chunk, _) in batches {
+        next.extend_from_slice(chunk);
+    }
+    Ok((dropped, next))
 }
 
 /// Who holds a lock on a partition purge wants to drop.

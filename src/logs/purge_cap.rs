@@ -120,7 +120,7 @@ pub async fn apply(client: &mut Client, input: CapInput<'_>) -> Result<CapReport
             total = plan.after_bytes;
             break;
         }
-        let outcome = purge::drop_expired(client, schema, parts.clone()).await?;
+        let outcome = purge::drop_expired(client, None, schema, parts.clone()).await?;
         // In the plan's order (debug first, oldest first), whatever order the batches ran in.
         for p in &parts {
             if let Some((_, n)) = outcome.dropped.iter().find(|(d, _)| d.name == p.name) {
