@@ -28,10 +28,34 @@ for v in $(env | grep -o '^KASM_DB_[A-Z_]*' || true); do unset "$v"; done
 echo "building the database: pgbench scale $SCALE + $LOG_ROWS log records..." >&2
 "$bindir/pgbench" -i -q -s "$SCALE" bench >/dev/null 2>&1
 "$BIN" migrate -q >/dev/null
+SHAPE=${BENCH_SHAPE:-$([ "${BENCH_LOGS:-varied}" = md5 ] && echo catchall || echo kasm)}
+if [ "$SHAPE" = kasm ]; then
+# The partitions kasm-db makes: hourly for debug records (kept 4 hours), daily for the others
+# (kept 7 days), named as kasm-db names them; the records are spread over those windows (the
+# default, except with BENCH_LOGS=md5).
+"$bindir/psql" -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SET TIME ZONE 'UTC';
+DO $$
+DECLARE h timestamptz;
+BEGIN
+  FOR h IN SELECT date_trunc('hour', now()) - k * interval '1 hour' FROM generate_series(-1, 4) k LOOP
+    EXECUTE format('CREATE TABLE %I PARTITION OF logs_debug FOR VALUES FROM (%L) TO (%L)',
+                   'logs_debug_p' || to_char(h, 'YYYYMMDDHH24'), h, h + interval '1 hour');
+  END LOOP;
+  FOR h IN SELECT date_trunc('day', now()) - k * interval '1 day' FROM generate_series(-1, 7) k LOOP
+    EXECUTE format('CREATE TABLE %I PARTITION OF logs_logs FOR VALUES FROM (%L) TO (%L)',
+                   'logs_logs_p' || to_char(h, 'YYYYMMDD'), h, h + interval '1 day');
+  END LOOP;
+END $$;
+SQL
+else
+# BENCH_SHAPE=catchall: one partition per class for every time (the shape of the runs before
+# 2026-11-29 20:00 UTC in BENCHMARKS.md); the records are 37 ms apart.
 "$bindir/psql" -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE logs_debug_all PARTITION OF logs_debug FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
 CREATE TABLE logs_logs_all PARTITION OF logs_logs FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
 SQL
+fi
 if [ "${BENCH_LOGS:-varied}" = md5 ]; then
 "$bindir/psql" -X -q -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO logs (log_id, ingest_date, log_time, levelname, host, application, kasm_user_name, message, data)
@@ -46,7 +70,7 @@ else
 # Varied records, shaped like real Kasm component logs (python-json-logger): messages from
 # templates filled with UUIDs, user names, IPs, image names and durations, free text of words,
 # and Python tracebacks on errors; `data` holds the whole record as ingest stores it.
-"$bindir/psql" -X -q -v ON_ERROR_STOP=1 -v LOG_ROWS="$LOG_ROWS" <<'SQL'
+"$bindir/psql" -X -q -v ON_ERROR_STOP=1 -v LOG_ROWS="$LOG_ROWS" -v SHAPE="$SHAPE" <<'SQL'
 CREATE TEMP TABLE vocab AS SELECT
   '{the,session,agent,user,request,image,container,failed,started,stopped,timeout,connection,
     refused,reset,retry,queue,proxy,stream,token,expired,invalid,license,zone,server,pool,
@@ -75,6 +99,10 @@ SELECT log_id, ts, ts, lvl, host, app, usr, msg,
          'exc_info', CASE WHEN lvl = 'ERROR' THEN trace END)
 FROM (
   SELECT r.*, v.*,
+    -- kasm shape: debug records over the last 3.9 hours, the others over the last 6.9 days
+    CASE WHEN :'SHAPE' <> 'kasm' THEN now() - (r.i * interval '37 ms')
+         WHEN lvl = 'DEBUG' THEN now() - (r.i * interval '14 ms')
+         ELSE now() - (r.i * interval '600 ms') END AS ts,
     CASE WHEN lvl = 'ERROR' THEN 'Traceback (most recent call last):' || E'\n' ||
       (SELECT string_agg(format('  File "/src/%s.py", line %s, in %s', md[1 + (random() * 7)::int],
                                 10 + (random() * 2000)::int, fn[1 + (random() * 11)::int])
@@ -93,7 +121,6 @@ FROM (
     END AS msg
   FROM vocab v, LATERAL (
     SELECT i, gen_random_uuid() AS log_id, gen_random_uuid() AS kasm_id,
-      now() - (i * interval '37 ms') AS ts,
       (ARRAY['DEBUG','DEBUG','DEBUG','INFO','INFO','INFO','INFO','WARNING','INFO','ERROR'])[1 + (random() * 9)::int] AS lvl,
       'kasm-' || (ARRAY['web','agent','agent','proxy'])[1 + (i % 4)] || '-' || (i % 5) AS host,
       (ARRAY['kasm_api','kasm_manager','kasm_agent','kasm_share','kasm_proxy'])[1 + (i % 5)] AS app,
@@ -109,9 +136,12 @@ fi
 "$bindir/psql" -X -q -c 'VACUUM ANALYZE' >/dev/null
 db_bytes=$("$bindir/psql" -X -At -c "SELECT pg_database_size('bench')")
 
-# measure NAME CMD...: wall seconds and peak RSS (KiB) into $secs / $rss
+# measure NAME CMD...: wall seconds and peak RSS (KiB) into $secs / $rss. Each command starts
+# with nothing dirty in the page cache (sync first): otherwise a command that writes much (a
+# restore's scratch archive) is throttled by the writeback of the command before it.
 measure() {
   local name=$1; shift
+  sync
   /usr/bin/time -v "$@" >"$work/$name.out" 2>"$work/$name.time" || { cat "$work/$name.time" >&2; exit 1; }
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$work/$name.time")
   rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/$name.time")

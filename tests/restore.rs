@@ -193,6 +193,15 @@ fn restore_over_an_existing_database_keeps_it_as_previous_and_matches_the_source
         ),
         "0"
     );
+    // Each partition was analyzed once: the parent's ANALYZE passed over them.
+    assert_eq!(
+        standby_sql(
+            &target,
+            "SELECT string_agg(relname || '=' || analyze_count, ',' ORDER BY relname)
+             FROM pg_stat_user_tables WHERE relname LIKE 'plogs\\_%'"
+        ),
+        "plogs_debug=1,plogs_other=1"
+    );
     // No half-made database remains.
     assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
 

@@ -9,9 +9,10 @@
 //! early: its SHARE UPDATE EXCLUSIVE lock conflicts with the CREATE INDEX that may still be
 //! due on the same table, and statistics of expression indexes need the index to exist.
 //! After pg_restore, [`finish`] counts the tables not counted yet and runs ANALYZE, on up to
-//! `jobs` connections (the tables, largest first, then the partition trees from their roots).
-//! Running the trees' ANALYZE beside the tables' instead, from one queue, was measured slower
-//! (BENCHMARKS.md, issue 15).
+//! `jobs` connections: every table, leaf partitions included, largest first; then each
+//! partition tree's partitioned tables, without their leaves a second time
+//! ([`analyze_parents`]). Running the trees' ANALYZE beside the tables' instead, from one
+//! queue, was measured slower (BENCHMARKS.md, issue 15).
 //!
 //! Early counting is best effort: anything it could not count (an ambiguous table name, a
 //! failed query) is counted by [`finish`]. Every manifest table is counted exactly once
@@ -39,23 +40,23 @@ fn by_tag(tables: &[TableRows]) -> HashMap<&str, Option<&TableRows>> {
 }
 
 /// Count `schema.table` when it exists as a table (`None` when it does not).
-async fn count_one(client: &tokio_postgres::Client, t: &TableRows) -> Result<Option<(i64, bool)>> {
+async fn count_one(client: &tokio_postgres::Client, t: &TableRows) -> Result<Option<i64>> {
     let rel = format!("{}.{}", ident(&t.schema), ident(&t.table));
-    let kind: Option<bool> = client
+    let exists = client
         .query_opt(
-            "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
+            "SELECT 1 FROM pg_class WHERE oid = to_regclass($1)",
             &[&rel],
         )
         .await?
-        .map(|r| r.get(0));
-    let Some(is_partition) = kind else {
+        .is_some();
+    if !exists {
         return Ok(None);
-    };
+    }
     let n: i64 = client
         .query_one(&format!("SELECT count(*) FROM {rel}"), &[])
         .await?
         .get(0);
-    Ok(Some((n, is_partition)))
+    Ok(Some(n))
 }
 
 /// Count the tables whose tags arrive on `loaded` (sent once pg_restore has committed their
@@ -89,7 +90,7 @@ pub async fn count_as_loaded(
         }
         let c = client.as_ref().expect("connected above");
         match count_one(c, t).await {
-            Ok(Some((n, _))) => {
+            Ok(Some(n)) => {
                 found.insert((t.schema.clone(), t.table.clone()), n);
             }
             Ok(None) => {}
@@ -133,26 +134,14 @@ pub async fn finish(
         for t in share {
             let key = (t.schema.clone(), t.table.clone());
             let rel = format!("{}.{}", ident(&t.schema), ident(&t.table));
-            let (n, is_partition) = match counted.get(&key) {
-                Some(&n) => {
-                    let is_partition: Option<bool> = client
-                        .query_opt(
-                            "SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
-                            &[&rel],
-                        )
-                        .await?
-                        .map(|r| r.get(0));
-                    (Some(n), is_partition.unwrap_or(false))
-                }
-                None => match count_one(&client, t).await? {
-                    Some((n, p)) => (Some(n), p),
-                    None => (None, false),
-                },
+            let n = match counted.get(&key) {
+                Some(&n) => Some(n),
+                None => count_one(&client, t).await?,
             };
             if let Some(n) = n {
-                if !is_partition {
-                    client.batch_execute(&format!("ANALYZE {rel}")).await?;
-                }
+                // Partitions too, sharing the connections with the other tables; their parents
+                // are analyzed below without analyzing them a second time.
+                client.batch_execute(&format!("ANALYZE {rel}")).await?;
                 found.push((key, n));
             }
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
@@ -174,16 +163,96 @@ pub async fn finish(
         .map(|r| r.get(0))
         .collect();
     drop(client);
-    let roots = &roots;
+    let found: Counts = found.into_iter().flatten().collect();
+    let (roots, analyzed) = (&roots, &found);
     futures::future::try_join_all((0..workers.min(roots.len())).map(|w| async move {
         let client = db::connect(db, retry).await?;
         for rel in roots.iter().skip(w).step_by(workers) {
-            client.batch_execute(&format!("ANALYZE {rel}")).await?;
+            analyze_parents(db, retry, &client, rel, analyzed, workers).await?;
         }
         Ok::<_, Error>(())
     }))
     .await?;
-    Ok(found.into_iter().flatten().collect())
+    Ok(found)
+}
+
+/// ANALYZE the partitioned tables of the tree under `root` (their statistics of the tree as a
+/// whole), without analyzing again the leaf partitions [`finish`] has just analyzed in parallel
+/// (those in `analyzed`; any other leaf is analyzed here). Before PostgreSQL 18 (`ANALYZE ONLY`) an ANALYZE of a partitioned table always
+/// analyzes every partition too; so a second connection holds a SHARE UPDATE EXCLUSIVE lock on
+/// the leaves (which ANALYZE needs, and which the tree-wide sampling's ACCESS SHARE locks do
+/// not conflict with) while `ANALYZE (SKIP_LOCKED)` of the root passes over them; the
+/// partitioned tables under the root are analyzed the same way first, on up to `workers`
+/// connections. On a tree of a dozen partitions this halves the step (BENCHMARKS.md, issue 15). If the leaves cannot be
+/// locked at once (another session, or a role without the privilege), the plain ANALYZE runs.
+async fn analyze_parents(
+    db: &DbTarget,
+    retry: Retry,
+    client: &tokio_postgres::Client,
+    root: &str,
+    analyzed: &Counts,
+    workers: usize,
+) -> Result<()> {
+    let tree = client
+        .query(
+            "SELECT n.nspname, c.relname, t.isleaf, t.level
+             FROM pg_partition_tree($1::text::regclass) t
+             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p')",
+            &[&root],
+        )
+        .await?;
+    let (mut leaves, mut parents) = (Vec::new(), Vec::new());
+    for r in &tree {
+        let key = (r.get::<_, String>(0), r.get::<_, String>(1));
+        let rel = format!("{}.{}", ident(&key.0), ident(&key.1));
+        if r.get::<_, bool>(2) {
+            if analyzed.contains_key(&key) {
+                leaves.push(rel);
+            }
+        } else if r.get::<_, i32>(3) > 0 {
+            parents.push(rel);
+        }
+    }
+    let mut holder = db::connect(db, retry).await?;
+    let tx = holder.transaction().await?;
+    let held = leaves.is_empty()
+        || tx
+            .batch_execute(&format!(
+                "SET LOCAL lock_timeout = '1s';
+                 LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE",
+                leaves.join(", ")
+            ))
+            .await
+            .map_err(|e| tracing::debug!("ANALYZE of {root}: leaves not held ({e}); analyzing all"))
+            .is_ok();
+    if !held {
+        drop(tx);
+        client.batch_execute(&format!("ANALYZE {root}")).await?;
+        return Ok(());
+    }
+    // The partitioned tables under the root at the same time, each in a transaction kept open
+    // (ANALYZE may run in one) so that it stays locked, and the root's ANALYZE passes over it.
+    let parents = &parents;
+    let share = workers.clamp(1, parents.len().max(1));
+    let open = futures::future::try_join_all((0..share).map(|w| async move {
+        let c = db::connect(db, retry).await?;
+        c.batch_execute("BEGIN").await?;
+        for rel in parents.iter().skip(w).step_by(share) {
+            c.batch_execute(&format!("ANALYZE (SKIP_LOCKED) {rel}"))
+                .await?;
+        }
+        Ok::<_, Error>(c)
+    }))
+    .await?;
+    client
+        .batch_execute(&format!("ANALYZE (SKIP_LOCKED) {root}"))
+        .await?;
+    for c in &open {
+        c.batch_execute("COMMIT").await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
