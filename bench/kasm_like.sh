@@ -20,7 +20,9 @@ cleanup() {
 trap cleanup EXIT
 [ "$(id -u)" = 0 ] && chown postgres "$work"
 as_pg "'$bindir/initdb' -D '$work/data' -U postgres --auth=trust --no-sync -E UTF8 --locale=C" >/dev/null
-as_pg "'$bindir/pg_ctl' -D '$work/data' -l '$work/server.log' -w -o \"-p $port -k $work -c listen_addresses='' -c fsync=off -c max_wal_size=4GB\" start" >/dev/null
+# autovacuum off: it would VACUUM and ANALYZE the 4M rows one timed command just loaded while
+# the next command is timed (a restore after `pg_restore -d` measured 1.2-2 s slower that way).
+as_pg "'$bindir/pg_ctl' -D '$work/data' -l '$work/server.log' -w -o \"-p $port -k $work -c listen_addresses='' -c fsync=off -c max_wal_size=4GB -c autovacuum=off\" start" >/dev/null
 
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=bench
 for v in $(env | grep -o '^KASM_DB_[A-Z_]*' || true); do unset "$v"; done
@@ -137,11 +139,11 @@ fi
 db_bytes=$("$bindir/psql" -X -At -c "SELECT pg_database_size('bench')")
 
 # measure NAME CMD...: wall seconds and peak RSS (KiB) into $secs / $rss. Each command starts
-# with nothing dirty in the page cache (sync first): otherwise a command that writes much (a
-# restore's scratch archive) is throttled by the writeback of the command before it.
+# with nothing dirty (a CHECKPOINT, then sync): otherwise the checkpoint that the previous
+# command's WAL triggers, and the page cache's writeback, run during the next command.
 measure() {
   local name=$1; shift
-  sync
+  "$bindir/psql" -X -q -c CHECKPOINT >/dev/null; sync
   /usr/bin/time -v "$@" >"$work/$name.out" 2>"$work/$name.time" || { cat "$work/$name.time" >&2; exit 1; }
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$work/$name.time")
   rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/$name.time")
