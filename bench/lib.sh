@@ -1,10 +1,11 @@
 # Shared helpers for the benchmark scripts: a throwaway PostgreSQL cluster on loopback, timing,
-# and peak RSS. Source it; it cleans up on exit.
+# and peak RSS. Source it; it cleans up on exit. BENCH_PGBIN: another PostgreSQL's bin directory
+# (default: pg_config --bindir).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-PGBIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+PGBIN=${BENCH_PGBIN:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
 WORK=$(mktemp -d /tmp/kasm-db-bench-XXXXXX)
 chmod 755 "$WORK"
 KASM_DB="$ROOT/target/release/kasm-db"

@@ -2,9 +2,11 @@
 # Purge at growing sizes (issue 15), side by side in one run on one fresh cluster. For each size M:
 # M expired rows spread over 10 days (received 18 to 8 days ago: 240 hourly debug partitions and
 # 10 daily ones) beside FRESH rows received now; kasm-db purge vs DELETE of the same rows from an
-# identical plain table (same indexes plus a btree on ingest_date); and the filesystem's floor:
-# the time to `rm` one file of the bytes purge gave back, and to `rm` files of the same sizes as
-# the ones purge emptied (a partition is 5-7 relations, each a file or more). Then the latency of a concurrent
+# identical plain table (same indexes plus a btree on ingest_date), both after a VACUUM ANALYZE
+# and a CHECKPOINT; and the filesystem's floor: the time to `rm` one file of the bytes purge gave
+# back, and to `rm` files of the same sizes as the ones purge emptied (a partition is 5-7
+# relations, each a file or more), by one process and by two at once (purge drops the two
+# classes on two connections). Then the latency of a concurrent
 # `kasm-db serve` load (bench/serve.sh's client) without and with a purge of SERVE_ROWS expired
 # rows running, over the whole run and over the requests in flight during the purge.
 # Usage: bench/purge.sh [SIZES="400000 4000000"]
