@@ -183,7 +183,7 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> Result<Outcome> {
         Some(t) => parse_instant("--now", t)?,
         None => Utc::now(),
     };
-    // Two connections: purge drops the two classes' partitions at once when both have some.
+    // Two connections: purge drops partitions on both at once.
     let pool = ctx.pool(2).await?;
     // The operation takes the purge lock (serve's scheduled purge takes the same one).
     let r = purge::purge(

@@ -260,12 +260,13 @@ pub(super) struct DropOutcome {
 /// ingest waits meanwhile: the parent is locked after the partitions). What is left after
 /// [`DROP_ROUNDS`] rounds is returned.
 ///
-/// When both classes have partitions to drop and `spare` (the pool) hands over a second
-/// connection within [`SPARE_WAIT`], the two classes are dropped at the same time, one on
-/// each connection: almost
+/// When there is more than one partition to drop and `spare` (the pool) hands over a second
+/// connection within [`SPARE_WAIT`], the two connections drop batches at the same time (a
+/// [`Queue`] per round): almost
 /// all of a drop's time is its COMMIT, where the server gives the files back to the filesystem
 /// (after releasing the locks), and two backends do that on two cores (BENCHMARKS.md, issue 15).
-/// The classes have different parents, so the two never wait for each other's locks.
+/// Two batches of one class take the class's parent lock in turn, each only until its COMMIT
+/// begins; two of different classes never wait for each other.
 pub(super) async fn drop_expired(
     client: &mut Client,
     spare: Option<&Pool>,
@@ -304,7 +305,8 @@ pub(super) async fn drop_expired(
             }
         }
         let wait = vacuum_wait_ms.unwrap_or(LOCK_TIMEOUT_MS);
-        if work.len() == 2 && second.is_none() {
+        let parts: usize = work.iter().map(|w| w.free.len() + w.vacuumed.len()).sum();
+        if parts > 1 && second.is_none() {
             if let Some(pool) = spare {
                 second = tokio::time::timeout(SPARE_WAIT, db::get(pool))
                     .await
@@ -312,27 +314,21 @@ pub(super) async fn drop_expired(
                     .and_then(|c| c.ok());
             }
         }
-        let results = match (work.len(), second.as_mut()) {
-            (2, Some(other)) => {
-                let (b, a) = (work.pop().expect("two"), work.pop().expect("two"));
+        let queue = Queue::new(work, wait, second.is_some());
+        let results = match second.as_mut() {
+            Some(other) => {
                 let (ra, rb) = tokio::try_join!(
-                    drop_class(client, schema, round, a, wait),
-                    drop_class(other, schema, round, b, wait)
+                    drop_queued(client, schema, round, &queue, 0),
+                    drop_queued(other, schema, round, &queue, 1)
                 )?;
                 vec![ra, rb]
             }
-            _ => {
-                let mut results = Vec::new();
-                for w in work {
-                    results.push(drop_class(client, schema, round, w, wait).await?);
-                }
-                results
-            }
+            None => vec![drop_queued(client, schema, round, &queue, 0).await?],
         };
-        for (d, left) in results {
+        for d in results {
             dropped.extend(d);
-            next.extend(left);
         }
+        next.extend(queue.left());
         pending = next;
         if !pending.is_empty() && round < DROP_ROUNDS {
             tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(round))).await;
@@ -352,43 +348,104 @@ struct ClassWork {
     vacuumed: Vec<Partition>,
 }
 
-/// Drop one class's partitions of one round, batch after batch on `client` (they share the
-/// class's parent lock): what was dropped with its rows, and what waits for the next round.
-/// After a lock timeout the class's parent is busy, so the batches after it wait too.
-async fn drop_class(
+/// One transaction's worth: partitions of one class and how long to wait for their locks.
+struct Batch {
+    class: Class,
+    parts: Vec<Partition>,
+    wait_ms: u64,
+}
+
+/// The batches of one round, a queue per class, shared by the connections dropping them. A
+/// connection takes from its own class's queue first (connection 0 the first class, 1 the
+/// other), then from the other's, so the two finish together even when one class holds most of
+/// the bytes (7 daily logs partitions against a few hours of debug ones). A class whose parent
+/// lock timed out is closed for the round: the rest of it waits for the next one.
+struct Queue {
+    queues: std::sync::Mutex<Vec<(Class, std::collections::VecDeque<Batch>, bool)>>,
+}
+
+impl Queue {
+    /// With two connections a class is cut into at least two batches (each at most
+    /// [`DROP_BATCH`]), so that both can work on it.
+    fn new(work: Vec<ClassWork>, vacuum_wait_ms: u64, two: bool) -> Queue {
+        let queues = work
+            .into_iter()
+            .map(|w| {
+                let n = w.free.len();
+                let size = if two { n.div_ceil(2) } else { n }.clamp(1, DROP_BATCH);
+                let mut q: std::collections::VecDeque<Batch> = w
+                    .free
+                    .chunks(size)
+                    .map(|c| Batch {
+                        class: w.class,
+                        parts: c.to_vec(),
+                        wait_ms: LOCK_TIMEOUT_MS,
+                    })
+                    .collect();
+                q.extend(w.vacuumed.chunks(DROP_BATCH).map(|c| Batch {
+                    class: w.class,
+                    parts: c.to_vec(),
+                    wait_ms: vacuum_wait_ms,
+                }));
+                (w.class, q, true)
+            })
+            .collect();
+        Queue {
+            queues: std::sync::Mutex::new(queues),
+        }
+    }
+
+    /// The next batch for connection `me`: its own class's first, then the other's.
+    fn take(&self, me: usize) -> Option<Batch> {
+        let mut qs = self.queues.lock().expect("purge queue");
+        let n = qs.len();
+        (0..n)
+            .map(|k| (me + k) % n.max(1))
+            .find_map(|i| match &mut qs[i] {
+                (_, q, true) => q.pop_front(),
+                _ => None,
+            })
+    }
+
+    /// `class`'s parent was busy: no more of it this round; `batch` goes back first.
+    fn close(&self, batch: Batch) {
+        let mut qs = self.queues.lock().expect("purge queue");
+        if let Some((_, q, open)) = qs.iter_mut().find(|(c, ..)| *c == batch.class) {
+            *open = false;
+            q.push_front(batch);
+        }
+    }
+
+    /// What was not dropped this round.
+    fn left(self) -> Vec<Partition> {
+        let qs = self.queues.into_inner().expect("purge queue");
+        qs.into_iter()
+            .flat_map(|(_, q, _)| q)
+            .flat_map(|b| b.parts)
+            .collect()
+    }
+}
+
+/// Drop batches from `queue` on `client` until it has none left for this connection: what was
+/// dropped, with the rows of each partition.
+async fn drop_queued(
     client: &mut Client,
     schema: &str,
     round: u32,
-    work: ClassWork,
-    vacuum_wait_ms: u64,
-) -> Result<(Vec<(Partition, u64)>, Vec<Partition>)> {
-    let mut batches: Vec<(&[Partition], u64)> = work
-        .free
-        .chunks(DROP_BATCH)
-        .map(|c| (c, LOCK_TIMEOUT_MS))
-        .collect();
-    batches.extend(
-        work.vacuumed
-            .chunks(DROP_BATCH)
-            .map(|c| (c, vacuum_wait_ms)),
-    );
+    queue: &Queue,
+    me: usize,
+) -> Result<Vec<(Partition, u64)>> {
     let mut dropped = Vec::new();
-    let mut next = Vec::new();
-    let mut batches = batches.into_iter();
-    for (chunk, wait_ms) in batches.by_ref() {
-        match drop_batch(client, schema, work.class, chunk, wait_ms).await? {
-            Some(counts) => dropped.extend(chunk.iter().cloned().zip(counts)),
+    while let Some(batch) = queue.take(me) {
+        match drop_batch(client, schema, batch.class, &batch.parts, batch.wait_ms).await? {
+            Some(counts) => dropped.extend(batch.parts.iter().cloned().zip(counts)),
             None => {
-                tracing::debug!(round, class = ?work.class, partitions = chunk.len(), "lock not available");
-                next.extend_from_slice(chunk);
-                break;
+                tracing::debug!(round, class = ?batch.class, partitions = batch.parts.len(), "lock not available");
+                queue.close(batch);
             }
         }
     }
-    for (chunk, _) in batches {
-        next.extend_from_slice(chunk);
-    }
-    Ok((dropped, next))
+    Ok(dropped)
 }
 
 /// Who holds a lock on a partition purge wants to drop.
