@@ -113,6 +113,9 @@ pub async fn copy_once(
     Ok(())
 }
 
+/// Storing one batch, resumable: when the connection fails part way, the ranges not yet
+/// stored stay in the job, and [`StoreJob::run`] can continue on a new connection without
+/// storing any row twice.
 #[derive(Debug)]
 pub struct StoreJob {
     work: Vec<std::ops::Range<usize>>,

@@ -262,9 +262,9 @@ pub(super) struct DropOutcome {
 ///
 /// When there is more than one partition to drop and `spare` (the pool) hands over a second
 /// connection within [`SPARE_WAIT`], the two connections drop batches at the same time (a
-/// [`Queue`] per round): almost
-/// all of a drop's time is its COMMIT, where the server gives the files back to the filesystem
-/// (after releasing the locks), and two backends do that on two cores (BENCHMARKS.md, issue 15).
+/// [`Queue`] per round): almost all of a drop's time is its COMMIT, where the server gives the
+/// files back to the filesystem (after releasing the locks), and two backends do that on two
+/// cores (BENCHMARKS.md, issue 15).
 /// Two batches of one class take the class's parent lock in turn, each only until its COMMIT
 /// begins; two of different classes never wait for each other.
 pub(super) async fn drop_expired(
@@ -399,12 +399,10 @@ impl Queue {
     fn take(&self, me: usize) -> Option<Batch> {
         let mut qs = self.queues.lock().expect("purge queue");
         let n = qs.len();
-        (0..n)
-            .map(|k| (me + k) % n.max(1))
-            .find_map(|i| match &mut qs[i] {
-                (_, q, true) => q.pop_front(),
-                _ => None,
-            })
+        (0..n).map(|k| (me + k) % n).find_map(|i| match &mut qs[i] {
+            (_, q, true) => q.pop_front(),
+            _ => None,
+        })
     }
 
     /// `class`'s parent was busy: no more of it this round; `batch` goes back first.

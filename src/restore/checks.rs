@@ -178,13 +178,15 @@ pub async fn finish(
 
 /// ANALYZE the partitioned tables of the tree under `root` (their statistics of the tree as a
 /// whole), without analyzing again the leaf partitions [`finish`] has just analyzed in parallel
-/// (those in `analyzed`; any other leaf is analyzed here). Before PostgreSQL 18 (`ANALYZE ONLY`) an ANALYZE of a partitioned table always
-/// analyzes every partition too; so a second connection holds a SHARE UPDATE EXCLUSIVE lock on
-/// the leaves (which ANALYZE needs, and which the tree-wide sampling's ACCESS SHARE locks do
-/// not conflict with) while `ANALYZE (SKIP_LOCKED)` of the root passes over them; the
-/// partitioned tables under the root are analyzed the same way first, on up to `workers`
-/// connections. On a tree of a dozen partitions this halves the step (BENCHMARKS.md, issue 15). If the leaves cannot be
-/// locked at once (another session, or a role without the privilege), the plain ANALYZE runs.
+/// (those in `analyzed`; any other leaf is analyzed here). Before PostgreSQL 18 (`ANALYZE
+/// ONLY`) an ANALYZE of a partitioned table always analyzes every partition too; so a second
+/// connection holds a SHARE UPDATE EXCLUSIVE lock on the leaves (which ANALYZE needs, and which
+/// the tree-wide sampling's ACCESS SHARE locks do not conflict with) while `ANALYZE
+/// (SKIP_LOCKED)` of the root passes over them; the partitioned tables under the root are
+/// analyzed the same way first, on up to `workers` connections. On a tree of a dozen
+/// partitions this halves the step (BENCHMARKS.md, issue 15). With no leaf analyzed yet, or
+/// leaves that cannot be locked at once (another session, a role without the privilege), the
+/// plain ANALYZE runs.
 async fn analyze_parents(
     db: &DbTarget,
     retry: Retry,
@@ -214,27 +216,30 @@ async fn analyze_parents(
             parents.push(rel);
         }
     }
+    let plain = format!("ANALYZE {root}");
+    if leaves.is_empty() {
+        client.batch_execute(&plain).await?;
+        return Ok(());
+    }
     let mut holder = db::connect(db, retry).await?;
     let tx = holder.transaction().await?;
-    let held = leaves.is_empty()
-        || tx
-            .batch_execute(&format!(
-                "SET LOCAL lock_timeout = '1s';
-                 LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE",
-                leaves.join(", ")
-            ))
-            .await
-            .map_err(|e| tracing::debug!("ANALYZE of {root}: leaves not held ({e}); analyzing all"))
-            .is_ok();
-    if !held {
+    let held = tx
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '1s';
+             LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE",
+            leaves.join(", ")
+        ))
+        .await
+        .map_err(|e| tracing::debug!("ANALYZE of {root}: leaves not held ({e}); analyzing all"));
+    if held.is_err() {
         drop(tx);
-        client.batch_execute(&format!("ANALYZE {root}")).await?;
+        client.batch_execute(&plain).await?;
         return Ok(());
     }
     // The partitioned tables under the root at the same time, each in a transaction kept open
     // (ANALYZE may run in one) so that it stays locked, and the root's ANALYZE passes over it.
     let parents = &parents;
-    let share = workers.clamp(1, parents.len().max(1));
+    let share = workers.min(parents.len());
     let open = futures::future::try_join_all((0..share).map(|w| async move {
         let c = db::connect(db, retry).await?;
         c.batch_execute("BEGIN").await?;
