@@ -388,12 +388,15 @@ pub async fn facets(client: &Client, schema: &str, f: &Filter) -> Result<Facets>
 /// Records per batch of a streamed export.
 pub const EXPORT_BATCH: i32 = 1000;
 
-/// Every record of `f`, oldest first, handed to `each` a batch at a time through a portal
-/// (never the whole result in memory). `each` returning an error stops the export.
-pub async fn export<F>(client: &mut Client, schema: &str, f: &Filter, mut each: F) -> Result<u64>
-where
-    F: AsyncFnMut(Vec<LogRecord>) -> Result<()>,
-{
+/// Every record of `f`, oldest first, sent to `to` a batch at a time through a portal (never
+/// the whole result in memory: the channel is bounded, so a slow reader slows the query). A
+/// reader that goes away stops the export (an error).
+pub async fn export(
+    client: &mut Client,
+    schema: &str,
+    f: &Filter,
+    to: &tokio::sync::mpsc::Sender<Result<Vec<LogRecord>, String>>,
+) -> Result<u64> {
     let q = sql::export(schema, f);
     let params = bound(&q.params);
     let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -406,7 +409,10 @@ where
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
         .await?;
-    let portal = tx.bind(q.text.as_str(), &refs).await?;
+    let portal = tx
+        .bind(q.text.as_str(), &refs)
+        .await
+        .map_err(not_migrated)?;
     let mut n = 0u64;
     loop {
         let batch = tx.query_portal(&portal, EXPORT_BATCH).await?;
@@ -415,7 +421,9 @@ where
         }
         let done = (batch.len() as i32) < EXPORT_BATCH;
         n += batch.len() as u64;
-        each(batch.iter().map(LogRecord::from_row).collect()).await?;
+        to.send(Ok(batch.iter().map(LogRecord::from_row).collect()))
+            .await
+            .map_err(|_| Error::failed("the export's reader went away"))?;
         if done {
             break;
         }

@@ -249,7 +249,8 @@ pub fn volume(schema: &str, f: &Filter, bucket_s: i64) -> Query {
     let mut s = Sql::filter(f);
     let w = s.bind(Param::Float(bucket_s as f64));
     let text = format!(
-        "SELECT to_timestamp(floor(extract(epoch FROM ingest_date) / {w}) * {w}) AS bucket, \
+        "SELECT to_timestamp(floor(extract(epoch FROM ingest_date)::float8 / {w}::float8) * {w}::float8) \
+         AS bucket, \
          levelname, count(*) FROM {}{} GROUP BY 1, 2 ORDER BY 1, 2",
         table(schema),
         s.where_clause()
