@@ -435,7 +435,10 @@ fn follow_prints_each_record_once_across_writers_a_late_commit_and_a_restart() {
     ingest(&url, &records("after-restart", 50));
     f.wait_for(5 + 4000 + 1 + 50, "the records written after the restart");
     let said = std::fs::read_to_string(f.stderr.path()).unwrap_or_default();
-    assert!(said.contains("lost the database"), "the tail saw no outage: {said}");
+    assert!(
+        said.contains("lost the database"),
+        "the tail saw no outage: {said}"
+    );
     assert!(said.contains("resumes where it was"), "{said}");
     std::thread::sleep(Duration::from_millis(800)); // anything extra would be a duplicate
     let (code, printed) = f.stop();
