@@ -41,10 +41,13 @@ pub struct App {
     pub channels: super::channels::Channels,
     /// The backup targets' state for `/metrics`; `None` without `backup.to`.
     pub backups: Option<Arc<super::backup_status::BackupStatus>>,
+    /// The logging panel and the dashboard; `None` without `server.read_token` (then 404).
+    pub panel: Option<Arc<super::panel::Panel>>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let panel = app.panel.clone();
+    let router = Router::new()
         .route("/api/v1/logs", post(logs))
         .route("/services/collector", post(hec))
         .route("/services/collector/event", post(hec))
@@ -55,7 +58,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/services/collector/health/1.0", get(hec_health))
         .route("/api/__healthcheck", get(health))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(app);
+    let router = match panel {
+        Some(p) => router.merge(super::panel::router(p)),
+        None => router,
+    };
+    router.layer(axum::middleware::map_response(
+        super::panel::security_headers,
+    ))
 }
 
 const RETRY_AFTER_S: &str = "5";

@@ -27,9 +27,11 @@ pub mod identity;
 pub mod jobs;
 pub mod lines;
 pub mod metrics;
+pub mod panel;
 pub mod parse;
 pub mod recovery;
 pub mod schedule;
+pub mod session;
 pub mod spool;
 pub mod store;
 pub mod throttle;
@@ -104,6 +106,24 @@ pub async fn serve(
     let sink = forwarder.map(|f| f as Arc<dyn crate::logs::ingest::RecordSink>);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
+    // The panel and the dashboard exist only with a read token (else 404, like the read API).
+    let panel = cfg
+        .server
+        .read_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .map(|read_token| {
+            Arc::new(panel::Panel {
+                read_token,
+                ingest_token: token.clone(),
+                secure: tls.is_some(),
+                pool: pool.clone(),
+                config: Arc::new(cfg.clone()),
+                backups: backup_status.clone(),
+                ready: ready_rx.clone(),
+                cache: Default::default(),
+            })
+        });
     let app = Arc::new(http::App {
         store: store::Store::new(
             pool.clone(),
@@ -121,6 +141,7 @@ pub async fn serve(
         unavailable_log: Default::default(),
         channels: Default::default(),
         backups: backup_status.clone(),
+        panel,
     });
     metrics.set(
         "spool_bytes",
