@@ -128,8 +128,7 @@ const KASM = (function () {
     const max = niceMax(Math.max(0, ...totals));
     const root = svg("svg", {
       viewBox: "0 0 " + W + " " + H, class: "chart", role: "img",
-      preserveAspectRatio: "none", "aria-label": opts.label || "bar chart",
-      "data-bars": bars.length,
+      "aria-label": opts.label || "bar chart", "data-bars": bars.length,
     });
     // Grid and value axis.
     for (const f of [0, 0.5, 1]) {
@@ -141,7 +140,8 @@ const KASM = (function () {
     const n = Math.max(1, bars.length);
     const slot = iw / n, bw = Math.max(1, slot * 0.8);
     const spanDays = bars.length > 1 ? (bars[bars.length - 1].start - bars[0].start) / 86400000 : 0;
-    const labelEvery = Math.max(1, Math.ceil(n / (opts.labels || 8)));
+    const labels = opts.labels || Math.max(2, Math.floor(iw / (spanDays >= 1 ? 110 : 70)));
+    const labelEvery = Math.max(1, Math.ceil(n / labels));
     bars.forEach((b, i) => {
       const x = left + i * slot + (slot - bw) / 2;
       let y = top + ih;
@@ -173,6 +173,18 @@ const KASM = (function () {
     }
     return root;
   }
+
+  /** Charts drawn at their box's width in pixels (text keeps its size), redrawn on resize. */
+  const charts = new Map();
+  function chartInto(box, make) {
+    charts.set(box, make);
+    clear(box).appendChild(make(Math.max(240, Math.round(box.clientWidth || 1000))));
+  }
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { for (const [box, make] of charts) if (box.isConnected) chartInto(box, make); }, 150);
+  });
 
   /** A legend: [key, color] pairs, each with its total when given. */
   function legend(keys, colors, totals, onKey) {
@@ -210,5 +222,5 @@ const KASM = (function () {
     return list;
   }
 
-  return { LEVELS, LEVEL_COLORS, PALETTE, el, svg, clear, getJSON, utc, shortTime, bytes, count, ago, stackedBars, legend, hbars };
+  return { LEVELS, LEVEL_COLORS, PALETTE, el, svg, clear, getJSON, utc, shortTime, bytes, count, ago, stackedBars, chartInto, legend, hbars };
 })();

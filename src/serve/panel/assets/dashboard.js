@@ -53,16 +53,16 @@
       if (ab && key !== null) ab.counts[key] = (ab.counts[key] || 0) + v.count;
     }
     const levels = [...LEVELS.filter(l => levelTotals[l]), ...Object.keys(levelTotals).filter(l => !LEVELS.includes(l))];
-    clear($("#by-level")).appendChild(KASM.stackedBars(byLevel, levels, LEVEL_COLORS,
-      { label: "records per hour by level", height: 170 }));
+    KASM.chartInto($("#by-level"), (width) => KASM.stackedBars(byLevel, levels, LEVEL_COLORS,
+      { label: "records per hour by level", height: 170, width: width }));
     clear($("#by-level-legend")).appendChild(KASM.legend(levels, LEVEL_COLORS, levelTotals,
       (k) => { window.location.href = logsLink({ level: k }); }));
     const keys = other ? [...shown, other] : shown;
     const colors = {};
     keys.forEach((k, i) => { colors[k] = PALETTE[i % PALETTE.length]; });
     if (other) { colors[other] = "#94a3b8"; appTotals[other] = apps.slice(TOP_APPS).reduce((s, a) => s + appTotals[a], 0); }
-    clear($("#by-app")).appendChild(KASM.stackedBars(byApp, keys, colors,
-      { label: "records per hour by application", height: 170 }));
+    KASM.chartInto($("#by-app"), (width) => KASM.stackedBars(byApp, keys, colors,
+      { label: "records per hour by application", height: 170, width: width }));
     clear($("#by-app-legend")).appendChild(KASM.legend(keys, colors, appTotals,
       (k) => { if (k !== other) window.location.href = logsLink({ app: k }); }));
     $("#records-total").textContent = count(total);
@@ -102,10 +102,12 @@
         if (m.mean_value !== null && m.mean_value !== undefined) { weighted += m.mean_value * m.count; valued += m.count; }
       }
       const mean = valued ? " · mean value " + (weighted / valued).toLocaleString("en-US", { maximumFractionDigits: 2 }) : "";
+      const chart = el("div", { class: "chart-box" });
       box.appendChild(el("div", { class: "metric", "data-metric": name },
         el("h3", {}, el("code", {}, name), el("span", { class: "muted" }, " " + count(total) + " in 24 h, " +
-          count(Math.round(total / Math.max(1, bars.length))) + " per hour" + mean)),
-        KASM.stackedBars(bars, ["n"], { n: "#10b981" }, { label: name + " per hour", height: 70, labels: 6 })));
+          count(Math.round(total / Math.max(1, bars.length))) + " per hour" + mean)), chart));
+      KASM.chartInto(chart, (width) => KASM.stackedBars(bars, ["n"], { n: "#10b981" },
+        { label: name + " per hour", height: 80, width: width }));
     }
   }
 

@@ -310,8 +310,8 @@
       const keys = [...LEVELS.filter(l => present.has(l)), ...[...present].filter(l => !LEVELS.includes(l))];
       const totals = {};
       for (const b of bars) for (const k of keys) totals[k] = (totals[k] || 0) + (b.counts[k] || 0);
-      clear(box).appendChild(KASM.stackedBars(bars, keys, LEVEL_COLORS, {
-        label: "records per " + bucket + " by level", height: 120,
+      KASM.chartInto(box, (width) => KASM.stackedBars(bars, keys, LEVEL_COLORS, {
+        label: "records per " + bucket + " by level", height: 120, width: width,
         onBar: (b) => zoomTo(b.start, b.end),
       }));
       clear($("#histogram-legend")).appendChild(KASM.legend(keys, LEVEL_COLORS, totals, (k) => facetClick("level", k)));
