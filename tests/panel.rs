@@ -210,10 +210,7 @@ fn records() -> String {
             "application": "kasm_manager",
         }));
     }
-    lines
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
+    lines.iter().map(|l| format!("{l}\n")).collect::<String>()
 }
 
 fn assert_security_headers(r: &Resp, what: &str) {
@@ -271,7 +268,11 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
         r.body
     );
     assert_security_headers(&r, "GET /logs");
-    for path in ["/assets/panel.js", "/assets/panel.css", "/api/__healthcheck"] {
+    for path in [
+        "/assets/panel.js",
+        "/assets/panel.css",
+        "/api/__healthcheck",
+    ] {
         assert_security_headers(&s.get(path), path);
     }
     let js = s.get("/assets/panel.js");

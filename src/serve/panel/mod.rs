@@ -181,7 +181,12 @@ fn escape(text: &str) -> String {
 
 /// The sign-in page. The form posts to `/logs/signin` with the page's own query (the filters)
 /// so that the redirect after it keeps them; `error` is one of this module's fixed sentences.
-fn signin_page(status: StatusCode, query: Option<&str>, next: Next, error: Option<&str>) -> Response {
+fn signin_page(
+    status: StatusCode,
+    query: Option<&str>,
+    next: Next,
+    error: Option<&str>,
+) -> Response {
     let action = match query.filter(|q| !q.is_empty()) {
         Some(q) => format!("/logs/signin?{q}"),
         None => "/logs/signin".to_string(),
@@ -341,7 +346,11 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     let mut r = if cached {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static(kind))], *body).into_response()
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(kind))],
+            *body,
+        )
+            .into_response()
     };
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -365,7 +374,10 @@ mod tests {
     fn has_handler(page: &str) -> bool {
         page.match_indices(" on").any(|(i, _)| {
             let rest = &page[i + 3..];
-            let name = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_lowercase()).len();
+            let name = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_lowercase())
+                    .len();
             name > 0 && rest[name..].starts_with('=')
         })
     }
@@ -389,7 +401,14 @@ mod tests {
     fn no_asset_or_page_reaches_outside_or_runs_inline() {
         for (name, _, body) in ASSETS {
             let body = body.replace("http://www.w3.org/2000/svg", "");
-            for bad in ["http://", "https://", "//cdn", "innerHTML", "outerHTML", "eval("] {
+            for bad in [
+                "http://",
+                "https://",
+                "//cdn",
+                "innerHTML",
+                "outerHTML",
+                "eval(",
+            ] {
                 assert!(!body.contains(bad), "{name} contains {bad}");
             }
         }
