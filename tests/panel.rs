@@ -410,6 +410,7 @@ fn browser(s: &Server) {
     );
     eprintln!("{stdout}");
     for shot in [
+        "signin-1280.png",
         "logs-1280.png",
         "record-1280.png",
         "live-1280.png",

@@ -126,6 +126,7 @@ def run(page, ctx, base, token, ingest_token, out, problems):
     check(resp.status == 200, "GET /logs signed out: %d" % resp.status)
     check_headers(resp, "GET /logs (sign-in form)")
     check(page.locator("input[name=token]").count() == 1, "no input[name=token] on the sign-in form")
+    page.screenshot(path=out + "/signin-1280.png")
     step("sign-in form shown, headers present")
 
     page.fill("input[name=token]", "not-the-token")

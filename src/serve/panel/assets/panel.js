@@ -113,7 +113,17 @@
     form.classList.toggle("show-custom", form.range.value === "custom");
   }
 
+  /** On a phone the filters but the search fold away behind "More filters", which counts them. */
+  function showMore() {
+    const active = ["level", "min_level", "app", "host", "user"].filter(f => form.elements[f].value).length +
+      (form.range.value !== DEFAULT_SPAN ? 1 : 0);
+    const b = $("#more-filters");
+    b.textContent = form.classList.contains("expanded") ? "Fewer filters" : "More filters" + (active ? " (" + active + ")" : "");
+    b.setAttribute("aria-expanded", form.classList.contains("expanded") ? "true" : "false");
+  }
+
   function writeUrl() {
+    showMore();
     const url = "/logs?" + viewParams().toString();
     if (url !== window.location.pathname + window.location.search) {
       history.replaceState(null, "", url);
@@ -467,6 +477,7 @@
     load();
   });
   $("#older").addEventListener("click", older);
+  $("#more-filters").addEventListener("click", () => { form.classList.toggle("expanded"); showMore(); });
   $("#live").addEventListener("click", toggleLive);
   $("#pause").addEventListener("click", togglePause);
   $("#detail-close").addEventListener("click", () => $("#detail").close());
