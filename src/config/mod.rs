@@ -97,6 +97,8 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "lenient::string")]
     pub listen: String,
     pub token: Option<Secret>,
+    /// Reading the stored logs (the read API, the panel and the dashboard) needs this token;
+    /// without it `serve` serves no read endpoint.
     pub read_token: Option<Secret>,
     pub max_body_bytes: u64,
     pub tls_cert: Option<PathBuf>,

@@ -10,7 +10,8 @@
 //! shared by every browser that asks meanwhile (one computation at a time), and the size
 //! measurement, which counts every row, for [`KEEP_SIZE`].
 
-use super::{Panel, refuse};
+use super::Panel;
+use crate::serve::read_api::authorize_read;
 use crate::db::ident;
 use crate::error::Result;
 use axum::extract::State;
@@ -42,10 +43,10 @@ pub struct Cache {
 
 /// The handler: 401/403 as the read API, 503 while the database is not ready or does not answer.
 pub async fn get(State(panel): State<Arc<Panel>>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse(panel.reader(&headers)) {
+    if let Err(r) = authorize_read(&panel.read, &headers) {
         return r;
     }
-    if !*panel.ready.borrow() {
+    if !*panel.read.ready.borrow() {
         return unavailable("the database is not ready yet");
     }
     match tokio::time::timeout(DEADLINE, document(&panel)).await {
@@ -80,8 +81,8 @@ async fn document(panel: &Panel) -> Result<Arc<Value>> {
 }
 
 async fn compute(panel: &Panel) -> Result<Value> {
-    let schema = panel.config.database.schema.as_str();
-    let client = crate::db::get(&panel.pool).await?;
+    let schema = panel.read.schema.as_str();
+    let client = crate::db::get(&panel.read.pool).await?;
     let (now, current) = crate::report::query::current(&client, schema).await?;
     let since = now - chrono::Duration::hours(WINDOW_HOURS.into());
     let (_, volume) =

@@ -16,8 +16,9 @@
 pub mod dashboard;
 
 use super::backup_status::BackupStatus;
+use super::read_api::ReadApp;
 use super::session;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -27,7 +28,6 @@ use chrono::Utc;
 use serde::Deserialize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
 
 /// The Content-Security-Policy of every response: scripts and styles from this origin only,
 /// none inline, no plugin, no frame, forms post here only.
@@ -36,22 +36,18 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 /// What the panel's handlers share.
 pub struct Panel {
-    /// The read token: what the sign-in form must send; the session cookie is signed with it.
-    pub read_token: Secret,
-    /// The ingest token: a read with it is refused with 403 (not 401).
-    pub ingest_token: Secret,
+    /// The read API's state: its own pool, the tokens, readiness. The panel signs in with the
+    /// read token and authorizes its JSON exactly as the read API does.
+    pub read: Arc<ReadApp>,
     /// `serve` runs TLS: the cookie is `Secure`.
     pub secure: bool,
-    pub pool: crate::db::Pool,
     pub config: Arc<Config>,
     /// The backup targets' cached listings (shared with `/metrics`); `None` without `backup.to`.
     pub backups: Option<Arc<BackupStatus>>,
-    /// True once the database is migrated (`bootstrap.rs`).
-    pub ready: watch::Receiver<bool>,
     pub cache: dashboard::Cache,
 }
 
-/// The panel's routes (mounted by `http.rs` only with a read token).
+/// The panel's routes (merged with the read API's by `serve`, only with a read token).
 pub fn router(panel: Arc<Panel>) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
@@ -87,57 +83,15 @@ pub async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// Who is asking, as the read side sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
-    /// The read token (Bearer) or a valid session cookie.
-    Allowed,
-    /// Nothing usable: 401.
-    Anonymous,
-    /// The ingest token, which may not read: 403.
-    Writer,
-}
-
 impl Panel {
-    /// Whether `headers` carry the read token (`Authorization: Bearer`) or a valid session.
-    pub fn reader(&self, headers: &HeaderMap) -> Reader {
-        let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if super::auth::check(auth, &self.read_token) == super::auth::Verdict::Ok {
-            return Reader::Allowed;
-        }
-        if session::valid(headers, &self.read_token, Utc::now()) {
-            return Reader::Allowed;
-        }
-        if super::auth::check(auth, &self.ingest_token) == super::auth::Verdict::Ok {
-            return Reader::Writer;
-        }
-        Reader::Anonymous
-    }
-
     fn signed_in(&self, headers: &HeaderMap) -> bool {
-        session::valid(headers, &self.read_token, Utc::now())
+        session::valid(headers, &self.read.read_token, Utc::now())
     }
 
     fn token_matches(&self, given: &str) -> bool {
-        let want = self.read_token.expose().as_bytes();
+        let want = self.read.read_token.expose().as_bytes();
         !want.is_empty() && bool::from(given.as_bytes().ct_eq(want))
     }
-}
-
-/// The JSON answer of a read that is not allowed (401 or 403), or `None` when it is.
-pub fn refuse(reader: Reader) -> Option<Response> {
-    let (status, error) = match reader {
-        Reader::Allowed => return None,
-        Reader::Anonymous => (
-            StatusCode::UNAUTHORIZED,
-            "sign in at /logs, or send Authorization: Bearer <server.read_token>",
-        ),
-        Reader::Writer => (
-            StatusCode::FORBIDDEN,
-            "the ingest token cannot read: use server.read_token",
-        ),
-    };
-    Some((status, axum::Json(serde_json::json!({ "error": error }))).into_response())
 }
 
 const LOGS_HTML: &str = include_str!("assets/logs.html");
@@ -245,19 +199,10 @@ fn see_other(location: &str) -> Response {
     r
 }
 
-/// The `Set-Cookie` value of a session (`value`), or of its removal (`None`).
-fn cookie(value: Option<&str>, secure: bool) -> HeaderValue {
-    let mut c = match value {
-        Some(v) => format!("{}={v}; HttpOnly; SameSite=Strict; Path=/", session::COOKIE),
-        None => format!(
-            "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-            session::COOKIE
-        ),
-    };
-    if secure {
-        c.push_str("; Secure");
+fn set_cookie(r: &mut Response, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// `POST /logs/signin` (form field `token`): the right read token gets the session cookie and
@@ -287,9 +232,8 @@ async fn signin(
         (Next::Logs, None) => "/logs".to_string(),
     };
     let mut r = see_other(&location);
-    let value = session::issue(&panel.read_token, Utc::now());
-    r.headers_mut()
-        .insert(header::SET_COOKIE, cookie(Some(&value), panel.secure));
+    let value = session::issue(&panel.read.read_token, Utc::now());
+    set_cookie(&mut r, session::set_cookie(&value, panel.secure));
     r
 }
 
@@ -298,8 +242,7 @@ async fn signin(
 /// changing `server.read_token` ends every session.)
 async fn signout(State(panel): State<Arc<Panel>>) -> Response {
     let mut r = see_other("/logs");
-    r.headers_mut()
-        .insert(header::SET_COOKIE, cookie(None, panel.secure));
+    set_cookie(&mut r, session::clear_cookie(panel.secure));
     r
 }
 
@@ -383,18 +326,11 @@ mod tests {
     }
 
     #[test]
-    fn escaping_and_cookies() {
+    fn escaping() {
         assert_eq!(
             escape("/logs/signin?q=<b>&x=\"'"),
             "/logs/signin?q=&lt;b&gt;&amp;x=&quot;&#39;"
         );
-        let c = cookie(Some("v"), true);
-        let c = c.to_str().unwrap();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Secure"));
-        assert!(c.contains("Path=/"));
-        let gone = cookie(None, false);
-        assert!(gone.to_str().unwrap().contains("Max-Age=0"));
-        assert!(!gone.to_str().unwrap().contains("Secure"));
     }
 
     #[test]
