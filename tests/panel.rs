@@ -248,7 +248,13 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
         assert_eq!(r.status, 404);
     }
 
-    let s = Server::start(&url, &[("KASM_DB_SERVER_READ_TOKEN", READ_TOKEN)]);
+    let s = Server::start(
+        &url,
+        &[
+            ("KASM_DB_SERVER_READ_TOKEN", READ_TOKEN),
+            ("KASM_DB_SIZING_SESSIONS", "200"),
+        ],
+    );
     let bearer = format!("Bearer {TOKEN}");
     let r = s.post(
         "/api/v1/logs",
@@ -346,6 +352,7 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
     assert_eq!(d["metrics"][0]["name"], "sessions_provisioned", "{d}");
     assert_eq!(d["metrics"][0]["count"], 5, "{d}");
     assert!(d["size"]["database_bytes"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(d["size"]["tier"]["disk_gb"], 80, "200 sessions: {d}");
     assert!(d["backups"].is_null(), "{d}");
     let r = s.get_with("/api/v1/dashboard", &[("Cookie", &cookie)]);
     assert_eq!(r.status, 200);

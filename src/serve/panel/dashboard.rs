@@ -11,9 +11,9 @@
 //! measurement, which counts every row, for [`KEEP_SIZE`].
 
 use super::Panel;
-use crate::serve::read_api::authorize_read;
 use crate::db::ident;
 use crate::error::Result;
+use crate::serve::read_api::authorize_read;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -132,10 +132,11 @@ const KASM = (function () {
     });
     // Grid and value axis.
     for (const f of [0, 0.5, 1]) {
+      if (!Number.isInteger(max * f)) continue; // no "1, 1, 0" on a small axis
       const y = top + ih - f * ih;
       root.appendChild(svg("line", { x1: left, x2: W - right, y1: y, y2: y, class: "grid" }));
       root.appendChild(svg("text", { x: left - 6, y: y + 4, class: "axis", "text-anchor": "end" },
-        count(Math.round(max * f))));
+        count(max * f)));
     }
     const n = Math.max(1, bars.length);
     const slot = iw / n, bw = Math.max(1, slot * 0.8);

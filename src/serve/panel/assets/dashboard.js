@@ -10,6 +10,10 @@
   const TOP_APPS = 8;
   const HOUR = 3600 * 1000;
 
+  function perHour(v) {
+    return v >= 10 ? count(Math.round(v)) : v.toLocaleString("en-US", { maximumFractionDigits: 1 });
+  }
+
   function logsLink(params) {
     const p = new URLSearchParams(params);
     if (!p.has("since")) p.set("since", "24h");
@@ -105,7 +109,7 @@
       const chart = el("div", { class: "chart-box" });
       box.appendChild(el("div", { class: "metric", "data-metric": name },
         el("h3", {}, el("code", {}, name), el("span", { class: "muted" }, " " + count(total) + " in 24 h, " +
-          count(Math.round(total / Math.max(1, bars.length))) + " per hour" + mean)), chart));
+          perHour(total / Math.max(1, bars.length)) + " per hour on average" + mean)), chart));
       KASM.chartInto(chart, (width) => KASM.stackedBars(bars, ["n"], { n: "#10b981" },
         { label: name + " per hour", height: 80, width: width }));
     }

@@ -19,11 +19,11 @@
   const state = {
     byId: new Map(),     // log_id -> record shown
     next: null,          // cursor of the next older page
-    newest: null,        // cursor of the newest record shown
+    tail: null,          // where a stream opened after the last page load starts
     es: null,            // the live EventSource
     live: false,
     paused: false,
-    lastCursor: null,    // the last record the stream delivered
+    lastCursor: null,    // the last record the stream delivered (else the tail)
     loadSeq: 0,
     refreshTimer: null,
     current: null,       // the record open in the detail dialog
@@ -153,8 +153,10 @@
       state.byId.clear();
       for (const r of page.records) tbody.appendChild(row(r));
       state.next = page.next;
-      state.newest = page.records.length ? page.records[0].cursor : null;
-      state.lastCursor = state.newest;
+      // Where a stream opened now starts (the tail's order is commit order, not time): with
+      // this page it misses nothing; a record in both is shown once (by log_id).
+      state.tail = page.tail || null;
+      state.lastCursor = state.tail;
       afterRows();
     } catch (e) {
       if (seq !== state.loadSeq) return;
@@ -165,7 +167,7 @@
       showError("Could not load the records: " + e.message);
     }
     await side;
-    if (state.live && seq === state.loadSeq) startStream(state.newest);
+    if (state.live && seq === state.loadSeq) startStream(state.lastCursor);
   }
 
   async function older() {
@@ -397,7 +399,6 @@
       const tr = row(r);
       tr.classList.add("fresh");
       tbody.insertBefore(tr, tbody.firstChild);
-      state.newest = r.cursor || state.newest;
       trimLive();
       afterRows();
     };
@@ -447,7 +448,7 @@
     state.paused = false;
     showLiveButtons();
     writeUrl();
-    if (state.live) startStream(state.newest);
+    if (state.live) startStream(state.lastCursor || state.tail);
     else { stopStream(); setLiveState(""); }
   }
 
@@ -459,7 +460,7 @@
       stopStream();
       setLiveState("paused");
     } else {
-      startStream(state.lastCursor || state.newest);
+      startStream(state.lastCursor || state.tail);
     }
     showLiveButtons();
   }
