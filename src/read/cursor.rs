@@ -22,10 +22,12 @@ pub struct Cursor {
 const LEN: usize = 8 + 16 + 8;
 
 impl Cursor {
-    /// The tail position "after every record of transactions before `txid`".
+    /// The tail position "after every record of transactions before `txid`" (its time is
+    /// before any record's: the year 1).
     pub fn tail_start(txid: i64) -> Cursor {
         Cursor {
-            ingest_date: DateTime::<Utc>::UNIX_EPOCH,
+            ingest_date: DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)
+                .expect("0001-01-01 is representable"),
             log_id: Uuid::nil(),
             txid,
         }

@@ -8,7 +8,8 @@
 //!   `(ingest_date, log_id)`, as the contract says. The newest N are found through widening
 //!   time windows (the BRIN index on `ingest_date` and the partition bounds narrow each one), so
 //!   the newest records of a 10M-row store are read without sorting the store.
-//! - **The tail** (`--follow`, the SSE stream) is ordered by `(txid, log_id)`, where `txid` is
+//! - **The tail** (`--follow`, the SSE stream) is ordered by `(txid, ingest_date, log_id)`,
+//!   where `txid` is
 //!   the writing transaction's id (a column defaulting to `txid_current()`, migration 6). A
 //!   record is emitted only once every transaction that could precede it has ended (its
 //!   `txid` is below the oldest still-running transaction id), so a record committed late with an

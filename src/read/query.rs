@@ -199,16 +199,15 @@ pub async fn tail(
 ) -> Result<(Vec<LogRecord>, Cursor)> {
     let h = horizon(client).await?;
     let found = records(client, &sql::tail(schema, f, from, h, limit)).await?;
-    let next = if (found.len() as i64) < limit {
-        // Every final record below the horizon has been seen.
-        let end = Cursor::tail_start(h);
-        match found.last() {
-            Some(r) if (r.position.txid, r.position.log_id) > (end.txid, end.log_id) => r.position,
-            _ if (end.txid, end.log_id) > (from.txid, from.log_id) => end,
-            _ => *from,
+    let key = |c: &Cursor| (c.txid, c.ingest_date, c.log_id);
+    let next = match found.last() {
+        Some(r) if found.len() as i64 >= limit => r.position,
+        last => {
+            // Every final record below the horizon has been seen.
+            let end = Cursor::tail_start(h);
+            let seen = last.map(|r| r.position).unwrap_or(*from);
+            if key(&end) > key(&seen) { end } else { seen }
         }
-    } else {
-        found.last().map(|r| r.position).unwrap_or(*from)
     };
     Ok((found, next))
 }

@@ -186,18 +186,20 @@ pub struct Query {
 pub const HORIZON: &str = "SELECT txid_snapshot_xmin(txid_current_snapshot())";
 
 /// The tail after `from`: records matching `f` written by transactions below `horizon`,
-/// ordered by `(txid, log_id)`.
+/// ordered by `(txid, ingest_date, log_id)` (a transaction's records become visible at once;
+/// among them, the order they were received in).
 pub fn tail(schema: &str, f: &Filter, from: &Cursor, horizon: i64, limit: i64) -> Query {
     let mut s = Sql::filter(f);
     let t = s.bind(Param::Int(from.txid));
+    let d = s.bind(Param::Time(from.ingest_date));
     let id = s.bind(Param::Uuid(from.log_id));
     let h = s.bind(Param::Int(horizon));
     s.cond(format!(
-        "txid >= {t} AND (txid, log_id) > ({t}, {id}) AND txid < {h}"
+        "txid >= {t} AND (txid, ingest_date, log_id) > ({t}, {d}, {id}) AND txid < {h}"
     ));
     let l = s.bind(Param::Int(limit));
     let text = format!(
-        "SELECT {COLUMNS} FROM {}{} ORDER BY txid, log_id LIMIT {l}",
+        "SELECT {COLUMNS} FROM {}{} ORDER BY txid, ingest_date, log_id LIMIT {l}",
         table(schema),
         s.where_clause()
     );
