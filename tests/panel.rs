@@ -10,148 +10,42 @@
 
 mod common;
 
+use common::serve::{Resp, Server, TOKEN, http};
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const TOKEN: &str = "ingest-t0ken-for-panel-tests";
 const READ_TOKEN: &str = "read-t0ken-for-panel-tests-5b1e";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A header of `r` (the harness keeps the head in lower case: values compare in lower case).
+fn header(r: &Resp, name: &str) -> Option<String> {
+    r.headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
 }
 
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    log: tempfile::NamedTempFile,
+fn get_with(s: &Server, path: &str, headers: &[(&str, &str)]) -> Resp {
+    http(s.port, "GET", path, headers, b"")
 }
 
-impl Server {
-    /// `serve` on a free port with `env`, once its database is ready (health 200).
-    fn start(url: &str, env: &[(&str, &str)]) -> Server {
-        for _ in 0..5 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            let child = kasm_db(&["serve", "--db", url])
-                .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-                .env("KASM_DB_SERVER_TOKEN", TOKEN)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log.reopen().unwrap())
-                .spawn()
-                .expect("spawn kasm-db serve");
-            let mut s = Server {
-                child: Some(child),
-                port,
-                log,
-            };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                    if s.stderr().contains("cannot listen") {
-                        break; // the port was taken meanwhile: another one
-                    }
-                    panic!("serve exited early ({status}): {}", s.stderr());
-                }
-                if s.stderr().contains("serving") && s.get("/api/__healthcheck").status == 200 {
-                    return s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "serve never became ready: {}",
-                    s.stderr()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("no free port for serve after 5 tries");
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        http(self.port, "GET", path, &[], b"")
-    }
-
-    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
-        http(self.port, "GET", path, headers, b"")
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        http(self.port, "POST", path, headers, body)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    /// The head, header names in lower case.
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close` (no chunked answers are read here but JSON
-/// and pages, which axum sends with a length).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+/// `POST path` with a form `body`: the status and the head exactly as sent (the session
+/// cookie's value is case-sensitive).
+fn post_form(s: &Server, path: &str, body: &str) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut wire = req.into_bytes();
-    wire.extend_from_slice(body);
-    s.write_all(&wire).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
-    Resp {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_string(),
-        body: rest.to_string(),
-    }
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    let head = out.split("\r\n\r\n").next().unwrap().to_string();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), head)
 }
 
 /// The records the panel is tested on: several hosts, applications, users and levels, Kasm
@@ -214,21 +108,20 @@ fn records() -> String {
 }
 
 fn assert_security_headers(r: &Resp, what: &str) {
-    let csp = r
-        .header("content-security-policy")
-        .unwrap_or_else(|| panic!("{what}: no CSP: {}", r.head));
+    let csp = header(r, "content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP: {}", r.headers));
     assert!(
         csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
         "{what}: {csp}"
     );
     assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
     assert_eq!(
-        r.header("x-content-type-options").as_deref(),
+        header(r, "x-content-type-options").as_deref(),
         Some("nosniff"),
         "{what}"
     );
     assert_eq!(
-        r.header("referrer-policy").as_deref(),
+        header(r, "referrer-policy").as_deref(),
         Some("no-referrer"),
         "{what}"
     );
@@ -283,61 +176,66 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
     }
     let js = s.get("/assets/panel.js");
     assert!(
-        js.header("content-type")
+        header(&js, "content-type")
             .unwrap()
             .starts_with("text/javascript")
     );
-    let etag = js.header("etag").expect("an ETag");
-    assert_eq!(
-        s.get_with("/assets/panel.js", &[("If-None-Match", &etag)])
-            .status,
-        304
-    );
+    let etag = header(&js, "etag").expect("an ETag");
+    let again = get_with(&s, "/assets/panel.js", &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
     assert_eq!(s.get("/assets/nothing.js").status, 404);
 
     // Sign-in: wrong token 401 and the form again; right token 303 + the cookie.
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let r = s.post("/logs/signin?since=1h", &form, b"token=wrong&next=logs");
-    assert_eq!(r.status, 401);
+    let (status, head) = post_form(&s, "/logs/signin?since=1h", "token=wrong&next=logs");
+    assert_eq!(status, 401);
+    assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
+    let r = http(
+        s.port,
+        "POST",
+        "/logs/signin?since=1h",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"token=wrong&next=logs",
+    );
     assert!(r.body.contains("name=\"token\"") && r.body.contains("class=\"error\""));
-    assert!(r.header("set-cookie").is_none());
-    let body = format!("token={READ_TOKEN}&next=logs");
-    let r = s.post(
+    let (status, head) = post_form(
+        &s,
         "/logs/signin?since=1h&host=kasm-web-2",
-        &form,
-        body.as_bytes(),
+        &format!("token={READ_TOKEN}&next=logs"),
     );
-    assert_eq!(r.status, 303, "{r:?}");
-    assert_eq!(
-        r.header("location").as_deref(),
-        Some("/logs?since=1h&host=kasm-web-2")
+    assert_eq!(status, 303, "{head}");
+    assert!(
+        head.contains("\r\nlocation: /logs?since=1h&host=kasm-web-2\r\n"),
+        "{head}"
     );
-    let set = r.header("set-cookie").expect("a session cookie");
+    let set = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a session cookie")
+        .to_string();
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
         "{set}"
     );
     assert!(!set.contains("Secure"), "plain HTTP: {set}");
-    assert!(!set.contains(READ_TOKEN) && !r.head.contains(READ_TOKEN));
+    assert!(!head.contains(READ_TOKEN));
     let cookie = set.split(';').next().unwrap().to_string();
 
     // Signed in, the page is the panel; it never carries the token.
-    let r = s.get_with("/logs", &[("Cookie", &cookie)]);
+    let r = get_with(&s, "/logs", &[("Cookie", &cookie)]);
     assert_eq!(r.status, 200);
     assert!(r.body.contains("name=\"q\"") && !r.body.contains(READ_TOKEN));
-    let r = s.get_with("/", &[("Cookie", &cookie)]);
+    let r = get_with(&s, "/", &[("Cookie", &cookie)]);
     assert!(r.body.contains("dashboard.js"), "{}", r.body);
 
     // The dashboard's JSON: 401 without, 403 with the ingest token, 200 with the read token
     // or the cookie.
     assert_eq!(s.get("/api/v1/dashboard").status, 401);
     assert_eq!(
-        s.get_with("/api/v1/dashboard", &[("Authorization", &bearer)])
-            .status,
+        get_with(&s, "/api/v1/dashboard", &[("Authorization", &bearer)]).status,
         403
     );
     let read = format!("Bearer {READ_TOKEN}");
-    let r = s.get_with("/api/v1/dashboard", &[("Authorization", &read)]);
+    let r = get_with(&s, "/api/v1/dashboard", &[("Authorization", &read)]);
     assert_eq!(r.status, 200, "{r:?}");
     assert_security_headers(&r, "GET /api/v1/dashboard");
     let d: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -354,13 +252,13 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
     assert!(d["size"]["database_bytes"].as_u64().unwrap() > 0, "{d}");
     assert_eq!(d["size"]["tier"]["disk_gb"], 80, "200 sessions: {d}");
     assert!(d["backups"].is_null(), "{d}");
-    let r = s.get_with("/api/v1/dashboard", &[("Cookie", &cookie)]);
+    let r = get_with(&s, "/api/v1/dashboard", &[("Cookie", &cookie)]);
     assert_eq!(r.status, 200);
 
     // Sign-out removes the cookie.
     let r = s.post("/logs/signout", &[("Cookie", &cookie)], b"");
     assert_eq!(r.status, 303);
-    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert!(header(&r, "set-cookie").unwrap().contains("max-age=0"));
 
     if std::env::var("KASM_DB_SKIP_BROWSER").as_deref() == Ok("1") {
         eprintln!("KASM_DB_SKIP_BROWSER=1: skipping the Playwright checks of the panel");
@@ -397,7 +295,7 @@ fn browser(s: &Server) {
     let run = Command::new("python3")
         .arg(root.join("tests/browser/panel.py"))
         .arg("--base")
-        .arg(s.base())
+        .arg(format!("http://127.0.0.1:{}", s.port))
         .arg("--out")
         .arg(&out)
         .arg("--token-file")
