@@ -216,6 +216,24 @@ def run(page, ctx, base, token, ingest_token, out, problems):
     other.close()
     step("the page's URL reproduces the view")
 
+    # ---- Paging to older records ----
+    page.goto(base + "/logs?since=1h&limit=20")
+    first = wait_rows(page, lambda rs: len(rs) == 20, "a first page of 20")
+    page.click("#older")
+    both = wait_rows(page, lambda rs: len(rs) == 40, "a second page of 20")
+    ids = [r["id"] for r in both]
+    check(len(set(ids)) == 40 and ids[:20] == [r["id"] for r in first], "older pages: no overlap, appended")
+    step("older records: a second page of 20 below the first, no overlap")
+
+    # ---- A histogram bar zooms to its time range (start/end in the URL) ----
+    page.locator("#histogram-chart svg.chart g.bar.clickable:has(rect[fill])").last.click(force=True)
+    page.wait_for_function("new URLSearchParams(location.search).has('until')")
+    params = page.evaluate("Object.fromEntries(new URLSearchParams(location.search))")
+    check(params["since"].endswith("Z") and params["until"].endswith("Z"), "zoomed range: %r" % params)
+    check(page.input_value("select[name=range]") == "custom", "the range select shows start/end")
+    wait_rows(page, lambda rs: len(rs) > 0, "records of the zoomed range")
+    step("a histogram bar zooms to %s .. %s" % (params["since"], params["until"]))
+
     # ---- Live tail, pause, resume ----
     page.goto(base + "/logs?since=1h&limit=100&live=1")
     page.wait_for_selector("#live-state[data-state=live]")
