@@ -219,6 +219,20 @@ fn panel_and_dashboard_over_http_and_in_a_browser() {
     assert!(!set.contains("Secure"), "plain HTTP: {set}");
     assert!(!head.contains(READ_TOKEN));
     let cookie = set.split(';').next().unwrap().to_string();
+    // From the dashboard's sign-in form, back to the dashboard.
+    let r = s.get("/");
+    assert!(
+        r.body.contains("name=\"next\" value=\"dashboard\""),
+        "{}",
+        r.body
+    );
+    let (status, head) = post_form(
+        &s,
+        "/logs/signin",
+        &format!("token={READ_TOKEN}&next=dashboard"),
+    );
+    assert_eq!(status, 303);
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
 
     // Signed in, the page is the panel; it never carries the token.
     let r = get_with(&s, "/logs", &[("Cookie", &cookie)]);
