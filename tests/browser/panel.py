@@ -176,6 +176,12 @@ def run(page, ctx, base, token, ingest_token, out, problems):
     got = wait_rows(page, lambda rs: len(rs) == 1 and "needle-7f3a" in rs[0]["msg"], "the search result")
     check("q=needle-7f3a" in page.url, "q not in the URL: " + page.url)
     step("search: q=needle-7f3a finds the one record")
+    page.fill("input[name=q]", "")
+    page.fill("input[name=where]", "extra_field=deep-value-42")
+    page.press("input[name=where]", "Enter")
+    wait_rows(page, lambda rs: len(rs) == 1 and "needle-7f3a" in rs[0]["msg"], "the data field filter")
+    check("where=extra_field%3Ddeep-value-42" in page.url, "where not in the URL: " + page.url)
+    step("data field: where=extra_field=deep-value-42 finds it too")
 
     # ---- A record's data and context ----
     rows(page).first.click()
@@ -191,7 +197,7 @@ def run(page, ctx, base, token, ingest_token, out, problems):
 
     # ---- Export links carry the filters ----
     href = page.get_attribute("#export-ndjson", "href")
-    check("format=ndjson" in href and "q=needle-7f3a" in href, "export link: " + href)
+    check("format=ndjson" in href and "where=extra_field%3Ddeep-value-42" in href, "export link: " + href)
     r = page.request.get(base + href)
     check(r.status == 200, "export: %d" % r.status)
     lines = [l for l in r.text().splitlines() if l.strip()]

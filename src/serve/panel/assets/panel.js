@@ -10,7 +10,7 @@
 
   const form = $("#filters");
   const tbody = $("#records tbody");
-  const FILTERS = ["q", "level", "min_level", "app", "host", "user"];
+  const FILTERS = ["q", "level", "min_level", "app", "host", "user", "where"];
   const SPANS = ["15m", "1h", "4h", "24h", "7d"];
   const DEFAULT_SPAN = "1h";
   /** Live mode keeps at most this many rows on the page (older ones stay one "older" away). */
@@ -115,7 +115,7 @@
 
   /** On a phone the filters but the search fold away behind "More filters", which counts them. */
   function showMore() {
-    const active = ["level", "min_level", "app", "host", "user"].filter(f => form.elements[f].value).length +
+    const active = ["level", "min_level", "app", "host", "user", "where"].filter(f => form.elements[f].value).length +
       (form.range.value !== DEFAULT_SPAN ? 1 : 0);
     const b = $("#more-filters");
     b.textContent = form.classList.contains("expanded") ? "Fewer filters" : "More filters" + (active ? " (" + active + ")" : "");
@@ -199,7 +199,7 @@
   function describe() {
     const v = viewParams();
     const parts = [];
-    const names = { q: "message contains", level: "level", min_level: "level ≥", app: "application", host: "host", user: "user" };
+    const names = { q: "message contains", level: "level", min_level: "level ≥", app: "application", host: "host", user: "user", where: "data" };
     for (const f of FILTERS) if (v.has(f)) parts.push(names[f] + " “" + v.get(f) + "”");
     if (v.has("until")) parts.push(utc(v.get("since")) + " – " + utc(v.get("until")) + " UTC");
     else if (/^\d+[smhd]$/.test(v.get("since"))) parts.push("last " + v.get("since"));
