@@ -427,10 +427,16 @@ fn follow_prints_each_record_once_across_writers_a_late_commit_and_a_restart() {
     assert!(late_status.success());
     f.wait_for(5 + 4000 + 1, "the writers' records and the late one");
 
-    // The database restarts under the tail; it resumes after the last record it printed.
+    // The database stops under the tail (which waits it out) and starts again; the tail resumes
+    // after the last record it printed.
+    cluster.stop().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
     cluster.restart().unwrap();
     ingest(&url, &records("after-restart", 50));
     f.wait_for(5 + 4000 + 1 + 50, "the records written after the restart");
+    let said = std::fs::read_to_string(f.stderr.path()).unwrap_or_default();
+    assert!(said.contains("lost the database"), "the tail saw no outage: {said}");
+    assert!(said.contains("resumes where it was"), "{said}");
     std::thread::sleep(Duration::from_millis(800)); // anything extra would be a duplicate
     let (code, printed) = f.stop();
     assert_eq!(code, 0, "Ctrl-C ends a tail with exit 0");
