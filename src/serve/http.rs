@@ -60,10 +60,14 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
         .route("/api/__healthcheck", get(health))
         .route("/metrics", get(metrics))
         .with_state(app);
-    match read {
+    let router = match read {
         Some(read) => base.merge(read),
         None => base,
-    }
+    };
+    // The CSP and the other security headers on every answer: pages, assets and JSON alike.
+    router.layer(axum::middleware::map_response(
+        super::panel::security_headers,
+    ))
 }
 
 const RETRY_AFTER_S: &str = "5";

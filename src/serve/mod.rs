@@ -27,6 +27,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lines;
 pub mod metrics;
+pub mod panel;
 pub mod parse;
 pub mod read_api;
 pub mod recovery;
@@ -173,7 +174,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         runner: runner_name(),
         env: env.clone(),
-        backup_status,
+        backup_status: backup_status.clone(),
         notifier: notifier(&cfg.notify, &metrics)?,
     });
     for job in jobs {
@@ -227,7 +228,15 @@ pub async fn serve(
                 ready: ready_rx.clone(),
                 stop: stop_rx.clone(),
             });
-            Some(read_api::routes(read_app))
+            // The panel and the dashboard: only with a read token too (else 404).
+            let panel = Arc::new(panel::Panel {
+                read: read_app.clone(),
+                secure: cfg.server.tls_cert.is_some(),
+                config: Arc::new(cfg.clone()),
+                backups: backup_status.clone(),
+                cache: Default::default(),
+            });
+            Some(read_api::routes(read_app).merge(panel::router(panel)))
         }
         None => None,
     };
