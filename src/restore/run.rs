@@ -460,27 +460,19 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
-    // Kasm's schema revision and an unfinished --logs-later load of the existing database.
+    // Kasm's schema revision and an unfinished --logs-later load of the existing database: a
+    // check that cannot be made refuses without --force (guard::check).
     let mut guarded = Vec::new();
     let mut target_alembic_version = None;
     if existing.is_some() {
-        let found = match guard::inspect(job.target, job.retry).await {
-            Ok(found) => found,
-            // A database this role may not connect to is still replaced as before.
-            Err(e) if e.kind() == crate::error::Kind::Failed => {
-                guarded.push(guard::uninspected(&name, &e));
-                guard::Found::default()
-            }
-            Err(e) => return Err(e),
-        };
-        guarded.extend(guard::pending(&name, &found.logs_pending, job.force)?);
-        guarded.extend(guard::alembic(
+        let found = guard::inspect(job.target, job.retry).await;
+        guarded = guard::check(
             &name,
             job.manifest.alembic_version.as_deref(),
-            found.alembic_version.as_deref(),
+            &found,
             job.force,
-        )?);
-        target_alembic_version = found.alembic_version;
+        )?;
+        target_alembic_version = found.alembic_version.found().cloned();
     }
     let roles_plan = if job.create_roles {
         Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)
