@@ -34,6 +34,18 @@ pub async fn complete(storage: &dyn Storage) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
+/// The cause of [`find`]'s error when the target (which exists and was listed) holds no such
+/// complete backup; recognised with [`is_no_such_backup`]. A target that could not be listed
+/// fails otherwise ([`storage::is_missing`] when it does not exist).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoSuchBackup(pub String);
+
+/// Whether `e` is [`find`]'s "no such backup" ([`NoSuchBackup`]).
+pub fn is_no_such_backup(e: &Error) -> bool {
+    e.caused_by::<NoSuchBackup>()
+}
+
 /// The backup `id`, or the newest for `latest`.
 pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
     let all = complete(storage).await?;
@@ -43,7 +55,7 @@ pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
         all.into_iter().find(|m| m.id == id)
     };
     found.ok_or_else(|| {
-        Error::failed(if id == "latest" {
+        no_such_backup(if id == "latest" {
             format!("there is no complete backup in {}", storage.describe())
         } else {
             format!(
@@ -52,6 +64,10 @@ pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
             )
         })
     })
+}
+
+fn no_such_backup(msg: String) -> Error {
+    Error::with_cause(crate::error::Kind::Failed, NoSuchBackup(msg))
 }
 
 /// Result of checking an object against its manifest.
