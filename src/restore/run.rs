@@ -167,10 +167,21 @@ async fn create_step(
             .as_db_error()
             .map(|d| d.message().to_string())
             .unwrap_or_else(|| e.to_string());
+        let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
+        // Which privilege is missing, from the catalog (never from the message's wording).
+        let (may_create, may_give_owner) = if denied {
+            server
+                .may_create(owner.as_deref(), props.server_major)
+                .await?
+        } else {
+            (true, true)
+        };
         let next = creation::after_refusal(&Refusal {
             new,
             why: &why,
-            denied: e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            denied,
+            may_create,
+            may_give_owner,
             transient: crate::db::is_transient(&e),
             owner: owner.as_deref(),
             locale,
