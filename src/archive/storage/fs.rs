@@ -126,11 +126,7 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()
     } else {
         root.join(rel)
     };
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) => return Err(e),
-    };
-    for entry in rd {
+    for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let rel_name = if rel.is_empty() {
