@@ -471,6 +471,13 @@ fn refused(dir: &Path, id: &str, target: &str, url: &str) -> String {
     let count = standby("postgres", "SELECT count(*) FROM pg_database");
     let r = restore(dir, id, url, &["--no-owner"]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // --json: the failure document on stdout.
+    let doc = json(&r);
+    assert_eq!(
+        (doc["ok"].as_bool(), doc["exit_code"].as_i64()),
+        (Some(false), Some(1)),
+        "{doc}"
+    );
     assert!(
         !r.stdout.contains(restorer_password()) && !r.stderr.contains(restorer_password()),
         "password shown:\n{}\n{}",
