@@ -462,13 +462,16 @@ fn restorer_url(db: &str) -> String {
 }
 
 /// A restore that must refuse: exit 1, the target untouched (same oid, `marker` still there),
-/// no new or kept database left, no password shown; stderr returned.
+/// no new or kept database of it left, no password shown; stderr returned.
 fn refused(dir: &Path, id: &str, target: &str, url: &str) -> String {
     let oid = standby(
         "postgres",
         &format!("SELECT oid FROM pg_database WHERE datname = '{target}'"),
     );
-    let count = standby("postgres", "SELECT count(*) FROM pg_database");
+    let count = standby(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{target}%'"),
+    );
     let r = restore(dir, id, url, &["--no-owner"]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     // --json: the failure document on stdout.
@@ -497,7 +500,10 @@ fn refused(dir: &Path, id: &str, target: &str, url: &str) -> String {
         oid
     );
     assert_eq!(
-        standby("postgres", "SELECT count(*) FROM pg_database"),
+        standby(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{target}%'")
+        ),
         count
     );
     r.stderr
