@@ -996,6 +996,18 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
     cluster.stop().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let spool_dir = spool.path().to_str().unwrap().to_string();
+    // A spool file with a line that cannot be loaded (issue 26): the good line is stored, the
+    // other kept in `.rejected` beside it, never dropped unseen.
+    let good = serde_json::json!({
+        "log_id": uuid::Uuid::new_v4(), "ingest_date": chrono::Utc::now(), "log_time": null,
+        "level": "INFO", "host": null, "application": null, "kasm_user_name": null,
+        "message": "byhand-good", "data": "{\"message\":\"byhand-good\"}"
+    });
+    std::fs::write(
+        spool.path().join("00000000000000000000-byhand.ndjson"),
+        format!("{good}\n{{\"log_id\": \"torn-line\n"),
+    )
+    .unwrap();
     let env = [
         ("KASM_DB_SERVER_SPOOL_DIR", spool_dir.as_str()),
         ("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *"),
@@ -1095,6 +1107,21 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
             .unwrap(),
         "h1"
     );
+    assert_eq!(
+        cluster
+            .psql(
+                &db,
+                "SELECT count(*) FROM logs WHERE message = 'byhand-good'"
+            )
+            .unwrap(),
+        "1"
+    );
+    let kept =
+        std::fs::read_to_string(spool.path().join("00000000000000000000-byhand.rejected")).unwrap();
+    assert!(
+        kept.contains("torn-line") && kept.contains("unreadable"),
+        "{kept}"
+    );
     // New records go straight to the database now; the jobs run.
     let r = s.post(
         "/api/v1/logs",
@@ -1113,7 +1140,19 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
         std::thread::sleep(Duration::from_millis(200));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(spool.path()).unwrap().count() > 0 {
+    let spooled = || {
+        std::fs::read_dir(spool.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_none_or(|x| x != "rejected")
+            })
+            .count()
+    };
+    while spooled() > 0 {
         assert!(Instant::now() < deadline, "spool not emptied");
         std::thread::sleep(Duration::from_millis(100));
     }
