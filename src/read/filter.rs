@@ -163,7 +163,7 @@ impl Filter {
         if let (Some(s), Some(u)) = (self.since, self.until) {
             if s >= u {
                 return Err(format!(
-                    "--since {} is not before --until {}",
+                    "since {} is not before until {}: nothing can match",
                     s.to_rfc3339(),
                     u.to_rfc3339()
                 ));
