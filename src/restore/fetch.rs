@@ -250,7 +250,7 @@ pub async fn fetch(
 ) -> Result<Fetched> {
     let codec = m.compression.codec()?;
     for stale in remove_stale(scratch_dir, SystemTime::now()) {
-        tracing::warn!(path = %stale.display(), "removed a scratch file left by an interrupted restore");
+        tracing::info!(path = %stale.display(), "removed a scratch file left by an interrupted restore");
     }
     let free = free_bytes(scratch_dir)?;
     check_space(scratch_dir, m.dump_bytes, free)?;
