@@ -29,7 +29,7 @@ use super::roles;
 use crate::archive::compress;
 use crate::archive::crypt;
 use crate::archive::manifest::{self, Manifest, TableRows};
-use crate::archive::storage::{self, Piece, Retain};
+use crate::archive::storage::{Piece, Retain, Storage};
 use crate::archive::target::Target;
 use crate::config::Config;
 use crate::db::inspection::Inspection;
@@ -54,6 +54,9 @@ pub struct BackupSpec<'a> {
     pub db: &'a DbTarget,
     pub config: &'a Config,
     pub target: &'a Target,
+    /// The target's storage, opened once by the caller, which goes on to copy and prune
+    /// through the same one (`backup::after`).
+    pub storage: &'a Arc<dyn Storage>,
     /// Leave out the rows of every table named `logs` and of its partitions.
     pub exclude_logs: bool,
     /// Draw a progress bar on stderr.
@@ -73,7 +76,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         Some(k) => Some(Arc::new(crypt::Sealer::new(k)?)),
         None => None,
     };
-    let storage = storage::open(job.target, job.config).await?;
+    let storage = job.storage.clone();
     let client = db::connect(job.db, Retry::configured(&job.config.database)).await?;
     locks::hold(&client, Lock::Backup, &job.db.redacted()).await?;
     let row = client

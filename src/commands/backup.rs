@@ -59,21 +59,18 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         config.backup.pg_bindir = Some(dir.clone());
     }
     let copy_to = after::copy_targets(&config, &target)?;
+    // Opened once: the backup, its copies and the prune go through the same storage.
+    let primary = storage::open(&target, &config).await?;
     let m = run::run(BackupSpec {
         db: &ctx.db,
         config: &config,
         target: &target,
+        storage: &primary,
         exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
         progress: ctx.interactive,
         env: &ctx.env,
     })
     .await?;
-    let primary = storage::open(&target, &config).await.map_err(|e| {
-        e.context(format!(
-            "backup {} succeeded and is intact, but its target could not be reopened to copy and prune",
-            m.id
-        ))
-    })?;
     let followed = after::run(After {
         config: &config,
         primary: primary.as_ref(),

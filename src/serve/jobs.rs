@@ -352,10 +352,13 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
                 "backup.to",
             )?;
             let copy_to = crate::backup::after::copy_targets(&env.config, &target)?;
+            // Opened once: the backup, its copies and the prune go through the same storage.
+            let primary = crate::archive::storage::open(&target, &env.config).await?;
             let m = crate::backup::run::run(crate::backup::run::BackupSpec {
                 db: &env.target,
                 config: &env.config,
                 target: &target,
+                storage: &primary,
                 exclude_logs: env.config.backup.exclude_logs,
                 progress: false,
                 env: &env.env,
@@ -371,7 +374,6 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
             env.metrics
                 .set("backup_last_size_bytes", &[], m.size_bytes as f64);
             // Copies to backup.copy_to, then the keep_* policy, as after `kasm-db backup`.
-            let primary = crate::archive::storage::open(&target, &env.config).await?;
             let after = crate::backup::after::run(crate::backup::after::After {
                 config: &env.config,
                 primary: primary.as_ref(),

@@ -12,16 +12,17 @@ use crate::verify::{self, How, Verify};
 
 pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
+    let store = storage::open(&target, &d.config).await?;
     let m = run::run(BackupSpec {
         db: &d.db,
         config: &d.config,
         target: &target,
+        storage: &store,
         exclude_logs: false,
         progress: false,
         env: &d.env,
     })
     .await?;
-    let store = storage::open(&target, &d.config).await?;
     let v = verify::verify(Verify {
         storage: store.as_ref(),
         backup: &m.id,
