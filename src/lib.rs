@@ -20,6 +20,7 @@ pub mod private;
 pub mod read;
 pub mod report;
 pub mod restore;
+pub mod retry;
 pub mod serve;
 pub mod sizing;
 pub mod tls;

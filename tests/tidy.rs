@@ -52,6 +52,8 @@ const PURE: &[&str] = &[
     "maintenance/assess.rs",
     "maintenance/policy.rs",
     "maintenance/cap_check.rs",
+    "retry.rs",
+    "forward/backoff.rs",
     "read/cursor.rs",
     "read/filter.rs",
     "read/sql.rs",

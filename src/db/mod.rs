@@ -19,29 +19,16 @@ pub use target::DbTarget;
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-use std::time::Duration;
 use tokio_postgres::Client;
 
 /// A pool of connections to one database.
 pub type Pool = deadpool_postgres::Pool;
 
-/// How hard to try before declaring the database unreachable.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub attempts: u32,
-    pub first_delay: Duration,
-}
+/// How hard to try before declaring the database unreachable: the one retry policy
+/// ([`crate::retry::Policy`]), by default five attempts from 250 ms doubling to 10 s.
+pub type Retry = crate::retry::Policy;
 
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 5,
-            first_delay: Duration::from_millis(250),
-        }
-    }
-}
-
-impl Retry {
+impl crate::retry::Policy {
     /// The policy of the configuration: `database.connect_attempts` tries with the default
     /// backoff. The one place a policy is built from configuration: commands, `serve`'s jobs
     /// (the scheduled backup and verify too) and every connection they make use it.
@@ -51,22 +38,12 @@ impl Retry {
             ..Retry::default()
         }
     }
-
-    /// A single try, for a caller that retries at its own pace (`serve`'s bootstrap, the
-    /// connection that claims a scheduled slot: the job is tried again at its next slot).
-    pub fn once() -> Retry {
-        Retry {
-            attempts: 1,
-            first_delay: Duration::ZERO,
-        }
-    }
 }
 
 /// One connection, retried with exponential backoff (with jitter). The connection task is
 /// spawned on the current runtime. Failure after the last attempt is [`Error::temporary`].
 pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
     let tls = tls::connector(target)?;
-    let mut delay = retry.first_delay;
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
         // tokio-postgres bounds each socket connect; the deadline also bounds a server that
@@ -104,11 +81,9 @@ pub async fn connect(target: &DbTarget, retry: Retry) -> Result<Client> {
                 }
             }
         }
-        if attempt < retry.attempts {
+        if retry.again_after(attempt) {
             tracing::warn!(target = %target.redacted(), attempt, error = %last, "postgres unreachable, retrying");
-            let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
-            tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            tokio::time::sleep(retry.delay(attempt, rand::random())).await;
         }
     }
     let tries = match retry.attempts {

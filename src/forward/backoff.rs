@@ -1,34 +1,20 @@
-//! Jittered exponential backoff between delivery attempts. Pure: the random draw is an input.
-//! Must never sleep or read a clock itself.
+//! The SIEM pipeline's wait between delivery attempts: the one retry policy
+//! ([`crate::retry::Policy`]) with equal jitter, 100 ms doubling up to 30 s, for as long as
+//! the forwarder runs (records wait durably in the spool meanwhile). Pure: never sleeps or
+//! reads a clock.
 
+use crate::retry::{Jitter, Policy};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-}
+pub type Backoff = Policy;
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// Delay before retry number `attempt` (1-based): "full jitter", uniformly in
-    /// `[cap/2, cap]` where `cap = min(max, base * 2^(attempt-1))`; `unit` is a draw in [0, 1).
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let cap = exp.min(self.max);
-        cap.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
-    }
-}
+/// Deliveries: retried until they succeed or are refused for good.
+pub const DELIVERY: Backoff = Policy::new(
+    u32::MAX,
+    Duration::from_millis(100),
+    Duration::from_secs(30),
+)
+.with_jitter(Jitter::Half);
 
 #[cfg(test)]
 mod tests {
@@ -36,15 +22,14 @@ mod tests {
 
     #[test]
     fn grows_then_caps_with_jitter_in_range() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-        };
+        let b = Policy::new(u32::MAX, Duration::from_millis(100), Duration::from_secs(2))
+            .with_jitter(Jitter::Half);
         assert_eq!(b.delay(1, 0.0), Duration::from_millis(50));
         assert_eq!(b.delay(1, 1.0), Duration::from_millis(100));
         assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
         assert_eq!(b.delay(30, 1.0), Duration::from_secs(2));
         assert_eq!(b.delay(30, 0.0), Duration::from_secs(1));
         assert!(b.delay(4, 0.3) < b.delay(4, 0.6));
+        assert_eq!(DELIVERY.delay(1, 1.0), Duration::from_millis(100));
     }
 }

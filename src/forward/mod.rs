@@ -116,7 +116,7 @@ impl Forwarder {
             events: config.common.batch_events.max(1),
             bytes: config.common.batch_bytes.max(1),
             wait: Duration::from_millis(config.common.batch_wait_ms),
-            backoff: backoff::Backoff::default(),
+            backoff: backoff::DELIVERY,
         };
         let task = tokio::spawn(pipeline::run(sink, shared.clone(), limits));
         Ok(Forwarder {

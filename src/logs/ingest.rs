@@ -12,7 +12,7 @@ use super::copy::{Row, Stored};
 use super::partition_plan;
 use super::reader::{Line, LineReader, Source};
 use super::record::{self, Class, Record, Reject};
-use super::store::{Retries, Storer};
+use super::store::Storer;
 use crate::config::RetentionConfig;
 use crate::db::Pool;
 use crate::error::{Error, Result};
@@ -123,10 +123,7 @@ pub async fn ingest(
     let storer = Storer::new(
         pool.clone(),
         opts.schema.clone(),
-        Retries {
-            attempts: 6,
-            first_wait: Duration::from_millis(500),
-        },
+        super::store::retries(6, Duration::from_millis(500)),
     );
     let mut input_error = None;
     let mut in_flight = FuturesUnordered::new();

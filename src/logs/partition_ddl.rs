@@ -77,20 +77,24 @@ fn parse_bound(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
 /// How long creating partitions may wait for a parent another session holds.
 #[derive(Debug, Clone, Copy)]
 pub struct Patience {
-    attempts: u64,
+    retry: crate::retry::Policy,
     lock_timeout: &'static str,
 }
 
 impl Patience {
-    /// For rows that need their partition: 5 tries of up to 5 s.
+    /// For rows that need their partition: 5 tries of up to 5 s, 200 ms apart and more.
     pub const STORE: Patience = Patience {
-        attempts: 5,
+        retry: crate::retry::Policy::new(
+            5,
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(1),
+        ),
         lock_timeout: "5s",
     };
     /// For a courtesy premake after purge: one try of up to 500 ms, so a long reader of the
     /// parent never keeps ingest queued behind purge (rows create their own partitions).
     pub const BRIEF: Patience = Patience {
-        attempts: 1,
+        retry: crate::retry::Policy::once(),
         lock_timeout: "500ms",
     };
 }
@@ -138,11 +142,11 @@ pub async fn ensure_with(
             }
             // 55P03 lock_not_available: a long DDL holds the parent; try again shortly.
             Err(e)
-                if attempt < patience.attempts
+                if patience.retry.again_after(attempt)
                     && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
             {
                 drop(tx);
-                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                tokio::time::sleep(patience.retry.delay(attempt, 0.0)).await;
             }
             Err(e) => {
                 let names: Vec<_> = wanted.iter().map(|p| p.name.as_str()).collect();

@@ -15,12 +15,12 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How a store retries a lost connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Retries {
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled for each further one (at most 8 s).
-    pub first_wait: Duration,
+/// How a store retries a lost connection: the one retry policy.
+pub type Retries = crate::retry::Policy;
+
+/// A store's policy: `attempts` tries, `first_wait` before the second, doubling up to 8 s.
+pub const fn retries(attempts: u32, first_wait: Duration) -> Retries {
+    crate::retry::Policy::new(attempts, first_wait, Duration::from_secs(8))
 }
 
 pub struct Storer {
@@ -59,7 +59,6 @@ impl Storer {
             needed.retain(|p| !known.contains(&p.name));
         }
         let mut job = StoreJob::new(rows.len());
-        let mut wait = self.retries.first_wait;
         for attempt in 1..=self.retries.attempts.max(1) {
             let outcome: Result<()> = async {
                 let mut client = db::get(&self.pool).await?;
@@ -75,10 +74,9 @@ impl Storer {
             .await;
             match outcome {
                 Ok(()) => return Ok(job.out),
-                Err(e) if e.kind() == Kind::Temporary && attempt < self.retries.attempts => {
+                Err(e) if e.kind() == Kind::Temporary && self.retries.again_after(attempt) => {
                     tracing::warn!(attempt, error = %e, "database unavailable while storing; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(8));
+                    tokio::time::sleep(self.retries.delay(attempt, rand::random())).await;
                 }
                 Err(e) => return Err((job.out, e)),
             }

@@ -363,11 +363,18 @@ impl Server {
             ident(new),
             ident(name)
         ));
-        let attempts = if force && previous.is_some() {
-            FORCE_ATTEMPTS
+        // With --force, sessions that connect between the termination and the swap are ended
+        // again, 200 ms apart; without it, one try.
+        let swap_retry = if force && previous.is_some() {
+            crate::retry::Policy::new(
+                FORCE_ATTEMPTS,
+                Duration::from_millis(200),
+                Duration::from_millis(200),
+            )
         } else {
-            1
+            crate::retry::Policy::once()
         };
+        let attempts = swap_retry.attempts;
         let mut last = None;
         // Sessions --force may not end: a superuser's, when this role is not one (managed
         // PostgreSQL), or another role's without pg_signal_backend.
@@ -404,8 +411,8 @@ impl Server {
                         )));
                     }
                     last = Some(e);
-                    if attempt < attempts {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    if swap_retry.again_after(attempt) {
+                        tokio::time::sleep(swap_retry.delay(attempt, 0.0)).await;
                     }
                 }
             }

@@ -18,7 +18,7 @@ use crate::logs::copy::Row;
 use crate::logs::ingest::RecordSink;
 use crate::logs::partition_plan;
 use crate::logs::record::{Class, Record};
-use crate::logs::store::{Retries, Storer};
+use crate::logs::store::Storer;
 use chrono::Utc;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,10 +71,7 @@ impl Store {
         spool: Option<Arc<Spool>>,
         ready: watch::Receiver<bool>,
     ) -> Self {
-        let retries = Retries {
-            attempts: ATTEMPTS,
-            first_wait: Duration::from_millis(200),
-        };
+        let retries = crate::logs::store::retries(ATTEMPTS, Duration::from_millis(200));
         Store {
             storer: Storer::new(pool, schema, retries),
             retention,
