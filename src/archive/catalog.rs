@@ -6,7 +6,7 @@
 //! Reads only; never deletes or writes.
 
 use super::compress::Digest;
-use super::manifest::{self, Manifest};
+use super::manifest::{self, BackupKind, Manifest};
 use super::storage::{self, Storage};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -52,6 +52,42 @@ pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
             )
         })
     })
+}
+
+/// The backup `id` of `kind`, or the newest of that kind for `latest`. A backup of the other
+/// kind named by its id is refused with what restores it.
+pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Result<Manifest> {
+    if id != "latest" {
+        let m = find(storage, id).await?;
+        if m.kind != kind {
+            return Err(Error::usage(match m.kind {
+                BackupKind::Physical => format!(
+                    "backup {id} is a physical base backup of the whole cluster: restore it with \
+                     `kasm-db restore --physical --data-dir DIR --backup {id}`"
+                ),
+                BackupKind::Logical => format!(
+                    "backup {id} is a logical backup (pg_dump of one database): restore it \
+                     without --physical"
+                ),
+            }));
+        }
+        return Ok(m);
+    }
+    complete(storage)
+        .await?
+        .into_iter()
+        .find(|m| m.kind == kind)
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "there is no complete {} backup in {}{}",
+                kind.name(),
+                storage.describe(),
+                match kind {
+                    BackupKind::Physical => " (take one with `kasm-db backup --physical`)",
+                    BackupKind::Logical => "",
+                }
+            ))
+        })
 }
 
 /// Result of checking an object against its manifest.

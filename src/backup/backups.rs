@@ -36,6 +36,15 @@ pub struct Listed {
     pub verified: Option<verification::Verification>,
     /// How long the backup took, seconds.
     pub duration_s: f64,
+    /// `logical` (pg_dump of one database) or `physical` (pg_basebackup of the cluster).
+    pub kind: manifest::BackupKind,
+    /// A physical backup's WAL start and stop positions and timeline (absent for logical).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
 }
 
 /// The complete backups in `storage`, newest first, each with its latest verification.
@@ -55,6 +64,10 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             alembic_version: m.alembic_version.clone(),
             verified: verification::latest(storage, &m.id).await,
             duration_s: m.timings.total_s,
+            kind: m.kind,
+            start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
+            stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
+            timeline: m.physical.as_ref().map(|p| p.timeline),
         });
     }
     Ok(items)

@@ -319,6 +319,10 @@ mod tests {
                 duration_s: None,
             }),
             duration_s: 30.0,
+            kind: crate::archive::manifest::BackupKind::Logical,
+            start_lsn: None,
+            stop_lsn: None,
+            timeline: None,
         }
     }
 

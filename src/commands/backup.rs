@@ -43,6 +43,15 @@ struct BackupReport {
     /// The roles the database needs and whether their password hashes travel (in their own
     /// object, never here).
     roles: Option<RolesSummary>,
+    /// `logical` or `physical` (`--physical`).
+    kind: crate::archive::manifest::BackupKind,
+    /// A physical backup's WAL start and stop positions and timeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -59,15 +68,32 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         config.backup.pg_bindir = Some(dir.clone());
     }
     let copy_to = after::copy_targets(&config, &target)?;
-    let m = run::run(BackupSpec {
-        db: &ctx.db,
-        config: &config,
-        target: &target,
-        exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
-        progress: ctx.interactive,
-        env: &ctx.env,
-    })
-    .await?;
+    let m = if args.physical {
+        if args.exclude_logs {
+            return Err(Error::usage(
+                "--exclude-logs is for logical backups: a physical backup copies the whole \
+                 cluster",
+            ));
+        }
+        crate::backup::physical::run(crate::backup::physical::PhysicalSpec {
+            db: &ctx.db,
+            config: &config,
+            target: &target,
+            progress: ctx.interactive,
+            env: &ctx.env,
+        })
+        .await?
+    } else {
+        run::run(BackupSpec {
+            db: &ctx.db,
+            config: &config,
+            target: &target,
+            exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
+            progress: ctx.interactive,
+            env: &ctx.env,
+        })
+        .await?
+    };
     let primary = storage::open(&target, &config).await.map_err(|e| {
         e.context(format!(
             "backup {} succeeded and is intact, but its target could not be reopened to copy and prune",
@@ -102,7 +128,37 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
             names: r.names.clone(),
             password_hashes: r.password_hashes,
         }),
+        kind: m.kind,
+        start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
+        stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
+        timeline: m.physical.as_ref().map(|p| p.timeline),
     };
+    if let Some(p) = &m.physical {
+        let text = format!(
+            "physical backup {} of {} written to {}: {} (tar {}), WAL {} to {} on timeline {}, \
+             {:.1} s\nsha256 {}\nrestore: {}{}",
+            m.id,
+            m.database,
+            m.location,
+            bytes(m.size_bytes),
+            bytes(m.dump_bytes),
+            p.start_lsn,
+            p.stop_lsn,
+            p.timeline,
+            m.timings.total_s,
+            m.sha256,
+            m.restore,
+            after_text(&report.after)
+        );
+        let outcome = Outcome::new(&report, text);
+        return match failure {
+            None => Ok(outcome),
+            Some(why) => {
+                tracing::error!("{why}");
+                Ok(outcome.failed_check())
+            }
+        };
+    }
     let mut text = format!(
         "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
         m.id,
@@ -287,6 +343,12 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
             ),
         };
         let mut notes = Vec::new();
+        if let (Some(start), Some(stop)) = (&i.start_lsn, &i.stop_lsn) {
+            notes.push(format!(
+                "physical, WAL {start} to {stop} on timeline {}",
+                i.timeline.unwrap_or(0)
+            ));
+        }
         if let Some(v) = &i.alembic_version {
             notes.push(format!("alembic {v}"));
         }

@@ -269,6 +269,10 @@ mod tests {
                 alembic_version: None,
                 verified: None,
                 duration_s: 1.0,
+                kind: crate::archive::manifest::BackupKind::Logical,
+                start_lsn: None,
+                stop_lsn: None,
+                timeline: None,
             }]
         } else {
             Vec::new()

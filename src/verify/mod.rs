@@ -139,7 +139,19 @@ pub struct RestoreTest {
 
 /// Verify a backup and record the result beside it.
 pub async fn verify(v: Verify<'_>) -> Result<Verified> {
-    let manifest = catalog::find(v.storage, v.backup).await?;
+    // The restore test restores a pg_dump archive: `latest` is then the newest logical backup,
+    // and a physical one is refused by name (its checksum check works for both kinds).
+    let manifest = match &v.how {
+        How::Checksum => catalog::find(v.storage, v.backup).await?,
+        How::RestoreTest(_) => {
+            catalog::find_of(
+                v.storage,
+                v.backup,
+                crate::archive::manifest::BackupKind::Logical,
+            )
+            .await?
+        }
+    };
     let started = Instant::now();
     let checked = match v.how {
         How::Checksum => Checked::Checksum(catalog::check(v.storage, &manifest).await?),

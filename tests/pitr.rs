@@ -1,0 +1,360 @@
+//! Issue 25 on real clusters: `wal stream` (the real pg_receivewal on a slot) and `backup
+//! --physical` (the real pg_basebackup) into a directory target while a writer commits
+//! numbered rows; the primary killed with SIGKILL and its data directory deleted, the stream
+//! killed too; then `restore --physical` into new data directories: to the end of the archive
+//! (every row committed more than a few flush intervals before the crash is there, the rows a
+//! prefix), to a time in the middle (exactly the rows committed up to it), and refusals naming
+//! a corrupt and a missing segment in the middle of the chain.
+//!
+//! This binary starts its own cluster (it crashes it), not the shared one of `common`.
+
+mod common;
+
+use common::{json, kasm_db, run};
+use kasm_db::pgtemp::Cluster;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the stream stores the segment being written in this test.
+const FLUSH_S: u64 = 1;
+
+/// psql as the superuser over a Unix socket.
+fn psql(bindir: &Path, socket: &Path, port: u16, db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(socket)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A folder the `postgres` user can read (the restore's restore_command runs as postgres).
+fn open_dir(parent: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = parent.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Stop a server `restore --start` left running (its pid is in DIR/postmaster.pid).
+fn stop_server(data_dir: &Path) {
+    let Ok(pid) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let pid: i32 = pid.lines().next().unwrap().trim().parse().unwrap();
+    // SAFETY: a server this test started through `restore --start`.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // SAFETY: signal 0 only checks existence.
+    while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Restored {
+    rows: Vec<i64>,
+    report: serde_json::Value,
+}
+
+/// `restore --physical` into `dir` and start it on a free port; the rows of `t`, then stopped.
+fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<Restored, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = vec![
+        "restore",
+        "--physical",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--start",
+    ];
+    let port_s = port.to_string();
+    args.extend(["--port", &port_s]);
+    args.extend(extra);
+    let r = run(kasm_db(&args));
+    if r.code != 0 {
+        return Err(format!("exit {}: {}", r.code, r.stderr));
+    }
+    let report = json(&r);
+    let rows = psql(bindir, dir, port, "kasm", "SELECT n FROM t ORDER BY n");
+    stop_server(dir);
+    let rows = rows?;
+    Ok(Restored {
+        rows: rows.lines().map(|l| l.parse().unwrap()).collect(),
+        report,
+    })
+}
+
+#[test]
+fn point_in_time_recovery_after_a_crash() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let mut primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "pitr");
+    let target = open_dir(&top, "target");
+    let staging = top.join("staging");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let url = primary.url("kasm");
+    let with_env = |mut c: Command| {
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"));
+        c
+    };
+
+    // The stream first: its slot keeps every segment from now on, the base backup's too.
+    let mut stream = with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        staging.to_str().unwrap(),
+    ]))
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(top.join("stream.log")).unwrap())
+    .spawn()
+    .unwrap();
+    let slot_deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")
+        .unwrap()
+        != "1"
+    {
+        assert!(
+            Instant::now() < slot_deadline,
+            "the stream did not start: {:?}",
+            stream.try_wait()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second stream of the same database is refused: one leader.
+    let second = run(with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging2").to_str().unwrap(),
+    ])));
+    assert_eq!(second.code, 75, "{}", second.stderr);
+    assert!(second.stderr.contains("WAL stream"), "{}", second.stderr);
+
+    // The writer: numbered rows, one transaction each; when each commit returned.
+    let committed: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pause_after = Arc::new(Mutex::new(None::<i64>));
+    let writer = {
+        let (committed, stop, pause_after) = (committed.clone(), stop.clone(), pause_after.clone());
+        let (bindir, socket) = (bindir.clone(), socket.clone());
+        std::thread::spawn(move || {
+            let mut n = 1i64;
+            while !stop.load(Ordering::SeqCst) {
+                let q = format!("INSERT INTO t (n) VALUES ({n})");
+                if psql(&bindir, &socket, port, "kasm", &q).is_err() {
+                    break; // the primary is gone
+                }
+                committed.lock().unwrap().push((n, SystemTime::now()));
+                if *pause_after.lock().unwrap() == Some(n) {
+                    std::thread::sleep(Duration::from_millis(800));
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        })
+    };
+    let wait_rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "the writer is stuck");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_rows(20);
+
+    // The base backup, while rows are committed.
+    let b = run(with_env(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let b = json(&b);
+    assert_eq!(b["kind"], "physical");
+    assert_eq!(b["timeline"], 1);
+    assert!(b["start_lsn"].as_str().unwrap().contains('/'), "{b}");
+    assert!(b["stop_lsn"].as_str().unwrap().contains('/'), "{b}");
+    let list = run(kasm_db(&[
+        "backups",
+        "list",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let list = json(&list);
+    assert_eq!(list[0]["kind"], "physical", "{list}");
+    assert_eq!(list[0]["stop_lsn"], b["stop_lsn"]);
+
+    // More writes over several completed segments; a pause in the middle to recover up to.
+    for _ in 0..3 {
+        let have = committed.lock().unwrap().len();
+        wait_rows(have + 25);
+        sql("SELECT pg_switch_wal()").unwrap();
+    }
+    let mid = committed.lock().unwrap().len() as i64 + 5;
+    *pause_after.lock().unwrap() = Some(mid);
+    wait_rows(mid as usize + 1);
+    let mid_at = committed.lock().unwrap()[mid as usize - 1].1 + Duration::from_millis(300);
+    for _ in 0..2 {
+        let have = committed.lock().unwrap().len();
+        wait_rows(have + 25);
+        sql("SELECT pg_switch_wal()").unwrap();
+    }
+    // Writes go on in the segment being written for a while (stored as partial copies).
+    let have = committed.lock().unwrap().len();
+    wait_rows(have + 40 + (FLUSH_S as usize * 3 * 1000 / 40));
+
+    // The crash: the primary, its data directory and the stream, all at once.
+    let crash_at = SystemTime::now();
+    primary.crash();
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(stream.id() as i32, libc::SIGKILL);
+    }
+    let _ = stream.wait();
+    std::fs::remove_dir_all(primary.data_dir()).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let committed = committed.lock().unwrap().clone();
+
+    // Restore to the end of the archive: every row committed FLUSH_S (plus one sweep's
+    // time) before the crash, as a prefix.
+    let restored = open_dir(&top, "restored");
+    let latest = restore(&bindir, &target, &restored.join("latest"), &["--to-latest"])
+        .expect("restore to latest");
+    let must: Vec<i64> = committed
+        .iter()
+        .filter(|(_, at)| *at + Duration::from_secs(3 * FLUSH_S) <= crash_at)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(must.len() > mid as usize, "the writer wrote too little");
+    let got = &latest.rows;
+    assert_eq!(
+        got,
+        &(1..=got.len() as i64).collect::<Vec<_>>(),
+        "the rows are a prefix"
+    );
+    assert!(
+        got.len() >= must.len(),
+        "lost rows committed well before the crash: restored {}, committed {} by then",
+        got.len(),
+        must.len()
+    );
+    assert!(got.len() <= committed.len());
+    assert!(
+        latest.report["recovered_to"].is_string(),
+        "{}",
+        latest.report
+    );
+    assert_eq!(latest.report["backup"], b["id"]);
+
+    // Restore to a time in the pause: exactly the rows committed up to it.
+    let t = chrono::DateTime::<chrono::Utc>::from(mid_at).to_rfc3339();
+    let at_mid = restore(&bindir, &target, &restored.join("mid"), &["--to-time", &t])
+        .expect("restore to a time");
+    assert_eq!(at_mid.rows, (1..=mid).collect::<Vec<_>>());
+    let recovered_to = at_mid.report["recovered_to"].as_str().unwrap();
+    assert!(recovered_to <= t.as_str(), "{recovered_to} after {t}");
+
+    // A corrupt segment in the middle of the chain: refused, named, nothing promoted.
+    let stop_segment = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(target.join(b["id"].as_str().unwrap()).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        m["physical"]["stop_segment"].as_str().unwrap().to_string()
+    };
+    let wal_dir = target.join("wal/00000001");
+    let mut full: Vec<String> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().to_string();
+            n.strip_suffix(".json")
+                .filter(|s| s.len() == 24)
+                .map(str::to_string)
+        })
+        .filter(|s| *s > stop_segment)
+        .collect();
+    full.sort();
+    assert!(
+        full.len() >= 3,
+        "completed segments after the backup: {full:?}"
+    );
+    let victim = full[1].clone();
+    let object = wal_dir.join(format!("{victim}.gz"));
+    let original = std::fs::read(&object).unwrap();
+    let mut bad = original.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x5a;
+    std::fs::write(&object, &bad).unwrap();
+    let e = restore(&bindir, &target, &restored.join("corrupt"), &[])
+        .err()
+        .expect("a corrupt segment is refused");
+    assert!(e.contains(&victim) && e.contains("corrupt"), "{e}");
+    std::fs::write(&object, &original).unwrap();
+
+    // A missing one: refused, named.
+    std::fs::remove_file(&object).unwrap();
+    std::fs::remove_file(wal_dir.join(format!("{victim}.json"))).unwrap();
+    let e = restore(&bindir, &target, &restored.join("missing"), &[])
+        .err()
+        .expect("a missing segment is refused");
+    assert!(e.contains(&victim) && e.contains("missing"), "{e}");
+
+    // A data directory that is not empty is never written over.
+    let e = restore(&bindir, &target, &restored.join("latest"), &[])
+        .err()
+        .expect("a non-empty data directory is refused");
+    assert!(e.contains("not empty"), "{e}");
+}
