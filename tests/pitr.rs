@@ -136,20 +136,24 @@ fn point_in_time_recovery_after_a_crash() {
     };
 
     // The stream first: its slot keeps every segment from now on, the base backup's too.
-    let mut stream = with_env(kasm_db(&[
-        "wal",
-        "stream",
-        "--db",
-        &url,
-        "--to",
-        target.to_str().unwrap(),
-        "--staging-dir",
-        staging.to_str().unwrap(),
-    ]))
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(top.join("stream.log")).unwrap())
-    .spawn()
-    .unwrap();
+    let start_stream = |log: &str| {
+        with_env(kasm_db(&[
+            "wal",
+            "stream",
+            "--json",
+            "--db",
+            &url,
+            "--to",
+            target.to_str().unwrap(),
+            "--staging-dir",
+            staging.to_str().unwrap(),
+        ]))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(top.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+    };
+    let mut stream = start_stream("stream.log");
     let slot_deadline = Instant::now() + Duration::from_secs(60);
     while sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")
         .unwrap()
@@ -188,7 +192,9 @@ fn point_in_time_recovery_after_a_crash() {
             while !stop.load(Ordering::SeqCst) {
                 let q = format!("INSERT INTO t (n) VALUES ({n})");
                 if psql(&bindir, &socket, port, "kasm", &q).is_err() {
-                    break; // the primary is gone
+                    // The primary is restarting (or gone): not committed, try again.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
                 }
                 committed.lock().unwrap().push((n, SystemTime::now()));
                 if *pause_after.lock().unwrap() == Some(n) {
@@ -235,6 +241,74 @@ fn point_in_time_recovery_after_a_crash() {
     let list = json(&list);
     assert_eq!(list[0]["kind"], "physical", "{list}");
     assert_eq!(list[0]["stop_lsn"], b["stop_lsn"]);
+
+    // A role without REPLICATION (what a managed server gives) is refused, pointing to the
+    // provider's own point-in-time recovery.
+    sql("CREATE ROLE app LOGIN PASSWORD 'app-pw'").unwrap();
+    let app_url = format!("postgres://app:app-pw@127.0.0.1:{port}/kasm");
+    for args in [
+        &[
+            "backup",
+            "--physical",
+            "--db",
+            &app_url,
+            "--to",
+            target.to_str().unwrap(),
+        ][..],
+        &[
+            "wal",
+            "stream",
+            "--db",
+            &app_url,
+            "--to",
+            target.to_str().unwrap(),
+        ][..],
+    ] {
+        let r = run(kasm_db(args));
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("REPLICATION") && r.stderr.contains("point-in-time recovery"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("app-pw"), "{}", r.stderr);
+    }
+
+    // The primary restarts under the stream: pg_receivewal reconnects, the leader's lock
+    // session is taken again, nothing is lost.
+    let have = committed.lock().unwrap().len();
+    wait_rows(have + 10);
+    primary.stop().unwrap();
+    primary.restart().unwrap();
+    let have = committed.lock().unwrap().len();
+    wait_rows(have + 10);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(top.join("stream.log")).unwrap();
+        if log.contains("lock session is back")
+            && log.matches("starting log streaming").count() >= 2
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not come back: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The stream itself stops (SIGTERM: exit 0 with what it stored) and starts again: it
+    // resumes from the slot, no gap.
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(stream.id() as i32, libc::SIGTERM);
+    }
+    let out = stream.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stopped["slot"], "kasm_db");
+    assert!(stopped["segments"].as_u64().unwrap() >= 1, "{stopped}");
+    let mut stream = start_stream("stream2.log");
 
     // More writes over several completed segments; a pause in the middle to recover up to.
     for _ in 0..3 {

@@ -165,13 +165,13 @@ impl Stored {
 
     /// Segments after `from` up to the newest stored that are not stored whole: the holes of
     /// the chain (a partial copy followed by newer segments is a hole too). `from` itself is
-    /// not checked.
-    pub fn holes_after(&self, from: &str) -> Vec<String> {
+    /// not checked. `segment_bytes` is the cluster's `wal_segment_size`.
+    pub fn holes_after(&self, from: &str, segment_bytes: u64) -> Vec<String> {
         let Some(newest) = self.newest() else {
             return Vec::new();
         };
         let mut holes = Vec::new();
-        let mut seg = next_segment(from);
+        let mut seg = next_segment(from, segment_bytes);
         while let Some(s) = seg {
             if s.as_str() > newest {
                 break;
@@ -184,23 +184,24 @@ impl Stored {
                     break;
                 }
             }
-            seg = next_segment(&s);
+            seg = next_segment(&s, segment_bytes);
         }
         holes
     }
 }
 
-/// The segment after `name` on the same timeline (for 16 MiB segments and larger: the low
-/// part counts up to `FF` before the high part moves on, as PostgreSQL names them with the
-/// default size; smaller segment sizes are not supported by this arithmetic).
-pub fn next_segment(name: &str) -> Option<String> {
-    if !is_segment(name) {
+/// The segment after `name` on the same timeline, for segments of `segment_bytes` (the low
+/// part counts up to `0x1_0000_0000 / segment_bytes - 1`, `FF` for 16 MiB, before the high
+/// part moves on).
+pub fn next_segment(name: &str, segment_bytes: u64) -> Option<String> {
+    if !is_segment(name) || segment_bytes == 0 {
         return None;
     }
+    let per_id = 0x1_0000_0000u64 / segment_bytes;
     let tli = &name[..8];
     let hi = u64::from_str_radix(&name[8..16], 16).ok()?;
     let lo = u64::from_str_radix(&name[16..24], 16).ok()?;
-    let (hi, lo) = if lo >= 0xFF {
+    let (hi, lo) = if lo + 1 >= per_id {
         (hi + 1, 0)
     } else {
         (hi, lo + 1)
@@ -308,12 +309,17 @@ mod tests {
             "wal/00000001/000000010000000000000003.partial-7.zst"
         );
         assert_eq!(record_name("../etc/passwd", false), None);
+        const MB16: u64 = 16 << 20;
         assert_eq!(
-            next_segment("0000000100000000000000FE").unwrap(),
+            next_segment("0000000100000000000000FE", MB16).unwrap(),
             "0000000100000000000000FF"
         );
         assert_eq!(
-            next_segment("0000000100000000000000FF").unwrap(),
+            next_segment("0000000100000000000000FF", MB16).unwrap(),
+            "000000010000000100000000"
+        );
+        assert_eq!(
+            next_segment("00000001000000000000003F", 64 << 20).unwrap(),
             "000000010000000100000000"
         );
     }
@@ -371,12 +377,12 @@ mod tests {
         };
         assert!(why.contains("only in part"), "{why}");
         assert_eq!(
-            s.holes_after("000000010000000000000003"),
+            s.holes_after("000000010000000000000003", 16 << 20),
             ["000000010000000000000004"]
         );
         assert!(
             stored(&[3, 4, 5], &[6])
-                .holes_after("000000010000000000000003")
+                .holes_after("000000010000000000000003", 16 << 20)
                 .is_empty()
         );
         assert!(matches!(

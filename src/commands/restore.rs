@@ -462,5 +462,9 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
             }
         )
     };
+    let mut text = text;
+    for w in &r.warnings {
+        text.push_str(&format!("\nwarning: {w}"));
+    }
     Ok(Outcome::new(&r, text))
 }

@@ -77,6 +77,12 @@ pub struct PhysicalRestored {
     /// The port it runs on (`--start --port`, `--standby`); `None` when shut down.
     pub running_on: Option<u16>,
     pub standby: bool,
+    /// The newest WAL segment the archive held of the backup's timeline when the restore
+    /// began (`None`: none at all).
+    pub archive_end: Option<String>,
+    /// What the operator should know (an archive with nothing after the backup, holes after
+    /// the recovery target), in sentences.
+    pub warnings: Vec<String>,
 }
 
 /// Run the restore.
@@ -131,6 +137,11 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let run_as = run_as_postgres()?;
     let command = restore_command(&spec.fetch_command, &p.stop_segment);
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
+
+    let (archive_end, warnings) = archive_state(spec.storage, p).await?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
 
     // 2. Verified before anything is written to DIR.
     let fetched = fetch::fetch(spec.storage, m, None, &parent, |_| {}).await?;
@@ -201,6 +212,8 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
             duration_s: started.elapsed().as_secs_f64(),
             running_on: Some(port),
             standby: true,
+            archive_end,
+            warnings,
         });
     }
 
@@ -262,7 +275,43 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         duration_s: started.elapsed().as_secs_f64(),
         running_on,
         standby: false,
+        archive_end,
+        warnings,
     })
+}
+
+/// What the archive holds after the backup, before recovery starts: its newest segment on the
+/// backup's timeline, and warnings for an archive with nothing after the backup (recovery
+/// then ends where the backup does) or with holes (recovery stops at the first one it needs).
+async fn archive_state(
+    storage: &dyn Storage,
+    p: &crate::archive::manifest::Physical,
+) -> Result<(Option<String>, Vec<String>)> {
+    use crate::archive::wal::Stored;
+    let names: Vec<String> = storage.list().await?.into_iter().map(|o| o.name).collect();
+    let tli = format!("{:08X}", p.timeline);
+    let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
+    let end = stored.newest().map(str::to_string);
+    let mut warnings = Vec::new();
+    match &end {
+        Some(e) if e.as_str() > p.stop_segment.as_str() => {
+            let holes = stored.holes_after(&p.stop_segment, p.wal_segment_bytes);
+            if let Some(first) = holes.first() {
+                warnings.push(format!(
+                    "the WAL archive has a hole after this backup ({} segment(s), the first \
+                     {first}): recovery cannot go past it and stops there with an error",
+                    holes.len()
+                ));
+            }
+        }
+        _ => warnings.push(format!(
+            "the WAL archive holds nothing after this backup (its last segment is {}): the \
+             restore recovers only to the end of the base backup; is `kasm-db wal stream` \
+             running?",
+            p.stop_segment
+        )),
+    }
+    Ok((end, warnings))
 }
 
 /// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT`, its exit status
