@@ -9,6 +9,8 @@
 //! This binary starts its own cluster (it crashes it), not the shared one of `common`.
 
 mod common;
+#[path = "common/moto.rs"]
+mod moto;
 
 use common::{json, kasm_db, run};
 use kasm_db::pgtemp::Cluster;
@@ -79,6 +81,17 @@ struct Restored {
 
 /// `restore --physical` into `dir` and start it on a free port; the rows of `t`, then stopped.
 fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<Restored, String> {
+    restore_from(bindir, target.to_str().unwrap(), &[], dir, extra)
+}
+
+/// [`restore`] from any target, with `env` (an S3 server's endpoint and credentials).
+fn restore_from(
+    bindir: &Path,
+    target: &str,
+    env: &[(&str, String)],
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Restored, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -89,7 +102,7 @@ fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<R
         "--physical",
         "--json",
         "--from",
-        target.to_str().unwrap(),
+        target,
         "--data-dir",
         dir.to_str().unwrap(),
         "--start",
@@ -97,7 +110,9 @@ fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<R
     let port_s = port.to_string();
     args.extend(["--port", &port_s]);
     args.extend(extra);
-    let r = run(kasm_db(&args));
+    let mut cmd = kasm_db(&args);
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let r = run(cmd);
     if r.code != 0 {
         return Err(format!("exit {}: {}", r.code, r.stderr));
     }
@@ -431,4 +446,104 @@ fn point_in_time_recovery_after_a_crash() {
         .err()
         .expect("a non-empty data directory is refused");
     assert!(e.contains("not empty"), "{e}");
+}
+
+/// The same path through an S3 server (moto): the stream and the base backup stored in a
+/// bucket, the restore's restore_command reading it back as the `postgres` user with the
+/// S3 settings and credentials handed on to the server's environment.
+#[test]
+fn point_in_time_recovery_through_s3() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let mut primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "pitr-s3");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let url = primary.url("kasm");
+    let bucket = moto::bucket();
+    let target = format!("s3://{bucket}/pitr");
+    let s3_env = moto::env();
+    let kasm = |args: &[&str]| {
+        let mut c = kasm_db(args);
+        c.envs(s3_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"));
+        c
+    };
+    let mut stream = kasm(&[
+        "wal",
+        "stream",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        &target,
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
+        assert!(Instant::now() < deadline, "the stream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
+        }
+    };
+    insert(1, 10);
+    let b = run(kasm(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        &target,
+    ]));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let b = json(&b);
+    assert_eq!(b["kind"], "physical");
+    insert(11, 30);
+    sql("SELECT pg_switch_wal()").unwrap();
+    insert(31, 50);
+    sql("SELECT pg_switch_wal()").unwrap();
+    insert(51, 60);
+    // Stopped with SIGTERM, the stream stores everything it received before it exits.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(stream.id() as i32, libc::SIGTERM);
+    }
+    let out = stream.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    primary.crash();
+    std::fs::remove_dir_all(primary.data_dir()).unwrap();
+    let keys = moto::keys(&bucket);
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("pitr/wal/00000001/") && k.ends_with(".json")),
+        "{keys:?}"
+    );
+
+    let restored = open_dir(&top, "restored");
+    let r = restore_from(&bindir, &target, &s3_env, &restored.join("latest"), &[])
+        .expect("restore from S3");
+    assert_eq!(r.rows, (1..=60).collect::<Vec<_>>());
+    assert_eq!(r.report["backup"], b["id"]);
+    assert_eq!(r.report["warnings"], serde_json::json!([]));
 }
