@@ -476,7 +476,7 @@ fn point_in_time_recovery_through_s3() {
             .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"));
         c
     };
-    let mut stream = kasm(&[
+    let stream = kasm(&[
         "wal",
         "stream",
         "--json",
