@@ -519,6 +519,49 @@ fn point_in_time_recovery_through_s3() {
     insert(31, 50);
     sql("SELECT pg_switch_wal()").unwrap();
     insert(51, 60);
+
+    // A standby restored from the archive keeps replaying WAL as the stream stores it; a
+    // failover is then a promotion.
+    let restored = open_dir(&top, "restored");
+    let standby_dir = restored.join("standby");
+    let standby_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut c = kasm_db(&[
+        "restore",
+        "--physical",
+        "--json",
+        "--from",
+        &target,
+        "--data-dir",
+        standby_dir.to_str().unwrap(),
+        "--standby",
+        "--port",
+        &standby_port,
+    ]);
+    c.envs(s3_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r)["standby"], true);
+    let standby_port: u16 = standby_port.parse().unwrap();
+    let on_standby = |q: &str| psql(&bindir, &standby_dir, standby_port, "kasm", q);
+    assert_eq!(on_standby("SELECT pg_is_in_recovery()").unwrap(), "t");
+    insert(61, 70);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while on_standby("SELECT max(n) FROM t").unwrap_or_default() != "70" {
+        assert!(
+            Instant::now() < deadline,
+            "the standby does not follow the archive"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    on_standby("SELECT pg_promote()").unwrap();
+    on_standby("INSERT INTO t (n) VALUES (1000)").unwrap();
+    stop_server(&standby_dir);
+
     // Stopped with SIGTERM, the stream stores everything it received before it exits.
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: the stream is our child.
@@ -540,10 +583,9 @@ fn point_in_time_recovery_through_s3() {
         "{keys:?}"
     );
 
-    let restored = open_dir(&top, "restored");
     let r = restore_from(&bindir, &target, &s3_env, &restored.join("latest"), &[])
         .expect("restore from S3");
-    assert_eq!(r.rows, (1..=60).collect::<Vec<_>>());
+    assert_eq!(r.rows, (1..=70).collect::<Vec<_>>());
     assert_eq!(r.report["backup"], b["id"]);
     assert_eq!(r.report["warnings"], serde_json::json!([]));
 }
