@@ -120,6 +120,9 @@ pub enum Command {
     /// copies written since following began are read even when the glob matches only the
     /// current name. Compressed files are read only when the glob names them (`*.gz`); the
     /// offsets of files gone for `ingest.forget_after` (default 1d) are forgotten.
+    ///
+    /// With backup.wal = true it also streams the primary's WAL to backup.to, as `kasm-db wal
+    /// stream` does (one replica leads; the others try again every 15 s).
     Serve,
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete

@@ -589,3 +589,66 @@ fn point_in_time_recovery_through_s3() {
     assert_eq!(r.report["backup"], b["id"]);
     assert_eq!(r.report["warnings"], serde_json::json!([]));
 }
+
+/// `serve` with `backup.wal = true` streams like `wal stream` (its leader: a `wal stream` of the
+/// same database meanwhile exits 75), and stops cleanly on SIGTERM.
+#[test]
+fn serve_streams_wal_when_backup_wal_is_set() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let target = open_dir(work.path(), "target");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "postgres", s);
+    let url = primary.url("postgres");
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut serve = kasm_db(&["serve", "--db", &url])
+        .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+        .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
+        .env("KASM_DB_BACKUP_TO", target.to_str().unwrap())
+        .env("KASM_DB_BACKUP_WAL", "true")
+        .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+        .env("TMPDIR", work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")
+        .unwrap()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "serve does not stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sql("CREATE TABLE w AS SELECT generate_series(1, 1000) AS n").unwrap();
+    let switched = sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let record = target.join(format!("wal/00000001/{switched}.json"));
+    while !record.exists() {
+        assert!(Instant::now() < deadline, "{switched} was not stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = run(kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        work.path().join("other").to_str().unwrap(),
+    ]));
+    assert_eq!(second.code, 75, "{}", second.stderr);
+    // SAFETY: serve is our child.
+    unsafe {
+        libc::kill(serve.id() as i32, libc::SIGTERM);
+    }
+    assert!(serve.wait().unwrap().success());
+}

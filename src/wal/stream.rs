@@ -240,7 +240,7 @@ pub async fn stream(
             libc::kill(pid as i32, libc::SIGTERM);
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(4), child.wait()).await;
     let _ = child.start_kill();
     let last = sweeper.sweep(&mut report).await;
     outcome?;
