@@ -223,7 +223,8 @@ pub enum Judgement {
     Gap(String),
 }
 
-/// Judge the file `file` recovery asks for, given what the archive holds of its timeline and
+/// Judge the file `file` recovery asks for, given what the archive holds of its timeline (at
+/// least everything that sorts after `file`: what comes before it does not matter) and
 /// `through`: the last segment the base backup carries itself (`-X fetch`; a segment up to it
 /// missing from the archive is found in the restored `pg_wal`).
 pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {

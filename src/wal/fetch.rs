@@ -55,13 +55,13 @@ pub async fn fetch(
             });
         }
         let tli = wal::timeline_of(file).expect("checked above");
+        // Only what sorts after the file: its partial copy and the next segments, if any
+        // (enough to tell the end of the archive from a gap; never the whole archive).
+        let folder = format!("{}/", wal::timeline_dir(tli));
         let names: Vec<String> = storage
-            .list()
+            .list_after(&folder, &format!("{folder}{file}"), AFTER)
             .await
-            .map_err(|e| abort(format!("cannot list the WAL archive: {e}")))?
-            .into_iter()
-            .map(|o| o.name)
-            .collect();
+            .map_err(|e| abort(format!("cannot list the WAL archive: {e}")))?;
         let stored = Stored::from_listing(tli, names.iter().map(String::as_str));
         match wal::judge(file, &stored, through) {
             Judgement::Full => continue,
@@ -88,6 +88,9 @@ pub async fn fetch(
 }
 
 const MISSING: &str = "is missing from the archive";
+/// Names listed after the file asked for: its own partial copy's two objects and the next
+/// segment's come first.
+const AFTER: usize = 64;
 
 fn abort(msg: impl std::fmt::Display) -> Error {
     Error::new(Kind::Abort, msg)
