@@ -370,7 +370,8 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
     },
-    /// Re-read a backup and check its size and SHA-256; with --scratch-db also restore it into
+    /// Re-read a backup and check its size and SHA-256 (for a physical backup also the archived
+    /// WAL after it: no hole, every segment matching its checksum); with --scratch-db also restore it into
     /// a scratch database and check every table's row count. Exit 1 when not ok. The result is
     /// kept beside the backup as verified.json (best effort), for `backups list` and the report.
     Verify {

@@ -421,6 +421,21 @@ fn point_in_time_recovery_after_a_crash() {
         "completed segments after the backup: {full:?}"
     );
     let victim = full[1].clone();
+    let id = b["id"].as_str().unwrap();
+    let verify = |code: i32| {
+        let r = run(kasm_db(&[
+            "backups",
+            "verify",
+            id,
+            "--json",
+            "--from",
+            target.to_str().unwrap(),
+        ]));
+        assert_eq!(r.code, code, "{}\n{}", r.stdout, r.stderr);
+        r.stdout
+    };
+    // The base backup and the WAL chain after it are whole.
+    verify(0);
     let object = wal_dir.join(format!("{victim}.gz"));
     let original = std::fs::read(&object).unwrap();
     let mut bad = original.clone();
@@ -440,6 +455,9 @@ fn point_in_time_recovery_after_a_crash() {
         .err()
         .expect("a missing segment is refused");
     assert!(e.contains(&victim) && e.contains("missing"), "{e}");
+    // `backups verify` finds the hole too.
+    let out = verify(1);
+    assert!(out.contains(&victim) && out.contains("hole"), "{out}");
 
     // A data directory that is not empty is never written over.
     let e = restore(&bindir, &target, &restored.join("latest"), &[])
