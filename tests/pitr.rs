@@ -243,6 +243,7 @@ fn point_in_time_recovery_after_a_crash() {
     let b = json(&b);
     assert_eq!(b["kind"], "physical");
     assert_eq!(b["timeline"], 1);
+    assert_eq!(b.get("warnings"), None, "the stream runs: {b}");
     assert!(b["start_lsn"].as_str().unwrap().contains('/'), "{b}");
     assert!(b["stop_lsn"].as_str().unwrap().contains('/'), "{b}");
     let list = run(kasm_db(&[
@@ -623,6 +624,22 @@ fn serve_streams_wal_when_backup_wal_is_set() {
     );
     let sql = |s: &str| psql(&bindir, &socket, port, "postgres", s);
     let url = primary.url("postgres");
+    // A base backup with nothing streaming says it restores only to its own end.
+    let b = run(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let b = json(&b);
+    assert!(
+        b["warnings"][0].as_str().unwrap().contains("no WAL stream"),
+        "{b}"
+    );
     let listen = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -84,8 +84,33 @@ pub fn parse_positions(stderr: &str) -> Option<Positions> {
     })
 }
 
+/// A stored physical backup and what the operator should know about it.
+pub struct PhysicalBackup {
+    pub manifest: Manifest,
+    /// E.g. no WAL stream on `backup.wal_slot`: the backup then restores only to its own end.
+    pub warnings: Vec<String>,
+}
+
+/// The warning for a base backup taken while nothing streams WAL on `slot` (pure): `active` is
+/// the slot's `active`, `None` when there is no such slot.
+pub fn stream_warning(slot: &str, active: Option<bool>) -> Option<String> {
+    match active {
+        Some(true) => None,
+        Some(false) => Some(format!(
+            "the replication slot {slot} exists but nothing streams from it: until `kasm-db wal \
+             stream` runs again, this backup restores only to its own end (the slot keeps the WAL \
+             on the primary meanwhile)"
+        )),
+        None => Some(format!(
+            "no WAL stream (no replication slot {slot}): this backup restores only to its own \
+             end; start `kasm-db wal stream` (or serve with backup.wal = true) for point-in-time \
+             recovery after it"
+        )),
+    }
+}
+
 /// Run the physical backup; returns its manifest once the manifest is stored.
-pub async fn run(job: PhysicalSpec<'_>) -> Result<Manifest> {
+pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     let started = Instant::now();
     if job.config.backup.encryption_key_file.is_some() {
         return Err(Error::usage(
@@ -290,7 +315,26 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<Manifest> {
             "the base backup was stored but its manifest could not be; nothing was kept",
         ));
     }
-    Ok(m)
+    let active: Option<bool> = match client
+        .query_opt(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&job.config.backup.wal_slot],
+        )
+        .await
+    {
+        Ok(row) => row.map(|r| r.get(0)),
+        Err(_) => Some(true), // not worth failing a stored backup over
+    };
+    let warnings: Vec<String> = stream_warning(&job.config.backup.wal_slot, active)
+        .into_iter()
+        .collect();
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(PhysicalBackup {
+        manifest: m,
+        warnings,
+    })
 }
 
 /// The last few lines of pg_basebackup's stderr, for an error message.
@@ -323,6 +367,21 @@ mod tests {
         assert_eq!(
             parse_positions("pg_basebackup: error: connection failed"),
             None
+        );
+    }
+
+    #[test]
+    fn a_backup_without_a_stream_says_so() {
+        assert_eq!(stream_warning("kasm_db", Some(true)), None);
+        assert!(
+            stream_warning("kasm_db", None)
+                .unwrap()
+                .contains("no WAL stream")
+        );
+        assert!(
+            stream_warning("kasm_db", Some(false))
+                .unwrap()
+                .contains("nothing streams")
         );
     }
 }

@@ -52,6 +52,9 @@ struct BackupReport {
     stop_lsn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<u32>,
+    /// A physical backup's warnings (no WAL stream running: it restores only to its end).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -68,6 +71,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         config.backup.pg_bindir = Some(dir.clone());
     }
     let copy_to = after::copy_targets(&config, &target)?;
+    let mut warnings = Vec::new();
     let m = if args.physical {
         if args.exclude_logs {
             return Err(Error::usage(
@@ -75,14 +79,16 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
                  cluster",
             ));
         }
-        crate::backup::physical::run(crate::backup::physical::PhysicalSpec {
+        let b = crate::backup::physical::run(crate::backup::physical::PhysicalSpec {
             db: &ctx.db,
             config: &config,
             target: &target,
             progress: ctx.interactive,
             env: &ctx.env,
         })
-        .await?
+        .await?;
+        warnings = b.warnings;
+        b.manifest
     } else {
         run::run(BackupSpec {
             db: &ctx.db,
@@ -132,6 +138,7 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
         start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
         stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
         timeline: m.physical.as_ref().map(|p| p.timeline),
+        warnings,
     };
     if let Some(p) = &m.physical {
         let text = format!(
@@ -150,6 +157,10 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
             m.restore,
             after_text(&report.after)
         );
+        let mut text = text;
+        for w in &report.warnings {
+            text.push_str(&format!("\nwarning: {w}"));
+        }
         let outcome = Outcome::new(&report, text);
         return match failure {
             None => Ok(outcome),
