@@ -79,7 +79,7 @@ pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Resul
         .find(|m| m.kind == kind)
         .ok_or_else(|| {
             Error::failed(format!(
-                "there is no complete {} backup in {}{}",
+                "there is no complete backup of kind {} in {}{}",
                 kind.name(),
                 storage.describe(),
                 match kind {
