@@ -6,7 +6,9 @@
 //! prefix), to a time in the middle (exactly the rows committed up to it), and refusals naming
 //! a corrupt and a missing segment in the middle of the chain.
 //!
-//! This binary starts its own cluster (it crashes it), not the shared one of `common`.
+//! Also: through an S3 server (moto), with a standby that follows the archive and is promoted;
+//! `serve` with `backup.wal = true`; PostgreSQL 16 and 17 (the builds `scripts/setup` unpacks).
+//! Each test starts its own cluster (they crash it), not the shared one of `common`.
 
 mod common;
 #[path = "common/moto.rs"]
@@ -686,4 +688,119 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         libc::kill(serve.id() as i32, libc::SIGTERM);
     }
     assert!(serve.wait().unwrap().success());
+}
+
+/// Where `scripts/setup` unpacks the other majors (the rule of `tests/majors.rs`).
+fn major_bindir(major: u32) -> PathBuf {
+    let cache = match std::env::var_os("PG_MAJORS_CACHE").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        // SAFETY: geteuid has no preconditions.
+        None if unsafe { libc::geteuid() } == 0 => PathBuf::from("/var/cache/kasm-db/pg"),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
+            .join("kasm-db/pg"),
+    };
+    let d = cache.join(major.to_string()).join("bin");
+    for tool in ["postgres", "pg_basebackup", "pg_receivewal"] {
+        assert!(
+            d.join(tool).is_file(),
+            "PostgreSQL {major}'s {tool} is not in {}: run scripts/setup",
+            d.display()
+        );
+    }
+    d
+}
+
+/// Stream, base backup, writes across segments, the stream stopped, the primary crashed and
+/// deleted, a restore to the end of the archive: every row, on the PostgreSQL of `bindir`
+/// (named to kasm-db by backup.pg_bindir and --pg-bindir).
+fn round_trip_on(bindir: &Path) {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let mut primary = Cluster::start_from(bindir, &[], &env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "pitr-major");
+    let target = open_dir(&top, "target");
+    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
+    let sql = |s: &str| psql(bindir, &socket, port, "kasm", s);
+    psql(bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY)").unwrap();
+    let url = primary.url("kasm");
+    let kasm = |args: &[&str]| {
+        let mut c = kasm_db(args);
+        c.env("KASM_DB_BACKUP_PG_BINDIR", bindir)
+            .env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
+        c
+    };
+    let stream = kasm(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
+        assert!(Instant::now() < deadline, "the stream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sql("INSERT INTO t SELECT generate_series(1, 10)").unwrap();
+    let b = run(kasm(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let server_version = json(&b);
+    for n in 11..=40 {
+        sql(&format!("INSERT INTO t VALUES ({n})")).unwrap();
+        if n % 10 == 0 {
+            sql("SELECT pg_switch_wal()").unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(stream.id() as i32, libc::SIGTERM);
+    }
+    let out = stream.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    primary.crash();
+    std::fs::remove_dir_all(primary.data_dir()).unwrap();
+    let restored = open_dir(&top, "restored");
+    let r = restore(
+        bindir,
+        &target,
+        &restored.join("latest"),
+        &["--pg-bindir", bindir.to_str().unwrap()],
+    )
+    .expect("restore");
+    assert_eq!(r.rows, (1..=40).collect::<Vec<_>>(), "{server_version}");
+}
+
+#[test]
+fn point_in_time_recovery_on_postgresql_16() {
+    round_trip_on(&major_bindir(16));
+}
+
+#[test]
+fn point_in_time_recovery_on_postgresql_17() {
+    round_trip_on(&major_bindir(17));
 }
