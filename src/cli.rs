@@ -430,8 +430,10 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "DUR", value_parser = duration)]
         verified_within: Option<Window>,
     },
-    /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
-    /// newest complete backup is always kept; partial leftovers older than a day are removed.
+    /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly), applied
+    /// to logical and physical backups each on its own. The newest complete backup of each kind
+    /// is always kept; partial leftovers older than a day are removed, and the archived WAL no
+    /// kept physical backup needs (`wal_segments_deleted` in --json; none without one).
     /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
     /// implement that gets a warning (`warnings` in --json) and the prune still succeeds. On
     /// Azure, blocks of dead runs are never committed and Azure discards them after 7 days.

@@ -683,6 +683,112 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         work.path().join("other").to_str().unwrap(),
     ]));
     assert_eq!(second.code, 75, "{}", second.stderr);
+
+    // The keep policy applies to each kind on its own and removes the WAL no kept physical
+    // backup needs.
+    let first_id = b["id"].as_str().unwrap().to_string();
+    let logical = run(kasm_db(&[
+        "backup",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(logical.code, 0, "{}", logical.stderr);
+    let logical_id = json(&logical)["id"].as_str().unwrap().to_string();
+    sql("SELECT pg_switch_wal()").unwrap();
+    let newer = run(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(newer.code, 0, "{}", newer.stderr);
+    let newer = json(&newer);
+    let newer_id = newer["id"].as_str().unwrap().to_string();
+    let start = {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(target.join(&newer_id).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let lsn = m["physical"]["start_lsn"].as_str().unwrap().to_string();
+        sql(&format!("SELECT pg_walfile_name('{lsn}')")).unwrap()
+    };
+    // The newer backup's first segment stored whole before the prune.
+    sql("SELECT pg_switch_wal()").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !target.join(format!("wal/00000001/{start}.json")).exists() {
+        assert!(Instant::now() < deadline, "{start} was not stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wal_records = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(target.join("wal/00000001"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".json") && !n.contains("partial"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = wal_records();
+    let pruned = run(kasm_db(&[
+        "backups",
+        "prune",
+        "--json",
+        "--keep-last",
+        "1",
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    let pruned = json(&pruned);
+    assert_eq!(pruned["deleted"], serde_json::json!([first_id]), "{pruned}");
+    let mut kept: Vec<String> = pruned["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    kept.sort();
+    let mut want = vec![logical_id, newer_id.clone()];
+    want.sort();
+    assert_eq!(kept, want);
+    let gone = pruned["wal_segments_deleted"].as_u64().unwrap() as usize;
+    assert!(gone >= 1, "{pruned}");
+    let after = wal_records();
+    // What was stored before the prune: gone when older than the kept backup's start, kept
+    // otherwise (the stream may have stored more meanwhile).
+    for n in &before {
+        assert_eq!(
+            after.contains(n),
+            n.as_str() >= format!("{start}.json").as_str(),
+            "{n} (the kept backup starts in {start})"
+        );
+    }
+    assert_eq!(
+        before.iter().filter(|n| !after.contains(n)).count(),
+        gone,
+        "{pruned}"
+    );
+    assert!(
+        after.iter().all(|n| n.as_str() >= start.as_str()),
+        "{after:?} before {start}"
+    );
+    assert!(after.contains(&format!("{start}.json")), "{after:?}");
+    // The kept base backup and the WAL after it are whole.
+    let v = run(kasm_db(&[
+        "backups",
+        "verify",
+        &newer_id,
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(v.code, 0, "{}", v.stderr);
+
     // SAFETY: serve is our child.
     unsafe {
         libc::kill(serve.id() as i32, libc::SIGTERM);

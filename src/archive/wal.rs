@@ -209,6 +209,52 @@ pub fn next_segment(name: &str, segment_bytes: u64) -> Option<String> {
     Some(format!("{tli}{hi:08X}{lo:08X}"))
 }
 
+/// The objects under `wal/` that no kept physical backup needs (pure): `kept` holds each kept
+/// physical backup's timeline and the segment its WAL starts in. A segment is needed when some
+/// kept backup is on its timeline or an earlier one (recovery moves to later timelines, never
+/// back) and starts at or before it; everything of a segment no backup needs goes, its record
+/// first (so it is never listed without its object). History files stay (they are tiny and
+/// tell recovery which timelines exist). With no kept physical backup nothing goes.
+pub fn prune_plan<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    kept: &[(u32, String)],
+) -> Vec<String> {
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    let mut records = Vec::new();
+    let mut objects = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix(&format!("{WAL_DIR}/")) else {
+            continue;
+        };
+        let Some((_, file)) = rest.split_once('/') else {
+            continue;
+        };
+        if file.len() < 24 || !is_segment(&file[..24]) {
+            continue; // a history file, or not ours
+        }
+        let seg = &file[..24];
+        let Ok(tli) = u32::from_str_radix(&seg[..8], 16) else {
+            continue;
+        };
+        let needed = kept
+            .iter()
+            .any(|(kt, start)| *kt <= tli && start.len() == 24 && seg[8..] >= start[8..]);
+        if !needed {
+            if file.ends_with(".json") {
+                records.push(name.to_string());
+            } else {
+                objects.push(name.to_string());
+            }
+        }
+    }
+    records.sort();
+    objects.sort();
+    records.extend(objects);
+    records
+}
+
 /// What `wal fetch` does with a file recovery asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
@@ -268,6 +314,40 @@ pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_what_a_kept_backup_needs_records_first() {
+        let names = [
+            "wal/00000001/000000010000000000000002.gz",
+            "wal/00000001/000000010000000000000002.json",
+            "wal/00000001/000000010000000000000005.gz",
+            "wal/00000001/000000010000000000000005.json",
+            "wal/00000001/000000010000000000000006.partial-17.gz",
+            "wal/00000001/000000010000000000000006.partial.json",
+            "wal/00000002/00000002.history.gz",
+            "wal/00000002/00000002.history.json",
+            "wal/00000002/000000020000000000000004.gz",
+            "wal/00000002/000000020000000000000004.json",
+            "20261124T031500Z-3fa9c1/manifest.json",
+        ];
+        let kept = [(1, "000000010000000000000005".to_string())];
+        assert_eq!(
+            prune_plan(names, &kept),
+            [
+                "wal/00000001/000000010000000000000002.json",
+                "wal/00000002/000000020000000000000004.json",
+                "wal/00000001/000000010000000000000002.gz",
+                "wal/00000002/000000020000000000000004.gz",
+            ]
+        );
+        // A backup on timeline 2 needs nothing of timeline 1 (recovery never goes back).
+        let kept = [(2, "000000020000000000000004".to_string())];
+        assert_eq!(prune_plan(names, &kept).len(), 6);
+        assert!(
+            prune_plan(names, &[]).is_empty(),
+            "no physical backup: nothing goes"
+        );
+    }
 
     #[test]
     fn lsns_parse_print_and_name_their_segment() {

@@ -109,6 +109,9 @@ pub struct PruneReport {
     /// Backups the policy would delete that are still under S3 Object Lock retention: kept
     /// (listed, whole) until a later prune finds their retention passed.
     pub locked: Vec<String>,
+    /// Archived WAL segments no kept physical backup needs, removed (objects and records
+    /// counted once per segment); 0 without physical backups (then no WAL is ever removed).
+    pub wal_segments_deleted: usize,
     /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads, an
     /// object still under retention); the prune itself succeeded.
     pub warnings: Vec<String>,
@@ -136,12 +139,23 @@ pub async fn prune_keeping(
 ) -> Result<PruneReport> {
     let objects = storage.list().await?;
     let all = catalog::complete(storage).await?;
-    let mut decision = prune::decide(
-        &all.iter()
-            .map(|m| (m.id.clone(), m.created))
-            .collect::<Vec<_>>(),
-        policy,
-    );
+    // The policy applies to each kind on its own: `keep_last = 7` keeps seven dumps and seven
+    // base backups, and the newest of each kind is always kept.
+    let mut decision = prune::Decision::default();
+    for kind in [
+        manifest::BackupKind::Logical,
+        manifest::BackupKind::Physical,
+    ] {
+        let d = prune::decide(
+            &all.iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| (m.id.clone(), m.created))
+                .collect::<Vec<_>>(),
+            policy,
+        );
+        decision.keep.extend(d.keep);
+        decision.delete.extend(d.delete);
+    }
     if let Some(p) = protect {
         if let Some(i) = decision.delete.iter().position(|id| id == p) {
             let id = decision.delete.remove(i);
@@ -161,9 +175,23 @@ pub async fn prune_keeping(
         leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
         uploads_aborted: Vec::new(),
         locked: Vec::new(),
+        wal_segments_deleted: 0,
         warnings: Vec::new(),
         dry_run,
     };
+    // WAL no kept physical backup needs (from the backups kept now, and any that stay locked).
+    let kept_physical: Vec<(u32, String)> = all
+        .iter()
+        .filter(|m| report.kept.contains(&m.id))
+        .filter_map(|m| {
+            let p = m.physical.as_ref()?;
+            let start = crate::archive::wal::Lsn::parse(&p.start_lsn)?;
+            Some((p.timeline, start.segment(p.timeline, p.wal_segment_bytes)))
+        })
+        .collect();
+    let wal_gone =
+        crate::archive::wal::prune_plan(objects.iter().map(|o| o.name.as_str()), &kept_physical);
+    report.wal_segments_deleted = wal_gone.iter().filter(|n| n.ends_with(".json")).count();
     if !dry_run {
         let mut deleted = Vec::with_capacity(report.deleted.len());
         for id in std::mem::take(&mut report.deleted) {
@@ -193,6 +221,18 @@ pub async fn prune_keeping(
             deleted.push(id);
         }
         report.deleted = deleted;
+        // Backups still under retention keep their WAL too.
+        if report.locked.is_empty() {
+            for n in &wal_gone {
+                match storage.delete(n).await {
+                    Ok(()) => {}
+                    Err(e) if storage::is_locked(&e) => report.warnings.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            report.wal_segments_deleted = 0;
+        }
         for (_, names) in &stale {
             for n in names {
                 match storage.delete(n).await {

@@ -425,6 +425,13 @@ async fn prune_cmd(
             report.locked.len(),
             report.locked.join(", ")
         )
+    } + &if report.wal_segments_deleted == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {verb} {} archived WAL segment(s) no kept physical backup needs",
+            report.wal_segments_deleted
+        )
     } + &report
         .warnings
         .iter()
