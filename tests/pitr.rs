@@ -326,6 +326,18 @@ fn point_in_time_recovery_after_a_crash() {
     let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stopped["slot"], "kasm_db");
     assert!(stopped["segments"].as_u64().unwrap() >= 1, "{stopped}");
+    // Meanwhile `size` says the slot keeps WAL with nothing streaming (and how to drop it).
+    let size = run(kasm_db(&["size", "--json", "--no-record", "--db", &url]));
+    assert_eq!(size.code, 0, "{}", size.stderr);
+    let size = json(&size);
+    assert_eq!(size["wal_slot"]["active"], false, "{size}");
+    assert!(
+        size["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("pg_drop_replication_slot('kasm_db')"),
+        "{size}"
+    );
     let mut stream = start_stream("stream2.log");
 
     // More writes over several completed segments; a pause in the middle to recover up to.
