@@ -411,6 +411,18 @@ fn point_in_time_recovery_after_a_crash() {
     let recovered_to = at_mid.report["recovered_to"].as_str().unwrap();
     assert!(recovered_to <= t.as_str(), "{recovered_to} after {t}");
 
+    // A time after the end of the archive: refused, never a shorter recovery.
+    let later = chrono::DateTime::<chrono::Utc>::from(crash_at + Duration::from_secs(3600));
+    let e = restore(
+        &bindir,
+        &target,
+        &restored.join("later"),
+        &["--to-time", &later.to_rfc3339()],
+    )
+    .err()
+    .expect("a target past the archive is refused");
+    assert!(e.contains("recovery target"), "{e}");
+
     // A corrupt segment in the middle of the chain: refused, named, nothing promoted.
     let stop_segment = {
         let m: serde_json::Value = serde_json::from_slice(
@@ -791,6 +803,30 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         "{after:?} before {start}"
     );
     assert!(after.contains(&format!("{start}.json")), "{after:?}");
+    // A copy of a base backup is a physical backup there too, with its own recipe.
+    let copies = open_dir(work.path(), "copies");
+    let c = run(kasm_db(&[
+        "backups",
+        "copy",
+        &newer_id,
+        "--from",
+        target.to_str().unwrap(),
+        "--to",
+        copies.to_str().unwrap(),
+    ]));
+    assert_eq!(c.code, 0, "{}", c.stderr);
+    let copied: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(copies.join(&newer_id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(copied["kind"], "physical");
+    assert!(
+        copied["restore"]
+            .as_str()
+            .unwrap()
+            .contains("restore --physical"),
+        "{copied}"
+    );
     // The kept base backup and the WAL after it are whole.
     let v = run(kasm_db(&[
         "backups",

@@ -310,6 +310,16 @@ pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> Str
     }
 }
 
+/// The recipe of a physical backup `id` stored at `location`: kasm-db's command, and by hand the
+/// unpacking (`gunzip -c` or `zstd -dc` by `codec`) into an empty data directory.
+pub fn physical_recipe(id: &str, location: &str, codec: Codec) -> String {
+    format!(
+        "kasm-db restore --physical --data-dir DIR --backup {id}; without kasm-db: {} {location} \
+         | tar -x -C DIR, then recovery.signal and a restore_command for the WAL",
+        codec.unpack_command()
+    )
+}
+
 /// Objects under a target grouped by backup id (the first path component).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Listing {

@@ -248,7 +248,6 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
         )));
     }
     let location = format!("{}/{}", storage.describe(), object);
-    let unpack = method.codec.unpack_command();
     let m = Manifest {
         format: manifest::FORMAT,
         id: id.clone(),
@@ -259,11 +258,7 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
         server_version: facts.server_version.clone(),
         pg_dump_version: format!("pg_basebackup {}", tool.version),
         object: object.clone(),
-        restore: format!(
-            "kasm-db restore --physical --data-dir DIR --backup {id}; without kasm-db: \
-             {unpack} {location} | tar -x -C DIR, then recovery.signal and a restore_command \
-             for the WAL"
-        ),
+        restore: manifest::physical_recipe(&id, &location, method.codec),
         location,
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
