@@ -402,6 +402,21 @@ fn point_in_time_recovery_after_a_crash() {
         latest.report
     );
     assert_eq!(latest.report["backup"], b["id"]);
+    // `backups list` shows the window: up to when the newest WAL was stored, which is after
+    // the last commit recovered.
+    let list = json(&run(kasm_db(&[
+        "backups",
+        "list",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ])));
+    let when = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("{list}")))
+            .unwrap()
+    };
+    assert!(when(&list[0]["recoverable_until"]) > when(&list[0]["recoverable_from"]));
+    assert!(when(&list[0]["recoverable_until"]) >= when(&latest.report["recovered_to"]));
 
     // Restore to a time in the pause: exactly the rows committed up to it.
     let t = chrono::DateTime::<chrono::Utc>::from(mid_at).to_rfc3339();

@@ -45,11 +45,49 @@ pub struct Listed {
     pub stop_lsn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
+    /// A physical backup's window of point-in-time recovery: from when it completed to when the
+    /// newest WAL after it was stored (the completion time when none is). Holes are not looked
+    /// for here (`backups verify` does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_until: Option<DateTime<Utc>>,
+}
+
+/// When the newest WAL record of each timeline was stored (from a listing).
+fn wal_stored_until(
+    objects: &[storage::ObjectInfo],
+) -> std::collections::BTreeMap<u32, DateTime<Utc>> {
+    let mut out = std::collections::BTreeMap::new();
+    for o in objects {
+        let Some(rest) = o.name.strip_prefix("wal/") else {
+            continue;
+        };
+        let Some((tli, file)) = rest.split_once('/') else {
+            continue;
+        };
+        if !file.ends_with(".json") {
+            continue;
+        }
+        let Ok(tli) = u32::from_str_radix(tli, 16) else {
+            continue;
+        };
+        let e = out.entry(tli).or_insert(o.modified);
+        if o.modified > *e {
+            *e = o.modified;
+        }
+    }
+    out
 }
 
 /// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
+    let wal_until = if all.iter().any(|m| m.physical.is_some()) {
+        wal_stored_until(&storage.list().await?)
+    } else {
+        Default::default()
+    };
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
     for m in &all {
         items.push(Listed {
@@ -68,6 +106,15 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
             stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
             timeline: m.physical.as_ref().map(|p| p.timeline),
+            recoverable_from: m.physical.as_ref().map(|_| m.completed),
+            recoverable_until: m.physical.as_ref().map(|p| {
+                wal_until
+                    .range(p.timeline..)
+                    .map(|(_, t)| *t)
+                    .max()
+                    .filter(|t| *t > m.completed)
+                    .unwrap_or(m.completed)
+            }),
         });
     }
     Ok(items)

@@ -356,8 +356,11 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
         let mut notes = Vec::new();
         if let (Some(start), Some(stop)) = (&i.start_lsn, &i.stop_lsn) {
             notes.push(format!(
-                "physical, WAL {start} to {stop} on timeline {}",
-                i.timeline.unwrap_or(0)
+                "physical, WAL {start} to {stop} on timeline {}{}",
+                i.timeline.unwrap_or(0),
+                i.recoverable_until
+                    .map(|t| format!(", recoverable to {}", t.format("%Y-%m-%d %H:%M:%S")))
+                    .unwrap_or_default()
             ));
         }
         if let Some(v) = &i.alembic_version {

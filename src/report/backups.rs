@@ -273,6 +273,8 @@ mod tests {
                 start_lsn: None,
                 stop_lsn: None,
                 timeline: None,
+                recoverable_from: None,
+                recoverable_until: None,
             }]
         } else {
             Vec::new()
