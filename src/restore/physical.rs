@@ -18,8 +18,9 @@
 //!    Recovery is watched until the server is promoted; `recovered_to` is
 //!    `pg_last_xact_replay_timestamp()` then (the last replayed commit). A server that stops
 //!    instead fails the restore with the reason from its log (`wal fetch` names the segment).
-//! 5. A fast shutdown leaves `DIR` cleanly shut down; with a port the server is started again
-//!    on it with the cluster's own configuration (Unix socket in `DIR`).
+//! 5. A fast shutdown leaves `DIR` cleanly shut down (the recovery's server log kept as
+//!    `DIR/kasm-db-recovery.log`); with a port the server is started again on it with the
+//!    cluster's own configuration (Unix socket in `DIR`, its log in `DIR/kasm-db-server.log`).
 //!
 //! Never touches an existing data directory's files, never connects to the primary, never
 //! prints a password (the restored cluster's own pg_hba and passwords are untouched).
@@ -248,6 +249,18 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl in the forked child before exec is async-signal-safe. The recovering
+        // server stops (SIGQUIT) when kasm-db is killed: it is never left half-recovered and
+        // running on a private socket.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+    }
     let mut server = cmd
         .spawn()
         .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
@@ -261,7 +274,13 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     };
     // 5. A clean shutdown (fast: a shutdown checkpoint, no crash recovery at the next start).
     stop(&mut server).await;
-    let _ = std::fs::copy(&log_path, spec.data_dir.join("kasm-db-recovery.log"));
+    // The recovery's server log stays beside the data, for the record.
+    let kept_log = spec.data_dir.join("kasm-db-recovery.log");
+    if std::fs::copy(&log_path, &kept_log).is_ok() {
+        if let Some((uid, gid)) = run_as {
+            let _ = std::os::unix::fs::chown(&kept_log, Some(uid), Some(gid));
+        }
+    }
     let mut running_on = None;
     if let Some(port) = spec.port {
         let mut s = start_final(&bindir, spec.data_dir, port, run_as, &spec.server_env)?;
