@@ -8,7 +8,7 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 PGBIN=${BENCH_PGBIN:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
 WORK=$(mktemp -d /tmp/kasm-db-bench-XXXXXX)
 chmod 755 "$WORK"
-KASM_DB="$ROOT/target/release/kasm-db"
+KASM_DB=${KASM_DB:-"$ROOT/target/release/kasm-db"}
 [ -n "${CARGO_TARGET_DIR:-}" ] && KASM_DB="$CARGO_TARGET_DIR/release/kasm-db"
 
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

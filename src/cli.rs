@@ -194,6 +194,37 @@ pub enum Command {
     /// Write one self-contained HTML page with charts: sizes over time, log volume, backups.
     Report(ReportArgs),
 
+    /// Read the stored logs: the newest records for a filter, older or newer pages, a live
+    /// tail, the records around one record, and counts.
+    ///
+    /// Records are ordered by ingest_date (when kasm-db received them; retention is measured on
+    /// it), ties broken by the cursor. `-n N` prints the newest N, oldest first, like `tail`.
+    /// Each record has a cursor (`--json`: "cursor"); `--before CURSOR` prints the N before it,
+    /// `--after CURSOR` the N after it, without a gap or an overlap. `-f` then prints every new
+    /// matching record as it is stored, each exactly once, in the order the records became
+    /// visible (a record committed late with an earlier time too); it reconnects by itself after
+    /// a database restart and resumes after the last record it printed (Ctrl-C ends it, exit
+    /// 0). `-f --after CURSOR` resumes a tail from a record an earlier tail printed.
+    ///
+    /// Output: one line per record (time, level, host, application, [user], message; colours
+    /// on a terminal unless NO_COLOR is set; control characters shown escaped). `--json`:
+    /// NDJSON, one record per line with log_id, cursor, ingest_date, log_time, levelname,
+    /// host, application, kasm_user_name, message, data (a reader streams: the one exception to
+    /// "one JSON document"). `--csv`: a header line, then one row per record. `--count-by X
+    /// --json`: {"counts": {VALUE: N, ..}}.
+    ///
+    /// Examples:
+    ///   kasm-db logs --min-level warning --since 2h
+    ///   kasm-db logs --host agent-3 --grep "provision" -n 20
+    ///   kasm-db logs --user alice@example.com -f
+    ///   kasm-db logs --where kasm_id=5f0c... --json
+    ///   kasm-db logs --around 0193a1f0-... -C 10
+    ///   kasm-db logs --since 7d --min-level error --count-by host
+    ///
+    /// Bad input (an unparsable time, an unknown level, --where without '=', a malformed cursor)
+    /// exits 2 with the reason.
+    Logs(LogsArgs),
+
     /// Print shell completions to stdout.
     Completions {
         /// The shell to generate completions for.
@@ -297,6 +328,81 @@ pub struct IngestArgs {
     /// retention of replayed archives counts from when they were first received.
     #[arg(long, value_name = "RFC3339")]
     pub received_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only these levels (repeatable or a comma list: --level warning,error). WARN and FATAL
+    /// are read as WARNING and CRITICAL.
+    #[arg(long, value_name = "L")]
+    pub level: Vec<String>,
+
+    /// Only this level and the ones above it (DEBUG < INFO < WARNING < ERROR < CRITICAL).
+    #[arg(long, value_name = "L")]
+    pub min_level: Option<String>,
+
+    /// Only records of this application (Kasm's `application`, e.g. kasm_api), exactly.
+    #[arg(long, value_name = "A")]
+    pub app: Option<String>,
+
+    /// Only records of this host, exactly.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+
+    /// Only records of this Kasm user (kasm_user_name), exactly.
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+
+    /// Only records whose field KEY inside `data` has the text VALUE (repeatable; a.b for a
+    /// nested field; numbers compare as their text: --where status=500).
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub wheres: Vec<String>,
+
+    /// Only records whose message contains TEXT, case-insensitively (TEXT is plain text, not a
+    /// pattern: % _ and quotes match themselves).
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+
+    /// Only records received at or after T: RFC 3339 (2026-12-07T03:00:00Z) or a span back from
+    /// now (90m, 2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Only records received before T (RFC 3339 or a span back from now).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+
+    /// How many records: the newest N (or N before/after a cursor), printed oldest first.
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 100)]
+    pub lines: u32,
+
+    /// The N records before this cursor (an older page).
+    #[arg(long, value_name = "CURSOR", conflicts_with_all = ["after", "around", "count_by"])]
+    pub before: Option<String>,
+
+    /// The N records after this cursor (a newer page); with -f, resume a tail after it.
+    #[arg(long, value_name = "CURSOR", conflicts_with_all = ["around", "count_by"])]
+    pub after: Option<String>,
+
+    /// Keep printing new matching records as they are stored (Ctrl-C ends).
+    #[arg(short = 'f', long, conflicts_with_all = ["around", "count_by", "before", "until"])]
+    pub follow: bool,
+
+    /// The record with this log_id and the records around it (see -C).
+    #[arg(long, value_name = "LOG_ID", conflicts_with = "count_by")]
+    pub around: Option<String>,
+
+    /// With --around: how many records before and after it (default 5).
+    #[arg(short = 'C', long = "context", value_name = "N", requires = "around")]
+    pub context: Option<u32>,
+
+    /// Count the matching records per level, app, host or user instead of printing them.
+    #[arg(long, value_name = "level|app|host|user")]
+    pub count_by: Option<String>,
+
+    /// CSV instead of lines (a header, then one row per record).
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Debug, Args)]

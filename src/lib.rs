@@ -17,6 +17,7 @@ pub mod output;
 pub mod pgtemp;
 pub mod pgtools;
 pub mod private;
+pub mod read;
 pub mod report;
 pub mod restore;
 pub mod serve;

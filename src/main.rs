@@ -17,8 +17,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
+            // A usage error with --json on the command line still prints its document.
+            if code != 0 && json_on_command_line(std::env::args_os().skip(1)) {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_failure(first.strip_prefix("error: ").unwrap_or(first), code);
+            }
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(code as u8);
         }
     };
     init_tracing(&cli);
@@ -30,7 +36,11 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("kasm-db: cannot start the async runtime: {e}");
+            let msg = format!("cannot start the async runtime: {e}");
+            if json {
+                print_failure(&msg, 1);
+            }
+            eprintln!("kasm-db: {msg}");
             return ExitCode::from(1);
         }
     };
@@ -67,10 +77,48 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             tracing::debug!(error = ?e, "command failed");
+            let code = e.kind().exit_code();
+            // The error's Display is redacted where it is made (targets described without
+            // their password, secrets as `<redacted>`).
+            if json {
+                print_failure(&e.to_string(), code);
+            }
             eprintln!("kasm-db: error: {e}");
-            ExitCode::from(e.kind().exit_code() as u8)
+            ExitCode::from(code as u8)
         }
     }
+}
+
+/// With `--json`, a command that fails before it has a result still prints one JSON document
+/// on stdout: `{"ok": false, "error", "exit_code", "meaning"}` (beside the message on stderr).
+fn print_failure(error: &str, exit_code: i32) {
+    let meaning = match exit_code {
+        2 => "usage error or invalid configuration",
+        75 => {
+            "temporary: the database or target is unreachable or does not exist, or another \
+               run holds the job's lock; try again later"
+        }
+        _ => "the job ran and failed, or a check failed",
+    };
+    let doc = serde_json::json!({
+        "ok": false,
+        "error": error,
+        "exit_code": exit_code,
+        "meaning": meaning,
+    });
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{}",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )
+    .and_then(|_| stdout.flush());
+}
+
+/// Whether `--json` is on the command line (before any `--`), for errors clap reports before
+/// the parsed flags exist.
+fn json_on_command_line(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
 }
 
 fn init_tracing(cli: &Cli) {

@@ -254,9 +254,39 @@ fn a_wrong_key_is_a_clear_failure_that_never_shows_the_key() {
 fn a_missing_container_or_missing_credentials_say_what_to_do() {
     let url = fresh_db();
     let r = kasm(&["backup", "--db", &url, "--to", "az://no-such-container/x"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(r.stderr.contains("ContainerNotFound"), "{}", r.stderr);
     assert!(r.stderr.contains("create the container"), "{}", r.stderr);
+    // A container that does not exist is never "no backups" (issue 26).
+    for args in [
+        vec![
+            "backups",
+            "list",
+            "--json",
+            "--from",
+            "az://no-such-container/x",
+        ],
+        vec![
+            "backups",
+            "check",
+            "--json",
+            "--from",
+            "az://no-such-container/x",
+        ],
+        vec![
+            "backups",
+            "verify",
+            "latest",
+            "--json",
+            "--from",
+            "az://no-such-container/x",
+        ],
+    ] {
+        let r = kasm(&args);
+        assert_eq!(r.code, 75, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("ContainerNotFound"), "{}", r.stderr);
+        assert_eq!(json(&r)["exit_code"], 75, "{}", r.stdout);
+    }
 
     let r = run(kasm_db(&["backups", "list", "--from", "az://kasm/x"])
         .env_remove("AZURE_STORAGE_CONNECTION_STRING")

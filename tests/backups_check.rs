@@ -389,3 +389,141 @@ fn metrics_export_the_newest_backup_age_and_its_last_verification_per_target() {
     assert_eq!(gauge(&m, &series("backup_check_ok")), Some(0.0), "{m}");
     assert!(!m.contains("t0ken-for-backups-check") && !m.contains("postgres://"));
 }
+
+/// With `--json`, a failed command's stdout is one document `{"ok": false, "error",
+/// "exit_code"}`; returns the error.
+fn failure_document(r: &Run, code: i32) -> String {
+    assert_eq!(r.code, code, "{}\n{}", r.stdout, r.stderr);
+    let v = json(r);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["exit_code"], code, "{v}");
+    v["error"].as_str().unwrap().to_string()
+}
+
+/// Every command that reads a target, with `--json`, against `from` (and `env`).
+fn readers<'a>(from: &'a str, other: &'a str, db: &'a str) -> Vec<Vec<&'a str>> {
+    vec![
+        vec!["backups", "list", "--from", from],
+        vec!["backups", "check", "--from", from],
+        vec!["backups", "verify", "latest", "--from", from],
+        vec!["backups", "prune", "--keep-last", "1", "--from", from],
+        vec!["backups", "copy", "latest", "--from", from, "--to", other],
+        vec!["restore", "--from", from, "--target", db],
+    ]
+}
+
+/// Issue 26: a backup directory that does not exist is an error naming it (exit 75, and the
+/// `--json` failure document), never "no backups"; an empty one is "no backups"; `size` shows
+/// it as its backups' failed check; `backup --to` a missing directory creates it.
+#[test]
+fn a_missing_directory_is_an_error_never_no_backups() {
+    let url = seeded_db();
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("not-mounted");
+    let other = tmp.path().join("other");
+    let (from, to) = (missing.to_str().unwrap(), other.to_str().unwrap());
+    for mut args in readers(from, to, &url) {
+        args.push("--json");
+        let r = run(kasm_db(&args));
+        let e = failure_document(&r, 75);
+        assert!(
+            e.contains(from) && e.contains("does not exist"),
+            "{args:?}: {e}"
+        );
+        assert!(r.stderr.contains(from), "{args:?}: {}", r.stderr);
+    }
+    assert!(!other.exists(), "copied from nowhere");
+    // size: the backups' verdict is a failed check naming the target, size itself runs.
+    let r = run(kasm_db(&["size", "--json", "--db", &url]).env("KASM_DB_BACKUP_TO", from));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert!(v["backups"]["verdict"].is_null(), "{v}");
+    assert!(
+        v["backups"]["error"].as_str().unwrap().contains(from),
+        "{v}"
+    );
+
+    // An existing, empty directory: no backups (list exit 0, check exit 1 with its reason).
+    std::fs::create_dir(&other).unwrap();
+    let r = run(kasm_db(&["backups", "list", "--json", "--from", to]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r), serde_json::json!([]));
+    let (code, v) = check_json(to, &[], &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(reasons(&v), ["there is no complete backup at this target"]);
+
+    // backup --to a directory that is not there yet creates it, as it always has.
+    let id = backup(&url, from, &[]);
+    let r = run(kasm_db(&["backups", "list", "--json", "--from", from]));
+    assert_eq!(json(&r)[0]["id"], id.as_str());
+
+    // The database down: size --json still prints one document, without the password.
+    let down = "postgres://kasm:pw-never-shown@127.0.0.1:1/kasm";
+    let r =
+        run(kasm_db(&["size", "--json", "--db", down])
+            .env("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "1"));
+    let e = failure_document(&r, 75);
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+    assert!(
+        !r.stdout.contains("pw-never-shown") && !r.stderr.contains("pw-never-shown"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    // A usage error with --json on the command line: the document too (exit 2).
+    let r = run(kasm_db(&["backups", "lisst", "--json"]));
+    assert!(failure_document(&r, 2).contains("lisst"));
+}
+
+/// Issue 26 on S3 (moto): a bucket that does not exist (NoSuchBucket) is the same error.
+#[test]
+fn a_missing_bucket_is_an_error_never_no_backups() {
+    let url = seeded_db();
+    let env = moto::env();
+    let from = "s3://kasm-no-such-bucket-26/prod";
+    let tmp = tempfile::tempdir().unwrap();
+    for mut args in readers(from, tmp.path().to_str().unwrap(), &url) {
+        args.push("--json");
+        let r = run(kasm_db(&args).envs(env.iter().cloned()));
+        let e = failure_document(&r, 75);
+        assert!(
+            e.contains("kasm-no-such-bucket-26") && e.contains("NoSuchBucket"),
+            "{args:?}: {e}"
+        );
+    }
+    let r =
+        run(kasm_db(&["backup", "--json", "--db", &url, "--to", from]).envs(env.iter().cloned()));
+    assert!(failure_document(&r, 75).contains("create the bucket"));
+}
+
+/// Issue 26: a verification record that cannot be read is never "not verified": `backups
+/// check` fails on it whatever is asked, and `backups list` says why.
+#[test]
+fn an_unreadable_verification_record_fails_the_check() {
+    let url = seeded_db();
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().to_str().unwrap();
+    let id = backup(&url, to, &[]);
+    let r = run(kasm_db(&["backups", "verify", &id, "--from", to]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (code, _) = check_json(to, &[], &[]);
+    assert_eq!(code, 0);
+    std::fs::write(
+        tmp.path().join(&id).join("verified.json"),
+        b"{\"at\": trunc",
+    )
+    .unwrap();
+    let (code, v) = check_json(to, &[], &[]);
+    assert_eq!(code, 1, "{v}");
+    let why = reasons(&v).join("; ");
+    assert!(
+        why.contains("verified.json") && why.contains("unknown"),
+        "{why}"
+    );
+    let r = run(kasm_db(&["backups", "list", "--json", "--from", to]));
+    assert!(
+        json(&r)[0]["verification_unreadable"].is_string(),
+        "{}",
+        r.stdout
+    );
+}

@@ -505,3 +505,123 @@ fn help_names_the_libpq_files() {
         );
     }
 }
+
+/// libpq's own syntax, exactly: the same connection strings reach the same server, role and
+/// database through `psql` and `kasm-db` (key=value with quoted values, escapes and spaces; a
+/// URL with percent-escapes), a password with two spaces, a quote and a backslash authenticates,
+/// and a wrong one fails in both.
+#[test]
+fn connection_strings_mean_what_they_mean_to_psql() {
+    let p = pg();
+    let base = fresh_db();
+    let suffix = dbname(&base);
+    let role = format!("o'q {suffix}");
+    let db = format!("my db {suffix}");
+    let password = r"p  w'x\y";
+    psql(
+        &base,
+        &format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{}'",
+            password.replace('\'', "''")
+        ),
+    );
+    psql(&base, &format!("CREATE DATABASE \"{db}\" OWNER \"{role}\""));
+    let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let enc = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let keyvalue = |pw: &str| {
+        format!(
+            "host=127.0.0.1 port = {} sslmode=disable dbname={} user={} password={} application_name='kasm db test'",
+            p.port,
+            q(&db),
+            q(&role),
+            q(pw)
+        )
+    };
+    let url = |pw: &str| {
+        format!(
+            "postgresql://{}:{}@127.0.0.1:{}/{}?sslmode=disable",
+            enc(&role),
+            enc(pw),
+            p.port,
+            enc(&db)
+        )
+    };
+    let home = tempfile::tempdir().unwrap();
+    for conn in [keyvalue(password), url(password)] {
+        // psql reaches the role and database the string names...
+        let out = Command::new(p.bindir.join("psql"))
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                "SELECT current_user || '|' || current_database()",
+            ])
+            .arg(&conn)
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{role}|{db}")
+        );
+        // ...and so does kasm-db: its schema lands in that database, created by that role.
+        let r = run(kasm_db(&["migrate", "--db", &conn, "--json"]).env("HOME", home.path()));
+        assert_eq!(
+            r.code,
+            0,
+            "kasm-db with {:?}: {}",
+            redacted(&conn),
+            r.stderr
+        );
+        let owner = psql(
+            &base,
+            &format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{}'",
+                db.replace('\'', "''")
+            ),
+        );
+        assert_eq!(owner, "1");
+        assert!(!r.stderr.contains("p  w"), "{}", r.stderr);
+    }
+    let out = Command::new(p.bindir.join("psql"))
+        .args(["-X", "-At", "-h"])
+        .arg(&p.sockdir)
+        .args(["-p", &p.port.to_string(), "-U", "postgres", "-d", &db, "-c"])
+        .arg("SELECT tableowner FROM pg_tables WHERE tablename = 'kasm_db_migrations'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), role);
+    // A wrong password (the right one with one space fewer) fails in both, and is not printed.
+    for conn in [keyvalue(r"p w'x\y"), url(r"p w'x\y")] {
+        let psql_ok = Command::new(p.bindir.join("psql"))
+            .args(["-X", "-At", "-c", "SELECT 1"])
+            .arg(&conn)
+            .env("HOME", home.path())
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(!psql_ok);
+        let r = run(kasm_db(&["migrate", "--db", &conn]).env("HOME", home.path()));
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains("password"), "{}", r.stderr);
+        assert!(!r.stderr.contains("p w'x"), "{}", r.stderr);
+    }
+}
+
+fn redacted(conn: &str) -> String {
+    conn.replace("p  w", "<pw>")
+}

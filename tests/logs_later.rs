@@ -432,3 +432,159 @@ fn metrics(port: u16) -> String {
     let _ = c.read_to_string(&mut out);
     out
 }
+
+/// The restoring role of the fail-closed test on the standby: CREATEDB, not a superuser.
+const RESTORER: &str = "kdb_restorer";
+
+fn restorer_password() -> &'static str {
+    static PW: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PW.get_or_init(|| format!("restorer-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The restoring role's URL of database `db` on the standby (with its password).
+fn restorer_url(db: &str) -> String {
+    with_standby(|c| {
+        c.psql(
+            "postgres",
+            &format!(
+                "DO $$ BEGIN CREATE ROLE {RESTORER} LOGIN CREATEDB PASSWORD '{}';
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+                restorer_password()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        format!(
+            "postgres://{RESTORER}:{}@127.0.0.1:{}/{db}",
+            restorer_password(),
+            c.port
+        )
+    })
+}
+
+/// A restore that must refuse: exit 1, the target untouched (same oid, `marker` still there),
+/// no new or kept database of it left, no password shown; stderr returned.
+fn refused(dir: &Path, id: &str, target: &str, url: &str) -> String {
+    let oid = standby(
+        "postgres",
+        &format!("SELECT oid FROM pg_database WHERE datname = '{target}'"),
+    );
+    let count = standby(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{target}%'"),
+    );
+    let r = restore(dir, id, url, &["--no-owner"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // --json: the failure document on stdout.
+    let doc = json(&r);
+    assert_eq!(
+        (doc["ok"].as_bool(), doc["exit_code"].as_i64()),
+        (Some(false), Some(1)),
+        "{doc}"
+    );
+    assert!(
+        !r.stdout.contains(restorer_password()) && !r.stderr.contains(restorer_password()),
+        "password shown:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("--force") && r.stderr.contains(&format!("{target} is unchanged")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        standby(
+            "postgres",
+            &format!("SELECT oid FROM pg_database WHERE datname = '{target}'")
+        ),
+        oid
+    );
+    assert_eq!(
+        standby(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{target}%'")
+        ),
+        count
+    );
+    r.stderr
+}
+
+/// Issue 26: a check that cannot be made refuses. A target whose `alembic_version` the
+/// restoring role may not read, one whose unfinished `--logs-later` state it may not read, and
+/// one it may not connect to are refused without `--force` (naming what and why, the target
+/// unchanged) and replaced with it (saying so in `warnings`).
+#[test]
+fn a_check_that_cannot_be_made_refuses_without_force() {
+    let source = fresh_db();
+    psql(
+        &source,
+        &format!(
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+             INSERT INTO alembic_version VALUES ('{}');
+             CREATE TABLE settings (k text PRIMARY KEY, v text);
+             INSERT INTO settings SELECT 'k' || i, 'v' || i FROM generate_series(1, 50) i;",
+            kasm::ALEMBIC
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let id = backup(&source, dir.path());
+    let target = unique("kasm");
+    let url = restorer_url(&target);
+    let r = restore(dir.path(), &id, &url, &["--no-owner"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    // alembic_version exists but may not be read: refused, never "no table".
+    standby(
+        &target,
+        &format!(
+            "REVOKE ALL ON alembic_version FROM {RESTORER}, PUBLIC; CREATE TABLE marker (v int)"
+        ),
+    );
+    let e = refused(dir.path(), &id, &target, &url);
+    assert!(
+        e.contains("alembic_version") && e.contains("permission denied"),
+        "{e}"
+    );
+    assert_eq!(
+        standby(&target, "SELECT to_regclass('marker') IS NOT NULL"),
+        "t"
+    );
+    let r = restore(dir.path(), &id, &url, &["--no-owner", "--force"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let w = json(&r)["warnings"].to_string();
+    assert!(
+        w.contains("alembic_version") && w.contains("permission denied"),
+        "{w}"
+    );
+
+    // An unfinished --logs-later state it may not read (a schema without USAGE): refused.
+    standby(
+        &target,
+        "CREATE SCHEMA kasm_db_restore; CREATE TABLE kasm_db_restore.logs_later (dump_id int);
+         CREATE TABLE marker (v int)",
+    );
+    let e = refused(dir.path(), &id, &target, &url);
+    assert!(
+        e.contains("kasm_db_restore")
+            && e.contains("permission denied")
+            && e.contains("--logs-later"),
+        "{e}"
+    );
+    standby(&target, "DROP SCHEMA kasm_db_restore CASCADE");
+
+    // A target database it may not connect to: refused, saying why.
+    standby(
+        "postgres",
+        &format!("REVOKE CONNECT ON DATABASE {target} FROM PUBLIC, {RESTORER}"),
+    );
+    let e = refused(dir.path(), &id, &target, &url);
+    assert!(
+        e.contains(&format!("the target database {target}")) && e.contains("CONNECT"),
+        "{e}"
+    );
+    let r = restore(dir.path(), &id, &url, &["--no-owner", "--force"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = json(&r);
+    assert!(j["warnings"].to_string().contains("CONNECT"), "{j}");
+    assert_eq!(standby(&target, "SELECT count(*) FROM settings"), "50");
+}

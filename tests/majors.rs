@@ -554,11 +554,23 @@ fn client_tools_outside_the_system_paths_run_with_ld_library_path() {
         "libpq",
     );
     // The premise: without the loader path the copy does not start at all.
-    let bare = std::process::Command::new(bin.join("pg_dump"))
-        .arg("--version")
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    // A copy just written may still be open in a child that another test thread forked
+    // meanwhile ("Text file busy", ETXTBSY) until that child execs: try again then.
+    let bare = (0..50)
+        .find_map(|_| {
+            match std::process::Command::new(bin.join("pg_dump"))
+                .arg("--version")
+                .env_remove("LD_LIBRARY_PATH")
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    None
+                }
+                other => Some(other.unwrap()),
+            }
+        })
+        .expect("the copied pg_dump stayed busy");
     assert!(!bare.status.success(), "the copy must need LD_LIBRARY_PATH");
 
     let db = c.fresh_db("kasm_logs").unwrap();

@@ -180,10 +180,11 @@ fn backup_list_verify_prune_and_restore_against_s3rver() {
 
 #[test]
 fn a_missing_bucket_is_a_clear_failure_not_a_warning() {
-    // Only optional calls are forgiven: a bucket that is not there fails the command.
+    // Only optional calls are forgiven: a bucket that is not there fails the command, as a
+    // target that does not exist (exit 75).
     let url = fresh_db();
     let r = kasm(&["backup", "--db", &url, "--to", "s3://no-such-bucket-kasm/x"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 75, "{}", r.stderr);
     assert!(r.stderr.contains("NoSuchBucket"), "{}", r.stderr);
     let r = kasm(&[
         "backups",
@@ -193,7 +194,10 @@ fn a_missing_bucket_is_a_clear_failure_not_a_warning() {
         "--keep-last",
         "1",
     ]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-bucket-kasm"), "{}", r.stderr);
+    let r = kasm(&["backups", "list", "--from", "s3://no-such-bucket-kasm/x"]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
 }
 
 #[test]

@@ -7,200 +7,13 @@ mod common;
 #[path = "common/hec.rs"]
 mod hec;
 
+use common::serve::*;
 use common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "t0ken-for-tests-9f3a";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    log: tempfile::NamedTempFile,
-}
-
-impl Server {
-    /// Start `serve` on a free port and wait until its database is ready (health 200).
-    fn start(url: &str, env: &[(&str, &str)]) -> Server {
-        let s = Server::start_listening(url, env);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.get("/api/__healthcheck").status != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the database never became ready: {}",
-                s.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    /// Start `serve` on a free port; return once it listens (whether or not its database is
-    /// there). Listening means *our* process logged "serving" (a bare connect could reach
-    /// another process that took the port first); a port lost to such a race (exit with
-    /// "cannot listen") is retried on another port.
-    fn start_listening(url: &str, env: &[(&str, &str)]) -> Server {
-        for _ in 0..5 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            let mut cmd = kasm_db(&["serve", "--db", url]);
-            cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-                .env("KASM_DB_SERVER_TOKEN", TOKEN)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log.reopen().unwrap());
-            let child = cmd.spawn().expect("spawn kasm-db serve");
-            let mut s = Server {
-                child: Some(child),
-                port,
-                log,
-            };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                    if s.stderr().contains("cannot listen") {
-                        break; // the port was taken meanwhile: try another
-                    }
-                    panic!("serve exited early ({status}): {}", s.stderr());
-                }
-                if s.stderr().contains("serving") {
-                    return s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "serve did not listen: {}",
-                    s.stderr()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("no free port for serve after 5 tries");
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    /// Send `sig`, wait up to `limit` for the exit; its code (None: still running, killed).
-    fn signal_and_wait(&mut self, sig: i32, limit: Duration) -> Option<i32> {
-        // SAFETY: kill on our own child.
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        http(self.port, "POST", path, headers, body)
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        http(self.port, "GET", path, &[], b"")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`. `headers` may set Transfer-Encoding, in
-/// which case `body` is sent as given (already chunked).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    let chunked = headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
-    if !chunked {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut wire = req.into_bytes();
-    wire.extend_from_slice(body);
-    // The server may answer (413) and stop reading before the whole body is sent.
-    let _ = s.write_all(&wire);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Resp {
-        status,
-        headers: head.to_ascii_lowercase(),
-        body,
-    }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -1183,6 +996,18 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
     cluster.stop().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let spool_dir = spool.path().to_str().unwrap().to_string();
+    // A spool file with a line that cannot be loaded (issue 26): the good line is stored, the
+    // other kept in `.rejected` beside it, never dropped unseen.
+    let good = serde_json::json!({
+        "log_id": uuid::Uuid::new_v4(), "ingest_date": chrono::Utc::now(), "log_time": null,
+        "level": "INFO", "host": null, "application": null, "kasm_user_name": null,
+        "message": "byhand-good", "data": "{\"message\":\"byhand-good\"}"
+    });
+    std::fs::write(
+        spool.path().join("00000000000000000000-byhand.ndjson"),
+        format!("{good}\n{{\"log_id\": \"torn-line\n"),
+    )
+    .unwrap();
     let env = [
         ("KASM_DB_SERVER_SPOOL_DIR", spool_dir.as_str()),
         ("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *"),
@@ -1282,6 +1107,21 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
             .unwrap(),
         "h1"
     );
+    assert_eq!(
+        cluster
+            .psql(
+                &db,
+                "SELECT count(*) FROM logs WHERE message = 'byhand-good'"
+            )
+            .unwrap(),
+        "1"
+    );
+    let kept =
+        std::fs::read_to_string(spool.path().join("00000000000000000000-byhand.rejected")).unwrap();
+    assert!(
+        kept.contains("torn-line") && kept.contains("unreadable"),
+        "{kept}"
+    );
     // New records go straight to the database now; the jobs run.
     let r = s.post(
         "/api/v1/logs",
@@ -1300,7 +1140,19 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
         std::thread::sleep(Duration::from_millis(200));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(spool.path()).unwrap().count() > 0 {
+    let spooled = || {
+        std::fs::read_dir(spool.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_none_or(|x| x != "rejected")
+            })
+            .count()
+    };
+    while spooled() > 0 {
         assert!(Instant::now() < deadline, "spool not emptied");
         std::thread::sleep(Duration::from_millis(100));
     }

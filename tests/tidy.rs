@@ -48,6 +48,10 @@ const PURE: &[&str] = &[
     "maintenance/assess.rs",
     "maintenance/policy.rs",
     "maintenance/cap_check.rs",
+    "read/cursor.rs",
+    "read/filter.rs",
+    "read/sql.rs",
+    "read/render.rs",
 ];
 
 /// Paths a pure module must not use: I/O crates, std's I/O modules, and kasm-db's modules that

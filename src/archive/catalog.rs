@@ -12,38 +12,98 @@ use crate::error::{Error, Result};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-/// The complete backups of a target, newest first. A manifest that cannot be read is skipped
-/// with a warning (it is neither listed nor pruned).
-pub async fn complete(storage: &dyn Storage) -> Result<Vec<Manifest>> {
+/// What a target holds: its complete backups and the backups whose manifest is there but
+/// cannot be read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Newest first.
+    pub complete: Vec<Manifest>,
+    /// (id, why) of each manifest that could not be parsed or names another backup.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Read every manifest of the target. One that cannot be parsed is in `unreadable`, with a
+/// warning (neither listed nor pruned; [`find`] does not take it for absent).
+pub async fn scan(storage: &dyn Storage) -> Result<Scan> {
     let listing = manifest::group(&storage.list().await?);
-    let mut out = Vec::new();
+    let mut out = Scan::default();
     for id in listing.with_manifest {
         let name = manifest::manifest_name(&id);
         let Some(bytes) = storage::get_small(storage, &name).await? else {
             continue; // deleted meanwhile
         };
         match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) if m.id == id => out.push(m),
+            Ok(m) if m.id == id => out.complete.push(m),
             Ok(m) => {
-                tracing::warn!(id, manifest_id = %m.id, "manifest names another backup; skipped")
+                tracing::warn!(id, manifest_id = %m.id, "manifest names another backup; skipped");
+                out.unreadable
+                    .push((id, format!("it names another backup, {}", m.id)));
             }
-            Err(e) => tracing::warn!(id, error = %e, "unreadable manifest; skipped"),
+            Err(e) => {
+                tracing::warn!(id, error = %e, "unreadable manifest; skipped");
+                out.unreadable.push((id, e.to_string()));
+            }
         }
     }
-    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    out.complete
+        .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     Ok(out)
 }
 
-/// The backup `id`, or the newest for `latest`.
+/// The complete backups of a target, newest first. A manifest that cannot be read is skipped
+/// with a warning (it is neither listed nor pruned).
+pub async fn complete(storage: &dyn Storage) -> Result<Vec<Manifest>> {
+    Ok(scan(storage).await?.complete)
+}
+
+/// The cause of [`find`]'s error when the target (which exists and was listed) holds no such
+/// complete backup; recognised with [`is_no_such_backup`]. A target that could not be listed
+/// fails otherwise ([`storage::is_missing`] when it does not exist).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoSuchBackup(pub String);
+
+/// Whether `e` is [`find`]'s "no such backup" ([`NoSuchBackup`]).
+pub fn is_no_such_backup(e: &Error) -> bool {
+    e.caused_by::<NoSuchBackup>()
+}
+
+/// The backup `id`, or the newest for `latest`. A backup whose manifest cannot be read is
+/// never taken for absent: asked for by id, or newer (by id, which starts with its UTC time)
+/// than the newest readable one for `latest`, it is an error naming it.
 pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
-    let all = complete(storage).await?;
+    let Scan {
+        complete: all,
+        unreadable,
+    } = scan(storage).await?;
+    let damaged = if id == "latest" {
+        let newest = all.first().map(|m| m.id.as_str());
+        unreadable
+            .iter()
+            .filter(|(u, _)| newest.is_none_or(|n| u.as_str() > n))
+            .max_by(|a, b| a.0.cmp(&b.0))
+    } else {
+        unreadable.iter().find(|(u, _)| u == id)
+    };
+    if let Some((u, why)) = damaged {
+        return Err(Error::failed(format!(
+            "the manifest of backup {u} in {} cannot be read ({why}){}; remove or repair that \
+             backup, or name another with its id",
+            storage.describe(),
+            if id == "latest" {
+                ": it is the newest, and `latest` is never taken to mean an older one"
+            } else {
+                ""
+            }
+        )));
+    }
     let found = if id == "latest" {
         all.into_iter().next()
     } else {
         all.into_iter().find(|m| m.id == id)
     };
     found.ok_or_else(|| {
-        Error::failed(if id == "latest" {
+        no_such_backup(if id == "latest" {
             format!("there is no complete backup in {}", storage.describe())
         } else {
             format!(
@@ -54,8 +114,14 @@ pub async fn find(storage: &dyn Storage, id: &str) -> Result<Manifest> {
     })
 }
 
+fn no_such_backup(msg: String) -> Error {
+    Error::with_cause(crate::error::Kind::Failed, NoSuchBackup(msg))
+}
+
 /// The backup `id` of `kind`, or the newest of that kind for `latest`. A backup of the other
-/// kind named by its id is refused with what restores it.
+/// kind named by its id is refused with what restores it; a manifest that cannot be read is
+/// never taken for absent (as in [`find`]: for `latest`, one newer than the newest readable
+/// backup of `kind` is an error naming it).
 pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Result<Manifest> {
     if id != "latest" {
         let m = find(storage, id).await?;
@@ -73,21 +139,35 @@ pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Resul
         }
         return Ok(m);
     }
-    complete(storage)
-        .await?
-        .into_iter()
-        .find(|m| m.kind == kind)
-        .ok_or_else(|| {
-            Error::failed(format!(
-                "there is no complete backup of kind {} in {}{}",
-                kind.name(),
-                storage.describe(),
-                match kind {
-                    BackupKind::Physical => " (take one with `kasm-db backup --physical`)",
-                    BackupKind::Logical => "",
-                }
-            ))
-        })
+    let Scan {
+        complete: all,
+        unreadable,
+    } = scan(storage).await?;
+    let newest = all.into_iter().find(|m| m.kind == kind);
+    let damaged = unreadable
+        .iter()
+        .filter(|(u, _)| newest.as_ref().is_none_or(|n| u.as_str() > n.id.as_str()))
+        .max_by(|a, b| a.0.cmp(&b.0));
+    if let Some((u, why)) = damaged {
+        return Err(Error::failed(format!(
+            "the manifest of backup {u} in {} cannot be read ({why}): it is newer than the \
+             newest {} backup, and `latest` is never taken to mean an older one; remove or \
+             repair that backup, or name another with its id",
+            storage.describe(),
+            kind.name()
+        )));
+    }
+    newest.ok_or_else(|| {
+        no_such_backup(format!(
+            "there is no complete backup of kind {} in {}{}",
+            kind.name(),
+            storage.describe(),
+            match kind {
+                BackupKind::Physical => " (take one with `kasm-db backup --physical`)",
+                BackupKind::Logical => "",
+            }
+        ))
+    })
 }
 
 /// Result of checking an object against its manifest.
@@ -244,4 +324,31 @@ pub async fn check_wal_chain(storage: &dyn Storage, m: &Manifest) -> Result<Opti
         chain.segments += 1;
     }
     Ok(Some(chain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::storage::fs::FsStorage;
+    use crate::private::FileMode;
+
+    #[tokio::test]
+    async fn a_damaged_manifest_is_never_taken_for_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf(), FileMode::PRIVATE);
+        let damaged = "20261124T040000Z-bbbbbb";
+        s.put_small(&manifest::manifest_name(damaged), b"{\"id\": tr".to_vec())
+            .await
+            .unwrap();
+        let scan = scan(&s).await.unwrap();
+        assert!(scan.complete.is_empty());
+        assert_eq!(scan.unreadable.len(), 1);
+        for id in ["latest", damaged] {
+            let e = find(&s, id).await.unwrap_err();
+            assert!(!is_no_such_backup(&e), "{e}");
+            assert!(e.to_string().contains(damaged), "{e}");
+        }
+        let e = find(&s, "20261124T030000Z-aaaaaa").await.unwrap_err();
+        assert!(is_no_such_backup(&e), "{e}");
+    }
 }

@@ -12,7 +12,7 @@
 
 use super::compress::Digest;
 use super::manifest::{self, Manifest};
-use super::storage::{Piece, Storage};
+use super::storage::{self, Piece, Storage};
 use super::{catalog, verification};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -50,16 +50,28 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
         bytes: 0,
         already_there: false,
     };
-    if let Ok(there) = catalog::find(dst, &m.id).await {
-        if there.sha256 == m.sha256 && there.size_bytes == m.size_bytes {
-            done.already_there = true;
-            return Ok(done);
+    // Not there yet (or the destination directory not yet made: the write creates it); a
+    // destination that cannot be listed is not taken for an empty one.
+    match catalog::find(dst, &m.id).await {
+        Ok(there) => {
+            if there.sha256 == m.sha256 && there.size_bytes == m.size_bytes {
+                done.already_there = true;
+                return Ok(done);
+            }
+            return Err(Error::failed(format!(
+                "{} already holds a backup {} with another SHA-256; not overwritten",
+                dst.describe(),
+                m.id
+            )));
         }
-        return Err(Error::failed(format!(
-            "{} already holds a backup {} with another SHA-256; not overwritten",
-            dst.describe(),
-            m.id
-        )));
+        Err(e) if catalog::is_no_such_backup(&e) || storage::is_missing(&e) => {}
+        Err(e) => {
+            return Err(e.context(format!(
+                "cannot tell whether {} already holds {}; nothing was copied",
+                dst.describe(),
+                m.id
+            )));
+        }
     }
     done.bytes = copy_object(src, dst, m).await?;
     if let Err(e) = copy_passwords(src, dst, m).await {
@@ -93,8 +105,12 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
             dst.describe()
         )));
     }
-    if let Some(v) = verification::latest(src, &m.id).await {
-        verification::record(dst, &m.id, &v).await;
+    match verification::latest(src, &m.id).await {
+        Ok(Some(v)) => verification::record(dst, &m.id, &v).await,
+        Ok(None) => {}
+        Err(why) => {
+            tracing::warn!(id = m.id, error = %why, "the verification record was not copied")
+        }
     }
     Ok(done)
 }

@@ -80,17 +80,16 @@ pub async fn record(storage: &dyn Storage, id: &str, v: &Verification) {
     }
 }
 
-/// The latest verification of backup `id`; `None` when never verified (or unreadable).
-pub async fn latest(storage: &dyn Storage, id: &str) -> Option<Verification> {
+/// The latest verification of backup `id`: `Ok(None)` when never verified (no record);
+/// `Err(why)` when a record is there but cannot be read or parsed — never "never verified",
+/// since it may hold a failed verification.
+pub async fn latest(storage: &dyn Storage, id: &str) -> Result<Option<Verification>, String> {
     match storage::get_small(storage, &name(id)).await {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-            .inspect_err(|e| tracing::warn!(id, error = %e, "unreadable verification record"))
-            .ok(),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(id, error = %e, "cannot read the verification record");
-            None
-        }
+            .map(Some)
+            .map_err(|e| format!("{} is not a verification record: {e}", name(id))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", name(id))),
     }
 }
 

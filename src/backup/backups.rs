@@ -34,6 +34,10 @@ pub struct Listed {
     pub alembic_version: Option<String>,
     /// The latest `backups verify` (or scheduled verify) of this backup; null when never run.
     pub verified: Option<verification::Verification>,
+    /// Why its verification record could not be read, when it is there but unreadable (then
+    /// `verified` is null and `backups check` fails: it may hold a failed verification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_unreadable: Option<String>,
     /// How long the backup took, seconds.
     pub duration_s: f64,
     /// `logical` (pg_dump of one database) or `physical` (pg_basebackup of the cluster).
@@ -90,6 +94,13 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     };
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
     for m in &all {
+        let (verified, verification_unreadable) = match verification::latest(storage, &m.id).await {
+            Ok(v) => (v, None),
+            Err(why) => {
+                tracing::warn!(id = m.id, error = %why, "unreadable verification record");
+                (None, Some(why))
+            }
+        };
         items.push(Listed {
             id: m.id.clone(),
             created: m.created,
@@ -100,7 +111,8 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             exclude_logs: m.exclude_logs,
             excluded: m.excluded_tables(),
             alembic_version: m.alembic_version.clone(),
-            verified: verification::latest(storage, &m.id).await,
+            verified,
+            verification_unreadable,
             duration_s: m.timings.total_s,
             kind: m.kind,
             start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),

@@ -135,6 +135,15 @@ pub fn check(listed: &[Listed], criteria: &Criteria, now: DateTime<Utc>) -> Verd
                     human(criteria.max_age_s as i64)
                 ));
             }
+            // A verification record that cannot be read may hold a failed verification: a
+            // failure whatever is asked, never "not verified".
+            if let Some(why) = &n.verification_unreadable {
+                reasons.push(format!(
+                    "the verification record of the newest backup {} cannot be read ({why}): \
+                     whether it passed is unknown",
+                    n.id
+                ));
+            }
             // A failed verification of the newest backup is a failure whatever is asked.
             if let Some(v) = n.verified.as_ref().filter(|v| !v.ok) {
                 reasons.push(format!(
@@ -157,7 +166,9 @@ pub fn check(listed: &[Listed], criteria: &Criteria, now: DateTime<Utc>) -> Verd
             criteria.min_count
         ));
     }
-    if let (Some(within), Some(n)) = (criteria.verified_within_s, newest) {
+    // An unreadable record of the newest is its own reason above.
+    let judged = newest.filter(|n| n.verification_unreadable.is_none());
+    if let (Some(within), Some(n)) = (criteria.verified_within_s, judged) {
         let window = human(within as i64);
         match (&n.verified, &last_verification) {
             // Failed: already a reason above.
@@ -318,6 +329,7 @@ mod tests {
                 problem: (!ok).then(|| "SHA-256 differs".to_string()),
                 duration_s: None,
             }),
+            verification_unreadable: None,
             duration_s: 30.0,
             kind: crate::archive::manifest::BackupKind::Logical,
             start_lsn: None,
@@ -332,6 +344,23 @@ mod tests {
         Criteria {
             verified_within_s: Some(days * 86_400),
             ..Criteria::default()
+        }
+    }
+
+    #[test]
+    fn an_unreadable_verification_record_fails_whatever_is_asked() {
+        let mut newest = backup("b2", 1, None);
+        newest.verification_unreadable = Some("cannot read b2/verified.json: EIO".into());
+        let listed = [newest, backup("b1", 25, Some((2, true)))];
+        for c in [Criteria::default(), with_verify(7)] {
+            let v = check(&listed, &c, now());
+            assert!(!v.ok);
+            assert_eq!(v.reasons.len(), 1, "{:?}", v.reasons);
+            assert!(
+                v.reasons[0].contains("b2/verified.json") && v.reasons[0].contains("unknown"),
+                "{:?}",
+                v.reasons
+            );
         }
     }
 

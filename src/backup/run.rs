@@ -32,9 +32,10 @@ use crate::archive::manifest::{self, Manifest, TableRows};
 use crate::archive::storage::{self, Piece};
 use crate::archive::target::Target;
 use crate::config::Config;
+use crate::db::inspection::Inspection;
 use crate::db::locks::{self, Lock};
 use crate::db::{self, DbTarget, Retry};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use chrono::Utc;
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -115,9 +116,28 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         .get(0);
     let tables = user_tables(&client).await?;
     let database_properties = properties::read(&client).await?;
-    let alembic_version = crate::db::kasm_schema::alembic_version(&client).await?;
     let (needed_roles, passwords) = roles::read(&client).await?;
     refuse_unreadable(&client, job.db, &database_properties.owner).await?;
+    // After the check above: a revision that cannot be read is never recorded as "none".
+    let alembic_version = match crate::db::kasm_schema::alembic_version(&client).await {
+        Inspection::Found(v) => Some(v),
+        Inspection::Absent => None,
+        Inspection::Unreadable(u) => {
+            return Err(Error::new(
+                if u.temporary {
+                    Kind::Temporary
+                } else {
+                    Kind::Failed
+                },
+                format!(
+                    "cannot read Kasm's schema revision ({}) of {}: {}; nothing was written",
+                    u.what,
+                    job.db.dbname(),
+                    u.why
+                ),
+            ));
+        }
+    };
     let created = Utc::now();
     let id = manifest::new_id(created);
     let method = job.config.backup.method();

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod migrate;
 pub mod notified;
 pub mod plan;
+pub mod read;
 pub mod report;
 pub mod restore;
 pub mod serve;
@@ -160,6 +161,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         Command::Vacuum(args) => vacuum::vacuum(&ctx, &args).await,
         Command::Report(args) => report::report(&ctx, &args).await,
         Command::Wal(cmd) => wal::wal(&ctx, &cmd).await,
+        Command::Logs(args) => read::logs(&ctx, &args).await,
         Command::Completions { .. }
         | Command::Man
         | Command::Plan(_)

@@ -97,6 +97,9 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "lenient::string")]
     pub listen: String,
     pub token: Option<Secret>,
+    /// Reading the stored logs (the read API, the panel and the dashboard) needs this token;
+    /// without it `serve` serves no read endpoint.
+    pub read_token: Option<Secret>,
     pub max_body_bytes: u64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8514".into(),
             token: None,
+            read_token: None,
             max_body_bytes: 16 << 20,
             tls_cert: None,
             tls_key: None,

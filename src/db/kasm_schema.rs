@@ -7,15 +7,19 @@
 //! Read-only: never creates, alters or writes the table. Alembic revisions are opaque ids, not
 //! ordered by their names: nothing here (or in its callers) compares them for "newer".
 
+use super::inspection::{Inspection, Unreadable};
 use crate::error::Result;
 
 /// Kasm's schema revision: `alembic_version.version_num` (several heads joined by `,`), read in
-/// the open snapshot. `None` without such a table (public's first), when it is empty, or when
-/// this role may not read it (then with a warning: pg_dump will say more if it matters).
-pub async fn alembic_version(client: &tokio_postgres::Client) -> Result<Option<String>> {
-    let table: Option<(String, bool)> = client
+/// the open snapshot (public's table first). [`Inspection::Absent`] without such a table in the
+/// catalog (or when it vanished meanwhile: 42P01) or when it is empty;
+/// [`Inspection::Unreadable`] when this role may not read it (42501) or the query failed
+/// otherwise, with the server's reason. Inside a transaction a failed read aborts it: the
+/// caller stops there.
+pub async fn alembic_version(client: &tokio_postgres::Client) -> Inspection<String> {
+    let table = client
         .query_opt(
-            "SELECT format('%I.%I', n.nspname, c.relname), has_table_privilege(c.oid, 'SELECT')
+            "SELECT format('%I.%I', n.nspname, c.relname)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'version_num'
                                  AND NOT a.attisdropped
@@ -24,30 +28,28 @@ pub async fn alembic_version(client: &tokio_postgres::Client) -> Result<Option<S
              ORDER BY n.nspname <> 'public', n.nspname LIMIT 1",
             &[],
         )
-        .await?
-        .map(|r| (r.get(0), r.get(1)));
-    let Some((table, readable)) = table else {
-        return Ok(None);
+        .await
+        .map(|r| r.map(|r| r.get::<_, String>(0)));
+    let table = match table {
+        Ok(Some(t)) => t,
+        Ok(None) => return Inspection::Absent,
+        Err(e) => {
+            return Inspection::Unreadable(Unreadable::of_query("the catalog (pg_class)", e));
+        }
     };
-    if !readable {
-        tracing::warn!(
-            table,
-            "cannot read alembic_version (permission denied); not recorded"
-        );
-        return Ok(None);
-    }
-    let heads: Vec<String> = client
+    let heads = client
         .query(
             &format!(
                 "SELECT version_num::text FROM {table} WHERE version_num IS NOT NULL ORDER BY 1"
             ),
             &[],
         )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    Ok((!heads.is_empty()).then(|| heads.join(",")))
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect::<Vec<String>>());
+    match Inspection::of_query(table, heads) {
+        Inspection::Found(h) if h.is_empty() => Inspection::Absent,
+        other => other.map(|h| h.join(",")),
+    }
 }
 
 /// What `backup --exclude-logs` leaves out and `restore --logs-later` loads last: every table named `logs` outside the system schemas —

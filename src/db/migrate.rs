@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         creates: &[],
         sql: include_str!("../../sql/0005_follow_identity.sql"),
     },
+    Migration {
+        version: 6,
+        name: "read_tail",
+        creates: &[],
+        sql: include_str!("../../sql/0006_read_tail.sql"),
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -5,6 +5,7 @@
 //! This module never logs or returns a password; it describes targets with
 //! [`DbTarget::redacted`].
 
+pub mod inspection;
 pub mod kasm_schema;
 pub mod libpq;
 pub mod locks;
@@ -142,6 +143,10 @@ fn describe(target: &DbTarget, e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut text = db.message().to_string();
+            // "User does not have CONNECT privilege." and the like.
+            if let Some(d) = db.detail() {
+                text.push_str(&format!(" ({d})"));
+            }
             if db.code() == &tokio_postgres::error::SqlState::INVALID_PASSWORD {
                 if let Some(file) = target.password_file() {
                     text.push_str(&format!(

@@ -465,15 +465,88 @@ fn take_params(text: &str) -> (String, BTreeMap<String, String>) {
             None => text.to_string(),
         }
     } else {
-        text.split_whitespace()
-            .filter(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                !take(k, v.trim_matches('\'').to_string())
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        match parse_conninfo(text) {
+            // Each value quoted again as libpq and tokio-postgres read it: what was one value
+            // (`password='a  b'`, a path with a space) stays exactly that value.
+            Ok(pairs) => pairs
+                .into_iter()
+                .filter(|(k, v)| !take(k, v.clone()))
+                .map(|(k, v)| format!("{k}={}", quote_conninfo(&v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            // tokio-postgres refuses it with its own message (redacted by the caller).
+            Err(_) => text.to_string(),
+        }
     };
     (rest, taken)
+}
+
+/// A libpq key=value connection string as libpq's `conninfo_parse` reads it: keywords and
+/// values separated by `=` (whitespace around it allowed), values either bare (up to the next
+/// whitespace) or in single quotes, a backslash taking the next character literally in both.
+/// Pure; the error says what is wrong without repeating any value.
+pub fn parse_conninfo(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing \"=\" after {key:?} in the connection string"
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(format!(
+                            "unterminated quoted value of {key:?} in the connection string"
+                        ));
+                    }
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// `value` as a connection string value: bare when it can be, else in single quotes with `\`
+/// and `'` escaped by a backslash (as libpq writes and reads them).
+fn quote_conninfo(value: &str) -> String {
+    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\\' || c == '\'' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
 }
 
 /// tokio-postgres gives a URL host without a port the port 5432, where libpq leaves the port
@@ -510,27 +583,9 @@ fn hosts_without_ports_to_query(url: &str) -> String {
 
 /// `%XX` escapes of a URL query value (as tokio-postgres decodes the values it parses).
 fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).and_then(|&c| hex(c)),
-            b.get(i + 2).and_then(|&c| hex(c)),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A URL or key=value string with its password replaced, for messages about unparsable input.
@@ -543,16 +598,24 @@ pub fn redact_url(text: &str) -> String {
         }
         return text.to_string();
     }
-    text.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=<redacted>"
-            } else {
-                kv
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    match parse_conninfo(text) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "password" {
+                    "password=<redacted>".to_string()
+                } else {
+                    format!("{k}={}", quote_conninfo(&v))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        // Unparsable: keep only what comes before a password keyword.
+        Err(_) => match text.find("password") {
+            Some(i) => format!("{}password=<redacted>", &text[..i]),
+            None => text.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +627,41 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn conninfo_is_read_as_libpq_reads_it() {
+        let pairs = parse_conninfo(
+            r"host = h  password='a  b\'c\\d' sslrootcert='/etc/my certs/ca.pem' dbname=x\ y user=",
+        )
+        .unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("host".into(), "h".into()),
+                ("password".into(), r"a  b'c\d".into()),
+                ("sslrootcert".into(), "/etc/my certs/ca.pem".into()),
+                ("dbname".into(), "x y".into()),
+                ("user".into(), String::new()),
+            ]
+        );
+        assert!(parse_conninfo("host").is_err());
+        assert!(parse_conninfo("password='open").is_err());
+        // Taken values arrive whole; the rest is quoted again for tokio-postgres.
+        let (rest, taken) =
+            take_params("host=h sslrootcert='/etc/my certs/ca.pem' password='a  b'");
+        assert_eq!(taken["sslrootcert"], "/etc/my certs/ca.pem");
+        let t = DbTarget::resolve(Some("host=h password='a  b\\'q' dbname='my db'"), &env(&[]))
+            .unwrap();
+        assert_eq!(t.config.get_password(), Some(&b"a  b'q"[..]));
+        assert_eq!(t.dbname(), "my db");
+        assert!(rest.contains("password='a  b'"), "{rest}");
+        // Nothing of a password survives redaction, however it is quoted.
+        let r = redact_url("host=h password='s3cr  3t' user=u");
+        assert!(!r.contains("s3cr") && !r.contains("3t'"), "{r}");
+        assert!(!redact_url("host=h password='s3cr  3t").contains("3t"));
+        // URL values: percent-decoded by the percent-encoding crate.
+        assert_eq!(percent_decode("a%20b%27c%zz"), "a b'c%zz");
     }
 
     #[test]

@@ -72,18 +72,43 @@ fn state_path(siem: &SiemConfig) -> PathBuf {
     siem.common.spool_dir.join("forward-state.json")
 }
 
-fn load_state(path: &Path, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> State {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-        .filter(|s| s.since == since && s.until == until)
-        .unwrap_or(State {
-            since,
-            until,
-            last_ingest_date: None,
-            last_log_id: None,
-            submitted: 0,
-        })
+/// Where the backfill of `since..until` stands: from the start without a state file or with
+/// one of another range; an error when a state file is there but cannot be read or parsed
+/// (never "start over": that would send the whole range to the SIEM again).
+fn load_state(
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<State> {
+    let fresh = State {
+        since,
+        until,
+        last_ingest_date: None,
+        last_log_id: None,
+        submitted: 0,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(fresh),
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot read the backfill's state {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let state = serde_json::from_slice::<State>(&bytes).map_err(|e| {
+        Error::failed(format!(
+            "the backfill's state {} is not readable ({e}): remove it to forward the whole \
+             range again",
+            path.display()
+        ))
+    })?;
+    Ok(if state.since == since && state.until == until {
+        state
+    } else {
+        fresh
+    })
 }
 
 fn save_state(path: &Path, state: &State) -> Result<()> {
@@ -149,7 +174,7 @@ async fn stream(b: &Backfill<'_>, client: &tokio_postgres::Client, fw: &Forwarde
     );
     let stmt = client.prepare(&sql).await?;
     let path = state_path(b.siem);
-    let mut state = load_state(&path, b.since, b.until);
+    let mut state = load_state(&path, b.since, b.until)?;
     // Submits sized to the spool: a small spool fills gradually instead of refusing all.
     let chunk = (b.siem.common.spool_max_bytes / 4 / 1024).clamp(1, CHUNK_MAX as u64) as usize;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
@@ -224,13 +249,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("forward-state.json");
         let t = Some("2026-11-24T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
-        let mut s = load_state(&path, t, None);
+        let mut s = load_state(&path, t, None).unwrap();
         assert_eq!(s.submitted, 0);
         s.last_log_id = Some(uuid::Uuid::nil());
         s.submitted = 5;
         save_state(&path, &s).unwrap();
-        assert_eq!(load_state(&path, t, None), s);
+        assert_eq!(load_state(&path, t, None).unwrap(), s);
         // Another range starts from the beginning.
-        assert_eq!(load_state(&path, None, None).submitted, 0);
+        assert_eq!(load_state(&path, None, None).unwrap().submitted, 0);
+        // A state that cannot be parsed is an error, never "start over".
+        std::fs::write(&path, b"{\"since\": tr").unwrap();
+        let e = load_state(&path, t, None).unwrap_err().to_string();
+        assert!(e.contains("forward-state.json"), "{e}");
     }
 }

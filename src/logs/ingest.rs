@@ -279,12 +279,11 @@ fn parse_all(
                         chunk.dropped += 1;
                     }
                     if store {
-                        chunk.rows.push(Row {
-                            log_id: uuid::Uuid::new_v4(),
-                            ingest_date: opts.received_at.unwrap_or_else(Utc::now),
-                            record: rec,
-                            origin: (index as u32, line_no),
-                        });
+                        chunk.rows.push(Row::new(
+                            opts.received_at.unwrap_or_else(Utc::now),
+                            rec,
+                            (index as u32, line_no),
+                        ));
                     }
                 }
             }

@@ -268,6 +268,7 @@ mod tests {
                 excluded: Vec::new(),
                 alembic_version: None,
                 verified: None,
+                verification_unreadable: None,
                 duration_s: 1.0,
                 kind: crate::archive::manifest::BackupKind::Logical,
                 start_lsn: None,

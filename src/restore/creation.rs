@@ -81,6 +81,11 @@ pub struct Refusal<'a> {
     pub why: &'a str,
     /// SQLSTATE 42501 (insufficient privilege).
     pub denied: bool,
+    /// The restoring role has CREATEDB (or is a superuser), as the catalog says.
+    pub may_create: bool,
+    /// The restoring role may give the database `owner` (a member of it; on PostgreSQL 16
+    /// and later with the SET option), as the catalog says; true without an owner.
+    pub may_give_owner: bool,
     /// A failure that retrying may heal (never a reason to try another locale).
     pub transient: bool,
     /// The owner asked for.
@@ -107,12 +112,16 @@ pub enum Next {
     AsIs,
 }
 
-/// Decide what follows a refused `CREATE DATABASE`.
+/// Decide what follows a refused `CREATE DATABASE`: on the SQLSTATE and the role's privileges
+/// as the catalog has them (the order PostgreSQL checks them in: CREATEDB, then the owner),
+/// never on the message's wording.
 pub fn after_refusal(r: &Refusal<'_>) -> Next {
     let Refusal {
         new,
         why,
         denied,
+        may_create,
+        may_give_owner,
         transient,
         owner,
         locale,
@@ -120,7 +129,14 @@ pub fn after_refusal(r: &Refusal<'_>) -> Next {
         no_owner,
         me,
     } = *r;
-    if let (true, true, Some(o)) = (denied, no_owner, owner) {
+    if denied && !may_create {
+        return Next::Refused(Error::failed(format!(
+            "creating the new database {new}: {why}. The restoring role {me:?} needs CREATEDB \
+             (ALTER ROLE {} CREATEDB); nothing was restored and the target is unchanged",
+            ident(me)
+        )));
+    }
+    if let (true, false, true, Some(o)) = (denied, may_give_owner, no_owner, owner) {
         return Next::WithoutOwner(format!(
             "the owner {o:?} could not be given ({why}): the database is owned by the restoring \
              user (--no-owner)"
@@ -129,9 +145,7 @@ pub fn after_refusal(r: &Refusal<'_>) -> Next {
     if !denied && !transient && locale.is_some() && more_locales {
         return Next::NextLocale;
     }
-    // PostgreSQL 15: "must be member of role"; 16 and later: "must be able to SET ROLE".
-    let membership = why.contains("member of role") || why.contains("SET ROLE");
-    if let (true, true, Some(o)) = (denied, membership, owner) {
+    if let (true, false, Some(o)) = (denied, may_give_owner, owner) {
         // CREATE DATABASE ... OWNER needs membership in the owner role; a managed
         // PostgreSQL's administrator (not a superuser) has it only when granted.
         return Next::Refused(Error::failed(format!(
@@ -140,13 +154,6 @@ pub fn after_refusal(r: &Refusal<'_>) -> Next {
              TO {} (a role with CREATEROLE may grant it), or pass --no-owner; nothing was \
              restored and the target is unchanged",
             ident(o),
-            ident(me)
-        )));
-    }
-    if denied && why.contains("create database") {
-        return Next::Refused(Error::failed(format!(
-            "creating the new database {new}: {why}. The restoring role {me:?} needs CREATEDB \
-             (ALTER ROLE {} CREATEDB); nothing was restored and the target is unchanged",
             ident(me)
         )));
     }
@@ -322,6 +329,8 @@ mod tests {
             new: "kasm_restore_20261124031500",
             why,
             denied,
+            may_create: true,
+            may_give_owner: !denied,
             transient: false,
             owner: Some("kasmapp"),
             locale,
@@ -362,6 +371,8 @@ mod tests {
     fn a_role_without_createdb_is_told_what_it_lacks() {
         let r = Refusal {
             owner: None,
+            may_create: false,
+            may_give_owner: true,
             ..refusal("permission denied to create database", true, None)
         };
         let Next::Refused(e) = after_refusal(&r) else {
@@ -372,6 +383,14 @@ mod tests {
                 .contains("needs CREATEDB (ALTER ROLE \"rds_admin\" CREATEDB)"),
             "{e}"
         );
+        // Decided by the privileges, not the wording, and before the owner (as PostgreSQL
+        // checks them): --no-owner does not hide a missing CREATEDB.
+        let r = Refusal {
+            may_create: false,
+            no_owner: true,
+            ..refusal("whatever the server says", true, None)
+        };
+        assert!(matches!(after_refusal(&r), Next::Refused(_)), "{r:?}");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 
 use super::pgrestore::{self, PgRestore};
 use crate::archive::manifest::Manifest;
+use crate::db::inspection::Inspection;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::{Error, Result};
 use crate::pgtools;
@@ -219,16 +220,41 @@ pub async fn record(
     Ok(())
 }
 
-async fn has_state(client: &tokio_postgres::Client) -> Result<bool> {
+/// Whether the state record exists: by the catalog, which every role may read (`to_regclass`
+/// would fail, or on some versions say "none", for a role without USAGE on its schema).
+async fn has_state(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
     Ok(client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&STATE_TABLE])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c
+                            JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = $1 AND c.relname = 'logs_later')",
+            &[&STATE_SCHEMA],
+        )
         .await?
         .get(0))
 }
 
-/// The tables still to load (`schema.table`); empty without a state record.
-pub async fn pending_names(client: &tokio_postgres::Client) -> Result<Vec<String>> {
-    Ok(pending(client).await?.1.iter().map(Entry::name).collect())
+/// The tables an unfinished `--logs-later` load has still to load (`schema.table`), for the
+/// guard of a restore over that database: [`Inspection::Absent`] without a state record,
+/// [`Inspection::Unreadable`] when it exists but cannot be read (with the server's reason).
+pub async fn pending_names(client: &tokio_postgres::Client) -> Inspection<Vec<String>> {
+    let names = async {
+        if !has_state(client).await? {
+            return Ok(None);
+        }
+        Ok(Some(
+            pending_rows(client)
+                .await?
+                .1
+                .iter()
+                .map(Entry::name)
+                .collect(),
+        ))
+    };
+    match Inspection::of_query(STATE_TABLE, names.await) {
+        Inspection::Found(None) => Inspection::Absent,
+        other => other.map(Option::unwrap_or_default),
+    }
 }
 
 /// The backup of the state record and its pending entries (largest first).
@@ -236,6 +262,13 @@ pub async fn pending(client: &tokio_postgres::Client) -> Result<(Option<String>,
     if !has_state(client).await? {
         return Ok((None, Vec::new()));
     }
+    Ok(pending_rows(client).await?)
+}
+
+/// [`pending`] once the state record is known to exist.
+async fn pending_rows(
+    client: &tokio_postgres::Client,
+) -> Result<(Option<String>, Vec<Entry>), tokio_postgres::Error> {
     let rows = client
         .query(
             &format!(

@@ -167,10 +167,21 @@ async fn create_step(
             .as_db_error()
             .map(|d| d.message().to_string())
             .unwrap_or_else(|| e.to_string());
+        let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
+        // Which privilege is missing, from the catalog (never from the message's wording).
+        let (may_create, may_give_owner) = if denied {
+            server
+                .may_create(owner.as_deref(), props.server_major)
+                .await?
+        } else {
+            (true, true)
+        };
         let next = creation::after_refusal(&Refusal {
             new,
             why: &why,
-            denied: e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            denied,
+            may_create,
+            may_give_owner,
             transient: crate::db::is_transient(&e),
             owner: owner.as_deref(),
             locale,
@@ -460,27 +471,19 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
     if existing.is_some() && !job.force {
         server.refuse_in_use(&name).await?;
     }
-    // Kasm's schema revision and an unfinished --logs-later load of the existing database.
+    // Kasm's schema revision and an unfinished --logs-later load of the existing database: a
+    // check that cannot be made refuses without --force (guard::check).
     let mut guarded = Vec::new();
     let mut target_alembic_version = None;
     if existing.is_some() {
-        let found = match guard::inspect(job.target, job.retry).await {
-            Ok(found) => found,
-            // A database this role may not connect to is still replaced as before.
-            Err(e) if e.kind() == crate::error::Kind::Failed => {
-                guarded.push(guard::uninspected(&name, &e));
-                guard::Found::default()
-            }
-            Err(e) => return Err(e),
-        };
-        guarded.extend(guard::pending(&name, &found.logs_pending, job.force)?);
-        guarded.extend(guard::alembic(
+        let found = guard::inspect(job.target, job.retry).await;
+        guarded = guard::check(
             &name,
             job.manifest.alembic_version.as_deref(),
-            found.alembic_version.as_deref(),
+            &found,
             job.force,
-        )?);
-        target_alembic_version = found.alembic_version;
+        )?;
+        target_alembic_version = found.alembic_version.found().cloned();
     }
     let roles_plan = if job.create_roles {
         Some(roles::prepare(&server, job.storage, job.manifest, key.as_ref()).await?)

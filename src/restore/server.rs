@@ -214,6 +214,24 @@ impl Server {
     /// Create the new, empty database from template0, owned by `owner` (else by the connected
     /// user) with `locale` (else the server's default). The server's error is returned as it is,
     /// for the caller to decide whether another locale or no owner is worth a try.
+    /// What the restoring role may do for `CREATE DATABASE`, as the catalog says: CREATEDB
+    /// (or superuser), and give the database `owner` (membership; the SET option on
+    /// PostgreSQL 16 and later); true without an owner.
+    pub async fn may_create(&self, owner: Option<&str>, server_major: u32) -> Result<(bool, bool)> {
+        let option = if server_major >= 16 { "SET" } else { "MEMBER" };
+        let row = self
+            .client
+            .query_one(
+                "SELECT r.rolcreatedb OR r.rolsuper,
+                        CASE WHEN $1::text IS NULL OR r.rolsuper THEN true
+                             ELSE pg_has_role(current_user, $1::text::name, $2) END
+                 FROM pg_roles r WHERE r.rolname = current_user",
+                &[&owner, &option],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     pub async fn create(
         &self,
         new: &str,

@@ -14,6 +14,19 @@ pub enum Verdict {
     Missing,
     /// A token was given and it is not the configured one.
     Invalid,
+    /// The token given is valid, but for the other side: the read token on a write endpoint
+    /// (403, where a wrong token is 401).
+    Forbidden,
+}
+
+/// [`check`] for a write endpoint: `Forbidden` when the token given is the read token.
+pub fn check_write(header: Option<&[u8]>, token: &Secret, read_token: Option<&Secret>) -> Verdict {
+    match check(header, token) {
+        Verdict::Invalid if read_token.is_some_and(|r| check(header, r) == Verdict::Ok) => {
+            Verdict::Forbidden
+        }
+        v => v,
+    }
 }
 
 /// Check an `Authorization` header value against `token`.
@@ -58,6 +71,19 @@ mod tests {
         assert_eq!(check(Some(b"splunk  s3cret "), &t), Verdict::Ok);
         assert_eq!(check(Some(b"Bearer s3cre"), &t), Verdict::Invalid);
         assert_eq!(check(Some(b"Bearer s3cret2"), &t), Verdict::Invalid);
+        let r = Secret::new("read-s3cret");
+        assert_eq!(
+            check_write(Some(b"Bearer read-s3cret"), &t, Some(&r)),
+            Verdict::Forbidden
+        );
+        assert_eq!(
+            check_write(Some(b"Bearer x"), &t, Some(&r)),
+            Verdict::Invalid
+        );
+        assert_eq!(
+            check_write(Some(b"Bearer s3cret"), &t, Some(&r)),
+            Verdict::Ok
+        );
         assert_eq!(check(Some(b"Bearer x"), &Secret::new("")), Verdict::Invalid);
     }
 }

@@ -80,6 +80,38 @@ impl BackupStatus {
 
     /// Refresh what is due (waiting at most [`SCRAPE_WAIT`]) and set the gauges as of now.
     pub async fn scrape(&self, metrics: &Metrics) {
+        self.refresh_due().await;
+        let now = Utc::now();
+        for w in &self.targets {
+            w.export(metrics, now);
+        }
+    }
+
+    /// Each target's verdict as of now (the dashboard's backups), from the same cached listing
+    /// as `/metrics` (refreshed when due, waiting at most [`SCRAPE_WAIT`]).
+    pub async fn verdicts(&self) -> Vec<check::TargetVerdict> {
+        self.refresh_due().await;
+        let now = Utc::now();
+        self.targets
+            .iter()
+            .map(|w| {
+                let (listed, attempted_ok) = {
+                    let st = w.state.lock().unwrap_or_else(|p| p.into_inner());
+                    (st.listed.clone(), st.attempted.map(|(_, ok)| ok))
+                };
+                let listing = match (&listed, attempted_ok) {
+                    (Some((l, _)), _) => Ok(&l[..]),
+                    (None, Some(false)) => {
+                        Err("cannot list the target (the reason is in serve's log)".to_string())
+                    }
+                    (None, _) => Err("not listed yet".to_string()),
+                };
+                check::TargetVerdict::judge(w.label.clone(), listing, now)
+            })
+            .collect()
+    }
+
+    async fn refresh_due(&self) {
         let mut pending = Vec::new();
         for w in &self.targets {
             if w.due() && !w.refreshing.swap(true, Ordering::AcqRel) {
@@ -89,10 +121,6 @@ impl BackupStatus {
         if !pending.is_empty() {
             // A refresh that takes longer goes on; this scrape answers from the last listing.
             let _ = tokio::time::timeout(SCRAPE_WAIT, futures::future::join_all(pending)).await;
-        }
-        let now = Utc::now();
-        for w in &self.targets {
-            w.export(metrics, now);
         }
     }
 }

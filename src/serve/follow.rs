@@ -669,12 +669,7 @@ impl Follower {
                         }
                         continue;
                     }
-                    rows.push(Row {
-                        log_id: uuid::Uuid::new_v4(),
-                        ingest_date: now,
-                        record: rec,
-                        origin: (0, 0),
-                    });
+                    rows.push(Row::new(now, rec, (0, 0)));
                 }
                 Err(e) => {
                     rejected += 1;

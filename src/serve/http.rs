@@ -41,10 +41,14 @@ pub struct App {
     pub channels: super::channels::Channels,
     /// The backup targets' state for `/metrics`; `None` without `backup.to`.
     pub backups: Option<Arc<super::backup_status::BackupStatus>>,
+    /// `server.read_token`: a write presenting it gets 403, not 401.
+    pub read_token: Option<Secret>,
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// The ingest, health and metrics routes, with the read API and the panel merged in when
+/// `server.read_token` is set (`read`).
+pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
+    let base = Router::new()
         .route("/api/v1/logs", post(logs))
         .route("/services/collector", post(hec))
         .route("/services/collector/event", post(hec))
@@ -55,7 +59,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/services/collector/health/1.0", get(hec_health))
         .route("/api/__healthcheck", get(health))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(app);
+    let router = match read {
+        Some(read) => base.merge(read),
+        None => base,
+    };
+    // The CSP and the other security headers on every answer: pages, assets and JSON alike.
+    router.layer(axum::middleware::map_response(
+        super::panel::security_headers,
+    ))
 }
 
 const RETRY_AFTER_S: &str = "5";
@@ -109,9 +121,10 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Read {
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Verdict {
-    auth::check(
+    auth::check_write(
         headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         &app.token,
+        app.read_token.as_ref(),
     )
 }
 
@@ -156,6 +169,12 @@ async fn logs_inner(app: &App, headers: &HeaderMap, body: Body) -> Response {
         }
         Verdict::Invalid => {
             return json_response(StatusCode::UNAUTHORIZED, json!({"error": "invalid token"}));
+        }
+        Verdict::Forbidden => {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                json!({"error": "the read token cannot write: use server.token"}),
+            );
         }
     }
     let data = match read_body(app, headers, body).await {
@@ -247,7 +266,7 @@ async fn hec_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) -> Res
     match authorize(app, headers) {
         Verdict::Ok => {}
         Verdict::Missing => return hec_error(&HecError::TOKEN_REQUIRED),
-        Verdict::Invalid => return hec_error(&HecError::INVALID_TOKEN),
+        Verdict::Invalid | Verdict::Forbidden => return hec_error(&HecError::INVALID_TOKEN),
     }
     let channel = match channel_of(uri, headers) {
         Ok(c) => c,
@@ -321,7 +340,7 @@ async fn hec_ack_inner(app: &App, uri: &Uri, headers: &HeaderMap, body: Body) ->
     match authorize(app, headers) {
         Verdict::Ok => {}
         Verdict::Missing => return hec_error(&HecError::TOKEN_REQUIRED),
-        Verdict::Invalid => return hec_error(&HecError::INVALID_TOKEN),
+        Verdict::Invalid | Verdict::Forbidden => return hec_error(&HecError::INVALID_TOKEN),
     }
     let channel = match channel_of(uri, headers) {
         Ok(Some(c)) => c,

@@ -28,9 +28,12 @@ pub mod identity;
 pub mod jobs;
 pub mod lines;
 pub mod metrics;
+pub mod panel;
 pub mod parse;
+pub mod read_api;
 pub mod recovery;
 pub mod schedule;
+pub mod session;
 pub mod spool;
 pub mod store;
 pub mod throttle;
@@ -46,6 +49,9 @@ use tokio::sync::{oneshot, watch};
 
 /// From the signal to the process returning.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+/// Connections of the read API's own pool (pages, streams between polls, exports).
+const READ_POOL: usize = 4;
 
 /// Serve with the resolved configuration `cfg` on the database `db` until a signal (`Ok`) or
 /// a failure retrying cannot heal. `env` is `main.rs`'s environment snapshot (pg_dump's
@@ -65,6 +71,16 @@ pub async fn serve(
                 "serve needs server.token (env KASM_DB_SERVER_TOKEN): the ingest endpoints require it",
             )
         })?;
+    let read_token = cfg.server.read_token.clone().filter(|t| !t.is_empty());
+    if read_token
+        .as_ref()
+        .is_some_and(|r| r.expose() == token.expose())
+    {
+        return Err(Error::usage(
+            "server.read_token must differ from server.token: the ingest token must not read \
+             the logs, and the read token must not write them",
+        ));
+    }
     let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         (None, None) => None,
@@ -127,6 +143,7 @@ pub async fn serve(
         unavailable_log: Default::default(),
         channels: Default::default(),
         backups: backup_status.clone(),
+        read_token: read_token.clone(),
     });
     metrics.set(
         "spool_bytes",
@@ -163,7 +180,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         runner: runner_name(),
         env: env.clone(),
-        backup_status,
+        backup_status: backup_status.clone(),
         notifier: notifier(&cfg.notify, &metrics)?,
     });
     for job in jobs {
@@ -218,7 +235,29 @@ pub async fn serve(
     let until_stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let router = http::router(app);
+    let read = match &read_token {
+        Some(read_token) => {
+            let read_app = Arc::new(read_api::ReadApp {
+                pool: crate::db::pool_unconnected(db, READ_POOL)?,
+                schema: schema.clone(),
+                read_token: read_token.clone(),
+                ingest_token: app.token.clone(),
+                ready: ready_rx.clone(),
+                stop: stop_rx.clone(),
+            });
+            // The panel and the dashboard: only with a read token too (else 404).
+            let panel = Arc::new(panel::Panel {
+                read: read_app.clone(),
+                secure: cfg.server.tls_cert.is_some(),
+                config: Arc::new(cfg.clone()),
+                backups: backup_status.clone(),
+                cache: Default::default(),
+            });
+            Some(read_api::routes(read_app).merge(panel::router(panel)))
+        }
+        None => None,
+    };
+    let router = http::router(app, read);
     let server: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config)?;

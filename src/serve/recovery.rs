@@ -21,7 +21,8 @@ pub async fn newest(storage: &dyn Storage) -> crate::error::Result<Option<Verifi
     let manifests = crate::archive::catalog::complete(storage).await?;
     let mut best: Option<Verification> = None;
     for m in manifests.iter().take(LOOK_BACK) {
-        if let Some(v) = verification::latest(storage, &m.id).await
+        // Best effort: an unreadable record is no measured recovery time (the check says more).
+        if let Ok(Some(v)) = verification::latest(storage, &m.id).await
             && v.recovery_s().is_some()
             && best.as_ref().is_none_or(|b| v.at > b.at)
         {

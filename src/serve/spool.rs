@@ -175,18 +175,23 @@ impl Spool {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let text = std::fs::read_to_string(&path)?;
             let mut rows = Vec::new();
+            // Lines that cannot be loaded are kept beside the spool, never dropped unseen.
+            let mut rejected = Vec::new();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Spooled>(line)
-                    .ok()
-                    .and_then(Spooled::row)
-                {
-                    Some(r) => rows.push(r),
-                    None => {
-                        tracing::error!(file = %path.display(), "unreadable spool line skipped")
-                    }
+                match serde_json::from_str::<Spooled>(line) {
+                    Ok(s) => match s.row() {
+                        Some(r) => rows.push(r),
+                        None => rejected.push((line.to_string(), "unknown level".to_string())),
+                    },
+                    Err(e) => rejected.push((line.to_string(), format!("unreadable: {e}"))),
                 }
             }
-            total += load_rows(pool, schema, rows).await?;
+            let (stored, refused) = load_rows(pool, schema, rows).await?;
+            total += stored;
+            rejected.extend(refused);
+            if !rejected.is_empty() {
+                keep_rejected(&path, &rejected)?;
+            }
             std::fs::remove_file(&path)?;
             self.used
                 .fetch_sub(size.min(self.bytes()), Ordering::SeqCst);
@@ -196,8 +201,47 @@ impl Spool {
     }
 }
 
-/// Store the rows not yet in the database (by `log_id` within their `ingest_date`).
-async fn load_rows(pool: &Pool, schema: &str, rows: Vec<Row>) -> Result<u64> {
+/// Write the lines of spool file `path` that could not be loaded, with why, to
+/// `<name>.rejected` beside it (NDJSON `{"line","reason"}`, private, fsynced) and say so.
+fn keep_rejected(path: &Path, rejected: &[(String, String)]) -> Result<()> {
+    let out = path.with_extension("rejected");
+    let mut text = Vec::new();
+    for (line, reason) in rejected {
+        serde_json::to_writer(
+            &mut text,
+            &serde_json::json!({ "line": line, "reason": reason }),
+        )
+        .map_err(|e| Error::failed(format!("spool: {e}")))?;
+        text.push(b'\n');
+    }
+    (|| -> std::io::Result<()> {
+        let mut f = private::create(&out, FileMode::PRIVATE)?;
+        f.write_all(&text)?;
+        f.sync_all()
+    })()
+    .map_err(|e| {
+        Error::failed(format!(
+            "cannot keep the rejected lines of {} in {}: {e}",
+            path.display(),
+            out.display()
+        ))
+    })?;
+    tracing::error!(
+        file = %path.display(),
+        rejected = rejected.len(),
+        kept = %out.display(),
+        "spooled lines the database could not take are kept for the operator"
+    );
+    Ok(())
+}
+
+/// Store the rows not yet in the database (by `log_id` within their `ingest_date`); returns
+/// the rows stored and those the database refused (as spooled, with its reason).
+async fn load_rows(
+    pool: &Pool,
+    schema: &str,
+    rows: Vec<Row>,
+) -> Result<(u64, Vec<(String, String)>)> {
     let mut client = db::get(pool).await?;
     let needed =
         partition_plan::containing_all(rows.iter().map(|r| (r.record.class(), r.ingest_date)));
@@ -231,8 +275,13 @@ async fn load_rows(pool: &Pool, schema: &str, rows: Vec<Row>) -> Result<u64> {
         .collect();
     let mut job = StoreJob::new(rows.len());
     job.run(&client, schema, &rows).await?;
+    let mut refused = Vec::new();
     for (i, reason) in &job.out.refused {
         tracing::error!(row = i, reason = %reason, "the database refused a spooled row");
+        if let Some(r) = rows.get(*i) {
+            let line = serde_json::to_string(&Spooled::of(r)).unwrap_or_default();
+            refused.push((line, reason.clone()));
+        }
     }
-    Ok(job.out.stored)
+    Ok((job.out.stored, refused))
 }

@@ -105,12 +105,7 @@ impl Store {
             let class = rec.class();
             if self.keeps(class) {
                 index.push(i);
-                rows.push(Row {
-                    log_id: uuid::Uuid::new_v4(),
-                    ingest_date: now,
-                    record: rec,
-                    origin: (0, i as u64),
-                });
+                rows.push(Row::new(now, rec, (0, i as u64)));
             } else if self.sink.is_some() {
                 forward.push(rec);
             } else {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod serve;
 
 use kasm_db::pgtemp::Cluster;
 use std::path::PathBuf;

@@ -126,12 +126,7 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()
     } else {
         root.join(rel)
     };
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.is_empty() => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in rd {
+    for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let rel_name = if rel.is_empty() {
@@ -194,6 +189,17 @@ impl Storage for FsStorage {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>>> {
         async move {
             let root = self.root.clone();
+            // A directory that is not there is not an empty one: never "no backups".
+            match tokio::fs::metadata(&root).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(super::missing(format!(
+                        "the backup directory {} does not exist (a mistyped path, or a share \
+                         not mounted?)",
+                        root.display()
+                    )));
+                }
+                _ => {}
+            }
             let mut out = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
                 walk(&root, "", &mut out).map(|_| out)
@@ -214,6 +220,16 @@ impl Storage for FsStorage {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         async move {
+            // A directory that is not there is not an empty archive (see `list`).
+            if let Err(e) = tokio::fs::metadata(&self.root).await {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Err(super::missing(format!(
+                        "the backup directory {} does not exist (a mistyped path, or a share \
+                         not mounted?)",
+                        self.root.display()
+                    )));
+                }
+            }
             // Only the prefix's folder is walked (the WAL of one timeline, not every backup).
             let folder = prefix.trim_end_matches('/').to_string();
             self.path(&folder)?;
@@ -343,8 +359,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_root_lists_empty() {
+    async fn a_missing_root_is_an_error_an_empty_one_lists_empty() {
         let s = FsStorage::new("/nonexistent/kasm-db-test".into(), FileMode::PRIVATE);
+        let e = s.list().await.unwrap_err();
+        assert!(super::super::is_missing(&e), "{e}");
+        assert_eq!(e.kind(), crate::error::Kind::Temporary);
+        assert!(e.to_string().contains("/nonexistent/kasm-db-test"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf(), FileMode::PRIVATE);
         assert!(s.list().await.unwrap().is_empty());
     }
 }

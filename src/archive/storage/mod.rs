@@ -52,6 +52,26 @@ pub fn is_locked(e: &crate::error::Error) -> bool {
     e.caused_by::<Locked>()
 }
 
+/// The cause of an error on a target that does not exist: a backup directory that is not
+/// there (a mistyped path, an NFS share not mounted), an S3 bucket that does not exist
+/// (`NoSuchBucket`), an Azure container that does not (`ContainerNotFound`). Never "no backups":
+/// listing, checking, verifying, pruning, copying from or restoring from such a target fails
+/// with exit 75 naming it; writing a backup into a directory that is not there creates it
+/// (buckets and containers are never created). Recognised with [`is_missing`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Missing(pub String);
+
+/// The error of a missing target (exit 75), [`Missing`] as its cause.
+pub fn missing(msg: impl Into<String>) -> crate::error::Error {
+    crate::error::Error::with_cause(crate::error::Kind::Temporary, Missing(msg.into()))
+}
+
+/// Whether `e` says the target does not exist ([`Missing`]).
+pub fn is_missing(e: &crate::error::Error) -> bool {
+    e.caused_by::<Missing>()
+}
+
 /// A streaming reader over an object's bytes.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 

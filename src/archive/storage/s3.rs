@@ -72,16 +72,23 @@ pub struct S3Storage {
     lock_days: Option<u32>,
 }
 
+/// The S3 error code of a bucket that does not exist.
+const NO_SUCH_BUCKET: &str = "NoSuchBucket";
+
 /// The Object Lock mode of `s3.object_lock_days` (see the module's description).
 pub const LOCK_MODE: &str = "GOVERNANCE";
 
 fn s3_err<E, R>(what: impl std::fmt::Display, e: SdkError<E, R>) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let temporary = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
     let msg = format!("{what}: {}", DisplayErrorContext(&e));
+    // The S3 API's own error code (not the message): the bucket does not exist.
+    if e.as_service_error().and_then(|s| s.code()) == Some(NO_SUCH_BUCKET) {
+        return super::missing(format!("{msg} (create the bucket first; kasm-db does not)"));
+    }
     if temporary {
         Error::temporary(msg)
     } else {

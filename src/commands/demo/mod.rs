@@ -11,6 +11,7 @@ mod backup;
 mod cap;
 mod logs;
 mod notify;
+mod read;
 mod restore;
 mod size;
 mod verify;
@@ -48,6 +49,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("migrate", |d| Box::pin(stage_migrate(d))),
         ("ingest", |d| Box::pin(logs::ingest_stage(d))),
         ("purge", |d| Box::pin(logs::purge_stage(d))),
+        ("read", |d| Box::pin(read::stage(d))),
         ("cap", |d| Box::pin(cap::stage(d))),
         ("size", |d| Box::pin(size::stage(d))),
         ("backup", |d| Box::pin(backup::stage(d))),

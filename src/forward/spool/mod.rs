@@ -121,12 +121,19 @@ fn decode_slot(b: &[u8]) -> Option<(u64, Cursor)> {
     ))
 }
 
-/// The newest valid commit and its sequence number.
-fn read_commit(dir: &Path) -> Option<(u64, Cursor)> {
-    let b = fs::read(dir.join("commit")).ok()?;
+/// The newest valid commit and its sequence number; `None` without a commit file or with
+/// damaged slots. A commit file that is there but cannot be read is an error, not "replay
+/// everything".
+fn read_commit(dir: &Path) -> Result<Option<(u64, Cursor)>> {
+    let path = dir.join("commit");
+    let b = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path, e)),
+    };
     let a = decode_slot(&b);
     let c = b.get(SLOT..).and_then(decode_slot);
-    [a, c].into_iter().flatten().max_by_key(|(seq, _)| *seq)
+    Ok([a, c].into_iter().flatten().max_by_key(|(seq, _)| *seq))
 }
 
 impl Spool {
@@ -150,7 +157,7 @@ impl Spool {
         }
         let first = segments.keys().next().copied().unwrap_or(0);
         // A missing or damaged commit file means: replay everything (duplicates, never loss).
-        let stored = read_commit(dir);
+        let stored = read_commit(dir)?;
         let commit_seq = stored.map_or(0, |(seq, _)| seq);
         let commit = match stored.map(|(_, c)| c) {
             Some(c) if segments.contains_key(&c.seg) => c,

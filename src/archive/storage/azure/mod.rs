@@ -125,7 +125,10 @@ impl Inner {
                         self.container
                     ));
                 }
-                if transient_status(status) {
+                if code.as_deref() == Some("ContainerNotFound") {
+                    // The target does not exist: never "no backups".
+                    crate::archive::storage::missing(text)
+                } else if transient_status(status) {
                     Error::temporary(text)
                 } else {
                     Error::failed(text)
