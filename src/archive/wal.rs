@@ -13,6 +13,10 @@
 //! wal/<timeline>/<tli>.history.gz|.json    a timeline history file
 //! ```
 //!
+//! A segment's trailing zeros (pg_receivewal pads the segment being written, and one switched
+//! early, to its full size) are not stored: the record says the size to pad back to
+//! (`pad_to`), so a flush costs the WAL written, not a whole segment.
+//!
 //! A segment is stored once its record is: the record is written last, exactly as a backup's
 //! manifest is. A partial copy gets a new object name each time and its record is replaced
 //! after the copy is whole, so a reader never pairs a record with a half-written object.
@@ -110,8 +114,13 @@ pub struct Record {
     /// The object's size and SHA-256 (after compression).
     pub size_bytes: u64,
     pub sha256: String,
-    /// The file's own size (a segment is always whole, a partial one zero-padded).
+    /// The bytes stored (unpacked): the file without its trailing zeros (pg_receivewal pads a
+    /// segment still being written, and one switched early, with zeros to its full size).
     pub wal_bytes: u64,
+    /// The file's own size: zeros are appended up to it when it is fetched. `None` in records
+    /// whose object holds the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to: Option<u64>,
     /// `gzip` or `zstd`.
     pub compression: String,
     /// True for the copy of a segment still being written.

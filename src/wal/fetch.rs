@@ -147,6 +147,7 @@ async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<
     let codec = Codec::from_kind(&record.compression).map_err(abort)?;
     let dest = dest.to_path_buf();
     let want = record.wal_bytes;
+    let pad_to = record.pad_to;
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         let tmp = dest.with_extension("kasm-db-partial");
@@ -157,7 +158,6 @@ async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<
         let out = unpacked
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
             .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
-        out.sync_all()?;
         let len = out.metadata()?.len();
         if len != want {
             let _ = std::fs::remove_file(&tmp);
@@ -165,9 +165,65 @@ async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<
                 "WAL file {file} unpacks to {len} bytes, its record says {want}"
             )));
         }
+        // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
+        if let Some(size) = pad_to.filter(|p| *p > len) {
+            out.set_len(size)?;
+        }
+        out.sync_all()?;
         std::fs::rename(&tmp, &dest)?;
         Ok(())
     })
     .await
     .map_err(|e| abort(format!("unpacking task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::compress::{Codec, Method};
+    use crate::archive::storage::fs::FsStorage;
+    use crate::private::FileMode;
+
+    #[tokio::test]
+    async fn a_segment_comes_back_byte_for_byte_and_a_corrupt_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let seg = "000000010000000000000003";
+        // Written at its start, zero-padded to its size as pg_receivewal leaves it.
+        let mut wal: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        wal.resize(16 << 20, 0);
+        let local = dir.path().join(seg);
+        std::fs::write(&local, &wal).unwrap();
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 5,
+        };
+        let r = crate::wal::stream::store(&s, method, &local, seg, None)
+            .await
+            .unwrap();
+        assert_eq!((r.wal_bytes, r.pad_to), (70_000, Some(16 << 20)));
+        let dest = dir.path().join("RECOVERYXLOG");
+        let got = fetch(&s, seg, &dest, None).await.unwrap();
+        assert_eq!(
+            got,
+            Fetched::Restored {
+                file: seg.into(),
+                partial: false
+            }
+        );
+        assert!(std::fs::read(&dest).unwrap() == wal, "not the same bytes");
+        // The end of the archive is "not found"; a corrupt object stops recovery.
+        let next = "000000010000000000000004";
+        assert!(matches!(
+            fetch(&s, next, &dest, None).await.unwrap(),
+            Fetched::NotFound(_)
+        ));
+        let object = dir.path().join("target").join(&r.object);
+        let mut bad = std::fs::read(&object).unwrap();
+        bad[10] ^= 0xff;
+        std::fs::write(&object, bad).unwrap();
+        let e = fetch(&s, seg, &dest, None).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::Abort);
+        assert!(e.to_string().contains("corrupt"), "{e}");
+    }
 }

@@ -400,6 +400,10 @@ pub async fn store(
     // A partial file grows while it is read: read what is there now, once.
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).await?;
+    // Its trailing zeros (the padding of a segment not yet written, or switched early) are not
+    // stored, only counted: the stream's cost is the WAL written, not 16 MiB per flush.
+    let pad_to = bytes.len() as u64;
+    bytes.truncate(bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1));
     let wal_bytes = bytes.len() as u64;
     let (tx, rx) = mpsc::channel::<Piece>(8);
     let put = {
@@ -428,6 +432,7 @@ pub async fn store(
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
         wal_bytes,
+        pad_to: (pad_to > wal_bytes).then_some(pad_to),
         compression: method.codec.name().into(),
         partial: partial.is_some(),
     };
