@@ -642,6 +642,23 @@ fn point_in_time_recovery_through_s3() {
             .any(|k| k.starts_with("pitr/wal/00000001/") && k.ends_with(".json")),
         "{keys:?}"
     );
+    // No partial copy is left behind: at most the newest segment's one, the one its record
+    // names, and none of a segment stored whole.
+    let partials: Vec<&String> = keys.iter().filter(|k| k.contains(".partial-")).collect();
+    assert!(partials.len() <= 1, "{partials:?}");
+    for p in partials {
+        let seg = p.rsplit('/').next().unwrap().split('.').next().unwrap();
+        assert!(
+            !keys.contains(&format!("pitr/wal/00000001/{seg}.json")),
+            "{keys:?}"
+        );
+        let record: serde_json::Value = serde_json::from_slice(&moto::get(
+            &bucket,
+            &format!("pitr/wal/00000001/{seg}.partial.json"),
+        ))
+        .unwrap();
+        assert_eq!(format!("pitr/{}", record["object"].as_str().unwrap()), *p);
+    }
 
     let r = restore_from(&bindir, &target, &s3_env, &restored.join("latest"), &[])
         .expect("restore from S3");

@@ -342,16 +342,30 @@ impl Sweeper<'_> {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
+            // The copy this replaces: this run's, or the one a previous run left recorded.
+            let old = match self.partial_seen.get(&seg) {
+                Some((_, o)) => Some(o.clone()),
+                None => match wal::record_name(&seg, true) {
+                    Some(name) => storage::get_small(self.storage, &name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                        .map(|r| r.object),
+                    None => None,
+                },
+            };
             let record = match store(self.storage, self.method, &path, &seg, Some(n)).await {
                 Ok(r) => r,
                 // Renamed to its completed name while being read: the next sweep has it.
                 Err(_) if !path.exists() => continue,
                 Err(e) => return Err(e),
             };
-            if let Some((_, old)) = self
-                .partial_seen
-                .insert(seg.clone(), (modified, record.object))
-            {
+            self.partial_seen
+                .insert(seg.clone(), (modified, record.object.clone()));
+            // Only after the new record is stored: a reader never finds a record without its
+            // object (and one that lost the race reads the record again).
+            if let Some(old) = old.filter(|o| *o != record.object) {
                 let _ = self.storage.delete(&old).await;
             }
             report.partial_copies += 1;
