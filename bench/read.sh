@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The read side (issue 24), side by side in one run on a Kasm-shaped store of R records (default
-# 10M) received over 7 days (hourly slices through `kasm-db ingest --received-at`):
+# 10M) received over 7 days (1008 slices of 10 minutes through `kasm-db ingest --received-at`):
 #  - the newest 100 for a host + level filter: `kasm-db logs` vs the floor, psql fetching those
 #    same 100 rows by log_id (with the ingest_date each id carries, so the partitions prune; also
 #    shown: by log_id alone, which scans, as kasm-db keeps no index on log_id);
@@ -23,12 +23,12 @@ PSQL=("$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1
 export KASM_DB_URL="postgres://postgres@127.0.0.1:$PORT/k"
 "$KASM_DB" -q migrate >/dev/null
 
-# The store: 168 hourly slices, newest last.
-PER=$(( R / 168 ))
+# The store: 1008 slices of 10 minutes (each slice's records share its receive time), newest last.
+PER=$(( R / 1008 ))
 "$KASM_DB" gen-logs "$PER" > "$WORK/slice.ndjson"
 t0=$(now)
-for h in $(seq 167 -1 0); do
-  "$KASM_DB" -q ingest --received-at "$(date -u -d "$h hours ago" +%Y-%m-%dT%H:%M:%SZ)" "$WORK/slice.ndjson" >/dev/null
+for m in $(seq 10070 -10 0); do
+  "$KASM_DB" -q ingest --received-at "$(date -u -d "$m minutes ago" +%Y-%m-%dT%H:%M:%SZ)" "$WORK/slice.ndjson" >/dev/null
 done
 t1=$(now)
 "${PSQL[@]}" -d k -c "VACUUM ANALYZE logs" -c "CHECKPOINT"

@@ -188,7 +188,10 @@ pub enum Command {
     /// Maintenance: find bloat and wraparound risk, VACUUM (ANALYZE); with --full give space back.
     Vacuum(VacuumArgs),
 
-    /// Walk the whole toolkit end to end on throwaway local PostgreSQL clusters.
+    /// Walk the whole toolkit end to end on throwaway local PostgreSQL clusters, one line per
+    /// stage on stderr (-v adds the operations' own log lines). --json prints the stages'
+    /// results as one document; --config and --db are refused (exit 2): the demo makes its own
+    /// clusters and configuration.
     Demo,
 
     /// Write one self-contained HTML page with charts: sizes over time, log volume, backups.

@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use kasm_db::cli::{Cli, LogFormat};
+use kasm_db::commands::demo::{EXPECTED_SPAN, STAGE_SPAN};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -121,8 +122,13 @@ fn json_on_command_line(args: impl Iterator<Item = std::ffi::OsString>) -> bool 
     args.take_while(|a| a != "--").any(|a| a == "--json")
 }
 
+/// Diagnostics on stderr: `KASM_DB_LOG` (an `EnvFilter`), else `-v`/`-q`. Inside the demo's
+/// spans ([`STAGE_SPAN`], [`EXPECTED_SPAN`]) the lines that are the expected effect of what it
+/// shows are left out unless `-v` or `KASM_DB_LOG` asks for them: INFO chatter in every stage,
+/// and also the WARNs of the operation it runs to provoke them (the size cap dropping
+/// partitions). ERRORs always show; a stage that fails says so on its own line.
 fn init_tracing(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::{EnvFilter, Layer, filter, fmt, prelude::*};
     let level = match (cli.global.verbose, cli.global.quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
@@ -130,16 +136,48 @@ fn init_tracing(cli: &Cli) {
         (_, 1) => "warn",
         _ => "error",
     };
+    let explicit = std::env::var_os("KASM_DB_LOG").is_some();
     let filter = EnvFilter::try_from_env("KASM_DB_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("kasm_db={level},kasm_db::pgtemp=warn,warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let all = cli.global.verbose > 0 || explicit;
+    let expected = filter::dynamic_filter_fn(move |meta, cx| {
+        all || !meta.is_event() || !expected_in_demo(*meta.level(), cx.lookup_current())
+    });
+    let layer = fmt::layer().with_writer(std::io::stderr).with_target(false);
     match cli.global.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().with_filter(filter).with_filter(expected))
+            .init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(
+                layer
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(filter)
+                    .with_filter(expected),
+            )
             .init(),
     }
+}
+
+/// Whether an event at `level` inside `span` is the demo's expected chatter (see
+/// [`init_tracing`]).
+fn expected_in_demo<R>(
+    level: tracing::Level,
+    span: Option<tracing_subscriber::registry::SpanRef<'_, R>>,
+) -> bool
+where
+    R: for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let Some(span) = span else {
+        return false;
+    };
+    for s in span.scope() {
+        if s.name() == EXPECTED_SPAN {
+            return level > tracing::Level::ERROR;
+        }
+        if s.name() == STAGE_SPAN {
+            return level > tracing::Level::WARN;
+        }
+    }
+    false
 }

@@ -211,3 +211,56 @@ fn completions_and_man_page_generate() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains(".TH") && r.stdout.contains("kasm-db"));
 }
+
+/// `demo` honours `--json` (the stages' results, one document on stdout) and shows one line per
+/// stage on stderr, without the operations' INFO lines or the WARNs its cap stage provokes;
+/// `--config` and `--db` on its command line are refused (exit 2), with `--json` as the failure
+/// document.
+#[test]
+fn demo_prints_its_stages_as_json_and_refuses_config_and_db() {
+    let r = run(kasm_db(&["demo", "--db", "postgres://127.0.0.1:1/x"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("makes its own"), "{}", r.stderr);
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "not = [valid").unwrap();
+    let r = run(kasm_db(&[
+        "demo",
+        "--json",
+        "--config",
+        bad.path().to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["exit_code"].clone()),
+        (false.into(), 2.into())
+    );
+    assert!(v["error"].as_str().unwrap().contains("--config"), "{v}");
+
+    let r = run(kasm_db(&["demo", "--json"]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], true, "{v}");
+    let stages = v["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 10, "{v}");
+    for s in stages {
+        assert!(s["result"] == "ok" || s["result"] == "skipped", "{s}");
+    }
+    assert!(
+        stages
+            .iter()
+            .any(|s| s["stage"] == "cap" && s["result"] == "ok"),
+        "{v}"
+    );
+    // Its own lines only: the header, the clusters' ports, one line per stage (no log lines).
+    for line in r.stderr.lines() {
+        assert!(
+            line.starts_with("kasm-db demo:")
+                || line.starts_with("  primary on")
+                || (line.starts_with('[') && !line.contains("FAILED")),
+            "a passing demo's stderr has its stage lines only: {line}\n{}",
+            r.stderr
+        );
+    }
+    assert!(r.stderr.contains("[5/10] cap      ok"), "{}", r.stderr);
+}

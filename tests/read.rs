@@ -37,24 +37,8 @@ fn records(tag: &str, n: usize) -> String {
 }
 
 fn ingest(url: &str, ndjson: &str) {
-    let mut child = kasm_db(&["ingest", "--db", url, "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ndjson.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ingest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r = run_with_stdin(kasm_db(&["ingest", "--db", url, "--json"]), ndjson);
+    assert_eq!(r.code, 0, "ingest failed: {}", r.stderr);
 }
 
 fn logs(url: &str, args: &[&str]) -> Run {

@@ -10,7 +10,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,25 +28,12 @@ fn password_of(url: &str) -> String {
 
 /// Ingest `lines` as received at `at` (RFC 3339); returns the stored count.
 fn ingest_at(url: &str, lines: &str, at: &str) -> u64 {
-    let mut child = kasm_db(&["ingest", "--json", "--db", url, "--received-at", at])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = run_with_stdin(
+        kasm_db(&["ingest", "--json", "--db", url, "--received-at", at]),
+        lines,
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
     v["stored"].as_u64().unwrap()
 }
 

@@ -290,7 +290,19 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn spawn_restore(from: &Path, target_url: &str) -> Child {
+/// Restore's scratch files in `tmp` (its `TMPDIR`).
+fn scratch_files(tmp: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("kasm-db-restore-") && n.ends_with(".dump")
+        })
+        .collect()
+}
+
+fn spawn_restore(from: &Path, target_url: &str, tmp: &Path) -> Child {
     kasm_db(&[
         "restore",
         "--json",
@@ -301,6 +313,7 @@ fn spawn_restore(from: &Path, target_url: &str) -> Child {
         "--target",
         target_url,
     ])
+    .env("TMPDIR", tmp)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -320,8 +333,8 @@ fn finish(child: Child) -> Run {
 /// Start a restore and hold its pg_restore stopped once it has created the table `big` in the
 /// new database: the restore is then deterministically part way. Returns (child, pg_restore
 /// pid, the new database's name).
-fn restore_part_way(from: &Path, target: &str) -> (Child, i32, String) {
-    let child = spawn_restore(from, &standby_url(target));
+fn restore_part_way(from: &Path, target: &str, tmp: &Path) -> (Child, i32, String) {
+    let child = spawn_restore(from, &standby_url(target), tmp);
     let mut pid = None;
     wait_for("pg_restore to start", || {
         pid = pg_restore_child(child.id());
@@ -342,7 +355,8 @@ fn sigterm_mid_restore_drops_the_new_database_and_leaves_the_target() {
     let src = big_db();
     let (dir, _) = backup(&src);
     let target = standby_target();
-    let (child, pid, new) = restore_part_way(dir.path(), &target);
+    let tmp = tempfile::tempdir().unwrap();
+    let (child, pid, new) = restore_part_way(dir.path(), &target, tmp.path());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let r = finish(child);
@@ -356,6 +370,10 @@ fn sigterm_mid_restore_drops_the_new_database_and_leaves_the_target() {
     );
     assert_eq!(standby_dbs(&target), vec![target.clone()]);
     assert_eq!(marker(&target), "before restore");
+    assert!(
+        scratch_files(tmp.path()).is_empty(),
+        "the scratch dump is removed"
+    );
 }
 
 #[test]
@@ -363,7 +381,8 @@ fn sigkill_mid_restore_leaves_the_target_and_the_next_restore_cleans_up() {
     let src = big_db();
     let (dir, _) = backup(&src);
     let target = standby_target();
-    let (mut child, pid, new) = restore_part_way(dir.path(), &target);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, pid, new) = restore_part_way(dir.path(), &target, tmp.path());
     // SAFETY: killing our own child and then the pg_restore it left behind.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -374,9 +393,36 @@ fn sigkill_mid_restore_leaves_the_target_and_the_next_restore_cleans_up() {
         standby_dbs(&format!("{target}_restore_")),
         vec![new.clone()]
     );
-    // The next restore drops that leftover (of its own naming only) and succeeds.
-    let r = restore(dir.path(), &standby_url(&target), &[]);
+    // Nor its scratch dump; made older than a running restore's could be (an hour passes).
+    let left = scratch_files(tmp.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&left[0])
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    // The next restore drops that leftover database (of its own naming only), removes the
+    // stale scratch dump, and succeeds, leaving no scratch file of its own.
+    let r = run(kasm_db(&[
+        "restore",
+        "--json",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--target",
+        &standby_url(&target),
+    ])
+    .env("TMPDIR", tmp.path()));
+    no_password(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("removed a scratch file left by an interrupted restore"),
+        "{}",
+        r.stderr
+    );
+    assert!(scratch_files(tmp.path()).is_empty());
     assert_eq!(json(&r)["stale_dropped"][0], new.as_str());
     assert!(standby_dbs(&format!("{target}_restore_")).is_empty());
     assert_eq!(

@@ -7,7 +7,11 @@
 //! - a pure module ([`PURE`]) imports an I/O crate or module ([`IO`]) or reads the clock;
 //! - `std::env` appears outside `main.rs`;
 //! - advisory-lock SQL (`pg_advisory…`, `pg_try_advisory…`) appears outside `db/locks.rs`;
-//! - the folder-level import graph between capability folders has a cycle (printed).
+//! - the folder-level import graph between capability folders has a cycle (printed);
+//! - the file-level import graph (one node per module file, the command layer included) has a
+//!   cycle (printed). A file's use of a module that contains it (`super`, its folder's
+//!   `mod.rs`) is no edge: a parent declares its children and they build on it; everything
+//!   else is (`crate::`, `super::sibling`, a child named from its parent).
 //!
 //! Comments are ignored (a doc link is not an import); string literals are ignored for imports
 //! but not for the SQL check. Each checker is unit-tested on small broken examples below.
@@ -31,6 +35,7 @@ const PURE: &[&str] = &[
     "report/scale.rs",
     "report/page.rs",
     "report/backups.rs",
+    "report/html.rs",
     "logs/record.rs",
     "logs/partition_plan.rs",
     "logs/cap_plan.rs",
@@ -503,6 +508,136 @@ fn check_cycles(files: &[File]) -> Vec<String> {
     }
 }
 
+/// The module path of a file: `["logs", "purge"]` for `logs/purge.rs`, `["logs"]` for
+/// `logs/mod.rs`, `[]` for the crate roots.
+fn module_of(path: &str) -> Vec<String> {
+    if matches!(path, "lib.rs" | "main.rs") {
+        return Vec::new();
+    }
+    let mut segs: Vec<String> = path
+        .strip_suffix(".rs")
+        .unwrap_or(path)
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    if segs.last().is_some_and(|s| s == "mod") {
+        segs.pop();
+    }
+    segs
+}
+
+/// For each line (index 1 is line 1), how many inline `mod name { … }` blocks enclose its
+/// start: there `super` and `self` name modules inside the file.
+fn inline_depths(code: &str) -> Vec<usize> {
+    let c: Vec<char> = strip_comments_and_strings(code).chars().collect();
+    let mut depths = vec![0, 0];
+    let (mut braces, mut mods, mut pending) = (0usize, Vec::<usize>::new(), false);
+    for i in 0..c.len() {
+        match c[i] {
+            '\n' => depths.push(mods.len()),
+            '{' => {
+                braces += 1;
+                if std::mem::take(&mut pending) {
+                    mods.push(braces);
+                }
+            }
+            '}' => {
+                if mods.last() == Some(&braces) {
+                    mods.pop();
+                }
+                braces = braces.saturating_sub(1);
+            }
+            ';' => pending = false,
+            'm' if c[i..].starts_with(&['m', 'o', 'd'])
+                && (i == 0 || !is_ident(c[i - 1]))
+                && !c.get(i + 3).is_some_and(|x| is_ident(*x)) =>
+            {
+                pending = true;
+            }
+            _ => {}
+        }
+    }
+    depths
+}
+
+/// The file a path names from `from` (at `depth` inline modules), if it is another module
+/// file that does not contain `from`.
+fn resolve(
+    path: &str,
+    from: &str,
+    depth: usize,
+    modules: &BTreeMap<Vec<String>, String>,
+) -> Option<String> {
+    let segs: Vec<&str> = path.split("::").collect();
+    let me = module_of(from);
+    let (base, rest): (Vec<String>, &[&str]) = match segs[0] {
+        "crate" => (Vec::new(), &segs[1..]),
+        "super" | "self" => {
+            let ups = segs.iter().take_while(|s| **s == "super").count();
+            let selfs = segs[ups..].iter().take_while(|s| **s == "self").count();
+            if (ups == 0 && depth > 0) || (ups > 0 && ups <= depth) {
+                return None;
+            }
+            let up = ups.saturating_sub(depth);
+            if up > me.len() {
+                return None;
+            }
+            (me[..me.len() - up].to_vec(), &segs[ups + selfs..])
+        }
+        first => {
+            let mut child = me.clone();
+            child.push(first.to_string());
+            if depth > 0 || !modules.contains_key(&child) {
+                return None;
+            }
+            (me.clone(), &segs[..])
+        }
+    };
+    let full: Vec<String> = base
+        .into_iter()
+        .chain(rest.iter().map(|s| s.to_string()))
+        .collect();
+    let target = (1..=full.len())
+        .rev()
+        .find_map(|n| modules.get_key_value(&full[..n]))?;
+    // The file itself, or a module that contains it (its parent declares it): no edge.
+    (!me.starts_with(target.0)).then(|| target.1.clone())
+}
+
+/// The file-level import graph: file → the module files it uses (crate roots left out).
+fn file_graph(files: &[File]) -> BTreeMap<String, BTreeSet<String>> {
+    let modules: BTreeMap<Vec<String>, String> = files
+        .iter()
+        .filter(|(p, _)| !matches!(p.as_str(), "lib.rs" | "main.rs"))
+        .map(|(p, _)| (module_of(p), p.clone()))
+        .collect();
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in files
+        .iter()
+        .filter(|(p, _)| modules.values().any(|m| m == p))
+    {
+        let depths = inline_depths(text);
+        let edges = g.entry(path.clone()).or_default();
+        for (line, p) in paths(text) {
+            let depth = depths.get(line).copied().unwrap_or(0);
+            if let Some(to) = resolve(&p, path, depth, &modules) {
+                edges.insert(to);
+            }
+        }
+    }
+    g
+}
+
+fn check_file_cycles(files: &[File]) -> Vec<String> {
+    match find_cycle(&file_graph(files)) {
+        Some(c) => {
+            let c: Vec<String> = c.iter().map(|f| format!("src/{f}")).collect();
+            vec![format!("a module cycle between files: {}", c.join(" -> "))]
+        }
+        None => Vec::new(),
+    }
+}
+
 // ---- the tree ---------------------------------------------------------------------------
 
 fn source_files() -> Vec<File> {
@@ -596,6 +731,22 @@ fn advisory_locks_only_in_the_registry() {
 #[test]
 fn no_cycles_between_capability_folders() {
     assert_clean("cycles", check_cycles(&source_files()));
+}
+
+#[test]
+fn no_cycles_between_files() {
+    let files = source_files();
+    let g = file_graph(&files);
+    // The graph sees the edges it is meant for (a parent's child, `super::sibling`, `crate::`).
+    for (from, to) in [
+        ("archive/storage/mod.rs", "archive/storage/s3.rs"),
+        ("logs/purge_cap.rs", "logs/purge_drop.rs"),
+        ("report/page.rs", "report/html.rs"),
+        ("forward/mod.rs", "logs/ingest.rs"),
+    ] {
+        assert!(g[from].contains(to), "the file graph misses {from} -> {to}");
+    }
+    assert_clean("cycles between files", check_file_cycles(&files));
 }
 
 // ---- the checkers, on small broken examples ------------------------------------------------
@@ -767,4 +918,77 @@ fn a_cycle_is_caught_and_printed() {
     // A file's own folder is no edge; an unknown name (`crate::Error`) neither.
     let g = graph(&[f("db/mod.rs", "use crate::db::x; use crate::Error;")]);
     assert!(g["db"].is_empty());
+}
+
+#[test]
+fn a_file_cycle_is_caught_and_printed() {
+    // Within one folder, which the folder check cannot see: the storage layer reading a
+    // backup's layout (s3 -> manifest -> storage, which declares s3).
+    let files = [
+        f("lib.rs", "pub mod archive;"),
+        f("archive/mod.rs", "pub mod manifest; pub mod storage;"),
+        f(
+            "archive/storage/mod.rs",
+            "pub mod s3;\nfn open() { s3::S3::connect(); }",
+        ),
+        f(
+            "archive/storage/s3.rs",
+            "use super::Storage;\nfn f() { let n = crate::archive::manifest::MANIFEST_FILE; }",
+        ),
+        f("archive/manifest.rs", "use super::storage::ObjectInfo;"),
+    ];
+    assert!(check_cycles(&files).is_empty());
+    let found = check_file_cycles(&files);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(
+            "src/archive/manifest.rs -> src/archive/storage/mod.rs -> src/archive/storage/s3.rs -> src/archive/manifest.rs"
+        ),
+        "{found:?}"
+    );
+    // Two siblings through `super::`, and through a `use super::x` then `x::f()`.
+    let found = check_file_cycles(&[
+        f(
+            "logs/purge.rs",
+            "use super::purge_cap;\nfn f() { purge_cap::apply(); }",
+        ),
+        f("logs/purge_cap.rs", "fn g() { super::purge::table(); }"),
+        f("logs/mod.rs", "pub mod purge; pub mod purge_cap;"),
+    ]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("src/logs/purge.rs -> src/logs/purge_cap.rs -> src/logs/purge.rs"),
+        "{found:?}"
+    );
+    // Broken: no cycle. A child using its parent is no edge, nor is a test module's `super`
+    // (the file itself), nor a doc comment.
+    let acyclic = [
+        f(
+            "logs/mod.rs",
+            "pub mod purge; pub mod purge_cap;\nuse purge::x;",
+        ),
+        f("logs/purge.rs", "use super::purge_cap;\nuse super::Pool;"),
+        f(
+            "logs/purge_cap.rs",
+            "//! see [`super::purge::purge`]\nfn g() {}\n#[cfg(test)]\nmod tests {\n    use super::*;\n    use super::super::Pool;\n}",
+        ),
+    ];
+    assert!(
+        check_file_cycles(&acyclic).is_empty(),
+        "{:?}",
+        check_file_cycles(&acyclic)
+    );
+    let g = file_graph(&acyclic);
+    assert!(g["logs/purge_cap.rs"].is_empty(), "{g:?}");
+    assert!(g["logs/mod.rs"].contains("logs/purge.rs"), "{g:?}");
+    assert!(g["logs/purge.rs"].contains("logs/purge_cap.rs"), "{g:?}");
+    assert!(!g["logs/purge.rs"].contains("logs/mod.rs"), "{g:?}");
+}
+
+#[test]
+fn inline_modules_are_seen() {
+    let d = inline_depths(
+        "fn a() {}\nmod tests {\n    use super::*;\n    fn x() { let y = '{'; }\n}\nuse b;\n",
+    );
+    assert_eq!(&d[1..7], &[0, 0, 1, 1, 1, 0]);
 }

@@ -329,6 +329,7 @@ pub async fn check_wal_chain(storage: &dyn Storage, m: &Manifest) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::storage::Retain;
     use crate::archive::storage::fs::FsStorage;
     use crate::private::FileMode;
 
@@ -337,9 +338,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStorage::new(dir.path().to_path_buf(), FileMode::PRIVATE);
         let damaged = "20261124T040000Z-bbbbbb";
-        s.put_small(&manifest::manifest_name(damaged), b"{\"id\": tr".to_vec())
-            .await
-            .unwrap();
+        s.put_small(
+            &manifest::manifest_name(damaged),
+            b"{\"id\": tr".to_vec(),
+            Retain::WithBackup,
+        )
+        .await
+        .unwrap();
         let scan = scan(&s).await.unwrap();
         assert!(scan.complete.is_empty());
         assert_eq!(scan.unreadable.len(), 1);

@@ -12,7 +12,7 @@
 
 use super::compress::Digest;
 use super::manifest::{self, Manifest};
-use super::storage::{self, Piece, Storage};
+use super::storage::{self, Piece, Retain, Storage};
 use super::{catalog, verification};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -94,7 +94,10 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
     };
     let body = serde_json::to_vec_pretty(&copy)
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
-    if let Err(e) = dst.put_small(&manifest::manifest_name(&m.id), body).await {
+    if let Err(e) = dst
+        .put_small(&manifest::manifest_name(&m.id), body, Retain::WithBackup)
+        .await
+    {
         let _ = dst.delete(&m.object).await;
         if let Some(p) = m.passwords() {
             let _ = dst.delete(&p.object).await;
@@ -130,7 +133,8 @@ async fn copy_passwords(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> R
             dst.describe()
         )));
     }
-    dst.put_small(&p.object, bytes.unwrap_or_default()).await
+    dst.put_small(&p.object, bytes.unwrap_or_default(), Retain::No)
+        .await
 }
 
 /// Stream the data object, checking size and SHA-256 against the manifest before the

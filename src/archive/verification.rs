@@ -7,7 +7,7 @@
 //! credentials) still verifies, with a warning. Never written before the manifest exists, and
 //! never holds a secret.
 
-use super::storage::{self, Storage};
+use super::storage::{self, Retain, Storage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ pub async fn record(storage: &dyn Storage, id: &str, v: &Verification) {
             return;
         }
     };
-    if let Err(e) = storage.put_small(&name(id), bytes).await {
+    if let Err(e) = storage.put_small(&name(id), bytes, Retain::No).await {
         tracing::warn!(
             id,
             error = %e,

@@ -316,6 +316,7 @@ pub async fn prune_keeping(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::storage::Retain;
     use crate::archive::storage::fs::FsStorage;
     use crate::config::file_mode::FileMode;
 
@@ -330,12 +331,16 @@ mod tests {
             "timings":{{"count_s":0,"dump_s":0,"total_s":0}},"restore":"r"}}"#,
             c = created.to_rfc3339()
         );
-        s.put_small(&format!("{id}/dump.gz"), b"x".to_vec())
+        s.put_small(&format!("{id}/dump.gz"), b"x".to_vec(), Retain::No)
             .await
             .unwrap();
-        s.put_small(&manifest::manifest_name(id), text.into_bytes())
-            .await
-            .unwrap();
+        s.put_small(
+            &manifest::manifest_name(id),
+            text.into_bytes(),
+            Retain::WithBackup,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -304,7 +304,14 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     };
     let body = serde_json::to_vec_pretty(&m)
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
-    if let Err(e) = storage.put_small(&manifest::manifest_name(&id), body).await {
+    if let Err(e) = storage
+        .put_small(
+            &manifest::manifest_name(&id),
+            body,
+            storage::Retain::WithBackup,
+        )
+        .await
+    {
         let _ = storage.delete(&object).await;
         return Err(e.context(
             "the base backup was stored but its manifest could not be; nothing was kept",

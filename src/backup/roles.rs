@@ -15,7 +15,7 @@
 
 use crate::archive::crypt::Key;
 use crate::archive::roles::{self, Membership, Passwords, PasswordsObject, Role, Roles};
-use crate::archive::storage::Storage;
+use crate::archive::storage::{Retain, Storage};
 use crate::config::Secret;
 use crate::error::Result;
 use sha2::{Digest, Sha256};
@@ -253,7 +253,7 @@ pub async fn store(
         encrypted: key.is_some(),
     };
     storage
-        .put_small(&object, bytes)
+        .put_small(&object, bytes, Retain::No)
         .await
         .map_err(|e| e.context("storing the role passwords object"))?;
     roles.passwords = Some(record);

@@ -29,7 +29,7 @@ use super::roles;
 use crate::archive::compress;
 use crate::archive::crypt;
 use crate::archive::manifest::{self, Manifest, TableRows};
-use crate::archive::storage::{self, Piece};
+use crate::archive::storage::{self, Piece, Retain};
 use crate::archive::target::Target;
 use crate::config::Config;
 use crate::db::inspection::Inspection;
@@ -313,7 +313,10 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     };
     let body = serde_json::to_vec_pretty(&m)
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
-    if let Err(e) = storage.put_small(&manifest::manifest_name(&id), body).await {
+    if let Err(e) = storage
+        .put_small(&manifest::manifest_name(&id), body, Retain::WithBackup)
+        .await
+    {
         let _ = storage.delete(&object).await;
         if let Some(p) = m.passwords() {
             let _ = storage.delete(&p.object).await;

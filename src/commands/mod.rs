@@ -96,7 +96,10 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         Command::Man => return Ok(Outcome::text(crate::docs::man_page()?)),
         Command::Plan(args) => return plan::plan(args),
-        Command::Demo => return demo::run(env).await,
+        Command::Demo => {
+            demo::refuse_global_options(&cli.global, &env)?;
+            return demo::run(env).await;
+        }
         Command::GenLogs { count } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             crate::logs::generate::write_records(&mut out, *count, chrono::Utc::now())?;

@@ -9,6 +9,7 @@ pub mod partition_ddl;
 pub mod partition_plan;
 pub mod purge;
 pub mod purge_cap;
+pub mod purge_drop;
 pub mod reader;
 pub mod record;
 pub mod store;

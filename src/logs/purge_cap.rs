@@ -1,19 +1,19 @@
 //! The size cap of `purge` (`retention.max_bytes`) on the database: measure the `logs`
 //! relation after the windows, and when it is over the cap drop the partitions
 //! [`cap_plan::plan_cap`] names, with purge's own batched, lock-aware drop
-//! ([`purge::drop_expired`]: short transactions of one class, partitions held by readers left
+//! ([`purge_drop::drop_expired`]: short transactions of one class, partitions held by readers left
 //! out), and report each partition dropped early with its class, range, rows and bytes.
 //!
 //! Built to work on a nearly full disk: it only measures (catalog functions, no scan, no temp
 //! space) and DROPs whole partitions; it never DELETEs a row, never sorts, never holds a
 //! transaction across batches. It never drops the partitions receiving inserts: when even the
-//! rest is not enough it says so in a warning. Runs only inside [`purge::purge`], under its
+//! rest is not enough it says so in a warning. Runs only inside [`super::purge::purge`], under its
 //! purge lock; `dry_run` measures and plans and changes nothing.
 
 use super::cap_plan::{self, Sized};
 use super::partition_ddl;
 use super::partition_plan::Partition;
-use super::purge;
+use super::purge_drop;
 use super::record::Class;
 use crate::config::ByteSize;
 use crate::db::ident;
@@ -112,15 +112,15 @@ pub async fn apply(client: &mut Client, input: CapInput<'_>) -> Result<CapReport
         let parts: Vec<Partition> = plan.drop.iter().map(|s| s.partition.clone()).collect();
         let size_of = |p: &Partition| sizes.get(&p.name).copied().unwrap_or(0);
         if dry_run {
-            let tables: Vec<String> = parts.iter().map(|p| purge::table(schema, p)).collect();
-            let rows = purge::rows_in(&*client, &tables).await?;
+            let tables: Vec<String> = parts.iter().map(|p| purge_drop::table(schema, p)).collect();
+            let rows = purge_drop::rows_in(&*client, &tables).await?;
             for (p, n) in parts.iter().zip(rows) {
                 dropped.push(early(p, n, size_of(p)));
             }
             total = plan.after_bytes;
             break;
         }
-        let outcome = purge::drop_expired(client, None, schema, parts.clone()).await?;
+        let outcome = purge_drop::drop_expired(client, None, schema, parts.clone()).await?;
         // In the plan's order (debug first, oldest first), whatever order the batches ran in.
         for p in &parts {
             if let Some((_, n)) = outcome.dropped.iter().find(|(d, _)| d.name == p.name) {

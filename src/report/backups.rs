@@ -5,7 +5,7 @@
 //!
 //! Pure rendering: never lists, reads or touches a backup target; [`Backups`] is handed in.
 
-use super::page::{empty, legend, section_open};
+use super::html::{empty, legend, section_open};
 use super::svg::{self, CategoryBar, Segment, Unit, esc};
 use super::{BackupPoint, Backups};
 use crate::backup::check::{Verdict, human};

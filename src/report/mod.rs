@@ -10,6 +10,7 @@
 //! `user@host:port/dbname`, never its URL.
 
 pub mod backups;
+pub mod html;
 pub mod page;
 pub mod query;
 pub mod scale;

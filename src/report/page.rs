@@ -6,6 +6,7 @@
 //! the browser drew (each chart's `data-drawn`, the body's `data-drawn="yes"`), so the browser
 //! test can tell that the charts rendered; the page reads the same without it.
 
+use super::html::{empty, legend, section_open};
 use super::svg::{self, Bar, RefLine, Segment, Series, Unit, esc};
 use super::{Backups, HourCount, LogsSource, ReportData};
 use crate::sizing::{bytes, database::tier};
@@ -138,32 +139,6 @@ fn cards(out: &mut String, data: &ReportData) {
     };
     card(out, "backups", &backups);
     out.push_str("</div>");
-}
-
-pub(super) fn legend(out: &mut String, items: &[(String, String)]) {
-    out.push_str(r#"<ul class="legend">"#);
-    for (name, color) in items {
-        let _ = write!(
-            out,
-            r#"<li><i style="background:{}"></i>{}</li>"#,
-            esc(color),
-            esc(name)
-        );
-    }
-    out.push_str("</ul>");
-}
-
-pub(super) fn section_open(out: &mut String, id: &str, title: &str, note: &str) {
-    let _ = write!(
-        out,
-        r#"<section id="{id}"><h2>{}</h2><p class="note">{}</p>"#,
-        esc(title),
-        esc(note)
-    );
-}
-
-pub(super) fn empty(out: &mut String, text: &str) {
-    let _ = write!(out, r#"<p class="empty">{}</p>"#, esc(text));
 }
 
 /// Tier disk in bytes (the guide's GB are decimal).

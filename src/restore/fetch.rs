@@ -9,8 +9,12 @@
 //!
 //! The file is a real file because parallel `pg_restore -j` needs a seekable archive. Free
 //! space is checked first (the manifest says how large the archive is). The scratch file is
-//! removed when the returned [`Fetched`] is dropped, also when the fetch is cancelled. Never
-//! touches a database; never prints or logs the encryption key (only its public id).
+//! removed when the returned [`Fetched`] is dropped, also when the fetch is cancelled. A restore
+//! that is killed (`kill -9`, a lost node) cannot remove its file: each one holds an exclusive
+//! `flock` on its file while it lives, and the next fetch removes the scratch files no one
+//! holds that were not modified for [`STALE_AFTER`] ([`remove_stale`]), as the next restore drops
+//! a stale database. Never touches a database; never prints or logs the encryption key (only
+//! its public id).
 
 use crate::archive::compress::{Codec, Digest, Unpacker};
 use crate::archive::crypt::{self, Key};
@@ -21,6 +25,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -29,9 +34,18 @@ const MARGIN_BYTES: u64 = 64 << 20;
 const READ_BYTES: usize = 256 << 10;
 const CHANNEL_CHUNKS: usize = 8;
 
+/// How restore's scratch files are named in the scratch directory.
+const SCRATCH_PREFIX: &str = "kasm-db-restore-";
+const SCRATCH_SUFFIX: &str = ".dump";
+/// A scratch file no restore holds and unmodified this long was left by a killed restore (a
+/// new file is locked microseconds after it is created; one being written is modified).
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// The plain archive in scratch space; the file is deleted on drop.
 pub struct Fetched {
     pub path: tempfile::TempPath,
+    /// Holds the `flock` that tells [`remove_stale`] the file is in use, until the drop.
+    _lock: std::fs::File,
     /// Bytes read from storage (the object's size).
     pub stored_bytes: u64,
     /// Bytes of the plain pg_dump archive.
@@ -235,6 +249,9 @@ pub async fn fetch(
     progress: impl Fn(u64),
 ) -> Result<Fetched> {
     let codec = m.compression.codec()?;
+    for stale in remove_stale(scratch_dir, SystemTime::now()) {
+        tracing::warn!(path = %stale.display(), "removed a scratch file left by an interrupted restore");
+    }
     let free = free_bytes(scratch_dir)?;
     check_space(scratch_dir, m.dump_bytes, free)?;
     let Some(mut object) = storage.get(&m.object).await? else {
@@ -255,6 +272,13 @@ pub async fn fetch(
                 scratch_dir.display()
             ))
         })?;
+    if !try_lock(tmp.as_file())? {
+        return Err(Error::failed(format!(
+            "the new scratch file {} is locked by another process",
+            tmp.path().display()
+        )));
+    }
+    let lock = tmp.as_file().try_clone()?;
     let (file, path) = tmp.into_parts();
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let members = layout(m);
@@ -307,9 +331,65 @@ pub async fn fetch(
     }
     Ok(Fetched {
         path,
+        _lock: lock,
         stored_bytes: size,
         dump_bytes,
     })
+}
+
+/// An exclusive `flock` on `file`'s open file description (held until every handle to it is
+/// closed): true when had, false when another holds it.
+fn try_lock(file: &std::fs::File) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this handle owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(Error::failed(format!("cannot lock a scratch file: {e}")))
+}
+
+/// Remove the scratch files that killed restores left in `dir`: named as [`fetch`] names them,
+/// ours (same owner), locked by no running restore, and not modified for [`STALE_AFTER`] before
+/// `now`. Best effort: what cannot be inspected or removed is left. Returns what was removed.
+pub fn remove_stale(dir: &Path, now: SystemTime) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(SCRATCH_PREFIX) && name.ends_with(SCRATCH_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if !meta.is_file() || meta.uid() != me || !old {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // Held: a running restore's. Removed while we hold the lock.
+        if try_lock(&file).unwrap_or(false) && std::fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
 }
 
 /// Where scratch files go: `TMPDIR` from the (explicitly passed) environment, else /tmp.
@@ -323,6 +403,31 @@ pub fn scratch_dir(env: &std::collections::BTreeMap<String, String>) -> PathBuf 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stale_scratch_files_no_restore_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let hour_ago = now - Duration::from_secs(3600);
+        let make = |name: &str, modified: SystemTime| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(modified).unwrap();
+            p
+        };
+        let stale = make("kasm-db-restore-aaaaaa.dump", hour_ago);
+        let fresh = make("kasm-db-restore-bbbbbb.dump", now);
+        let held = make("kasm-db-restore-cccccc.dump", hour_ago);
+        let other = make("kasm-db-other-dddddd.dump", hour_ago);
+        let holder = std::fs::File::open(&held).unwrap();
+        assert!(try_lock(&holder).unwrap());
+        assert_eq!(remove_stale(dir.path(), now), vec![stale.clone()]);
+        assert!(!stale.exists() && fresh.exists() && held.exists() && other.exists());
+        // Its restore gone (the lock released with it), the held one is stale too.
+        drop(holder);
+        assert_eq!(remove_stale(dir.path(), now), vec![held.clone()]);
+        assert!(remove_stale(Path::new("/nonexistent/kasm-db"), now).is_empty());
+    }
 
     #[test]
     fn space_check_says_what_to_do() {

@@ -269,7 +269,9 @@ mod tests {
         s.scrape(&m).await;
         assert_eq!(
             m.render(),
-            "# TYPE kasm_db_backup_listing_ok gauge\nkasm_db_backup_listing_ok{target=\"relative/dir\"} 0\n"
+            "# HELP kasm_db_backup_listing_ok 1 when the latest listing of the target worked, else 0.\n\
+             # TYPE kasm_db_backup_listing_ok gauge\n\
+             kasm_db_backup_listing_ok{target=\"relative/dir\"} 0\n"
         );
     }
 }

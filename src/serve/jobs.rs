@@ -440,8 +440,6 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
                 Checked::Checksum(_) if ok => "size and SHA-256 match the manifest".to_string(),
                 Checked::Checksum(_) => "size or SHA-256 differ from the manifest".to_string(),
             };
-            env.metrics
-                .set("backup_last_verify_ok", &[], if ok { 1.0 } else { 0.0 });
             super::recovery::export(&env.metrics, &target.to_string(), &v.record);
             if !ok {
                 return Err(crate::Error::failed(format!(

@@ -454,7 +454,14 @@ pub async fn store(
         .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
     let body = serde_json::to_vec_pretty(&record)
         .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
-    storage.put_small(&record_name, body).await?;
+    // A completed segment's record is written once and kept like a manifest; the partial
+    // copy's is rewritten at every flush.
+    let retain = if partial.is_some() {
+        storage::Retain::No
+    } else {
+        storage::Retain::WithBackup
+    };
+    storage.put_small(&record_name, body, retain).await?;
     tracing::debug!(file = name, partial = partial.is_some(), "WAL stored");
     Ok(record)
 }

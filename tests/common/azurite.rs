@@ -1,6 +1,6 @@
 //! Azurite's blob service (Microsoft's Azure Storage emulator, Node.js, installed by
 //! `scripts/setup` from npm) for the Azure tests: one per test binary on a free loopback port,
-//! its data in a temporary folder, telemetry off (started on first use, killed and removed at
+//! its data in a temporary folder, telemetry off (started on first use, killed and its folder removed at
 //! process exit). Azurite checks SharedKey signatures and SAS tokens of its well-known
 //! development account `devstoreaccount1`. Containers are made, and what the binary left behind
 //! is looked at, through kasm-db's own Azure storage.

@@ -144,6 +144,26 @@ pub fn run(mut cmd: impl std::borrow::BorrowMut<std::process::Command>) -> Run {
     }
 }
 
+/// Run `cmd` with `input` on its stdin.
+pub fn run_with_stdin(mut cmd: std::process::Command, input: &str) -> Run {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kasm-db");
+    // A command that exits early may close its stdin: what it said is in its output.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("wait for kasm-db");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A command's stdout as JSON (`--json`), or a panic showing both streams.
 pub fn json(r: &Run) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))

@@ -1,5 +1,6 @@
 //! What the S3-protocol test servers (`moto.rs`, `s3rver.rs`) share: the server as a child
-//! process on a free loopback port (started once per test binary, killed at process exit), a
+//! process on a free loopback port (started once per test binary, killed at process exit and
+//! its data folder removed: the servers live in statics, which Rust never drops), a
 //! runtime for the SDK, and a small client to make buckets and look at what the binary left
 //! behind. Never talks to anything but loopback.
 
@@ -9,14 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A running server; its process is killed at exit.
+/// A running server; its process is killed and its data folder removed at exit.
 pub struct Server {
     pub port: u16,
-    /// Where the server keeps its data, when it takes a folder (removed with the server).
-    pub data: Option<tempfile::TempDir>,
+    /// Where the server keeps its data, when it takes a folder (removed at exit).
+    pub data: Option<std::path::PathBuf>,
 }
 
 static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+/// The servers' data folders, removed at exit once their servers are gone (a `TempDir` held by
+/// a static is never dropped).
+static DATA: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 extern "C" fn stop_servers() {
@@ -26,11 +30,14 @@ extern "C" fn stop_servers() {
             let _ = c.wait();
         }
     }
+    if let Ok(mut data) = DATA.lock() {
+        data.clear();
+    }
 }
 
 impl Server {
     /// Start `program` with the arguments `args(port)` on a free loopback port and wait until
-    /// it accepts connections. `data` is kept alive as long as the server.
+    /// it accepts connections. `data` is removed at exit, after the server is stopped.
     pub fn start(
         program: &str,
         args: impl FnOnce(u16) -> Vec<String>,
@@ -58,6 +65,11 @@ impl Server {
             }
             children.push(child);
         }
+        let data = data.map(|d| {
+            let path = d.path().to_path_buf();
+            DATA.lock().unwrap().push(d);
+            path
+        });
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "{program} did not start");

@@ -90,7 +90,6 @@ pub fn parts_on_disk(bucket: &str) -> usize {
             .data
             .as_ref()
             .expect("s3rver data dir")
-            .path()
             .join(bucket),
     ];
     while let Some(dir) = stack.pop() {

@@ -7,7 +7,7 @@
 //! files 0600 and folders 0700; see [`crate::private`]); a world-writable root gets a warning
 //! before the first write. Never writes outside its root, never follows a name containing `..`.
 
-use super::{ObjectInfo, Piece, Reader, Storage};
+use super::{ObjectInfo, Piece, Reader, Retain, Storage};
 use crate::error::{Error, Result, ResultExt};
 use crate::private::{self, FileMode};
 use chrono::{DateTime, Utc};
@@ -164,7 +164,12 @@ impl Storage for FsStorage {
         self.write_atomically(name, body).boxed()
     }
 
-    fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+    fn put_small<'a>(
+        &'a self,
+        name: &'a str,
+        bytes: Vec<u8>,
+        _retain: Retain,
+    ) -> BoxFuture<'a, Result<()>> {
         async move {
             let (tx, rx) = mpsc::channel(2);
             tx.try_send(Piece::Data(bytes.into())).expect("room");

@@ -72,6 +72,15 @@ pub fn is_missing(e: &crate::error::Error) -> bool {
     e.caused_by::<Missing>()
 }
 
+/// Whether a small object is kept under the store's retention (`s3.object_lock_days`) like
+/// the dumps: a manifest is ([`Retain::WithBackup`]); a record rewritten later, such as
+/// `verified.json`, is not ([`Retain::No`]). Stores without retention ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retain {
+    WithBackup,
+    No,
+}
+
 /// A streaming reader over an object's bytes.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -88,8 +97,14 @@ pub trait Storage: Send + Sync {
         body: mpsc::Receiver<Piece>,
     ) -> BoxFuture<'a, Result<u64>>;
 
-    /// Store a small object (a manifest) atomically.
-    fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>>;
+    /// Store a small object (a manifest) atomically, under the store's retention when `retain`
+    /// says so (the caller knows what the object is; the store never reads a backup's layout).
+    fn put_small<'a>(
+        &'a self,
+        name: &'a str,
+        bytes: Vec<u8>,
+        retain: Retain,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Open an object for reading; `None` when it does not exist.
     fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Reader>>>;

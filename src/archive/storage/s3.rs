@@ -24,7 +24,7 @@
 //! not COMPLIANCE: an administrator with `s3:BypassGovernanceRetention` can still remove a
 //! backup (a mistaken N, a leaked dump), which COMPLIANCE would forbid even to the root account.
 
-use super::{Locked, ObjectInfo, Piece, Reader, Storage};
+use super::{Locked, ObjectInfo, Piece, Reader, Retain, Storage};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 use aws_sdk_s3::Client;
@@ -578,13 +578,17 @@ impl Storage for S3Storage {
         self.multipart(name, body).boxed()
     }
 
-    fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+    fn put_small<'a>(
+        &'a self,
+        name: &'a str,
+        bytes: Vec<u8>,
+        retain: Retain,
+    ) -> BoxFuture<'a, Result<()>> {
         async move {
             let key = self.key(name);
             // Manifests are retained with their objects; a verification record is rewritten
-            // by every verify and is not.
-            let locked = name.ends_with(&format!("/{}", crate::archive::manifest::MANIFEST_FILE));
-            let (mode, until, checksum) = if locked {
+            // by every verify and is not: the caller says which.
+            let (mode, until, checksum) = if retain == Retain::WithBackup {
                 (self.lock_mode(), self.retain_until(), self.checksum())
             } else {
                 (None, None, None)

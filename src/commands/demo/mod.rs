@@ -6,6 +6,14 @@
 //! Ctrl-C (the clusters are owned here and dropped whichever way `run` ends). Never touches a
 //! server it did not start. Never reads the process environment: `main.rs`'s snapshot arrives
 //! through [`run`] and reaches the clusters and stages as [`Demo::env`].
+//!
+//! Of the global options it honours `--json` (the stages' results as one document on stdout),
+//! `-v`/`-q` and `--log-format`, and refuses `--config` and `--db` on its command line (exit 2):
+//! it makes its own clusters and configuration (`KASM_DB_CONFIG` and `KASM_DB_URL` in the
+//! environment are for the real deployment and are ignored). Each stage runs inside a
+//! [`STAGE_SPAN`], where `main.rs` leaves out the operations' INFO lines, and what is run to
+//! provoke warnings inside an [`EXPECTED_SPAN`], where their WARNs are left out too (both shown
+//! with `-v`); a stage that fails is a FAILED line and the command's error.
 
 mod backup;
 mod cap;
@@ -16,6 +24,7 @@ mod restore;
 mod size;
 mod verify;
 
+use crate::cli::GlobalArgs;
 use crate::config::Config;
 use crate::db::{self, DbTarget, Retry};
 use crate::error::{Error, Result};
@@ -23,6 +32,40 @@ use crate::output::Outcome;
 use crate::pgtemp::Cluster;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use tracing::Instrument;
+
+/// The name of the span each stage runs in: its operations' INFO lines are the stage's own
+/// line's business (`main.rs` shows them with `-v`).
+pub const STAGE_SPAN: &str = "demo_stage";
+/// The name of the span around what a stage runs to provoke warnings (the size cap): those
+/// WARNs are its expected result (`main.rs` shows them with `-v`).
+pub const EXPECTED_SPAN: &str = "demo_expected";
+
+/// Refuse what the demo cannot honour: a configuration file or a database given on its command
+/// line (exit 2). The same settings from the environment are ignored: they name the real
+/// deployment, which the demo never touches.
+pub fn refuse_global_options(global: &GlobalArgs, env: &BTreeMap<String, String>) -> Result<()> {
+    let from_env = |key: &str, v: &str| env.get(key).is_some_and(|e| e == v);
+    let mut given = Vec::new();
+    if let Some(c) = &global.config {
+        if !from_env("KASM_DB_CONFIG", &c.to_string_lossy()) {
+            given.push("--config");
+        }
+    }
+    if let Some(db) = &global.db {
+        if !from_env("KASM_DB_URL", db) {
+            given.push("--db");
+        }
+    }
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "demo does not take {}: it makes its own throwaway PostgreSQL clusters and \
+         configuration and never touches another server",
+        given.join(" or ")
+    )))
+}
 
 /// Shared state of a demo run, handed from stage to stage.
 pub struct Demo {
@@ -92,20 +135,29 @@ pub async fn run(env: BTreeMap<String, String>) -> Result<Outcome> {
     };
     let all = stages();
     let total = all.len();
-    let mut lines = Vec::new();
+    let mut results = Vec::new();
     for (i, (name, stage)) in all.into_iter().enumerate() {
         let t = Instant::now();
+        let span = tracing::error_span!(STAGE_SPAN, stage = name);
         let outcome = tokio::select! {
-            r = stage(&mut demo) => r,
+            r = stage(&mut demo).instrument(span) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::failed("interrupted (Ctrl-C); clusters stopped and removed")),
         };
         let secs = t.elapsed().as_secs_f64();
         let line = match outcome {
-            Ok(StageResult::Done(what)) => format!(
-                "[{}/{total}] {name:<8} ok      {secs:>6.2} s  {what}",
-                i + 1
-            ),
+            Ok(StageResult::Done(what)) => {
+                results.push(serde_json::json!({
+                    "stage": name, "result": "ok", "seconds": secs, "what": what,
+                }));
+                format!(
+                    "[{}/{total}] {name:<8} ok      {secs:>6.2} s  {what}",
+                    i + 1
+                )
+            }
             Ok(StageResult::Skipped(why)) => {
+                results.push(serde_json::json!({
+                    "stage": name, "result": "skipped", "seconds": secs, "what": why,
+                }));
                 format!("[{}/{total}] {name:<8} skipped           {why}", i + 1)
             }
             Err(e) => {
@@ -114,16 +166,22 @@ pub async fn run(env: BTreeMap<String, String>) -> Result<Outcome> {
             }
         };
         eprintln!("{line}");
-        lines.push(line);
     }
     demo.pool.close();
     drop(demo);
-    let done = lines.iter().filter(|l| l.contains(" ok ")).count();
-    Ok(Outcome::text(format!(
-        "demo passed: {done} stage(s) ok, {} skipped, in {:.1} s; clusters stopped and removed",
-        lines.len() - done,
-        started.elapsed().as_secs_f64()
-    )))
+    let done = results.iter().filter(|r| r["result"] == "ok").count();
+    let secs = started.elapsed().as_secs_f64();
+    let mut outcome = Outcome::text(format!(
+        "demo passed: {done} stage(s) ok, {} skipped, in {secs:.1} s; clusters stopped and removed",
+        results.len() - done,
+    ));
+    outcome.json = serde_json::json!({
+        "ok": true,
+        "stages": results,
+        "seconds": secs,
+        "clusters_removed": true,
+    });
+    Ok(outcome)
 }
 
 async fn stage_migrate(d: &mut Demo) -> Result<StageResult> {

@@ -24,7 +24,7 @@ pub mod request;
 mod upload;
 pub mod xml;
 
-use super::{ObjectInfo, Piece, Reader, Storage};
+use super::{ObjectInfo, Piece, Reader, Retain, Storage};
 use crate::config::azure::AzureEnv;
 use crate::error::{Error, Result};
 use account::Account;
@@ -280,7 +280,12 @@ impl Storage for AzureStorage {
         self.blocks(name, body).boxed()
     }
 
-    fn put_small<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+    fn put_small<'a>(
+        &'a self,
+        name: &'a str,
+        bytes: Vec<u8>,
+        _retain: Retain,
+    ) -> BoxFuture<'a, Result<()>> {
         async move {
             let blob = self.blob(name);
             let op = Op::PutBlob {
