@@ -120,6 +120,9 @@ pub enum Command {
     /// copies written since following began are read even when the glob matches only the
     /// current name. Compressed files are read only when the glob names them (`*.gz`); the
     /// offsets of files gone for `ingest.forget_after` (default 1d) are forgotten.
+    ///
+    /// With backup.wal = true it also streams the primary's WAL to backup.to, as `kasm-db wal
+    /// stream` does (one replica leads; the others try again every 15 s).
     Serve,
 
     /// Apply the retention windows exactly: drop partitions wholly past their window, delete
@@ -235,11 +238,66 @@ pub enum Command {
     /// Print the man page (roff) to stdout.
     Man,
 
+    /// Point-in-time recovery's WAL archive: `wal stream` stores the primary's WAL under the
+    /// backup target as it is written.
+    #[command(subcommand)]
+    Wal(WalCommand),
+
     /// Write N generated Kasm-style NDJSON log records to stdout (for benchmarks and drills).
     #[command(hide = true)]
     GenLogs {
         /// How many records.
         count: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Stream the primary's WAL to the backup target until SIGTERM: the real pg_receivewal of
+    /// the server's major on the physical replication slot backup.wal_slot (default kasm_db,
+    /// created when missing), each completed segment stored compressed and checksummed as
+    /// wal/<timeline>/<segment>.gz with its record (<segment>.json, written after it), the
+    /// segment still being written stored at least every backup.wal_flush (default 10s): that
+    /// is the most committed work a crash of the primary can lose. A restart (of the primary
+    /// or of this) resumes from the slot, no gap. One leader: a second run against the same
+    /// database exits 75. Needs a role with REPLICATION and a `host replication` line in
+    /// pg_hba.conf; a managed server without replication (Amazon RDS) is refused, pointing to
+    /// the provider's own point-in-time recovery. The slot keeps WAL on the primary while
+    /// nothing streams: when streaming stops for good, drop it with
+    /// `SELECT pg_drop_replication_slot('kasm_db')`. `--json` at exit: {"target","slot",
+    /// "segments","partial_copies","last_segment","partial_segment"}.
+    Stream {
+        /// Where to store the WAL (default: backup.to): s3://, az://, file:// or /dir, beside
+        /// the backups.
+        #[arg(long, value_name = "TARGET")]
+        to: Option<String>,
+        /// Where pg_receivewal writes before a segment is stored (created 0700). Keep it on a
+        /// persistent disk: segments not yet stored when kasm-db stops are stored at the next
+        /// start. Default: <TMPDIR>/kasm-db-wal-<slot>.
+        #[arg(long, value_name = "DIR")]
+        staging_dir: Option<PathBuf>,
+        /// The directory of the pg_receivewal to use (default: backup.pg_bindir; unset, one of
+        /// the server's major is looked for).
+        #[arg(long, value_name = "DIR")]
+        pg_bindir: Option<PathBuf>,
+    },
+    /// PostgreSQL's restore_command during `restore --physical`: write the archived WAL file
+    /// FILE to PATH, checked against its checksum. Exit 1 when it is not in the archive and
+    /// that is normal (the end of the archive); exit 126 (fatal to recovery) when a segment
+    /// that must be there is missing or corrupt.
+    #[command(hide = true)]
+    Fetch {
+        /// The file recovery asks for (%f).
+        file: String,
+        /// Where to write it (%p).
+        path: PathBuf,
+        /// Where the WAL is (default: backup.to).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// The last segment the base backup carries itself: one up to it missing from the
+        /// archive is not a gap.
+        #[arg(long, value_name = "SEGMENT")]
+        through: Option<String>,
     },
 }
 
@@ -395,6 +453,17 @@ pub struct BackupArgs {
     #[arg(long, value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
 
+    /// A physical base backup of the whole cluster instead of a pg_dump of one database: the
+    /// real pg_basebackup of the server's major (-Ft -X fetch, so it restores on its own; the
+    /// WAL that `kasm-db wal stream` archives carries it to any later second), compressed and
+    /// checksummed like a dump, its manifest of kind "physical" recording the start and stop
+    /// WAL positions and the timeline. Needs a role with REPLICATION and a `host replication`
+    /// line in pg_hba.conf; a managed server without replication (Amazon RDS) is refused: use
+    /// the provider's own point-in-time recovery. `--json` adds "kind": "physical",
+    /// "start_lsn", "stop_lsn", "timeline". Restore with `restore --physical --data-dir DIR`.
+    #[arg(long)]
+    pub physical: bool,
+
     /// Do not apply the backup.keep_* policy afterwards. Without it, once a policy is set,
     /// every successful backup prunes its target (and each backup.copy_to target) by that
     /// policy, never deleting the backup just made; the result lists what went (`pruned`).
@@ -410,7 +479,8 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "TARGET")]
         from: Option<String>,
     },
-    /// Re-read a backup and check its size and SHA-256; with --scratch-db also restore it into
+    /// Re-read a backup and check its size and SHA-256 (for a physical backup also the archived
+    /// WAL after it: no hole, every segment matching its checksum); with --scratch-db also restore it into
     /// a scratch database and check every table's row count. Exit 1 when not ok. The result is
     /// kept beside the backup as verified.json (best effort), for `backups list` and the report.
     Verify {
@@ -469,8 +539,10 @@ pub enum BackupsCommand {
         #[arg(long, value_name = "DUR", value_parser = duration)]
         verified_within: Option<Window>,
     },
-    /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly). The
-    /// newest complete backup is always kept; partial leftovers older than a day are removed.
+    /// Delete the backups the policy does not keep (GFS: last, daily, weekly, monthly), applied
+    /// to logical and physical backups each on its own. The newest complete backup of each kind
+    /// is always kept; partial leftovers older than a day are removed, and the archived WAL no
+    /// kept physical backup needs (`wal_segments_deleted` in --json; none without one).
     /// On S3, multipart uploads of dead runs older than a day are aborted; a store that does not
     /// implement that gets a warning (`warnings` in --json) and the prune still succeeds. On
     /// Azure, blocks of dead runs are never committed and Azure discards them after 7 days.
@@ -511,9 +583,63 @@ pub struct RestoreArgs {
     pub backup: String,
 
     /// The database to restore into (postgres:// URL of the standby's database). Its current
-    /// content is kept, renamed to <name>_pre_restore_<timestamp>.
-    #[arg(long, value_name = "URL", hide_env_values = true)]
-    pub target: String,
+    /// content is kept, renamed to <name>_pre_restore_<timestamp>. Not with --physical.
+    #[arg(
+        long,
+        value_name = "URL",
+        hide_env_values = true,
+        required_unless_present = "physical",
+        conflicts_with = "physical"
+    )]
+    pub target: Option<String>,
+
+    /// Point-in-time recovery of the whole cluster from a physical base backup (`backup
+    /// --physical`) and the WAL archived after it (`wal stream`), into a new data directory
+    /// (--data-dir) on this host: the base backup's size and SHA-256 are checked before
+    /// anything is written, it is unpacked (as root, given to the `postgres` user), PostgreSQL
+    /// of the backup's major replays the archived WAL — each segment checked against its
+    /// checksum by kasm-db itself as restore_command — up to --to-time or the end of the
+    /// archive (--to-latest, the default), is promoted and shut down cleanly. A segment missing
+    /// or corrupt in the middle of the chain stops the restore, naming it: never a silent
+    /// shorter recovery. As root with a directory target, the `postgres` user must be able to
+    /// read it (backup.file_mode = "0644", or an S3/Azure target). `--json`:
+    /// {"backup","data_dir","recovered_to","duration_s"}: recovered_to is the last replayed
+    /// commit.
+    #[arg(long, requires = "data_dir")]
+    pub physical: bool,
+
+    /// With --physical: the data directory to create (absent or empty; an absolute path).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// With --physical: recover up to the last commit at or before T (RFC 3339, e.g.
+    /// 2026-11-24T14:05:00Z). Recovery fails if the archive ends before T.
+    #[arg(
+        long,
+        value_name = "T",
+        requires = "physical",
+        conflicts_with = "to_latest"
+    )]
+    pub to_time: Option<String>,
+
+    /// With --physical: recover everything the archive holds (the default).
+    #[arg(long, requires = "physical")]
+    pub to_latest: bool,
+
+    /// With --physical: leave the recovered server running on --port (with its own
+    /// configuration; its Unix socket in DIR) instead of shut down.
+    #[arg(long, requires_all = ["physical", "port"])]
+    pub start: bool,
+
+    /// With --start or --standby: the port the server is left running on.
+    #[arg(long, value_name = "P", requires = "physical")]
+    pub port: Option<u16>,
+
+    /// With --physical: leave the server a standby (standby.signal) on --port that keeps
+    /// replaying WAL from the target as `wal stream` stores it, so that a failover is a
+    /// promotion (`pg_ctl promote -D DIR`), not a restore. No recovery target.
+    #[arg(long, requires_all = ["physical", "port"], conflicts_with_all = ["to_time", "start"])]
+    pub standby: bool,
 
     /// Parallel pg_restore jobs (default: the number of cores).
     #[arg(long, value_name = "N")]

@@ -17,6 +17,11 @@ pub enum Kind {
     Failed,
     /// The database or target is unreachable after retries, or another run holds the lock: exit 75.
     Temporary,
+    /// Stop for good: exit 126. Only the hidden `wal fetch` (PostgreSQL's `restore_command`)
+    /// uses it, for a WAL segment that must be in the archive and is missing or corrupt:
+    /// PostgreSQL takes an exit status above 125 as fatal and stops recovery, where 1 would
+    /// read as "the end of the archive" and end recovery early, silently.
+    Abort,
 }
 
 impl Kind {
@@ -26,6 +31,7 @@ impl Kind {
             Kind::Usage => 2,
             Kind::Failed => 1,
             Kind::Temporary => 75,
+            Kind::Abort => 126,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod serve;
 pub mod sizing;
 pub mod tls;
 pub mod verify;
+pub mod wal;
 
 /// Test support for the integration tests under `tests/`; not kasm-db's API.
 #[doc(hidden)]

@@ -47,6 +47,7 @@ const PURE: &[&str] = &[
     "notify/body.rs",
     "config/azure.rs",
     "archive/storage/azure/account.rs",
+    "archive/wal.rs",
     "archive/storage/azure/request.rs",
     "archive/storage/azure/xml.rs",
     "maintenance/assess.rs",

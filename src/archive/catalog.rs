@@ -6,7 +6,7 @@
 //! Reads only; never deletes or writes.
 
 use super::compress::Digest;
-use super::manifest::{self, Manifest};
+use super::manifest::{self, BackupKind, Manifest};
 use super::storage::{self, Storage};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -118,6 +118,58 @@ fn no_such_backup(msg: String) -> Error {
     Error::with_cause(crate::error::Kind::Failed, NoSuchBackup(msg))
 }
 
+/// The backup `id` of `kind`, or the newest of that kind for `latest`. A backup of the other
+/// kind named by its id is refused with what restores it; a manifest that cannot be read is
+/// never taken for absent (as in [`find`]: for `latest`, one newer than the newest readable
+/// backup of `kind` is an error naming it).
+pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Result<Manifest> {
+    if id != "latest" {
+        let m = find(storage, id).await?;
+        if m.kind != kind {
+            return Err(Error::usage(match m.kind {
+                BackupKind::Physical => format!(
+                    "backup {id} is a physical base backup of the whole cluster: restore it with \
+                     `kasm-db restore --physical --data-dir DIR --backup {id}`"
+                ),
+                BackupKind::Logical => format!(
+                    "backup {id} is a logical backup (pg_dump of one database): restore it \
+                     without --physical"
+                ),
+            }));
+        }
+        return Ok(m);
+    }
+    let Scan {
+        complete: all,
+        unreadable,
+    } = scan(storage).await?;
+    let newest = all.into_iter().find(|m| m.kind == kind);
+    let damaged = unreadable
+        .iter()
+        .filter(|(u, _)| newest.as_ref().is_none_or(|n| u.as_str() > n.id.as_str()))
+        .max_by(|a, b| a.0.cmp(&b.0));
+    if let Some((u, why)) = damaged {
+        return Err(Error::failed(format!(
+            "the manifest of backup {u} in {} cannot be read ({why}): it is newer than the \
+             newest {} backup, and `latest` is never taken to mean an older one; remove or \
+             repair that backup, or name another with its id",
+            storage.describe(),
+            kind.name()
+        )));
+    }
+    newest.ok_or_else(|| {
+        no_such_backup(format!(
+            "there is no complete backup of kind {} in {}{}",
+            kind.name(),
+            storage.describe(),
+            match kind {
+                BackupKind::Physical => " (take one with `kasm-db backup --physical`)",
+                BackupKind::Logical => "",
+            }
+        ))
+    })
+}
+
 /// Result of checking an object against its manifest.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Check {
@@ -179,6 +231,99 @@ pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
         }
     }
     Ok(c)
+}
+
+/// What the WAL archive holds after a physical backup, checked (`backups verify`): every
+/// segment from the backup's last one to the newest stored, each whole and matching its record.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WalChain {
+    /// Segments checked (completed ones, and the newest's partial copy).
+    pub segments: usize,
+    /// The newest segment stored on the backup's timeline.
+    pub end: Option<String>,
+    /// The first hole or corrupt segment, for people; `None` when the chain is whole.
+    pub problem: Option<String>,
+}
+
+/// Check the chain of archived WAL after the physical backup `m` (nothing to check for a
+/// logical one: `None`). Reads every segment after the backup's last: constant memory per
+/// segment.
+pub async fn check_wal_chain(storage: &dyn Storage, m: &Manifest) -> Result<Option<WalChain>> {
+    use super::wal::{self, Record, Stored};
+    let Some(p) = &m.physical else {
+        return Ok(None);
+    };
+    let tli = format!("{:08X}", p.timeline);
+    let names: Vec<String> = storage.list().await?.into_iter().map(|o| o.name).collect();
+    let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
+    let mut chain = WalChain {
+        segments: 0,
+        end: stored.newest().map(str::to_string),
+        problem: None,
+    };
+    let holes = stored.holes_after(&p.stop_segment, p.wal_segment_bytes);
+    if let Some(first) = holes.first() {
+        chain.problem = Some(format!(
+            "the WAL archive has a hole after backup {}: segment {first} is missing{} (recovery \
+             stops there)",
+            m.id,
+            if holes.len() > 1 {
+                format!(", and {} more", holes.len() - 1)
+            } else {
+                String::new()
+            }
+        ));
+        return Ok(Some(chain));
+    }
+    let newest = chain.end.clone();
+    let after: Vec<(String, bool)> = stored
+        .full
+        .iter()
+        .filter(|s| s.as_str() > p.stop_segment.as_str())
+        .map(|s| (s.clone(), false))
+        .chain(
+            stored
+                .partial
+                .iter()
+                .filter(|s| {
+                    Some(s.as_str()) == newest.as_deref() && stored.full.binary_search(s).is_err()
+                })
+                .map(|s| (s.clone(), true)),
+        )
+        .collect();
+    for (seg, partial) in after {
+        let name = wal::record_name(&seg, partial).expect("a segment name");
+        let Some(bytes) = storage::get_small(storage, &name).await? else {
+            continue; // replaced meanwhile (a partial copy completed)
+        };
+        let record: Record = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::failed(format!("the WAL record {name} is unreadable: {e}")))?;
+        let Some(mut r) = storage.get(&record.object).await? else {
+            chain.problem = Some(format!(
+                "WAL segment {seg}: its object {} is missing",
+                record.object
+            ));
+            return Ok(Some(chain));
+        };
+        let mut digest = Digest::default();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+        }
+        let (sha, size) = digest.finish();
+        if sha != record.sha256 || size != record.size_bytes {
+            chain.problem = Some(format!(
+                "WAL segment {seg} is corrupt: its object's SHA-256 or size differs from its record"
+            ));
+            return Ok(Some(chain));
+        }
+        chain.segments += 1;
+    }
+    Ok(Some(chain))
 }
 
 #[cfg(test)]

@@ -82,11 +82,16 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
     let mut copy = m.clone();
     copy.location = format!("{}/{}", dst.describe(), copy.object);
     copy.server_side_encryption = dst.server_side_encryption();
-    copy.restore = manifest::restore_recipe(
-        &copy.location,
-        copy.encryption.as_ref().map(|e| e.key_id.as_str()),
-        copy.compression.codec()?,
-    );
+    copy.restore = match copy.kind {
+        manifest::BackupKind::Logical => manifest::restore_recipe(
+            &copy.location,
+            copy.encryption.as_ref().map(|e| e.key_id.as_str()),
+            copy.compression.codec()?,
+        ),
+        manifest::BackupKind::Physical => {
+            manifest::physical_recipe(&copy.id, &copy.location, copy.compression.codec()?)
+        }
+    };
     let body = serde_json::to_vec_pretty(&copy)
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;
     if let Err(e) = dst

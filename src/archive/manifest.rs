@@ -76,6 +76,54 @@ pub struct Manifest {
     /// `None` in manifests written before kasm-db recorded them.
     #[serde(default)]
     pub roles: Option<super::roles::Roles>,
+    /// `logical` (a pg_dump archive of one database) or `physical` (a pg_basebackup tar of the
+    /// whole cluster, restored with `restore --physical`); manifests written before kasm-db
+    /// took physical backups are logical.
+    #[serde(default)]
+    pub kind: BackupKind,
+    /// A physical backup's WAL positions and cluster facts; `None` for a logical one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<Physical>,
+}
+
+/// What a backup is.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// `pg_dump` of one database.
+    #[default]
+    Logical,
+    /// `pg_basebackup` of the whole cluster (point-in-time recovery with the archived WAL).
+    Physical,
+}
+
+impl BackupKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Logical => "logical",
+            BackupKind::Physical => "physical",
+        }
+    }
+}
+
+/// A physical backup's facts, as `pg_basebackup` reported them (`-v`) and the server said.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Physical {
+    /// Where the backup's WAL begins and ends (`pg_lsn` text, `0/2000028`): a restore is
+    /// consistent once it has replayed up to `stop_lsn`.
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    pub timeline: u32,
+    /// The server's `wal_segment_size` in bytes.
+    pub wal_segment_bytes: u64,
+    /// The segment holding `stop_lsn`: the last one the backup carries in its own `pg_wal`
+    /// (`-X fetch`), so that it restores without the archive.
+    pub stop_segment: String,
+    /// The name of the bootstrap superuser (`oid` 10), the role the restore's local
+    /// connection uses to watch the recovery.
+    pub superuser: String,
+    /// The server's major version (a restore needs the same major's `postgres`).
+    pub server_major: u32,
 }
 
 impl Manifest {
@@ -262,6 +310,16 @@ pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> Str
     }
 }
 
+/// The recipe of a physical backup `id` stored at `location`: kasm-db's command, and by hand the
+/// unpacking (`gunzip -c` or `zstd -dc` by `codec`) into an empty data directory.
+pub fn physical_recipe(id: &str, location: &str, codec: Codec) -> String {
+    format!(
+        "kasm-db restore --physical --data-dir DIR --backup {id}; without kasm-db: {} {location} \
+         | tar -x -C DIR, then recovery.signal and a restore_command for the WAL",
+        codec.unpack_command()
+    )
+}
+
 /// Objects under a target grouped by backup id (the first path component).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Listing {
@@ -277,6 +335,9 @@ pub fn group(objects: &[ObjectInfo]) -> Listing {
         let Some((id, _)) = o.name.split_once('/') else {
             continue; // not ours
         };
+        if id == super::wal::WAL_DIR {
+            continue; // archived WAL, not a backup (see `archive::wal`); never a leftover
+        }
         by_id.entry(id).or_default().push(o);
     }
     let mut l = Listing::default();
@@ -318,6 +379,7 @@ mod tests {
             obj("b/.dump.gz.partial-123"),
             obj("c/dump.gz"),
             obj("stray.txt"),
+            obj("wal/00000001/000000010000000000000003.gz"),
         ]);
         assert_eq!(l.with_manifest, ["a"]);
         assert_eq!(l.leftovers.keys().collect::<Vec<_>>(), ["b", "c"]);
@@ -380,6 +442,8 @@ mod tests {
                 comment: None,
             }),
             roles: None,
+            kind: BackupKind::Logical,
+            physical: None,
         };
         let mut v = serde_json::to_value(&m).unwrap();
         assert_eq!(
@@ -392,7 +456,9 @@ mod tests {
         assert_eq!(v["excluded"], serde_json::json!([]));
         assert_eq!(v["compression"]["members"], "7");
         v["compression"].as_object_mut().unwrap().remove("members");
+        assert_eq!(v["kind"], "logical");
         for key in [
+            "kind",
             "database_properties",
             "excluded",
             "alembic_version",

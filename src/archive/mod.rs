@@ -7,7 +7,9 @@
 //! holds (list, find, the size and SHA-256 check), the [`verification`] record kept beside
 //! each backup (`verified.json`), [`copy`]: a backup copied to another target, checked on
 //! the way, and the [`roles`] a backup's database needs (in the manifest, with their password
-//! hashes in a separate object, sealed when the backup is encrypted).
+//! hashes in a separate object, sealed when the backup is encrypted). Archived WAL for
+//! point-in-time recovery lives beside the backups under `wal/` ([`wal`]: its layout, the
+//! record of each stored segment, and how a missing segment is judged: end or gap).
 //!
 //! ("Archive" here is the stored backup; the plain pg_dump archive inside it is `restore`'s
 //! business.) This module knows nothing of PostgreSQL, pg_dump or pg_restore, and never
@@ -24,3 +26,4 @@ pub mod roles;
 pub mod storage;
 pub mod target;
 pub mod verification;
+pub mod wal;

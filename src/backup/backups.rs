@@ -40,11 +40,58 @@ pub struct Listed {
     pub verification_unreadable: Option<String>,
     /// How long the backup took, seconds.
     pub duration_s: f64,
+    /// `logical` (pg_dump of one database) or `physical` (pg_basebackup of the cluster).
+    pub kind: manifest::BackupKind,
+    /// A physical backup's WAL start and stop positions and timeline (absent for logical).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// A physical backup's window of point-in-time recovery: from when it completed to when the
+    /// newest WAL after it was stored (the completion time when none is). Holes are not looked
+    /// for here (`backups verify` does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recoverable_until: Option<DateTime<Utc>>,
+}
+
+/// When the newest WAL record of each timeline was stored (from a listing).
+fn wal_stored_until(
+    objects: &[storage::ObjectInfo],
+) -> std::collections::BTreeMap<u32, DateTime<Utc>> {
+    let mut out = std::collections::BTreeMap::new();
+    for o in objects {
+        let Some(rest) = o.name.strip_prefix("wal/") else {
+            continue;
+        };
+        let Some((tli, file)) = rest.split_once('/') else {
+            continue;
+        };
+        if !file.ends_with(".json") {
+            continue;
+        }
+        let Ok(tli) = u32::from_str_radix(tli, 16) else {
+            continue;
+        };
+        let e = out.entry(tli).or_insert(o.modified);
+        if o.modified > *e {
+            *e = o.modified;
+        }
+    }
+    out
 }
 
 /// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
+    let wal_until = if all.iter().any(|m| m.physical.is_some()) {
+        wal_stored_until(&storage.list().await?)
+    } else {
+        Default::default()
+    };
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
     for m in &all {
         let (verified, verification_unreadable) = match verification::latest(storage, &m.id).await {
@@ -67,6 +114,19 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             verified,
             verification_unreadable,
             duration_s: m.timings.total_s,
+            kind: m.kind,
+            start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
+            stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
+            timeline: m.physical.as_ref().map(|p| p.timeline),
+            recoverable_from: m.physical.as_ref().map(|_| m.completed),
+            recoverable_until: m.physical.as_ref().map(|p| {
+                wal_until
+                    .range(p.timeline..)
+                    .map(|(_, t)| *t)
+                    .max()
+                    .filter(|t| *t > m.completed)
+                    .unwrap_or(m.completed)
+            }),
         });
     }
     Ok(items)
@@ -108,6 +168,9 @@ pub struct PruneReport {
     /// Backups the policy would delete that are still under S3 Object Lock retention: kept
     /// (listed, whole) until a later prune finds their retention passed.
     pub locked: Vec<String>,
+    /// Archived WAL segments no kept physical backup needs, removed (objects and records
+    /// counted once per segment); 0 without physical backups (then no WAL is ever removed).
+    pub wal_segments_deleted: usize,
     /// Housekeeping the target could not do (e.g. a store without ListMultipartUploads, an
     /// object still under retention); the prune itself succeeded.
     pub warnings: Vec<String>,
@@ -135,12 +198,23 @@ pub async fn prune_keeping(
 ) -> Result<PruneReport> {
     let objects = storage.list().await?;
     let all = catalog::complete(storage).await?;
-    let mut decision = prune::decide(
-        &all.iter()
-            .map(|m| (m.id.clone(), m.created))
-            .collect::<Vec<_>>(),
-        policy,
-    );
+    // The policy applies to each kind on its own: `keep_last = 7` keeps seven dumps and seven
+    // base backups, and the newest of each kind is always kept.
+    let mut decision = prune::Decision::default();
+    for kind in [
+        manifest::BackupKind::Logical,
+        manifest::BackupKind::Physical,
+    ] {
+        let d = prune::decide(
+            &all.iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| (m.id.clone(), m.created))
+                .collect::<Vec<_>>(),
+            policy,
+        );
+        decision.keep.extend(d.keep);
+        decision.delete.extend(d.delete);
+    }
     if let Some(p) = protect {
         if let Some(i) = decision.delete.iter().position(|id| id == p) {
             let id = decision.delete.remove(i);
@@ -160,9 +234,23 @@ pub async fn prune_keeping(
         leftovers_deleted: stale.iter().map(|(id, _)| id.clone()).collect(),
         uploads_aborted: Vec::new(),
         locked: Vec::new(),
+        wal_segments_deleted: 0,
         warnings: Vec::new(),
         dry_run,
     };
+    // WAL no kept physical backup needs (from the backups kept now, and any that stay locked).
+    let kept_physical: Vec<(u32, String)> = all
+        .iter()
+        .filter(|m| report.kept.contains(&m.id))
+        .filter_map(|m| {
+            let p = m.physical.as_ref()?;
+            let start = crate::archive::wal::Lsn::parse(&p.start_lsn)?;
+            Some((p.timeline, start.segment(p.timeline, p.wal_segment_bytes)))
+        })
+        .collect();
+    let wal_gone =
+        crate::archive::wal::prune_plan(objects.iter().map(|o| o.name.as_str()), &kept_physical);
+    report.wal_segments_deleted = wal_gone.iter().filter(|n| n.ends_with(".json")).count();
     if !dry_run {
         let mut deleted = Vec::with_capacity(report.deleted.len());
         for id in std::mem::take(&mut report.deleted) {
@@ -192,6 +280,18 @@ pub async fn prune_keeping(
             deleted.push(id);
         }
         report.deleted = deleted;
+        // Backups still under retention keep their WAL too.
+        if report.locked.is_empty() {
+            for n in &wal_gone {
+                match storage.delete(n).await {
+                    Ok(()) => {}
+                    Err(e) if storage::is_locked(&e) => report.warnings.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            report.wal_segments_deleted = 0;
+        }
         for (_, names) in &stale {
             for n in names {
                 match storage.delete(n).await {

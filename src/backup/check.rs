@@ -331,6 +331,12 @@ mod tests {
             }),
             verification_unreadable: None,
             duration_s: 30.0,
+            kind: crate::archive::manifest::BackupKind::Logical,
+            start_lsn: None,
+            stop_lsn: None,
+            timeline: None,
+            recoverable_from: None,
+            recoverable_until: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod after;
 pub mod backups;
 pub mod check;
 pub mod pgdump;
+pub mod physical;
 pub mod properties;
 pub mod prune;
 pub mod roles;

@@ -306,6 +306,8 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         tables: rows,
         database_properties: Some(database_properties),
         roles: Some(needed_roles),
+        kind: manifest::BackupKind::Logical,
+        physical: None,
         timings: manifest::Timings {
             count_s,
             dump_s,
@@ -331,7 +333,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
 
 /// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, when
 /// this is called, not when it is first polled: no signal is missed once the upload has begun.
-fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -343,7 +345,7 @@ fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn progress_bar(show: bool) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(show: bool) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

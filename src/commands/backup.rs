@@ -43,6 +43,18 @@ struct BackupReport {
     /// The roles the database needs and whether their password hashes travel (in their own
     /// object, never here).
     roles: Option<RolesSummary>,
+    /// `logical` or `physical` (`--physical`).
+    kind: crate::archive::manifest::BackupKind,
+    /// A physical backup's WAL start and stop positions and timeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_lsn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<u32>,
+    /// A physical backup's warnings (no WAL stream running: it restores only to its end).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -61,16 +73,37 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
     let copy_to = after::copy_targets(&config, &target)?;
     // Opened once: the backup, its copies and the prune go through the same storage.
     let primary = storage::open(&target, &config).await?;
-    let m = run::run(BackupSpec {
-        db: &ctx.db,
-        config: &config,
-        target: &target,
-        storage: &primary,
-        exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
-        progress: ctx.interactive,
-        env: &ctx.env,
-    })
-    .await?;
+    let mut warnings = Vec::new();
+    let m = if args.physical {
+        if args.exclude_logs {
+            return Err(Error::usage(
+                "--exclude-logs is for logical backups: a physical backup copies the whole \
+                 cluster",
+            ));
+        }
+        let b = crate::backup::physical::run(crate::backup::physical::PhysicalSpec {
+            db: &ctx.db,
+            config: &config,
+            target: &target,
+            storage: &primary,
+            progress: ctx.interactive,
+            env: &ctx.env,
+        })
+        .await?;
+        warnings = b.warnings;
+        b.manifest
+    } else {
+        run::run(BackupSpec {
+            db: &ctx.db,
+            config: &config,
+            target: &target,
+            storage: &primary,
+            exclude_logs: args.exclude_logs || ctx.config.backup.exclude_logs,
+            progress: ctx.interactive,
+            env: &ctx.env,
+        })
+        .await?
+    };
     let followed = after::run(After {
         config: &config,
         primary: primary.as_ref(),
@@ -99,7 +132,42 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<Outcome> {
             names: r.names.clone(),
             password_hashes: r.password_hashes,
         }),
+        kind: m.kind,
+        start_lsn: m.physical.as_ref().map(|p| p.start_lsn.clone()),
+        stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
+        timeline: m.physical.as_ref().map(|p| p.timeline),
+        warnings,
     };
+    if let Some(p) = &m.physical {
+        let text = format!(
+            "physical backup {} of {} written to {}: {} (tar {}), WAL {} to {} on timeline {}, \
+             {:.1} s\nsha256 {}\nrestore: {}{}",
+            m.id,
+            m.database,
+            m.location,
+            bytes(m.size_bytes),
+            bytes(m.dump_bytes),
+            p.start_lsn,
+            p.stop_lsn,
+            p.timeline,
+            m.timings.total_s,
+            m.sha256,
+            m.restore,
+            after_text(&report.after)
+        );
+        let mut text = text;
+        for w in &report.warnings {
+            text.push_str(&format!("\nwarning: {w}"));
+        }
+        let outcome = Outcome::new(&report, text);
+        return match failure {
+            None => Ok(outcome),
+            Some(why) => {
+                tracing::error!("{why}");
+                Ok(outcome.failed_check())
+            }
+        };
+    }
     let mut text = format!(
         "backup {} of {} written to {}: {} (dump {}), {} table(s), {} rows, {:.1} s\nsha256 {}\nrestore: {}",
         m.id,
@@ -284,6 +352,15 @@ async fn list(ctx: &Ctx, from: Option<&str>) -> Result<Outcome> {
             ),
         };
         let mut notes = Vec::new();
+        if let (Some(start), Some(stop)) = (&i.start_lsn, &i.stop_lsn) {
+            notes.push(format!(
+                "physical, WAL {start} to {stop} on timeline {}{}",
+                i.timeline.unwrap_or(0),
+                i.recoverable_until
+                    .map(|t| format!(", recoverable to {}", t.format("%Y-%m-%d %H:%M:%S")))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(v) = &i.alembic_version {
             notes.push(format!("alembic {v}"));
         }
@@ -348,6 +425,13 @@ async fn prune_cmd(
             "; kept {} still under Object Lock retention ({})",
             report.locked.len(),
             report.locked.join(", ")
+        )
+    } + &if report.wal_segments_deleted == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {verb} {} archived WAL segment(s) no kept physical backup needs",
+            report.wal_segments_deleted
         )
     } + &report
         .warnings

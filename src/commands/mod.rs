@@ -25,6 +25,7 @@ pub mod serve;
 pub mod size;
 pub mod vacuum;
 pub mod verify;
+pub mod wal;
 
 use crate::cli::{BackupsCommand, Cli, Command};
 use crate::config::Config;
@@ -44,6 +45,9 @@ pub struct Ctx {
     pub env: BTreeMap<String, String>,
     /// Whether stderr is a terminal (progress bars).
     pub interactive: bool,
+    /// The configuration file named by --config, if any (what `restore --physical` hands on
+    /// to its restore_command).
+    pub config_file: Option<std::path::PathBuf>,
     pub json: bool,
 }
 
@@ -62,6 +66,7 @@ impl Ctx {
             db,
             env,
             interactive: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            config_file: cli.global.config.clone(),
             json: cli.global.json,
         })
     }
@@ -103,7 +108,19 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         _ => {}
     }
-    let ctx = Ctx::resolve(&cli, env)?;
+    let ctx = match Ctx::resolve(&cli, env) {
+        // restore_command: a configuration that does not load must stop recovery, not read as
+        // "the end of the archive".
+        Err(e)
+            if matches!(
+                cli.command,
+                Command::Wal(crate::cli::WalCommand::Fetch { .. })
+            ) =>
+        {
+            return Err(crate::error::Error::new(crate::error::Kind::Abort, e));
+        }
+        r => r?,
+    };
     match cli.command {
         Command::Migrate => migrate::migrate(&ctx).await,
         Command::Ingest(args) => logs::ingest(&ctx, &args).await,
@@ -129,9 +146,13 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
             _ => backup::backups(&ctx, &cmd).await,
         },
         Command::Restore(args) => {
-            let into = db::DbTarget::resolve(Some(&args.target), &ctx.env)
-                .ok()
-                .map(|t| t.redacted());
+            let into = match (&args.target, &args.data_dir) {
+                (Some(t), _) => db::DbTarget::resolve(Some(t), &ctx.env)
+                    .ok()
+                    .map(|t| t.redacted()),
+                (None, Some(dir)) => Some(dir.display().to_string()),
+                (None, None) => None,
+            };
             let restore = restore::restore(&ctx, &args);
             notified::run(&ctx, Job::Restore, into, Some(&args.backup), restore).await
         }
@@ -142,6 +163,7 @@ pub async fn run(cli: Cli, env: BTreeMap<String, String>) -> Result<Outcome> {
         }
         Command::Vacuum(args) => vacuum::vacuum(&ctx, &args).await,
         Command::Report(args) => report::report(&ctx, &args).await,
+        Command::Wal(cmd) => wal::wal(&ctx, &cmd).await,
         Command::Logs(args) => read::logs(&ctx, &args).await,
         Command::Completions { .. }
         | Command::Man

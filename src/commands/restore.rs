@@ -7,7 +7,7 @@
 
 use super::Ctx;
 use crate::archive::catalog;
-use crate::archive::manifest::Manifest;
+use crate::archive::manifest::{BackupKind, Manifest};
 use crate::archive::storage;
 use crate::archive::target::Target;
 use crate::cli::RestoreArgs;
@@ -95,7 +95,10 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
         ctx.config.backup.to.as_deref(),
         "--from",
     )?;
-    let target = DbTarget::resolve(Some(&args.target), &ctx.env)?;
+    if args.physical {
+        return physical(ctx, args, &from).await;
+    }
+    let target = DbTarget::resolve(args.target.as_deref(), &ctx.env)?;
     if args.jobs == Some(0) {
         return Err(Error::usage("--jobs must be at least 1"));
     }
@@ -103,7 +106,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> Result<Outcome> {
     if args.resume {
         return resume(ctx, args, store.as_ref(), &target).await;
     }
-    let m = catalog::find(store.as_ref(), &args.backup).await?;
+    let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Logical).await?;
     let r = run::restore(RestoreSpec {
         storage: store.as_ref(),
         manifest: &m,
@@ -371,4 +374,97 @@ fn properties_text(p: &PropertiesOutcome, warnings: &[String]) -> String {
         text.push_str(&format!("\n  warning: {w}"));
     }
     text
+}
+
+/// `kasm-db restore --physical`.
+async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcome> {
+    use crate::restore::physical::{self, PhysicalSpec, RecoveryTarget, sh_quote};
+    let data_dir = args
+        .data_dir
+        .as_deref()
+        .ok_or_else(|| Error::usage("--physical needs --data-dir DIR"))?;
+    let to = match &args.to_time {
+        Some(t) => RecoveryTarget::Time(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| Error::usage(format!("--to-time {t:?} is not RFC 3339: {e}")))?
+                .to_utc(),
+        ),
+        None => RecoveryTarget::Latest,
+    };
+    let store = storage::open(from, &ctx.config).await?;
+    let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Physical).await?;
+    // restore_command: this very program, finding the archive as this run did.
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| Error::failed(format!("cannot tell where kasm-db itself is: {e}")))?;
+    let mut words = vec![sh_quote(&exe.display().to_string())];
+    if let Some(file) = &ctx.config_file {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+        words.push("--config".into());
+        words.push(sh_quote(&file.display().to_string()));
+    }
+    words.push("--from".into());
+    words.push(sh_quote(&from.to_string()));
+    // The server (and so its restore_command) gets the loader's environment and what reaches
+    // the target: kasm-db's own variables and the storage credentials' standard ones.
+    let mut server_env = crate::pgtools::child_env(&ctx.env);
+    server_env.extend(
+        ctx.env
+            .iter()
+            .filter(|(k, _)| {
+                (k.starts_with("KASM_DB_") && k.as_str() != "KASM_DB_URL")
+                    || k.starts_with("AWS_")
+                    || k.starts_with("AZURE_")
+            })
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let r = physical::restore(PhysicalSpec {
+        storage: store.as_ref(),
+        manifest: &m,
+        data_dir,
+        fetch_command: words,
+        to,
+        standby: args.standby,
+        port: if args.start || args.standby {
+            args.port
+        } else {
+            None
+        },
+        pg_bindir: args
+            .pg_bindir
+            .as_deref()
+            .or(ctx.config.backup.pg_bindir.as_deref()),
+        server_env,
+        env: &ctx.env,
+    })
+    .await?;
+    let text = if r.standby {
+        format!(
+            "backup {} restored into {} as a standby on port {}: it replays WAL from {} as it \
+             arrives; promote it with `pg_ctl promote -D {}`",
+            r.backup,
+            r.data_dir,
+            r.running_on.unwrap_or(0),
+            from,
+            r.data_dir
+        )
+    } else {
+        format!(
+            "backup {} restored into {} in {:.1} s, recovered to {}; {}",
+            r.backup,
+            r.data_dir,
+            r.duration_s,
+            r.recovered_to.map(|t| t.to_rfc3339()).unwrap_or_else(|| {
+                "the end of the base backup (no commit replayed after it)".into()
+            }),
+            match r.running_on {
+                Some(p) => format!("running on port {p}"),
+                None => "shut down cleanly".into(),
+            }
+        )
+    };
+    let mut text = text;
+    for w in &r.warnings {
+        text.push_str(&format!("\nwarning: {w}"));
+    }
+    Ok(Outcome::new(&r, text))
 }

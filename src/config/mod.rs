@@ -186,6 +186,16 @@ pub struct BackupConfig {
     /// way, manifest last, each target then pruned by the same `keep_*` policy.
     #[serde(deserialize_with = "lenient::string_list")]
     pub copy_to: Vec<String>,
+    /// Point-in-time recovery: `serve` streams the primary's WAL to `to` (what `kasm-db wal
+    /// stream` does). Default false.
+    pub wal: bool,
+    /// How often the WAL segment still being written is stored (default "10s"): at most this
+    /// much committed work is lost with the primary.
+    pub wal_flush: Window,
+    /// The physical replication slot WAL is streamed from (default "kasm_db"), created when
+    /// missing. A slot nobody consumes keeps WAL on the primary: drop it with
+    /// `SELECT pg_drop_replication_slot('kasm_db')` when streaming stops for good.
+    pub wal_slot: String,
 }
 
 impl BackupConfig {
@@ -220,6 +230,9 @@ impl Default for BackupConfig {
             pg_bindir: None,
             file_mode: file_mode::FileMode::PRIVATE,
             copy_to: Vec::new(),
+            wal: false,
+            wal_flush: Window::from_secs(10),
+            wal_slot: "kasm_db".into(),
         }
     }
 }

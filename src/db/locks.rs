@@ -15,6 +15,7 @@
 //! | `vacuum` | the vacuum operation itself, on its pooled connection (`kasm-db vacuum`, `serve`'s vacuum slot; not `--dry-run`) | the database |
 //! | `size sample` | `serve`'s size-sample slot | the database |
 //! | `verify` | `serve`'s verify slot (`backups verify` needs no database; with a scratch database both take the restore lock of `kasm_db_verify` there) | the database |
+//! | `WAL stream` | `wal::stream` for as long as it streams, on its own session (`kasm-db wal stream`; one leader among replicas) | the database |
 //! | `restore` | `restore`, `backups verify --scratch-db`, per target database name | the server's maintenance database |
 //!
 //! Advisory locks belong to the database a session is connected to, so a lock excludes only
@@ -37,6 +38,8 @@ pub enum Lock<'a> {
     Vacuum,
     SizeSample,
     Verify,
+    /// Streaming WAL to the archive (`wal stream`, `serve` with `backup.wal`): one leader.
+    WalStream,
     /// Restoring into the named database (also the scratch database of a restore test).
     Restore(&'a str),
 }
@@ -48,7 +51,7 @@ const RESTORE_FAMILY: u32 = 0x6b61_7372;
 
 impl Lock<'_> {
     /// Every lock that is one per database (all but [`Lock::Restore`]).
-    pub const JOBS: [Lock<'static>; 7] = [
+    pub const JOBS: [Lock<'static>; 8] = [
         Lock::Migrate,
         Lock::Partitions,
         Lock::Purge,
@@ -56,6 +59,7 @@ impl Lock<'_> {
         Lock::Vacuum,
         Lock::SizeSample,
         Lock::Verify,
+        Lock::WalStream,
     ];
 
     /// The job the lock guards, as messages name it.
@@ -68,6 +72,7 @@ impl Lock<'_> {
             Lock::Vacuum => "vacuum",
             Lock::SizeSample => "size sample",
             Lock::Verify => "verify",
+            Lock::WalStream => "WAL stream",
             Lock::Restore(_) => "restore",
         }
     }
@@ -96,6 +101,7 @@ impl Lock<'_> {
             Lock::Vacuum => 5,
             Lock::SizeSample => 6,
             Lock::Verify => 7,
+            Lock::WalStream => 8,
             Lock::Restore(_) => 0,
         }
     }

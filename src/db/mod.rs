@@ -10,6 +10,7 @@ pub mod kasm_schema;
 pub mod libpq;
 pub mod locks;
 pub mod migrate;
+pub mod replication;
 pub mod sqlstate;
 pub mod target;
 pub mod tls;

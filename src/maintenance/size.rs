@@ -56,6 +56,37 @@ pub struct SizeReport {
     pub backups: Option<TargetVerdict>,
     /// Whether this run recorded a size sample (`kasm-db size`; null when not asked to).
     pub sample: Option<super::samples::SampleRecord>,
+    /// The replication slot of point-in-time recovery (`backup.wal_slot`) on this server, when
+    /// it exists: whether something streams from it, and how much WAL it holds back.
+    pub wal_slot: Option<SlotState>,
+}
+
+/// A physical replication slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SlotState {
+    pub name: String,
+    pub active: bool,
+    /// WAL the server keeps for it (from its `restart_lsn` to now); `None` before it reserved
+    /// any.
+    pub retained_bytes: Option<u64>,
+}
+
+/// The advice for a slot (pure): a slot nobody streams from keeps WAL on the primary until its
+/// disk is full.
+pub fn slot_advice(slot: &SlotState) -> Option<String> {
+    (!slot.active).then(|| {
+        format!(
+            "the replication slot {} has no WAL stream{}: the server keeps every WAL segment \
+             for it until its disk is full; start `kasm-db wal stream` (or serve with \
+             backup.wal = true), or drop the slot when point-in-time recovery is no longer \
+             wanted: SELECT pg_drop_replication_slot('{}')",
+            slot.name,
+            slot.retained_bytes
+                .map(|b| format!(" and holds {} of WAL", crate::sizing::bytes(b)))
+                .unwrap_or_default(),
+            slot.name
+        )
+    })
 }
 
 /// Measure the database behind `client` and judge it for `sessions`.
@@ -158,6 +189,25 @@ pub async fn measure(
     });
     let mut advice = advice;
     let mut status = status;
+    let wal_slot = client
+        .query_opt(
+            "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
+             FROM pg_replication_slots WHERE slot_name = $1 AND NOT pg_is_in_recovery()",
+            &[&config.backup.wal_slot],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| SlotState {
+            name: config.backup.wal_slot.clone(),
+            active: r.get(0),
+            retained_bytes: r.get::<_, Option<i64>>(1).map(|b| b.max(0) as u64),
+        });
+    if let Some(a) = wal_slot.as_ref().and_then(slot_advice) {
+        tracing::warn!("{a}");
+        advice.insert(0, a);
+        status = status.max(Status::Warn);
+    }
     let warnings = if managed {
         cap_check::warnings(&classes, &config.retention, now)
     } else {
@@ -194,6 +244,7 @@ pub async fn measure(
         measured_at: now,
         backups: None,
         sample: None,
+        wal_slot,
     })
 }
 
@@ -401,4 +452,25 @@ pub fn render(r: &SizeReport, target: &str) -> String {
         None => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_nobody_streams_from_is_advice() {
+        let mut s = SlotState {
+            name: "kasm_db".into(),
+            active: true,
+            retained_bytes: Some(3 << 30),
+        };
+        assert_eq!(slot_advice(&s), None);
+        s.active = false;
+        let a = slot_advice(&s).unwrap();
+        assert!(
+            a.contains("pg_drop_replication_slot('kasm_db')") && a.contains("GiB"),
+            "{a}"
+        );
+    }
 }

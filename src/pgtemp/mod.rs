@@ -30,6 +30,8 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     /// Kept so that the child is reaped by whoever owns the cluster.
     child: Option<Child>,
+    /// Killed by [`Cluster::crash`] and reaped: its pid must not be signalled again.
+    crashed: bool,
 }
 
 /// uid/gid of `postgres` when we are root (the server refuses to run as root).
@@ -195,6 +197,7 @@ impl Cluster {
                         pid,
                         run_as,
                         child: Some(child),
+                        crashed: false,
                     };
                     return Ok(cluster);
                 }
@@ -261,6 +264,7 @@ impl Cluster {
                         pid,
                         run_as,
                         child: Some(child),
+                        crashed: false,
                     });
                 }
                 Err(e) => last = e.to_string(),
@@ -325,8 +329,29 @@ impl Cluster {
         Ok(name)
     }
 
+    /// The data directory (`<dir>/data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    /// Crash the server: SIGKILL to the postmaster (no shutdown checkpoint; its backends
+    /// notice and exit), reaped. The data directory stays until the cluster is dropped.
+    pub fn crash(&mut self) {
+        if self.crashed {
+            return;
+        }
+        self.signal(libc::SIGKILL);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        self.crashed = true;
+    }
+
     /// Stop the server (fast shutdown), waiting up to `wait`.
     pub fn stop(&mut self) -> Result<()> {
+        if self.crashed {
+            return Ok(());
+        }
         self.signal(libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -351,6 +376,7 @@ impl Cluster {
             spawn_postmaster(&self.bindir, &data, self.port, self.run_as, self.dir())?;
         self.pid = pid;
         self.child = Some(child);
+        self.crashed = false;
         Ok(())
     }
 

@@ -270,6 +270,12 @@ mod tests {
                 verified: None,
                 verification_unreadable: None,
                 duration_s: 1.0,
+                kind: crate::archive::manifest::BackupKind::Logical,
+                start_lsn: None,
+                stop_lsn: None,
+                timeline: None,
+                recoverable_from: None,
+                recoverable_until: None,
             }]
         } else {
             Vec::new()

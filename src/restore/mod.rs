@@ -23,6 +23,7 @@ pub mod guard;
 pub mod logs_later;
 pub mod logs_load;
 pub mod pgrestore;
+pub mod physical;
 pub mod plan;
 pub mod progress;
 pub mod properties;

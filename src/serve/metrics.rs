@@ -151,6 +151,10 @@ const HELP: &[(&str, &str)] = &[
         "spooled_total",
         "Records written to serve's spool while the database was unavailable.",
     ),
+    (
+        "wal_streaming",
+        "1 while this replica streams WAL to the backup target (backup.wal = true).",
+    ),
 ];
 
 fn help(name: &str) -> &'static str {

@@ -11,7 +11,8 @@
 //!
 //! On a signal it stops accepting, lets in-flight requests finish (their answers are only sent
 //! once the rows are committed or spooled), stops the scheduler, and returns (exit 0) within
-//! [`SHUTDOWN_GRACE`], also while still waiting for the database. It never starts without a
+//! [`SHUTDOWN_GRACE`], also while still waiting for the database. With `backup.wal = true` it
+//! runs the WAL stream of point-in-time recovery ([`crate::wal::stream`]) as one more task. It never starts without a
 //! token and never serves plain HTTP when TLS was asked for (`tls.rs`).
 
 pub mod auth;
@@ -90,6 +91,11 @@ pub async fn serve(
         }
     };
     let jobs = schedule::jobs(&cfg.schedule)?;
+    if cfg.backup.wal && cfg.backup.to.is_none() {
+        return Err(Error::usage(
+            "backup.wal = true streams WAL to backup.to, which is not set",
+        ));
+    }
     let schema = cfg.database.schema.clone();
     // Connects on first use: the database may come up after us (see `bootstrap.rs`).
     let pool = crate::db::pool_unconnected(db, cfg.ingest.parallel.max(1) * 4 + 4)?;
@@ -212,6 +218,17 @@ pub async fn serve(
         tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
     }
 
+    if cfg.backup.wal {
+        let work = stream_wal(
+            cfg.clone(),
+            db.clone(),
+            env.env.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+        tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
+    }
+
     let signals = Signals::install();
     tracing::info!(listen = %cfg.server.listen, tls = cfg.server.tls_cert.is_some(), "serving");
     let mut stopped = stop_rx.clone();
@@ -310,6 +327,63 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a replica that is not the WAL stream's leader waits before it tries again, and how
+/// long after a failed stream.
+const WAL_RETRY: Duration = Duration::from_secs(15);
+
+/// `backup.wal = true`: the WAL stream of `kasm-db wal stream` ([`crate::wal::stream`]), run
+/// until `stop`; one replica leads (the others try again every [`WAL_RETRY`]), a failure is
+/// logged and the stream started again. `kasm_db_wal_streaming` is 1 while this replica
+/// streams.
+async fn stream_wal(
+    cfg: Config,
+    db: DbTarget,
+    env: std::collections::BTreeMap<String, String>,
+    metrics: Arc<metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(to) = cfg.backup.to.clone() else {
+        return; // refused at start (`check_wal`)
+    };
+    let target = match crate::archive::target::Target::parse(&to) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("backup.wal: {e}");
+            return;
+        }
+    };
+    let staging =
+        crate::pgtools::temp_dir(&env).join(format!("kasm-db-wal-{}", cfg.backup.wal_slot));
+    metrics.set("wal_streaming", &[], 0.0);
+    while !*stop.borrow() {
+        let spec = crate::wal::stream::StreamSpec {
+            db: &db,
+            config: &cfg,
+            target: &target,
+            staging: &staging,
+            env: &env,
+        };
+        metrics.set("wal_streaming", &[], 1.0);
+        let mut until = stop.clone();
+        let r = crate::wal::stream::stream(spec, async move {
+            let _ = until.wait_for(|s| *s).await;
+        })
+        .await;
+        metrics.set("wal_streaming", &[], 0.0);
+        match r {
+            Ok(_) => return,
+            Err(e) if crate::db::locks::is_busy(&e) => {
+                tracing::debug!("another replica streams WAL; trying again later")
+            }
+            Err(e) => tracing::warn!("WAL stream stopped: {e}; starting it again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WAL_RETRY) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
 }
 
 /// Load the spool into the database whenever it holds something, until `stop`.

@@ -118,7 +118,7 @@ fn failed(e: &Error) -> Response {
         Kind::Usage => error(StatusCode::BAD_REQUEST, e),
         Kind::Temporary => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Kind::Failed if e.is_transient() => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Kind::Failed => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Kind::Failed | Kind::Abort => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

@@ -3,7 +3,9 @@
 //! (the stored object re-read: size and SHA-256 against the manifest) or the full restore test
 //! (restored into a scratch database on a scratch server with the real pipeline, row counts
 //! compared with the manifest, the scratch database dropped) — and record the result beside the
-//! backup (`verified.json`, best effort).
+//! backup (`verified.json`, best effort). The checksum check of a physical backup also checks
+//! the archived WAL after it ([`catalog::check_wal_chain`]: no hole, every segment matching its
+//! record): a base backup is only as good as the chain that carries it forward.
 //!
 //! An operation: everything arrives as explicit inputs ([`Verify`]) and a typed report
 //! ([`Verified`]) goes back; it never sees `Ctx`, the command line or an `Outcome` (the callers
@@ -139,10 +141,39 @@ pub struct RestoreTest {
 
 /// Verify a backup and record the result beside it.
 pub async fn verify(v: Verify<'_>) -> Result<Verified> {
-    let manifest = catalog::find(v.storage, v.backup).await?;
+    // The restore test restores a pg_dump archive: `latest` is then the newest logical backup,
+    // and a physical one is refused by name (its checksum check works for both kinds).
+    let manifest = match &v.how {
+        How::Checksum => catalog::find(v.storage, v.backup).await?,
+        How::RestoreTest(_) => {
+            catalog::find_of(
+                v.storage,
+                v.backup,
+                crate::archive::manifest::BackupKind::Logical,
+            )
+            .await?
+        }
+    };
     let started = Instant::now();
     let checked = match v.how {
-        How::Checksum => Checked::Checksum(catalog::check(v.storage, &manifest).await?),
+        How::Checksum => {
+            let mut c = catalog::check(v.storage, &manifest).await?;
+            // A physical backup is only as good as the WAL after it: the chain checked too.
+            if c.ok {
+                if let Some(chain) = catalog::check_wal_chain(v.storage, &manifest).await? {
+                    tracing::info!(
+                        segments = chain.segments,
+                        end = chain.end.as_deref().unwrap_or("none"),
+                        "WAL after the base backup checked"
+                    );
+                    if let Some(p) = chain.problem {
+                        c.ok = false;
+                        c.problem = Some(p);
+                    }
+                }
+            }
+            Checked::Checksum(c)
+        }
         How::RestoreTest(s) => Checked::RestoreTest(restore_test(v.storage, &manifest, s).await?),
     };
     let record = Verification::now(

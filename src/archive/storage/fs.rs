@@ -218,6 +218,50 @@ impl Storage for FsStorage {
         .boxed()
     }
 
+    fn list_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        async move {
+            // A directory that is not there is not an empty archive (see `list`).
+            if let Err(e) = tokio::fs::metadata(&self.root).await {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Err(super::missing(format!(
+                        "the backup directory {} does not exist (a mistyped path, or a share \
+                         not mounted?)",
+                        self.root.display()
+                    )));
+                }
+            }
+            // Only the prefix's folder is walked (the WAL of one timeline, not every backup).
+            let folder = prefix.trim_end_matches('/').to_string();
+            self.path(&folder)?;
+            let root = self.root.clone();
+            let walked = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                match walk(&root, &folder, &mut out) {
+                    Ok(()) => Ok(out),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .map_err(|e| Error::failed(format!("listing task: {e}")))?
+            .with_ctx(|| format!("cannot list {}", self.root.display()))?;
+            let mut names: Vec<String> = walked
+                .into_iter()
+                .map(|o| o.name)
+                .filter(|n| n.starts_with(prefix) && n.as_str() > after)
+                .collect();
+            names.sort();
+            names.truncate(limit);
+            Ok(names)
+        }
+        .boxed()
+    }
+
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             let path = self.path(name)?;

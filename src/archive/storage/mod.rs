@@ -112,6 +112,29 @@ pub trait Storage: Send + Sync {
     /// Every object under the target, including leftovers of dead runs.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>>>;
 
+    /// Up to `limit` names of objects under `prefix` (a folder, ending in `/`) that sort after
+    /// `after`, in order: what the WAL archive needs to tell the end of the archive from a gap
+    /// without listing everything (S3's `StartAfter`). By default the whole listing, filtered.
+    fn list_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut names: Vec<String> = self
+                .list()
+                .await?
+                .into_iter()
+                .map(|o| o.name)
+                .filter(|n| n.starts_with(prefix) && n.as_str() > after)
+                .collect();
+            names.sort();
+            names.truncate(limit);
+            Ok(names)
+        })
+    }
+
     /// Delete an object; deleting a missing object is not an error. An object under retention
     /// fails with a [`Locked`] cause.
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;

@@ -631,6 +631,36 @@ impl Storage for S3Storage {
         .boxed()
     }
 
+    fn list_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        async move {
+            let strip = self.list_prefix().unwrap_or_default();
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(format!("{strip}{prefix}"))
+                .start_after(format!("{strip}{after}"))
+                .max_keys(i32::try_from(limit).unwrap_or(1000))
+                .send()
+                .await
+                .map_err(|e| s3_err(format!("cannot list {}", self.describe()), e))?;
+            let mut out: Vec<String> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key()?.strip_prefix(&strip).map(str::to_string))
+                .collect();
+            out.sort();
+            out.truncate(limit);
+            Ok(out)
+        }
+        .boxed()
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<ObjectInfo>>> {
         async move {
             let strip = self.list_prefix().unwrap_or_default();

@@ -15,7 +15,12 @@ use crate::restore::run::{self, RestoreSpec};
 pub async fn restore_stage(d: &mut Demo) -> Result<StageResult> {
     let target = Target::Dir(d.workdir.path().join("backups"));
     let store = storage::open(&target, &d.config).await?;
-    let m = catalog::find(store.as_ref(), "latest").await?;
+    let m = catalog::find_of(
+        store.as_ref(),
+        "latest",
+        crate::archive::manifest::BackupKind::Logical,
+    )
+    .await?;
     let url = d.standby.url(d.db.dbname());
     let to = DbTarget::resolve(Some(&url), &Default::default())?;
     let r = run::restore(RestoreSpec {

@@ -1,0 +1,719 @@
+//! `restore --physical`: a physical base backup and the archived WAL after it, recovered into a
+//! new data directory up to a point in time (or the end of the archive), promoted, and shut
+//! down cleanly — or left running on a port, or left as a standby that keeps replaying WAL.
+//!
+//! 1. `DIR` must be absent or empty (never written over); the `postgres` of the backup's major
+//!    must be there ([`crate::pgtools`]).
+//! 2. The base backup is fetched to scratch space beside `DIR` and its size and SHA-256 are
+//!    checked ([`super::fetch`]) before anything is written to `DIR`; then the tar is unpacked
+//!    into `DIR` (the system `tar`), and as root the tree is given to `postgres`.
+//! 3. Recovery settings go into `postgresql.auto.conf`: `restore_command` runs kasm-db itself
+//!    (`wal fetch %f %p --from TARGET --through SEGMENT`, which checks every segment against its
+//!    record and stops recovery on a gap or a corrupt segment rather than ending it early), the
+//!    target (`recovery_target_time`, or none for the end of the archive), and
+//!    `recovery_target_action = promote`; then `recovery.signal` (`standby.signal` with
+//!    `--standby`).
+//! 4. The server starts on a free loopback port with a Unix socket in a private folder and a
+//!    `local all all trust` pg_hba of its own (nothing else may connect), archiving off.
+//!    Recovery is watched until the server is promoted; `recovered_to` is
+//!    `pg_last_xact_replay_timestamp()` then (the last replayed commit). A server that stops
+//!    instead fails the restore with the reason from its log (`wal fetch` names the segment).
+//! 5. A fast shutdown leaves `DIR` cleanly shut down (the recovery's server log kept as
+//!    `DIR/kasm-db-recovery.log`); with a port the server is started again on it with the
+//!    cluster's own configuration (Unix socket in `DIR`, its log in `DIR/kasm-db-server.log`).
+//!
+//! Never touches an existing data directory's files, never connects to the primary, never
+//! prints a password (the restored cluster's own pg_hba and passwords are untouched).
+
+use super::fetch;
+use crate::archive::manifest::{BackupKind, Manifest};
+use crate::archive::storage::Storage;
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Where recovery stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryTarget {
+    /// The end of the archive.
+    Latest,
+    /// The last commit at or before this instant.
+    Time(DateTime<Utc>),
+}
+
+/// One physical restore.
+pub struct PhysicalSpec<'a> {
+    pub storage: &'a dyn Storage,
+    pub manifest: &'a Manifest,
+    pub data_dir: &'a Path,
+    /// The kasm-db program PostgreSQL runs as `restore_command`, and the arguments that find
+    /// the archive again (`--from TARGET`, `--config FILE`), already shell-safe words.
+    pub fetch_command: Vec<String>,
+    pub to: RecoveryTarget,
+    /// Leave it a standby replaying WAL from the archive as it arrives (needs `port`).
+    pub standby: bool,
+    /// Leave the server running on this port.
+    pub port: Option<u16>,
+    pub pg_bindir: Option<&'a Path>,
+    /// The environment the server (and so `wal fetch`) runs with: the snapshot's
+    /// [`crate::pgtools::child_env`] plus what reaches the target (`KASM_DB_*`, `AWS_*`,
+    /// `AZURE_*`), chosen by the caller.
+    pub server_env: Vec<(String, String)>,
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// What a physical restore came to (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhysicalRestored {
+    pub backup: String,
+    pub data_dir: String,
+    /// The last commit replayed (`pg_last_xact_replay_timestamp()`); `None` when recovery
+    /// replayed none after the backup.
+    pub recovered_to: Option<DateTime<Utc>>,
+    pub duration_s: f64,
+    /// The port it runs on (`--start --port`, `--standby`); `None` when shut down.
+    pub running_on: Option<u16>,
+    pub standby: bool,
+    /// The newest WAL segment the archive held of the backup's timeline when the restore
+    /// began (`None`: none at all).
+    pub archive_end: Option<String>,
+    /// What the operator should know (an archive with nothing after the backup, holes after
+    /// the recovery target), in sentences.
+    pub warnings: Vec<String>,
+}
+
+/// Run the restore.
+pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
+    let started = Instant::now();
+    let m = spec.manifest;
+    let (BackupKind::Physical, Some(p)) = (m.kind, m.physical.as_ref()) else {
+        return Err(Error::usage(format!(
+            "backup {} is a logical backup: restore it without --physical",
+            m.id
+        )));
+    };
+    if spec.standby && spec.port.is_none() {
+        return Err(Error::usage(
+            "--standby needs --port P: the standby is left running",
+        ));
+    }
+    check_empty(spec.data_dir)?;
+    let major = p.server_major;
+    let (bindir, env) = (spec.pg_bindir.map(Path::to_path_buf), spec.env.clone());
+    let postgres = tokio::task::spawn_blocking(move || {
+        crate::pgtools::find(
+            "postgres",
+            major,
+            major,
+            crate::pgtools::Search {
+                bindir: bindir.as_deref(),
+                env: &env,
+            },
+        )
+    })
+    .await
+    .map_err(|e| Error::failed(format!("finding postgres: {e}")))??;
+    if postgres.major != major {
+        return Err(Error::failed(format!(
+            "backup {} is of PostgreSQL {major} ({}), and the postgres found is {} ({}): a \
+             physical backup starts only on its own major; install the PostgreSQL {major} \
+             server (Debian: apt install postgresql-{major}) or name its directory with \
+             --pg-bindir",
+            m.id,
+            m.server_version,
+            postgres.version,
+            postgres.path.display()
+        )));
+    }
+    let bindir = postgres
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let parent = parent_of(spec.data_dir)?;
+    let run_as = run_as_postgres()?;
+    let command = restore_command(&spec.fetch_command, &p.stop_segment);
+    probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
+
+    let (archive_end, warnings) = archive_state(spec.storage, p).await?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+
+    // 2. Verified before anything is written to DIR.
+    let fetched = fetch::fetch(spec.storage, m, None, &parent, |_| {}).await?;
+    std::fs::create_dir_all(spec.data_dir)?;
+    set_mode(spec.data_dir, 0o700)?;
+    let out = tokio::process::Command::new("tar")
+        .arg("-x")
+        .arg("-f")
+        .arg(&*fetched.path)
+        .arg("-C")
+        .arg(spec.data_dir)
+        .env_clear()
+        .envs(crate::pgtools::child_env(spec.env))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
+    drop(fetched);
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "unpacking backup {} into {} failed: {}",
+            m.id,
+            spec.data_dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+
+    // 3. Recovery settings. Any exit of kasm-db but 0 (fetched) and 1 (not in the archive,
+    // normally) becomes 126, which PostgreSQL takes as fatal: a kasm-db that cannot run, parse
+    // its arguments or load its configuration stops recovery instead of ending it early.
+    let mut conf = format!(
+        "\n# kasm-db restore --physical of backup {}\nrestore_command = {}\n",
+        m.id,
+        conf_quote(&command)
+    );
+    if !spec.standby {
+        if let RecoveryTarget::Time(t) = spec.to {
+            conf.push_str(&format!(
+                "recovery_target_time = {}\n",
+                conf_quote(&t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+            ));
+        }
+        conf.push_str("recovery_target_action = 'promote'\n");
+    }
+    append(&spec.data_dir.join("postgresql.auto.conf"), &conf)?;
+    let signal = if spec.standby {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    std::fs::write(spec.data_dir.join(signal), "")?;
+    // Files of the source that must not come along.
+    for stale in ["postmaster.pid", "postmaster.opts"] {
+        let _ = std::fs::remove_file(spec.data_dir.join(stale));
+    }
+    if let Some((uid, gid)) = run_as {
+        chown_tree(spec.data_dir, uid, gid)?;
+    }
+
+    if spec.standby {
+        let port = spec.port.expect("checked above");
+        let mut server = start_final(&bindir, spec.data_dir, port, run_as, &spec.server_env)?;
+        wait_ready(&bindir, spec.data_dir, port, &mut server).await?;
+        return Ok(PhysicalRestored {
+            backup: m.id.clone(),
+            data_dir: spec.data_dir.display().to_string(),
+            recovered_to: None,
+            duration_s: started.elapsed().as_secs_f64(),
+            running_on: Some(port),
+            standby: true,
+            archive_end,
+            warnings,
+        });
+    }
+
+    // 4. Recover on a private socket, watched.
+    let private = tempfile::Builder::new()
+        .prefix(".kasm-db-recovery-")
+        .tempdir_in(&parent)?;
+    let hba = private.path().join("pg_hba.conf");
+    std::fs::write(&hba, "local all all trust\n")?;
+    let log_path = private.path().join("server.log");
+    let log = std::fs::File::create(&log_path)?;
+    if let Some((uid, gid)) = run_as {
+        chown_tree(private.path(), uid, gid)?;
+    }
+    let port = free_port()?;
+    let mut cmd = command_as(&bindir.join("postgres"), run_as);
+    cmd.arg("-D")
+        .arg(spec.data_dir)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!(
+            "unix_socket_directories={}",
+            private.path().display()
+        ))
+        .arg("-c")
+        .arg(format!("hba_file={}", hba.display()))
+        .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
+        .args(["-c", "primary_conninfo=", "-c", "hot_standby=on"])
+        .env_clear()
+        .envs(spec.server_env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl in the forked child before exec is async-signal-safe. The recovering
+        // server stops (SIGQUIT) when kasm-db is killed: it is never left half-recovered and
+        // running on a private socket.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+    }
+    let mut server = cmd
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
+    let watched = watch(&mut server, private.path(), port, &p.superuser, &log_path).await;
+    let recovered_to = match watched {
+        Ok(t) => t,
+        Err(e) => {
+            stop(&mut server).await;
+            return Err(e);
+        }
+    };
+    // 5. A clean shutdown (fast: a shutdown checkpoint, no crash recovery at the next start).
+    stop(&mut server).await;
+    // The recovery's server log stays beside the data, for the record.
+    let kept_log = spec.data_dir.join("kasm-db-recovery.log");
+    if std::fs::copy(&log_path, &kept_log).is_ok() {
+        if let Some((uid, gid)) = run_as {
+            let _ = std::os::unix::fs::chown(&kept_log, Some(uid), Some(gid));
+        }
+    }
+    let mut running_on = None;
+    if let Some(port) = spec.port {
+        let mut s = start_final(&bindir, spec.data_dir, port, run_as, &spec.server_env)?;
+        wait_ready(&bindir, spec.data_dir, port, &mut s).await?;
+        running_on = Some(port);
+    }
+    Ok(PhysicalRestored {
+        backup: m.id.clone(),
+        data_dir: spec.data_dir.display().to_string(),
+        recovered_to,
+        duration_s: started.elapsed().as_secs_f64(),
+        running_on,
+        standby: false,
+        archive_end,
+        warnings,
+    })
+}
+
+/// What the archive holds after the backup, before recovery starts: its newest segment on the
+/// backup's timeline, and warnings for an archive with nothing after the backup (recovery
+/// then ends where the backup does) or with holes (recovery stops at the first one it needs).
+async fn archive_state(
+    storage: &dyn Storage,
+    p: &crate::archive::manifest::Physical,
+) -> Result<(Option<String>, Vec<String>)> {
+    use crate::archive::wal::Stored;
+    let names: Vec<String> = storage.list().await?.into_iter().map(|o| o.name).collect();
+    let tli = format!("{:08X}", p.timeline);
+    let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
+    let end = stored.newest().map(str::to_string);
+    let mut warnings = Vec::new();
+    match &end {
+        Some(e) if e.as_str() > p.stop_segment.as_str() => {
+            let holes = stored.holes_after(&p.stop_segment, p.wal_segment_bytes);
+            if let Some(first) = holes.first() {
+                warnings.push(format!(
+                    "the WAL archive has a hole after this backup ({} segment(s), the first \
+                     {first}): recovery cannot go past it and stops there with an error",
+                    holes.len()
+                ));
+            }
+        }
+        _ => warnings.push(format!(
+            "the WAL archive holds nothing after this backup (its last segment is {}): the \
+             restore recovers only to the end of the base backup; is `kasm-db wal stream` \
+             running?",
+            p.stop_segment
+        )),
+    }
+    Ok((end, warnings))
+}
+
+/// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT`, its exit status
+/// kept when 0 or 1 and made 126 otherwise.
+pub fn restore_command(fetch_command: &[String], through: &str) -> String {
+    let mut words = fetch_command.to_vec();
+    words.extend(["wal", "fetch", "%f", "%p", "--through", through].map(String::from));
+    let pos = words
+        .iter()
+        .position(|w| w == "--from")
+        .filter(|i| i + 1 < words.len());
+    // `--from TARGET` belongs to `wal fetch`, after the subcommand.
+    if let Some(i) = pos {
+        let from: Vec<String> = words.drain(i..i + 2).collect();
+        words.extend(from);
+    }
+    format!(
+        "{}; rc=$?; if [ $rc -gt 1 ]; then exit 126; fi; exit $rc",
+        words.join(" ")
+    )
+}
+
+/// Run the restore_command once as the server will (same user, same environment) for the
+/// backup's own last segment, before the server starts: it must fetch it or say that the
+/// archive does not have it, nothing else.
+async fn probe(
+    command: &str,
+    segment: &str,
+    scratch: &Path,
+    run_as: Option<(u32, u32)>,
+    env: &[(String, String)],
+) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix(".kasm-db-probe-")
+        .tempdir_in(scratch)?;
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+    }
+    let dest = dir.path().join("probe");
+    let line = command
+        .replace("%f", segment)
+        .replace("%p", &sh_quote(&dest.display().to_string()));
+    let mut cmd = command_as(Path::new("/bin/sh"), run_as);
+    cmd.arg("-c")
+        .arg(&line)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .map_err(|e| Error::failed(format!("cannot run the restore_command: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ok = match out.status.code() {
+        Some(0) => true,
+        Some(1) => stdout.contains("kasm-db wal fetch:"),
+        _ => false,
+    };
+    if !ok {
+        return Err(Error::failed(format!(
+            "the restore_command does not work as the server would run it ({}): {}; nothing \
+             was written",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Wait until the server has been promoted; the last replayed commit then. Fails with the
+/// reason from the log when the server stops instead.
+async fn watch(
+    server: &mut std::process::Child,
+    socket_dir: &Path,
+    port: u16,
+    superuser: &str,
+    log: &Path,
+) -> Result<Option<DateTime<Utc>>> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(socket_dir)
+        .port(port)
+        .user(superuser)
+        .dbname("template1")
+        .application_name("kasm-db restore --physical")
+        .connect_timeout(Duration::from_secs(5));
+    let mut last_note = Instant::now();
+    loop {
+        if let Some(status) = server.try_wait()? {
+            return Err(Error::failed(format!(
+                "recovery failed: the server stopped ({status}): {}",
+                reason(log)
+            )));
+        }
+        if let Ok((client, conn)) = config.connect(tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            if let Ok(row) = client
+                .query_one(
+                    "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()",
+                    &[],
+                )
+                .await
+            {
+                let in_recovery: bool = row.get(0);
+                if !in_recovery {
+                    let t: Option<DateTime<Utc>> = row.get(1);
+                    return Ok(t);
+                }
+            }
+        }
+        if last_note.elapsed() > Duration::from_secs(30) {
+            tracing::info!("recovery is still replaying WAL");
+            last_note = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Why the server stopped, from its log: what `wal fetch` said (it names the segment), else
+/// the server's last FATAL or PANIC lines.
+pub fn reason_in(log: &str) -> String {
+    let ours: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("kasm-db: error:"))
+        .collect();
+    if let Some(l) = ours.last() {
+        return l.trim_start_matches("kasm-db: error: ").to_string();
+    }
+    let fatal: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("FATAL:") || l.contains("PANIC:"))
+        .collect();
+    let tail = &fatal[fatal.len().saturating_sub(2)..];
+    if tail.is_empty() {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(3)..].join(" / ")
+    } else {
+        tail.join(" / ")
+    }
+}
+
+fn reason(log: &Path) -> String {
+    reason_in(&std::fs::read_to_string(log).unwrap_or_default())
+}
+
+async fn stop(server: &mut std::process::Child) {
+    // SAFETY: signals to our own child, not yet reaped.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if server.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Start the server on `port` with the cluster's own configuration, detached (its own session,
+/// its output in `DIR/kasm-db-server.log`), to be left running.
+fn start_final(
+    bindir: &Path,
+    data_dir: &Path,
+    port: u16,
+    run_as: Option<(u32, u32)>,
+    env: &[(String, String)],
+) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let log_path = data_dir.join("kasm-db-server.log");
+    let log = std::fs::File::create(&log_path)?;
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(&log_path, Some(uid), Some(gid))?;
+    }
+    let mut cmd = command_as(&bindir.join("postgres"), run_as);
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args(["-p", &port.to_string()])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", data_dir.display()))
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid in the child before exec is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| Error::failed(format!("cannot start postgres: {e}")))
+}
+
+/// Wait until the server on `port` accepts connections (`pg_isready` on its socket in DIR).
+async fn wait_ready(
+    bindir: &Path,
+    data_dir: &Path,
+    port: u16,
+    server: &mut std::process::Child,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(status) = server.try_wait()? {
+            return Err(Error::failed(format!(
+                "the restored server stopped at start ({status}): {}",
+                reason(&data_dir.join("kasm-db-server.log"))
+            )));
+        }
+        let ready = tokio::process::Command::new(bindir.join("pg_isready"))
+            .args(["-q", "-h"])
+            .arg(data_dir)
+            .args(["-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!(
+                "the restored server on port {port} did not accept connections within 300 s; \
+                 see {}",
+                data_dir.join("kasm-db-server.log").display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn check_empty(dir: &Path) -> Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(Error::usage(format!(
+                    "--data-dir {} is not empty: a physical restore writes only into an empty \
+                     or absent directory",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::failed(format!("cannot read {}: {e}", dir.display()))),
+    }
+}
+
+fn parent_of(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_absolute() {
+        return Err(Error::usage(format!(
+            "--data-dir {} must be an absolute path",
+            dir.display()
+        )));
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    std::fs::create_dir_all(&parent)?;
+    Ok(parent)
+}
+
+/// A value as `postgresql.conf` quotes it.
+pub fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A word as `sh` reads it back unchanged (single quotes unless plainly safe).
+pub fn sh_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@%+,".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for e in std::fs::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// uid and gid of `postgres` when running as root (PostgreSQL refuses to run as root).
+fn run_as_postgres() -> Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("postgres").expect("static name");
+    // SAFETY: getpwnam returns static storage or null; read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(Error::failed(
+            "running as root, and there is no `postgres` user to give the data directory to \
+             and run the server as",
+        ));
+    }
+    // SAFETY: pw is non-null and points at a valid passwd record.
+    Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
+}
+
+fn command_as(program: &Path, run_as: Option<(u32, u32)>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(program);
+    if let Some((uid, gid)) = run_as {
+        c.uid(uid).gid(gid);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restore_command_puts_from_after_the_subcommand_and_makes_failures_fatal() {
+        let c = restore_command(
+            &[
+                "/usr/bin/kasm-db".into(),
+                "--from".into(),
+                "s3://b/p".into(),
+            ],
+            "000000010000000000000002",
+        );
+        assert_eq!(
+            c,
+            "/usr/bin/kasm-db wal fetch %f %p --through 000000010000000000000002 --from s3://b/p; \
+             rc=$?; if [ $rc -gt 1 ]; then exit 126; fi; exit $rc"
+        );
+    }
+
+    #[test]
+    fn quoting_survives_the_shell_and_the_config_file() {
+        assert_eq!(sh_quote("/usr/bin/kasm-db"), "/usr/bin/kasm-db");
+        assert_eq!(sh_quote("%f"), "%f");
+        assert_eq!(sh_quote("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(conf_quote("a 'b'"), "'a ''b'''");
+    }
+
+    #[test]
+    fn the_reason_names_the_segment_when_wal_fetch_refused() {
+        let log = "LOG:  starting archive recovery\n\
+                   kasm-db: error: WAL segment 000000010000000000000005 is missing in the archive\n\
+                   FATAL:  could not restore file \"000000010000000000000005\" from archive\n";
+        assert!(reason_in(log).starts_with("WAL segment 000000010000000000000005"));
+        assert_eq!(
+            reason_in(
+                "LOG: x\nFATAL:  recovery ended before configured recovery target was reached\n"
+            ),
+            "FATAL:  recovery ended before configured recovery target was reached"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! `kasm-db wal fetch FILE PATH`: PostgreSQL's `restore_command` during `restore --physical`
+//! (hidden). One WAL file from the archive, checked against its record (size and SHA-256 of the
+//! stored object, the size of the file unpacked), written to `PATH` whole (a temporary name,
+//! then a rename) — or one of two answers PostgreSQL must tell apart:
+//!
+//! - not found ([`Fetched::NotFound`], exit 1): the end of the archive, a history file of a
+//!   timeline that never was, a segment the base backup carries itself. Recovery then ends
+//!   there (or, as a standby, asks again later).
+//! - abort ([`Kind::Abort`], exit 126, which PostgreSQL takes as fatal): a segment older than
+//!   the newest stored is missing or only partly stored (a gap), a stored object does not match
+//!   its record (corrupt), or the archive cannot be read. Recovery stops with the segment named
+//!   instead of ending early with less than the archive holds.
+//!
+//! The gap judgement is [`crate::archive::wal::judge`]'s. Reads only; never writes to the
+//! target.
+
+use crate::archive::compress::{Codec, Unpacker};
+use crate::archive::storage::{self, Storage};
+use crate::archive::wal::{self, Judgement, Record, Stored};
+use crate::error::{Error, Kind, Result};
+use std::io::Write;
+use std::path::Path;
+use tokio::io::AsyncReadExt;
+
+/// What a fetch came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// Written to the path: the file, and whether it was the partial copy of the segment being
+    /// written when the archive was last stored to.
+    Restored { file: String, partial: bool },
+    /// Not in the archive, normally (see the module doc): why.
+    NotFound(String),
+}
+
+/// Fetch `file` into `dest`. `through` is the last segment the base backup carries itself.
+pub async fn fetch(
+    storage: &dyn Storage,
+    file: &str,
+    dest: &Path,
+    through: Option<&str>,
+) -> Result<Fetched> {
+    if !(wal::is_segment(file) || wal::is_history(file)) {
+        return Ok(Fetched::NotFound(format!(
+            "{file} is not archived by kasm-db"
+        )));
+    }
+    // A partial copy may be replaced (or the segment completed) between the listing and the
+    // read: try again with the new state.
+    for _ in 0..3 {
+        if let Some(record) = read_record(storage, file, false).await? {
+            restore(storage, &record, dest).await?;
+            return Ok(Fetched::Restored {
+                file: file.into(),
+                partial: false,
+            });
+        }
+        let tli = wal::timeline_of(file).expect("checked above");
+        // Only what sorts after the file: its partial copy and the next segments, if any
+        // (enough to tell the end of the archive from a gap; never the whole archive).
+        let folder = format!("{}/", wal::timeline_dir(tli));
+        let names: Vec<String> = storage
+            .list_after(&folder, &format!("{folder}{file}"), AFTER)
+            .await
+            .map_err(|e| abort(format!("cannot list the WAL archive: {e}")))?;
+        let stored = Stored::from_listing(tli, names.iter().map(String::as_str));
+        match wal::judge(file, &stored, through) {
+            Judgement::Full => continue,
+            Judgement::Partial => {
+                let Some(record) = read_record(storage, file, true).await? else {
+                    continue;
+                };
+                match restore(storage, &record, dest).await {
+                    Err(e) if e.to_string().contains(MISSING) => continue,
+                    r => r?,
+                }
+                return Ok(Fetched::Restored {
+                    file: file.into(),
+                    partial: true,
+                });
+            }
+            Judgement::NotFound(why) => return Ok(Fetched::NotFound(why)),
+            Judgement::Gap(why) => return Err(abort(why)),
+        }
+    }
+    Err(abort(format!(
+        "WAL file {file} kept changing in the archive while it was read"
+    )))
+}
+
+const MISSING: &str = "is missing from the archive";
+/// Names listed after the file asked for: its own partial copy's two objects and the next
+/// segment's come first.
+const AFTER: usize = 64;
+
+fn abort(msg: impl std::fmt::Display) -> Error {
+    Error::new(Kind::Abort, msg)
+}
+
+async fn read_record(storage: &dyn Storage, file: &str, partial: bool) -> Result<Option<Record>> {
+    let name = wal::record_name(file, partial).expect("a WAL file name");
+    let bytes = storage::get_small(storage, &name)
+        .await
+        .map_err(|e| abort(format!("cannot read {name} from the archive: {e}")))?;
+    bytes
+        .map(|b| {
+            serde_json::from_slice::<Record>(&b)
+                .map_err(|e| abort(format!("the record {name} is unreadable: {e}")))
+        })
+        .transpose()
+}
+
+/// Read the record's object, check it, unpack it to `dest` (atomically).
+async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<()> {
+    let file = &record.file;
+    let Some(mut r) = storage
+        .get(&record.object)
+        .await
+        .map_err(|e| abort(format!("cannot read WAL file {file} from the archive: {e}")))?
+    else {
+        return Err(abort(format!(
+            "WAL file {file}: its object {} {MISSING}",
+            record.object
+        )));
+    };
+    let mut bytes = Vec::with_capacity(record.size_bytes as usize);
+    r.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| abort(format!("cannot read WAL file {file} from the archive: {e}")))?;
+    let (sha, size) = super::stream::digest(&bytes);
+    if size != record.size_bytes || sha != record.sha256 {
+        return Err(abort(format!(
+            "WAL {}{file} is corrupt in the archive: its object {} is {size} bytes with a \
+             SHA-256 that {} its record; recovery stops here",
+            if wal::is_segment(file) {
+                "segment "
+            } else {
+                "file "
+            },
+            record.object,
+            if sha == record.sha256 {
+                "matches, but the size differs from"
+            } else {
+                "differs from"
+            }
+        )));
+    }
+    let codec = Codec::from_kind(&record.compression).map_err(abort)?;
+    let dest = dest.to_path_buf();
+    let want = record.wal_bytes;
+    let pad_to = record.pad_to;
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let tmp = dest.with_extension("kasm-db-partial");
+        let out = std::fs::File::create(&tmp)
+            .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
+        let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
+        let unpacked = u.write_all(&bytes).and_then(|_| u.finish());
+        let out = unpacked
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
+        let len = out.metadata()?.len();
+        if len != want {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(abort(format!(
+                "WAL file {file} unpacks to {len} bytes, its record says {want}"
+            )));
+        }
+        // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
+        if let Some(size) = pad_to.filter(|p| *p > len) {
+            out.set_len(size)?;
+        }
+        out.sync_all()?;
+        std::fs::rename(&tmp, &dest)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| abort(format!("unpacking task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::compress::{Codec, Method};
+    use crate::archive::storage::fs::FsStorage;
+    use crate::private::FileMode;
+
+    #[tokio::test]
+    async fn a_segment_comes_back_byte_for_byte_and_a_corrupt_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let seg = "000000010000000000000003";
+        // Written at its start, zero-padded to its size as pg_receivewal leaves it.
+        let mut wal: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        wal.resize(16 << 20, 0);
+        let local = dir.path().join(seg);
+        std::fs::write(&local, &wal).unwrap();
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 5,
+        };
+        let r = crate::wal::stream::store(&s, method, &local, seg, None)
+            .await
+            .unwrap();
+        assert_eq!((r.wal_bytes, r.pad_to), (70_000, Some(16 << 20)));
+        let dest = dir.path().join("RECOVERYXLOG");
+        let got = fetch(&s, seg, &dest, None).await.unwrap();
+        assert_eq!(
+            got,
+            Fetched::Restored {
+                file: seg.into(),
+                partial: false
+            }
+        );
+        assert!(std::fs::read(&dest).unwrap() == wal, "not the same bytes");
+        // The end of the archive is "not found"; a corrupt object stops recovery.
+        let next = "000000010000000000000004";
+        assert!(matches!(
+            fetch(&s, next, &dest, None).await.unwrap(),
+            Fetched::NotFound(_)
+        ));
+        let object = dir.path().join("target").join(&r.object);
+        let mut bad = std::fs::read(&object).unwrap();
+        bad[10] ^= 0xff;
+        std::fs::write(&object, bad).unwrap();
+        let e = fetch(&s, seg, &dest, None).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::Abort);
+        assert!(e.to_string().contains("corrupt"), "{e}");
+    }
+}

@@ -1,0 +1,487 @@
+//! `kasm-db wal stream`: the primary's WAL, continuously, into the backup target.
+//!
+//! 1. The role must have REPLICATION ([`crate::db::replication::check`]; a managed server
+//!    without it is refused, pointing to the provider's own point-in-time recovery).
+//! 2. The `WalStream` advisory lock is held on a session of its own for as long as this runs:
+//!    one leader among replicas (a second run exits 75). A lost session is reopened and the
+//!    lock taken again; if another run took it meanwhile, this one stops (75). The slot admits
+//!    one consumer at a time too, so two `pg_receivewal` never both stream.
+//! 3. The physical slot `backup.wal_slot` is created when missing (`pg_receivewal
+//!    --create-slot --if-not-exists`): the primary keeps every segment until it is streamed,
+//!    across restarts of either side, so a restart resumes where the slot stands, no gap.
+//! 4. `pg_receivewal` (the server's major or newer) writes segments into a local staging
+//!    directory; it reconnects by itself when the primary restarts. Every `backup.wal_flush`
+//!    the staging directory is swept: each completed segment (and timeline history file) is
+//!    compressed and checksummed like a dump, stored, its record written after it, the partial
+//!    copy of it deleted, and then the local file removed; the segment still being written is
+//!    stored as a new partial copy when it changed. So the committed work at risk when the
+//!    primary dies is at most `wal_flush` old.
+//! 5. SIGTERM/SIGINT stops pg_receivewal, one last sweep stores what it received, exit 0.
+//!
+//! Never deletes a local segment before its record is stored; never logs the password.
+
+use crate::archive::compress::{self, Digest, Method};
+use crate::archive::storage::{self, Piece, Storage};
+use crate::archive::target::Target;
+use crate::archive::wal::{self, Record};
+use crate::config::Config;
+use crate::db::locks::{self, Lock};
+use crate::db::{self, DbTarget, Retry, replication};
+use crate::error::{Error, Kind, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::sync::mpsc;
+
+/// One WAL stream to run.
+pub struct StreamSpec<'a> {
+    pub db: &'a DbTarget,
+    pub config: &'a Config,
+    pub target: &'a Target,
+    /// Where pg_receivewal writes (kept across restarts: completed segments not yet stored
+    /// are stored first).
+    pub staging: &'a Path,
+    /// The process environment (only [`crate::pgtools::child_env`] of it reaches
+    /// pg_receivewal).
+    pub env: &'a BTreeMap<String, String>,
+}
+
+/// What a stream did, when it stopped.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamReport {
+    pub target: String,
+    pub slot: String,
+    /// Completed segments (and history files) stored.
+    pub segments: u64,
+    /// Partial copies of the segment being written stored.
+    pub partial_copies: u64,
+    /// The newest completed segment stored by this run.
+    pub last_segment: Option<String>,
+    /// The segment being written when it stopped, as last stored.
+    pub partial_segment: Option<String>,
+}
+
+/// A replication slot name as PostgreSQL accepts it (lower-case letters, digits, `_`).
+pub fn valid_slot(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Stream until `stop` resolves (or pg_receivewal fails for good).
+pub async fn stream(
+    spec: StreamSpec<'_>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<StreamReport> {
+    let slot = spec.config.backup.wal_slot.clone();
+    if !valid_slot(&slot) {
+        return Err(Error::usage(format!(
+            "backup.wal_slot {slot:?} is not a replication slot name: lower-case letters, \
+             digits and _ only, at most 63"
+        )));
+    }
+    if spec.config.backup.encryption_key_file.is_some() {
+        return Err(Error::usage(
+            "wal stream does not encrypt yet, and backup.encryption_key_file is set: no WAL \
+             was stored (it holds every change to the database in the clear)",
+        ));
+    }
+    let flush = spec.config.backup.wal_flush.as_duration();
+    if flush.is_zero() {
+        return Err(Error::usage("backup.wal_flush must be more than 0"));
+    }
+    let storage = storage::open(spec.target, spec.config).await?;
+    let retry = Retry::configured(&spec.config.database);
+    let mut leader = db::connect(spec.db, retry).await?;
+    let facts = replication::check(&leader, "wal stream").await?;
+    locks::hold(&leader, Lock::WalStream, &spec.db.redacted()).await?;
+    let major = facts.server_major;
+    let (bindir, env) = (spec.config.backup.pg_bindir.clone(), spec.env.clone());
+    let tool = tokio::task::spawn_blocking(move || {
+        crate::pgtools::find(
+            "pg_receivewal",
+            major,
+            major,
+            crate::pgtools::Search {
+                bindir: bindir.as_deref(),
+                env: &env,
+            },
+        )
+    })
+    .await
+    .map_err(|e| Error::failed(format!("finding pg_receivewal: {e}")))??;
+    if tool.major < major {
+        return Err(Error::failed(format!(
+            "{} is version {}, older than the server ({}): install the PostgreSQL {major} \
+             client tools or name their directory with backup.pg_bindir",
+            tool.path.display(),
+            tool.version,
+            facts.server_version
+        )));
+    }
+    crate::private::create_dir_all(spec.staging, crate::private::FileMode::PRIVATE).map_err(
+        |e| {
+            Error::failed(format!(
+                "cannot create the WAL staging directory {}: {e}",
+                spec.staging.display()
+            ))
+        },
+    )?;
+    let receivewal = |extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&tool.path);
+        cmd.arg("--directory")
+            .arg(spec.staging)
+            .args(["--slot", &slot, "--no-password"])
+            .args(extra)
+            .env_clear()
+            .envs(crate::pgtools::child_env(spec.env))
+            .env("LC_ALL", "C")
+            .envs(spec.db.libpq_env())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: prctl in the forked child before exec is async-signal-safe. pg_receivewal
+        // stops with kasm-db even when kasm-db is killed outright.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        cmd
+    };
+    let out = receivewal(&["--create-slot", "--if-not-exists"])
+        .output()
+        .await
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", tool.path.display())))?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "pg_receivewal could not create the replication slot {slot}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+
+    let mut report = StreamReport {
+        target: storage.describe(),
+        slot: slot.clone(),
+        ..StreamReport::default()
+    };
+    let mut sweeper = Sweeper {
+        storage: storage.as_ref(),
+        method: spec.config.backup.method(),
+        dir: spec.staging.to_path_buf(),
+        partial_seen: HashMap::new(),
+        history_done: HashSet::new(),
+    };
+    // Completed segments a killed run left behind go first.
+    sweeper.sweep(&mut report).await?;
+
+    let mut child = receivewal(&["--verbose"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", tool.path.display())))?;
+    let (err_tx, mut err_rx) = mpsc::channel::<String>(64);
+    let stderr = child.stderr.take().expect("piped");
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "kasm_db::wal", "{line}");
+            let _ = err_tx.try_send(line);
+        }
+    });
+    let mut last_lines: Vec<String> = Vec::new();
+    tracing::info!(
+        slot = %slot,
+        target = %report.target,
+        flush_s = flush.as_secs_f64(),
+        "streaming WAL"
+    );
+    let mut tick = tokio::time::interval(flush);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            _ = &mut stop => break Ok(()),
+            status = child.wait() => {
+                while let Ok(l) = err_rx.try_recv() { keep(&mut last_lines, l); }
+                break Err(Error::failed(format!(
+                    "pg_receivewal stopped ({}): {}",
+                    status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                    last_lines.join(" / ")
+                )));
+            }
+            _ = tick.tick() => {
+                while let Ok(l) = err_rx.try_recv() { keep(&mut last_lines, l); }
+                if let Err(e) = sweeper.sweep(&mut report).await {
+                    // The target may be unreachable for a while: the files stay staged and
+                    // the next sweep stores them.
+                    tracing::warn!("storing WAL: {e}; trying again in {} s", flush.as_secs_f64());
+                }
+                if leader.is_closed() {
+                    match reclaim(spec.db, &leader_lock_on(spec.db)).await {
+                        Ok(Some(c)) => leader = c,
+                        Ok(None) => {}
+                        Err(e) if e.kind() == Kind::Temporary && locks::is_busy(&e) => break Err(e),
+                        Err(e) => tracing::warn!("the WAL stream's lock session: {e}"),
+                    }
+                }
+            }
+        }
+    };
+    // Stop pg_receivewal (SIGTERM: it writes out what it has), then store what it received.
+    if let Some(pid) = child.id() {
+        // SAFETY: kill on the pid of our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(4), child.wait()).await;
+    let _ = child.start_kill();
+    let last = sweeper.sweep(&mut report).await;
+    outcome?;
+    last?;
+    Ok(report)
+}
+
+fn keep(lines: &mut Vec<String>, line: String) {
+    lines.push(line);
+    if lines.len() > 4 {
+        lines.remove(0);
+    }
+}
+
+fn leader_lock_on(db: &DbTarget) -> String {
+    db.redacted()
+}
+
+/// Reopen the leader's session and take the lock again: `Ok(None)` while the server is not
+/// there (try again at the next sweep), [`Lock::busy`] when another run took it meanwhile.
+async fn reclaim(db: &DbTarget, on: &str) -> Result<Option<tokio_postgres::Client>> {
+    let Ok(client) = db::connect(db, Retry::once()).await else {
+        return Ok(None);
+    };
+    locks::hold(&client, Lock::WalStream, on).await?;
+    tracing::info!("the WAL stream's lock session is back");
+    Ok(Some(client))
+}
+
+/// Stores what pg_receivewal wrote.
+struct Sweeper<'a> {
+    storage: &'a dyn Storage,
+    method: Method,
+    dir: PathBuf,
+    /// Partial files stored, by name: the modification time stored and the copy's object.
+    partial_seen: HashMap<String, (SystemTime, String)>,
+    /// History files stored by this run (kept locally: they are tiny).
+    history_done: HashSet<String>,
+}
+
+impl Sweeper<'_> {
+    /// Store every completed segment and history file in the staging directory, then the
+    /// partial segment if it changed.
+    async fn sweep(&mut self, report: &mut StreamReport) -> Result<()> {
+        let mut complete = Vec::new();
+        let mut partial = Vec::new();
+        let mut history = Vec::new();
+        let mut rd = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(e) = rd.next_entry().await? {
+            let name = e.file_name().to_string_lossy().to_string();
+            if wal::is_segment(&name) {
+                complete.push(name);
+            } else if let Some(seg) = name.strip_suffix(".partial") {
+                if wal::is_segment(seg) {
+                    partial.push(seg.to_string());
+                }
+            } else if wal::is_history(&name) && !self.history_done.contains(&name) {
+                history.push(name);
+            }
+        }
+        complete.sort();
+        partial.sort();
+        for name in history {
+            store(
+                self.storage,
+                self.method,
+                &self.dir.join(&name),
+                &name,
+                None,
+            )
+            .await?;
+            self.history_done.insert(name);
+            report.segments += 1;
+        }
+        for name in complete {
+            let path = self.dir.join(&name);
+            store(self.storage, self.method, &path, &name, None).await?;
+            self.drop_partial_copy(&name).await;
+            tokio::fs::remove_file(&path).await?;
+            report.segments += 1;
+            report.last_segment = Some(name);
+        }
+        // Only the newest partial file is being written; an older one is a leftover of a
+        // timeline switch and is stored like the rest (it is never served unless newest).
+        for seg in partial {
+            let path = self.dir.join(format!("{seg}.partial"));
+            let Ok(meta) = tokio::fs::metadata(&path).await else {
+                continue; // completed meanwhile: the next sweep stores it
+            };
+            let modified = meta.modified()?;
+            if self
+                .partial_seen
+                .get(&seg)
+                .is_some_and(|(m, _)| *m == modified)
+            {
+                continue;
+            }
+            let n = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            // The copy this replaces: this run's, or the one a previous run left recorded.
+            let old = match self.partial_seen.get(&seg) {
+                Some((_, o)) => Some(o.clone()),
+                None => match wal::record_name(&seg, true) {
+                    Some(name) => storage::get_small(self.storage, &name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                        .map(|r| r.object),
+                    None => None,
+                },
+            };
+            let record = match store(self.storage, self.method, &path, &seg, Some(n)).await {
+                Ok(r) => r,
+                // Renamed to its completed name while being read: the next sweep has it.
+                Err(_) if !path.exists() => continue,
+                Err(e) => return Err(e),
+            };
+            self.partial_seen
+                .insert(seg.clone(), (modified, record.object.clone()));
+            // Only after the new record is stored: a reader never finds a record without its
+            // object (and one that lost the race reads the record again).
+            if let Some(old) = old.filter(|o| *o != record.object) {
+                let _ = self.storage.delete(&old).await;
+            }
+            report.partial_copies += 1;
+            report.partial_segment = Some(seg);
+        }
+        Ok(())
+    }
+
+    /// Remove the partial copy of a segment now stored whole: its record first (so it is never
+    /// served), then its object.
+    async fn drop_partial_copy(&mut self, seg: &str) {
+        let Some(record_name) = wal::record_name(seg, true) else {
+            return;
+        };
+        let old = match storage::get_small(self.storage, &record_name).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<Record>(&bytes).ok(),
+            _ => None,
+        };
+        let _ = self.storage.delete(&record_name).await;
+        if let Some(r) = old {
+            let _ = self.storage.delete(&r.object).await;
+        }
+        if let Some((_, obj)) = self.partial_seen.remove(seg) {
+            let _ = self.storage.delete(&obj).await;
+        }
+    }
+}
+
+/// Store the local file `path` as the WAL file `name` (a completed segment or history file,
+/// or with `partial = Some(n)` the `n`th partial copy of a segment): compressed and hashed on
+/// the way, the record written after the object.
+pub async fn store(
+    storage: &dyn Storage,
+    method: Method,
+    path: &Path,
+    name: &str,
+    partial: Option<u64>,
+) -> Result<Record> {
+    let ext = method.codec.extension();
+    let object = match partial {
+        None => wal::object_name(name, ext),
+        Some(n) => wal::partial_object_name(name, n, ext),
+    }
+    .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
+    let mut file = tokio::fs::File::open(path).await?;
+    // A partial file grows while it is read: read what is there now, once.
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).await?;
+    // Its trailing zeros (the padding of a segment not yet written, or switched early) are not
+    // stored, only counted: the stream's cost is the WAL written, not 16 MiB per flush.
+    let pad_to = bytes.len() as u64;
+    bytes.truncate(bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1));
+    let wal_bytes = bytes.len() as u64;
+    let (tx, rx) = mpsc::channel::<Piece>(8);
+    let put = {
+        let object = object.clone();
+        async move { storage.put_stream(&object, rx).await }
+    };
+    let produce = async move {
+        let summary = compress::compress_stream(&bytes[..], method, None, &tx, |_| {}).await?;
+        tx.send(Piece::End)
+            .await
+            .map_err(|_| Error::failed(compress::STORAGE_STOPPED))?;
+        Ok::<_, Error>(summary)
+    };
+    let (summary, stored) = tokio::join!(produce, put);
+    let stored = stored?;
+    let summary = summary?;
+    if stored != summary.output_bytes {
+        return Err(Error::failed(format!(
+            "storing {name}: storage reports {stored} bytes, {} were sent",
+            summary.output_bytes
+        )));
+    }
+    let record = Record {
+        file: name.to_string(),
+        object,
+        size_bytes: summary.output_bytes,
+        sha256: summary.sha256,
+        wal_bytes,
+        pad_to: (pad_to > wal_bytes).then_some(pad_to),
+        compression: method.codec.name().into(),
+        partial: partial.is_some(),
+    };
+    let record_name = wal::record_name(name, partial.is_some())
+        .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
+    let body = serde_json::to_vec_pretty(&record)
+        .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
+    // A completed segment's record is written once and kept like a manifest; the partial
+    // copy's is rewritten at every flush.
+    let retain = if partial.is_some() {
+        storage::Retain::No
+    } else {
+        storage::Retain::WithBackup
+    };
+    storage.put_small(&record_name, body, retain).await?;
+    tracing::debug!(file = name, partial = partial.is_some(), "WAL stored");
+    Ok(record)
+}
+
+/// SHA-256 and size of `bytes` (for [`super::fetch`]'s check).
+pub fn digest(bytes: &[u8]) -> (String, u64) {
+    let mut d = Digest::default();
+    d.update(bytes);
+    d.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_are_checked() {
+        assert!(valid_slot("kasm_db"));
+        assert!(!valid_slot("kasm-db"));
+        assert!(!valid_slot(""));
+        assert!(!valid_slot("Kasm"));
+    }
+}
