@@ -41,6 +41,8 @@ const PURE: &[&str] = &[
     "config/notify.rs",
     "notify/body.rs",
     "config/azure.rs",
+    "config/proxy.rs",
+    "net/proxy.rs",
     "archive/storage/azure/account.rs",
     "archive/storage/azure/request.rs",
     "archive/storage/azure/xml.rs",
