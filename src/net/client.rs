@@ -189,6 +189,14 @@ impl Origin {
                 .await
                 .map_err(|e| format!("request to {named}: {e}"))?;
             let (parts, body) = resp.into_parts();
+            if self.proxy_refused(parts.status) {
+                // A proxy that refuses may close before its body is read: the head says it.
+                return Ok(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: Bytes::new(),
+                });
+            }
             let body = body
                 .collect()
                 .await
@@ -202,7 +210,9 @@ impl Origin {
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(Ok(a)) => {
-                self.keep(sender);
+                if !self.proxy_refused(a.status) {
+                    self.keep(sender);
+                }
                 self.refused_by_proxy(a)
             }
             Ok(Err(e)) => Err(Failure::Lost(e)),
@@ -232,6 +242,14 @@ impl Origin {
             }
         };
         let (parts, body) = resp.into_parts();
+        if self.proxy_refused(parts.status) {
+            return self.refused_by_proxy(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body: Bytes::new(),
+            })
+            .map(Err);
+        }
         if parts.status.is_success() {
             // The connection closes once the body is read (its sender is dropped here).
             return Ok(Ok((
@@ -257,13 +275,18 @@ impl Origin {
         .map(Err)
     }
 
+    /// Whether `status`, answering a plain request through a proxy, is the proxy's refusal
+    /// (407) rather than the target's answer.
+    fn proxy_refused(&self, status: StatusCode) -> bool {
+        self.key.proxy.is_some()
+            && !self.key.target.https
+            && status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    }
+
     /// A 407 on a plain request through a proxy is the proxy's refusal, not the target's.
     fn refused_by_proxy(&self, a: Answer) -> Result<Answer, Failure> {
         match &self.key.proxy {
-            Some(p)
-                if !self.key.target.https
-                    && a.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED =>
-            {
+            Some(p) if self.proxy_refused(a.status) => {
                 Err(Failure::Connect(refusal(p, &self.key.target, a.status)))
             }
             _ => Ok(a),
@@ -387,7 +410,10 @@ impl Origin {
 }
 
 fn refusal(p: &Proxy, target: &Target, status: StatusCode) -> String {
-    let hint = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+    // 407 is the standard refusal; some proxies (tinyproxy) say 401.
+    let hint = if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        || status == StatusCode::UNAUTHORIZED
+    {
         if p.authorization().is_some() {
             " (it refused the credentials given as user:pass@ in the proxy variable)"
         } else {
