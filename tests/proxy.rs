@@ -8,8 +8,11 @@
 //! (nothing new in its log) and still arrive. Loopback is routed through the proxy on purpose:
 //! only `NO_PROXY` decides what bypasses it. With `BasicAuth` on the proxy, the credentials of
 //! `https_proxy` open the tunnel, wrong ones fail with an error naming the proxy by
-//! `host:port` and its 407, and no credential ever appears in kasm-db's output.
+//! `host:port` and its refusal, and no credential ever appears in kasm-db's output. A backup to
+//! Azure (Azurite) goes through it too.
 
+#[path = "common/azurite.rs"]
+mod azurite;
 mod common;
 #[path = "common/hec.rs"]
 mod hec;
@@ -55,8 +58,10 @@ impl Tinyproxy {
         let port = free_port();
         let log = dir.path().join("tinyproxy.log");
         let conf = dir.path().join("tinyproxy.conf");
+        // Timeout: the AWS SDK's uploads through tinyproxy end only when tinyproxy closes the
+        // idle connection (its default 600 s; the upload itself is whole at once).
         let mut text = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Info\n\
+            "Port {port}\nListen 127.0.0.1\nTimeout 5\nLogFile \"{}\"\nLogLevel Info\n\
              MaxClients 100\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
             log.display()
         );
@@ -324,7 +329,13 @@ async fn s3_hec_and_notifications_go_through_the_proxy_and_no_proxy_bypasses_it(
     let dir2 = tempfile::tempdir().unwrap();
     let conf2 = siem_config(dir2.path(), &hec.url, "");
     let r2 = run_async(with_proxy(
-        &["--config", conf2.to_str().unwrap(), "--db", &rows2, "forward"],
+        &[
+            "--config",
+            conf2.to_str().unwrap(),
+            "--db",
+            &rows2,
+            "forward",
+        ],
         &vars,
     ))
     .await;
@@ -408,12 +419,16 @@ async fn an_https_hec_tunnels_with_the_proxy_credentials_and_wrong_ones_are_a_cl
     let conf = siem_config(dir.path(), &hec.url, "insecure_skip_verify = true\n");
 
     // https_proxy with the right credentials: a CONNECT tunnel, TLS to HEC inside it.
-    let vars = vec![(
-        "HTTPS_PROXY",
-        proxy.url(Some((PROXY_USER, PROXY_PASS))),
-    )];
+    let vars = vec![("HTTPS_PROXY", proxy.url(Some((PROXY_USER, PROXY_PASS))))];
     let r = run_async(with_proxy(
-        &["--config", conf.to_str().unwrap(), "--db", &rows, "-v", "forward"],
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--db",
+            &rows,
+            "-v",
+            "forward",
+        ],
         &vars,
     ))
     .await;
@@ -432,10 +447,7 @@ async fn an_https_hec_tunnels_with_the_proxy_credentials_and_wrong_ones_are_a_cl
     // its refusal, never the credentials.
     let db = tokio::task::spawn_blocking(fresh_db).await.unwrap();
     let backups = tempfile::tempdir().unwrap();
-    let vars = vec![(
-        "https_proxy",
-        proxy.url(Some((PROXY_USER, "wr0ng-pass"))),
-    )];
+    let vars = vec![("https_proxy", proxy.url(Some((PROXY_USER, "wr0ng-pass"))))];
     let before = proxy.requests().len();
     let r = run_async(backup_notified(
         &db,
@@ -460,4 +472,47 @@ async fn an_https_hec_tunnels_with_the_proxy_credentials_and_wrong_ones_are_a_cl
     );
     assert_no_secrets(&r);
     assert!(!proxy.log_text().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_azure_backup_goes_through_the_proxy_unless_no_proxy_names_it() {
+    let proxy = Tinyproxy::start(false);
+    let (db, container, endpoint) = tokio::task::spawn_blocking(|| {
+        (fresh_db(), azurite::container(), azurite::blob_endpoint())
+    })
+    .await
+    .unwrap();
+    let backup = |prefix: &str, vars: &[(&str, String)]| {
+        let to = format!("az://{container}/{prefix}");
+        let mut cmd = with_proxy(&["backup", "--json", "--db", &db, "--to", &to], vars);
+        cmd.envs(azurite::env());
+        cmd
+    };
+    let vars = vec![("http_proxy", proxy.url(None))];
+    let r = run_async(backup("via", &vars)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = proxy.requests();
+    let put = format!("PUT {endpoint}/{container}/via/");
+    assert!(
+        seen.iter().any(|l| l.starts_with(&put)),
+        "no {put}... in the proxy's log: {seen:#?}"
+    );
+
+    let before = seen.len();
+    let mut vars = vars.clone();
+    vars.push(("no_proxy", "localhost, .example.com, 127.0.0.1".into()));
+    let r = run_async(backup("direct", &vars)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        proxy.requests().len(),
+        before,
+        "no_proxy did not bypass the proxy: {:#?}",
+        &proxy.requests()[before..]
+    );
+    let c = container.clone();
+    let blobs = tokio::task::spawn_blocking(move || azurite::blobs(&c))
+        .await
+        .unwrap();
+    assert!(blobs.iter().any(|b| b.starts_with("direct/")), "{blobs:?}");
+    assert!(blobs.iter().any(|b| b.starts_with("via/")), "{blobs:?}");
 }

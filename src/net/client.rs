@@ -243,12 +243,13 @@ impl Origin {
         };
         let (parts, body) = resp.into_parts();
         if self.proxy_refused(parts.status) {
-            return self.refused_by_proxy(Answer {
-                status: parts.status,
-                headers: parts.headers,
-                body: Bytes::new(),
-            })
-            .map(Err);
+            return self
+                .refused_by_proxy(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: Bytes::new(),
+                })
+                .map(Err);
         }
         if parts.status.is_success() {
             // The connection closes once the body is read (its sender is dropped here).
