@@ -521,3 +521,101 @@ impl AsyncRead for BodyReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A proxy that reads one request head, keeps it, and answers `answer`.
+    async fn refusing_proxy(answer: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the head ended");
+                head.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (port, task)
+    }
+
+    fn origin(https: bool, proxy: String) -> Origin {
+        let env = ProxyEnv {
+            https: Some(Secret::new(proxy.clone())),
+            http: Some(Secret::new(proxy)),
+            ..ProxyEnv::default()
+        };
+        let target = Target {
+            https,
+            host: "siem.example".into(),
+            port: 8088,
+        };
+        let tls = https.then(|| public_tls().unwrap());
+        Origin::new(target, tls, &env, Duration::from_secs(5)).unwrap()
+    }
+
+    fn request() -> Request<Bytes> {
+        Request::post("/services/collector/event")
+            .body(Bytes::from_static(b"{}"))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_tunnel_names_the_proxy_and_sends_the_credentials_only_to_it() {
+        let (port, head) =
+            refusing_proxy("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+        let o = origin(true, format!("http://kasm:s3cret@127.0.0.1:{port}"));
+        let Err(Failure::Connect(e)) = o.call(request(), Duration::from_secs(5)).await else {
+            panic!("not a connect failure");
+        };
+        assert_eq!(
+            e,
+            format!("proxy 127.0.0.1:{port} refused to reach siem.example:8088: 502 Bad Gateway")
+        );
+        let head = head.await.unwrap();
+        assert!(
+            head.starts_with("CONNECT siem.example:8088 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // base64("kasm:s3cret")
+        assert!(
+            head.contains("Proxy-Authorization: Basic a2FzbTpzM2NyZXQ=\r\n"),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_407_to_a_plain_request_is_the_proxys_refusal() {
+        let (port, head) = refusing_proxy(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let o = origin(false, format!("127.0.0.1:{port}"));
+        let Err(Failure::Connect(e)) = o.call(request(), Duration::from_secs(5)).await else {
+            panic!("not a connect failure");
+        };
+        assert!(
+            e.starts_with(&format!(
+                "proxy 127.0.0.1:{port} refused to reach siem.example:8088: 407 Proxy Authentication Required (it wants credentials"
+            )),
+            "{e}"
+        );
+        let head = head.await.unwrap();
+        assert!(
+            head.starts_with("POST http://siem.example:8088/services/collector/event HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("proxy-authorization"),
+            "{head}"
+        );
+    }
+}
