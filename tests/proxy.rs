@@ -2,7 +2,8 @@
 //! real forward proxy on loopback: Debian's `tinyproxy` (installed by `scripts/setup`, started
 //! here as `tinyproxy -d -c <conf>` on a free port, logging every request line to a file).
 //!
-//! Asserted: a backup to S3 (moto, through the AWS SDK), a HEC forward and a notification each
+//! Asserted: a backup to S3 (moto, through the AWS SDK), a HEC forward, an http-sink forward and
+//! a notification each
 //! appear in the proxy's log (absolute-form request lines for `http://` targets, `CONNECT` for
 //! an `https://` HEC), and arrive; with `NO_PROXY=127.0.0.1,localhost` the same jobs bypass it
 //! (nothing new in its log) and still arrive. Loopback is routed through the proxy on purpose:
@@ -309,6 +310,45 @@ async fn s3_hec_and_notifications_go_through_the_proxy_and_no_proxy_bypasses_it(
     );
     assert_no_secrets(&r);
     assert_no_secrets(&r2);
+
+    // The http sink (NDJSON) takes the same path.
+    let ndjson = format!("http://127.0.0.1:{}/siem/ndjson", hook.port);
+    let dir3 = tempfile::tempdir().unwrap();
+    let conf3 = dir3.path().join("kasm-db.toml");
+    std::fs::write(
+        &conf3,
+        format!(
+            "[siem]\nkind = \"http\"\nurl = \"{ndjson}\"\ntoken = \"{TOKEN}\"\nspool_dir = \"{}\"\n\
+             batch_wait_ms = 5\nrequest_timeout_secs = 5\n",
+            dir3.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let rows3 = tokio::task::spawn_blocking(|| db_with_rows(5))
+        .await
+        .unwrap();
+    let r3 = run_async(with_proxy(
+        &[
+            "--config",
+            conf3.to_str().unwrap(),
+            "--db",
+            &rows3,
+            "forward",
+        ],
+        &vars,
+    ))
+    .await;
+    assert_eq!(r3.code, 0, "{}\n{}", r3.stdout, r3.stderr);
+    assert!(hook.paths.lock().unwrap().contains(&"/siem/ndjson".into()));
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|l| l.starts_with(&format!("POST {ndjson} "))),
+        "the http sink's POST is not in the proxy's log: {:#?}",
+        proxy.requests()
+    );
+    assert_no_secrets(&r3);
 
     // NO_PROXY names loopback: the same jobs go around the proxy.
     let before = proxy.requests().len();
