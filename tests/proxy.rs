@@ -3,9 +3,8 @@
 //! here as `tinyproxy -d -c <conf>` on a free port, logging every request line to a file).
 //!
 //! Asserted: a backup to S3 (moto, through the AWS SDK), a HEC forward, an http-sink forward and
-//! a notification each
-//! appear in the proxy's log (absolute-form request lines for `http://` targets, `CONNECT` for
-//! an `https://` HEC), and arrive; with `NO_PROXY=127.0.0.1,localhost` the same jobs bypass it
+//! a notification each appear in the proxy's log (absolute-form request lines for `http://`
+//! targets, `CONNECT` for an `https://` HEC), and arrive; with `NO_PROXY=127.0.0.1,localhost` the same jobs bypass it
 //! (nothing new in its log) and still arrive. Loopback is routed through the proxy on purpose:
 //! only `NO_PROXY` decides what bypasses it. With `BasicAuth` on the proxy, the credentials of
 //! `https_proxy` open the tunnel, wrong ones fail with an error naming the proxy by
