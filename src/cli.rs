@@ -23,7 +23,10 @@ Configuration: flag > KASM_DB_* environment > TOML file (--config) > default. Ev
 as KASM_DB_A_B, e.g. KASM_DB_RETENTION_DEBUG=0.\n\
 Notifications: with [notify] urls (and on = start/success/failure, default failure; token), backup, \
 backups verify, purge, vacuum and restore POST a JSON body to each URL; an undelivered one is a \
-warning, never a different exit code (docs/operations.md, \"Notifications\")."
+warning, never a different exit code (docs/operations.md, \"Notifications\").\n\
+Proxy: HTTP(S) connections (HEC and http SIEM sinks, notifications, S3, Azure) honour https_proxy/\
+HTTPS_PROXY, http_proxy, all_proxy and no_proxy/NO_PROXY as curl does (docs/operations.md, \
+\"Behind a proxy\")."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod forward;
 pub mod logs;
 pub mod maintenance;
+pub mod net;
 pub mod notify;
 pub mod output;
 pub mod pgtemp;

@@ -7,6 +7,8 @@
 //! - a pure module ([`PURE`]) imports an I/O crate or module ([`IO`]) or reads the clock;
 //! - `std::env` appears outside `main.rs`;
 //! - advisory-lock SQL (`pg_advisory…`, `pg_try_advisory…`) appears outside `db/locks.rs`;
+//! - an HTTP client (`hyper::client`, `hyper_util::client`) is used outside `net/`: every
+//!   outbound HTTP connection goes through the one client, which honours the proxy variables;
 //! - the folder-level import graph between capability folders has a cycle (printed);
 //! - the file-level import graph (one node per module file, the command layer included) has a
 //!   cycle (printed). A file's use of a module that contains it (`super`, its folder's
@@ -46,6 +48,8 @@ const PURE: &[&str] = &[
     "config/notify.rs",
     "notify/body.rs",
     "config/azure.rs",
+    "config/proxy.rs",
+    "net/proxy.rs",
     "archive/storage/azure/account.rs",
     "archive/wal.rs",
     "archive/storage/azure/request.rs",
@@ -434,6 +438,21 @@ fn check_locks(files: &[File]) -> Vec<String> {
     bad
 }
 
+/// HTTP clients outside `net/`, the one client that honours the proxy variables.
+fn check_http_clients(files: &[File]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (path, text) in files.iter().filter(|(p, _)| !p.starts_with("net/")) {
+        for (line, p) in paths(text) {
+            if under(&p, "hyper::client") || under(&p, "hyper_util::client") {
+                bad.push(format!(
+                    "src/{path}:{line}: an HTTP client outside src/net/ ({p}); use net::client"
+                ));
+            }
+        }
+    }
+    bad
+}
+
 /// The folder-level import graph between capability modules: folder → the folders it uses.
 fn graph(files: &[File]) -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<&str> = files
@@ -728,6 +747,32 @@ fn advisory_locks_only_in_the_registry() {
         "advisory-lock SQL outside db/locks.rs",
         check_locks(&source_files()),
     );
+}
+
+#[test]
+fn http_clients_only_in_net() {
+    assert_clean(
+        "HTTP clients outside src/net/",
+        check_http_clients(&source_files()),
+    );
+}
+
+#[test]
+fn an_http_client_outside_net_is_caught() {
+    for bad in [
+        "use hyper::client::conn::http1::SendRequest;",
+        "fn f() { hyper::client::conn::http1::handshake(io); }",
+        "use hyper_util::client::legacy::Client;",
+    ] {
+        assert_eq!(
+            check_http_clients(&[f("notify/service.rs", bad)]).len(),
+            1,
+            "{bad}"
+        );
+        assert!(check_http_clients(&[f("net/client.rs", bad)]).is_empty());
+    }
+    // The server half is not a client.
+    assert!(check_http_clients(&[f("serve/mod.rs", "use hyper::server::conn::http1;")]).is_empty());
 }
 
 #[test]

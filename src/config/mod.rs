@@ -12,6 +12,7 @@ pub mod duration;
 pub mod file_mode;
 pub mod lenient;
 pub mod notify;
+pub mod proxy;
 pub mod secret;
 pub mod siem;
 
@@ -43,6 +44,10 @@ pub struct Config {
     /// targets (set by [`Config::load`] from its `env`; no file key sets them).
     #[serde(skip)]
     pub azure: azure::AzureEnv,
+    /// Not a section: the standard proxy variables of the environment, for every HTTP client
+    /// (set by [`Config::load`] from its `env`, also into `[siem]` and `[notify]`).
+    #[serde(skip)]
+    pub proxy: proxy::ProxyEnv,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -380,6 +385,11 @@ impl Config {
             .map_err(|e| Error::usage(format!("invalid configuration: {e}")))?;
         config.validate()?;
         config.azure = azure::AzureEnv::from_env(env);
+        config.proxy = proxy::ProxyEnv::from_env(env);
+        config.notify.proxy = config.proxy.clone();
+        if let Some(siem) = &mut config.siem {
+            siem.proxy = config.proxy.clone();
+        }
         Ok(config)
     }
 

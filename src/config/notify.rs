@@ -24,6 +24,9 @@ pub struct NotifyConfig {
     pub on: Vec<Event>,
     /// Sent as `Authorization: Bearer <token>` when set.
     pub token: Option<Secret>,
+    /// Not a key: the environment's proxy variables (set with the configuration's).
+    #[serde(skip)]
+    pub proxy: super::proxy::ProxyEnv,
 }
 
 impl Default for NotifyConfig {
@@ -32,6 +35,7 @@ impl Default for NotifyConfig {
             urls: Vec::new(),
             on: vec![Event::Failure],
             token: None,
+            proxy: Default::default(),
         }
     }
 }

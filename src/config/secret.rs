@@ -5,7 +5,7 @@
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Secret(String);
 
 impl Secret {

@@ -16,6 +16,9 @@ pub struct SiemConfig {
     pub sink: SiemSink,
     #[serde(flatten)]
     pub common: SiemCommon,
+    /// Not a key: the environment's proxy variables (set with the configuration's).
+    #[serde(skip)]
+    pub proxy: super::proxy::ProxyEnv,
 }
 
 /// The kind's own keys, tagged by `kind` (each kind's struct denies keys it does not take).
@@ -193,7 +196,11 @@ impl<'de> Deserialize<'de> for SiemConfig {
         };
         let common = SiemCommon::deserialize(toml::Value::Table(common))
             .map_err(|e| D::Error::custom(keyed(e.message(), &e)))?;
-        Ok(SiemConfig { sink, common })
+        Ok(SiemConfig {
+            sink,
+            common,
+            proxy: Default::default(),
+        })
     }
 }
 

@@ -14,7 +14,6 @@ pub mod delivery;
 pub mod endpoint;
 pub mod hec;
 pub mod http;
-pub mod http_client;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
@@ -32,6 +31,24 @@ use pipeline::{Limits, Shared};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// The shared HTTP client's handle on the HTTP endpoint `ep` (the HEC and http sinks), through
+/// the proxy the environment names for it; a proxy variable that cannot be used is a usage
+/// error naming the variable.
+pub(crate) fn origin(
+    ep: &endpoint::Endpoint,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: &crate::config::proxy::ProxyEnv,
+    timeout: Duration,
+) -> Result<crate::net::Origin> {
+    let target = crate::net::Target {
+        https: ep.tls(),
+        host: ep.host.clone(),
+        port: ep.port,
+    };
+    crate::net::Origin::new(target, tls, proxy, timeout)
+        .map_err(|e| Error::usage(format!("siem.url {}: {e}", ep.authority())))
+}
 
 /// The start-up health check never holds `start` up longer than this.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -17,9 +17,11 @@ impl Sink {
     pub fn new(siem: &SiemConfig) -> Result<Sink> {
         let common = &siem.common;
         Ok(match &siem.sink {
-            SiemSink::SplunkHec(hec) => Sink::Hec(Box::new(HecSink::new(common, hec)?)),
+            SiemSink::SplunkHec(hec) => {
+                Sink::Hec(Box::new(HecSink::new(common, hec, &siem.proxy)?))
+            }
             SiemSink::Syslog(syslog) => Sink::Syslog(Box::new(SyslogSink::new(common, syslog)?)),
-            SiemSink::Http(http) => Sink::Http(Box::new(HttpSink::new(common, http)?)),
+            SiemSink::Http(http) => Sink::Http(Box::new(HttpSink::new(common, http, &siem.proxy)?)),
         })
     }
 

@@ -17,7 +17,7 @@ pub mod service;
 pub use body::{Job, Notice};
 
 use crate::config::notify::{Event, NotifyConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use chrono::Utc;
 use std::future::Future;
 use std::sync::Arc;
@@ -66,14 +66,7 @@ impl Notifier {
     /// A notifier for `config`, naming this machine `host` in its bodies.
     pub fn new(config: &NotifyConfig, host: impl Into<String>) -> Result<Notifier> {
         let tls = if config.urls.iter().any(|u| u.https) {
-            let provider = crate::tls::provider();
-            let roots = crate::tls::roots(None, "notify")?;
-            let c = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::failed(format!("TLS setup: {e}")))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(Arc::new(c))
+            Some(crate::net::client::public_tls()?)
         } else {
             None
         };
@@ -149,6 +142,7 @@ impl Notifier {
                     url,
                     self.tls.as_ref(),
                     self.config.token.as_ref(),
+                    &self.config.proxy,
                     body,
                     self.policy,
                 )

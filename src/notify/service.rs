@@ -1,5 +1,5 @@
-//! Delivering one notification body to one URL: a POST over the SIEM sinks' HTTP client
-//! ([`crate::forward::http_client`], hyper + rustls), tried [`Policy::attempts`] times with a
+//! Delivering one notification body to one URL: a POST over kasm-db's one HTTP client
+//! ([`crate::net::client`], hyper + rustls, through the proxy the environment names), tried [`Policy::attempts`] times with a
 //! bounded wait per attempt and a short pause between, so a dead or hanging receiver costs a
 //! job a few seconds at most. The only I/O of notifications.
 //!
@@ -8,10 +8,9 @@
 
 use crate::config::Secret;
 use crate::config::notify::NotifyUrl;
-use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::http_client::{HttpConn, HttpError};
+use crate::config::proxy::ProxyEnv;
+use crate::net::{Failure, Origin, Target};
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, header};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +54,7 @@ pub async fn deliver(
     url: &NotifyUrl,
     tls: Option<&Arc<rustls::ClientConfig>>,
     token: Option<&Secret>,
+    proxy: &ProxyEnv,
     body: Bytes,
     policy: Policy,
 ) -> Result<(), Failed> {
@@ -67,7 +67,7 @@ pub async fn deliver(
         }
         let once = tokio::time::timeout(
             policy.attempt_timeout,
-            post(url, tls, token, body.clone(), policy.attempt_timeout),
+            post(url, tls, token, proxy, body.clone(), policy.attempt_timeout),
         )
         .await;
         match once {
@@ -95,26 +95,23 @@ pub async fn deliver(
     })
 }
 
-/// One attempt on a new connection.
+/// One attempt (on a kept connection to the URL's origin when there is one).
 async fn post(
     url: &NotifyUrl,
     tls: Option<&Arc<rustls::ClientConfig>>,
     token: Option<&Secret>,
+    proxy: &ProxyEnv,
     body: Bytes,
     timeout: Duration,
 ) -> Result<StatusCode, String> {
-    let endpoint = Endpoint {
-        scheme: if url.https {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        },
+    let target = Target {
+        https: url.https,
         host: url.host.clone(),
         port: url.port,
-        path: url.path.clone(),
     };
     // The caller's timeout bounds the attempt; the connection's own is a backstop.
-    let mut conn = HttpConn::new(endpoint, tls.cloned(), timeout + Duration::from_secs(1));
+    let backstop = timeout + Duration::from_secs(1);
+    let origin = Origin::new(target, tls.cloned(), proxy, backstop).map_err(|e| e.to_string())?;
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(url.path.as_str())
@@ -123,16 +120,16 @@ async fn post(
             header::USER_AGENT,
             concat!("kasm-db/", env!("CARGO_PKG_VERSION")),
         )
-        .body(Full::new(body))
+        .body(body)
         .map_err(|_| "cannot build the request (the URL's path is not valid)".to_string())?;
     if let Some(t) = token {
         let value = header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
             .map_err(|_| "notify.token is not a valid header value".to_string())?;
         req.headers_mut().insert(header::AUTHORIZATION, value);
     }
-    match conn.send(req).await {
-        Ok((status, _)) => Ok(status),
-        Err(HttpError::Connect(e) | HttpError::Unknown(e)) => Err(e),
+    match origin.call(req, backstop).await {
+        Ok(a) => Ok(a.status),
+        Err(Failure::Connect(e) | Failure::Lost(e)) => Err(e),
     }
 }
 

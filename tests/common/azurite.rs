@@ -70,7 +70,8 @@ pub fn storage(container: &str, prefix: &str) -> AzureStorage {
         connection_string: Some(Secret::new(connection_string())),
         ..AzureEnv::default()
     };
-    AzureStorage::open(container.into(), prefix.into(), &env).expect("azure storage")
+    AzureStorage::open(container.into(), prefix.into(), &env, &Default::default())
+        .expect("azure storage")
 }
 
 /// A new, empty container with a unique name.

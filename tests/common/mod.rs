@@ -112,11 +112,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kasm-db"))
 }
 
-/// A `kasm-db` command with a clean environment: no KASM_DB_* or PG* variables leak in.
+/// A `kasm-db` command with a clean environment: no KASM_DB_* or PG* variables leak in, nor a
+/// proxy (tests/proxy.rs sets its own): the tests' servers are on loopback.
 pub fn kasm_db(args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin());
     for (k, _) in std::env::vars() {
-        if k.starts_with("KASM_DB_") || k.starts_with("PG") {
+        let proxy = k.to_ascii_lowercase().ends_with("_proxy");
+        if k.starts_with("KASM_DB_") || k.starts_with("PG") || proxy {
             cmd.env_remove(k);
         }
     }

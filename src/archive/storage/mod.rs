@@ -173,6 +173,7 @@ pub async fn open(target: &Target, config: &Config) -> Result<Arc<dyn Storage>> 
             container.clone(),
             prefix.clone(),
             &config.azure,
+            &config.proxy,
         )?),
     })
 }

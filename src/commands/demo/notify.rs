@@ -32,6 +32,9 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
         urls: vec![NotifyUrl::parse(&url).map_err(Error::failed)?],
         on: Event::ALL.to_vec(),
         token: None,
+        // The receiver is in this process, on loopback: reached directly, whatever proxy the
+        // environment names.
+        proxy: Default::default(),
     };
     let notifier = Notifier::new(&config, host_name())?;
     let schema = d.config.database.schema.clone();

@@ -7,11 +7,11 @@ pub mod request;
 pub mod response;
 pub mod service;
 
+use crate::config::proxy::ProxyEnv;
 use crate::config::siem::{HecConfig, SiemCommon};
 use crate::error::{Error, Result};
 use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::http_client::HttpConn;
 use crate::logs::record::Record;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub struct HecSink {
 }
 
 impl HecSink {
-    pub fn new(siem: &SiemCommon, hec: &HecConfig) -> Result<HecSink> {
+    pub fn new(siem: &SiemCommon, hec: &HecConfig, proxy: &ProxyEnv) -> Result<HecSink> {
         let ep = Endpoint::parse(&siem.url)?;
         if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
             return Err(Error::usage(format!(
@@ -50,7 +50,8 @@ impl HecSink {
             },
             gzip_level: 1,
             service: service::HecService {
-                conn: HttpConn::new(ep, tls, timeout),
+                origin: crate::forward::origin(&ep, tls, proxy, timeout)?,
+                timeout,
                 paths,
                 token,
                 channel: hec.ack.then(|| uuid::Uuid::new_v4().to_string()),

@@ -5,11 +5,13 @@ use super::request::{self, Paths};
 use super::response::{self, Posted};
 use crate::config::Secret;
 use crate::forward::delivery::Delivery;
-use crate::forward::http_client::{HttpConn, HttpError};
+use crate::net::{Failure, Origin};
 use std::time::Duration;
 
 pub struct HecService {
-    pub conn: HttpConn,
+    pub origin: Origin,
+    /// The longest one request (send and whole answer) may take.
+    pub timeout: Duration,
     pub paths: Paths,
     pub token: Secret,
     /// With indexer acknowledgement: the channel id sent with every request.
@@ -17,13 +19,13 @@ pub struct HecService {
     pub ack_timeout: Duration,
 }
 
-fn transport(e: HttpError) -> Delivery {
+fn transport(e: Failure) -> Delivery {
     match e {
-        HttpError::Connect(reason) => Delivery::Retry {
+        Failure::Connect(reason) => Delivery::Retry {
             reason,
             ambiguous: false,
         },
-        HttpError::Unknown(reason) => Delivery::Retry {
+        Failure::Lost(reason) => Delivery::Retry {
             reason,
             ambiguous: true,
         },
@@ -33,24 +35,29 @@ fn transport(e: HttpError) -> Delivery {
 impl HecService {
     /// GET the health endpoint: `Ok(())` when HEC says it is healthy.
     pub async fn health(&mut self) -> Result<(), String> {
-        match self.conn.send(request::health(&self.paths)).await {
-            Ok((s, _)) if s.is_success() => Ok(()),
-            Ok((s, body)) => Err(format!(
-                "HEC health check answered {s}: {}",
-                String::from_utf8_lossy(&body)
+        match self
+            .origin
+            .call(request::health(&self.paths), self.timeout)
+            .await
+        {
+            Ok(a) if a.status.is_success() => Ok(()),
+            Ok(a) => Err(format!(
+                "HEC health check answered {}: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
                     .chars()
                     .take(200)
                     .collect::<String>()
             )),
-            Err(HttpError::Connect(e) | HttpError::Unknown(e)) => Err(e),
+            Err(Failure::Connect(e) | Failure::Lost(e)) => Err(e),
         }
     }
 
     /// Post one gzipped batch of `events` envelopes and, with acks on, wait for the indexer.
     pub async fn post(&mut self, gz: Vec<u8>, events: usize) -> Delivery {
         let req = request::events(&self.paths, &self.token, self.channel.as_deref(), gz);
-        let (status, body) = match self.conn.send(req).await {
-            Ok(r) => r,
+        let (status, body) = match self.origin.call(req, self.timeout).await {
+            Ok(a) => (a.status, a.body),
             Err(e) => return transport(e),
         };
         match response::classify(status.as_u16(), &body, events) {
@@ -68,8 +75,8 @@ impl HecService {
         let mut pause = Duration::from_millis(20);
         loop {
             let req = request::ack_poll(&self.paths, &self.token, &channel, &[id]);
-            match self.conn.send(req).await {
-                Ok((s, body)) => match response::ack_state(s.as_u16(), &body, id) {
+            match self.origin.call(req, self.timeout).await {
+                Ok(a) => match response::ack_state(a.status.as_u16(), &a.body, id) {
                     Ok(Some(true)) | Ok(None) => return Delivery::Delivered,
                     Ok(Some(false)) => {}
                     Err(reason) => {
@@ -80,7 +87,7 @@ impl HecService {
                     }
                 },
                 Err(e) => {
-                    let (HttpError::Connect(reason) | HttpError::Unknown(reason)) = e;
+                    let (Failure::Connect(reason) | Failure::Lost(reason)) = e;
                     return Delivery::Retry {
                         reason: format!("waiting for HEC ack {id}: {reason}"),
                         ambiguous: true,

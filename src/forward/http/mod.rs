@@ -7,22 +7,25 @@ pub mod encode;
 pub mod request;
 
 use crate::config::Secret;
+use crate::config::proxy::ProxyEnv;
 use crate::config::siem::{HttpConfig, SiemCommon};
 use crate::error::{Error, Result};
 use crate::forward::delivery::Delivery;
 use crate::forward::endpoint::{Endpoint, Scheme};
-use crate::forward::http_client::{HttpConn, HttpError};
 use crate::logs::record::Record;
+use crate::net::{Failure, Origin};
 use request::{classify, request};
 use std::time::Duration;
 
 pub struct HttpSink {
-    conn: HttpConn,
+    origin: Origin,
+    path: String,
+    timeout: Duration,
     token: Secret,
 }
 
 impl HttpSink {
-    pub fn new(siem: &SiemCommon, http: &HttpConfig) -> Result<HttpSink> {
+    pub fn new(siem: &SiemCommon, http: &HttpConfig, proxy: &ProxyEnv) -> Result<HttpSink> {
         let ep = Endpoint::parse(&siem.url)?;
         if !matches!(ep.scheme, Scheme::Http | Scheme::Https) {
             return Err(Error::usage(format!(
@@ -42,21 +45,23 @@ impl HttpSink {
         };
         let timeout = Duration::from_secs(siem.request_timeout_secs.max(1));
         Ok(HttpSink {
-            conn: HttpConn::new(ep, tls, timeout),
+            origin: crate::forward::origin(&ep, tls, proxy, timeout)?,
+            path: ep.path.clone(),
+            timeout,
             token,
         })
     }
 
     pub async fn send(&mut self, records: &[Record]) -> Delivery {
         let body = encode::ndjson(records);
-        let req = request(&self.conn.endpoint().path.clone(), &self.token, &body);
-        match self.conn.send(req).await {
-            Ok((status, body)) => classify(status.as_u16(), &body),
-            Err(HttpError::Connect(reason)) => Delivery::Retry {
+        let req = request(&self.path, &self.token, &body);
+        match self.origin.call(req, self.timeout).await {
+            Ok(a) => classify(a.status.as_u16(), &a.body),
+            Err(Failure::Connect(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: false,
             },
-            Err(HttpError::Unknown(reason)) => Delivery::Retry {
+            Err(Failure::Lost(reason)) => Delivery::Retry {
                 reason,
                 ambiguous: true,
             },

@@ -19,18 +19,18 @@
 //! or `describe`.
 
 pub mod account;
-pub mod conn;
 pub mod request;
 mod upload;
 pub mod xml;
 
 use super::{ObjectInfo, Piece, Reader, Retain, Storage};
 use crate::config::azure::AzureEnv;
+use crate::config::proxy::ProxyEnv;
 use crate::error::{Error, Result};
+use crate::net::{Answer, Failure, Origin};
 use account::Account;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use conn::{Answer, Failure, Http};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use request::Op;
@@ -42,6 +42,8 @@ use tokio::sync::mpsc;
 const ATTEMPTS: u32 = 4;
 /// The wait for the answer of a call without a large body.
 const SMALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long opening a connection (TCP, a proxy's tunnel, TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct AzureStorage {
     inner: Arc<Inner>,
@@ -51,7 +53,7 @@ pub struct AzureStorage {
 struct Inner {
     account: Account,
     container: String,
-    http: Http,
+    http: Origin,
 }
 
 /// What a failed call came to.
@@ -191,9 +193,26 @@ impl Inner {
 impl AzureStorage {
     /// The storage of `container`/`prefix` in the account the Azure variables name. Makes no
     /// request; missing or malformed credentials are a usage error.
-    pub fn open(container: String, prefix: String, env: &AzureEnv) -> Result<AzureStorage> {
+    pub fn open(
+        container: String,
+        prefix: String,
+        env: &AzureEnv,
+        proxy: &ProxyEnv,
+    ) -> Result<AzureStorage> {
         let account = Account::from_env(env)?;
-        let http = Http::new(account.endpoint.clone())?;
+        let ep = &account.endpoint;
+        let target = crate::net::Target {
+            https: ep.https,
+            host: ep.host.clone(),
+            port: ep.port,
+        };
+        let tls = if ep.https {
+            Some(crate::net::client::public_tls()?)
+        } else {
+            None
+        };
+        let http = Origin::new(target, tls, proxy, CONNECT_TIMEOUT)
+            .map_err(|e| Error::usage(format!("az://{container}: {e}")))?;
         Ok(AzureStorage {
             inner: Arc::new(Inner {
                 account,
