@@ -1,5 +1,5 @@
 //! Delivering one notification body to one URL: a POST over kasm-db's one HTTP client
-//! ([`crate::net::client`], hyper + rustls, through the proxy the environment names), tried [`Policy::attempts`] times with a
+//! ([`crate::net::client`], hyper + rustls, through the proxy the environment names), tried as [`Policy::retry`] says (the one retry policy) with a
 //! bounded wait per attempt and a short pause between, so a dead or hanging receiver costs a
 //! job a few seconds at most. The only I/O of notifications.
 //!
@@ -15,30 +15,27 @@ use hyper::{Method, Request, StatusCode, header};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How hard a delivery tries.
+/// How hard a delivery tries: the one retry policy, and how long one attempt may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    pub attempts: u32,
+    pub retry: crate::retry::Policy,
     /// The longest one attempt (connect, send, response) may take.
     pub attempt_timeout: Duration,
-    /// The pause before the second attempt; doubled before each later one.
-    pub pause: Duration,
 }
 
 impl Policy {
     /// 3 attempts of at most 2 s, 250 ms and 500 ms apart: at most 6.75 s per URL.
     pub const DEFAULT: Policy = Policy {
-        attempts: 3,
+        retry: crate::retry::Policy::new(3, Duration::from_millis(250), Duration::from_secs(2)),
         attempt_timeout: Duration::from_secs(2),
-        pause: Duration::from_millis(250),
     };
 
     /// The longest a delivery can take.
     pub fn bound(&self) -> Duration {
-        let pauses: Duration = (1..self.attempts)
-            .map(|i| self.pause * 2u32.saturating_pow(i - 1))
+        let pauses: Duration = (1..self.retry.attempts)
+            .map(|i| self.retry.delay(i, 0.0))
             .sum();
-        self.attempt_timeout * self.attempts + pauses
+        self.attempt_timeout * self.retry.attempts + pauses
     }
 }
 
@@ -58,12 +55,10 @@ pub async fn deliver(
     body: Bytes,
     policy: Policy,
 ) -> Result<(), Failed> {
-    let mut pause = policy.pause;
     let mut last = String::new();
-    for attempt in 1..=policy.attempts.max(1) {
+    for attempt in 1..=policy.retry.attempts.max(1) {
         if attempt > 1 {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
+            tokio::time::sleep(policy.retry.delay(attempt - 1, 0.0)).await;
         }
         let once = tokio::time::timeout(
             policy.attempt_timeout,
@@ -91,7 +86,7 @@ pub async fn deliver(
     }
     Err(Failed {
         reason: last,
-        attempts: policy.attempts.max(1),
+        attempts: policy.retry.attempts.max(1),
     })
 }
 

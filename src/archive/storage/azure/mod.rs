@@ -38,8 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Tries of one call when the failure is transient.
-const ATTEMPTS: u32 = 4;
+/// Transient failures (a 5xx, 408, 429, a lost connection) are tried 4 times, 500 ms
+/// apart and doubling: the one retry policy.
+const RETRY: crate::retry::Policy =
+    crate::retry::Policy::new(4, Duration::from_millis(500), Duration::from_secs(4));
 /// The wait for the answer of a call without a large body.
 const SMALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long opening a connection (TCP, a proxy's tunnel, TLS) may take.
@@ -88,10 +90,10 @@ impl Inner {
                 Ok(a) => (transient_status(a.status.as_u16()), CallError::Status(a)),
                 Err(f) => (true, CallError::Failed(f)),
             };
-            if !retry || attempt >= ATTEMPTS {
+            if !retry || !RETRY.again_after(attempt) {
                 return Err(err);
             }
-            tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
+            tokio::time::sleep(RETRY.delay(attempt, 0.0)).await;
             attempt += 1;
         }
     }
@@ -341,10 +343,10 @@ impl Storage for AzureStorage {
                     Ok(Err(a)) => (transient_status(a.status.as_u16()), CallError::Status(a)),
                     Err(f) => (true, CallError::Failed(f)),
                 };
-                if !retry || attempt >= ATTEMPTS {
+                if !retry || !RETRY.again_after(attempt) {
                     return Err(self.inner.error(&what, err));
                 }
-                tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
+                tokio::time::sleep(RETRY.delay(attempt, 0.0)).await;
                 attempt += 1;
             }
         }
