@@ -276,7 +276,9 @@ pub enum WalCommand {
         to: Option<String>,
         /// Where pg_receivewal writes before a segment is stored (created 0700). Keep it on a
         /// persistent disk: segments not yet stored when kasm-db stops are stored at the next
-        /// start. Default: <TMPDIR>/kasm-db-wal-<slot>.
+        /// start. Default: <TMPDIR>/kasm-db-wal-<slot>-<digest of the database and target>. One
+        /// stream per directory (a second exits 75); WAL another stream staged there is refused,
+        /// never stored under this target.
         #[arg(long, value_name = "DIR")]
         staging_dir: Option<PathBuf>,
         /// The directory of the pg_receivewal to use (default: backup.pg_bindir; unset, one of

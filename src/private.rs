@@ -119,3 +119,29 @@ mod tests {
         assert!(!world_writable(&nested));
     }
 }
+
+/// An exclusive `flock` on a file in a directory, held until dropped (the kernel releases it
+/// when the file closes, even on kill -9): one process per spool or staging directory.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Take the lock `dir/name` without waiting: `Ok(None)` when another process holds it.
+pub fn try_lock_dir(dir: &Path, name: &str) -> io::Result<Option<DirLock>> {
+    use std::os::fd::AsRawFd;
+    let mut opts = OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    let file = open(&opts, &dir.join(name), FileMode::PRIVATE)?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(DirLock { _file: file }))
+}

@@ -990,3 +990,99 @@ fn point_in_time_recovery_on_postgresql_16() {
 fn point_in_time_recovery_on_postgresql_17() {
     round_trip_on(&major_bindir(17));
 }
+
+/// Two streams never share a staging directory: a second one on the same directory exits 75
+/// while the first runs, and WAL staged there by another stream (another database or target)
+/// is refused, never stored under this target. (Found by bench/pitr.sh: a stray stream of an
+/// earlier run on the same default directory took the new stream's segments.)
+#[test]
+fn a_staging_directory_belongs_to_one_stream() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let bindir = primary.bindir.clone();
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "staging-owner");
+    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm2").unwrap();
+    let url = primary.url("kasm");
+    let url2 = primary.url("kasm2");
+    let staging = top.join("staging");
+    let stream_of = |url: &str, target: &Path| {
+        let mut c = kasm_db(&[
+            "wal",
+            "stream",
+            "--db",
+            url,
+            "--to",
+            target.to_str().unwrap(),
+            "--staging-dir",
+            staging.to_str().unwrap(),
+        ]);
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
+        c
+    };
+    let stream_to = |target: &Path| stream_of(&url, target);
+    let first_target = open_dir(&top, "first");
+    let first = stream_to(&first_target)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql(
+        &bindir,
+        &socket,
+        port,
+        "kasm",
+        "SELECT count(*) FROM pg_replication_slots WHERE active",
+    )
+    .unwrap()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the stream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second stream on the same directory (another database and slot, so the server would
+    // let it in).
+    let second_target = open_dir(&top, "second");
+    let r = run(stream_of(&url2, &second_target).env("KASM_DB_BACKUP_WAL_SLOT", "kasm_db_two"));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("in use by another `wal stream`"),
+        "{}",
+        r.stderr
+    );
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(first.id() as i32, libc::SIGTERM);
+    }
+    assert!(first.wait_with_output().unwrap().status.success());
+
+    // WAL left in the directory by the first stream is not stored under another target.
+    std::fs::write(staging.join("0000000100000000000000FE"), vec![0u8; 1024]).unwrap();
+    let r = run(stream_to(&second_target));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("WAL staged by another stream"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !second_target.join("wal").exists()
+            || std::fs::read_dir(second_target.join("wal"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing of the other stream's WAL reaches this target"
+    );
+    psql(
+        &bindir,
+        &socket,
+        port,
+        "kasm",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots",
+    )
+    .unwrap();
+}

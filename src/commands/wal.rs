@@ -27,8 +27,12 @@ pub async fn wal(ctx: &Ctx, cmd: &WalCommand) -> Result<Outcome> {
                 config.backup.pg_bindir = Some(dir.clone());
             }
             let staging = staging_dir.clone().unwrap_or_else(|| {
-                crate::pgtools::temp_dir(&ctx.env)
-                    .join(format!("kasm-db-wal-{}", config.backup.wal_slot))
+                stream::default_staging(
+                    &crate::pgtools::temp_dir(&ctx.env),
+                    &config.backup.wal_slot,
+                    &ctx.db,
+                    &target,
+                )
             });
             let stop = crate::backup::run::interrupted()?;
             let r = stream::stream(

@@ -354,8 +354,12 @@ async fn stream_wal(
             return;
         }
     };
-    let staging =
-        crate::pgtools::temp_dir(&env).join(format!("kasm-db-wal-{}", cfg.backup.wal_slot));
+    let staging = crate::wal::stream::default_staging(
+        &crate::pgtools::temp_dir(&env),
+        &cfg.backup.wal_slot,
+        &db,
+        &target,
+    );
     metrics.set("wal_streaming", &[], 0.0);
     while !*stop.borrow() {
         let spec = crate::wal::stream::StreamSpec {

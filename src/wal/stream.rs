@@ -49,6 +49,93 @@ pub struct StreamSpec<'a> {
     pub env: &'a BTreeMap<String, String>,
 }
 
+/// The staging directory a stream uses unless told (`--staging-dir`): under the temporary
+/// directory, named by the slot and by a digest of the database and the target, so streams of
+/// different servers or to different targets never share one.
+pub fn default_staging(temp: &Path, slot: &str, db: &DbTarget, target: &Target) -> PathBuf {
+    let who = format!("{}\n{}\n{slot}", db.redacted(), target);
+    let (digest, _) = digest(who.as_bytes());
+    temp.join(format!("kasm-db-wal-{slot}-{}", &digest[..12]))
+}
+
+/// The file in a staging directory that says whose WAL it holds.
+const STAGING_IDENTITY: &str = "kasm-db-stream.json";
+
+/// Make `dir` this stream's alone: an exclusive lock (a second process on it exits 75, so two
+/// streams never take each other's segments), and the identity of the stream that staged what
+/// is there. WAL staged by another stream (another server, target or slot) is never stored
+/// under this one: that is refused, naming both.
+fn claim_staging(
+    dir: &Path,
+    db: &str,
+    target: &str,
+    slot: &str,
+) -> Result<crate::private::DirLock> {
+    let lock = match crate::private::try_lock_dir(dir, "stream.lock") {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Err(Error::temporary(format!(
+                "the WAL staging directory {} is in use by another `wal stream` (two streams \
+                 must never share one: give each its own --staging-dir)",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot lock the WAL staging directory {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let me = serde_json::json!({"database": db, "target": target, "slot": slot});
+    let path = dir.join(STAGING_IDENTITY);
+    let staged_any = std::fs::read_dir(dir)
+        .map_err(|e| Error::failed(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            wal::is_segment(&n) || wal::is_history(&n) || n.ends_with(".partial")
+        });
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let theirs: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if theirs != me && staged_any {
+                return Err(Error::failed(format!(
+                    "the WAL staging directory {} holds WAL staged by another stream ({} to {}, \
+                     slot {}); it is not stored under this one ({db} to {target}, slot {slot}): \
+                     give this stream its own --staging-dir, or move that directory away once \
+                     its WAL is archived where it belongs",
+                    dir.display(),
+                    theirs["database"].as_str().unwrap_or("?"),
+                    theirs["target"].as_str().unwrap_or("?"),
+                    theirs["slot"].as_str().unwrap_or("?"),
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if staged_any {
+                return Err(Error::failed(format!(
+                    "the WAL staging directory {} holds WAL that no stream of this version \
+                     staged (no {STAGING_IDENTITY}): it is not stored under {target}; give this \
+                     stream its own --staging-dir, or move that directory away",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let mut f = crate::private::create(&path, crate::private::FileMode::PRIVATE)
+        .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut f, me.to_string().as_bytes())
+        .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))?;
+    Ok(lock)
+}
+
 /// What a stream did, when it stopped.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamReport {
@@ -131,6 +218,12 @@ pub async fn stream(
                 spec.staging.display()
             ))
         },
+    )?;
+    let _staging_lock = claim_staging(
+        spec.staging,
+        &spec.db.redacted(),
+        &storage.describe(),
+        &slot,
     )?;
     let receivewal = |extra: &[&str]| {
         let mut cmd = tokio::process::Command::new(&tool.path);

@@ -3,30 +3,21 @@
 //! immediate temporary error (exit 75).
 
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+pub use crate::private::DirLock;
 use std::path::Path;
-
-/// Holds the lock until dropped (the kernel releases it when the file closes, even on kill -9).
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
 
 pub fn lock(dir: &Path) -> Result<DirLock> {
     let path = dir.join("spool.lock");
-    let mut opts = OpenOptions::new();
-    opts.create(true).truncate(false).write(true);
-    let file = crate::private::open(&opts, &path, crate::private::FileMode::PRIVATE)
-        .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(Error::temporary(format!(
+    match crate::private::try_lock_dir(dir, "spool.lock") {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(Error::temporary(format!(
             "the SIEM spool {} is in use by another kasm-db process (lock {} is held)",
             dir.display(),
             path.display()
-        )));
+        ))),
+        Err(e) => Err(Error::failed(format!(
+            "cannot open {}: {e}",
+            path.display()
+        ))),
     }
-    Ok(DirLock { _file: file })
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Point-in-time recovery (issue 25) beside pgBackRest (Debian's package) in one run, on one
+# Kasm-like database (bench/kasm_like.sh: pgbench tables + kasm-db's logs):
+#  - base backup: `kasm-db backup --physical` to a directory vs `pgbackrest backup --type=full`
+#    to a local repository (both gzip; pgBackRest with process-max=2 like kasm-db's 2 cores),
+#    time and stored size;
+#  - restore to the latest point until the server answers a query: `kasm-db restore --physical
+#    --to-latest --start` vs `pgbackrest restore` + `pg_ctl start -w`, each into a new data
+#    directory on its own port, then `SELECT count(*) FROM pgbench_accounts` on it.
+# The cluster archives WAL to pgBackRest (archive_command) while kasm-db's `wal stream` runs, so
+# each restores from its own archive. Usage: bench/pitr.sh [SCALE=50] [LOG_ROWS=400000]
+set -euo pipefail
+SCALE=${1:-50}; LOG_ROWS=${2:-400000}
+cd "$(dirname "$0")/.."
+source bench/kasm_like.sh
+command -v pgbackrest >/dev/null || { echo "pgbackrest is not installed (scripts/setup installs it)"; exit 1; }
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%Y-%m-%dT%H:%MZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "postgres: $("$bindir/postgres" --version); $(pgbackrest version)"
+echo "database: $(( db_bytes / 1000000 )) MB"
+
+# pgBackRest's repository and the WAL archiving it needs (a restart with archive_mode on).
+repo=$work/pgbr; mkdir -p "$repo" "$work/pgbr-log" "$work/pgbr-spool"
+cat > "$work/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$repo
+repo1-retention-full=2
+process-max=2
+compress-type=gz
+log-path=$work/pgbr-log
+spool-path=$work/pgbr-spool
+lock-path=$work/pgbr-spool
+start-fast=y
+[bench]
+pg1-path=$work/data
+pg1-port=$port
+pg1-socket-path=$work
+CONF
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+PGBR="pgbackrest --config=$work/pgbackrest.conf --stanza=bench"
+as_pg "'$bindir/pg_ctl' -D '$work/data' -m fast stop" >/dev/null
+as_pg "'$bindir/pg_ctl' -D '$work/data' -l '$work/server.log' -w -o \"-p $port -k $work -c listen_addresses='' -c fsync=off -c max_wal_size=4GB -c autovacuum=off -c archive_mode=on -c archive_command='$PGBR archive-push %p' -c max_wal_senders=10\" start" >/dev/null
+as_pg "$PGBR stanza-create" >/dev/null
+
+# kasm-db's archive: the stream running for the whole run.
+kdir=$work/kasm-target; mkdir -p "$kdir"; [ "$(id -u)" = 0 ] && chown postgres "$kdir"
+export KASM_DB_BACKUP_FILE_MODE=0644 KASM_DB_BACKUP_WAL_FLUSH=1s
+"$BIN" wal stream --to "$kdir" --staging-dir "$work/staging" 2>"$work/stream.log" &
+stream=$!
+trap 'kill "$stream" 2>/dev/null || true; cleanup' EXIT
+sleep 3
+
+measure kasm_backup "$BIN" -q backup --physical --to "$kdir" --json
+k_backup_s=$secs
+k_backup_bytes=$(python3 -c "import json; print(json.load(open('$work/kasm_backup.out'))['size_bytes'])")
+if [ "$(id -u)" = 0 ]; then run_pg=(su postgres -s /bin/sh -c); else run_pg=(sh -c); fi
+measure pgbr_backup "${run_pg[@]}" "$PGBR --type=full backup"
+p_backup_s=$secs
+p_backup_bytes=$(du -sb "$repo/backup" | cut -f1)
+
+# A few more writes after the backups, then a switch so both archives hold them.
+"$bindir/psql" -X -q -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" \
+  -c "SELECT pg_switch_wal()" >/dev/null
+sleep 4
+kill -TERM "$stream"; wait "$stream" || true
+
+# Restore to the latest point, until the restored server answers.
+newport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kport=$(newport)
+restore_kasm() {
+  "$BIN" -q restore --physical --from "$kdir" --data-dir "$work/kasm-restored" --to-latest --start --port "$kport" >/dev/null
+  "$bindir/psql" -X -At -h "$work/kasm-restored" -p "$kport" -d bench -c "SELECT count(*) FROM pgbench_accounts"
+}
+pport=$(newport)
+restore_pgbr() {
+  mkdir -p "$work/pgbr-restored"; [ "$(id -u)" = 0 ] && chown postgres "$work/pgbr-restored" && chmod 700 "$work/pgbr-restored"
+  as_pg "$PGBR --pg1-path=$work/pgbr-restored restore"
+  as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -l '$work/pgbr-restored.log' -w -t 600 -o \"-p $pport -k $work/pgbr-restored -c listen_addresses='' -c archive_mode=off\" start" >/dev/null
+  "$bindir/psql" -X -At -h "$work/pgbr-restored" -p "$pport" -d bench -c "SELECT count(*) FROM pgbench_accounts"
+}
+timed() {  # timed NAME FUNCTION: wall seconds into $secs, stdout into $work/NAME.out
+  "$bindir/psql" -X -q -c CHECKPOINT >/dev/null; sync
+  local t0 t1; t0=$(date +%s.%N); "$2" > "$work/$1.out"; t1=$(date +%s.%N)
+  secs=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+}
+timed kasm_restore restore_kasm
+k_restore_s=$secs; k_rows=$(tail -1 "$work/kasm_restore.out")
+timed pgbr_restore restore_pgbr
+p_restore_s=$secs; p_rows=$(tail -1 "$work/pgbr_restore.out")
+as_pg "'$bindir/pg_ctl' -D '$work/kasm-restored' -m fast stop" >/dev/null 2>&1 || true
+as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -m fast stop" >/dev/null 2>&1 || true
+want=$(( SCALE * 100000 ))
+[ "$k_rows" = "$want" ] && [ "$p_rows" = "$want" ] || { echo "rows after restore: kasm-db $k_rows, pgBackRest $p_rows, want $want"; exit 1; }
+
+echo
+echo "== base backup"
+echo "kasm-db backup --physical:   ${k_backup_s} s, $(( k_backup_bytes / 1000000 )) MB"
+echo "pgbackrest backup (full):    ${p_backup_s} s, $(( p_backup_bytes / 1000000 )) MB"
+echo "RESULT pitr_backup time_ratio=$(python3 -c "print(f'{$k_backup_s / $p_backup_s:.3f}')") size_ratio=$(python3 -c "print(f'{$k_backup_bytes / $p_backup_bytes:.3f}')")  (bar: time <= 1.0)"
+echo "== restore to latest until the server answers"
+echo "kasm-db restore --physical --start: ${k_restore_s} s"
+echo "pgbackrest restore + pg_ctl start:  ${p_restore_s} s"
+echo "RESULT pitr_restore ratio=$(python3 -c "print(f'{$k_restore_s / $p_restore_s:.3f}')")  (bar <= 1.0)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
