@@ -9,6 +9,7 @@
 #    directory on its own port, then `SELECT count(*) FROM pgbench_accounts` on it.
 # The cluster archives WAL to pgBackRest (archive_command) while kasm-db's `wal stream` runs, so
 # each restores from its own archive. Usage: bench/pitr.sh [SCALE=50] [LOG_ROWS=400000]
+# BENCH_ORDER=pgbackrest: pgBackRest's base backup first (default: kasm-db's first).
 set -euo pipefail
 SCALE=${1:-50}; LOG_ROWS=${2:-400000}
 cd "$(dirname "$0")/.."
@@ -49,13 +50,20 @@ stream=$!
 trap 'kill "$stream" 2>/dev/null || true; cleanup' EXIT
 sleep 3
 
-measure kasm_backup "$BIN" -q backup --physical --to "$kdir" --json
-k_backup_s=$secs
-k_backup_bytes=$(python3 -c "import json; print(json.load(open('$work/kasm_backup.out'))['size_bytes'])")
+# BENCH_ORDER=pgbackrest takes pgBackRest's backup first (the one taken second replays less WAL).
 if [ "$(id -u)" = 0 ]; then run_pg=(su postgres -s /bin/sh -c); else run_pg=(sh -c); fi
-measure pgbr_backup "${run_pg[@]}" "$PGBR --type=full backup"
-p_backup_s=$secs
-p_backup_bytes=$(du -sb "$repo/backup" | cut -f1)
+backup_kasm() {
+  measure kasm_backup "$BIN" -q backup --physical --to "$kdir" --json
+  k_backup_s=$secs
+  k_backup_bytes=$(python3 -c "import json; print(json.load(open('$work/kasm_backup.out'))['size_bytes'])")
+}
+backup_pgbr() {
+  measure pgbr_backup "${run_pg[@]}" "$PGBR --type=full backup"
+  p_backup_s=$secs
+  p_backup_bytes=$(du -sb "$repo/backup" | cut -f1)
+}
+if [ "${BENCH_ORDER:-kasm}" = pgbackrest ]; then backup_pgbr; backup_kasm; else backup_kasm; backup_pgbr; fi
+echo "order: ${BENCH_ORDER:-kasm} first"
 
 # A few more writes after the backups, then a switch so both archives hold them.
 "$bindir/psql" -X -q -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0" \
