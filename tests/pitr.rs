@@ -551,11 +551,7 @@ fn point_in_time_recovery_through_s3() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
-        assert!(Instant::now() < deadline, "the stream did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_streaming(&sql);
     let insert = |from: i64, to: i64| {
         for n in from..=to {
             sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
@@ -624,16 +620,7 @@ fn point_in_time_recovery_through_s3() {
 
     // Stopped with SIGTERM, the stream stores everything it received before it exits.
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: the stream is our child.
-    unsafe {
-        libc::kill(stream.id() as i32, libc::SIGTERM);
-    }
-    let out = stream.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stop_stream(stream);
     primary.crash();
     std::fs::remove_dir_all(primary.data_dir()).unwrap();
     let keys = moto::keys(&bucket);
@@ -934,11 +921,7 @@ fn round_trip_on(bindir: &Path) {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
-        assert!(Instant::now() < deadline, "the stream did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_streaming(&sql);
     sql("INSERT INTO t SELECT generate_series(1, 10)").unwrap();
     let b = run(kasm(&[
         "backup",
@@ -958,16 +941,7 @@ fn round_trip_on(bindir: &Path) {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: the stream is our child.
-    unsafe {
-        libc::kill(stream.id() as i32, libc::SIGTERM);
-    }
-    let out = stream.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stop_stream(stream);
     primary.crash();
     std::fs::remove_dir_all(primary.data_dir()).unwrap();
     let restored = open_dir(&top, "restored");
@@ -989,6 +963,29 @@ fn point_in_time_recovery_on_postgresql_16() {
 #[test]
 fn point_in_time_recovery_on_postgresql_17() {
     round_trip_on(&major_bindir(17));
+}
+
+/// SIGTERM to a `wal stream` child; it stores what it received and exits 0.
+fn stop_stream(stream: std::process::Child) {
+    // SAFETY: the stream is our child.
+    unsafe {
+        libc::kill(stream.id() as i32, libc::SIGTERM);
+    }
+    let out = stream.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Wait until the slot has its consumer (the stream's pg_receivewal).
+fn wait_streaming(sql: &dyn Fn(&str) -> Result<String, String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
+        assert!(Instant::now() < deadline, "the stream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Two streams never share a staging directory: a second one on the same directory exits 75
@@ -1030,20 +1027,7 @@ fn a_staging_directory_belongs_to_one_stream() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while psql(
-        &bindir,
-        &socket,
-        port,
-        "kasm",
-        "SELECT count(*) FROM pg_replication_slots WHERE active",
-    )
-    .unwrap()
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the stream did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_streaming(&|q| psql(&bindir, &socket, port, "kasm", q));
     // A second stream on the same directory (another database and slot, so the server would
     // let it in).
     let second_target = open_dir(&top, "second");
@@ -1054,11 +1038,7 @@ fn a_staging_directory_belongs_to_one_stream() {
         "{}",
         r.stderr
     );
-    // SAFETY: the stream is our child.
-    unsafe {
-        libc::kill(first.id() as i32, libc::SIGTERM);
-    }
-    assert!(first.wait_with_output().unwrap().status.success());
+    stop_stream(first);
 
     // WAL left in the directory by the first stream is not stored under another target.
     std::fs::write(staging.join("0000000100000000000000FE"), vec![0u8; 1024]).unwrap();

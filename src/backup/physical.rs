@@ -17,7 +17,7 @@
 //! logical backup. Any failure or signal kills pg_basebackup and aborts the upload: nothing is
 //! listed. Never puts the password on a command line, in a message or in the manifest.
 
-use super::run::{interrupted, progress_bar};
+use super::run::{capture_stderr, failure, interrupted, progress_bar};
 use crate::archive::compress;
 use crate::archive::manifest::{self, BackupKind, Manifest, Physical};
 use crate::archive::storage::{self, Piece};
@@ -31,7 +31,6 @@ use chrono::Utc;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Instant;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 const CHANNEL_PIECES: usize = 8;
@@ -174,16 +173,7 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", tool.path.display())))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = (&mut stderr)
-            .take(STDERR_MAX as u64)
-            .read_to_end(&mut buf)
-            .await;
-        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-        String::from_utf8_lossy(&buf).to_string()
-    });
+    let stderr_task = capture_stderr(child.stderr.take().expect("piped"), STDERR_MAX);
     let stop = interrupted()?;
     let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_PIECES);
     let put = {
@@ -229,15 +219,7 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     bar.finish_and_clear();
     let (summary, positions) = match produced {
         Ok(v) => v,
-        Err(e) => {
-            let put_result = put.await;
-            if e.to_string().contains(compress::STORAGE_STOPPED) {
-                if let Ok(Err(pe)) = put_result {
-                    return Err(pe);
-                }
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failure(e, put).await),
     };
     let stored = put
         .await

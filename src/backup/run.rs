@@ -167,17 +167,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", pg_dump.path.display())))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = (&mut stderr)
-            .take(STDERR_MAX as u64)
-            .read_to_end(&mut buf)
-            .await;
-        // Keep draining so pg_dump never blocks on a full stderr pipe.
-        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-        String::from_utf8_lossy(&buf).trim().to_string()
-    });
+    let stderr_task = capture_stderr(child.stderr.take().expect("piped"), STDERR_MAX);
 
     let stop = interrupted()?;
     let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_PIECES);
@@ -199,6 +189,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
             }
             let status = child.wait().await?;
             let stderr = stderr_task.await.unwrap_or_default();
+            let stderr = stderr.trim();
             let summary = summary?;
             if !status.success() {
                 return Err(Error::failed(format!(
@@ -206,7 +197,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
                     if stderr.is_empty() {
                         "no message"
                     } else {
-                        &stderr
+                        stderr
                     }
                 )));
             }
@@ -226,16 +217,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     bar.finish_and_clear();
     let ((summary, dump_s), (rows, count_s)) = match produced {
         Ok(v) => v,
-        Err(e) => {
-            // Wait for the storage to abort, and report its own failure if it was the cause.
-            let put_result = put.await;
-            if e.to_string().contains(compress::STORAGE_STOPPED) {
-                if let Ok(Err(pe)) = put_result {
-                    return Err(pe);
-                }
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failure(e, put).await),
     };
     let stored = put
         .await
@@ -329,6 +311,32 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         );
     }
     Ok(m)
+}
+
+/// A child's stderr read to its end (so the child never blocks on a full pipe), its first `max`
+/// bytes kept for the error message. For pg_dump here and pg_basebackup in `physical.rs`.
+pub(super) fn capture_stderr(
+    mut stderr: tokio::process::ChildStderr,
+    max: usize,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(max as u64).read_to_end(&mut buf).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        String::from_utf8_lossy(&buf).to_string()
+    })
+}
+
+/// The error of a backup whose pipeline failed with `e`: once the upload has aborted, the
+/// storage's own failure when it was the cause (the compressor saw only that it stopped).
+pub(super) async fn failure(e: Error, put: tokio::task::JoinHandle<Result<u64>>) -> Error {
+    let put_result = put.await;
+    if e.to_string().contains(compress::STORAGE_STOPPED) {
+        if let Ok(Err(pe)) = put_result {
+            return pe;
+        }
+    }
+    e
 }
 
 /// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, when

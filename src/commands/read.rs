@@ -34,38 +34,19 @@ const TAIL_POLL: Duration = Duration::from_millis(200);
 
 /// The filter the flags describe.
 pub fn filter_of(args: &LogsArgs, now: DateTime<Utc>) -> Result<Filter> {
-    let usage = Error::usage;
-    let levels = filter::parse_levels(&args.level).map_err(usage)?;
-    let min = args
-        .min_level
-        .as_deref()
-        .map(filter::parse_level)
-        .transpose()
-        .map_err(usage)?;
-    let levels = filter::combine_levels(levels, min).map_err(usage)?;
-    let wheres = args
-        .wheres
-        .iter()
-        .map(|w| filter::parse_where(w))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(usage)?;
-    let time = |flag: &str, t: &Option<String>| {
-        t.as_deref()
-            .map(|t| filter::parse_time(t, now).map_err(|e| usage(format!("{flag}: {e}"))))
-            .transpose()
-    };
-    let f = Filter {
-        levels,
-        app: args.app.clone(),
-        host: args.host.clone(),
-        user: args.user.clone(),
-        wheres,
-        grep: args.grep.clone().filter(|g| !g.is_empty()),
-        since: time("--since", &args.since)?,
-        until: time("--until", &args.until)?,
-    };
-    f.check().map_err(usage)?;
-    Ok(f)
+    filter::Given {
+        levels: args.level.iter().map(String::as_str).collect(),
+        min_level: args.min_level.as_deref(),
+        app: args.app.as_deref(),
+        host: args.host.as_deref(),
+        user: args.user.as_deref(),
+        wheres: args.wheres.iter().map(String::as_str).collect(),
+        grep: args.grep.as_deref(),
+        since: args.since.as_deref(),
+        until: args.until.as_deref(),
+    }
+    .parse(now)
+    .map_err(Error::usage)
 }
 
 fn cursor(flag: &str, text: &Option<String>) -> Result<Option<Cursor>> {

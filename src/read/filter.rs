@@ -157,6 +157,50 @@ pub fn parse_bucket(text: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// A filter as the CLI's flags and the API's query parameters give it: text, not yet parsed.
+#[derive(Debug, Default)]
+pub struct Given<'a> {
+    pub levels: Vec<&'a str>,
+    pub min_level: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub wheres: Vec<&'a str>,
+    pub grep: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+}
+
+impl Given<'_> {
+    /// The filter, or what is wrong with the text (the same words for the CLI and the API).
+    pub fn parse(&self, now: DateTime<Utc>) -> Result<Filter, String> {
+        let levels = parse_levels(&self.levels)?;
+        let min = self.min_level.map(parse_level).transpose()?;
+        let wheres = self
+            .wheres
+            .iter()
+            .filter(|w| !w.is_empty())
+            .map(|w| parse_where(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let time = |name: &str, t: Option<&str>| {
+            t.map(|t| parse_time(t, now).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        let f = Filter {
+            levels: combine_levels(levels, min)?,
+            app: self.app.map(str::to_string),
+            host: self.host.map(str::to_string),
+            user: self.user.map(str::to_string),
+            wheres,
+            grep: self.grep.filter(|g| !g.is_empty()).map(str::to_string),
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+        };
+        f.check()?;
+        Ok(f)
+    }
+}
+
 impl Filter {
     /// Checks that need the whole filter: a range that is empty by construction is a mistake.
     pub fn check(&self) -> Result<(), String> {

@@ -71,12 +71,17 @@ fn bound(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
-async fn rows(client: &Client, q: &Query) -> Result<Vec<tokio_postgres::Row>> {
-    let params = bound(&q.params);
-    let refs: Vec<&(dyn ToSql + Sync)> = params
+/// The bound values as the client takes them.
+fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+        .collect()
+}
+
+async fn rows(client: &Client, q: &Query) -> Result<Vec<tokio_postgres::Row>> {
+    let params = bound(&q.params);
+    let refs = refs(&params);
     client
         .query(q.text.as_str(), &refs)
         .await
@@ -408,10 +413,7 @@ pub async fn export(
 ) -> Result<u64> {
     let q = sql::export(schema, f);
     let params = bound(&q.params);
-    let refs: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let refs = refs(&params);
     let tx = client
         .build_transaction()
         .read_only(true)

@@ -165,31 +165,18 @@ impl Params {
     /// The filter the parameters describe: `q`, `level`, `min_level`, `app`, `host`, `user`,
     /// `where` (KEY=VALUE), `since`, `until`.
     pub fn filter(&self, now: DateTime<Utc>) -> Result<Filter, String> {
-        let levels = filter::parse_levels(&self.all("level"))?;
-        let min = self.one("min_level").map(filter::parse_level).transpose()?;
-        let wheres = self
-            .all("where")
-            .into_iter()
-            .filter(|w| !w.is_empty())
-            .map(filter::parse_where)
-            .collect::<Result<Vec<_>, _>>()?;
-        let time = |name: &str| {
-            self.one(name)
-                .map(|t| filter::parse_time(t, now).map_err(|e| format!("{name}: {e}")))
-                .transpose()
-        };
-        let f = Filter {
-            levels: filter::combine_levels(levels, min)?,
-            app: self.one("app").map(str::to_string),
-            host: self.one("host").map(str::to_string),
-            user: self.one("user").map(str::to_string),
-            wheres,
-            grep: self.one("q").map(str::to_string),
-            since: time("since")?,
-            until: time("until")?,
-        };
-        f.check()?;
-        Ok(f)
+        filter::Given {
+            levels: self.all("level"),
+            min_level: self.one("min_level"),
+            app: self.one("app"),
+            host: self.one("host"),
+            user: self.one("user"),
+            wheres: self.all("where"),
+            grep: self.one("q"),
+            since: self.one("since"),
+            until: self.one("until"),
+        }
+        .parse(now)
     }
 }
 

@@ -117,21 +117,8 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// Escape text for an HTML attribute value or text node.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+// HTML escaping for text nodes and attribute values: the report's.
+use crate::report::scale::esc as escape;
 
 /// The sign-in page. The form posts to `/logs/signin` with the page's own query (the filters)
 /// so that the redirect after it keeps them; `error` is one of this module's fixed sentences.
