@@ -179,7 +179,6 @@ impl Given<'_> {
         let wheres = self
             .wheres
             .iter()
-            .filter(|w| !w.is_empty())
             .map(|w| parse_where(w))
             .collect::<Result<Vec<_>, _>>()?;
         let time = |name: &str, t: Option<&str>| {

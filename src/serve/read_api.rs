@@ -171,7 +171,12 @@ impl Params {
             app: self.one("app"),
             host: self.one("host"),
             user: self.one("user"),
-            wheres: self.all("where"),
+            // An empty `where=` is the panel's unfilled field, not a filter.
+            wheres: self
+                .all("where")
+                .into_iter()
+                .filter(|w| !w.is_empty())
+                .collect(),
             grep: self.one("q"),
             since: self.one("since"),
             until: self.one("until"),
