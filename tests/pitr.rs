@@ -506,6 +506,47 @@ fn point_in_time_recovery_after_a_crash() {
         .err()
         .expect("a non-empty data directory is refused");
     assert!(e.contains("not empty"), "{e}");
+
+    // A corrupt base backup: refused by its checksum after being read once (it is unpacked
+    // while hashed, into a hidden folder of DIR), and DIR is left as it was: an empty one
+    // empty, an absent one absent.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(target.join(id).join("manifest.json")).unwrap())
+            .unwrap();
+    let base = target.join(manifest["object"].as_str().unwrap());
+    let base_original = std::fs::read(&base).unwrap();
+    let mut bad = base_original.clone();
+    let at = bad.len() * 3 / 4;
+    bad[at] ^= 0x5a;
+    std::fs::write(&base, &bad).unwrap();
+    let empty = restored.join("empty-before");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = restore(&bindir, &target, &empty, &[])
+        .err()
+        .expect("a corrupt base backup is refused");
+    assert!(e.contains("corrupt"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "left in {empty:?}"
+    );
+    let absent = restored.join("absent-before");
+    let e = restore(&bindir, &target, &absent, &[])
+        .err()
+        .expect("a corrupt base backup is refused");
+    assert!(e.contains("corrupt"), "{e}");
+    assert!(!absent.exists(), "{absent:?} was created");
+    std::fs::write(&base, &base_original).unwrap();
+
+    // What a killed restore left unpacked (a hidden folder no restore holds) is removed by the
+    // next restore, which then fails only on the hole left above.
+    let left = restored.join("left-behind");
+    std::fs::create_dir_all(left.join(".kasm-db-unpack-x1y2z3/base")).unwrap();
+    let e = restore(&bindir, &target, &left, &[])
+        .err()
+        .expect("the hole is still there");
+    assert!(e.contains(&victim), "{e}");
+    assert!(!left.join(".kasm-db-unpack-x1y2z3").exists());
 }
 
 /// The same path through an S3 server (moto): the stream and the base backup stored in a

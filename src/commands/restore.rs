@@ -435,6 +435,7 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
             .or(ctx.config.backup.pg_bindir.as_deref()),
         server_env,
         env: &ctx.env,
+        key: crate::restore::fetch::key_for(&m, ctx.config.backup.encryption_key_file.as_deref())?,
     })
     .await?;
     let text = if r.standby {

@@ -201,23 +201,19 @@ fn pump<U: Write>(
     Ok(())
 }
 
-fn decode(
+fn decode<W: Write + Send + 'static>(
     rx: mpsc::Receiver<Bytes>,
     key: Option<Key>,
     codec: Codec,
     layout: Option<Layout>,
-    file: std::fs::File,
+    sink: W,
+    what: &str,
 ) -> Result<u64> {
     let out = Counting {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        inner: std::io::BufWriter::with_capacity(1 << 20, sink),
         n: 0,
     };
-    let unpacking = || {
-        format!(
-            "cannot unpack the object ({} to scratch space)",
-            codec.name()
-        )
-    };
+    let unpacking = || format!("cannot unpack the object ({} to {what})", codec.name());
     let finished = match layout {
         Some(layout) => {
             let mut u = ParallelUnpacker::new(codec, layout, out, unpack_workers())?;
@@ -248,20 +244,11 @@ pub async fn fetch(
     scratch_dir: &Path,
     progress: impl Fn(u64),
 ) -> Result<Fetched> {
-    let codec = m.compression.codec()?;
     for stale in remove_stale(scratch_dir, SystemTime::now()) {
         tracing::info!(path = %stale.display(), "removed a scratch file left by an interrupted restore");
     }
     let free = free_bytes(scratch_dir)?;
     check_space(scratch_dir, m.dump_bytes, free)?;
-    let Some(mut object) = storage.get(&m.object).await? else {
-        return Err(Error::failed(format!(
-            "backup {}: its object {} is missing from {}",
-            m.id,
-            m.object,
-            storage.describe()
-        )));
-    };
     let tmp = tempfile::Builder::new()
         .prefix("kasm-db-restore-")
         .suffix(".dump")
@@ -280,9 +267,49 @@ pub async fn fetch(
     }
     let lock = tmp.as_file().try_clone()?;
     let (file, path) = tmp.into_parts();
+    let streamed = stream_into(storage, m, key, file, "scratch space", progress).await?;
+    Ok(Fetched {
+        path,
+        _lock: lock,
+        stored_bytes: streamed.stored_bytes,
+        dump_bytes: streamed.dump_bytes,
+    })
+}
+
+/// What [`stream_into`] read and wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed {
+    /// Bytes read from storage (the object's size, checked against the manifest).
+    pub stored_bytes: u64,
+    /// Bytes written to the sink (the plain archive's size, checked against the manifest).
+    pub dump_bytes: u64,
+}
+
+/// Read the object of `m` once, hashing what is read while it is decrypted (with `key`) and
+/// decompressed into `sink` on a blocking thread; `sink` is dropped (closed) at the end.
+/// `what` names the sink in messages. Ok only when the size and SHA-256 match the manifest
+/// and the archive unpacked to the manifest's size: on any error the caller must throw away
+/// whatever the sink made of the bytes, which are then not the backup's.
+pub async fn stream_into<W: Write + Send + 'static>(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<Key>,
+    sink: W,
+    what: &'static str,
+    progress: impl Fn(u64),
+) -> Result<Streamed> {
+    let codec = m.compression.codec()?;
+    let Some(mut object) = storage.get(&m.object).await? else {
+        return Err(Error::failed(format!(
+            "backup {}: its object {} is missing from {}",
+            m.id,
+            m.object,
+            storage.describe()
+        )));
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let members = layout(m);
-    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, codec, members, file));
+    let decoder = tokio::task::spawn_blocking(move || decode(rx, key, codec, members, sink, what));
     let mut digest = Digest::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut tx = Some(tx);
@@ -329,17 +356,15 @@ pub async fn fetch(
             m.id, m.dump_bytes
         )));
     }
-    Ok(Fetched {
-        path,
-        _lock: lock,
+    Ok(Streamed {
         stored_bytes: size,
         dump_bytes,
     })
 }
 
-/// An exclusive `flock` on `file`'s open file description (held until every handle to it is
+/// An exclusive `flock` on `file`'s (or a directory's) open file description (held until every handle to it is
 /// closed): true when had, false when another holds it.
-fn try_lock(file: &std::fs::File) -> Result<bool> {
+pub(crate) fn try_lock(file: &std::fs::File) -> Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor this handle owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {

@@ -64,6 +64,8 @@ pub struct PhysicalSpec<'a> {
     /// `AZURE_*`), chosen by the caller.
     pub server_env: Vec<(String, String)>,
     pub env: &'a BTreeMap<String, String>,
+    /// The key of an encrypted backup ([`fetch::key_for`]); `None` for a plain one.
+    pub key: Option<crate::archive::crypt::Key>,
 }
 
 /// What a physical restore came to (`--json`).
@@ -137,38 +139,28 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let parent = parent_of(spec.data_dir)?;
     let run_as = run_as_postgres()?;
     let command = restore_command(&spec.fetch_command, &p.stop_segment);
+    let phase = Instant::now();
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
 
     let (archive_end, warnings) = archive_state(spec.storage, p).await?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    tracing::info!(
+        "restore_command and archive checked in {:.2} s",
+        phase.elapsed().as_secs_f64()
+    );
 
-    // 2. Verified before anything is written to DIR.
-    let fetched = fetch::fetch(spec.storage, m, None, &parent, |_| {}).await?;
-    std::fs::create_dir_all(spec.data_dir)?;
-    set_mode(spec.data_dir, 0o700)?;
-    let out = tokio::process::Command::new("tar")
-        .arg("-x")
-        .arg("-f")
-        .arg(&*fetched.path)
-        .arg("-C")
-        .arg(spec.data_dir)
-        .env_clear()
-        .envs(crate::pgtools::child_env(spec.env))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
-    drop(fetched);
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "unpacking backup {} into {} failed: {}",
-            m.id,
-            spec.data_dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    // 2. Read once: hashed while it is unpacked into a hidden folder of DIR, moved into place
+    // only when the SHA-256 matches.
+    let phase = Instant::now();
+    unpack(spec.storage, m, spec.key.clone(), spec.data_dir, spec.env).await?;
+    tracing::info!(
+        "backup {} checked and unpacked into {} in {:.2} s",
+        m.id,
+        spec.data_dir.display(),
+        phase.elapsed().as_secs_f64()
+    );
 
     // 3. Recovery settings. Any exit of kasm-db but 0 (fetched) and 1 (not in the archive,
     // normally) becomes 126, which PostgreSQL takes as fatal: a kasm-db that cannot run, parse
@@ -261,6 +253,7 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
             });
         }
     }
+    let phase = Instant::now();
     let mut server = cmd
         .spawn()
         .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
@@ -272,8 +265,17 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
             return Err(e);
         }
     };
+    tracing::info!(
+        "recovered and promoted in {:.2} s",
+        phase.elapsed().as_secs_f64()
+    );
     // 5. A clean shutdown (fast: a shutdown checkpoint, no crash recovery at the next start).
+    let phase = Instant::now();
     stop(&mut server).await;
+    tracing::info!(
+        "recovery server shut down in {:.2} s",
+        phase.elapsed().as_secs_f64()
+    );
     // The recovery's server log stays beside the data, for the record.
     let kept_log = spec.data_dir.join("kasm-db-recovery.log");
     if std::fs::copy(&log_path, &kept_log).is_ok() {
@@ -283,8 +285,13 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     }
     let mut running_on = None;
     if let Some(port) = spec.port {
+        let phase = Instant::now();
         let mut s = start_final(&bindir, spec.data_dir, port, run_as, &spec.server_env)?;
         wait_ready(&bindir, spec.data_dir, port, &mut s).await?;
+        tracing::info!(
+            "started on port {port} in {:.2} s",
+            phase.elapsed().as_secs_f64()
+        );
         running_on = Some(port);
     }
     Ok(PhysicalRestored {
@@ -568,21 +575,127 @@ async fn wait_ready(
     }
 }
 
+/// The hidden folder of DIR a restore unpacks into; it holds an `flock` on it while it lives.
+const UNPACK_PREFIX: &str = ".kasm-db-unpack-";
+
+/// DIR must be absent or empty. A hidden unpack folder a killed restore left there (no restore
+/// holds its lock) is removed; one a running restore holds is refused.
 fn check_empty(dir: &Path) -> Result<()> {
-    match std::fs::read_dir(dir) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(Error::usage(format!(
-                    "--data-dir {} is not empty: a physical restore writes only into an empty \
-                     or absent directory",
-                    dir.display()
-                )));
-            }
-            Ok(())
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::failed(format!("cannot read {}: {e}", dir.display()))),
+    };
+    let mut left = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_ours = name.to_string_lossy().starts_with(UNPACK_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_ours {
+            return Err(Error::usage(format!(
+                "--data-dir {} is not empty: a physical restore writes only into an empty \
+                 or absent directory",
+                dir.display()
+            )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::failed(format!("cannot read {}: {e}", dir.display()))),
+        left.push(entry.path());
     }
+    for stale in left {
+        let held = !fetch::try_lock(&std::fs::File::open(&stale)?)?;
+        if held {
+            return Err(Error::usage(format!(
+                "--data-dir {}: another restore is unpacking into it ({})",
+                dir.display(),
+                stale.display()
+            )));
+        }
+        tracing::info!(path = %stale.display(), "removed what an interrupted restore left unpacked");
+        std::fs::remove_dir_all(&stale)?;
+    }
+    Ok(())
+}
+
+/// Step 2: the backup's object read once, hashed while it is decrypted, decompressed and
+/// unpacked by the system `tar` into a hidden folder of DIR (held by an `flock`), whose
+/// entries are moved up into DIR only when size and SHA-256 match the manifest. On any
+/// failure the folder (and DIR, when this created it) is removed: DIR is left as it was.
+async fn unpack(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<crate::archive::crypt::Key>,
+    data_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<()> {
+    let created = !data_dir.exists();
+    std::fs::create_dir_all(data_dir)?;
+    set_mode(data_dir, 0o700)?;
+    let unpacked = unpack_into(storage, m, key, data_dir, env).await;
+    if unpacked.is_err() && created {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+    unpacked
+}
+
+async fn unpack_into(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key: Option<crate::archive::crypt::Key>,
+    data_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<()> {
+    fetch::check_space(data_dir, m.dump_bytes, fetch::free_bytes(data_dir)?)?;
+    let staging = tempfile::Builder::new()
+        .prefix(UNPACK_PREFIX)
+        .tempdir_in(data_dir)?;
+    let lock = std::fs::File::open(staging.path())?;
+    if !fetch::try_lock(&lock)? {
+        return Err(Error::failed(format!(
+            "the new folder {} is locked by another process",
+            staging.path().display()
+        )));
+    }
+    let mut tar = std::process::Command::new("tar")
+        .args(["-x", "-f", "-", "-C"])
+        .arg(staging.path())
+        .env_clear()
+        .envs(crate::pgtools::child_env(env))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
+    let stdin = tar.stdin.take().expect("piped");
+    let streamed = fetch::stream_into(storage, m, key, stdin, "tar", |_| {}).await;
+    let out = tokio::task::spawn_blocking(move || tar.wait_with_output())
+        .await
+        .map_err(|e| Error::failed(format!("tar: {e}")))?
+        .map_err(|e| Error::failed(format!("tar: {e}")))?;
+    let tar_failed = (!out.status.success()).then(|| {
+        format!(
+            "unpacking backup {} into {} failed: tar {}: {}",
+            m.id,
+            data_dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    });
+    match (streamed, tar_failed) {
+        // A corrupt object says so first; a sink that stopped taking bytes is tar's story.
+        (Err(e), Some(why)) if !e.to_string().contains("is corrupt") => {
+            return Err(Error::failed(why));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Some(why)) => return Err(Error::failed(why)),
+        (Ok(_), None) => {}
+    }
+    for entry in std::fs::read_dir(staging.path())? {
+        let entry = entry?;
+        std::fs::rename(entry.path(), data_dir.join(entry.file_name()))?;
+    }
+    drop(lock);
+    staging.close()?;
+    Ok(())
 }
 
 fn parent_of(dir: &Path) -> Result<PathBuf> {
