@@ -4,9 +4,10 @@
 //!
 //! `no_proxy` is a comma (or space) separated list, matched case-insensitively: `*` (every host),
 //! a host or domain (`example.com` matches it and every name under it, `.example.com` the same),
-//! `host:port` (that port only), an IP address as written (`127.0.0.1`, `::1` or `[::1]`;
-//! no CIDR ranges). Loopback is not special: `localhost` goes through the proxy unless
-//! `no_proxy` names it, as with curl.
+//! `host:port` (that port only), an IP address as written (`127.0.0.1`, `::1` or `[::1]`), or
+//! a CIDR range (`10.0.0.0/8`, `fd00::/8`) that matches a target written as an IP address in
+//! it (as curl 7.86 and later; names are never resolved to be matched). Loopback is not
+//! special: `localhost` goes through the proxy unless `no_proxy` names it, as with curl.
 //!
 //! A proxy URL is `[http://][user:pass@]host[:port]` (curl's default port 1080); `https://`
 //! (TLS to the proxy) and SOCKS are refused with an error that names the variable, never its
@@ -111,6 +112,9 @@ pub fn bypassed(no_proxy: &str, host: &str, port: u16) -> bool {
             if entry == "*" {
                 return true;
             }
+            if let Some(range) = cidr(entry) {
+                return normal(&host).parse().is_ok_and(|ip| range.contains(ip));
+            }
             let (name, entry_port) = split_port(entry);
             if entry_port.is_some_and(|p| p != port) {
                 return false;
@@ -124,6 +128,34 @@ pub fn bypassed(no_proxy: &str, host: &str, port: u16) -> bool {
                     && host.ends_with(&name)
                     && host.as_bytes()[host.len() - name.len() - 1] == b'.')
         })
+}
+
+/// An address range `addr/prefix` of `no_proxy`.
+struct Cidr {
+    net: std::net::IpAddr,
+    prefix: u32,
+}
+
+impl Cidr {
+    fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let (a, b, bits) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let keep = bits - self.prefix;
+        keep >= bits || (a >> keep) == (b >> keep)
+    }
+}
+
+/// `entry` as a CIDR range, when it is one (`10.0.0.0/8`, `[fd00::]/8`, `fd00::/8`).
+fn cidr(entry: &str) -> Option<Cidr> {
+    let (addr, prefix) = entry.split_once('/')?;
+    let net: std::net::IpAddr = normal(addr).parse().ok()?;
+    let prefix: u32 = prefix.parse().ok()?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(Cidr { net, prefix })
 }
 
 /// Lowercase, without IPv6 brackets or a trailing dot.
@@ -291,6 +323,13 @@ mod tests {
             ("::1", "::1", 1),
             ("[::1]", "::1", 1),
             ("[::1]:8080", "::1", 8080),
+            ("10.0.0.0/8", "10.20.30.40", 1),
+            ("192.168.1.0/24", "192.168.1.255", 1),
+            ("127.0.0.1/32", "127.0.0.1", 1),
+            ("0.0.0.0/0", "8.8.8.8", 1),
+            ("fd00::/8", "fd12::1", 1),
+            ("[fd00::]/8", "[fd12::1]", 1),
+            ("other, 172.16.0.0/12", "172.31.255.255", 1),
         ];
         for (list, host, port) in yes {
             assert!(
@@ -307,6 +346,13 @@ mod tests {
             ("", "h", 1),
             (".", "h", 1),
             ("*.example.com", "a.example.com", 1),
+            ("10.0.0.0/8", "11.0.0.1", 1),
+            ("192.168.1.0/24", "192.168.2.1", 1),
+            ("172.16.0.0/12", "172.32.0.1", 1),
+            ("10.0.0.0/8", "ten.example.com", 1),
+            ("10.0.0.0/8", "::ffff:10.0.0.1", 1),
+            ("fd00::/8", "10.0.0.1", 1),
+            ("10.0.0.0/33", "10.0.0.1", 1),
         ];
         for (list, host, port) in no {
             assert!(
