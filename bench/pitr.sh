@@ -89,6 +89,19 @@ restore_pgbr() {  # pg_ctl -w returns once the server answers (read-only while i
   # ... and is promoted (a primary that takes writes: what a failover needs).
   until [ "$("$bindir/psql" -X -At -h "$work/pgbr-restored" -p "$pport" -d bench -c "SELECT pg_is_in_recovery()")" = f ]; do sleep 0.05; done
 }
+replayed() {  # replayed SERVER_LOG: how long the server spent between the first and last segment restored
+python3 - "$1" <<'PY' || true
+import re, sys, datetime
+ts = []
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)", line)
+    if m and "restored log file" in line:
+        ts.append(datetime.datetime.fromisoformat(m.group(1)))
+if len(ts) > 1:
+    span = (ts[-1] - ts[0]).total_seconds()
+    print(f"  WAL replayed: {len(ts)} segments restored, {span:.2f} s from the first to the last ({span / (len(ts) - 1):.3f} s each)")
+PY
+}
 timed() {  # timed NAME FUNCTION: wall seconds into $secs, stdout into $work/NAME.out
   "$bindir/psql" -X -q -c CHECKPOINT >/dev/null; sync
   local t0 t1; t0=$(date +%s.%N); "$2" > "$work/$1.out"; t1=$(date +%s.%N)
@@ -111,6 +124,8 @@ echo "RESULT pitr_backup time_ratio=$(python3 -c "print(f'{$k_backup_s / $p_back
 echo "== restore to latest until the server answers"
 echo "kasm-db restore --physical --start: ${k_restore_s} s (answers once promoted); its phases:"
 grep -E "checked in|unpacked into|recovered and promoted|shut down in|started on port|answers on port" "$work/kasm_restore.log" | sed -E 's/^.*(INFO|info)[^a-z]*/  /' || true
+replayed "$work/kasm-restored/kasm-db-recovery.log"
 echo "pgbackrest restore + pg_ctl start:  ${p_restore_s} s until it answers, ${p_promoted_s} s until promoted"
+replayed "$work/pgbr-restored.log"
 echo "RESULT pitr_restore ratio=$(python3 -c "print(f'{$k_restore_s / $p_restore_s:.3f}')")  (bar <= 1.0; until promoted: $(python3 -c "print(f'{$k_restore_s / $p_promoted_s:.3f}')"))"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -303,6 +303,10 @@ pub enum WalCommand {
         /// archive is not a gap.
         #[arg(long, value_name = "SEGMENT")]
         through: Option<String>,
+        /// The restore's read-ahead folder: a segment already fetched and checked there is
+        /// moved into place without reading the archive.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
 }
 

@@ -67,12 +67,20 @@ pub async fn wal(ctx: &Ctx, cmd: &WalCommand) -> Result<Outcome> {
             path,
             from,
             through,
-        } => fetch_one(ctx, file, path, from.as_deref(), through.as_deref())
-            .await
-            .map_err(|e| match e.kind() {
-                Kind::Abort => e,
-                _ => Error::new(Kind::Abort, e),
-            }),
+            cache,
+        } => fetch_one(
+            ctx,
+            file,
+            path,
+            from.as_deref(),
+            through.as_deref(),
+            cache.as_deref(),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            Kind::Abort => e,
+            _ => Error::new(Kind::Abort, e),
+        }),
     }
 }
 
@@ -90,7 +98,19 @@ async fn fetch_one(
     path: &std::path::Path,
     from: Option<&str>,
     through: Option<&str>,
+    cache: Option<&std::path::Path>,
 ) -> Result<Outcome> {
+    if let Some(cache) = cache {
+        if fetch::take_cached(cache, file, path)? {
+            let report = FetchReport {
+                file,
+                restored: true,
+                partial: false,
+                reason: None,
+            };
+            return Ok(Outcome::new(&report, ""));
+        }
+    }
     let target = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
     let store = storage::open(&target, &ctx.config).await?;
     Ok(

@@ -132,13 +132,13 @@ pub fn bypassed(no_proxy: &str, host: &str, port: u16) -> bool {
 
 /// An address range `addr/prefix` of `no_proxy`.
 struct Cidr {
-    net: std::net::IpAddr,
+    net: core::net::IpAddr,
     prefix: u32,
 }
 
 impl Cidr {
-    fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
+    fn contains(&self, ip: core::net::IpAddr) -> bool {
+        use core::net::IpAddr;
         let (a, b, bits) = match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
             (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
@@ -152,7 +152,7 @@ impl Cidr {
 /// `entry` as a CIDR range, when it is one (`10.0.0.0/8`, `[fd00::]/8`, `fd00::/8`).
 fn cidr(entry: &str) -> Option<Cidr> {
     let (addr, prefix) = entry.split_once('/')?;
-    let net: std::net::IpAddr = normal(addr).parse().ok()?;
+    let net: core::net::IpAddr = normal(addr).parse().ok()?;
     let prefix: u32 = prefix.parse().ok()?;
     let max = if net.is_ipv4() { 32 } else { 128 };
     (prefix <= max).then_some(Cidr { net, prefix })

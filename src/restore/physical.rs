@@ -4,9 +4,10 @@
 //!
 //! 1. `DIR` must be absent or empty (never written over); the `postgres` of the backup's major
 //!    must be there ([`crate::pgtools`]).
-//! 2. The base backup is fetched to scratch space beside `DIR` and its size and SHA-256 are
-//!    checked ([`super::fetch`]) before anything is written to `DIR`; then the tar is unpacked
-//!    into `DIR` (the system `tar`), and as root the tree is given to `postgres`.
+//! 2. The base backup is read once: hashed while it is decrypted, decompressed and unpacked by
+//!    the system `tar` into a hidden folder of `DIR` ([`super::fetch::stream_into`]), whose
+//!    entries move up into `DIR` only when its size and SHA-256 match the manifest (a corrupt
+//!    backup leaves `DIR` as it was); as root the tree is given to `postgres`.
 //! 3. Recovery settings go into `postgresql.auto.conf`: `restore_command` runs kasm-db itself
 //!    (`wal fetch %f %p --from TARGET --through SEGMENT`, which checks every segment against its
 //!    record and stops recovery on a gap or a corrupt segment rather than ending it early), the
@@ -15,6 +16,9 @@
 //!    `--standby`).
 //! 4. The server starts on a free loopback port with a Unix socket in a private folder and a
 //!    `local all all trust` pg_hba of its own (nothing else may connect), archiving off.
+//!    While it replays, the completed segments after the backup's start are read ahead,
+//!    fetched and checked into the private folder ([`crate::wal::fetch::prefetch`]), so
+//!    `wal fetch --cache` only moves each into place.
 //!    Recovery is watched until the server is promoted; `recovered_to` is
 //!    `pg_last_xact_replay_timestamp()` then (the last replayed commit). A server that stops
 //!    instead fails the restore with the reason from its log (`wal fetch` names the segment).
@@ -29,6 +33,7 @@ use super::fetch;
 use crate::archive::manifest::{BackupKind, Manifest};
 use crate::archive::storage::Storage;
 use crate::error::{Error, Result};
+use crate::wal::fetch as fetch_wal;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -138,11 +143,20 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .unwrap_or_default();
     let parent = parent_of(spec.data_dir)?;
     let run_as = run_as_postgres()?;
-    let command = restore_command(&spec.fetch_command, &p.stop_segment);
+    // The recovery's private folder: its socket, pg_hba, log and the WAL read ahead.
+    let private = tempfile::Builder::new()
+        .prefix(".kasm-db-recovery-")
+        .tempdir_in(&parent)?;
+    let cache = private.path().join("wal");
+    let command = restore_command(
+        &spec.fetch_command,
+        &p.stop_segment,
+        (!spec.standby).then_some(cache.as_path()),
+    );
     let phase = Instant::now();
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
 
-    let (archive_end, warnings) = archive_state(spec.storage, p).await?;
+    let (archive_end, warnings, after_start) = archive_state(spec.storage, p).await?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -210,10 +224,8 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         });
     }
 
-    // 4. Recover on a private socket, watched.
-    let private = tempfile::Builder::new()
-        .prefix(".kasm-db-recovery-")
-        .tempdir_in(&parent)?;
+    // 4. Recover on a private socket, watched, with the WAL read ahead.
+    std::fs::create_dir_all(&cache)?;
     let hba = private.path().join("pg_hba.conf");
     std::fs::write(&hba, "local all all trust\n")?;
     let log_path = private.path().join("server.log");
@@ -257,7 +269,18 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let mut server = cmd
         .spawn()
         .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
-    let watched = watch(&mut server, private.path(), port, &p.superuser, &log_path).await;
+    let watched = {
+        let watching = watch(&mut server, private.path(), port, &p.superuser, &log_path);
+        let reading = fetch_wal::prefetch(spec.storage, &after_start, &cache, READ_AHEAD, run_as);
+        tokio::pin!(watching, reading);
+        let mut read_all = false;
+        loop {
+            tokio::select! {
+                w = &mut watching => break w,
+                () = &mut reading, if !read_all => read_all = true,
+            }
+        }
+    };
     let recovered_to = match watched {
         Ok(t) => t,
         Err(e) => {
@@ -312,12 +335,22 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
 async fn archive_state(
     storage: &dyn Storage,
     p: &crate::archive::manifest::Physical,
-) -> Result<(Option<String>, Vec<String>)> {
-    use crate::archive::wal::Stored;
+) -> Result<(Option<String>, Vec<String>, Vec<String>)> {
+    use crate::archive::wal::{Lsn, Stored};
     let names: Vec<String> = storage.list().await?.into_iter().map(|o| o.name).collect();
     let tli = format!("{:08X}", p.timeline);
     let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
     let end = stored.newest().map(str::to_string);
+    // What recovery asks the archive for first: the segment the backup starts in.
+    let first = Lsn::parse(&p.start_lsn)
+        .map(|l| l.segment(p.timeline, p.wal_segment_bytes))
+        .unwrap_or_else(|| p.stop_segment.clone());
+    let after_start: Vec<String> = stored
+        .full
+        .iter()
+        .filter(|s| s.as_str() >= first.as_str())
+        .cloned()
+        .collect();
     let mut warnings = Vec::new();
     match &end {
         Some(e) if e.as_str() > p.stop_segment.as_str() => {
@@ -337,14 +370,18 @@ async fn archive_state(
             p.stop_segment
         )),
     }
-    Ok((end, warnings))
+    Ok((end, warnings, after_start))
 }
 
-/// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT`, its exit status
-/// kept when 0 or 1 and made 126 otherwise.
-pub fn restore_command(fetch_command: &[String], through: &str) -> String {
+/// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT [--cache DIR]`, its
+/// exit status kept when 0 or 1 and made 126 otherwise.
+pub fn restore_command(fetch_command: &[String], through: &str, cache: Option<&Path>) -> String {
     let mut words = fetch_command.to_vec();
     words.extend(["wal", "fetch", "%f", "%p", "--through", through].map(String::from));
+    if let Some(cache) = cache {
+        words.push("--cache".into());
+        words.push(sh_quote(&cache.display().to_string()));
+    }
     let pos = words
         .iter()
         .position(|w| w == "--from")
@@ -575,6 +612,10 @@ async fn wait_ready(
     }
 }
 
+/// Segments the read-ahead keeps fetched and checked before the server asks for them (16 MiB
+/// each by default).
+const READ_AHEAD: usize = 8;
+
 /// The hidden folder of DIR a restore unpacks into; it holds an `flock` on it while it lives.
 const UNPACK_PREFIX: &str = ".kasm-db-unpack-";
 
@@ -800,11 +841,24 @@ mod tests {
                 "s3://b/p".into(),
             ],
             "000000010000000000000002",
+            None,
         );
         assert_eq!(
             c,
             "/usr/bin/kasm-db wal fetch %f %p --through 000000010000000000000002 --from s3://b/p; \
              rc=$?; if [ $rc -gt 1 ]; then exit 126; fi; exit $rc"
+        );
+        let c = restore_command(
+            &["/usr/bin/kasm-db".into()],
+            "000000010000000000000002",
+            Some(Path::new("/var/tmp/a b/wal")),
+        );
+        assert!(
+            c.starts_with(
+                "/usr/bin/kasm-db wal fetch %f %p --through 000000010000000000000002 \
+                 --cache '/var/tmp/a b/wal'; "
+            ),
+            "{c}"
         );
     }
 

@@ -13,6 +13,12 @@
 //!
 //! The gap judgement is [`crate::archive::wal::judge`]'s. Reads only; never writes to the
 //! target.
+//!
+//! While a restore recovers, it reads ahead ([`prefetch`]): the completed segments after the
+//! base backup are fetched and checked here, in order and a few at a time, into a private
+//! folder of the restore, while the server replays the ones before; `wal fetch --cache DIR`
+//! then only moves the segment asked for into place ([`take_cached`]). A segment the read-ahead
+//! has not got (or could not get) is fetched as above, so every judgement stays this module's.
 
 use crate::archive::compress::{Codec, Unpacker};
 use crate::archive::storage::{self, Storage};
@@ -169,12 +175,94 @@ async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<
         if let Some(size) = pad_to.filter(|p| *p > len) {
             out.set_len(size)?;
         }
-        out.sync_all()?;
+        // Not synced: what restore_command writes is recovery's scratch copy, fetched again if
+        // the server crashes before it is replayed (PostgreSQL syncs what it keeps itself).
+        drop(out);
         std::fs::rename(&tmp, &dest)?;
         Ok(())
     })
     .await
     .map_err(|e| abort(format!("unpacking task: {e}")))?
+}
+
+/// Move `file` from the read-ahead folder `cache` to `dest` when it is there (a rename, or a
+/// copy when `dest` is on another file system): true when it was.
+pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
+    if !(wal::is_segment(file) || wal::is_history(file)) {
+        return Ok(false);
+    }
+    let src = cache.join(file);
+    match std::fs::rename(&src, dest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let tmp = dest.with_extension("kasm-db-partial");
+            std::fs::copy(&src, &tmp)?;
+            std::fs::rename(&tmp, dest)?;
+            let _ = std::fs::remove_file(&src);
+            Ok(true)
+        }
+        Err(e) => Err(abort(format!(
+            "cannot move {file} from the read-ahead folder {}: {e}",
+            cache.display()
+        ))),
+    }
+}
+
+/// Read ahead for a recovery: fetch and check each of `segments` (completed segments of the
+/// archive, in replay order) into `cache`, keeping at most `ahead` there unclaimed, each file
+/// given to `owner` (the server's user) before it appears under its name. Stops at the first
+/// segment it cannot get (the server's own `wal fetch` then meets the problem and names it),
+/// and when every segment is fetched. Cancelled by dropping the future; a segment half written
+/// is under a temporary name in `cache/.incoming`, never under its own.
+pub async fn prefetch(
+    storage: &dyn Storage,
+    segments: &[String],
+    cache: &Path,
+    ahead: usize,
+    owner: Option<(u32, u32)>,
+) {
+    let incoming = cache.join(".incoming");
+    if let Err(e) = std::fs::create_dir_all(&incoming) {
+        tracing::debug!("no read-ahead: cannot create {}: {e}", incoming.display());
+        return;
+    }
+    let waiting = |cache: &Path| {
+        std::fs::read_dir(cache)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| wal::is_segment(&e.file_name().to_string_lossy()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for seg in segments {
+        while waiting(cache) >= ahead.max(1) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let record = match read_record(storage, seg, false).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("read-ahead stops at {seg}: {e}");
+                return;
+            }
+        };
+        let tmp = incoming.join(seg);
+        if let Err(e) = restore(storage, &record, &tmp).await {
+            tracing::debug!("read-ahead stops at {seg}: {e}");
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        if let Some((uid, gid)) = owner {
+            if std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).is_err() {
+                return;
+            }
+        }
+        if std::fs::rename(&tmp, cache.join(seg)).is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +271,83 @@ mod tests {
     use crate::archive::compress::{Codec, Method};
     use crate::archive::storage::fs::FsStorage;
     use crate::private::FileMode;
+
+    #[tokio::test]
+    async fn the_read_ahead_keeps_a_few_checked_segments_and_stops_at_a_corrupt_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 1,
+        };
+        let segs: Vec<String> = (1..=4)
+            .map(|i| format!("0000000100000000000000{i:02X}"))
+            .collect();
+        let mut bodies = Vec::new();
+        for (i, seg) in segs.iter().enumerate() {
+            let body: Vec<u8> = (0..50_000u32)
+                .map(|j| ((j + i as u32) % 251) as u8)
+                .collect();
+            let local = dir.path().join(seg);
+            std::fs::write(&local, &body).unwrap();
+            crate::wal::stream::store(&s, method, &local, seg, None)
+                .await
+                .unwrap();
+            bodies.push(body);
+        }
+        // The third is corrupt in the archive: read-ahead stops before it.
+        let third = crate::archive::wal::object_name(&segs[2], "gz").unwrap();
+        let object = dir.path().join("target").join(third);
+        let mut bad = std::fs::read(&object).unwrap();
+        bad[12] ^= 0xff;
+        std::fs::write(&object, bad).unwrap();
+
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let cached = |c: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(c)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| wal::is_segment(n))
+                .collect();
+            v.sort();
+            v
+        };
+        // At most one waits unclaimed: the read-ahead holds until it is taken.
+        let reading = prefetch(&s, &segs, &cache, 1, None);
+        tokio::pin!(reading);
+        let held = tokio::time::timeout(std::time::Duration::from_millis(300), &mut reading).await;
+        assert!(
+            held.is_err(),
+            "the read-ahead should wait for the first to be taken"
+        );
+        assert_eq!(cached(&cache), vec![segs[0].clone()]);
+        let dest = dir.path().join("RECOVERYXLOG");
+        assert!(take_cached(&cache, &segs[0], &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), bodies[0]);
+        assert!(!take_cached(&cache, &segs[0], &dest).unwrap(), "taken once");
+        // Then the second; the corrupt third stops it (it finishes), leaving nothing of it.
+        let taker = async {
+            loop {
+                if take_cached(&cache, &segs[1], &dest).unwrap() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(reading, taker)
+        })
+        .await
+        .expect("the read-ahead ends at the corrupt segment");
+        assert_eq!(std::fs::read(&dest).unwrap(), bodies[1]);
+        assert!(cached(&cache).is_empty(), "{:?}", cached(&cache));
+        assert!(cached(&cache.join(".incoming")).is_empty());
+        // The server's own fetch then names the problem.
+        let e = fetch(&s, &segs[2], &dest, None).await.unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+    }
 
     #[tokio::test]
     async fn a_segment_comes_back_byte_for_byte_and_a_corrupt_one_is_refused() {
