@@ -393,6 +393,9 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
     };
     let store = storage::open(from, &ctx.config).await?;
     let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Physical).await?;
+    // The key first: a missing or wrong one is refused before anything is run or written.
+    let key_file = ctx.config.backup.encryption_key_file.as_deref();
+    crate::restore::fetch::key_for(&m, key_file)?;
     // restore_command: this very program, finding the archive as this run did.
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Error::failed(format!("cannot tell where kasm-db itself is: {e}")))?;
@@ -433,6 +436,7 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
             .pg_bindir
             .as_deref()
             .or(ctx.config.backup.pg_bindir.as_deref()),
+        key_file,
         server_env,
         env: &ctx.env,
     })

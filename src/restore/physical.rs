@@ -59,6 +59,8 @@ pub struct PhysicalSpec<'a> {
     /// Leave the server running on this port.
     pub port: Option<u16>,
     pub pg_bindir: Option<&'a Path>,
+    /// `backup.encryption_key_file`: opens an encrypted base backup (its WAL: `wal fetch`).
+    pub key_file: Option<&'a Path>,
     /// The environment the server (and so `wal fetch`) runs with: the snapshot's
     /// [`crate::pgtools::child_env`] plus what reaches the target (`KASM_DB_*`, `AWS_*`,
     /// `AZURE_*`), chosen by the caller.
@@ -145,7 +147,8 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     }
 
     // 2. Verified before anything is written to DIR.
-    let fetched = fetch::fetch(spec.storage, m, None, &parent, |_| {}).await?;
+    let key = fetch::key_for(m, spec.key_file)?;
+    let fetched = fetch::fetch(spec.storage, m, key, &parent, |_| {}).await?;
     std::fs::create_dir_all(spec.data_dir)?;
     set_mode(spec.data_dir, 0o700)?;
     let out = tokio::process::Command::new("tar")
