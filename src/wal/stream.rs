@@ -287,13 +287,14 @@ pub async fn stream(
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", tool.path.display())))?;
     let (err_tx, mut err_rx) = mpsc::channel::<String>(64);
     let stderr = child.stderr.take().expect("piped");
-    tokio::spawn(async move {
+    // In the caller's span (the demo's stage leaves these INFO lines out).
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             tracing::info!(target: "kasm_db::wal", "{line}");
             let _ = err_tx.try_send(line);
         }
-    });
+    }));
     let mut last_lines: Vec<String> = Vec::new();
     tracing::info!(
         slot = %slot,
