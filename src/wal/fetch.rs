@@ -306,4 +306,83 @@ mod tests {
             assert!(e.to_string().contains(seg), "{e}");
         }
     }
+
+    /// `backups verify`'s WAL chain check of encrypted segments: opened with the key (a
+    /// chunk that fails authentication is a problem even when the checksum was made to match),
+    /// refused without it or with another (the typed key problem).
+    #[tokio::test]
+    async fn the_chain_check_opens_encrypted_segments_with_the_key_only() {
+        use crate::archive::catalog::check_wal_chain;
+        use crate::archive::manifest::Manifest;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let m: Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261207T100000Z-abcdef","created":"2026-12-07T10:00:00Z",
+            "completed":"2026-12-07T10:00:01Z","database":"d","dbname":"d",
+            "server_version":"15","pg_dump_version":"pg_basebackup 15",
+            "object":"20261207T100000Z-abcdef/base.tar.gz","location":"/x","size_bytes":1,
+            "sha256":"00","dump_bytes":1,"format_of_dump":"tar",
+            "compression":{"kind":"gzip","level":6,"block_bytes":1},"encryption":null,
+            "server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{"count_s":0,"dump_s":0,"total_s":0},"restore":"r","kind":"physical",
+            "physical":{"start_lsn":"0/2000028","stop_lsn":"0/2000100","timeline":1,
+            "wal_segment_bytes":16777216,"stop_segment":"000000010000000000000002",
+            "superuser":"postgres","server_major":15}}"#,
+        )
+        .unwrap();
+        let keyfile = |b: u8| {
+            let p = dir.path().join(format!("key{b}"));
+            std::fs::write(&p, hex::encode([b; 32])).unwrap();
+            p
+        };
+        let (right, wrong) = (keyfile(3), keyfile(4));
+        let key = crypt::Key::from_file(&right).unwrap();
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 6,
+        };
+        let mut record = None;
+        for seg in ["000000010000000000000003", "000000010000000000000004"] {
+            let local = dir.path().join(seg);
+            std::fs::write(&local, seg.repeat(1000)).unwrap();
+            record = Some(
+                crate::wal::stream::store(&s, method, Some(&key), &local, seg, None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let chain = check_wal_chain(&s, &m, Some(&right))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((chain.segments, chain.problem), (2, None));
+        for file in [None, Some(wrong.as_path())] {
+            let e = check_wal_chain(&s, &m, file).await.unwrap_err();
+            assert!(crypt::is_key_problem(&e), "{e}");
+            assert!(e.to_string().contains("000000010000000000000003"), "{e}");
+        }
+        // A chunk changed and the record's checksum made to match: decrypting finds it.
+        let mut r = record.unwrap();
+        let object = dir.path().join("target").join(&r.object);
+        let mut bad = std::fs::read(&object).unwrap();
+        let at = bad.len() - 30;
+        bad[at] ^= 1;
+        std::fs::write(&object, &bad).unwrap();
+        (r.sha256, r.size_bytes) = crate::wal::stream::digest(&bad);
+        let name = wal::record_name(&r.file, false).unwrap();
+        std::fs::write(
+            dir.path().join("target").join(name),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+        let chain = check_wal_chain(&s, &m, Some(&right))
+            .await
+            .unwrap()
+            .unwrap();
+        let problem = chain.problem.unwrap();
+        assert!(
+            problem.contains("000000010000000000000004") && problem.contains("does not decrypt"),
+            "{problem}"
+        );
+    }
 }
