@@ -269,3 +269,28 @@ impl Drop for Restored {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guard stops (and reaps) the process named by DIR/postmaster.pid, even when it is
+    /// this process's own child (a zombie would otherwise look alive), and does nothing without
+    /// one.
+    #[test]
+    fn the_guard_stops_what_runs_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Restored(dir.path().to_path_buf()));
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::fs::write(dir.path().join("postmaster.pid"), format!("{pid}\n/x\n")).unwrap();
+        let t = Instant::now();
+        drop(Restored(dir.path().to_path_buf()));
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        // SAFETY: signal 0 only checks whether the (reaped) pid still exists.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "still running");
+    }
+}
