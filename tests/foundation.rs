@@ -212,8 +212,8 @@ fn completions_and_man_page_generate() {
     assert!(r.stdout.contains(".TH") && r.stdout.contains("kasm-db"));
 }
 
-/// `demo` honours `--json` (the stages' results, one document on stdout) and shows one line per
-/// stage on stderr, without the operations' INFO lines or the WARNs its cap stage provokes;
+/// `demo` honours `--json` (the stages' results, one document on stdout, the point-in-time
+/// restore's among them) and shows one line per stage on stderr, without the operations' INFO lines or the WARNs its cap stage provokes;
 /// `--config` and `--db` on its command line are refused (exit 2), with `--json` as the failure
 /// document.
 #[test]
@@ -242,7 +242,7 @@ fn demo_prints_its_stages_as_json_and_refuses_config_and_db() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
     assert_eq!(v["ok"], true, "{v}");
     let stages = v["stages"].as_array().unwrap();
-    assert_eq!(stages.len(), 10, "{v}");
+    assert_eq!(stages.len(), 11, "{v}");
     for s in stages {
         assert!(s["result"] == "ok" || s["result"] == "skipped", "{s}");
     }
@@ -262,5 +262,17 @@ fn demo_prints_its_stages_as_json_and_refuses_config_and_db() {
             r.stderr
         );
     }
-    assert!(r.stderr.contains("[5/10] cap      ok"), "{}", r.stderr);
+    assert!(r.stderr.contains("[5/11] cap      ok"), "{}", r.stderr);
+    // The point-in-time restore: stream, base backup, restore to T, exactly the rows up to T.
+    let pitr = stages
+        .iter()
+        .find(|s| s["stage"] == "pitr")
+        .unwrap_or_else(|| panic!("no pitr stage: {v}"));
+    assert_eq!(pitr["result"], "ok", "{pitr}");
+    let what = pitr["what"].as_str().unwrap();
+    assert!(
+        what.contains("100 of 150 rows (exactly those up to T)") && what.contains("recovered to"),
+        "{what}"
+    );
+    assert!(r.stderr.contains("[9/11] pitr     ok"), "{}", r.stderr);
 }

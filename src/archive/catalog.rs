@@ -1,11 +1,14 @@
 //! Reading what a target holds: the complete backups (their manifests, newest first), one
 //! backup by id or `latest`, and checking a stored object against its manifest (size and
 //! SHA-256, streamed, constant memory; and the role passwords object beside it, when there is
-//! one). Shared by `backups` and `restore`.
+//! one), and the WAL chain after a physical backup. Given the key, encrypted objects are also
+//! decrypted on the way (authenticated, the plaintext discarded). Shared by `backups`,
+//! `verify` and `restore`.
 //!
 //! Reads only; never deletes or writes.
 
 use super::compress::Digest;
+use super::crypt::{self, Key};
 use super::manifest::{self, BackupKind, Manifest};
 use super::storage::{self, Storage};
 use crate::error::{Error, Result};
@@ -185,8 +188,10 @@ pub struct Check {
     pub problem: Option<String>,
 }
 
-/// Re-read the object and compare its size and SHA-256 with the manifest.
-pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
+/// Re-read the object and compare its size and SHA-256 with the manifest. With `key` (the
+/// backup's own, checked by the caller against the manifest's key id) an encrypted object is
+/// also decrypted on the way, every chunk authenticated, the plaintext discarded.
+pub async fn check(storage: &dyn Storage, m: &Manifest, key: Option<&Key>) -> Result<Check> {
     let mut c = Check {
         id: m.id.clone(),
         ok: false,
@@ -201,16 +206,7 @@ pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
         c.problem = Some(format!("object {} is missing", m.object));
         return Ok(c);
     };
-    let mut digest = Digest::default();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        digest.update(&buf[..n]);
-    }
-    let (sha, size) = digest.finish();
+    let (sha, size, opened) = read_checked(&mut r, key.filter(|_| m.encryption.is_some())).await?;
     c.ok = size == m.size_bytes && sha == m.sha256;
     if size != m.size_bytes {
         c.problem = Some(format!(
@@ -219,6 +215,9 @@ pub async fn check(storage: &dyn Storage, m: &Manifest) -> Result<Check> {
         ));
     } else if sha != m.sha256 {
         c.problem = Some("SHA-256 differs from the manifest: the object is corrupt".into());
+    } else if let Err(e) = opened {
+        c.ok = false;
+        c.problem = Some(format!("the object does not decrypt with its key: {e}"));
     }
     c.size_bytes = Some(size);
     c.sha256 = Some(sha);
@@ -245,11 +244,48 @@ pub struct WalChain {
     pub problem: Option<String>,
 }
 
+/// Read `r` to its end: (SHA-256, size) of the bytes read, and with `key` whether they
+/// decrypt whole (each chunk authenticated; the plaintext is discarded).
+async fn read_checked(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+    key: Option<&Key>,
+) -> Result<(String, u64, Result<()>)> {
+    let mut digest = Digest::default();
+    let mut unsealer = key.map(crypt::Unsealer::new);
+    let mut opened = Ok(());
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        if let Some(u) = &mut unsealer {
+            if let Err(e) = u.feed(&buf[..n], &mut std::io::sink()) {
+                opened = Err(e);
+                unsealer = None;
+            }
+        }
+    }
+    if let Some(u) = unsealer {
+        opened = u.finish().map(|_| ());
+    }
+    let (sha, size) = digest.finish();
+    Ok((sha, size, opened))
+}
+
 /// Check the chain of archived WAL after the physical backup `m` (nothing to check for a
 /// logical one: `None`). Reads every segment after the backup's last: constant memory per
-/// segment.
-pub async fn check_wal_chain(storage: &dyn Storage, m: &Manifest) -> Result<Option<WalChain>> {
+/// segment. A segment stored encrypted needs the key of `key_file` (checked against its
+/// record's key id: none or another is refused, [`crypt::KeyProblem`]) and is decrypted on the
+/// way, every chunk authenticated.
+pub async fn check_wal_chain(
+    storage: &dyn Storage,
+    m: &Manifest,
+    key_file: Option<&std::path::Path>,
+) -> Result<Option<WalChain>> {
     use super::wal::{self, Record, Stored};
+    let mut key: Option<Key> = None;
     let Some(p) = &m.physical else {
         return Ok(None);
     };
@@ -305,19 +341,22 @@ pub async fn check_wal_chain(storage: &dyn Storage, m: &Manifest) -> Result<Opti
             ));
             return Ok(Some(chain));
         };
-        let mut digest = Digest::default();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = r.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        if let Some(sealed) = &record.encryption {
+            if key.as_ref().is_none_or(|k| k.id() != sealed.key_id) {
+                key = Some(crypt::key_for(&record.what(), &sealed.key_id, key_file)?);
             }
-            digest.update(&buf[..n]);
         }
-        let (sha, size) = digest.finish();
+        let opener = key.as_ref().filter(|_| record.encryption.is_some());
+        let (sha, size, opened) = read_checked(&mut r, opener).await?;
         if sha != record.sha256 || size != record.size_bytes {
             chain.problem = Some(format!(
                 "WAL segment {seg} is corrupt: its object's SHA-256 or size differs from its record"
+            ));
+            return Ok(Some(chain));
+        }
+        if let Err(e) = opened {
+            chain.problem = Some(format!(
+                "WAL segment {seg} does not decrypt with its key: {e}"
             ));
             return Ok(Some(chain));
         }

@@ -88,9 +88,12 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
             copy.encryption.as_ref().map(|e| e.key_id.as_str()),
             copy.compression.codec()?,
         ),
-        manifest::BackupKind::Physical => {
-            manifest::physical_recipe(&copy.id, &copy.location, copy.compression.codec()?)
-        }
+        manifest::BackupKind::Physical => manifest::physical_recipe(
+            &copy.id,
+            &copy.location,
+            copy.encryption.as_ref().map(|e| e.key_id.as_str()),
+            copy.compression.codec()?,
+        ),
     };
     let body = serde_json::to_vec_pretty(&copy)
         .map_err(|e| Error::failed(format!("manifest encoding: {e}")))?;

@@ -7,6 +7,12 @@
 //! 16-byte tag]`, ending with an empty chunk flagged last. The key (32 bytes, from
 //! `backup.encryption_key_file`, raw or hex) never appears in messages, manifests or logs; only
 //! a key id (a hash prefix) is recorded, so that a wrong key is reported as such.
+//!
+//! One scheme for everything kasm-db stores encrypted: logical dumps, physical base backups and
+//! archived WAL segments (each object its own random nonce prefix). [`key_for`] checks the key
+//! against an object's recorded key id first (a missing or wrong key is a typed
+//! [`KeyProblem`]); the opening side is [`Unsealer`] (pushed pieces), [`DecryptingReader`]
+//! (a `Read` of the plaintext) and [`decrypt`] (reader to writer), one implementation.
 
 use crate::error::{Error, Result};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -130,44 +136,133 @@ impl Sealer {
     }
 }
 
-/// Decrypt a whole encrypted object from `input` to `output`, streaming. Fails clearly on a
-/// wrong key, a foreign or damaged object, or a truncated one.
-pub fn decrypt(key: &Key, mut input: impl Read, mut output: impl Write) -> Result<u64> {
-    let mut header = [0u8; HEADER_BYTES];
-    input
-        .read_exact(&mut header)
-        .map_err(|_| Error::failed("not a kasm-db encrypted backup (too short)"))?;
-    if &header[..8] != MAGIC {
-        return Err(Error::failed("not a kasm-db encrypted backup (bad magic)"));
+/// The cause of an error about the key itself (none set for an encrypted object, or a key
+/// other than the one it was sealed with), recognised with [`is_key_problem`]. Kind `Failed`
+/// (exit 1), for logical and physical backups and WAL alike; a key file that cannot be read or
+/// parsed stays a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyProblem(pub String);
+
+/// Whether `e` is about the key ([`KeyProblem`]): missing or wrong.
+pub fn is_key_problem(e: &Error) -> bool {
+    e.caused_by::<KeyProblem>()
+}
+
+/// The key that opens `what` (e.g. "backup 2026...", "WAL segment 0000..."), sealed with the
+/// key whose id is `key_id`, read from `key_file` (`backup.encryption_key_file`) and checked
+/// against that id before any byte is decrypted. No key file, or one holding another key, is a
+/// [`KeyProblem`] naming both ids (never the key).
+pub fn key_for(what: &str, key_id: &str, key_file: Option<&Path>) -> Result<Key> {
+    let Some(path) = key_file else {
+        return Err(key_problem(format!(
+            "{what} is encrypted (key id {key_id}): set backup.encryption_key_file (or \
+             KASM_DB_BACKUP_ENCRYPTION_KEY_FILE) to the file holding that key"
+        )));
+    };
+    let key = Key::from_file(path)?;
+    if key.id() != key_id {
+        return Err(key_problem(format!(
+            "{what} was encrypted with key id {key_id}, but {} holds key id {}: wrong key",
+            path.display(),
+            key.id()
+        )));
     }
-    let mut prefix = [0u8; 7];
-    prefix.copy_from_slice(&header[8..]);
-    let aead = key.aead();
-    let mut written = 0u64;
-    for counter in 0u32.. {
-        let mut len = [0u8; 4];
-        input.read_exact(&mut len).map_err(|_| {
-            Error::failed("the encrypted backup is truncated (its final chunk is missing)")
-        })?;
-        let len = u32::from_be_bytes(len) as usize;
-        if !(TAG_BYTES..=(64 << 20)).contains(&len) {
-            return Err(Error::failed(
-                "the encrypted backup is damaged (bad chunk length)",
-            ));
+    Ok(key)
+}
+
+fn key_problem(msg: String) -> Error {
+    Error::with_cause(crate::error::Kind::Failed, KeyProblem(msg))
+}
+
+/// The opening side, pushed: takes an encrypted object's bytes in pieces of any size (as they
+/// arrive from storage, an async read or a channel) and writes the plaintext of each chunk
+/// once it is whole and authenticated. [`Unsealer::finish`] says whether the object ended
+/// where it should (its final chunk seen, nothing after it). Holds at most one chunk.
+pub struct Unsealer {
+    aead: LessSafeKey,
+    header: Option<[u8; HEADER_BYTES]>,
+    prefix: [u8; 7],
+    counter: u32,
+    pending: Vec<u8>,
+    /// Where the unread part of `pending` starts.
+    at: usize,
+    done: bool,
+    written: u64,
+}
+
+impl Unsealer {
+    pub fn new(key: &Key) -> Unsealer {
+        Unsealer {
+            aead: key.aead(),
+            header: None,
+            prefix: [0u8; 7],
+            counter: 0,
+            pending: Vec::new(),
+            at: 0,
+            done: false,
+            written: 0,
         }
-        let mut chunk = vec![0u8; len];
-        input
-            .read_exact(&mut chunk)
-            .map_err(|_| Error::failed("the encrypted backup is truncated"))?;
-        // A chunk opens under exactly one of the two flags.
-        let (plain, last) = {
+    }
+
+    /// Take the next `data`; write every chunk it completes to `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut impl Write) -> Result<()> {
+        if self.at > 0 && self.at * 2 >= self.pending.len() {
+            self.pending.drain(..self.at);
+            self.at = 0;
+        }
+        self.pending.extend_from_slice(data);
+        loop {
+            let avail = &self.pending[self.at..];
+            if self.done {
+                if !avail.is_empty() {
+                    return Err(Error::failed(
+                        "the encrypted backup has data after its final chunk",
+                    ));
+                }
+                return Ok(());
+            }
+            let Some(header) = self.header else {
+                if avail.len() < HEADER_BYTES {
+                    return Ok(());
+                }
+                if &avail[..8] != MAGIC {
+                    return Err(Error::failed("not a kasm-db encrypted backup (bad magic)"));
+                }
+                let mut h = [0u8; HEADER_BYTES];
+                h.copy_from_slice(&avail[..HEADER_BYTES]);
+                self.prefix.copy_from_slice(&h[8..]);
+                self.header = Some(h);
+                self.at += HEADER_BYTES;
+                continue;
+            };
+            if avail.len() < 4 {
+                return Ok(());
+            }
+            let len = u32::from_be_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+            if !(TAG_BYTES..=(64 << 20)).contains(&len) {
+                return Err(Error::failed(
+                    "the encrypted backup is damaged (bad chunk length)",
+                ));
+            }
+            if avail.len() < 4 + len {
+                return Ok(());
+            }
+            let chunk = &avail[4..4 + len];
+            let counter = self.counter;
+            // A chunk opens under exactly one of the two flags.
             let try_open = |last: bool| -> Option<Vec<u8>> {
-                let mut c = chunk.clone();
-                aead.open_in_place(nonce(&prefix, counter, last), Aad::from(&header), &mut c)
+                let mut c = chunk.to_vec();
+                self.aead
+                    .open_in_place(
+                        nonce(&self.prefix, counter, last),
+                        Aad::from(&header),
+                        &mut c,
+                    )
                     .ok()
                     .map(|p| p.to_vec())
             };
-            match try_open(false) {
+            let (plain, last) = match try_open(false) {
                 Some(p) => (p, false),
                 None => match try_open(true) {
                     Some(p) => (p, true),
@@ -179,26 +274,121 @@ pub fn decrypt(key: &Key, mut input: impl Read, mut output: impl Write) -> Resul
                         }));
                     }
                 },
+            };
+            out.write_all(&plain)?;
+            self.written += plain.len() as u64;
+            self.at += 4 + len;
+            self.done = last;
+            if !last {
+                self.counter = self
+                    .counter
+                    .checked_add(1)
+                    .ok_or_else(|| Error::failed("the encrypted backup has too many chunks"))?;
             }
-        };
-        output.write_all(&plain)?;
-        written += plain.len() as u64;
-        if last {
-            let mut extra = [0u8; 1];
-            if input.read(&mut extra)? != 0 {
-                return Err(Error::failed(
-                    "the encrypted backup has data after its final chunk",
-                ));
-            }
-            return Ok(written);
         }
     }
-    Err(Error::failed("the encrypted backup has too many chunks"))
+
+    /// The object has ended: fails unless its final chunk was seen. Returns the plaintext
+    /// bytes written.
+    pub fn finish(self) -> Result<u64> {
+        if self.header.is_none() {
+            return Err(Error::failed("not a kasm-db encrypted backup (too short)"));
+        }
+        if !self.done {
+            return Err(Error::failed(
+                "the encrypted backup is truncated (its final chunk is missing)",
+            ));
+        }
+        Ok(self.written)
+    }
+}
+
+/// The opening side, pulled: a reader of the plaintext of the encrypted object `inner` reads
+/// (for an unpacking path that reads, e.g. a decompressor or `tar` fed from a pipe). A damaged,
+/// truncated or foreign object, or a wrong key, is an [`std::io::ErrorKind::InvalidData`] error
+/// with the same message as [`decrypt`]'s; the end of `inner` before the final chunk is one too,
+/// never a short, clean end.
+pub struct DecryptingReader<R> {
+    inner: R,
+    unsealer: Option<Unsealer>,
+    plain: Vec<u8>,
+    at: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> DecryptingReader<R> {
+    pub fn new(key: &Key, inner: R) -> DecryptingReader<R> {
+        DecryptingReader {
+            inner,
+            unsealer: Some(Unsealer::new(key)),
+            plain: Vec::new(),
+            at: 0,
+            buf: vec![0u8; 256 << 10],
+        }
+    }
+}
+
+impl<R: Read> Read for DecryptingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let invalid =
+            |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+        while self.at == self.plain.len() {
+            let Some(u) = self.unsealer.as_mut() else {
+                return Ok(0);
+            };
+            self.plain.clear();
+            self.at = 0;
+            let n = self.inner.read(&mut self.buf)?;
+            if n == 0 {
+                let u = self.unsealer.take().expect("checked above");
+                u.finish().map_err(invalid)?;
+                return Ok(0);
+            }
+            u.feed(&self.buf[..n], &mut self.plain).map_err(invalid)?;
+        }
+        let n = out.len().min(self.plain.len() - self.at);
+        out[..n].copy_from_slice(&self.plain[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Decrypt a whole encrypted object from `input` to `output`, streaming. Fails clearly on a
+/// wrong key, a foreign or damaged object, or a truncated one.
+pub fn decrypt(key: &Key, mut input: impl Read, mut output: impl Write) -> Result<u64> {
+    let mut u = Unsealer::new(key);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            return u.finish();
+        }
+        u.feed(&buf[..n], &mut output)?;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_or_wrong_key_is_a_typed_refusal_naming_the_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        std::fs::write(&file, hex::encode([7u8; 32])).unwrap();
+        let id = key(7).id();
+        assert_eq!(key_for("backup b", &id, Some(&file)).unwrap().id(), id);
+        let e = key_for("WAL segment s", &id, None).unwrap_err();
+        assert!(is_key_problem(&e), "{e}");
+        assert_eq!(e.kind(), crate::error::Kind::Failed);
+        assert!(e.to_string().contains("encryption_key_file"), "{e}");
+        let e = key_for("backup b", &key(8).id(), Some(&file)).unwrap_err();
+        assert!(
+            is_key_problem(&e) && e.to_string().contains("wrong key"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains(&hex::encode([7u8; 32])), "{e}");
+    }
 
     fn key(b: u8) -> Key {
         Key::from_material(&[b; 32]).unwrap()
@@ -242,6 +432,28 @@ mod tests {
         let mut extra = obj.clone();
         extra.push(0);
         assert!(decrypt(&k, &extra[..], std::io::sink()).is_err());
+        // The pulled reader gives the same bytes, and refuses what decrypt refuses.
+        let mut plain = Vec::new();
+        DecryptingReader::new(&k, &obj[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, b"aaaabbbb");
+        let e = DecryptingReader::new(&k, &obj[..obj.len() - 20])
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        assert!(
+            DecryptingReader::new(&key(2), &obj[..])
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
+        // Fed one byte at a time, the pushed side opens it whole.
+        let mut u = Unsealer::new(&k);
+        let mut out = Vec::new();
+        for b in &obj {
+            u.feed(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!((u.finish().unwrap(), out.as_slice()), (8, &b"aaaabbbb"[..]));
         // Two objects never share a nonce prefix.
         assert_ne!(encrypt(&k, &[b"x"])[8..15], encrypt(&k, &[b"x"])[8..15]);
     }

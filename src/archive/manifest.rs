@@ -311,13 +311,22 @@ pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> Str
 }
 
 /// The recipe of a physical backup `id` stored at `location`: kasm-db's command, and by hand the
-/// unpacking (`gunzip -c` or `zstd -dc` by `codec`) into an empty data directory.
-pub fn physical_recipe(id: &str, location: &str, codec: Codec) -> String {
-    format!(
-        "kasm-db restore --physical --data-dir DIR --backup {id}; without kasm-db: {} {location} \
-         | tar -x -C DIR, then recovery.signal and a restore_command for the WAL",
-        codec.unpack_command()
-    )
+/// unpacking (`gunzip -c` or `zstd -dc` by `codec`) into an empty data directory. An encrypted
+/// one (`key_id`) is decrypted by kasm-db with that key; the recipe says so.
+pub fn physical_recipe(id: &str, location: &str, key_id: Option<&str>, codec: Codec) -> String {
+    match key_id {
+        None => format!(
+            "kasm-db restore --physical --data-dir DIR --backup {id}; without kasm-db: {} \
+             {location} | tar -x -C DIR, then recovery.signal and a restore_command for the WAL",
+            codec.unpack_command()
+        ),
+        Some(k) => format!(
+            "encrypted (aes-256-gcm-stream, key id {k}, and so is its WAL): kasm-db restore \
+             --physical --data-dir DIR --backup {id} with backup.encryption_key_file set to that \
+             key; the decrypted stream unpacks with {} | tar -x -C DIR",
+            codec.unpack_command()
+        ),
+    }
 }
 
 /// Objects under a target grouped by backup id (the first path component).

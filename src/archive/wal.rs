@@ -13,6 +13,10 @@
 //! wal/<timeline>/<tli>.history.gz|.json    a timeline history file
 //! ```
 //!
+//! With `backup.encryption_key_file` each object is also sealed as a dump is (`.gz.aes`,
+//! `.zst.aes`; the record names the key id); the record's size and SHA-256 are of the stored
+//! bytes either way.
+//!
 //! A segment's trailing zeros (pg_receivewal pads the segment being written, and one switched
 //! early, to its full size) are not stored: the record says the size to pad back to
 //! (`pad_to`), so a flush costs the WAL written, not a whole segment.
@@ -125,6 +129,30 @@ pub struct Record {
     pub compression: String,
     /// True for the copy of a segment still being written.
     pub partial: bool,
+    /// Client-side encryption (`backup.encryption_key_file`), as a dump's: the object is the
+    /// compressed file sealed with [`crate::archive::crypt`]; `size_bytes` and `sha256` are of
+    /// the stored, encrypted bytes (checkable without the key). `None`: stored in the clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Sealed>,
+}
+
+/// How a stored WAL file is encrypted: the scheme and the public id of its key (never the key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sealed {
+    /// `aes-256-gcm-stream`.
+    pub kind: String,
+    pub key_id: String,
+}
+
+impl Record {
+    /// How this file is named in messages: "WAL segment X" or "WAL file X" (a history file).
+    pub fn what(&self) -> String {
+        if is_segment(&self.file) {
+            format!("WAL segment {}", self.file)
+        } else {
+            format!("WAL file {}", self.file)
+        }
+    }
 }
 
 /// What the archive holds of one timeline: from the listing's record names.

@@ -15,10 +15,14 @@
 //! Needs a role with REPLICATION (refused before pg_basebackup starts, pointing a managed
 //! server at the provider's own point-in-time recovery). Takes the same backup lock as a
 //! logical backup. Any failure or signal kills pg_basebackup and aborts the upload: nothing is
-//! listed. Never puts the password on a command line, in a message or in the manifest.
+//! listed. With `backup.encryption_key_file` the base backup is sealed exactly as a dump is
+//! (every member an AES-256-GCM chunk, [`crypt`]; the manifest records the key id, never the
+//! key; its size and SHA-256 are of the stored, encrypted object). Never puts the password on
+//! a command line, in a message or in the manifest, nor the key anywhere.
 
 use super::run::{capture_stderr, failure, interrupted, progress_bar};
 use crate::archive::compress;
+use crate::archive::crypt;
 use crate::archive::manifest::{self, BackupKind, Manifest, Physical};
 use crate::archive::storage::{self, Piece};
 use crate::archive::target::Target;
@@ -113,13 +117,15 @@ pub fn stream_warning(slot: &str, active: Option<bool>) -> Option<String> {
 /// Run the physical backup; returns its manifest once the manifest is stored.
 pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     let started = Instant::now();
-    if job.config.backup.encryption_key_file.is_some() {
-        return Err(Error::usage(
-            "backup --physical does not encrypt yet, and backup.encryption_key_file is set: \
-             nothing was written (a physical backup holds every database of the cluster in \
-             the clear)",
-        ));
-    }
+    // The same client-side encryption as a dump's (see `run.rs`): every member sealed.
+    let key = match &job.config.backup.encryption_key_file {
+        Some(path) => Some(crypt::Key::from_file(path)?),
+        None => None,
+    };
+    let sealer = match &key {
+        Some(k) => Some(std::sync::Arc::new(crypt::Sealer::new(k)?)),
+        None => None,
+    };
     let storage = job.storage.clone();
     let client = db::connect(job.db, Retry::configured(&job.config.database)).await?;
     let facts = replication::check(&client, "backup --physical").await?;
@@ -149,7 +155,11 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     let created = Utc::now();
     let id = manifest::new_id(created);
     let method = job.config.backup.method();
-    let object = format!("{id}/base.tar.{}", method.codec.extension());
+    let object = format!(
+        "{id}/base.tar.{}{}",
+        method.codec.extension(),
+        if key.is_some() { ".aes" } else { "" }
+    );
 
     let mut cmd = tokio::process::Command::new(&tool.path);
     cmd.args([
@@ -185,7 +195,7 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     let produce = async {
         let tx = tx;
         let summary =
-            compress::compress_stream(stdout, method, None, &tx, |n| bar.set_position(n)).await;
+            compress::compress_stream(stdout, method, sealer, &tx, |n| bar.set_position(n)).await;
         if summary.is_err() {
             let _ = child.start_kill();
         }
@@ -242,16 +252,26 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
         server_version: facts.server_version.clone(),
         pg_dump_version: format!("pg_basebackup {}", tool.version),
         object: object.clone(),
-        restore: manifest::physical_recipe(&id, &location, method.codec),
+        restore: manifest::physical_recipe(
+            &id,
+            &location,
+            key.as_ref().map(|k| k.id()).as_deref(),
+            method.codec,
+        ),
         location,
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
         dump_bytes: summary.input_bytes,
         format_of_dump: format!(
-            "pg_basebackup tar (-Ft -X fetch), {}",
+            "pg_basebackup tar (-Ft -X fetch), {}{}",
             match method.codec {
                 compress::Codec::Gzip => "gzip multi-member",
                 compress::Codec::Zstd => "zstd multi-frame",
+            },
+            if key.is_some() {
+                ", aes-256-gcm-stream"
+            } else {
+                ""
             }
         ),
         compression: manifest::Compression {
@@ -260,7 +280,11 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
             block_bytes: compress::BLOCK_BYTES,
             members: Some(crate::archive::members::Members(summary.member_bytes)),
         },
-        encryption: None,
+        encryption: key.as_ref().map(|k| manifest::Encryption {
+            kind: crypt::KIND.into(),
+            chunk_bytes: compress::BLOCK_BYTES,
+            key_id: k.id(),
+        }),
         server_side_encryption: storage.server_side_encryption(),
         exclude_logs: false,
         excluded: Vec::new(),

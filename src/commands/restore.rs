@@ -376,9 +376,30 @@ fn properties_text(p: &PropertiesOutcome, warnings: &[String]) -> String {
     text
 }
 
+/// The restore_command's program and the arguments that find the archive again, as shell-safe
+/// words: this very program (`/proc/self/exe`), the configuration file it was given (absolute),
+/// `--from TARGET`. For `restore --physical` and the demo's point-in-time stage.
+pub(super) fn fetch_command(
+    config_file: Option<&std::path::Path>,
+    from: &Target,
+) -> Result<Vec<String>> {
+    use crate::restore::physical::sh_quote;
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| Error::failed(format!("cannot tell where kasm-db itself is: {e}")))?;
+    let mut words = vec![sh_quote(&exe.display().to_string())];
+    if let Some(file) = config_file {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        words.push("--config".into());
+        words.push(sh_quote(&file.display().to_string()));
+    }
+    words.push("--from".into());
+    words.push(sh_quote(&from.to_string()));
+    Ok(words)
+}
+
 /// `kasm-db restore --physical`.
 async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcome> {
-    use crate::restore::physical::{self, PhysicalSpec, RecoveryTarget, sh_quote};
+    use crate::restore::physical::{self, PhysicalSpec, RecoveryTarget};
     let data_dir = args
         .data_dir
         .as_deref()
@@ -393,17 +414,10 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
     };
     let store = storage::open(from, &ctx.config).await?;
     let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Physical).await?;
-    // restore_command: this very program, finding the archive as this run did.
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| Error::failed(format!("cannot tell where kasm-db itself is: {e}")))?;
-    let mut words = vec![sh_quote(&exe.display().to_string())];
-    if let Some(file) = &ctx.config_file {
-        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
-        words.push("--config".into());
-        words.push(sh_quote(&file.display().to_string()));
-    }
-    words.push("--from".into());
-    words.push(sh_quote(&from.to_string()));
+    // The key first: a missing or wrong one is refused before anything is run or written.
+    let key_file = ctx.config.backup.encryption_key_file.as_deref();
+    crate::restore::fetch::key_for(&m, key_file)?;
+    let words = fetch_command(ctx.config_file.as_deref(), from)?;
     // The server (and so its restore_command) gets the loader's environment and what reaches
     // the target: kasm-db's own variables and the storage credentials' standard ones.
     let mut server_env = crate::pgtools::child_env(&ctx.env);
@@ -433,9 +447,9 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
             .pg_bindir
             .as_deref()
             .or(ctx.config.backup.pg_bindir.as_deref()),
+        key_file,
         server_env,
         env: &ctx.env,
-        key: crate::restore::fetch::key_for(&m, ctx.config.backup.encryption_key_file.as_deref())?,
     })
     .await?;
     let text = if r.standby {

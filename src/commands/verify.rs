@@ -39,6 +39,7 @@ pub async fn verify(
     let v = crate::verify::verify(Verify {
         storage: store.as_ref(),
         backup: id,
+        key_file: ctx.config.backup.encryption_key_file.as_deref(),
         how,
     })
     .await?;

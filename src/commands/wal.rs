@@ -114,7 +114,15 @@ async fn fetch_one(
     let target = Target::resolve(from, ctx.config.backup.to.as_deref(), "--from")?;
     let store = storage::open(&target, &ctx.config).await?;
     Ok(
-        match fetch::fetch(store.as_ref(), file, path, through).await? {
+        match fetch::fetch(
+            store.as_ref(),
+            file,
+            path,
+            through,
+            ctx.config.backup.encryption_key_file.as_deref(),
+        )
+        .await?
+        {
             Fetched::Restored { partial, .. } => Outcome::new(
                 &FetchReport {
                     file,

@@ -89,24 +89,7 @@ pub fn key_for(m: &Manifest, key_file: Option<&Path>) -> Result<Option<Key>> {
     let Some(enc) = &m.encryption else {
         return Ok(None);
     };
-    let Some(path) = key_file else {
-        return Err(Error::failed(format!(
-            "backup {} is encrypted (key id {}): set backup.encryption_key_file (or \
-             KASM_DB_BACKUP_ENCRYPTION_KEY_FILE) to the file holding that key",
-            m.id, enc.key_id
-        )));
-    };
-    let key = Key::from_file(path)?;
-    if key.id() != enc.key_id {
-        return Err(Error::failed(format!(
-            "backup {} was encrypted with key id {}, but {} holds key id {}: wrong key",
-            m.id,
-            enc.key_id,
-            path.display(),
-            key.id()
-        )));
-    }
-    Ok(Some(key))
+    crypt::key_for(&format!("backup {}", m.id), &enc.key_id, key_file).map(Some)
 }
 
 /// A blocking reader over the chunks the async side sends; EOF when the channel closes.

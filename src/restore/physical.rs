@@ -64,13 +64,13 @@ pub struct PhysicalSpec<'a> {
     /// Leave the server running on this port.
     pub port: Option<u16>,
     pub pg_bindir: Option<&'a Path>,
+    /// `backup.encryption_key_file`: opens an encrypted base backup (its WAL: `wal fetch`).
+    pub key_file: Option<&'a Path>,
     /// The environment the server (and so `wal fetch`) runs with: the snapshot's
     /// [`crate::pgtools::child_env`] plus what reaches the target (`KASM_DB_*`, `AWS_*`,
     /// `AZURE_*`), chosen by the caller.
     pub server_env: Vec<(String, String)>,
     pub env: &'a BTreeMap<String, String>,
-    /// The key of an encrypted backup ([`fetch::key_for`]); `None` for a plain one.
-    pub key: Option<crate::archive::crypt::Key>,
 }
 
 /// What a physical restore came to (`--json`).
@@ -168,7 +168,8 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // 2. Read once: hashed while it is unpacked into a hidden folder of DIR, moved into place
     // only when the SHA-256 matches.
     let phase = Instant::now();
-    unpack(spec.storage, m, spec.key.clone(), spec.data_dir, spec.env).await?;
+    let key = fetch::key_for(m, spec.key_file)?;
+    unpack(spec.storage, m, key, spec.data_dir, spec.env).await?;
     tracing::info!(
         "backup {} checked and unpacked into {} in {:.2} s",
         m.id,
@@ -271,7 +272,14 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
     let watched = {
         let watching = watch(&mut server, private.path(), port, &p.superuser, &log_path);
-        let reading = fetch_wal::prefetch(spec.storage, &after_start, &cache, READ_AHEAD, run_as);
+        let reading = fetch_wal::prefetch(
+            spec.storage,
+            &after_start,
+            &cache,
+            READ_AHEAD,
+            run_as,
+            spec.key_file,
+        );
         tokio::pin!(watching, reading);
         let mut read_all = false;
         loop {

@@ -427,6 +427,7 @@ async fn execute(env: &JobEnv, task: Task) -> Result<Done> {
             let v = crate::verify::verify(Verify {
                 storage: storage.as_ref(),
                 backup: "latest",
+                key_file: env.config.backup.encryption_key_file.as_deref(),
                 how,
             })
             .await?;

@@ -5,7 +5,11 @@
 //! compared with the manifest, the scratch database dropped) — and record the result beside the
 //! backup (`verified.json`, best effort). The checksum check of a physical backup also checks
 //! the archived WAL after it ([`catalog::check_wal_chain`]: no hole, every segment matching its
-//! record): a base backup is only as good as the chain that carries it forward.
+//! record): a base backup is only as good as the chain that carries it forward. An encrypted
+//! physical backup and its WAL are also decrypted with `backup.encryption_key_file` on the way
+//! (the checksums are of the stored, encrypted bytes; decrypting authenticates every chunk):
+//! without the key, or with another, the check is refused
+//! ([`crate::archive::crypt::KeyProblem`], exit 1), since such a backup could not be restored.
 //!
 //! An operation: everything arrives as explicit inputs ([`Verify`]) and a typed report
 //! ([`Verified`]) goes back; it never sees `Ctx`, the command line or an `Outcome` (the callers
@@ -15,6 +19,7 @@
 //! password: the scratch server is described by host and port.
 
 use crate::archive::catalog;
+use crate::archive::crypt;
 use crate::archive::manifest::Manifest;
 use crate::archive::storage::Storage;
 use crate::archive::verification::{self, Verification};
@@ -34,6 +39,10 @@ pub struct Verify<'a> {
     /// A backup id, or `latest`.
     pub backup: &'a str,
     pub how: How<'a>,
+    /// `backup.encryption_key_file`: the checksum check of an encrypted physical backup opens
+    /// it and the WAL after it with this key (none, or another, is refused:
+    /// [`crate::archive::crypt::KeyProblem`], exit 1). The restore test uses its [`Scratch`]'s.
+    pub key_file: Option<&'a Path>,
 }
 
 /// Which check to run.
@@ -157,10 +166,22 @@ pub async fn verify(v: Verify<'_>) -> Result<Verified> {
     let started = Instant::now();
     let checked = match v.how {
         How::Checksum => {
-            let mut c = catalog::check(v.storage, &manifest).await?;
+            // An encrypted physical backup is opened with its key (and so is its WAL): the
+            // check then says it can be restored with the key this host has.
+            let key = match (&manifest.physical, &manifest.encryption) {
+                (Some(_), Some(enc)) => Some(crypt::key_for(
+                    &format!("backup {}", manifest.id),
+                    &enc.key_id,
+                    v.key_file,
+                )?),
+                _ => None,
+            };
+            let mut c = catalog::check(v.storage, &manifest, key.as_ref()).await?;
             // A physical backup is only as good as the WAL after it: the chain checked too.
             if c.ok {
-                if let Some(chain) = catalog::check_wal_chain(v.storage, &manifest).await? {
+                if let Some(chain) =
+                    catalog::check_wal_chain(v.storage, &manifest, v.key_file).await?
+                {
                     tracing::info!(
                         segments = chain.segments,
                         end = chain.end.as_deref().unwrap_or("none"),

@@ -11,8 +11,10 @@
 //!   its record (corrupt), or the archive cannot be read. Recovery stops with the segment named
 //!   instead of ending early with less than the archive holds.
 //!
-//! The gap judgement is [`crate::archive::wal::judge`]'s. Reads only; never writes to the
-//! target.
+//! A file stored encrypted is decrypted with `backup.encryption_key_file` after its checksum
+//! matched (the key checked against the record's key id first: none or a wrong one aborts,
+//! naming the file). The gap judgement is [`crate::archive::wal::judge`]'s. Reads only; never
+//! writes to the target; never prints or logs the key.
 //!
 //! While a restore recovers, it reads ahead ([`prefetch`]): the completed segments after the
 //! base backup are fetched and checked here, in order and a few at a time, into a private
@@ -21,6 +23,7 @@
 //! has not got (or could not get) is fetched as above, so every judgement stays this module's.
 
 use crate::archive::compress::{Codec, Unpacker};
+use crate::archive::crypt;
 use crate::archive::storage::{self, Storage};
 use crate::archive::wal::{self, Judgement, Record, Stored};
 use crate::error::{Error, Kind, Result};
@@ -39,11 +42,14 @@ pub enum Fetched {
 }
 
 /// Fetch `file` into `dest`. `through` is the last segment the base backup carries itself.
+/// `key_file` (`backup.encryption_key_file`) opens files stored encrypted; it is read only when
+/// one is.
 pub async fn fetch(
     storage: &dyn Storage,
     file: &str,
     dest: &Path,
     through: Option<&str>,
+    key_file: Option<&Path>,
 ) -> Result<Fetched> {
     if !(wal::is_segment(file) || wal::is_history(file)) {
         return Ok(Fetched::NotFound(format!(
@@ -54,7 +60,7 @@ pub async fn fetch(
     // read: try again with the new state.
     for _ in 0..3 {
         if let Some(record) = read_record(storage, file, false).await? {
-            restore(storage, &record, dest).await?;
+            restore(storage, &record, dest, key_file).await?;
             return Ok(Fetched::Restored {
                 file: file.into(),
                 partial: false,
@@ -75,7 +81,7 @@ pub async fn fetch(
                 let Some(record) = read_record(storage, file, true).await? else {
                     continue;
                 };
-                match restore(storage, &record, dest).await {
+                match restore(storage, &record, dest, key_file).await {
                     Err(e) if e.to_string().contains(MISSING) => continue,
                     r => r?,
                 }
@@ -115,9 +121,24 @@ async fn read_record(storage: &dyn Storage, file: &str, partial: bool) -> Result
         .transpose()
 }
 
-/// Read the record's object, check it, unpack it to `dest` (atomically).
-async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<()> {
+/// Read the record's object, check it, decrypt it (when sealed), unpack it to `dest`
+/// (atomically).
+async fn restore(
+    storage: &dyn Storage,
+    record: &Record,
+    dest: &Path,
+    key_file: Option<&Path>,
+) -> Result<()> {
     let file = &record.file;
+    // The key before any byte is read: none, or another than the file was sealed with, stops
+    // recovery naming the file and both key ids.
+    let key = match &record.encryption {
+        Some(sealed) => Some(
+            crypt::key_for(&record.what(), &sealed.key_id, key_file)
+                .map_err(|e| abort(format!("{e}; recovery stops here")))?,
+        ),
+        None => None,
+    };
     let Some(mut r) = storage
         .get(&record.object)
         .await
@@ -160,7 +181,14 @@ async fn restore(storage: &dyn Storage, record: &Record, dest: &Path) -> Result<
         let out = std::fs::File::create(&tmp)
             .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
         let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
-        let unpacked = u.write_all(&bytes).and_then(|_| u.finish());
+        if let Some(key) = &key {
+            crypt::decrypt(key, &bytes[..], &mut u)
+                .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
+        }
+        let unpacked = match key {
+            Some(_) => u.finish(),
+            None => u.write_all(&bytes).and_then(|_| u.finish()),
+        };
         let out = unpacked
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
             .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
@@ -221,6 +249,7 @@ pub async fn prefetch(
     cache: &Path,
     ahead: usize,
     owner: Option<(u32, u32)>,
+    key_file: Option<&Path>,
 ) {
     let incoming = cache.join(".incoming");
     if let Err(e) = std::fs::create_dir_all(&incoming) {
@@ -249,7 +278,7 @@ pub async fn prefetch(
             }
         };
         let tmp = incoming.join(seg);
-        if let Err(e) = restore(storage, &record, &tmp).await {
+        if let Err(e) = restore(storage, &record, &tmp, key_file).await {
             tracing::debug!("read-ahead stops at {seg}: {e}");
             let _ = std::fs::remove_file(&tmp);
             return;
@@ -290,7 +319,7 @@ mod tests {
                 .collect();
             let local = dir.path().join(seg);
             std::fs::write(&local, &body).unwrap();
-            crate::wal::stream::store(&s, method, &local, seg, None)
+            crate::wal::stream::store(&s, method, None, &local, seg, None)
                 .await
                 .unwrap();
             bodies.push(body);
@@ -315,7 +344,7 @@ mod tests {
             v
         };
         // At most one waits unclaimed: the read-ahead holds until it is taken.
-        let reading = prefetch(&s, &segs, &cache, 1, None);
+        let reading = prefetch(&s, &segs, &cache, 1, None, None);
         tokio::pin!(reading);
         let held = tokio::time::timeout(std::time::Duration::from_millis(300), &mut reading).await;
         assert!(
@@ -345,7 +374,7 @@ mod tests {
         assert!(cached(&cache).is_empty(), "{:?}", cached(&cache));
         assert!(cached(&cache.join(".incoming")).is_empty());
         // The server's own fetch then names the problem.
-        let e = fetch(&s, &segs[2], &dest, None).await.unwrap_err();
+        let e = fetch(&s, &segs[2], &dest, None, None).await.unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
     }
 
@@ -363,12 +392,12 @@ mod tests {
             codec: Codec::Gzip,
             level: 5,
         };
-        let r = crate::wal::stream::store(&s, method, &local, seg, None)
+        let r = crate::wal::stream::store(&s, method, None, &local, seg, None)
             .await
             .unwrap();
         assert_eq!((r.wal_bytes, r.pad_to), (70_000, Some(16 << 20)));
         let dest = dir.path().join("RECOVERYXLOG");
-        let got = fetch(&s, seg, &dest, None).await.unwrap();
+        let got = fetch(&s, seg, &dest, None, None).await.unwrap();
         assert_eq!(
             got,
             Fetched::Restored {
@@ -380,15 +409,146 @@ mod tests {
         // The end of the archive is "not found"; a corrupt object stops recovery.
         let next = "000000010000000000000004";
         assert!(matches!(
-            fetch(&s, next, &dest, None).await.unwrap(),
+            fetch(&s, next, &dest, None, None).await.unwrap(),
             Fetched::NotFound(_)
         ));
         let object = dir.path().join("target").join(&r.object);
         let mut bad = std::fs::read(&object).unwrap();
         bad[10] ^= 0xff;
         std::fs::write(&object, bad).unwrap();
-        let e = fetch(&s, seg, &dest, None).await.unwrap_err();
+        let e = fetch(&s, seg, &dest, None, None).await.unwrap_err();
         assert_eq!(e.kind(), Kind::Abort);
         assert!(e.to_string().contains("corrupt"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_segment_opens_with_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let seg = "000000010000000000000007";
+        let mut wal = b"kasm-db-marker-row ".repeat(4000);
+        wal.resize(16 << 20, 0);
+        let local = dir.path().join(seg);
+        std::fs::write(&local, &wal).unwrap();
+        let method = Method {
+            codec: Codec::Zstd,
+            level: 3,
+        };
+        let keyfile = |b: u8| {
+            let p = dir.path().join(format!("key{b}"));
+            std::fs::write(&p, hex::encode([b; 32])).unwrap();
+            p
+        };
+        let (right, wrong) = (keyfile(1), keyfile(2));
+        let key = crypt::Key::from_file(&right).unwrap();
+        let r = crate::wal::stream::store(&s, method, Some(&key), &local, seg, Some(5))
+            .await
+            .unwrap();
+        assert!(r.object.ends_with(".partial-5.zst.aes"), "{}", r.object);
+        assert_eq!(r.encryption.as_ref().unwrap().key_id, key.id());
+        let stored = std::fs::read(dir.path().join("target").join(&r.object)).unwrap();
+        assert!(stored.starts_with(crypt::MAGIC));
+        // The record's checksum is of the stored (encrypted) bytes: checkable without the key.
+        assert_eq!(
+            crate::wal::stream::digest(&stored),
+            (r.sha256.clone(), r.size_bytes)
+        );
+        let dest = dir.path().join("RECOVERYXLOG");
+        let got = fetch(&s, seg, &dest, None, Some(&right)).await.unwrap();
+        assert_eq!(
+            got,
+            Fetched::Restored {
+                file: seg.into(),
+                partial: true
+            }
+        );
+        assert!(std::fs::read(&dest).unwrap() == wal, "not the same bytes");
+        for (file, want) in [(None, "encryption_key_file"), (Some(&wrong), "wrong key")] {
+            let e = fetch(&s, seg, &dest, None, file.map(|p| p.as_path()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), Kind::Abort);
+            assert!(e.to_string().contains(want), "{e}");
+            assert!(e.to_string().contains(seg), "{e}");
+        }
+    }
+
+    /// `backups verify`'s WAL chain check of encrypted segments: opened with the key (a
+    /// chunk that fails authentication is a problem even when the checksum was made to match),
+    /// refused without it or with another (the typed key problem).
+    #[tokio::test]
+    async fn the_chain_check_opens_encrypted_segments_with_the_key_only() {
+        use crate::archive::catalog::check_wal_chain;
+        use crate::archive::manifest::Manifest;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let m: Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261207T100000Z-abcdef","created":"2026-12-07T10:00:00Z",
+            "completed":"2026-12-07T10:00:01Z","database":"d","dbname":"d",
+            "server_version":"15","pg_dump_version":"pg_basebackup 15",
+            "object":"20261207T100000Z-abcdef/base.tar.gz","location":"/x","size_bytes":1,
+            "sha256":"00","dump_bytes":1,"format_of_dump":"tar",
+            "compression":{"kind":"gzip","level":6,"block_bytes":1},"encryption":null,
+            "server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{"count_s":0,"dump_s":0,"total_s":0},"restore":"r","kind":"physical",
+            "physical":{"start_lsn":"0/2000028","stop_lsn":"0/2000100","timeline":1,
+            "wal_segment_bytes":16777216,"stop_segment":"000000010000000000000002",
+            "superuser":"postgres","server_major":15}}"#,
+        )
+        .unwrap();
+        let keyfile = |b: u8| {
+            let p = dir.path().join(format!("key{b}"));
+            std::fs::write(&p, hex::encode([b; 32])).unwrap();
+            p
+        };
+        let (right, wrong) = (keyfile(3), keyfile(4));
+        let key = crypt::Key::from_file(&right).unwrap();
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 6,
+        };
+        let mut record = None;
+        for seg in ["000000010000000000000003", "000000010000000000000004"] {
+            let local = dir.path().join(seg);
+            std::fs::write(&local, seg.repeat(1000)).unwrap();
+            record = Some(
+                crate::wal::stream::store(&s, method, Some(&key), &local, seg, None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let chain = check_wal_chain(&s, &m, Some(&right))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((chain.segments, chain.problem), (2, None));
+        for file in [None, Some(wrong.as_path())] {
+            let e = check_wal_chain(&s, &m, file).await.unwrap_err();
+            assert!(crypt::is_key_problem(&e), "{e}");
+            assert!(e.to_string().contains("000000010000000000000003"), "{e}");
+        }
+        // A chunk changed and the record's checksum made to match: decrypting finds it.
+        let mut r = record.unwrap();
+        let object = dir.path().join("target").join(&r.object);
+        let mut bad = std::fs::read(&object).unwrap();
+        let at = bad.len() - 30;
+        bad[at] ^= 1;
+        std::fs::write(&object, &bad).unwrap();
+        (r.sha256, r.size_bytes) = crate::wal::stream::digest(&bad);
+        let name = wal::record_name(&r.file, false).unwrap();
+        std::fs::write(
+            dir.path().join("target").join(name),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+        let chain = check_wal_chain(&s, &m, Some(&right))
+            .await
+            .unwrap()
+            .unwrap();
+        let problem = chain.problem.unwrap();
+        assert!(
+            problem.contains("000000010000000000000004") && problem.contains("does not decrypt"),
+            "{problem}"
+        );
     }
 }

@@ -18,9 +18,16 @@
 //!    primary dies is at most `wal_flush` old.
 //! 5. SIGTERM/SIGINT stops pg_receivewal, one last sweep stores what it received, exit 0.
 //!
-//! Never deletes a local segment before its record is stored; never logs the password.
+//! With `backup.encryption_key_file` every stored object (completed segment, partial copy,
+//! history file) is sealed as a dump is ([`crypt`]); its record names the key id, and its size
+//! and SHA-256 are of the stored, encrypted bytes. The local staging files stay as
+//! pg_receivewal wrote them (on the stream's own host, mode 0700).
+//!
+//! Never deletes a local segment before its record is stored; never logs the password or the
+//! key.
 
 use crate::archive::compress::{self, Digest, Method};
+use crate::archive::crypt;
 use crate::archive::storage::{self, Piece, Storage};
 use crate::archive::target::Target;
 use crate::archive::wal::{self, Record};
@@ -172,12 +179,11 @@ pub async fn stream(
              digits and _ only, at most 63"
         )));
     }
-    if spec.config.backup.encryption_key_file.is_some() {
-        return Err(Error::usage(
-            "wal stream does not encrypt yet, and backup.encryption_key_file is set: no WAL \
-             was stored (it holds every change to the database in the clear)",
-        ));
-    }
+    // Sealed as the dumps are (each stored object its own nonce prefix), when keyed.
+    let key = match &spec.config.backup.encryption_key_file {
+        Some(path) => Some(crypt::Key::from_file(path)?),
+        None => None,
+    };
     let flush = spec.config.backup.wal_flush.as_duration();
     if flush.is_zero() {
         return Err(Error::usage("backup.wal_flush must be more than 0"));
@@ -266,6 +272,7 @@ pub async fn stream(
     let mut sweeper = Sweeper {
         storage: storage.as_ref(),
         method: spec.config.backup.method(),
+        key,
         dir: spec.staging.to_path_buf(),
         partial_seen: HashMap::new(),
         history_done: HashSet::new(),
@@ -280,13 +287,14 @@ pub async fn stream(
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", tool.path.display())))?;
     let (err_tx, mut err_rx) = mpsc::channel::<String>(64);
     let stderr = child.stderr.take().expect("piped");
-    tokio::spawn(async move {
+    // In the caller's span (the demo's stage leaves these INFO lines out).
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             tracing::info!(target: "kasm_db::wal", "{line}");
             let _ = err_tx.try_send(line);
         }
-    });
+    }));
     let mut last_lines: Vec<String> = Vec::new();
     tracing::info!(
         slot = %slot,
@@ -367,6 +375,8 @@ async fn reclaim(db: &DbTarget, on: &str) -> Result<Option<tokio_postgres::Clien
 struct Sweeper<'a> {
     storage: &'a dyn Storage,
     method: Method,
+    /// `backup.encryption_key_file`'s key: every object sealed with it.
+    key: Option<crypt::Key>,
     dir: PathBuf,
     /// Partial files stored, by name: the modification time stored and the copy's object.
     partial_seen: HashMap<String, (SystemTime, String)>,
@@ -400,6 +410,7 @@ impl Sweeper<'_> {
             store(
                 self.storage,
                 self.method,
+                self.key.as_ref(),
                 &self.dir.join(&name),
                 &name,
                 None,
@@ -410,7 +421,15 @@ impl Sweeper<'_> {
         }
         for name in complete {
             let path = self.dir.join(&name);
-            store(self.storage, self.method, &path, &name, None).await?;
+            store(
+                self.storage,
+                self.method,
+                self.key.as_ref(),
+                &path,
+                &name,
+                None,
+            )
+            .await?;
             self.drop_partial_copy(&name).await;
             tokio::fs::remove_file(&path).await?;
             report.segments += 1;
@@ -448,7 +467,15 @@ impl Sweeper<'_> {
                     None => None,
                 },
             };
-            let record = match store(self.storage, self.method, &path, &seg, Some(n)).await {
+            let stored = store(
+                self.storage,
+                self.method,
+                self.key.as_ref(),
+                &path,
+                &seg,
+                Some(n),
+            );
+            let record = match stored.await {
                 Ok(r) => r,
                 // Renamed to its completed name while being read: the next sweep has it.
                 Err(_) if !path.exists() => continue,
@@ -489,18 +516,23 @@ impl Sweeper<'_> {
 
 /// Store the local file `path` as the WAL file `name` (a completed segment or history file,
 /// or with `partial = Some(n)` the `n`th partial copy of a segment): compressed and hashed on
-/// the way, the record written after the object.
+/// the way (and sealed with `key` when given, a new nonce prefix per object), the record
+/// written after the object.
 pub async fn store(
     storage: &dyn Storage,
     method: Method,
+    key: Option<&crypt::Key>,
     path: &Path,
     name: &str,
     partial: Option<u64>,
 ) -> Result<Record> {
-    let ext = method.codec.extension();
+    let ext = match key {
+        Some(_) => format!("{}.aes", method.codec.extension()),
+        None => method.codec.extension().to_string(),
+    };
     let object = match partial {
-        None => wal::object_name(name, ext),
-        Some(n) => wal::partial_object_name(name, n, ext),
+        None => wal::object_name(name, &ext),
+        Some(n) => wal::partial_object_name(name, n, &ext),
     }
     .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
     let mut file = tokio::fs::File::open(path).await?;
@@ -517,8 +549,12 @@ pub async fn store(
         let object = object.clone();
         async move { storage.put_stream(&object, rx).await }
     };
+    let sealer = match key {
+        Some(k) => Some(std::sync::Arc::new(crypt::Sealer::new(k)?)),
+        None => None,
+    };
     let produce = async move {
-        let summary = compress::compress_stream(&bytes[..], method, None, &tx, |_| {}).await?;
+        let summary = compress::compress_stream(&bytes[..], method, sealer, &tx, |_| {}).await?;
         tx.send(Piece::End)
             .await
             .map_err(|_| Error::failed(compress::STORAGE_STOPPED))?;
@@ -542,6 +578,10 @@ pub async fn store(
         pad_to: (pad_to > wal_bytes).then_some(pad_to),
         compression: method.codec.name().into(),
         partial: partial.is_some(),
+        encryption: key.map(|k| wal::Sealed {
+            kind: crypt::KIND.into(),
+            key_id: k.id(),
+        }),
     };
     let record_name = wal::record_name(name, partial.is_some())
         .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;

@@ -26,6 +26,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let v = verify::verify(Verify {
         storage: store.as_ref(),
         backup: &m.id,
+        key_file: d.config.backup.encryption_key_file.as_deref(),
         how: How::Checksum,
     })
     .await?;

@@ -1,5 +1,6 @@
 //! `kasm-db demo`: the whole toolkit end to end on two throwaway clusters (a primary and a
-//! standby), on generated Kasm-style logs. Each stage reports one readable line on stderr as it
+//! standby), on generated Kasm-style logs, and a point-in-time restore of the primary into a
+//! third data directory (`pitr.rs`). Each stage reports one readable line on stderr as it
 //! finishes; the summary goes to stdout.
 //!
 //! Always stops its clusters and removes their directories: on success, on failure and on
@@ -19,6 +20,7 @@ mod backup;
 mod cap;
 mod logs;
 mod notify;
+mod pitr;
 mod read;
 mod restore;
 mod size;
@@ -97,6 +99,7 @@ fn stages() -> Vec<(&'static str, StageFn)> {
         ("size", |d| Box::pin(size::stage(d))),
         ("backup", |d| Box::pin(backup::stage(d))),
         ("restore", |d| Box::pin(restore::restore_stage(d))),
+        ("pitr", |d| Box::pin(pitr::stage(d))),
         ("verify", |d| Box::pin(verify::stage(d))),
         ("notify", |d| Box::pin(notify::stage(d))),
     ]
@@ -122,6 +125,14 @@ pub async fn run(env: BTreeMap<String, String>) -> Result<Outcome> {
     // The client tools beside the demo's own server binaries.
     let mut config = Config::default();
     config.backup.pg_bindir = Some(primary.bindir.clone());
+    // The clusters stream WAL as they are (wal_level replica, a replication line in pg_hba:
+    // see `pgtemp`). As root the restored server of the pitr stage runs as `postgres`, and so
+    // does its restore_command, which reads the demo's backup target: readable files there.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        config.backup.file_mode =
+            crate::config::file_mode::FileMode::parse("0644").map_err(Error::failed)?;
+    }
     let mut demo = Demo {
         primary,
         standby,

@@ -17,6 +17,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
     let v = crate::verify::verify(Verify {
         storage: store.as_ref(),
         backup: "latest",
+        key_file: None,
         how: How::RestoreTest(Scratch {
             server: &scratch,
             key_file: None,

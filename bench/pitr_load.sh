@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Point-in-time recovery under load (issue 25), in one run on one throwaway cluster (fsync on):
+#  1. ingest through `kasm-db serve` (bench/serve_load.py: C clients posting B-record batches for
+#     D seconds) three times: without a WAL stream, with `kasm-db wal stream` storing every
+#     segment to a directory target, and without again; acknowledged records/s side by side
+#     (bar: the stream slows ingest by at most 10%, against the mean of the two runs without);
+#  2. the crash: with the stream running and a base backup taken, a writer commits numbered
+#     rows (one transaction each, its commit time kept) while the primary is killed with SIGKILL
+#     and its data directory deleted; `restore --physical --to-latest` onto a new directory; the
+#     rows committed before the crash that are missing, and the span from the last commit
+#     recovered to the crash (bar: at most backup.wal_flush).
+# Usage: bench/pitr_load.sh [C=8] [B=500] [D=20] [FLUSH_S=10]
+source "$(dirname "$0")/lib.sh"
+C=${1:-8}; B=${2:-500}; D=${3:-20}; FLUSH_S=${4:-10}
+[ -x "$KASM_DB" ] || (cd "$ROOT" && cargo build --release --quiet)
+machine
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+PORT=$(start_cluster main)
+psql_k() { "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$PORT" -U postgres -d k "$@"; }
+"$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -c "CREATE DATABASE k"
+export KASM_DB_URL="postgres://postgres@127.0.0.1:$PORT/k"
+"$KASM_DB" -q migrate >/dev/null
+"$KASM_DB" gen-logs 100000 > "$WORK/logs.ndjson"
+TARGET=$WORK/target; mkdir -p "$TARGET"; [ "$(id -u)" -eq 0 ] && chown postgres "$TARGET"
+export KASM_DB_BACKUP_FILE_MODE=0644 KASM_DB_BACKUP_WAL_FLUSH=${FLUSH_S}s
+
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOKEN=bench-$RANDOM$RANDOM
+KASM_DB_SERVER_LISTEN=127.0.0.1:$HTTP_PORT KASM_DB_SERVER_TOKEN=$TOKEN \
+  "$KASM_DB" -q serve 2>"$WORK/serve.log" &
+SERVE=$!
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1',$HTTP_PORT)).close()" 2>/dev/null && break
+  sleep 0.2
+done
+load() {  # load NAME: one run of the ingest load; records/s into $rate
+  python3 "$BENCH_DIR/serve_load.py" "$HTTP_PORT" "$TOKEN" "$WORK/logs.ndjson" "$C" "$B" "$D" > "$WORK/$1.out"
+  rate=$(grep -o '[0-9,]* records/s' "$WORK/$1.out" | tr -d ',' | cut -d' ' -f1)
+  echo "  $1: $(cat "$WORK/$1.out")"
+}
+start_stream() {
+  "$KASM_DB" wal stream --to "$TARGET" --staging-dir "$WORK/staging" 2>>"$WORK/stream.log" &
+  STREAM=$!
+  for _ in $(seq 300); do
+    [ "$(psql_k -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")" = 1 ] && return
+    sleep 0.1
+  done
+  echo "the stream did not start: $(cat "$WORK/stream.log")"; exit 1
+}
+
+echo "== ingest with and without the WAL stream ($C clients x $B records, $D s each)"
+load without_1; r1=$rate
+start_stream
+load with_stream; rs=$rate
+kill -TERM "$STREAM"; wait "$STREAM" || true
+load without_2; r2=$rate
+kill -TERM "$SERVE"; wait "$SERVE" || true
+echo "RESULT pitr_stream_ingest ratio=$(python3 -c "print(f'{$rs / (($r1 + $r2) / 2):.3f}')")  (with the stream / without; bar >= 0.90)"
+
+echo "== the crash: data lost with backup.wal_flush = ${FLUSH_S}s"
+start_stream
+"$KASM_DB" -q backup --physical --to "$TARGET" >/dev/null
+psql_k -c "CREATE TABLE crash (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+# The writer: one row per transaction; each commit's return time on its own line.
+python3 - "$PORT" "$WORK/commits" "$PGBIN/psql" <<'PY' &
+import subprocess, sys, time
+port, out, psql = sys.argv[1], sys.argv[2], sys.argv[3]
+p = subprocess.Popen([psql, "-X", "-q", "-At", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "k"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+with open(out, "w", buffering=1) as f:
+    n = 0
+    while True:
+        n += 1
+        try:
+            p.stdin.write(f"INSERT INTO crash (n) VALUES ({n}) RETURNING n;\n"); p.stdin.flush()
+            line = p.stdout.readline()
+        except (BrokenPipeError, OSError):
+            break
+        if not line:
+            break
+        f.write(f"{line.strip()} {time.time():.6f}\n")
+        time.sleep(0.01)
+PY
+WRITER=$!
+sleep $((FLUSH_S * 3))
+crash_at=$(now)
+postmaster=$(head -1 "$WORK/main/data/postmaster.pid")
+kill -KILL "$postmaster"
+wait "$WRITER" 2>/dev/null || true
+sleep 1
+kill -TERM "$STREAM" 2>/dev/null; wait "$STREAM" 2>/dev/null || true
+rm -rf "$WORK/main/data"
+committed=$(tail -1 "$WORK/commits" | cut -d' ' -f1)
+RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+t0=$(now)
+"$KASM_DB" restore --physical --from "$TARGET" --data-dir "$WORK/restored/data" --to-latest --start --port "$RPORT" --json > "$WORK/restore.json" 2>"$WORK/restore.log"
+t1=$(now)
+recovered=$("$PGBIN/psql" -X -At -h "$WORK/restored/data" -p "$RPORT" -U postgres -d k -c "SELECT count(*), coalesce(max(n), 0), coalesce(extract(epoch FROM max(at)), 0) FROM crash")
+as_pg "$PGBIN/pg_ctl" -D "$WORK/restored/data" -m fast stop >/dev/null
+IFS='|' read -r count maxn last_at <<<"$recovered"
+[ "$count" = "$maxn" ] || { echo "rows 1..$maxn not all there: $count"; exit 1; }
+missing=$((committed - maxn))
+lost_s=$(python3 -c "print(f'{$crash_at - $last_at:.2f}')")
+echo "  committed before the crash: $committed rows (the last at $(tail -1 "$WORK/commits" | cut -d' ' -f2)); recovered: rows 1..$maxn; missing: $missing"
+echo "  restore to latest: $(elapsed "$t0" "$t1") s; recovered_to $(python3 -c "import json; print(json.load(open('$WORK/restore.json'))['recovered_to'])")"
+echo "RESULT pitr_crash_lost seconds=$lost_s rows=$missing  (the last commit recovered to the crash; bar <= ${FLUSH_S} s)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
