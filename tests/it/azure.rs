@@ -7,12 +7,10 @@
 //! clear failure that never shows the secret; missing credentials are a usage error. `backups
 //! copy` puts a directory backup into a container, where it lists and verifies.
 
-#[path = "common/azurite.rs"]
-mod azurite;
-mod common;
+use crate::common::azurite;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use kasm_db::archive::storage::azure::account::{DEV_ACCOUNT, DEV_KEY};
 use serde_json::Value;
 use std::process::Stdio;

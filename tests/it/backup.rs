@@ -9,11 +9,9 @@
 //! leftovers are removed by `backups prune` once a day old, which is tested with an aged
 //! leftover directory).
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::moto;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,11 +4,9 @@
 //! has run; --min-count; the --json shape; an old backup (its manifest's time moved back)
 //! fails; a failed verification of the newest fails whatever is asked.
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::moto;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 

@@ -5,9 +5,7 @@
 //! `backups verify --scratch-db` read both (chosen by the manifest); encryption composes with
 //! zstd; a corrupt zstd object is refused before the target is touched.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

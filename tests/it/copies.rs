@@ -7,11 +7,9 @@
 //! and `s3.object_lock_days` (GetObjectRetention shows GOVERNANCE until now + N days; prune
 //! keeps a backup still under retention, with a warning).
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::moto;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;

@@ -6,9 +6,7 @@
 //! be stored exactly once, also across a kill -9 of `serve` in the middle of it; compressed and
 //! older rotated files are left alone; offsets of files that are gone are forgotten.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -470,7 +468,7 @@ fn gzip_files_the_glob_names_are_read_once() {
 #[test]
 fn migration_0005_keys_existing_offsets_by_file() {
     let url = fresh_db();
-    psql(&url, include_str!("../sql/0003_serve.sql"));
+    psql(&url, include_str!("../../sql/0003_serve.sql"));
     psql(
         &url,
         "INSERT INTO follow_offsets (path, dev, inode, byte_offset, updated_at) VALUES
@@ -478,7 +476,7 @@ fn migration_0005_keys_existing_offsets_by_file() {
          ('/l/hard_link_json.log', 1, 10, 120, now()),
          ('/l/b_json.log', 1, 11, 7, now())",
     );
-    psql(&url, include_str!("../sql/0005_follow_identity.sql"));
+    psql(&url, include_str!("../../sql/0005_follow_identity.sql"));
     let rows = psql(
         &url,
         "SELECT string_agg(format('%s:%s:%s:%s', inode, path, byte_offset, fp_len), ' ' ORDER BY inode)

@@ -1,11 +1,9 @@
 //! SIEM forwarding end to end: the Forwarder against a Splunk-like HEC receiver and a real
 //! rsyslogd on loopback, the spool across a kill -9, backpressure, and `kasm-db forward`.
 
-mod common;
-#[path = "common/hec.rs"]
-mod hec;
-#[path = "common/rsyslog.rs"]
-mod rsyslog;
+use crate::common;
+use crate::common::hec;
+use crate::common::rsyslog;
 
 use hec::Fault;
 use kasm_db::config::SiemConfig;

@@ -1,8 +1,7 @@
 //! Foundation: migrations on a real cluster, the harness with two clusters, config and exit
 //! codes through the real binary, and passwords never printed.
 
-mod common;
-use common::*;
+use crate::common::*;
 use kasm_db::db::migrate::MIGRATIONS;
 
 #[test]

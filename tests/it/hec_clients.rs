@@ -5,9 +5,7 @@
 //! (Splunk's Node.js library, batched, `severity`). `scripts/setup` installs them; the client
 //! scripts are in tests/clients/. HTTP goes to 127.0.0.1 only.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -8,11 +8,9 @@
 //! an empty `logs` and everything else identical; a full backup restores `logs` too, and passes
 //! `backups verify --scratch-db`.
 
-mod common;
-#[path = "common/kasm.rs"]
-mod kasm;
+use crate::common::kasm;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 

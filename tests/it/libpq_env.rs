@@ -9,9 +9,7 @@
 //!
 //! Every run gets its own HOME, so the machine's own `~/.pgpass` never takes part.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,7 @@
 //! counts as `locked_elsewhere`. And the scheduled jobs connect with the one retry policy of the
 //! configuration (`database.connect_attempts`), the scheduled verify's scratch server too.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kasm_db::db::locks::Lock;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};

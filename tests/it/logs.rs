@@ -2,8 +2,7 @@
 //! mixed in, byte-exact messages, HEC envelopes, poison rows, exact purge windows, retention 0,
 //! dry runs, and a long reader that must not make purge hang.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::Write;
 use std::process::Stdio;

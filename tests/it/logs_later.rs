@@ -7,11 +7,9 @@
 //! `--resume`: every backed-up row exactly once, the new rows kept. And the restore test's
 //! duration recorded in `verified.json` and exported by `serve` on `/metrics`.
 
-mod common;
-#[path = "common/kasm.rs"]
-mod kasm;
+use crate::common::kasm;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;

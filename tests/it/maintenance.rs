@@ -3,8 +3,7 @@
 //! `--fail-on-exceed` exit codes, `vacuum --dry-run` changes nothing, `vacuum --full` gives back
 //! the space of a table with 90% of its rows deleted and leaves partitions purge will drop.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn num(url: &str, sql: &str) -> i64 {

@@ -12,9 +12,7 @@
 //! `$PG_MAJORS_CACHE` (default: /var/cache/kasm-db/pg as root, else
 //! `${XDG_CACHE_HOME:-~/.cache}/kasm-db/pg`), `<major>/bin`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kasm_db::pgtemp::Cluster;
 use serde_json::Value;
 use std::collections::BTreeMap;

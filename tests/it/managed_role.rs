@@ -10,11 +10,9 @@
 //! what to grant; once granted it restores, and the `pgaudit.log` setting only a superuser may
 //! set is skipped with a warning that says so while the other settings are applied.
 
-mod common;
-#[path = "common/kasm.rs"]
-mod kasm;
+use crate::common::kasm;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::sync::OnceLock;
 

@@ -11,9 +11,7 @@
 //! stderr or `--json`, bad `[notify]` keys are exit 2, and `serve` counts deliveries in
 //! `/metrics`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

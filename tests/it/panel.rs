@@ -8,10 +8,8 @@
 //! phone in `target/panel-screenshots/`). The browser step fails the test when Chromium or
 //! Playwright is missing (scripts/setup installs both); KASM_DB_SKIP_BROWSER=1 skips only it.
 
-mod common;
-
-use common::serve::{Resp, Server, TOKEN, http};
-use common::*;
+use crate::common::serve::{Resp, Server, TOKEN, http};
+use crate::common::*;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -10,11 +10,9 @@
 //! `serve` with `backup.wal = true`; PostgreSQL 16 and 17 (the builds `scripts/setup` unpacks).
 //! Each test starts its own cluster (they crash it), not the shared one of `common`.
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::moto;
 
-use common::{json, kasm_db, run};
+use crate::common::{json, kasm_db, run};
 use kasm_db::pgtemp::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

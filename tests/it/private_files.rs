@@ -8,11 +8,9 @@
 //! Not here: the backup's temporary `.partial-` file (a unit test in `archive::storage::fs`
 //! catches it while the stream is open) and restore's scratch file (made by `tempfile`, 0600).
 
-mod common;
-#[path = "common/hec.rs"]
-mod hec;
+use crate::common::hec;
 
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

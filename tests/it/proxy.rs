@@ -11,15 +11,11 @@
 //! `host:port` and its refusal, and no credential ever appears in kasm-db's output. A backup to
 //! Azure (Azurite) goes through it too.
 
-#[path = "common/azurite.rs"]
-mod azurite;
-mod common;
-#[path = "common/hec.rs"]
-mod hec;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::azurite;
+use crate::common::hec;
+use crate::common::moto;
 
-use common::*;
+use crate::common::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -5,8 +5,7 @@
 //! dropped without holding up the other class; the next run drops what was left. The two
 //! classes are dropped on two connections.
 
-mod common;
-use common::*;
+use crate::common::*;
 use kasm_db::logs::purge::DROP_BATCH;
 use serde_json::Value;
 use std::process::{Child, Stdio};

@@ -7,8 +7,7 @@
 //! for the next one; `size` warns when the cap decides; `serve`'s scheduled purge applies the
 //! cap too; a cap that is not a size is exit 2.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Stdio;

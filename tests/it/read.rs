@@ -4,10 +4,8 @@
 //! restart: each record printed exactly once), and the read API of a real `serve` (tokens,
 //! pages, the SSE stream resumed with Last-Event-ID, export, context, facets, volume).
 
-mod common;
-
-use common::serve::*;
-use common::*;
+use crate::common::serve::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Read, Write};

@@ -7,8 +7,7 @@
 //! The browser step needs Debian's `chromium` (scripts/setup installs it). Without it the test
 //! fails and says so; KASM_DB_SKIP_BROWSER=1 skips only that step, with a printed reason.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -13,11 +13,9 @@
 //! reported; a manifest written before they were recorded still restores; a locale the target
 //! lacks only warns.
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::moto;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Stdio};

@@ -7,9 +7,7 @@
 //! unchanged and no new database is left behind); a corrupt object is refused before the
 //! target is touched.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 

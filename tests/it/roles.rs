@@ -8,11 +8,9 @@
 //! a password and prints the `ALTER ROLE` for each; an attribute it may not give is left out
 //! with a warning. Each test starts its own source and target clusters (roles are per server).
 
-mod common;
-#[path = "common/kasm.rs"]
-mod kasm;
+use crate::common::kasm;
 
-use common::*;
+use crate::common::*;
 use kasm_db::pgtemp::Cluster;
 use serde_json::Value;
 use std::path::Path;

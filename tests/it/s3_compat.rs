@@ -12,13 +12,10 @@
 //! `region = "auto"`, path style), read from docs/operations.md, backs up against moto with
 //! only the endpoint swapped for the local one; real GCS is never contacted.
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
-#[path = "common/s3rver.rs"]
-mod s3rver;
+use crate::common::moto;
+use crate::common::s3rver;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::process::Stdio;
 

@@ -3,12 +3,10 @@
 //! scheduled slot, SIGTERM, starting before the database (spool or 503, then migrate and load;
 //! errors retrying cannot heal stop it). HTTP is spoken over a plain TcpStream to 127.0.0.1 only.
 
-mod common;
-#[path = "common/hec.rs"]
-mod hec;
+use crate::common::hec;
 
-use common::serve::*;
-use common::*;
+use crate::common::serve::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;

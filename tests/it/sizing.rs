@@ -2,8 +2,7 @@
 //! worked examples end to end, the human tables, and bad values as usage errors (exit 2). No
 //! database is needed: `plan` reads no config and connects nowhere.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn plan_json(args: &[&str]) -> Value {

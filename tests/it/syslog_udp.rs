@@ -4,11 +4,9 @@
 //! unrelated implementation, aiosyslogd (PyPI; asyncio, writes to SQLite), installed by
 //! `scripts/setup`.
 
-mod common;
-#[path = "common/rsyslog.rs"]
-mod rsyslog;
+use crate::common::rsyslog;
 
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

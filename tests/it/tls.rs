@@ -1,7 +1,6 @@
 //! TLS to PostgreSQL per libpq's sslmode, against a real server with a self-signed certificate.
 
-mod common;
-use common::*;
+use crate::common::*;
 use kasm_db::pgtemp::Cluster;
 use std::process::Command;
 

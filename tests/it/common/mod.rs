@@ -3,7 +3,13 @@
 //! when a test needs a standby. Built on `kasm_db::pgtemp`, the same code `demo` uses.
 #![allow(dead_code)]
 
+pub mod azurite;
+pub mod hec;
+pub mod kasm;
+pub mod moto;
+pub mod rsyslog;
 pub mod s3;
+pub mod s3rver;
 pub mod serve;
 
 use kasm_db::pgtemp::Cluster;
