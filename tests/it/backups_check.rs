@@ -254,14 +254,9 @@ struct Serve {
 
 impl Serve {
     fn start(url: &str, env: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = kasm_db(&["serve", "--db", url])
-            .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
             .env("KASM_DB_SERVER_TOKEN", "t0ken-for-backups-check")
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
@@ -269,7 +264,13 @@ impl Serve {
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let s = Serve { child, port, log };
+        let mut s = Serve {
+            child,
+            port: 0,
+            log,
+        };
+        let path = s.log.path().to_path_buf();
+        s.port = crate::common::serve::wait_bound(&mut s.child, &path);
         s.wait_for("kasm_db_database_up 1", |m| {
             m.contains("kasm_db_database_up 1")
         });

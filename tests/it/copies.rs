@@ -161,14 +161,6 @@ fn a_failed_prune_exits_1_and_leaves_the_new_backup_intact() {
     assert_eq!(json(&v)["ok"], true);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Complete backups (with a manifest) in a directory target.
 fn complete_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)

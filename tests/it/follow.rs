@@ -54,14 +54,9 @@ struct Serve {
 impl Serve {
     /// Start `serve` following `glob`; return once its database is ready.
     fn start(url: &str, glob: &str, env: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = kasm_db(&["serve", "--db", url])
-            .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
             .env("KASM_DB_SERVER_TOKEN", TOKEN)
             .env("KASM_DB_INGEST_PATHS", glob)
             .env("KASM_DB_LOG", "info")

@@ -103,11 +103,7 @@ fn harness_runs_two_clusters() {
 #[test]
 fn unreachable_database_exits_75_without_the_password() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("postgres://kasm:hunter2-secret@127.0.0.1:{port}/x");
     let r = run(kasm_db(&["migrate", "--db", &url]).env("KASM_DB_DATABASE_CONNECT_ATTEMPTS", "2"));
     assert_eq!(r.code, 75, "{}", r.stderr);

@@ -13,15 +13,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "0f1e2d3c-hec-clients-t0ken";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `kasm-db serve` on a free loopback port, killed when dropped.
+/// `kasm-db serve` on a loopback port it picks (port 0), killed when dropped.
 struct Serve {
     child: Child,
     port: u16,
@@ -38,32 +30,29 @@ impl Drop for Serve {
 impl Serve {
     /// Start it and wait until its database is ready (health 200).
     fn start(url: &str) -> Serve {
-        for _ in 0..5 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            let child = kasm_db(&["serve", "--db", url])
-                .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-                .env("KASM_DB_SERVER_TOKEN", TOKEN)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log.reopen().unwrap())
-                .spawn()
-                .expect("spawn kasm-db serve");
-            let mut s = Serve { child, port, log };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if s.child.try_wait().unwrap().is_some() {
-                    assert!(s.stderr().contains("cannot listen"), "{}", s.stderr());
-                    break; // the port was taken meanwhile: try another
-                }
-                if s.get("/api/__healthcheck").0 == 200 {
-                    return s;
-                }
-                assert!(Instant::now() < deadline, "serve not ready: {}", s.stderr());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("no free port for serve after 5 tries");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = kasm_db(&["serve", "--db", url])
+            .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
+            .env("KASM_DB_SERVER_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("spawn kasm-db serve");
+        let mut s = Serve {
+            child,
+            port: 0,
+            log,
+        };
+        let path = s.log.path().to_path_buf();
+        s.port = crate::common::serve::wait_bound(&mut s.child, &path);
+        wait_until_with(
+            Duration::from_secs(60),
+            "serve's database to be ready (health 200)",
+            || s.get("/api/__healthcheck").0 == 200,
+            || s.stderr(),
+        );
+        s
     }
 
     fn stderr(&self) -> String {

@@ -269,11 +269,7 @@ fn the_scheduled_verify_tries_the_scratch_server_database_connect_attempts_times
     let r = cli(&url, &["backup"], backups.path());
     assert_eq!(r.code, 0, "{}", r.stderr);
     // A scratch server that refuses connections: a port nobody listens on any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let scratch = format!("postgres://verify@127.0.0.1:{port}/postgres");
     let serve = Serve::start(
         &url,

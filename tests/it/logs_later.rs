@@ -384,11 +384,7 @@ fn the_restore_tests_duration_is_recorded_beside_the_backup() {
     assert_eq!(json(&r)["duration_s"].as_f64(), Some(secs));
 
     // serve exports it as the last measured recovery time of its backup.to.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut serve = kasm_db(&["serve", "--db", &fresh_db()])
         .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-metrics-test")

@@ -200,11 +200,7 @@ impl Drop for PyReceiver {
 
 /// A loopback port nothing listens on.
 fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// `kasm-db` with `[notify]` from the environment.

@@ -12,7 +12,7 @@
 
 use crate::common::moto;
 
-use crate::common::{json, kasm_db, run};
+use crate::common::{free_port, json, kasm_db, run};
 use kasm_db::pgtemp::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,11 +92,7 @@ fn restore_from(
     dir: &Path,
     extra: &[&str],
 ) -> Result<Restored, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut args = vec![
         "restore",
         "--physical",
@@ -578,12 +574,7 @@ fn point_in_time_recovery_through_s3() {
     // failover is then a promotion.
     let restored = open_dir(&top, "restored");
     let standby_dir = restored.join("standby");
-    let standby_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let standby_port = free_port().to_string();
     let mut c = kasm_db(&[
         "restore",
         "--physical",
@@ -683,12 +674,8 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         b["warnings"][0].as_str().unwrap().contains("no WAL stream"),
         "{b}"
     );
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let mut serve = kasm_db(&["serve", "--db", &url])
-        .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+        .env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
         .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
         .env("KASM_DB_BACKUP_TO", target.to_str().unwrap())
         .env("KASM_DB_BACKUP_WAL", "true")

@@ -240,13 +240,7 @@ fn the_siem_spool_dead_letters_and_rejects_are_private_under_umask_022() {
 #[test]
 fn serves_spool_is_private_under_umask_022() {
     // Nothing listens on the database's port: accepted records go to the spool.
-    let port_of = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let port_of = || free_port();
     let db = format!("postgres://kasm:pw@127.0.0.1:{}/kasm_logs", port_of());
     let base = tempfile::tempdir().unwrap();
     let spool = base.path().join("server-spool");

@@ -134,14 +134,6 @@ impl Drop for Tinyproxy {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `kasm-db` with only the given proxy variables set.
 fn with_proxy(args: &[&str], vars: &[(&str, String)]) -> Command {
     let mut cmd = kasm_db(args);

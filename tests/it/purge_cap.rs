@@ -390,11 +390,7 @@ fn serves_scheduled_purge_applies_the_cap_too() {
     let before = sizes(&url);
     let cap = before.values().sum::<u64>() * 3 / 4;
     let log = tempfile::NamedTempFile::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut serve = kasm_db(&["serve", "--db", &url])
         .env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-cap-test")

@@ -647,11 +647,7 @@ fn scratch_restore_test_passes_and_fails_when_it_should() {
 fn an_unreachable_target_exits_75() {
     let src = seeded_db();
     let (dir, _) = backup(&src);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("postgres://postgres:hunter2secret@127.0.0.1:{port}/kasm");
     let r = run(kasm_db(&[
         "restore",
@@ -775,11 +771,7 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
     let r = run(kasm_db(&["migrate", "--db", &serve_db]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let log = tempfile::NamedTempFile::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     /// Kills serve if the test fails before it is stopped.
     struct KillOnDrop(std::process::Child);
     impl Drop for KillOnDrop {

@@ -208,11 +208,7 @@ impl Drop for Aiosyslogd {
 impl Aiosyslogd {
     fn start() -> Aiosyslogd {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let conf = dir.path().join("aiosyslogd.toml");
         std::fs::write(
             &conf,

@@ -1,27 +1,45 @@
-//! Test harness: one throwaway PostgreSQL cluster per test binary (started on first use,
-//! stopped and deleted at process exit), a fresh database per test, and a second cluster
-//! when a test needs a standby. Built on `kasm_db::pgtemp`, the same code `demo` uses.
+//! Test harness: one throwaway PostgreSQL cluster for the whole test process (started on first
+//! use, stopped and deleted at process exit), a fresh database per test, and a second cluster
+//! when a test needs a standby; clusters of a module's own ([`SharedCluster`]) for tests that
+//! change what is cluster-wide. Built on `kasm_db::pgtemp`, the same code `demo` uses. Every
+//! module of the binary shares these clusters: a test names its databases and roles uniquely
+//! (or idempotently) and never changes the cluster's configuration or stops it.
 #![allow(dead_code)]
 
 pub mod azurite;
 pub mod hec;
 pub mod kasm;
 pub mod moto;
+pub mod ports;
 pub mod rsyslog;
 pub mod s3;
 pub mod s3rver;
 pub mod serve;
+pub mod wait;
+
+pub use ports::free_port;
+pub use wait::{wait_for_some, wait_until, wait_until_with};
 
 use kasm_db::pgtemp::Cluster;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-static PRIMARY: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
-static STANDBY: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
+/// A cluster started on first use and stopped (its directory deleted) at process exit: Rust
+/// never drops a static, so every one started is remembered for an `atexit` hook.
+pub struct SharedCluster(OnceLock<Mutex<Option<Cluster>>>);
+
+static STARTED: Mutex<Vec<&'static SharedCluster>> = Mutex::new(Vec::new());
+
+static PRIMARY: SharedCluster = SharedCluster::new();
+static STANDBY: SharedCluster = SharedCluster::new();
 
 extern "C" fn stop_clusters() {
-    for cell in [&PRIMARY, &STANDBY] {
-        if let Some(m) = cell.get() {
+    let started = match STARTED.lock() {
+        Ok(s) => s.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for cell in started {
+        if let Some(m) = cell.0.get() {
             if let Ok(mut guard) = m.lock() {
                 drop(guard.take());
             }
@@ -29,29 +47,37 @@ extern "C" fn stop_clusters() {
     }
 }
 
-fn shared(cell: &'static OnceLock<Mutex<Option<Cluster>>>) -> &'static Mutex<Option<Cluster>> {
-    cell.get_or_init(|| {
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        // SAFETY: registering a plain extern "C" fn with atexit.
-        HOOK.call_once(|| unsafe {
-            libc::atexit(stop_clusters);
+impl SharedCluster {
+    pub const fn new() -> SharedCluster {
+        SharedCluster(OnceLock::new())
+    }
+
+    /// Run `f` with the cluster, starting it on first use.
+    pub fn with<T>(&'static self, f: impl FnOnce(&mut Cluster) -> T) -> T {
+        let m = self.0.get_or_init(|| {
+            static HOOK: std::sync::Once = std::sync::Once::new();
+            // SAFETY: registering a plain extern "C" fn with atexit.
+            HOOK.call_once(|| unsafe {
+                libc::atexit(stop_clusters);
+            });
+            STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+            Mutex::new(Some(
+                Cluster::start(&std::env::vars().collect()).expect("start throwaway postgres"),
+            ))
         });
-        Mutex::new(Some(
-            Cluster::start(&std::env::vars().collect()).expect("start throwaway postgres"),
-        ))
-    })
+        let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.as_mut().expect("cluster present until exit"))
+    }
 }
 
-/// Run `f` with this binary's primary cluster.
+/// Run `f` with the process's primary cluster.
 pub fn with_primary<T>(f: impl FnOnce(&mut Cluster) -> T) -> T {
-    let mut guard = shared(&PRIMARY).lock().unwrap_or_else(|p| p.into_inner());
-    f(guard.as_mut().expect("cluster present until exit"))
+    PRIMARY.with(f)
 }
 
-/// Run `f` with this binary's second cluster (a standby to restore onto).
+/// Run `f` with the process's second cluster (a standby to restore onto).
 pub fn with_standby<T>(f: impl FnOnce(&mut Cluster) -> T) -> T {
-    let mut guard = shared(&STANDBY).lock().unwrap_or_else(|p| p.into_inner());
-    f(guard.as_mut().expect("cluster present until exit"))
+    STANDBY.with(f)
 }
 
 /// A fresh, empty database on the primary; returns its URL (with password).
@@ -195,18 +221,18 @@ pub fn digest(sql: impl Fn(&str) -> String, table: &str) -> String {
     ))
 }
 
-/// Run SQL on database `db` of this binary's standby cluster (as superuser over the socket).
+/// Run SQL on database `db` of the process's standby cluster (as superuser over the socket).
 pub fn standby_sql(db: &str, sql: &str) -> String {
     with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The URL of database `db` on this binary's standby cluster (with password).
+/// The URL of database `db` on the process's standby cluster (with password).
 pub fn standby_url(db: &str) -> String {
     with_standby(|c| c.url(db))
 }
 
 /// `backups verify ID --json --from FROM --scratch-db <standby>`. Scratch restores take one
-/// lock per server (exit 75 while another runs): this binary's run one at a time, and a 75
+/// lock per server (exit 75 while another runs): this process's run one at a time, and a 75
 /// from another process's restore test is waited out. `inspect` sees every attempt's output.
 pub fn verify_scratch(from: &std::path::Path, id: &str, inspect: fn(&Run)) -> Run {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

@@ -22,22 +22,6 @@ impl Drop for Rsyslog {
     }
 }
 
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-}
-
 fn binary() -> PathBuf {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .iter()
@@ -49,7 +33,7 @@ fn binary() -> PathBuf {
 /// Start rsyslogd and wait until its TCP port accepts connections.
 pub fn start() -> Rsyslog {
     let dir = tempfile::tempdir().unwrap();
-    let (tcp_port, udp_port) = (free_port(false), free_port(true));
+    let (tcp_port, udp_port) = (super::free_port(), super::free_port());
     let out = dir.path().join("out.log");
     let conf = dir.path().join("rsyslog.conf");
     std::fs::write(
@@ -80,14 +64,11 @@ input(type="imudp" address="127.0.0.1" port="{udp_port}" ruleset="kasm")
         .stderr(Stdio::null())
         .spawn()
         .expect("start rsyslogd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rsyslogd did not listen on {tcp_port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::wait_until(
+        Duration::from_secs(20),
+        format_args!("rsyslogd to listen on {tcp_port}"),
+        || std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_ok(),
+    );
     Rsyslog {
         tcp_port,
         udp_port,

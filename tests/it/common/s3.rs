@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running server; its process is killed and its data folder removed at exit.
 pub struct Server {
@@ -43,11 +43,7 @@ impl Server {
         args: impl FnOnce(u16) -> Vec<String>,
         data: Option<tempfile::TempDir>,
     ) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let child = Command::new(program)
             .args(args(port))
             .stdin(Stdio::null())
@@ -70,11 +66,11 @@ impl Server {
             DATA.lock().unwrap().push(d);
             path
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{program} did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_until(
+            Duration::from_secs(60),
+            format_args!("{program} to listen on {port}"),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
         Server { port, data }
     }
 

@@ -1,9 +1,9 @@
-//! A real `kasm-db serve` for the tests: started on a free loopback port with the test token,
-//! waited for until it listens (or its database is ready), killed on drop; and one-shot
-//! HTTP/1.1 requests over a plain TcpStream to 127.0.0.1.
+//! A real `kasm-db serve` for the tests: started on port 0 of 127.0.0.1 with the test token (it
+//! reports the port it was given), waited for until it listens (or its database is ready),
+//! killed on drop; and one-shot HTTP/1.1 requests over a plain TcpStream to 127.0.0.1.
 #![allow(dead_code)]
 
-use super::kasm_db;
+use super::{kasm_db, wait_for_some, wait_until_with};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "t0ken-for-tests-9f3a";
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
@@ -27,62 +19,39 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start `serve` on a free port and wait until its database is ready (health 200).
+    /// Start `serve` on a port of its own and wait until its database is ready (health 200).
     pub fn start(url: &str, env: &[(&str, &str)]) -> Server {
         let s = Server::start_listening(url, env);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.get("/api/__healthcheck").status != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the database never became ready: {}",
-                s.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_with(
+            Duration::from_secs(60),
+            "the database of serve to be ready (health 200)",
+            || s.get("/api/__healthcheck").status == 200,
+            || s.stderr(),
+        );
         s
     }
 
-    /// Start `serve` on a free port; return once it listens (whether or not its database is
-    /// there). Listening means *our* process logged "serving" (a bare connect could reach
-    /// another process that took the port first); a port lost to such a race (exit with
-    /// "cannot listen") is retried on another port.
+    /// Start `serve` on port 0 of 127.0.0.1; return once it listens (whether or not its
+    /// database is there), on the port it reports in its "serving" line. That line is written
+    /// by *our* process once it is bound: no other process can have the port.
     pub fn start_listening(url: &str, env: &[(&str, &str)]) -> Server {
-        for _ in 0..5 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().unwrap();
-            let mut cmd = kasm_db(&["serve", "--db", url]);
-            cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-                .env("KASM_DB_SERVER_TOKEN", TOKEN)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log.reopen().unwrap());
-            let child = cmd.spawn().expect("spawn kasm-db serve");
-            let mut s = Server {
-                child: Some(child),
-                port,
-                log,
-            };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                    if s.stderr().contains("cannot listen") {
-                        break; // the port was taken meanwhile: try another
-                    }
-                    panic!("serve exited early ({status}): {}", s.stderr());
-                }
-                if s.stderr().contains("serving") {
-                    return s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "serve did not listen: {}",
-                    s.stderr()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("no free port for serve after 5 tries");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = kasm_db(&["serve", "--db", url]);
+        cmd.env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
+            .env("KASM_DB_SERVER_TOKEN", TOKEN)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap());
+        let mut s = Server {
+            child: Some(cmd.spawn().expect("spawn kasm-db serve")),
+            port: 0,
+            log,
+        };
+        // A panic here drops `s`, which kills the child.
+        let path = s.log.path().to_path_buf();
+        s.port = wait_bound(s.child.as_mut().unwrap(), &path);
+        s
     }
 
     pub fn stderr(&self) -> String {
@@ -105,6 +74,7 @@ impl Server {
             if let Some(status) = child.try_wait().unwrap() {
                 return Some(status.code().unwrap_or(-1));
             }
+            // Polling for the exit; running out of `limit` is an answer here, not a failure.
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
@@ -183,6 +153,34 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         headers: head.to_ascii_lowercase(),
         body,
     }
+}
+
+/// Wait until the `serve` in `child`, its stderr going to `log`, listens; the port it reports
+/// (see [`bound_port`]). Panics with its log if it exits first or takes a minute.
+pub fn wait_bound(child: &mut Child, log: &std::path::Path) -> u16 {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    wait_for_some(Duration::from_secs(60), "serve to listen", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early ({status}): {}", read());
+        }
+        bound_port(&read())
+    })
+}
+
+/// The port in `serve`'s "serving" line (`listen=127.0.0.1:PORT` as text,
+/// `"listen":"127.0.0.1:PORT"` as JSON), once it is there.
+pub fn bound_port(log: &str) -> Option<u16> {
+    log.lines().filter(|l| l.contains("serving")).find_map(|l| {
+        let (_, rest) = l
+            .split_once("listen=")
+            .or_else(|| l.split_once("\"listen\":\""))?;
+        let addr: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        let port = addr.rsplit_once(':')?.1.parse().ok()?;
+        (port != 0).then_some(port)
+    })
 }
 
 pub fn dechunk(mut rest: &str) -> String {
