@@ -15,7 +15,7 @@ use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Pg {
     bindir: PathBuf,
@@ -522,15 +522,13 @@ fn a_second_backup_of_the_same_database_exits_75() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while psql(
-        &url,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "lock holder did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(30), "the lock holder to start", || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ) == "1"
+    });
     let dir = tempfile::tempdir().unwrap();
     let r = backup_to(&url, dir.path().to_str().unwrap());
     psql(
@@ -544,15 +542,13 @@ fn a_second_backup_of_the_same_database_exits_75() {
     assert!(r.stderr.contains("another backup"), "{}", r.stderr);
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     // Once released, a backup runs.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while psql(
-        &url,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-    ) != "0"
-    {
-        assert!(Instant::now() < deadline, "lock not released");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(30), "the lock to be released", || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ) == "0"
+    });
     assert_eq!(backup_to(&url, dir.path().to_str().unwrap()).code, 0);
 }
 

@@ -251,7 +251,8 @@ impl LockHolder {
         let held = LockHolder(child);
         wait_for(
             db,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         );
         held
     }

@@ -407,15 +407,12 @@ fn a_long_reader_does_not_make_purge_hang() {
         .spawn()
         .unwrap();
     // Wait until the reader holds its locks.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while psql(
-        &url,
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "reader did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), "the reader to hold its locks", || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
+        ) == "1"
+    });
     let mut purge = kasm_db(&["purge", "--json", "--now", T0, "--db", &url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -438,7 +435,7 @@ fn a_long_reader_does_not_make_purge_hang() {
     // End the reader on the server too (killing psql alone leaves pg_sleep running).
     psql(
         &url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
     );
     let _ = reader.kill();
     let _ = reader.wait();

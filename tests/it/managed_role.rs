@@ -36,10 +36,16 @@ enum Server {
     Standby,
 }
 
+/// Clusters of this module's own: its tests create `kasmapp` (which must not exist yet) and
+/// make the administrator a member of it, cluster-wide facts the other modules' Kasm databases
+/// on the shared clusters would see.
+static OWN_PRIMARY: SharedCluster = SharedCluster::new();
+static OWN_STANDBY: SharedCluster = SharedCluster::new();
+
 fn on<T>(s: Server, f: impl FnOnce(&mut kasm_db::pgtemp::Cluster) -> T) -> T {
     match s {
-        Server::Primary => with_primary(f),
-        Server::Standby => with_standby(f),
+        Server::Primary => OWN_PRIMARY.with(f),
+        Server::Standby => OWN_STANDBY.with(f),
     }
 }
 
@@ -456,7 +462,9 @@ fn kasms_database_as_a_managed_admin() {
 /// A session of `user` (over the local socket, trusted) on `db` of the standby that sleeps
 /// until killed; returns once the server lists it.
 fn session(user: &str, db: &str) -> std::process::Child {
-    let (bindir, dir, port) = with_standby(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
+    let (bindir, dir, port) = on(Server::Standby, |c| {
+        (c.bindir.clone(), c.dir().to_path_buf(), c.port)
+    });
     let mut child = std::process::Command::new(bindir.join("psql"))
         .args(["-X", "-q", "-h"])
         .arg(&dir)

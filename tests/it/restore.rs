@@ -280,12 +280,8 @@ fn big_db() -> String {
     url
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    wait_until(Duration::from_secs(120), what, f)
 }
 
 /// Restore's scratch files in `tmp` (its `TMPDIR`).
@@ -697,10 +693,18 @@ fn a_second_restore_of_the_same_database_exits_75() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // This lock (a bigint key: its high half in classid, its low half in objid), not another
+    // test's on the same server.
+    let key = kasm_db::db::locks::Lock::Restore(&target).key() as u64;
     wait_for("the lock to be held", || {
         standby_sql(
             "postgres",
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND classid::bigint = {} AND objid::bigint = {} AND objsubid = 1",
+                key >> 32,
+                key & 0xffff_ffff
+            ),
         ) != "0"
     });
     let r = restore(dir.path(), &standby_url(&target), &[]);
