@@ -238,7 +238,7 @@ fn an_s3_target_is_checked_the_same_way() {
     let (code, v) = check_json(&to, &["--verified-within", "1d", "--max-age", "1h"], &env);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["ok"], true);
-    // A tiny max age after a short wait: too old.
+    // A tiny max age after a short wait: too old. (The point: the backup ages past 1 s.)
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (code, v) = check_json(&to, &["--max-age", "1s"], &env);
     assert_eq!(code, 1, "{v}");

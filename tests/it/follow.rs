@@ -10,7 +10,7 @@ use crate::common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Writes `bursts` bursts of `per_burst` records ("r-N") through Python's logging; between
 /// bursts, logrotate rotates the file (modes `create`, `copytruncate`) or the handler rotates
@@ -70,14 +70,20 @@ impl Serve {
             child: Some(child),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !s.stderr().contains("database ready") {
-            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("serve exited ({status}): {}", s.stderr());
-            }
-            assert!(Instant::now() < deadline, "not ready: {}", s.stderr());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let path = s.log.path().to_path_buf();
+        let stderr = || std::fs::read_to_string(&path).unwrap_or_default();
+        let child = s.child.as_mut().unwrap();
+        wait_until_with(
+            Duration::from_secs(60),
+            "serve's database to be ready",
+            || {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("serve exited ({status}): {}", stderr());
+                }
+                stderr().contains("database ready")
+            },
+            stderr,
+        );
         s
     }
 
@@ -109,18 +115,15 @@ fn count(url: &str, filter: &str) -> u64 {
 
 /// Wait until `want` records "r-N" are stored, then check that it stays so, each exactly once.
 fn assert_stored_exactly_once(url: &str, want: u64, s: &Serve, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(180);
     let stored = |u: &str| count(u, "WHERE message LIKE 'r-%'");
-    while stored(url) < want {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} of {want} records after 180 s:\n{}",
-            stored(url),
-            s.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(1500)); // and no more than that
+    wait_until_with(
+        Duration::from_secs(180),
+        format_args!("{what}: {want} records stored"),
+        || stored(url) >= want,
+        || format!("{} stored\n{}", stored(url), s.stderr()),
+    );
+    // And no more than that: time for a duplicate to be stored (none must).
+    std::thread::sleep(Duration::from_millis(1500));
     let total = stored(url);
     let distinct: u64 = psql(
         url,
@@ -234,11 +237,12 @@ fn rotated_files(logs: &Path) -> usize {
 
 /// Wait until `n` records are stored (any count in between is fine).
 fn wait_at_least(url: &str, n: u64, s: &Serve) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(url, "WHERE message LIKE 'r-%'") < n {
-        assert!(Instant::now() < deadline, "stuck below {n}: {}", s.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_with(
+        Duration::from_secs(120),
+        format_args!("{n} records stored"),
+        || count(url, "WHERE message LIKE 'r-%'") >= n,
+        || s.stderr(),
+    );
 }
 
 /// Python's RotatingFileHandler, bursts of 2,000 records rotating at 20 kB (about ten
@@ -313,6 +317,8 @@ fn rotated_before_the_first_commit_and_not_read_is_read_after_a_restart() {
     let log = logs.join("app_json.log");
     let g = glob(&logs, false);
     let mut s = Serve::start(&url, &g, &[]);
+    // The point: rotated_at falls after the follower began (less its 1 s margin, `first_seen`)
+    // and clearly before the first commit; the folder is empty, nothing shows the start.
     std::thread::sleep(Duration::from_millis(1500));
     let rotated_at = std::time::SystemTime::now(); // following, nothing committed yet
     std::thread::sleep(Duration::from_millis(500));
@@ -385,22 +391,24 @@ fn logrotate(mode: &str, wide: bool, kill: bool, forget: bool) {
         assert!(rows(&url) > 1);
         // The current file holds a line again (logrotate's last run left it empty).
         std::fs::write(&log, "{\"levelname\":\"INFO\",\"message\":\"last\"}\n").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count(&url, "WHERE message = 'last'") == 0 {
-            assert!(Instant::now() < deadline, "not read: {}", s.stderr());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_with(
+            Duration::from_secs(60),
+            "the last line to be read",
+            || count(&url, "WHERE message = 'last'") > 0,
+            || s.stderr(),
+        );
         for e in std::fs::read_dir(&logs).unwrap() {
             let p = e.unwrap().path();
             if p != log {
                 std::fs::remove_file(p).unwrap();
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while rows(&url) > 1 {
-            assert!(Instant::now() < deadline, "not forgotten: {}", s.stderr());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until_with(
+            Duration::from_secs(60),
+            "the offsets of gone files to be forgotten",
+            || rows(&url) <= 1,
+            || s.stderr(),
+        );
         let kept = psql(&url, "SELECT path FROM follow_offsets");
         assert_eq!(kept, log.display().to_string());
     }

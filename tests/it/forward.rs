@@ -54,7 +54,8 @@ async fn submit_all(fw: &Forwarder, records: &[Record]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hec_every_record_arrives_through_busy_drops_and_code_6() {
     // This test's thread only: a global subscriber would take every other test's events too.
-    let _log = tracing::subscriber::set_default(tracing_subscriber::fmt().with_test_writer().finish());
+    let _log =
+        tracing::subscriber::set_default(tracing_subscriber::fmt().with_test_writer().finish());
     let hec = hec::start(TOKEN, false).await;
     hec.state
         .push_faults(&[Fault::Busy, Fault::Drop, Fault::DropAfterIndex, Fault::Busy]);

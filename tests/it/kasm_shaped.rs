@@ -80,19 +80,19 @@ fn migrate_refuses_kasms_database_and_leaves_it_as_it_was() {
 /// Wait until the statistics show `want` dead tuples in `logs` (backends publish them as
 /// they exit, after psql has returned).
 fn wait_dead(db: &str, want: i64) {
-    for _ in 0..200 {
-        let n: i64 = primary(
-            db,
-            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'logs'",
-        )
-        .parse()
-        .unwrap();
-        if n == want {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("statistics never showed {want} dead tuples in logs");
+    wait_until(
+        std::time::Duration::from_secs(30),
+        format_args!("the statistics to show {want} dead tuples in logs"),
+        || {
+            primary(
+                db,
+                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'logs'",
+            )
+            .parse::<i64>()
+            .unwrap()
+                == want
+        },
+    );
 }
 
 #[test]

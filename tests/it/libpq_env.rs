@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Pg {
     port: u16,
@@ -267,15 +267,10 @@ impl Drop for LockHolder {
 
 /// Poll `sql` (a count) on `db` until it is positive; panics after a minute (a hang guard).
 fn wait_for(db: &str, sql: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_for_some(Duration::from_secs(60), sql, || {
         let n = with_primary(|c| c.psql(db, sql).unwrap());
-        if n != "0" && !n.is_empty() {
-            return n;
-        }
-        assert!(Instant::now() < deadline, "waited a minute for: {sql}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (n != "0" && !n.is_empty()).then_some(n)
+    })
 }
 
 #[test]

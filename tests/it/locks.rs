@@ -10,7 +10,7 @@ use crate::common::*;
 use kasm_db::db::locks::Lock;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The database name of a test URL.
 fn dbname(url: &str) -> String {
@@ -75,12 +75,8 @@ fn held(url: &str, lock: Lock) -> bool {
 }
 
 /// Wait (a hang guard of two minutes) until `cond` holds; `what` and `log` explain a timeout.
-fn wait_until(what: &str, log: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited for {what}: {}", log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, log: impl Fn() -> String, cond: impl FnMut() -> bool) {
+    crate::common::wait_until_with(Duration::from_secs(120), what, cond, log)
 }
 
 /// `kasm-db serve` on `url` with the given environment; stderr in a file; killed when dropped.

@@ -407,12 +407,16 @@ fn a_long_reader_does_not_make_purge_hang() {
         .spawn()
         .unwrap();
     // Wait until the reader holds its locks.
-    wait_until(Duration::from_secs(10), "the reader to hold its locks", || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-        ) == "1"
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the reader to hold its locks",
+        || {
+            psql(
+                &url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
+            ) == "1"
+        },
+    );
     let mut purge = kasm_db(&["purge", "--json", "--now", T0, "--db", &url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -482,6 +486,7 @@ fn a_database_restart_during_ingest_loses_and_duplicates_nothing() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             cluster.stop().unwrap();
+            // The point: the database stays down a while under the ingest.
             std::thread::sleep(Duration::from_millis(1500));
             cluster.restart().unwrap();
         }

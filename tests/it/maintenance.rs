@@ -264,13 +264,11 @@ fn bloated(url: &str, name: &str, rows: i64, pct: i64) {
     // (vacuum decides from them, as it would on a live server).
     let want = rows * pct / 100;
     let sql = format!("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = '{name}'");
-    for _ in 0..200 {
-        if num(url, &sql) == want {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("statistics never showed {want} dead tuples in {name}");
+    wait_until(
+        std::time::Duration::from_secs(30),
+        format_args!("the statistics to show {want} dead tuples in {name}"),
+        || num(url, &sql) == want,
+    );
 }
 
 #[test]

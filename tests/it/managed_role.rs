@@ -268,13 +268,11 @@ fn bloated(db: &str, name: &str, owner: &str) {
         ),
     );
     let sql = format!("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = '{name}'");
-    for _ in 0..200 {
-        if su(Server::Primary, db, &sql) == "36000" {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("statistics never showed the dead tuples of {name}");
+    wait_until(
+        std::time::Duration::from_secs(30),
+        format_args!("the statistics to show the dead tuples of {name}"),
+        || su(Server::Primary, db, &sql) == "36000",
+    );
 }
 
 #[test]
@@ -486,15 +484,19 @@ fn session(user: &str, db: &str) -> std::process::Child {
     let sql = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND usename = '{user}'"
     );
-    for _ in 0..200 {
-        if su(Server::Standby, "postgres", &sql) == "1" {
-            return child;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let shown = std::panic::catch_unwind(|| {
+        wait_until(
+            std::time::Duration::from_secs(30),
+            format_args!("the session of {user} to show"),
+            || su(Server::Standby, "postgres", &sql) == "1",
+        )
+    });
+    if let Err(e) = shown {
+        let _ = child.kill();
+        let _ = child.wait();
+        std::panic::resume_unwind(e);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the session of {user} never showed");
+    child
 }
 
 #[test]

@@ -209,9 +209,11 @@ fn point_in_time_recovery_after_a_crash() {
                 }
                 committed.lock().unwrap().push((n, SystemTime::now()));
                 if *pause_after.lock().unwrap() == Some(n) {
+                    // The point: a pause in the commits, a time to recover to.
                     std::thread::sleep(Duration::from_millis(800));
                 }
                 n += 1;
+                // Paced: a steady trickle of commits, not a flood.
                 std::thread::sleep(Duration::from_millis(15));
             }
         })
@@ -608,6 +610,7 @@ fn point_in_time_recovery_through_s3() {
     stop_server(&standby_dir);
 
     // Stopped with SIGTERM, the stream stores everything it received before it exits.
+    // Time to receive the last commits: pg_receivewal reports its position only every 10 s.
     std::thread::sleep(Duration::from_millis(500));
     stop_stream(stream);
     primary.crash();
@@ -925,6 +928,7 @@ fn round_trip_on(bindir: &Path) {
             sql("SELECT pg_switch_wal()").unwrap();
         }
     }
+    // Time to receive the last commits: pg_receivewal reports its position only every 10 s.
     std::thread::sleep(Duration::from_millis(500));
     stop_stream(stream);
     primary.crash();

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "pf-token-never-shown-0b1c";
 
@@ -240,14 +240,12 @@ fn the_siem_spool_dead_letters_and_rejects_are_private_under_umask_022() {
 #[test]
 fn serves_spool_is_private_under_umask_022() {
     // Nothing listens on the database's port: accepted records go to the spool.
-    let port_of = || free_port();
-    let db = format!("postgres://kasm:pw@127.0.0.1:{}/kasm_logs", port_of());
+    let db = format!("postgres://kasm:pw@127.0.0.1:{}/kasm_logs", free_port());
     let base = tempfile::tempdir().unwrap();
     let spool = base.path().join("server-spool");
-    let port = port_of();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = kasm_db(&["serve", "--db", &db]);
-    cmd.env("KASM_DB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+    cmd.env("KASM_DB_SERVER_LISTEN", "127.0.0.1:0")
         .env("KASM_DB_SERVER_TOKEN", TOKEN)
         .env("KASM_DB_SERVER_SPOOL_DIR", &spool)
         .stdin(Stdio::null())
@@ -255,20 +253,7 @@ fn serves_spool_is_private_under_umask_022() {
         .stderr(log.reopen().unwrap());
     let mut child = with_umask(cmd, 0o022).spawn().unwrap();
     let stderr = || std::fs::read_to_string(log.path()).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stderr().contains("serving") {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "serve exited: {}",
-            stderr()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "serve did not listen: {}",
-            stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let port = crate::common::serve::wait_bound(&mut child, log.path());
     let body = "{\"levelname\":\"INFO\",\"message\":\"while the database is away\"}\n";
     let answer = post(port, body);
     let _ = child.kill();

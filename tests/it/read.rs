@@ -303,6 +303,8 @@ fn pages_have_no_gap_or_overlap_while_records_are_written() {
 struct Follower {
     child: std::process::Child,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread collecting `lines`: done once the child's stdout is closed.
+    collector: std::thread::JoinHandle<()>,
     stderr: tempfile::NamedTempFile,
 }
 
@@ -319,7 +321,7 @@ impl Follower {
         let out = child.stdout.take().unwrap();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let collector = std::thread::spawn(move || {
             for l in std::io::BufReader::new(out).lines() {
                 match l {
                     Ok(l) => sink.lock().unwrap().push(l),
@@ -330,6 +332,7 @@ impl Follower {
         Follower {
             child,
             lines,
+            collector,
             stderr,
         }
     }
@@ -354,7 +357,8 @@ impl Follower {
             libc::kill(self.child.id() as i32, libc::SIGINT);
         }
         let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // Every line it printed: the collector ends at the end of its stdout.
+        self.collector.join().unwrap();
         let lines = self.lines.lock().unwrap().clone();
         (
             status.code().unwrap_or(-1),
@@ -412,6 +416,7 @@ fn follow_prints_each_record_once_across_writers_a_late_commit_and_a_restart() {
     // The database stops under the tail (which waits it out) and starts again; the tail resumes
     // after the last record it printed.
     cluster.stop().unwrap();
+    // The point: the database stays down a while (the tail retries through it).
     std::thread::sleep(Duration::from_millis(1500));
     cluster.restart().unwrap();
     ingest(&url, &records("after-restart", 50));
@@ -464,6 +469,7 @@ fn follow_prints_each_record_once_across_writers_a_late_commit_and_a_restart() {
     let mid = printed[100]["cursor"].as_str().unwrap().to_string();
     let f2 = Follower::start(&url, &["--after", &mid]);
     f2.wait_for(printed.len() - 101, "the resumed tail");
+    // Time for a line too many to show up (none must).
     std::thread::sleep(Duration::from_millis(500));
     let (_, resumed) = f2.stop();
     assert_eq!(ids(&resumed), printed_ids[101..].to_vec());
@@ -488,7 +494,10 @@ fn sse(
     last_id: Option<&str>,
     n: usize,
     limit: Duration,
+    opened: Option<std::sync::mpsc::Sender<()>>,
 ) -> Vec<(String, Value)> {
+    // Told once the response's head is in: the stream's starting point is fixed by then.
+    let mut opened = opened;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -521,6 +530,11 @@ fn sse(
             Ok(0) => break,
             Ok(k) => raw.extend_from_slice(&buf[..k]),
             Err(_) => {}
+        }
+        if raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            if let Some(tx) = opened.take() {
+                let _ = tx.send(());
+            }
         }
     }
     assert!(
@@ -682,6 +696,7 @@ fn the_read_api_tokens_pages_stream_export_and_context() {
 
     // The stream: new records as events, id = cursor; Last-Event-ID resumes after it.
     let port = s.port;
+    let (opened, is_open) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         sse(
             port,
@@ -689,9 +704,12 @@ fn the_read_api_tokens_pages_stream_export_and_context() {
             None,
             3,
             Duration::from_secs(30),
+            Some(opened),
         )
     });
-    std::thread::sleep(Duration::from_millis(700));
+    is_open
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the stream to open (its response head)");
     ingest(&url, &records("live", 15)); // 3 of them WARNING
     let events = reader.join().unwrap();
     assert_eq!(events.len(), 3, "{events:?}");
@@ -705,6 +723,7 @@ fn the_read_api_tokens_pages_stream_export_and_context() {
         Some(&events[0].0),
         2,
         Duration::from_secs(30),
+        None,
     );
     assert_eq!(
         again.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),

@@ -306,7 +306,25 @@ fn two_replicas_run_each_scheduled_slot_once_and_never_together() {
     let env = [("KASM_DB_SCHEDULE_SIZE_SAMPLE", "* * * * * *")];
     let mut a = Server::start(&url, &env);
     let mut b = Server::start(&url, &env);
-    std::thread::sleep(Duration::from_secs(5));
+    // Both replicas contend for a few slots: until some runs are recorded and one replica
+    // has met the other's lock or recorded slot.
+    wait_until_with(
+        Duration::from_secs(60),
+        "3 recorded slots and one skipped by a replica",
+        || {
+            let runs: u64 = psql(
+                &url,
+                "SELECT count(*) FROM schedule_runs WHERE job = 'size_sample' AND ok",
+            )
+            .parse()
+            .unwrap();
+            let skipped = [a.stderr(), b.stderr()]
+                .iter()
+                .any(|l| l.contains("not running this slot here"));
+            runs >= 3 && skipped
+        },
+        || format!("{}\n{}", a.stderr(), b.stderr()),
+    );
     assert_eq!(
         a.signal_and_wait(libc::SIGTERM, Duration::from_secs(15)),
         Some(0),
@@ -393,7 +411,13 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Under load: killed once a few batches are stored, while the clients keep posting.
+    wait_until_with(
+        Duration::from_secs(60),
+        "8 batches stored under load",
+        || count(&url, "WHERE message LIKE 'c%'") >= 8 * 200,
+        || s.stderr(),
+    );
     assert_eq!(
         s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
         Some(-1)
@@ -433,7 +457,8 @@ fn wait_rows(url: &str, want: u64, s: &Server) {
     loop {
         let n = count(url, "WHERE message LIKE 'f-%'");
         if n >= want {
-            std::thread::sleep(Duration::from_millis(500)); // and no more than that
+            // And no more than that: time for a duplicate to be stored (none must).
+            std::thread::sleep(Duration::from_millis(500));
             assert_eq!(
                 count(url, "WHERE message LIKE 'f-%'"),
                 want,
@@ -486,6 +511,7 @@ fn following_files_across_rotation_truncation_and_a_crash_loses_and_duplicates_n
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(b"{\"message\":\"f-2").unwrap();
     }
+    // Time for the follower to read the half line (nothing shows it: it is not stored).
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
         s.signal_and_wait(libc::SIGKILL, Duration::from_secs(10)),
@@ -635,6 +661,7 @@ fn while_the_database_is_down_records_are_spooled_and_loaded_even_after_kill_9()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Time for a second load to show (none must).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(cluster.psql(&db, q).unwrap(), want, "loaded twice?");
     for b in &acked {
@@ -846,6 +873,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_with_json_logs() {
     );
     c.write_all(head.as_bytes()).unwrap();
     c.write_all(&body[..10]).unwrap();
+    // Time for serve to take the request in (nothing shows a request waiting for its body).
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill on our own child.
     unsafe {
@@ -857,8 +885,9 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_with_json_logs() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // No new connections once shutting down.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+    wait_until(Duration::from_secs(5), "serve to stop listening", || {
+        TcpStream::connect(("127.0.0.1", s.port)).is_err()
+    });
     c.write_all(&body[10..]).unwrap();
     let mut out = String::new();
     c.read_to_string(&mut out).unwrap();
@@ -1091,6 +1120,7 @@ fn started_before_its_database_serve_spools_then_migrates_and_loads_once_it_is_u
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Time for a second load to show (none must).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(cluster.psql(&db, q).unwrap(), "16", "loaded twice?");
     assert_eq!(

@@ -230,15 +230,12 @@ impl Aiosyslogd {
             .spawn()
             .expect("aiosyslogd is not installed: run `bash scripts/setup`");
         let s = Aiosyslogd { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !s.log().contains("Server is running") {
-            assert!(
-                Instant::now() < deadline,
-                "aiosyslogd did not start: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_with(
+            Duration::from_secs(30),
+            "aiosyslogd to start",
+            || s.log().contains("Server is running"),
+            || s.log(),
+        );
         s
     }
 

@@ -104,7 +104,6 @@ pub fn psql(url: &str, sql: &str) -> String {
 /// A psql session on the primary that runs `sql` in a transaction and then sleeps in it, holding
 /// its locks (a long reader); returns once it holds them. End it with [`end_reader`].
 pub fn reader(url: &str, sql: &str) -> std::process::Child {
-    use std::time::{Duration, Instant};
     let db = url.rsplit('/').next().unwrap().to_string();
     let (bindir, sock_dir, port) =
         with_primary(|c| (c.bindir.clone(), c.dir().to_path_buf(), c.port));
@@ -117,15 +116,16 @@ pub fn reader(url: &str, sql: &str) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while psql(
-        url,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "reader did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the reader to hold its locks",
+        || {
+            psql(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
+            ) == "1"
+        },
+    );
     child
 }
 
@@ -254,6 +254,7 @@ pub fn verify_scratch(from: &std::path::Path, id: &str, inspect: fn(&Run)) -> Ru
             && r.stderr.contains("another restore")
             && std::time::Instant::now() < deadline
         {
+            // Another process's restore test holds the server's lock: try again shortly.
             std::thread::sleep(std::time::Duration::from_millis(200));
             continue;
         }
@@ -290,17 +291,11 @@ pub fn step_until(pid: i32, what: &str, mut cond: impl FnMut() -> bool) {
 /// The pg_dump of kasm-db `kasm_pid` (waited for), stepped with [`step_until`] until `cond`
 /// holds and left stopped: the backup is then part way for sure. Returns its pid.
 pub fn step_pg_dump_until(kasm_pid: u32, what: &str, cond: impl FnMut() -> bool) -> i32 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let dump = loop {
-        if let Some(pid) = pg_dump_child(kasm_pid) {
-            break pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pg_dump did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let dump = wait_for_some(
+        std::time::Duration::from_secs(120),
+        "pg_dump to start",
+        || pg_dump_child(kasm_pid),
+    );
     step_until(dump, what, cond);
     dump
 }
