@@ -1,4 +1,4 @@
-//! kasm-db on a database shaped like Kasm Workspaces' own (see tests/common/kasm.rs): owned by
+//! kasm-db on a database shaped like Kasm Workspaces' own (see tests/it/common/kasm.rs): owned by
 //! `kasmapp`, a plain `logs` table kasm-db did not create, `alembic_version`, a `pgaudit.log`
 //! database setting (a placeholder: pgaudit is not loaded here, as on a restore target that
 //! lacks it). `migrate` refuses it and leaves it exactly as it was; `size` and `vacuum` (also

@@ -34,7 +34,7 @@ fn standby(db: &str, sql: &str) -> String {
     with_standby(|c| c.psql(db, sql)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Kasm's database on the primary (as in tests/kasm_shaped.rs); its name.
+/// Kasm's database on the primary (as in tests/it/kasm_shaped.rs); its name.
 fn kasm_database() -> String {
     let name = unique("kasm");
     with_primary(|c| {

@@ -851,7 +851,7 @@ fn serve_streams_wal_when_backup_wal_is_set() {
     assert!(serve.wait().unwrap().success());
 }
 
-/// Where `scripts/setup` unpacks the other majors (the rule of `tests/majors.rs`).
+/// Where `scripts/setup` unpacks the other majors (the rule of `tests/it/majors.rs`).
 fn major_bindir(major: u32) -> PathBuf {
     let cache = match std::env::var_os("PG_MAJORS_CACHE").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),

@@ -469,7 +469,7 @@ fn a_managed_administrator_on_postgresql_17_creates_the_roles_too() {
     managed(dst, Some(&bindir));
 }
 
-/// Where `scripts/setup` unpacks the other majors (as tests/majors.rs finds them).
+/// Where `scripts/setup` unpacks the other majors (as tests/it/majors.rs finds them).
 fn pg_cache() -> std::path::PathBuf {
     if let Some(d) = std::env::var_os("PG_MAJORS_CACHE").filter(|d| !d.is_empty()) {
         return d.into();

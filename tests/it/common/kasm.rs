@@ -1,8 +1,8 @@
 //! A database shaped like Kasm Workspaces' own (`kasm`, owned by `kasmapp`): `alembic_version`,
 //! users, groups, sessions and settings with uuid keys (the trusted `uuid-ossp` extension), a
 //! view, and Kasm's plain (not partitioned) `logs` table with `ingest_date`, `levelname`,
-//! `data json` and `metric_name`, its indexes and rows. Shared by tests/kasm_shaped.rs and
-//! tests/managed_role.rs; the callers decide who creates the role and the database.
+//! `data json` and `metric_name`, its indexes and rows. Shared by tests/it/kasm_shaped.rs and
+//! tests/it/managed_role.rs; the callers decide who creates the role and the database.
 #![allow(dead_code)]
 
 /// Kasm's schema revision in the seeded `alembic_version`.

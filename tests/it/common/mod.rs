@@ -145,7 +145,7 @@ pub fn bin() -> PathBuf {
 }
 
 /// A `kasm-db` command with a clean environment: no KASM_DB_* or PG* variables leak in, nor a
-/// proxy (tests/proxy.rs sets its own): the tests' servers are on loopback.
+/// proxy (tests/it/proxy.rs sets its own): the tests' servers are on loopback.
 pub fn kasm_db(args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin());
     for (k, _) in std::env::vars() {
