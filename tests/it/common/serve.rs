@@ -195,3 +195,18 @@ pub fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+#[test]
+fn the_bound_port_is_read_from_text_and_json_serving_lines() {
+    let text = "2026-12-07T11:00:00Z  INFO serving listen=127.0.0.1:41234 tls=false\n";
+    assert_eq!(bound_port(text), Some(41234));
+    let json =
+        r#"{"level":"INFO","fields":{"message":"serving","listen":"127.0.0.1:41235","tls":false}}"#;
+    assert_eq!(bound_port(json), Some(41235));
+    // Not yet bound, or the configured port 0 only: no port.
+    assert_eq!(bound_port("INFO scheduled (UTC) job=\"backup\"\n"), None);
+    assert_eq!(
+        bound_port("INFO serving listen=127.0.0.1:0 tls=false"),
+        None
+    );
+}
