@@ -1,8 +1,8 @@
-//! What the S3-protocol test servers (`moto.rs`, `s3rver.rs`) share: the server as a child
-//! process on a free loopback port (started once per test binary, killed at process exit and
-//! its data folder removed: the servers live in statics, which Rust never drops), a
-//! runtime for the SDK, and a small client to make buckets and look at what the binary left
-//! behind. Never talks to anything but loopback.
+//! What the S3-protocol test servers (`moto.rs`, `s3rver.rs`) and Azurite share: the server as
+//! a child process on a loopback port it picks itself and names in its output (started once
+//! per test process, killed at process exit and its data folder and log removed: the servers
+//! live in statics, which Rust never drops), a runtime for the SDK, and a small client to make
+//! buckets and look at what the binary left behind. Never talks to anything but loopback.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -36,22 +36,25 @@ extern "C" fn stop_servers() {
 }
 
 impl Server {
-    /// Start `program` with the arguments `args(port)` on a free loopback port and wait until
-    /// it accepts connections. `data` is removed at exit, after the server is stopped.
+    /// Start `program` with the arguments `args(0)`: it binds a free loopback port itself and
+    /// names it in its start-up output (`127.0.0.1:PORT`, read from a log removed at exit).
+    /// `data` is removed at exit, after the server is stopped.
     pub fn start(
         program: &str,
         args: impl FnOnce(u16) -> Vec<String>,
         data: Option<tempfile::TempDir>,
     ) -> Server {
-        let port = super::free_port();
+        let logs = tempfile::tempdir().expect("a folder for the server's log");
+        let log = logs.path().join("server.log");
+        let out = std::fs::File::create(&log).expect("the server's log");
         let child = Command::new(program)
-            .args(args(port))
+            .args(args(0))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().expect("the server's log"))
+            .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("start {program} (installed by scripts/setup): {e}"));
-        {
+        let index = {
             let mut children = CHILDREN.lock().unwrap();
             if children.is_empty() {
                 // SAFETY: registering a plain extern "C" fn with atexit.
@@ -60,16 +63,25 @@ impl Server {
                 }
             }
             children.push(child);
-        }
+            children.len() - 1
+        };
+        DATA.lock().unwrap().push(logs);
         let data = data.map(|d| {
             let path = d.path().to_path_buf();
             DATA.lock().unwrap().push(d);
             path
         });
-        super::wait_until(
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let port = super::wait_for_some(
             Duration::from_secs(60),
-            format_args!("{program} to listen on {port}"),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            format_args!("{program} to name the port it listens on"),
+            || {
+                let exited = CHILDREN.lock().unwrap()[index].try_wait().unwrap();
+                if let Some(status) = exited {
+                    panic!("{program} exited ({status}): {}", read());
+                }
+                announced_port(&read())
+            },
         );
         Server { port, data }
     }
@@ -78,6 +90,38 @@ impl Server {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+/// The first non-zero port of `127.0.0.1:PORT` in a server's output: moto's "Running on
+/// http://127.0.0.1:PORT", Azurite's "successfully listens on http://127.0.0.1:PORT" (after
+/// "starting on 127.0.0.1:0"), s3rver's "listening on 127.0.0.1:PORT".
+fn announced_port(out: &str) -> Option<u16> {
+    out.split("127.0.0.1:").skip(1).find_map(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok().filter(|&p| p != 0)
+    })
+}
+
+#[test]
+fn the_port_a_server_names_is_read() {
+    assert_eq!(
+        announced_port(" * Running on http://127.0.0.1:45789\nPress CTRL+C to quit\n"),
+        Some(45789)
+    );
+    assert_eq!(
+        announced_port(
+            "Azurite Blob service is starting on 127.0.0.1:0\nAzurite Blob service successfully listens on http://127.0.0.1:35663\n"
+        ),
+        Some(35663)
+    );
+    assert_eq!(
+        announced_port("\nS3rver listening on 127.0.0.1:34437\n"),
+        Some(34437)
+    );
+    assert_eq!(
+        announced_port("Azurite Blob service is starting on 127.0.0.1:0\n"),
+        None
+    );
 }
 
 /// Run a future on a runtime shared by the test binary.
