@@ -80,18 +80,19 @@ impl Tinyproxy {
             });
         }
         let mut child = cmd.spawn().expect("tinyproxy (scripts/setup installs it)");
-        let mut tries = 0;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "tinyproxy exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            tries += 1;
-            assert!(tries < 500, "tinyproxy never listened on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            format_args!("tinyproxy to listen on {port}"),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "tinyproxy exited ({status}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
         Tinyproxy {
             port,
             log,

@@ -807,11 +807,7 @@ fn the_scheduled_verify_is_a_full_restore_test_with_scratch_db() {
     };
     let stderr = || std::fs::read_to_string(log.path()).unwrap_or_default();
     let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !f() {
-            assert!(Instant::now() < deadline, "{what}: {}", stderr());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until_with(Duration::from_secs(90), what, f, stderr);
     };
     wait("a passing scheduled restore test", &|| runs(true) > 0);
     assert!(
