@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn created_modes_are_exact_and_existing_folders_keep_theirs() {
         let dir = tempfile::tempdir().unwrap();
-        // (The umask is process-wide, so tests/private_files.rs sets it for the binary.)
+        // (The umask is process-wide, so tests/it/private_files.rs sets it for the binary.)
         let m = FileMode::parse("0640").unwrap();
         let nested = dir.path().join("a/b");
         create_dir_all(&nested, m).unwrap();

@@ -230,7 +230,11 @@ pub async fn serve(
     }
 
     let signals = Signals::install();
-    tracing::info!(listen = %cfg.server.listen, tls = cfg.server.tls_cert.is_some(), "serving");
+    // The bound address: with port 0 in `server.listen` it says which port was given.
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| cfg.server.listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %bound, tls = cfg.server.tls_cert.is_some(), "serving");
     let mut stopped = stop_rx.clone();
     let until_stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
