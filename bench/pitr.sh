@@ -83,6 +83,7 @@ restore_pgbr() {  # pg_ctl -w returns once the server answers (read-only while i
   local s0; s0=$(date +%s.%N)
   mkdir -p "$work/pgbr-restored"; [ "$(id -u)" = 0 ] && chown postgres "$work/pgbr-restored" && chmod 700 "$work/pgbr-restored"
   as_pg "$PGBR --pg1-path=$work/pgbr-restored restore"
+  python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/pgbr_restored"
   as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -l '$work/pgbr-restored.log' -w -t 600 -o \"-p $pport -k $work/pgbr-restored -c listen_addresses='' -c archive_mode=off\" start" >/dev/null
   "$bindir/psql" -X -At -h "$work/pgbr-restored" -p "$pport" -d bench -c "SELECT count(*) FROM pgbench_accounts"
   python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/pgbr_answered"
@@ -125,7 +126,8 @@ echo "== restore to latest until the server answers"
 echo "kasm-db restore --physical --start: ${k_restore_s} s (answers once promoted); its phases:"
 grep -E "checked in|unpacked into|recovered and promoted|shut down in|started on port|answers on port" "$work/kasm_restore.log" | sed -E 's/^.*(INFO|info)[^a-z]*/  /' || true
 replayed "$work/kasm-restored/kasm-db-recovery.log"
-echo "pgbackrest restore + pg_ctl start:  ${p_restore_s} s until it answers, ${p_promoted_s} s until promoted"
+echo "pgbackrest restore + pg_ctl start:  ${p_restore_s} s until it answers, ${p_promoted_s} s until promoted; its phases:"
+echo "  pgbackrest restore (files in place) in $(cat "$work/pgbr_restored") s"
 replayed "$work/pgbr-restored.log"
 echo "RESULT pitr_restore ratio=$(python3 -c "print(f'{$k_restore_s / $p_restore_s:.3f}')")  (bar <= 1.0; until promoted: $(python3 -c "print(f'{$k_restore_s / $p_promoted_s:.3f}')"))"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -471,6 +471,8 @@ async fn watch(
         .application_name("kasm-db restore --physical")
         .connect_timeout(Duration::from_secs(5));
     let mut last_note = Instant::now();
+    // One connection kept while it works (a new one for every look would cost a backend start).
+    let mut client: Option<tokio_postgres::Client> = None;
     loop {
         if let Some(status) = server.try_wait()? {
             return Err(Error::failed(format!(
@@ -478,27 +480,35 @@ async fn watch(
                 reason(log)
             )));
         }
-        if let Ok((client, conn)) = config.connect(tokio_postgres::NoTls).await {
-            tokio::spawn(conn);
-            if let Ok(row) = client
+        if client.is_none() {
+            if let Ok((c, conn)) = config.connect(tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                client = Some(c);
+            }
+        }
+        if let Some(c) = &client {
+            match c
                 .query_one(
                     "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()",
                     &[],
                 )
                 .await
             {
-                let in_recovery: bool = row.get(0);
-                if !in_recovery {
-                    let t: Option<DateTime<Utc>> = row.get(1);
-                    return Ok(t);
+                Ok(row) => {
+                    let in_recovery: bool = row.get(0);
+                    if !in_recovery {
+                        let t: Option<DateTime<Utc>> = row.get(1);
+                        return Ok(t);
+                    }
                 }
+                Err(_) => client = None,
             }
         }
         if last_note.elapsed() > Duration::from_secs(30) {
             tracing::info!("recovery is still replaying WAL");
             last_note = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -616,7 +626,7 @@ async fn wait_ready(
                 data_dir.join("kasm-db-server.log").display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
