@@ -1066,3 +1066,148 @@ fn a_staging_directory_belongs_to_one_stream() {
     )
     .unwrap();
 }
+
+/// The WAL records (completed segments and history files, not partial copies) under a
+/// directory target.
+fn wal_records(target: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(timelines) = std::fs::read_dir(target.join("wal")) else {
+        return out;
+    };
+    for tli in timelines.flatten() {
+        for f in std::fs::read_dir(tli.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.ends_with(".json") && !name.ends_with(".partial.json") {
+                out.push(name);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 25, `backup.copy_to`: every segment stored under the main target reaches the copy
+/// target too. A copy target that is away (its directory replaced by a file, as a share that is
+/// not mounted) does not hold up the main target; when it is back it gets every segment it
+/// missed, so `backups verify --from COPY` finds the chain whole and a restore from the copy has
+/// every row.
+#[test]
+fn wal_reaches_a_copy_target_that_was_away() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "wal-copies");
+    let target = open_dir(&top, "target");
+    let copy = open_dir(&top, "copy");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let url = primary.url("kasm");
+    let with_env = |mut c: Command| {
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"))
+            .env("KASM_DB_BACKUP_COPY_TO", copy.to_str().unwrap());
+        c
+    };
+    let stream = with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ]))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_streaming(&sql);
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
+        }
+    };
+    insert(1, 10);
+    let b = run(with_env(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let b = json(&b);
+    let id = b["id"].as_str().unwrap().to_string();
+    assert!(
+        copy.join(&id).join("manifest.json").exists(),
+        "the base backup reached the copy: {b}"
+    );
+
+    // The copy goes away; the main target keeps taking WAL meanwhile.
+    let away = top.join("copy.away");
+    std::fs::rename(&copy, &away).unwrap();
+    std::fs::write(&copy, b"not mounted").unwrap();
+    let before = wal_records(&target).len();
+    for i in 0..4 {
+        insert(11 + i * 10, 20 + i * 10);
+        sql("SELECT pg_switch_wal()").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wal_records(&target).len() < before + 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the main target stopped taking WAL while the copy was away: {:?}",
+            wal_records(&target)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let missed: Vec<String> = wal_records(&target)
+        .into_iter()
+        .filter(|r| !wal_records(&away).contains(r))
+        .collect();
+    assert!(missed.len() >= 4, "the copy missed nothing? {missed:?}");
+
+    // Back: it catches up while the stream runs.
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::rename(&away, &copy).unwrap();
+    insert(51, 60);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (main, copied) = (wal_records(&target), wal_records(&copy));
+        if main.iter().all(|r| copied.contains(r)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the copy did not catch up: main {main:?}, copy {copied:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop_stream(stream);
+
+    let verify = run(kasm_db(&[
+        "backups",
+        "verify",
+        &id,
+        "--json",
+        "--from",
+        copy.to_str().unwrap(),
+    ]));
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    let restored = open_dir(&top, "restored");
+    let r = restore(&bindir, &copy, &restored.join("from-copy"), &[]).expect("restore from copy");
+    assert_eq!(r.rows, (1..=60).collect::<Vec<_>>());
+    assert_eq!(r.report["backup"], b["id"]);
+}
