@@ -1211,3 +1211,244 @@ fn wal_reaches_a_copy_target_that_was_away() {
     assert_eq!(r.rows, (1..=60).collect::<Vec<_>>());
     assert_eq!(r.report["backup"], b["id"]);
 }
+
+/// A plain HTTP/1.0 GET on loopback: the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// A webhook receiver on loopback: every POST body it got.
+fn webhook() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    g.lock().unwrap().push(v);
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, got)
+}
+
+/// Issue 25, the slot guard: a replication slot nobody consumes keeps WAL on the primary. Past
+/// `backup.wal_slot_max_retained` `backups check` fails naming the slot and the bytes (it
+/// passes while the stream consumes it), `serve`'s `/metrics` shows what the slot keeps and
+/// that it has no consumer, and one `wal` failure notification is sent. The slot is never
+/// dropped.
+#[test]
+fn the_slot_guard_names_a_slot_nobody_consumes() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "slot-guard");
+    let target = open_dir(&top, "target");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let url = primary.url("kasm");
+    let with_env = |mut c: Command| {
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+            .env("KASM_DB_BACKUP_WAL_SLOT_MAX_RETAINED", "1MB");
+        c
+    };
+    let stream = with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ]))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_streaming(&sql);
+    let b = run(with_env(kasm_db(&[
+        "backup",
+        "--physical",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let check = || {
+        run(with_env(kasm_db(&[
+            "backups",
+            "check",
+            "--json",
+            "--db",
+            &url,
+            "--from",
+            target.to_str().unwrap(),
+        ])))
+    };
+    // Consumed: the check passes, and advises the server's own hard limit.
+    let r = check();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["wal_slot"]["active"], true, "{v}");
+    assert_eq!(v["wal_slot"]["max_slot_wal_keep_size_mb"], -1, "{v}");
+    assert!(
+        v["wal_slot"]["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_slot_wal_keep_size"),
+        "{v}"
+    );
+
+    // Nobody consumes it any more, and WAL is written past the limit.
+    stop_stream(stream);
+    sql(
+        "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 30000) g",
+    )
+    .unwrap();
+    sql("SELECT pg_switch_wal()").unwrap();
+    let kept: u64 = sql(
+        "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots \
+         WHERE slot_name = 'kasm_db'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(kept > 1_000_000, "{kept}");
+    let r = check();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let reason = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .find(|r| r.contains("replication slot kasm_db"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        reason.contains("bytes") && reason.contains("no consumer"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("pg_drop_replication_slot('kasm_db')"),
+        "{reason}"
+    );
+    assert!(
+        v["wal_slot"]["retained_bytes"].as_u64().unwrap() >= kept,
+        "{v}"
+    );
+    let text = run(with_env(kasm_db(&[
+        "backups",
+        "check",
+        "--db",
+        &url,
+        "--from",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(text.code, 1);
+    assert!(
+        text.stdout.starts_with("BACKUPS CRITICAL") && text.stdout.contains("NO CONSUMER"),
+        "{}",
+        text.stdout
+    );
+
+    // serve (not streaming) shows the slot in /metrics and notifies once.
+    let (hook, got) = webhook();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut serve = with_env(kasm_db(&["serve", "--db", &url]))
+        .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+        .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
+        .env("KASM_DB_NOTIFY_URLS", format!("[\"http://{hook}/hook\"]"))
+        .env("KASM_DB_NOTIFY_ON", "failure")
+        .env("TMPDIR", work.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(top.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let metrics = loop {
+        let m = http_get(listen, "/metrics").unwrap_or_default();
+        if m.contains("kasm_db_wal_slot_ok{slot=\"kasm_db\"} 0") {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slot in /metrics: {m}\n{}",
+            std::fs::read_to_string(top.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        metrics.contains("kasm_db_wal_slot_active{slot=\"kasm_db\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kasm_db_wal_slot_retained_bytes gauge"),
+        "{metrics}"
+    );
+    let retained: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kasm_db_wal_slot_retained_bytes{slot=\"kasm_db\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(retained >= kept as f64, "{retained} < {kept}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no notification");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(serve.id() as i32, libc::SIGTERM);
+    }
+    assert!(serve.wait().unwrap().success());
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["job"], "wal", "{got:?}");
+    assert_eq!(got[0]["status"], "failure", "{got:?}");
+    assert!(
+        got[0]["error"].as_str().unwrap().contains("kasm_db"),
+        "{got:?}"
+    );
+    assert_eq!(
+        sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db'").unwrap(),
+        "1",
+        "the slot is never dropped"
+    );
+}
