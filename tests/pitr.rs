@@ -1683,3 +1683,153 @@ fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
     assert_eq!(r.rows, (1..=last).collect::<Vec<_>>());
     assert_eq!(r.report["backup"], serde_json::json!(id));
 }
+
+/// The `serve` process (by pid) whose child is a running pg_receivewal, if any.
+fn receivewal_parent(candidates: &[u32]) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with("(pg_receivewal") {
+            continue;
+        }
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        if candidates.contains(&ppid) {
+            return Some(ppid);
+        }
+    }
+    None
+}
+
+/// Two `serve` replicas with `backup.wal = true`: one leads the WAL stream. SIGTERM to the
+/// leader stops its stream cleanly (exit 0, what it received stored), and the other replica
+/// takes the lead; the archive after a base backup taken under the first leader has no gap and a
+/// restore has every row.
+#[test]
+fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "takeover");
+    let target = open_dir(&top, "target");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY)").unwrap();
+    let url = primary.url("kasm");
+    let replica = |name: &str| {
+        let tmp = open_dir(&top, &format!("tmp-{name}"));
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        kasm_db(&["serve", "--db", &url])
+            .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+            .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
+            .env("KASM_DB_BACKUP_TO", target.to_str().unwrap())
+            .env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL", "true")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(top.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = replica("a");
+    let mut b = replica("b");
+    let pids = [a.id(), b.id()];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first = loop {
+        if let Some(p) = receivewal_parent(&pids) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no replica streams");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_streaming(&sql);
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
+        }
+    };
+    insert(1, 10);
+    let backup = run(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])
+    .env("KASM_DB_BACKUP_FILE_MODE", "0644"));
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let id = json(&backup)["id"].as_str().unwrap().to_string();
+    insert(11, 20);
+    let switched = sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+
+    // SIGTERM to the leader: it stores what it received and exits 0.
+    let (leader, other) = if first == a.id() {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(leader.id() as i32, libc::SIGTERM);
+    }
+    let status = leader.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let record = target.join(format!("wal/00000001/{switched}.json"));
+    assert!(
+        record.exists(),
+        "{switched} was not stored before the leader stopped"
+    );
+    insert(21, 30);
+
+    // The other replica takes the lead (it tries again every 15 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while receivewal_parent(&[other.id()]).is_none() {
+        assert!(Instant::now() < deadline, "no replica took over the stream");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_streaming(&sql);
+    insert(31, 40);
+    let switched = sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let record = target.join(format!("wal/00000001/{switched}.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !record.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader did not store {switched}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(other.id() as i32, libc::SIGTERM);
+    }
+    assert!(other.wait().unwrap().success());
+
+    let r = run(kasm_db(&[
+        "backups",
+        "verify",
+        &id,
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let restored = open_dir(&top, "restored");
+    let r = restore(&bindir, &target, &restored.join("latest"), &[]).expect("restore");
+    assert_eq!(r.rows, (1..=40).collect::<Vec<_>>());
+}
