@@ -1384,6 +1384,22 @@ fn the_slot_guard_names_a_slot_nobody_consumes() {
         text.stdout
     );
 
+    // `size` reads the same slot (db::replication::slot) and puts it first in its advice.
+    let size = run(kasm_db(&["size", "--json", "--no-record", "--db", &url]));
+    let size = json(&size);
+    assert_eq!(size["wal_slot"]["active"], false, "{size}");
+    assert!(
+        size["wal_slot"]["retained_bytes"].as_u64().unwrap() >= kept,
+        "{size}"
+    );
+    assert!(
+        size["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("pg_drop_replication_slot('kasm_db')"),
+        "{size}"
+    );
+
     // serve (not streaming) shows the slot in /metrics and notifies once.
     let (hook, got) = webhook();
     let listen = std::net::TcpListener::bind("127.0.0.1:0")
