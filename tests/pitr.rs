@@ -1670,6 +1670,8 @@ fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
     }
     let n_at_kill = committed.lock().unwrap().len();
     wait_rows(n_at_kill + 100); // written while nothing streams: the slot keeps it
+    // Started again while the target is away: it streams into staging meanwhile.
+    relay.cut(Duration::from_secs(12));
     let mut stream = start_stream("stream-2.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {

@@ -279,8 +279,12 @@ pub async fn stream(
     };
     // Each backup.copy_to target is kept caught up beside the sweep (never holding it up).
     let copies = super::copies::start(storage.clone(), copy_to, spec.config, flush);
-    // Completed segments a killed run left behind go first.
-    sweeper.sweep(&mut report).await?;
+    // Completed segments a killed run left behind go first. A target that is away now does
+    // not stop the stream: pg_receivewal fills the staging directory meanwhile (else the slot
+    // keeps the WAL on the primary), and the sweeps store it when the target is back.
+    if let Err(e) = sweeper.sweep(&mut report).await {
+        tracing::warn!("storing the WAL staged before: {e}; streaming into staging meanwhile");
+    }
 
     let mut child = receivewal(&["--verbose"])
         .stdout(Stdio::null())
