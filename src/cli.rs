@@ -261,8 +261,10 @@ pub enum WalCommand {
     /// created when missing), each completed segment stored compressed and checksummed as
     /// wal/<timeline>/<segment>.gz with its record (<segment>.json, written after it), the
     /// segment still being written stored at least every backup.wal_flush (default 10s): that
-    /// is the most committed work a crash of the primary can lose. A restart (of the primary
-    /// or of this) resumes from the slot, no gap. One leader: a second run against the same
+    /// is the most committed work a crash of the primary can lose. Each backup.copy_to target
+    /// gets every stored segment too (one that is down never holds up the main target, and is
+    /// caught up when it is back). A restart (of the primary or of this) resumes from the
+    /// slot, no gap. One leader: a second run against the same
     /// database exits 75. Needs a role with REPLICATION and a `host replication` line in
     /// pg_hba.conf; a managed server without replication (Amazon RDS) is refused, pointing to
     /// the provider's own point-in-time recovery. The slot keeps WAL on the primary while
@@ -509,9 +511,10 @@ pub enum BackupsCommand {
     },
     /// Copy a complete backup to another target (a second copy, 3-2-1): streamed, its size and
     /// SHA-256 checked against the manifest on the way (a corrupt source is refused and nothing
-    /// appears at the destination), the manifest written last. Nothing is pruned.
+    /// appears at the destination), the manifest written last. A physical backup's archived
+    /// WAL that the destination lacks is copied first. Nothing is pruned.
     ///
-    /// `--json`: {"id","target","bytes","already_there"}.
+    /// `--json`: {"id","target","bytes","already_there"} (+ "wal" for a physical backup).
     Copy {
         /// Backup id, or `latest`.
         #[arg(value_name = "ID|latest")]
@@ -526,11 +529,14 @@ pub enum BackupsCommand {
     /// Check that the backups would save the day: the newest complete backup is at most
     /// --max-age old, there are at least --min-count, and (with --verified-within) the newest
     /// passed a verification recently. A failed verification of the newest backup always fails
-    /// the check. Exit 0 when all is met; exit 1 with one reason per condition not met (no
-    /// backups at all is its own reason); 75 when the target cannot be read. The first line
-    /// reads like a Nagios/Icinga plugin's (`BACKUPS OK - ...` / `BACKUPS CRITICAL - ...`, with
-    /// performance data). `--json`: {"ok","reasons","target","count","newest_id",
-    /// "newest_created","newest_age_s","last_verification","criteria","checked_at"}.
+    /// the check. When the database answers, the replication slot backup.wal_slot is checked
+    /// too (the slot guard): no consumer and more WAL kept on the primary than
+    /// backup.wal_slot_max_retained (default 10GB), or its WAL lost, fails the check. Exit 0
+    /// when all is met; exit 1 with one reason per condition not met (no backups at all is its
+    /// own reason); 75 when the target cannot be read. The first line reads like a
+    /// Nagios/Icinga plugin's (`BACKUPS OK - ...` / `BACKUPS CRITICAL - ...`, with performance
+    /// data). `--json`: {"ok","reasons","target","count","newest_id","newest_created",
+    /// "newest_age_s","last_verification","criteria","checked_at","wal_slot"}.
     Check {
         /// The target to read (default: backup.to).
         #[arg(long, value_name = "TARGET")]

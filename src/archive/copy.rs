@@ -7,15 +7,21 @@
 //! location, restore recipe and server-side encryption; everything else as the source's), then the latest verification
 //! record when the source has one (it speaks of the same bytes). A source whose size or SHA-256
 //! differs from its manifest is refused: the destination's upload is aborted before it is
-//! committed, so nothing appears there. Never deletes anything on either side, never writes a
+//! committed, so nothing appears there. Never deletes a backup on either side, never writes a
 //! manifest before its object is complete, never logs a credential.
+//!
+//! Archived WAL (point-in-time recovery, `wal/`) is copied by [`copy_wal`]: what the
+//! destination lacks, each object checked against its record and the record written after it
+//! (a physical backup's copy carries it, and `wal stream` keeps each `backup.copy_to` target
+//! caught up with it). Only a superseded partial copy of a segment is ever deleted there.
 
 use super::compress::Digest;
 use super::manifest::{self, Manifest};
 use super::storage::{self, Piece, Retain, Storage};
-use super::{catalog, verification};
+use super::{catalog, verification, wal};
 use crate::error::{Error, Result};
 use serde::Serialize;
+use std::collections::HashSet;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -34,6 +40,9 @@ pub struct Copied {
     pub bytes: u64,
     /// The destination already held this backup, complete and with the same SHA-256.
     pub already_there: bool,
+    /// A physical backup: the archived WAL copied with it (what the destination lacked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalCopied>,
 }
 
 /// Copy backup `id` (or `latest`) from `src` to `dst`.
@@ -49,7 +58,19 @@ pub async fn copy_manifest(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -
         target: dst.describe(),
         bytes: 0,
         already_there: false,
+        wal: None,
     };
+    // A physical backup is restorable only with the WAL after it: the archive's WAL goes
+    // first, so the copy's manifest never appears without its chain.
+    if m.kind == manifest::BackupKind::Physical {
+        done.wal = Some(copy_wal(src, dst).await.map_err(|e| {
+            e.context(format!(
+                "cannot copy the archived WAL of {} to {}; the backup was not copied",
+                m.id,
+                dst.describe()
+            ))
+        })?);
+    }
     // Not there yet (or the destination directory not yet made: the write creates it); a
     // destination that cannot be listed is not taken for an empty one.
     match catalog::find(dst, &m.id).await {
@@ -143,13 +164,51 @@ async fn copy_passwords(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> R
 /// Stream the data object, checking size and SHA-256 against the manifest before the
 /// destination commits it. Returns the bytes written.
 async fn copy_object(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Result<u64> {
-    let Some(mut reader) = src.get(&m.object).await? else {
-        return Err(Error::failed(format!(
+    copy_checked(
+        src,
+        dst,
+        &m.object,
+        m.size_bytes,
+        &m.sha256,
+        &format!("backup {}", m.id),
+    )
+    .await
+    .map_err(|e| match e {
+        CopyError::Missing => Error::failed(format!(
             "backup {} in {}: its object {} is missing",
             m.id,
             src.describe(),
             m.object
-        )));
+        )),
+        CopyError::Other(e) => e,
+    })
+}
+
+/// Why [`copy_checked`] copied nothing.
+enum CopyError {
+    /// The source object is not there.
+    Missing,
+    Other(Error),
+}
+
+impl From<Error> for CopyError {
+    fn from(e: Error) -> Self {
+        CopyError::Other(e)
+    }
+}
+
+/// Stream `object` from `src` to `dst`, checking its size and SHA-256 against `size` and `sha`
+/// before the destination commits it (`what` names it in errors). Returns the bytes written.
+async fn copy_checked(
+    src: &dyn Storage,
+    dst: &dyn Storage,
+    object: &str,
+    size_expected: u64,
+    sha_expected: &str,
+    what: &str,
+) -> std::result::Result<u64, CopyError> {
+    let Some(mut reader) = src.get(object).await? else {
+        return Err(CopyError::Missing);
     };
     let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_PIECES);
     let read = async move {
@@ -159,11 +218,7 @@ async fn copy_object(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Resu
             let mut filled = 0;
             while filled < buf.len() {
                 let n = reader.read(&mut buf[filled..]).await.map_err(|e| {
-                    Error::from(e).context(format!(
-                        "cannot read {} from {}",
-                        m.object,
-                        src.describe()
-                    ))
+                    Error::from(e).context(format!("cannot read {object} from {}", src.describe()))
                 })?;
                 if n == 0 {
                     break;
@@ -181,16 +236,15 @@ async fn copy_object(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Resu
             }
         }
         let (sha, size) = digest.finish();
-        if size != m.size_bytes || sha != m.sha256 {
+        if size != size_expected || sha != sha_expected {
             // Dropping `tx` without `End` aborts the destination's upload.
             return Err(Error::failed(format!(
-                "backup {} in {} is corrupt ({}): refused, nothing was copied to {}",
-                m.id,
+                "{what} in {} is corrupt ({}): refused, nothing was copied to {}",
                 src.describe(),
-                if size != m.size_bytes {
-                    format!("{size} bytes, the manifest says {}", m.size_bytes)
+                if size != size_expected {
+                    format!("{size} bytes, its record says {size_expected}")
                 } else {
-                    "its SHA-256 differs from the manifest".to_string()
+                    "its SHA-256 differs from its record".to_string()
                 },
                 dst.describe()
             )));
@@ -198,14 +252,167 @@ async fn copy_object(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Resu
         let _ = tx.send(Piece::End).await;
         Ok(Some(size))
     };
-    let (read, written) = tokio::join!(read, dst.put_stream(&m.object, rx));
+    let (read, written) = tokio::join!(read, dst.put_stream(object, rx));
     match (read?, written) {
         (Some(size), Ok(n)) if n == size => Ok(n),
         (Some(size), Ok(n)) => Err(Error::failed(format!(
             "{} reports {n} bytes written but {size} were sent",
             dst.describe()
-        ))),
-        (_, Err(e)) => Err(e.context(format!("cannot copy {} to {}", m.id, dst.describe()))),
-        (None, Ok(_)) => Err(Error::failed("the destination stopped reading")),
+        ))
+        .into()),
+        (_, Err(e)) => Err(e
+            .context(format!("cannot copy {what} to {}", dst.describe()))
+            .into()),
+        (None, Ok(_)) => Err(Error::failed("the destination stopped reading").into()),
+    }
+}
+
+/// What one WAL catch-up ([`copy_wal`]) did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WalCopied {
+    /// Completed segments and history files copied.
+    pub files: u64,
+    /// Partial copies of the segment being written copied.
+    pub partial: u64,
+    /// Bytes of objects written.
+    pub bytes: u64,
+}
+
+/// Bring the archived WAL of `dst` up to `src`'s (`wal/`, [`super::wal`]): every completed
+/// segment and history file `src` holds and `dst` lacks is copied in order, object first
+/// (checked against its record on the way) and its record after it, so `dst`'s chain has no
+/// gap where `src`'s has none; the partial copy of the segment being written follows when
+/// `dst`'s differs, its older copy in `dst` deleted once the new record is there, and a partial
+/// copy in `dst` of a segment now stored whole there is removed (record first). Both sides are
+/// listed each time: a destination that was away (a share unmounted, a bucket unreachable) is
+/// caught up from what it really holds. A destination that cannot be listed is not taken for an
+/// empty one: nothing is written to it. Deletes nothing else on either side.
+pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied> {
+    let mut done = WalCopied::default();
+    let wal_prefix = format!("{}/", wal::WAL_DIR);
+    let src_names: Vec<String> = src
+        .list()
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.starts_with(&wal_prefix))
+        .collect();
+    if !src_names.iter().any(|n| n.ends_with(".json")) {
+        return Ok(done);
+    }
+    let dst_names: HashSet<String> = dst
+        .list()
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "cannot list {}; no WAL was copied to it",
+                dst.describe()
+            ))
+        })?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.starts_with(&wal_prefix))
+        .collect();
+    let src_set: HashSet<&str> = src_names.iter().map(String::as_str).collect();
+    let mut whole: Vec<&str> = Vec::new();
+    let mut partial: Vec<&str> = Vec::new();
+    for n in &src_names {
+        if n.ends_with(".partial.json") {
+            partial.push(n);
+        } else if n.ends_with(".json") {
+            whole.push(n);
+        }
+    }
+    // History files first (recovery reads them to find the timelines), then segments in order.
+    whole.sort_by_key(|n| (!n.ends_with(".history.json"), n.to_string()));
+    for record_name in whole {
+        if dst_names.contains(record_name) {
+            continue;
+        }
+        let Some(record) = read_record(src, record_name).await? else {
+            continue; // pruned meanwhile
+        };
+        match copy_checked(
+            src,
+            dst,
+            &record.object,
+            record.size_bytes,
+            &record.sha256,
+            &format!("WAL file {}", record.file),
+        )
+        .await
+        {
+            Ok(n) => done.bytes += n,
+            Err(CopyError::Missing) => continue, // pruned meanwhile
+            Err(CopyError::Other(e)) => return Err(e),
+        }
+        let body = serde_json::to_vec_pretty(&record)
+            .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
+        dst.put_small(record_name, body, Retain::WithBackup).await?;
+        done.files += 1;
+        // The destination's partial copy of this segment is now superseded: record first.
+        if let Some(p) = wal::record_name(&record.file, true) {
+            if dst_names.contains(&p) {
+                let old = read_record(dst, &p).await.ok().flatten();
+                dst.delete(&p).await?;
+                if let Some(old) = old {
+                    let _ = dst.delete(&old.object).await;
+                }
+            }
+        }
+    }
+    for record_name in partial {
+        // A segment stored whole at the source has its partial record removed there soon:
+        // nothing to copy.
+        let whole_name = record_name.replace(".partial.json", ".json");
+        if src_set.contains(whole_name.as_str()) {
+            continue;
+        }
+        let Some(record) = read_record(src, record_name).await? else {
+            continue;
+        };
+        let theirs = if dst_names.contains(record_name) {
+            read_record(dst, record_name).await?
+        } else {
+            None
+        };
+        if theirs.as_ref().is_some_and(|t| *t == record) {
+            continue;
+        }
+        match copy_checked(
+            src,
+            dst,
+            &record.object,
+            record.size_bytes,
+            &record.sha256,
+            &format!("WAL file {} (partial)", record.file),
+        )
+        .await
+        {
+            Ok(n) => done.bytes += n,
+            Err(CopyError::Missing) => continue, // replaced by a newer copy meanwhile
+            Err(CopyError::Other(e)) => return Err(e),
+        }
+        let body = serde_json::to_vec_pretty(&record)
+            .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
+        dst.put_small(record_name, body, Retain::No).await?;
+        done.partial += 1;
+        if let Some(old) = theirs.filter(|t| t.object != record.object) {
+            let _ = dst.delete(&old.object).await;
+        }
+    }
+    Ok(done)
+}
+
+/// A WAL record (`None` when it is not there).
+async fn read_record(s: &dyn Storage, name: &str) -> Result<Option<wal::Record>> {
+    match storage::get_small(s, name).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::failed(format!(
+                "the WAL record {name} in {} is not readable: {e}",
+                s.describe()
+            ))
+        }),
     }
 }

@@ -99,6 +99,24 @@ impl Target {
     }
 }
 
+/// `backup.copy_to` parsed: further targets each backup (and the archived WAL) is copied to.
+/// A target that is not one, or is the backup's own `primary`, is a usage error (exit 2).
+pub fn copy_targets(copy_to: &[String], primary: &Target) -> Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for text in copy_to {
+        let t = Target::parse(text).map_err(|e| Error::usage(format!("backup.copy_to: {e}")))?;
+        if &t == primary {
+            return Err(Error::usage(format!(
+                "backup.copy_to names {t}, the backup's own target: a second copy must be elsewhere"
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -166,20 +166,7 @@ fn warnings(target: &str, p: &PruneReport) -> Vec<String> {
 /// `backup.copy_to` parsed; a target that is not one, or is the backup's own `primary`, is a
 /// usage error (exit 2) before anything runs.
 pub fn copy_targets(config: &Config, primary: &Target) -> Result<Vec<Target>> {
-    let mut out = Vec::new();
-    for text in &config.backup.copy_to {
-        let t = Target::parse(text)
-            .map_err(|e| crate::error::Error::usage(format!("backup.copy_to: {e}")))?;
-        if &t == primary {
-            return Err(crate::error::Error::usage(format!(
-                "backup.copy_to names {t}, the backup's own target: a second copy must be elsewhere"
-            )));
-        }
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    Ok(out)
+    crate::archive::target::copy_targets(&config.backup.copy_to, primary)
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ fn judge(job: Job, requested: Option<String>, r: &Result<Outcome>) -> Finish {
             let key = match job {
                 Job::Backup | Job::Verify => "id",
                 Job::Restore => "backup",
-                Job::Purge | Job::Vacuum => "",
+                Job::Purge | Job::Vacuum | Job::Wal => "",
             };
             let backup = o
                 .json

@@ -201,6 +201,10 @@ pub struct BackupConfig {
     /// missing. A slot nobody consumes keeps WAL on the primary: drop it with
     /// `SELECT pg_drop_replication_slot('kasm_db')` when streaming stops for good.
     pub wal_slot: String,
+    /// The slot guard: WAL the slot may keep on the primary while nothing consumes it before
+    /// `backups check` fails and `serve` notifies (default "10GB"). Set the server's own
+    /// `max_slot_wal_keep_size` as the hard limit.
+    pub wal_slot_max_retained: ByteSize,
 }
 
 impl BackupConfig {
@@ -238,6 +242,7 @@ impl Default for BackupConfig {
             wal: false,
             wal_flush: Window::from_secs(10),
             wal_slot: "kasm_db".into(),
+            wal_slot_max_retained: ByteSize::from_bytes(10_000_000_000),
         }
     }
 }

@@ -61,15 +61,8 @@ pub struct SizeReport {
     pub wal_slot: Option<SlotState>,
 }
 
-/// A physical replication slot as `pg_replication_slots` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SlotState {
-    pub name: String,
-    pub active: bool,
-    /// WAL the server keeps for it (from its `restart_lsn` to now); `None` before it reserved
-    /// any.
-    pub retained_bytes: Option<u64>,
-}
+/// A physical replication slot as `pg_replication_slots` shows it (the slot guard's reading).
+pub type SlotState = crate::db::replication::Slot;
 
 /// The advice for a slot (pure): a slot nobody streams from keeps WAL on the primary until its
 /// disk is full.
@@ -189,20 +182,10 @@ pub async fn measure(
     });
     let mut advice = advice;
     let mut status = status;
-    let wal_slot = client
-        .query_opt(
-            "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
-             FROM pg_replication_slots WHERE slot_name = $1 AND NOT pg_is_in_recovery()",
-            &[&config.backup.wal_slot],
-        )
+    let wal_slot = crate::db::replication::slot(client, &config.backup.wal_slot)
         .await
         .ok()
-        .flatten()
-        .map(|r| SlotState {
-            name: config.backup.wal_slot.clone(),
-            active: r.get(0),
-            retained_bytes: r.get::<_, Option<i64>>(1).map(|b| b.max(0) as u64),
-        });
+        .and_then(|r| r.slot);
     if let Some(a) = wal_slot.as_ref().and_then(slot_advice) {
         tracing::warn!("{a}");
         advice.insert(0, a);
@@ -464,6 +447,7 @@ mod tests {
             name: "kasm_db".into(),
             active: true,
             retained_bytes: Some(3 << 30),
+            wal_status: None,
         };
         assert_eq!(slot_advice(&s), None);
         s.active = false;

@@ -22,6 +22,8 @@ pub enum Job {
     Purge,
     Vacuum,
     Restore,
+    /// Point-in-time recovery's WAL archive (the slot guard: a slot nobody consumes, lost WAL).
+    Wal,
 }
 
 impl Job {
@@ -32,6 +34,7 @@ impl Job {
             Job::Purge => "purge",
             Job::Vacuum => "vacuum",
             Job::Restore => "restore",
+            Job::Wal => "wal",
         }
     }
 }

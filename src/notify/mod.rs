@@ -1,5 +1,6 @@
 //! Job notifications (`[notify]`): a POST with a JSON body to each configured URL when a
-//! backup, verify, purge, vacuum or restore starts, succeeds or fails, as `notify.on` asks.
+//! backup, verify, purge, vacuum or restore starts, succeeds or fails, as `notify.on` asks, and
+//! (job `wal`) when serve's slot guard finds the replication slot in trouble and when it is well again.
 //! The command line and `serve`'s schedule wrap the same operations in the same
 //! [`Notifier::around`]; the `demo` uses it too.
 //!

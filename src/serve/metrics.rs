@@ -152,6 +152,18 @@ const HELP: &[(&str, &str)] = &[
         "Records written to serve's spool while the database was unavailable.",
     ),
     (
+        "wal_slot_active",
+        "1 when the WAL stream's replication slot has a consumer (pg_receivewal), else 0.",
+    ),
+    (
+        "wal_slot_ok",
+        "0 when the slot guard finds a problem: no consumer and more WAL kept than backup.wal_slot_max_retained, or WAL lost.",
+    ),
+    (
+        "wal_slot_retained_bytes",
+        "WAL the replication slot keeps on the primary (current position minus restart_lsn).",
+    ),
+    (
         "wal_streaming",
         "1 while this replica streams WAL to the backup target (backup.wal = true).",
     ),

@@ -34,6 +34,7 @@ pub mod read_api;
 pub mod recovery;
 pub mod schedule;
 pub mod session;
+pub mod slot_guard;
 pub mod spool;
 pub mod store;
 pub mod throttle;
@@ -218,6 +219,19 @@ pub async fn serve(
         tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
     }
 
+    // The slot guard runs on every replica, streaming or not (a slot left behind is the case
+    // it is for).
+    {
+        let work = slot_guard::watch(
+            cfg.clone(),
+            pool.clone(),
+            db.redacted(),
+            metrics.clone(),
+            notifier(&cfg.notify, &metrics)?,
+            stop_rx.clone(),
+        );
+        tasks.spawn(after_ready(ready_rx.clone(), stop_rx.clone(), work));
+    }
     if cfg.backup.wal {
         let work = stream_wal(
             cfg.clone(),
@@ -468,7 +482,7 @@ fn notifier(
     };
     if !config.urls.is_empty() {
         use crate::notify::Job;
-        for job in [Job::Backup, Job::Verify, Job::Purge, Job::Vacuum] {
+        for job in [Job::Backup, Job::Verify, Job::Purge, Job::Vacuum, Job::Wal] {
             metrics.add("notify_failures_total", &[("job", job.as_str())], 0);
         }
     }

@@ -15,8 +15,14 @@
 //!    compressed and checksummed like a dump, stored, its record written after it, the partial
 //!    copy of it deleted, and then the local file removed; the segment still being written is
 //!    stored as a new partial copy when it changed. So the committed work at risk when the
-//!    primary dies is at most `wal_flush` old.
-//! 5. SIGTERM/SIGINT stops pg_receivewal, one last sweep stores what it received, exit 0.
+//!    primary dies is at most `wal_flush` old. A file that cannot be stored (the target away,
+//!    a dropped connection) is retried ([`STORE_RETRY`], the project's one retry policy) and
+//!    otherwise stays staged for the next sweep: nothing leaves staging before it is stored.
+//! 5. Each `backup.copy_to` target is kept caught up with the main target's WAL by a task of
+//!    its own ([`super::copies`]): a copy that is down never holds up the main target, and
+//!    gets what it missed when it is back.
+//! 6. SIGTERM/SIGINT stops pg_receivewal, one last sweep stores what it received (and the
+//!    copies get one last round), exit 0.
 //!
 //! With `backup.encryption_key_file` every stored object (completed segment, partial copy,
 //! history file) is sealed as a dump is ([`crypt`]); its record names the key id, and its size
@@ -188,6 +194,7 @@ pub async fn stream(
     if flush.is_zero() {
         return Err(Error::usage("backup.wal_flush must be more than 0"));
     }
+    let copy_to = crate::archive::target::copy_targets(&spec.config.backup.copy_to, spec.target)?;
     let storage = storage::open(spec.target, spec.config).await?;
     let retry = Retry::configured(&spec.config.database);
     let mut leader = db::connect(spec.db, retry).await?;
@@ -277,8 +284,14 @@ pub async fn stream(
         partial_seen: HashMap::new(),
         history_done: HashSet::new(),
     };
-    // Completed segments a killed run left behind go first.
-    sweeper.sweep(&mut report).await?;
+    // Each backup.copy_to target is kept caught up beside the sweep (never holding it up).
+    let copies = super::copies::start(storage.clone(), copy_to, spec.config, flush);
+    // Completed segments a killed run left behind go first. A target that is away now does
+    // not stop the stream: pg_receivewal fills the staging directory meanwhile (else the slot
+    // keeps the WAL on the primary), and the sweeps store it when the target is back.
+    if let Err(e) = sweeper.sweep(&mut report).await {
+        tracing::warn!("storing the WAL staged before: {e}; streaming into staging meanwhile");
+    }
 
     let mut child = receivewal(&["--verbose"])
         .stdout(Stdio::null())
@@ -344,6 +357,7 @@ pub async fn stream(
     let _ = tokio::time::timeout(Duration::from_secs(4), child.wait()).await;
     let _ = child.start_kill();
     let last = sweeper.sweep(&mut report).await;
+    copies.finish().await;
     outcome?;
     last?;
     Ok(report)
@@ -407,13 +421,12 @@ impl Sweeper<'_> {
         complete.sort();
         partial.sort();
         for name in history {
-            store(
+            store_retrying(
                 self.storage,
                 self.method,
                 self.key.as_ref(),
                 &self.dir.join(&name),
                 &name,
-                None,
             )
             .await?;
             self.history_done.insert(name);
@@ -421,15 +434,7 @@ impl Sweeper<'_> {
         }
         for name in complete {
             let path = self.dir.join(&name);
-            store(
-                self.storage,
-                self.method,
-                self.key.as_ref(),
-                &path,
-                &name,
-                None,
-            )
-            .await?;
+            store_retrying(self.storage, self.method, self.key.as_ref(), &path, &name).await?;
             self.drop_partial_copy(&name).await;
             tokio::fs::remove_file(&path).await?;
             report.segments += 1;
@@ -510,6 +515,35 @@ impl Sweeper<'_> {
         }
         if let Some((_, obj)) = self.partial_seen.remove(seg) {
             let _ = self.storage.delete(&obj).await;
+        }
+    }
+}
+
+/// How storing one completed WAL file is retried within a sweep (a target that drops a
+/// connection); after that the file stays staged and the next sweep tries again.
+const STORE_RETRY: crate::retry::Policy =
+    crate::retry::Policy::new(3, Duration::from_millis(500), Duration::from_secs(4))
+        .with_jitter(crate::retry::Jitter::UpToQuarter);
+
+/// [`store`] a completed segment or history file, retried by [`STORE_RETRY`].
+async fn store_retrying(
+    storage: &dyn Storage,
+    method: Method,
+    key: Option<&crypt::Key>,
+    path: &Path,
+    name: &str,
+) -> Result<Record> {
+    let mut attempt = 1;
+    loop {
+        match store(storage, method, key, path, name, None).await {
+            Ok(r) => return Ok(r),
+            Err(e) if STORE_RETRY.again_after(attempt) => {
+                let wait = STORE_RETRY.delay(attempt, rand::random());
+                tracing::debug!(file = name, "storing WAL: {e}; again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.context(format!("storing {name} ({attempt} attempts)"))),
         }
     }
 }

@@ -1297,3 +1297,785 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
     // The same search finds the rows in the clear in the restored data directory.
     assert!(tree_contains(&dir, MARKER.as_bytes()).is_some());
 }
+
+/// The WAL records (completed segments and history files, not partial copies) under a
+/// directory target.
+fn wal_records(target: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(timelines) = std::fs::read_dir(target.join("wal")) else {
+        return out;
+    };
+    for tli in timelines.flatten() {
+        for f in std::fs::read_dir(tli.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.ends_with(".json") && !name.ends_with(".partial.json") {
+                out.push(name);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 25, `backup.copy_to`: every segment stored under the main target reaches the copy
+/// target too. A copy target that is away (its directory replaced by a file, as a share that is
+/// not mounted) does not hold up the main target; when it is back it gets every segment it
+/// missed, so `backups verify --from COPY` finds the chain whole and a restore from the copy has
+/// every row.
+#[test]
+fn wal_reaches_a_copy_target_that_was_away() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "wal-copies");
+    let target = open_dir(&top, "target");
+    let copy = open_dir(&top, "copy");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let url = primary.url("kasm");
+    let with_env = |mut c: Command| {
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"))
+            .env("KASM_DB_BACKUP_COPY_TO", copy.to_str().unwrap());
+        c
+    };
+    let stream = with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ]))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_streaming(&sql);
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
+        }
+    };
+    insert(1, 10);
+    let b = run(with_env(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let b = json(&b);
+    let id = b["id"].as_str().unwrap().to_string();
+    assert!(
+        copy.join(&id).join("manifest.json").exists(),
+        "the base backup reached the copy: {b}"
+    );
+
+    // The copy goes away; the main target keeps taking WAL meanwhile.
+    let away = top.join("copy.away");
+    std::fs::rename(&copy, &away).unwrap();
+    std::fs::write(&copy, b"not mounted").unwrap();
+    let before = wal_records(&target).len();
+    for i in 0..4 {
+        insert(11 + i * 10, 20 + i * 10);
+        sql("SELECT pg_switch_wal()").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wal_records(&target).len() < before + 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the main target stopped taking WAL while the copy was away: {:?}",
+            wal_records(&target)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let missed: Vec<String> = wal_records(&target)
+        .into_iter()
+        .filter(|r| !wal_records(&away).contains(r))
+        .collect();
+    assert!(missed.len() >= 4, "the copy missed nothing? {missed:?}");
+
+    // Back: it catches up while the stream runs.
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::rename(&away, &copy).unwrap();
+    insert(51, 60);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (main, copied) = (wal_records(&target), wal_records(&copy));
+        if main.iter().all(|r| copied.contains(r)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the copy did not catch up: main {main:?}, copy {copied:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop_stream(stream);
+
+    let verify = run(kasm_db(&[
+        "backups",
+        "verify",
+        &id,
+        "--json",
+        "--from",
+        copy.to_str().unwrap(),
+    ]));
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    let restored = open_dir(&top, "restored");
+    let r = restore(&bindir, &copy, &restored.join("from-copy"), &[]).expect("restore from copy");
+    assert_eq!(r.rows, (1..=60).collect::<Vec<_>>());
+    assert_eq!(r.report["backup"], b["id"]);
+}
+
+/// A plain HTTP/1.0 GET on loopback: the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// A webhook receiver on loopback: every POST body it got.
+fn webhook() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    g.lock().unwrap().push(v);
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, got)
+}
+
+/// Issue 25, the slot guard: a replication slot nobody consumes keeps WAL on the primary. Past
+/// `backup.wal_slot_max_retained` `backups check` fails naming the slot and the bytes (it
+/// passes while the stream consumes it), `serve`'s `/metrics` shows what the slot keeps and
+/// that it has no consumer, and one `wal` failure notification is sent. The slot is never
+/// dropped.
+#[test]
+fn the_slot_guard_names_a_slot_nobody_consumes() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "slot-guard");
+    let target = open_dir(&top, "target");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let url = primary.url("kasm");
+    let with_env = |mut c: Command| {
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+            .env("KASM_DB_BACKUP_WAL_SLOT_MAX_RETAINED", "1MB");
+        c
+    };
+    let stream = with_env(kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ]))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_streaming(&sql);
+    let b = run(with_env(kasm_db(&[
+        "backup",
+        "--physical",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let check = || {
+        run(with_env(kasm_db(&[
+            "backups",
+            "check",
+            "--json",
+            "--db",
+            &url,
+            "--from",
+            target.to_str().unwrap(),
+        ])))
+    };
+    // Consumed: the check passes, and advises the server's own hard limit.
+    let r = check();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["wal_slot"]["active"], true, "{v}");
+    assert_eq!(v["wal_slot"]["max_slot_wal_keep_size_mb"], -1, "{v}");
+    assert!(
+        v["wal_slot"]["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_slot_wal_keep_size"),
+        "{v}"
+    );
+
+    // Nobody consumes it any more, and WAL is written past the limit.
+    stop_stream(stream);
+    sql(
+        "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 30000) g",
+    )
+    .unwrap();
+    sql("SELECT pg_switch_wal()").unwrap();
+    let kept: u64 = sql(
+        "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots \
+         WHERE slot_name = 'kasm_db'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(kept > 1_000_000, "{kept}");
+    let r = check();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let reason = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .find(|r| r.contains("replication slot kasm_db"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        reason.contains("bytes") && reason.contains("no consumer"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("pg_drop_replication_slot('kasm_db')"),
+        "{reason}"
+    );
+    assert!(
+        v["wal_slot"]["retained_bytes"].as_u64().unwrap() >= kept,
+        "{v}"
+    );
+    let text = run(with_env(kasm_db(&[
+        "backups",
+        "check",
+        "--db",
+        &url,
+        "--from",
+        target.to_str().unwrap(),
+    ])));
+    assert_eq!(text.code, 1);
+    assert!(
+        text.stdout.starts_with("BACKUPS CRITICAL") && text.stdout.contains("NO CONSUMER"),
+        "{}",
+        text.stdout
+    );
+
+    // `size` reads the same slot (db::replication::slot) and puts it first in its advice.
+    let size = run(kasm_db(&["size", "--json", "--no-record", "--db", &url]));
+    let size = json(&size);
+    assert_eq!(size["wal_slot"]["active"], false, "{size}");
+    assert!(
+        size["wal_slot"]["retained_bytes"].as_u64().unwrap() >= kept,
+        "{size}"
+    );
+    assert!(
+        size["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("pg_drop_replication_slot('kasm_db')"),
+        "{size}"
+    );
+
+    // serve (not streaming) shows the slot in /metrics and notifies once.
+    let (hook, got) = webhook();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut serve = with_env(kasm_db(&["serve", "--db", &url]))
+        .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+        .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
+        .env("KASM_DB_NOTIFY_URLS", format!("[\"http://{hook}/hook\"]"))
+        .env("KASM_DB_NOTIFY_ON", "failure")
+        .env("TMPDIR", work.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(top.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let metrics = loop {
+        let m = http_get(listen, "/metrics").unwrap_or_default();
+        if m.contains("kasm_db_wal_slot_ok{slot=\"kasm_db\"} 0") {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slot in /metrics: {m}\n{}",
+            std::fs::read_to_string(top.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        metrics.contains("kasm_db_wal_slot_active{slot=\"kasm_db\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kasm_db_wal_slot_retained_bytes gauge"),
+        "{metrics}"
+    );
+    let retained: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kasm_db_wal_slot_retained_bytes{slot=\"kasm_db\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(retained >= kept as f64, "{retained} < {kept}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no notification");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(serve.id() as i32, libc::SIGTERM);
+    }
+    assert!(serve.wait().unwrap().success());
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["job"], "wal", "{got:?}");
+    assert_eq!(got[0]["status"], "failure", "{got:?}");
+    assert!(
+        got[0]["error"].as_str().unwrap().contains("kasm_db"),
+        "{got:?}"
+    );
+    assert_eq!(
+        sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db'").unwrap(),
+        "1",
+        "the slot is never dropped"
+    );
+}
+
+/// A loopback TCP relay to an upstream server that the test can cut: every live connection is
+/// closed and new ones are dropped as soon as they are accepted, for a while.
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut_until: Arc<Mutex<Option<Instant>>>,
+    live: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// Connections dropped while cut.
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn start(upstream: std::net::SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            cut_until: Arc::default(),
+            live: Arc::default(),
+            refused: Arc::default(),
+        };
+        let (cut_until, live, refused) = (
+            relay.cut_until.clone(),
+            relay.live.clone(),
+            relay.refused.clone(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(down) = conn else { continue };
+                if cut_until
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| Instant::now() < t)
+                {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    let _ = down.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(up) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                {
+                    let mut l = live.lock().unwrap();
+                    l.push(down.try_clone().unwrap());
+                    l.push(up.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    /// Close every live connection and drop new ones for `how_long`.
+    fn cut(&self, how_long: Duration) {
+        *self.cut_until.lock().unwrap() = Some(Instant::now() + how_long);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Issue 25: "the stream survives an S3 server that drops connections, with no gap", and a
+/// `wal stream` killed with SIGKILL and started again leaves no gap. `wal stream` stores to moto
+/// through a relay that is cut twice (live connections closed, new ones dropped, for seconds)
+/// while a writer commits numbered rows and segments are switched; then the stream is killed
+/// outright and started again. Afterwards `backups verify` of the base backup taken before the
+/// cuts finds the chain whole, and a restore to latest has every row committed.
+#[test]
+fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "pitr-cuts");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let url = primary.url("kasm");
+    let bucket = moto::bucket();
+    let target = format!("s3://{bucket}/pitr");
+    let direct = moto::env();
+    let upstream: std::net::SocketAddr = moto::endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let relay = Relay::start(upstream);
+    let through_relay: Vec<(&str, String)> = direct
+        .iter()
+        .map(|(k, v)| {
+            if *k == "KASM_DB_S3_ENDPOINT" {
+                (*k, format!("http://{}", relay.addr))
+            } else {
+                (*k, v.clone())
+            }
+        })
+        .collect();
+    let kasm = |args: &[&str], env: &[(&str, String)]| {
+        let mut c = kasm_db(args);
+        c.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"));
+        c
+    };
+    let start_stream = |log: &str| {
+        kasm(
+            &[
+                "wal",
+                "stream",
+                "--db",
+                &url,
+                "--to",
+                &target,
+                "--staging-dir",
+                top.join("staging").to_str().unwrap(),
+            ],
+            &through_relay,
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(top.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+    };
+    let mut stream = start_stream("stream-1.log");
+    wait_streaming(&sql);
+
+    // The writer: numbered rows, one transaction each, a segment switched every 40 rows.
+    let committed: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (committed, stop) = (committed.clone(), stop.clone());
+        let (bindir, socket) = (bindir.clone(), socket.clone());
+        std::thread::spawn(move || {
+            let mut n = 1i64;
+            while !stop.load(Ordering::SeqCst) {
+                let q = format!("INSERT INTO t (n) VALUES ({n})");
+                psql(&bindir, &socket, port, "kasm", &q).unwrap();
+                committed.lock().unwrap().push(n);
+                if n % 40 == 0 {
+                    psql(&bindir, &socket, port, "kasm", "SELECT pg_switch_wal()").unwrap();
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        })
+    };
+    let wait_rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "the writer is stuck");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_rows(20);
+    let b = run(kasm(
+        &[
+            "backup",
+            "--physical",
+            "--json",
+            "--db",
+            &url,
+            "--to",
+            &target,
+        ],
+        &direct,
+    ));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let id = json(&b)["id"].as_str().unwrap().to_string();
+
+    // Two cuts while rows are committed and segments completed.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(2));
+        relay.cut(Duration::from_secs(5));
+        std::thread::sleep(Duration::from_secs(7));
+    }
+    assert!(
+        relay.refused.load(Ordering::SeqCst) > 0,
+        "the stream never tried the target while it was cut"
+    );
+    // Killed outright, and started again on the same staging directory.
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "pg_receivewal outlived its stream"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n_at_kill = committed.lock().unwrap().len();
+    wait_rows(n_at_kill + 100); // written while nothing streams: the slot keeps it
+    // Started again while the target is away: it streams into staging meanwhile.
+    relay.cut(Duration::from_secs(12));
+    let mut stream = start_stream("stream-2.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sql("SELECT count(*) FROM pg_replication_slots WHERE active").unwrap() != "1" {
+        assert!(
+            Instant::now() < deadline && stream.try_wait().unwrap().is_none(),
+            "the stream did not start again: {}",
+            std::fs::read_to_string(top.join("stream-2.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n_at_start = committed.lock().unwrap().len();
+    wait_rows(n_at_start + 100);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_secs(FLUSH_S + 1));
+    stop_stream(stream);
+    let last = *committed.lock().unwrap().last().unwrap();
+
+    let r = run(kasm(
+        &["backups", "verify", &id, "--json", "--from", &target],
+        &direct,
+    ));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let restored = open_dir(&top, "restored");
+    let r = restore_from(&bindir, &target, &direct, &restored.join("latest"), &[])
+        .expect("restore after the cuts");
+    assert_eq!(r.rows, (1..=last).collect::<Vec<_>>());
+    assert_eq!(r.report["backup"], serde_json::json!(id));
+}
+
+/// The `serve` process (by pid) whose child is a running pg_receivewal, if any.
+fn receivewal_parent(candidates: &[u32]) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with("(pg_receivewal") {
+            continue;
+        }
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        if candidates.contains(&ppid) {
+            return Some(ppid);
+        }
+    }
+    None
+}
+
+/// Two `serve` replicas with `backup.wal = true`: one leads the WAL stream. SIGTERM to the
+/// leader stops its stream cleanly (exit 0, what it received stored), and the other replica
+/// takes the lead; the archive after a base backup taken under the first leader has no gap and a
+/// restore has every row.
+#[test]
+fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "takeover");
+    let target = open_dir(&top, "target");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    sql("CREATE TABLE t (n int PRIMARY KEY)").unwrap();
+    let url = primary.url("kasm");
+    let replica = |name: &str| {
+        let tmp = open_dir(&top, &format!("tmp-{name}"));
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        kasm_db(&["serve", "--db", &url])
+            .env("KASM_DB_SERVER_LISTEN", listen.to_string())
+            .env("KASM_DB_SERVER_TOKEN", "t0ken-for-the-test")
+            .env("KASM_DB_BACKUP_TO", target.to_str().unwrap())
+            .env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL", "true")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(top.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = replica("a");
+    let mut b = replica("b");
+    let pids = [a.id(), b.id()];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first = loop {
+        if let Some(p) = receivewal_parent(&pids) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no replica streams");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_streaming(&sql);
+    let insert = |from: i64, to: i64| {
+        for n in from..=to {
+            sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();
+        }
+    };
+    insert(1, 10);
+    let backup = run(kasm_db(&[
+        "backup",
+        "--physical",
+        "--json",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ])
+    .env("KASM_DB_BACKUP_FILE_MODE", "0644"));
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let id = json(&backup)["id"].as_str().unwrap().to_string();
+    insert(11, 20);
+    let switched = sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    // The leader stores the completed segment within a flush interval or so (pg_receivewal
+    // completes it once the rest of it has arrived).
+    let record = target.join(format!("wal/00000001/{switched}.json"));
+    crate::common::wait::wait_until(
+        Duration::from_secs(60),
+        "the switched segment stored",
+        || record.exists(),
+    );
+
+    // SIGTERM to the leader: it stores what it received and exits 0.
+    let (leader, other) = if first == a.id() {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(leader.id() as i32, libc::SIGTERM);
+    }
+    let status = leader.wait().unwrap();
+    assert!(status.success(), "{status}");
+    insert(21, 30);
+
+    // The other replica takes the lead (it tries again every 15 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while receivewal_parent(&[other.id()]).is_none() {
+        assert!(Instant::now() < deadline, "no replica took over the stream");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_streaming(&sql);
+    insert(31, 40);
+    let switched = sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let record = target.join(format!("wal/00000001/{switched}.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !record.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader did not store {switched}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: our child.
+    unsafe {
+        libc::kill(other.id() as i32, libc::SIGTERM);
+    }
+    assert!(other.wait().unwrap().success());
+
+    let r = run(kasm_db(&[
+        "backups",
+        "verify",
+        &id,
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let restored = open_dir(&top, "restored");
+    let r = restore(&bindir, &target, &restored.join("latest"), &[]).expect("restore");
+    assert_eq!(r.rows, (1..=40).collect::<Vec<_>>());
+}

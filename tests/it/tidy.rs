@@ -52,6 +52,7 @@ const PURE: &[&str] = &[
     "net/proxy.rs",
     "archive/storage/azure/account.rs",
     "archive/wal.rs",
+    "wal/guard.rs",
     "archive/storage/azure/request.rs",
     "archive/storage/azure/xml.rs",
     "maintenance/assess.rs",
