@@ -283,10 +283,19 @@ mod tests {
     fn the_guard_stops_what_runs_in_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
         drop(Restored(dir.path().to_path_buf()));
-        let child = std::process::Command::new("sleep")
-            .arg("600")
-            .spawn()
-            .unwrap();
+        let mut sleeper = std::process::Command::new("sleep");
+        sleeper.arg("600");
+        // SIGINT as the postmaster takes it: a test run in the background (`cmd &`, as CI
+        // may) has SIGINT ignored, and a child inherits that.
+        // SAFETY: signal() in the forked child before exec is async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            sleeper.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let child = sleeper.spawn().unwrap();
         let pid = child.id() as i32;
         std::fs::write(dir.path().join("postmaster.pid"), format!("{pid}\n/x\n")).unwrap();
         let t = Instant::now();
