@@ -724,24 +724,42 @@ async fn unpack_into(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
-    let stdin = tar.stdin.take().expect("piped");
+    let stdin = TarInput {
+        inner: tar.stdin.take().expect("piped"),
+        refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let refused = stdin.refused.clone();
+    // Its messages read as they come: a tar with more to say than a pipe holds (a warning per
+    // file) would otherwise stop reading its input, and the stream would wait for ever.
+    let mut stderr = tar.stderr.take().expect("piped");
+    let said = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
+        text
+    });
     let streamed = fetch::stream_into(storage, m, key, stdin, "tar", |_| {}).await;
-    let out = tokio::task::spawn_blocking(move || tar.wait_with_output())
+    let status = tokio::task::spawn_blocking(move || tar.wait())
         .await
         .map_err(|e| Error::failed(format!("tar: {e}")))?
         .map_err(|e| Error::failed(format!("tar: {e}")))?;
-    let tar_failed = (!out.status.success()).then(|| {
+    let said = said.join().unwrap_or_default();
+    let tar_failed = (!status.success()).then(|| {
         format!(
             "unpacking backup {} into {} failed: tar {}: {}",
             m.id,
             data_dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            status,
+            String::from_utf8_lossy(&said).trim()
         )
     });
     match (streamed, tar_failed) {
-        // A corrupt object says so first; a sink that stopped taking bytes is tar's story.
-        (Err(e), Some(why)) if !e.to_string().contains("is corrupt") => {
+        // A corrupt object says so first; a tar that stopped taking bytes tells its own story.
+        // Anything else (a missing object, a storage read that failed midway) is the stream's,
+        // whatever tar then made of the input cut short.
+        (Err(e), Some(why))
+            if refused.load(std::sync::atomic::Ordering::SeqCst)
+                && !e.to_string().contains("is corrupt") =>
+        {
             return Err(Error::failed(why));
         }
         (Err(e), _) => return Err(e),
@@ -755,6 +773,28 @@ async fn unpack_into(
     drop(lock);
     staging.close()?;
     Ok(())
+}
+
+/// `tar`'s standard input, remembering whether tar stopped taking bytes (its own failure,
+/// rather than the stream's).
+struct TarInput {
+    inner: std::process::ChildStdin,
+    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Write for TarInput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
 }
 
 fn parent_of(dir: &Path) -> Result<PathBuf> {
@@ -878,6 +918,37 @@ mod tests {
             ),
             "{c}"
         );
+    }
+
+    /// A base backup whose object is not in the archive is reported as that, not as what tar
+    /// made of the empty input; DIR (made by the restore) is gone again.
+    #[tokio::test]
+    async fn a_missing_object_is_not_told_as_a_tar_failure() {
+        use crate::archive::storage::fs::FsStorage;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), crate::private::FileMode::PRIVATE);
+        std::fs::create_dir_all(dir.path().join("target")).unwrap();
+        let m: Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261207T100000Z-abcdef","created":"2026-12-07T10:00:00Z",
+            "completed":"2026-12-07T10:00:01Z","database":"d","dbname":"d",
+            "server_version":"15","pg_dump_version":"pg_basebackup 15",
+            "object":"20261207T100000Z-abcdef/base.tar.gz","location":"/x","size_bytes":1,
+            "sha256":"00","dump_bytes":1,"format_of_dump":"tar",
+            "compression":{"kind":"gzip","level":6,"block_bytes":1},"encryption":null,
+            "server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{"count_s":0,"dump_s":0,"total_s":0},"restore":"r","kind":"physical",
+            "physical":{"start_lsn":"0/2000028","stop_lsn":"0/2000100","timeline":1,
+            "wal_segment_bytes":16777216,"stop_segment":"000000010000000000000002",
+            "superuser":"postgres","server_major":15}}"#,
+        )
+        .unwrap();
+        let data_dir = dir.path().join("restored");
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is missing"), "{e}");
+        assert!(!e.to_string().contains("failed: tar"), "{e}");
+        assert!(!data_dir.exists());
     }
 
     #[test]
