@@ -100,6 +100,9 @@ pub async fn fetch(
 }
 
 const MISSING: &str = "is missing from the archive";
+/// In the read-ahead folder: the name of the last segment `wal fetch --cache` did not find
+/// there (the server's position, for [`prefetch`]).
+const ASKED: &str = ".asked";
 /// Names listed after the file asked for: its own partial copy's two objects and the next
 /// segment's come first.
 const AFTER: usize = 64;
@@ -222,7 +225,14 @@ pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
     let src = cache.join(file);
     match std::fs::rename(&src, dest) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Tell the read-ahead where the server is: what it has not got yet of the
+            // segments before this one, the server fetched itself and will not ask again.
+            if wal::is_segment(file) && cache.is_dir() {
+                let _ = std::fs::write(cache.join(ASKED), file);
+            }
+            Ok(false)
+        }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let tmp = dest.with_extension("kasm-db-partial");
             std::fs::copy(&src, &tmp)?;
@@ -238,7 +248,8 @@ pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
 }
 
 /// Read ahead for a recovery: fetch and check each of `segments` (completed segments of the
-/// archive, in replay order) into `cache`, keeping at most `ahead` there unclaimed, each file
+/// archive, in replay order) into `cache`, keeping at most `ahead` there unclaimed (those the
+/// server went past, having fetched them itself, dropped: see [`take_cached`]), each file
 /// given to `owner` (the server's user) before it appears under its name. Stops at the first
 /// segment it cannot get (the server's own `wal fetch` then meets the problem and names it),
 /// and when every segment is fetched. Cancelled by dropping the future; a segment half written
@@ -256,16 +267,37 @@ pub async fn prefetch(
         tracing::debug!("no read-ahead: cannot create {}: {e}", incoming.display());
         return;
     }
+    // Where the server is: the last segment `wal fetch` did not find here (None: none yet).
+    // Segments before it (by number, whatever the timeline) it has already had.
+    let passed = |cache: &Path| -> Option<String> {
+        std::fs::read_to_string(cache.join(ASKED))
+            .ok()
+            .filter(|f| wal::is_segment(f))
+            .map(|f| f[8..].to_string())
+    };
+    let behind = |seg: &str, past: &Option<String>| past.as_deref().is_some_and(|p| &seg[8..] < p);
+    // The segments waiting to be taken; those the server went past without them (it fetched
+    // them itself while they were being read ahead) are removed, not waited for.
     let waiting = |cache: &Path| {
+        let past = passed(cache);
         std::fs::read_dir(cache)
             .map(|d| {
                 d.flatten()
-                    .filter(|e| wal::is_segment(&e.file_name().to_string_lossy()))
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        if !wal::is_segment(&name) {
+                            return false;
+                        }
+                        !(behind(&name, &past) && std::fs::remove_file(e.path()).is_ok())
+                    })
                     .count()
             })
             .unwrap_or(0)
     };
     for seg in segments {
+        if behind(seg, &passed(cache)) {
+            continue;
+        }
         while waiting(cache) >= ahead.max(1) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -376,6 +408,52 @@ mod tests {
         // The server's own fetch then names the problem.
         let e = fetch(&s, &segs[2], &dest, None, None).await.unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
+    }
+
+    /// A segment the server fetched itself while it was being read ahead (it asked before the
+    /// read-ahead had it) is never taken: it does not hold a place of the read-ahead for ever.
+    #[tokio::test]
+    async fn a_segment_the_server_went_past_does_not_stall_the_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 1,
+        };
+        let segs: Vec<String> = (1..=3)
+            .map(|i| format!("0000000100000000000000{i:02X}"))
+            .collect();
+        for seg in &segs {
+            let local = dir.path().join(seg);
+            std::fs::write(&local, seg.repeat(100)).unwrap();
+            crate::wal::stream::store(&s, method, None, &local, seg, None)
+                .await
+                .unwrap();
+        }
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        // The server asked for the first before it was there (and fetched it itself).
+        assert!(!take_cached(&cache, &segs[0], &dest).unwrap());
+        let reading = prefetch(&s, &segs, &cache, 1, None, None);
+        tokio::pin!(reading);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), &mut reading).await;
+        assert!(cache.join(&segs[0]).exists());
+        // It asks for the second: the first, never to be taken, makes way.
+        let taker = async {
+            for seg in &segs[1..] {
+                while !take_cached(&cache, seg, &dest).unwrap() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                assert_eq!(std::fs::read(&dest).unwrap(), seg.repeat(100).as_bytes());
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(reading, taker)
+        })
+        .await
+        .expect("the read-ahead goes on past a segment the server did not take");
+        assert!(!cache.join(&segs[0]).exists());
     }
 
     #[tokio::test]
