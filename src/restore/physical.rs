@@ -688,6 +688,18 @@ async fn unpack(
 ) -> Result<()> {
     let created = !data_dir.exists();
     std::fs::create_dir_all(data_dir)?;
+    // One restore at a time in DIR, from here until its entries are in place: two restores
+    // that both found it empty would otherwise mix their files there, and the one that failed
+    // would remove DIR with the other's data in it.
+    let held = std::fs::File::open(data_dir)?;
+    if !fetch::try_lock(&held)? {
+        return Err(Error::usage(format!(
+            "--data-dir {}: another restore is unpacking into it",
+            data_dir.display()
+        )));
+    }
+    // Checked again under the lock: another restore may have filled it since.
+    check_empty(data_dir)?;
     set_mode(data_dir, 0o700)?;
     let unpacked = unpack_into(storage, m, key, data_dir, env).await;
     if unpacked.is_err() && created {
@@ -949,6 +961,26 @@ mod tests {
         assert!(e.to_string().contains("is missing"), "{e}");
         assert!(!e.to_string().contains("failed: tar"), "{e}");
         assert!(!data_dir.exists());
+        // DIR another restore is unpacking into (it holds DIR's lock), or one it has filled
+        // since this restore found it empty: refused, and left as it is.
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let other = std::fs::File::open(&data_dir).unwrap();
+        assert!(fetch::try_lock(&other).unwrap());
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another restore"), "{e}");
+        assert!(data_dir.exists());
+        drop(other);
+        std::fs::write(data_dir.join("PG_VERSION"), "15\n").unwrap();
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(data_dir.join("PG_VERSION")).unwrap(),
+            "15\n"
+        );
     }
 
     #[test]
