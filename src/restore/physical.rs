@@ -143,10 +143,17 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .unwrap_or_default();
     let parent = parent_of(spec.data_dir)?;
     let run_as = run_as_postgres()?;
-    // The recovery's private folder: its socket, pg_hba, log and the WAL read ahead.
+    // What a killed restore left beside DIR (its private folders, the WAL read ahead in them).
+    for stale in remove_stale_private(&parent, std::time::SystemTime::now()) {
+        tracing::info!(path = %stale.display(), "removed what an interrupted restore left");
+    }
+    // The recovery's private folder: its socket, pg_hba, log and the WAL read ahead; held by
+    // an flock while this restore lives.
     let private = tempfile::Builder::new()
-        .prefix(".kasm-db-recovery-")
+        .prefix(PRIVATE_PREFIX)
         .tempdir_in(&parent)?;
+    let private_held = std::fs::File::open(private.path())?;
+    fetch::try_lock(&private_held)?;
     let cache = private.path().join("wal");
     let command = restore_command(
         &spec.fetch_command,
@@ -416,8 +423,10 @@ async fn probe(
     env: &[(String, String)],
 ) -> Result<()> {
     let dir = tempfile::Builder::new()
-        .prefix(".kasm-db-probe-")
+        .prefix(PROBE_PREFIX)
         .tempdir_in(scratch)?;
+    let held = std::fs::File::open(dir.path())?;
+    fetch::try_lock(&held)?;
     if let Some((uid, gid)) = run_as {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
     }
@@ -636,6 +645,47 @@ const READ_AHEAD: usize = 8;
 
 /// The hidden folder of DIR a restore unpacks into; it holds an `flock` on it while it lives.
 const UNPACK_PREFIX: &str = ".kasm-db-unpack-";
+
+/// The private folders a restore makes beside DIR, each held by an `flock` while it lives.
+const PRIVATE_PREFIX: &str = ".kasm-db-recovery-";
+const PROBE_PREFIX: &str = ".kasm-db-probe-";
+
+/// Remove the private folders killed restores left in `parent` (the socket, the log and up to
+/// [`READ_AHEAD`] segments of WAL read ahead, decrypted): named as a restore names them, held
+/// by no running restore and unmodified for [`fetch::STALE_AFTER`] before `now`. Best effort;
+/// returns what was removed.
+fn remove_stale_private(parent: &Path, now: std::time::SystemTime) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(PRIVATE_PREFIX) || name.starts_with(PROBE_PREFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= fetch::STALE_AFTER);
+        if !meta.is_dir() || !old {
+            continue;
+        }
+        let Ok(dir) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if fetch::try_lock(&dir).unwrap_or(false) && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
 
 /// DIR must be absent or empty. A hidden unpack folder a killed restore left there (no restore
 /// holds its lock) is removed; one a running restore holds is refused.
@@ -981,6 +1031,37 @@ mod tests {
             std::fs::read_to_string(data_dir.join("PG_VERSION")).unwrap(),
             "15\n"
         );
+    }
+
+    #[test]
+    fn only_stale_private_folders_no_restore_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let hour_ago = now - Duration::from_secs(3600);
+        let make = |name: &str, modified: std::time::SystemTime| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.join("wal")).unwrap();
+            std::fs::write(p.join("wal/000000010000000000000003"), "x").unwrap();
+            std::fs::File::open(&p)
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
+            p
+        };
+        let stale = make(".kasm-db-recovery-aaaaaa", hour_ago);
+        let probe = make(".kasm-db-probe-bbbbbb", hour_ago);
+        let fresh = make(".kasm-db-recovery-cccccc", now);
+        let held = make(".kasm-db-recovery-dddddd", hour_ago);
+        let other = make("restored", hour_ago);
+        let holder = std::fs::File::open(&held).unwrap();
+        assert!(fetch::try_lock(&holder).unwrap());
+        let mut got = remove_stale_private(dir.path(), now);
+        got.sort();
+        assert_eq!(got, vec![probe.clone(), stale.clone()]);
+        assert!(!stale.exists() && !probe.exists());
+        assert!(fresh.exists() && held.exists() && other.exists());
+        drop(holder);
+        assert_eq!(remove_stale_private(dir.path(), now), vec![held.clone()]);
     }
 
     #[test]
