@@ -181,39 +181,59 @@ async fn restore(
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         let tmp = dest.with_extension("kasm-db-partial");
-        let out = std::fs::File::create(&tmp)
-            .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
-        let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
-        if let Some(key) = &key {
-            crypt::decrypt(key, &bytes[..], &mut u)
-                .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
-        }
-        let unpacked = match key {
-            Some(_) => u.finish(),
-            None => u.write_all(&bytes).and_then(|_| u.finish()),
-        };
-        let out = unpacked
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
-        let len = out.metadata()?.len();
-        if len != want {
+        let written = write_out(&tmp, &dest, codec, key, &bytes, want, pad_to, &file);
+        // Nothing half written left beside %p (in pg_wal) when the file does not open.
+        if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(abort(format!(
-                "WAL file {file} unpacks to {len} bytes, its record says {want}"
-            )));
         }
-        // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
-        if let Some(size) = pad_to.filter(|p| *p > len) {
-            out.set_len(size)?;
-        }
-        // Not synced: what restore_command writes is recovery's scratch copy, fetched again if
-        // the server crashes before it is replayed (PostgreSQL syncs what it keeps itself).
-        drop(out);
-        std::fs::rename(&tmp, &dest)?;
-        Ok(())
+        written
     })
     .await
     .map_err(|e| abort(format!("unpacking task: {e}")))?
+}
+
+/// Decrypt (with `key`) and unpack the stored `bytes` to `tmp`, check its size, pad it, and
+/// rename it to `dest`.
+#[allow(clippy::too_many_arguments)]
+fn write_out(
+    tmp: &Path,
+    dest: &Path,
+    codec: Codec,
+    key: Option<crypt::Key>,
+    bytes: &[u8],
+    want: u64,
+    pad_to: Option<u64>,
+    file: &str,
+) -> Result<()> {
+    let out = std::fs::File::create(tmp)
+        .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
+    let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
+    if let Some(key) = &key {
+        crypt::decrypt(key, bytes, &mut u)
+            .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
+    }
+    let unpacked = match key {
+        Some(_) => u.finish(),
+        None => u.write_all(bytes).and_then(|_| u.finish()),
+    };
+    let out = unpacked
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
+    let len = out.metadata()?.len();
+    if len != want {
+        return Err(abort(format!(
+            "WAL file {file} unpacks to {len} bytes, its record says {want}"
+        )));
+    }
+    // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
+    if let Some(size) = pad_to.filter(|p| *p > len) {
+        out.set_len(size)?;
+    }
+    // Not synced: what restore_command writes is recovery's scratch copy, fetched again if
+    // the server crashes before it is replayed (PostgreSQL syncs what it keeps itself).
+    drop(out);
+    std::fs::rename(tmp, dest)?;
+    Ok(())
 }
 
 /// Move `file` from the read-ahead folder `cache` to `dest` when it is there (a rename, or a
@@ -549,6 +569,18 @@ mod tests {
             assert!(e.to_string().contains(want), "{e}");
             assert!(e.to_string().contains(seg), "{e}");
         }
+        // A file that does not decrypt leaves nothing half written beside %p.
+        let bad = dir.path().join("target").join(&r.object);
+        let mut sealed = std::fs::read(&bad).unwrap();
+        let at = sealed.len() - 30;
+        sealed[at] ^= 1;
+        let r2 = crate::wal::stream::digest(&sealed);
+        std::fs::write(&bad, &sealed).unwrap();
+        let mut rec = r.clone();
+        (rec.sha256, rec.size_bytes) = r2;
+        let e = restore(&s, &rec, &dest, Some(&right)).await.unwrap_err();
+        assert!(e.to_string().contains("does not decrypt"), "{e}");
+        assert!(!dest.with_extension("kasm-db-partial").exists());
     }
 
     /// `backups verify`'s WAL chain check of encrypted segments: opened with the key (a
