@@ -255,8 +255,14 @@ pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
         }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let tmp = dest.with_extension("kasm-db-partial");
-            std::fs::copy(&src, &tmp)?;
-            std::fs::rename(&tmp, dest)?;
+            if let Err(e) = std::fs::copy(&src, &tmp).and_then(|_| std::fs::rename(&tmp, dest)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(abort(format!(
+                    "cannot copy {file} from the read-ahead folder {} to {}: {e}",
+                    cache.display(),
+                    dest.display()
+                )));
+            }
             let _ = std::fs::remove_file(&src);
             Ok(true)
         }
@@ -474,6 +480,31 @@ mod tests {
         .await
         .expect("the read-ahead goes on past a segment the server did not take");
         assert!(!cache.join(&segs[0]).exists());
+    }
+
+    /// DIR on another file system than the read-ahead folder (a mount point): copied into
+    /// place, nothing left behind; a copy that cannot be made leaves nothing half written.
+    #[test]
+    fn a_cached_segment_crosses_file_systems() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let disk = tempfile::tempdir().unwrap();
+        let seg = "000000010000000000000009";
+        std::fs::write(shm.path().join(seg), b"wal bytes").unwrap();
+        let dest = disk.path().join("RECOVERYXLOG");
+        assert!(take_cached(shm.path(), seg, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"wal bytes");
+        assert!(!shm.path().join(seg).exists());
+        assert!(!dest.with_extension("kasm-db-partial").exists());
+        // Copied, but it cannot take the name (a folder has it): an abort, no partial file.
+        std::fs::write(shm.path().join(seg), b"wal bytes").unwrap();
+        let taken = disk.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        let e = take_cached(shm.path(), seg, &taken).unwrap_err();
+        assert_eq!(e.kind(), Kind::Abort);
+        assert!(!taken.with_extension("kasm-db-partial").exists());
+        assert!(shm.path().join(seg).exists());
     }
 
     #[tokio::test]
