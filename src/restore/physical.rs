@@ -373,7 +373,8 @@ async fn archive_state(
             if let Some(first) = holes.first() {
                 warnings.push(format!(
                     "the WAL archive has a hole after this backup ({} segment(s), the first \
-                     {first}): recovery cannot go past it and stops there with an error",
+                     {first}): recovery cannot go past it, and stops there with an error \
+                     unless its target is before it",
                     holes.len()
                 ));
             }
