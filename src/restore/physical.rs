@@ -143,10 +143,17 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .unwrap_or_default();
     let parent = parent_of(spec.data_dir)?;
     let run_as = run_as_postgres()?;
-    // The recovery's private folder: its socket, pg_hba, log and the WAL read ahead.
+    // What a killed restore left beside DIR (its private folders, the WAL read ahead in them).
+    for stale in remove_stale_private(&parent, std::time::SystemTime::now()) {
+        tracing::info!(path = %stale.display(), "removed what an interrupted restore left");
+    }
+    // The recovery's private folder: its socket, pg_hba, log and the WAL read ahead; held by
+    // an flock while this restore lives.
     let private = tempfile::Builder::new()
-        .prefix(".kasm-db-recovery-")
+        .prefix(PRIVATE_PREFIX)
         .tempdir_in(&parent)?;
+    let private_held = std::fs::File::open(private.path())?;
+    fetch::try_lock(&private_held)?;
     let cache = private.path().join("wal");
     let command = restore_command(
         &spec.fetch_command,
@@ -366,7 +373,8 @@ async fn archive_state(
             if let Some(first) = holes.first() {
                 warnings.push(format!(
                     "the WAL archive has a hole after this backup ({} segment(s), the first \
-                     {first}): recovery cannot go past it and stops there with an error",
+                     {first}): recovery cannot go past it, and stops there with an error \
+                     unless its target is before it",
                     holes.len()
                 ));
             }
@@ -416,8 +424,10 @@ async fn probe(
     env: &[(String, String)],
 ) -> Result<()> {
     let dir = tempfile::Builder::new()
-        .prefix(".kasm-db-probe-")
+        .prefix(PROBE_PREFIX)
         .tempdir_in(scratch)?;
+    let held = std::fs::File::open(dir.path())?;
+    fetch::try_lock(&held)?;
     if let Some((uid, gid)) = run_as {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
     }
@@ -637,6 +647,47 @@ const READ_AHEAD: usize = 8;
 /// The hidden folder of DIR a restore unpacks into; it holds an `flock` on it while it lives.
 const UNPACK_PREFIX: &str = ".kasm-db-unpack-";
 
+/// The private folders a restore makes beside DIR, each held by an `flock` while it lives.
+const PRIVATE_PREFIX: &str = ".kasm-db-recovery-";
+const PROBE_PREFIX: &str = ".kasm-db-probe-";
+
+/// Remove the private folders killed restores left in `parent` (the socket, the log and up to
+/// [`READ_AHEAD`] segments of WAL read ahead, decrypted): named as a restore names them, held
+/// by no running restore and unmodified for [`fetch::STALE_AFTER`] before `now`. Best effort;
+/// returns what was removed.
+fn remove_stale_private(parent: &Path, now: std::time::SystemTime) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(PRIVATE_PREFIX) || name.starts_with(PROBE_PREFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= fetch::STALE_AFTER);
+        if !meta.is_dir() || !old {
+            continue;
+        }
+        let Ok(dir) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if fetch::try_lock(&dir).unwrap_or(false) && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// DIR must be absent or empty. A hidden unpack folder a killed restore left there (no restore
 /// holds its lock) is removed; one a running restore holds is refused.
 fn check_empty(dir: &Path) -> Result<()> {
@@ -688,6 +739,18 @@ async fn unpack(
 ) -> Result<()> {
     let created = !data_dir.exists();
     std::fs::create_dir_all(data_dir)?;
+    // One restore at a time in DIR, from here until its entries are in place: two restores
+    // that both found it empty would otherwise mix their files there, and the one that failed
+    // would remove DIR with the other's data in it.
+    let held = std::fs::File::open(data_dir)?;
+    if !fetch::try_lock(&held)? {
+        return Err(Error::usage(format!(
+            "--data-dir {}: another restore is unpacking into it",
+            data_dir.display()
+        )));
+    }
+    // Checked again under the lock: another restore may have filled it since.
+    check_empty(data_dir)?;
     set_mode(data_dir, 0o700)?;
     let unpacked = unpack_into(storage, m, key, data_dir, env).await;
     if unpacked.is_err() && created {
@@ -724,24 +787,42 @@ async fn unpack_into(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
-    let stdin = tar.stdin.take().expect("piped");
+    let stdin = TarInput {
+        inner: tar.stdin.take().expect("piped"),
+        refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let refused = stdin.refused.clone();
+    // Its messages read as they come: a tar with more to say than a pipe holds (a warning per
+    // file) would otherwise stop reading its input, and the stream would wait for ever.
+    let mut stderr = tar.stderr.take().expect("piped");
+    let said = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
+        text
+    });
     let streamed = fetch::stream_into(storage, m, key, stdin, "tar", |_| {}).await;
-    let out = tokio::task::spawn_blocking(move || tar.wait_with_output())
+    let status = tokio::task::spawn_blocking(move || tar.wait())
         .await
         .map_err(|e| Error::failed(format!("tar: {e}")))?
         .map_err(|e| Error::failed(format!("tar: {e}")))?;
-    let tar_failed = (!out.status.success()).then(|| {
+    let said = said.join().unwrap_or_default();
+    let tar_failed = (!status.success()).then(|| {
         format!(
             "unpacking backup {} into {} failed: tar {}: {}",
             m.id,
             data_dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            status,
+            String::from_utf8_lossy(&said).trim()
         )
     });
     match (streamed, tar_failed) {
-        // A corrupt object says so first; a sink that stopped taking bytes is tar's story.
-        (Err(e), Some(why)) if !e.to_string().contains("is corrupt") => {
+        // A corrupt object says so first; a tar that stopped taking bytes tells its own story.
+        // Anything else (a missing object, a storage read that failed midway) is the stream's,
+        // whatever tar then made of the input cut short.
+        (Err(e), Some(why))
+            if refused.load(std::sync::atomic::Ordering::SeqCst)
+                && !e.to_string().contains("is corrupt") =>
+        {
             return Err(Error::failed(why));
         }
         (Err(e), _) => return Err(e),
@@ -755,6 +836,28 @@ async fn unpack_into(
     drop(lock);
     staging.close()?;
     Ok(())
+}
+
+/// `tar`'s standard input, remembering whether tar stopped taking bytes (its own failure,
+/// rather than the stream's).
+struct TarInput {
+    inner: std::process::ChildStdin,
+    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Write for TarInput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
 }
 
 fn parent_of(dir: &Path) -> Result<PathBuf> {
@@ -878,6 +981,88 @@ mod tests {
             ),
             "{c}"
         );
+    }
+
+    /// A base backup whose object is not in the archive is reported as that, not as what tar
+    /// made of the empty input; DIR (made by the restore) is gone again.
+    #[tokio::test]
+    async fn a_missing_object_is_not_told_as_a_tar_failure() {
+        use crate::archive::storage::fs::FsStorage;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), crate::private::FileMode::PRIVATE);
+        std::fs::create_dir_all(dir.path().join("target")).unwrap();
+        let m: Manifest = serde_json::from_str(
+            r#"{"format":1,"id":"20261207T100000Z-abcdef","created":"2026-12-07T10:00:00Z",
+            "completed":"2026-12-07T10:00:01Z","database":"d","dbname":"d",
+            "server_version":"15","pg_dump_version":"pg_basebackup 15",
+            "object":"20261207T100000Z-abcdef/base.tar.gz","location":"/x","size_bytes":1,
+            "sha256":"00","dump_bytes":1,"format_of_dump":"tar",
+            "compression":{"kind":"gzip","level":6,"block_bytes":1},"encryption":null,
+            "server_side_encryption":null,"exclude_logs":false,"tables":[],
+            "timings":{"count_s":0,"dump_s":0,"total_s":0},"restore":"r","kind":"physical",
+            "physical":{"start_lsn":"0/2000028","stop_lsn":"0/2000100","timeline":1,
+            "wal_segment_bytes":16777216,"stop_segment":"000000010000000000000002",
+            "superuser":"postgres","server_major":15}}"#,
+        )
+        .unwrap();
+        let data_dir = dir.path().join("restored");
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is missing"), "{e}");
+        assert!(!e.to_string().contains("failed: tar"), "{e}");
+        assert!(!data_dir.exists());
+        // DIR another restore is unpacking into (it holds DIR's lock), or one it has filled
+        // since this restore found it empty: refused, and left as it is.
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let other = std::fs::File::open(&data_dir).unwrap();
+        assert!(fetch::try_lock(&other).unwrap());
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another restore"), "{e}");
+        assert!(data_dir.exists());
+        drop(other);
+        std::fs::write(data_dir.join("PG_VERSION"), "15\n").unwrap();
+        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(data_dir.join("PG_VERSION")).unwrap(),
+            "15\n"
+        );
+    }
+
+    #[test]
+    fn only_stale_private_folders_no_restore_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let hour_ago = now - Duration::from_secs(3600);
+        let make = |name: &str, modified: std::time::SystemTime| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.join("wal")).unwrap();
+            std::fs::write(p.join("wal/000000010000000000000003"), "x").unwrap();
+            std::fs::File::open(&p)
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
+            p
+        };
+        let stale = make(".kasm-db-recovery-aaaaaa", hour_ago);
+        let probe = make(".kasm-db-probe-bbbbbb", hour_ago);
+        let fresh = make(".kasm-db-recovery-cccccc", now);
+        let held = make(".kasm-db-recovery-dddddd", hour_ago);
+        let other = make("restored", hour_ago);
+        let holder = std::fs::File::open(&held).unwrap();
+        assert!(fetch::try_lock(&holder).unwrap());
+        let mut got = remove_stale_private(dir.path(), now);
+        got.sort();
+        assert_eq!(got, vec![probe.clone(), stale.clone()]);
+        assert!(!stale.exists() && !probe.exists());
+        assert!(fresh.exists() && held.exists() && other.exists());
+        drop(holder);
+        assert_eq!(remove_stale_private(dir.path(), now), vec![held.clone()]);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub async fn fetch(
 }
 
 const MISSING: &str = "is missing from the archive";
+/// In the read-ahead folder: the name of the last segment `wal fetch --cache` did not find
+/// there (the server's position, for [`prefetch`]).
+const ASKED: &str = ".asked";
 /// Names listed after the file asked for: its own partial copy's two objects and the next
 /// segment's come first.
 const AFTER: usize = 64;
@@ -178,39 +181,59 @@ async fn restore(
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         let tmp = dest.with_extension("kasm-db-partial");
-        let out = std::fs::File::create(&tmp)
-            .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
-        let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
-        if let Some(key) = &key {
-            crypt::decrypt(key, &bytes[..], &mut u)
-                .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
-        }
-        let unpacked = match key {
-            Some(_) => u.finish(),
-            None => u.write_all(&bytes).and_then(|_| u.finish()),
-        };
-        let out = unpacked
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
-        let len = out.metadata()?.len();
-        if len != want {
+        let written = write_out(&tmp, &dest, codec, key, &bytes, want, pad_to, &file);
+        // Nothing half written left beside %p (in pg_wal) when the file does not open.
+        if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(abort(format!(
-                "WAL file {file} unpacks to {len} bytes, its record says {want}"
-            )));
         }
-        // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
-        if let Some(size) = pad_to.filter(|p| *p > len) {
-            out.set_len(size)?;
-        }
-        // Not synced: what restore_command writes is recovery's scratch copy, fetched again if
-        // the server crashes before it is replayed (PostgreSQL syncs what it keeps itself).
-        drop(out);
-        std::fs::rename(&tmp, &dest)?;
-        Ok(())
+        written
     })
     .await
     .map_err(|e| abort(format!("unpacking task: {e}")))?
+}
+
+/// Decrypt (with `key`) and unpack the stored `bytes` to `tmp`, check its size, pad it, and
+/// rename it to `dest`.
+#[allow(clippy::too_many_arguments)]
+fn write_out(
+    tmp: &Path,
+    dest: &Path,
+    codec: Codec,
+    key: Option<crypt::Key>,
+    bytes: &[u8],
+    want: u64,
+    pad_to: Option<u64>,
+    file: &str,
+) -> Result<()> {
+    let out = std::fs::File::create(tmp)
+        .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
+    let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
+    if let Some(key) = &key {
+        crypt::decrypt(key, bytes, &mut u)
+            .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
+    }
+    let unpacked = match key {
+        Some(_) => u.finish(),
+        None => u.write_all(bytes).and_then(|_| u.finish()),
+    };
+    let out = unpacked
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
+    let len = out.metadata()?.len();
+    if len != want {
+        return Err(abort(format!(
+            "WAL file {file} unpacks to {len} bytes, its record says {want}"
+        )));
+    }
+    // The trailing zeros that were not stored, back (the file is as pg_receivewal wrote it).
+    if let Some(size) = pad_to.filter(|p| *p > len) {
+        out.set_len(size)?;
+    }
+    // Not synced: what restore_command writes is recovery's scratch copy, fetched again if
+    // the server crashes before it is replayed (PostgreSQL syncs what it keeps itself).
+    drop(out);
+    std::fs::rename(tmp, dest)?;
+    Ok(())
 }
 
 /// Move `file` from the read-ahead folder `cache` to `dest` when it is there (a rename, or a
@@ -222,11 +245,24 @@ pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
     let src = cache.join(file);
     match std::fs::rename(&src, dest) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Tell the read-ahead where the server is: what it has not got yet of the
+            // segments before this one, the server fetched itself and will not ask again.
+            if wal::is_segment(file) && cache.is_dir() {
+                let _ = std::fs::write(cache.join(ASKED), file);
+            }
+            Ok(false)
+        }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let tmp = dest.with_extension("kasm-db-partial");
-            std::fs::copy(&src, &tmp)?;
-            std::fs::rename(&tmp, dest)?;
+            if let Err(e) = std::fs::copy(&src, &tmp).and_then(|_| std::fs::rename(&tmp, dest)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(abort(format!(
+                    "cannot copy {file} from the read-ahead folder {} to {}: {e}",
+                    cache.display(),
+                    dest.display()
+                )));
+            }
             let _ = std::fs::remove_file(&src);
             Ok(true)
         }
@@ -238,7 +274,8 @@ pub fn take_cached(cache: &Path, file: &str, dest: &Path) -> Result<bool> {
 }
 
 /// Read ahead for a recovery: fetch and check each of `segments` (completed segments of the
-/// archive, in replay order) into `cache`, keeping at most `ahead` there unclaimed, each file
+/// archive, in replay order) into `cache`, keeping at most `ahead` there unclaimed (those the
+/// server went past, having fetched them itself, dropped: see [`take_cached`]), each file
 /// given to `owner` (the server's user) before it appears under its name. Stops at the first
 /// segment it cannot get (the server's own `wal fetch` then meets the problem and names it),
 /// and when every segment is fetched. Cancelled by dropping the future; a segment half written
@@ -256,16 +293,37 @@ pub async fn prefetch(
         tracing::debug!("no read-ahead: cannot create {}: {e}", incoming.display());
         return;
     }
+    // Where the server is: the last segment `wal fetch` did not find here (None: none yet).
+    // Segments before it (by number, whatever the timeline) it has already had.
+    let passed = |cache: &Path| -> Option<String> {
+        std::fs::read_to_string(cache.join(ASKED))
+            .ok()
+            .filter(|f| wal::is_segment(f))
+            .map(|f| f[8..].to_string())
+    };
+    let behind = |seg: &str, past: &Option<String>| past.as_deref().is_some_and(|p| &seg[8..] < p);
+    // The segments waiting to be taken; those the server went past without them (it fetched
+    // them itself while they were being read ahead) are removed, not waited for.
     let waiting = |cache: &Path| {
+        let past = passed(cache);
         std::fs::read_dir(cache)
             .map(|d| {
                 d.flatten()
-                    .filter(|e| wal::is_segment(&e.file_name().to_string_lossy()))
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        if !wal::is_segment(&name) {
+                            return false;
+                        }
+                        !(behind(&name, &past) && std::fs::remove_file(e.path()).is_ok())
+                    })
                     .count()
             })
             .unwrap_or(0)
     };
     for seg in segments {
+        if behind(seg, &passed(cache)) {
+            continue;
+        }
         while waiting(cache) >= ahead.max(1) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -378,6 +436,77 @@ mod tests {
         assert!(e.to_string().contains("corrupt"), "{e}");
     }
 
+    /// A segment the server fetched itself while it was being read ahead (it asked before the
+    /// read-ahead had it) is never taken: it does not hold a place of the read-ahead for ever.
+    #[tokio::test]
+    async fn a_segment_the_server_went_past_does_not_stall_the_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let method = Method {
+            codec: Codec::Gzip,
+            level: 1,
+        };
+        let segs: Vec<String> = (1..=3)
+            .map(|i| format!("0000000100000000000000{i:02X}"))
+            .collect();
+        for seg in &segs {
+            let local = dir.path().join(seg);
+            std::fs::write(&local, seg.repeat(100)).unwrap();
+            crate::wal::stream::store(&s, method, None, &local, seg, None)
+                .await
+                .unwrap();
+        }
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        // The server asked for the first before it was there (and fetched it itself).
+        assert!(!take_cached(&cache, &segs[0], &dest).unwrap());
+        let reading = prefetch(&s, &segs, &cache, 1, None, None);
+        tokio::pin!(reading);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), &mut reading).await;
+        assert!(cache.join(&segs[0]).exists());
+        // It asks for the second: the first, never to be taken, makes way.
+        let taker = async {
+            for seg in &segs[1..] {
+                while !take_cached(&cache, seg, &dest).unwrap() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                assert_eq!(std::fs::read(&dest).unwrap(), seg.repeat(100).as_bytes());
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(reading, taker)
+        })
+        .await
+        .expect("the read-ahead goes on past a segment the server did not take");
+        assert!(!cache.join(&segs[0]).exists());
+    }
+
+    /// DIR on another file system than the read-ahead folder (a mount point): copied into
+    /// place, nothing left behind; a copy that cannot be made leaves nothing half written.
+    #[test]
+    fn a_cached_segment_crosses_file_systems() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let disk = tempfile::tempdir().unwrap();
+        let seg = "000000010000000000000009";
+        std::fs::write(shm.path().join(seg), b"wal bytes").unwrap();
+        let dest = disk.path().join("RECOVERYXLOG");
+        assert!(take_cached(shm.path(), seg, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"wal bytes");
+        assert!(!shm.path().join(seg).exists());
+        assert!(!dest.with_extension("kasm-db-partial").exists());
+        // Copied, but it cannot take the name (a folder has it): an abort, no partial file.
+        std::fs::write(shm.path().join(seg), b"wal bytes").unwrap();
+        let taken = disk.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        let e = take_cached(shm.path(), seg, &taken).unwrap_err();
+        assert_eq!(e.kind(), Kind::Abort);
+        assert!(!taken.with_extension("kasm-db-partial").exists());
+        assert!(shm.path().join(seg).exists());
+    }
+
     #[tokio::test]
     async fn a_segment_comes_back_byte_for_byte_and_a_corrupt_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -471,6 +600,18 @@ mod tests {
             assert!(e.to_string().contains(want), "{e}");
             assert!(e.to_string().contains(seg), "{e}");
         }
+        // A file that does not decrypt leaves nothing half written beside %p.
+        let bad = dir.path().join("target").join(&r.object);
+        let mut sealed = std::fs::read(&bad).unwrap();
+        let at = sealed.len() - 30;
+        sealed[at] ^= 1;
+        let r2 = crate::wal::stream::digest(&sealed);
+        std::fs::write(&bad, &sealed).unwrap();
+        let mut rec = r.clone();
+        (rec.sha256, rec.size_bytes) = r2;
+        let e = restore(&s, &rec, &dest, Some(&right)).await.unwrap_err();
+        assert!(e.to_string().contains("does not decrypt"), "{e}");
+        assert!(!dest.with_extension("kasm-db-partial").exists());
     }
 
     /// `backups verify`'s WAL chain check of encrypted segments: opened with the key (a
