@@ -324,7 +324,11 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let mut running_on = None;
     if let Some(port) = spec.port {
         let phase = Instant::now();
-        let mut s = start_final(&bindir, spec.data_dir, port, run_as, &spec.server_env)?;
+        // Promoted, it never runs the restore_command again: it gets the loader's environment
+        // only, not the storage credentials (a superuser could read its environment).
+        let own_env: Vec<(String, String)> =
+            crate::pgtools::child_env(spec.env).into_iter().collect();
+        let mut s = start_final(&bindir, spec.data_dir, port, run_as, &own_env)?;
         wait_ready(&bindir, spec.data_dir, port, &mut s).await?;
         tracing::info!(
             "started on port {port} in {:.2} s",
@@ -700,8 +704,15 @@ fn check_empty(dir: &Path) -> Result<()> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let is_ours = name.to_string_lossy().starts_with(UNPACK_PREFIX)
-            && entry.file_type().is_ok_and(|t| t.is_dir());
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        // A fresh ext4 volume mounted as DIR has an empty lost+found: left as it is.
+        if name == "lost+found"
+            && is_dir
+            && std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none())
+        {
+            continue;
+        }
+        let is_ours = name.to_string_lossy().starts_with(UNPACK_PREFIX) && is_dir;
         if !is_ours {
             return Err(Error::usage(format!(
                 "--data-dir {} is not empty: a physical restore writes only into an empty \
@@ -1063,6 +1074,19 @@ mod tests {
         assert!(fresh.exists() && held.exists() && other.exists());
         drop(holder);
         assert_eq!(remove_stale_private(dir.path(), now), vec![held.clone()]);
+    }
+
+    #[test]
+    fn an_empty_lost_and_found_of_a_mount_point_does_not_make_dir_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+        check_empty(dir.path()).unwrap();
+        std::fs::write(dir.path().join("lost+found/#1234"), b"x").unwrap();
+        let e = check_empty(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        std::fs::remove_file(dir.path().join("lost+found/#1234")).unwrap();
+        std::fs::write(dir.path().join("PG_VERSION"), b"16").unwrap();
+        assert!(check_empty(dir.path()).is_err());
     }
 
     #[test]
