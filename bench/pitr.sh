@@ -75,6 +75,7 @@ kill -TERM "$stream"; wait "$stream" || true
 newport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kport=$(newport)
 restore_kasm() {  # returns once the server is promoted; its log says how long each phase took
+  date -u +%Y-%m-%dT%H:%M:%S.%NZ > "${TMPDIR:-/tmp}/kasm-db-bench-restore.began"
   "$BIN" restore --physical --from "$kdir" --data-dir "$work/kasm-restored" --to-latest --start --port "$kport" >/dev/null 2>"$work/kasm_restore.log"
   cp "$work/kasm_restore.log" "${TMPDIR:-/tmp}/kasm-db-bench-restore.log" 2>/dev/null || true
   "$bindir/psql" -X -At -h "$work/kasm-restored" -p "$kport" -d bench -c "SELECT count(*) FROM pgbench_accounts"

@@ -412,8 +412,15 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
         ),
         None => RecoveryTarget::Latest,
     };
+    let started = std::time::Instant::now();
     let store = storage::open(from, &ctx.config).await?;
     let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Physical).await?;
+    tracing::info!(
+        "backup {} found in {} in {:.2} s",
+        m.id,
+        from,
+        started.elapsed().as_secs_f64()
+    );
     // The key first: a missing or wrong one is refused before anything is run or written.
     let key_file = ctx.config.backup.encryption_key_file.as_deref();
     crate::restore::fetch::key_for(&m, key_file)?;

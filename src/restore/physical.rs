@@ -124,6 +124,12 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     })
     .await
     .map_err(|e| Error::failed(format!("finding postgres: {e}")))??;
+    tracing::info!(
+        "{} {} found in {:.2} s",
+        postgres.path.display(),
+        postgres.version,
+        started.elapsed().as_secs_f64()
+    );
     if postgres.major != major {
         return Err(Error::failed(format!(
             "backup {} is of PostgreSQL {major} ({}), and the postgres found is {} ({}): a \
