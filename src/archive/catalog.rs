@@ -11,6 +11,7 @@ use super::compress::Digest;
 use super::crypt::{self, Key};
 use super::manifest::{self, BackupKind, Manifest};
 use super::storage::{self, Storage};
+use super::wal;
 use crate::error::{Error, Result};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
@@ -274,6 +275,39 @@ async fn read_checked(
     Ok((sha, size, opened))
 }
 
+/// The WAL record `name` (`wal/<timeline>/<file>.json` or `.partial.json`) from `storage`:
+/// `None` when it is not there (not stored yet, or pruned or replaced meanwhile). The one reader
+/// of WAL records, for the stream, `wal fetch`, the copies and `backups verify`.
+pub async fn read_wal_record(storage: &dyn Storage, name: &str) -> Result<Option<wal::Record>> {
+    let Some(bytes) = storage::get_small(storage, name).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::failed(format!(
+            "the WAL record {name} in {} is unreadable: {e}",
+            storage.describe()
+        ))
+    })
+}
+
+/// Write the WAL record `name`, after the object it names is stored: what makes a stored WAL
+/// file exist. A completed file's record is kept like a manifest ([`storage::Retain::WithBackup`]),
+/// a partial copy's is rewritten at every flush ([`storage::Retain::No`]).
+pub async fn write_wal_record(
+    storage: &dyn Storage,
+    name: &str,
+    record: &wal::Record,
+) -> Result<()> {
+    let body = serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
+    let retain = if record.partial {
+        storage::Retain::No
+    } else {
+        storage::Retain::WithBackup
+    };
+    storage.put_small(name, body, retain).await
+}
+
 /// Check the chain of archived WAL after the physical backup `m` (nothing to check for a
 /// logical one: `None`). Reads every segment after the backup's last: constant memory per
 /// segment. A segment stored encrypted needs the key of `key_file` (checked against its
@@ -284,7 +318,7 @@ pub async fn check_wal_chain(
     m: &Manifest,
     key_file: Option<&std::path::Path>,
 ) -> Result<Option<WalChain>> {
-    use super::wal::{self, Record, Stored};
+    use super::wal::Stored;
     let mut key: Option<Key> = None;
     let Some(p) = &m.physical else {
         return Ok(None);
@@ -329,11 +363,9 @@ pub async fn check_wal_chain(
         .collect();
     for (seg, partial) in after {
         let name = wal::record_name(&seg, partial).expect("a segment name");
-        let Some(bytes) = storage::get_small(storage, &name).await? else {
+        let Some(record) = read_wal_record(storage, &name).await? else {
             continue; // replaced meanwhile (a partial copy completed)
         };
-        let record: Record = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::failed(format!("the WAL record {name} is unreadable: {e}")))?;
         let Some(mut r) = storage.get(&record.object).await? else {
             chain.problem = Some(format!(
                 "WAL segment {seg}: its object {} is missing",

@@ -329,7 +329,7 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
         if dst_names.contains(record_name) {
             continue;
         }
-        let Some(record) = read_record(src, record_name).await? else {
+        let Some(record) = catalog::read_wal_record(src, record_name).await? else {
             continue; // pruned meanwhile
         };
         match copy_checked(
@@ -346,14 +346,12 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
             Err(CopyError::Missing) => continue, // pruned meanwhile
             Err(CopyError::Other(e)) => return Err(e),
         }
-        let body = serde_json::to_vec_pretty(&record)
-            .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
-        dst.put_small(record_name, body, Retain::WithBackup).await?;
+        catalog::write_wal_record(dst, record_name, &record).await?;
         done.files += 1;
         // The destination's partial copy of this segment is now superseded: record first.
         if let Some(p) = wal::record_name(&record.file, true) {
             if dst_names.contains(&p) {
-                let old = read_record(dst, &p).await.ok().flatten();
+                let old = catalog::read_wal_record(dst, &p).await.ok().flatten();
                 dst.delete(&p).await?;
                 if let Some(old) = old {
                     let _ = dst.delete(&old.object).await;
@@ -368,11 +366,11 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
         if src_set.contains(whole_name.as_str()) {
             continue;
         }
-        let Some(record) = read_record(src, record_name).await? else {
+        let Some(record) = catalog::read_wal_record(src, record_name).await? else {
             continue;
         };
         let theirs = if dst_names.contains(record_name) {
-            read_record(dst, record_name).await?
+            catalog::read_wal_record(dst, record_name).await?
         } else {
             None
         };
@@ -393,26 +391,11 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
             Err(CopyError::Missing) => continue, // replaced by a newer copy meanwhile
             Err(CopyError::Other(e)) => return Err(e),
         }
-        let body = serde_json::to_vec_pretty(&record)
-            .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
-        dst.put_small(record_name, body, Retain::No).await?;
+        catalog::write_wal_record(dst, record_name, &record).await?;
         done.partial += 1;
         if let Some(old) = theirs.filter(|t| t.object != record.object) {
             let _ = dst.delete(&old.object).await;
         }
     }
     Ok(done)
-}
-
-/// A WAL record (`None` when it is not there).
-async fn read_record(s: &dyn Storage, name: &str) -> Result<Option<wal::Record>> {
-    match storage::get_small(s, name).await? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::failed(format!(
-                "the WAL record {name} in {} is not readable: {e}",
-                s.describe()
-            ))
-        }),
-    }
 }

@@ -11,8 +11,8 @@
 //! One scheme for everything kasm-db stores encrypted: logical dumps, physical base backups and
 //! archived WAL segments (each object its own random nonce prefix). [`key_for`] checks the key
 //! against an object's recorded key id first (a missing or wrong key is a typed
-//! [`KeyProblem`]); the opening side is [`Unsealer`] (pushed pieces), [`DecryptingReader`]
-//! (a `Read` of the plaintext) and [`decrypt`] (reader to writer), one implementation.
+//! [`KeyProblem`]); the opening side is [`Unsealer`] (pushed pieces) and [`decrypt`] (reader
+//! to writer, built on it), one implementation.
 
 use crate::error::{Error, Result};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -303,56 +303,6 @@ impl Unsealer {
     }
 }
 
-/// The opening side, pulled: a reader of the plaintext of the encrypted object `inner` reads
-/// (for an unpacking path that reads, e.g. a decompressor or `tar` fed from a pipe). A damaged,
-/// truncated or foreign object, or a wrong key, is an [`std::io::ErrorKind::InvalidData`] error
-/// with the same message as [`decrypt`]'s; the end of `inner` before the final chunk is one too,
-/// never a short, clean end.
-pub struct DecryptingReader<R> {
-    inner: R,
-    unsealer: Option<Unsealer>,
-    plain: Vec<u8>,
-    at: usize,
-    buf: Vec<u8>,
-}
-
-impl<R: Read> DecryptingReader<R> {
-    pub fn new(key: &Key, inner: R) -> DecryptingReader<R> {
-        DecryptingReader {
-            inner,
-            unsealer: Some(Unsealer::new(key)),
-            plain: Vec::new(),
-            at: 0,
-            buf: vec![0u8; 256 << 10],
-        }
-    }
-}
-
-impl<R: Read> Read for DecryptingReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let invalid =
-            |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
-        while self.at == self.plain.len() {
-            let Some(u) = self.unsealer.as_mut() else {
-                return Ok(0);
-            };
-            self.plain.clear();
-            self.at = 0;
-            let n = self.inner.read(&mut self.buf)?;
-            if n == 0 {
-                let u = self.unsealer.take().expect("checked above");
-                u.finish().map_err(invalid)?;
-                return Ok(0);
-            }
-            u.feed(&self.buf[..n], &mut self.plain).map_err(invalid)?;
-        }
-        let n = out.len().min(self.plain.len() - self.at);
-        out[..n].copy_from_slice(&self.plain[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
 /// Decrypt a whole encrypted object from `input` to `output`, streaming. Fails clearly on a
 /// wrong key, a foreign or damaged object, or a truncated one.
 pub fn decrypt(key: &Key, mut input: impl Read, mut output: impl Write) -> Result<u64> {
@@ -432,21 +382,6 @@ mod tests {
         let mut extra = obj.clone();
         extra.push(0);
         assert!(decrypt(&k, &extra[..], std::io::sink()).is_err());
-        // The pulled reader gives the same bytes, and refuses what decrypt refuses.
-        let mut plain = Vec::new();
-        DecryptingReader::new(&k, &obj[..])
-            .read_to_end(&mut plain)
-            .unwrap();
-        assert_eq!(plain, b"aaaabbbb");
-        let e = DecryptingReader::new(&k, &obj[..obj.len() - 20])
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert!(e.to_string().contains("truncated"), "{e}");
-        assert!(
-            DecryptingReader::new(&key(2), &obj[..])
-                .read_to_end(&mut Vec::new())
-                .is_err()
-        );
         // Fed one byte at a time, the pushed side opens it whole.
         let mut u = Unsealer::new(&k);
         let mut out = Vec::new();

@@ -224,6 +224,41 @@ pub struct Compression {
     pub members: Option<super::members::Members>,
 }
 
+/// How an object written by the parallel-block pipeline ([`super::compress`]) is stored, as a
+/// manifest records it: `format_of_dump` (what the plain archive is, `what`, then the codec and
+/// the sealing), `compression` and `encryption`. One description for dumps and base backups.
+pub fn stored_form(
+    what: &str,
+    method: super::compress::Method,
+    member_bytes: Vec<u32>,
+    key_id: Option<String>,
+) -> (String, Compression, Option<Encryption>) {
+    let format = format!(
+        "{what}, {}{}",
+        match method.codec {
+            Codec::Gzip => "gzip multi-member",
+            Codec::Zstd => "zstd multi-frame",
+        },
+        if key_id.is_some() {
+            ", aes-256-gcm-stream"
+        } else {
+            ""
+        }
+    );
+    let compression = Compression {
+        kind: method.codec.name().into(),
+        level: method.level,
+        block_bytes: super::compress::BLOCK_BYTES,
+        members: Some(super::members::Members(member_bytes)),
+    };
+    let encryption = key_id.map(|key_id| Encryption {
+        kind: super::crypt::KIND.into(),
+        chunk_bytes: super::compress::BLOCK_BYTES,
+        key_id,
+    });
+    (format, compression, encryption)
+}
+
 impl Compression {
     /// The codec this backup's object is read with.
     pub fn codec(&self) -> crate::error::Result<Codec> {

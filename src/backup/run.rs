@@ -238,6 +238,12 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
             }
         };
 
+    let (format_of_dump, compression, encryption) = manifest::stored_form(
+        "pg_dump custom (-Fc -Z0)",
+        method,
+        summary.member_bytes,
+        key.as_ref().map(|k| k.id()),
+    );
     let location = format!("{}/{}", storage.describe(), object);
     let m = Manifest {
         format: manifest::FORMAT,
@@ -258,29 +264,9 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
         size_bytes: summary.output_bytes,
         sha256: summary.sha256,
         dump_bytes: summary.input_bytes,
-        format_of_dump: format!(
-            "pg_dump custom (-Fc -Z0), {}{}",
-            match method.codec {
-                compress::Codec::Gzip => "gzip multi-member",
-                compress::Codec::Zstd => "zstd multi-frame",
-            },
-            if key.is_some() {
-                ", aes-256-gcm-stream"
-            } else {
-                ""
-            }
-        ),
-        compression: manifest::Compression {
-            kind: method.codec.name().into(),
-            level: method.level,
-            block_bytes: compress::BLOCK_BYTES,
-            members: Some(crate::archive::members::Members(summary.member_bytes)),
-        },
-        encryption: key.as_ref().map(|k| manifest::Encryption {
-            kind: crypt::KIND.into(),
-            chunk_bytes: compress::BLOCK_BYTES,
-            key_id: k.id(),
-        }),
+        format_of_dump,
+        compression,
+        encryption,
         server_side_encryption: storage.server_side_encryption(),
         exclude_logs: job.exclude_logs,
         excluded: excluded_roots,

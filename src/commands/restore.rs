@@ -421,9 +421,7 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
         from,
         started.elapsed().as_secs_f64()
     );
-    // The key first: a missing or wrong one is refused before anything is run or written.
     let key_file = ctx.config.backup.encryption_key_file.as_deref();
-    crate::restore::fetch::key_for(&m, key_file)?;
     let words = fetch_command(ctx.config_file.as_deref(), from)?;
     // The server (and so its restore_command) gets the loader's environment and what reaches
     // the target: kasm-db's own variables and the storage credentials' standard ones.

@@ -365,16 +365,33 @@ pub(crate) fn try_lock(file: &std::fs::File) -> Result<bool> {
 /// `now`. Best effort: what cannot be inspected or removed is left. Returns what was removed.
 pub fn remove_stale(dir: &Path, now: SystemTime) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    remove_unheld(
+        dir,
+        now,
+        |name| name.starts_with(SCRATCH_PREFIX) && name.ends_with(SCRATCH_SUFFIX),
+        |meta| meta.is_file() && meta.uid() == me,
+    )
+}
+
+/// Remove what killed restores left in `dir`: the entries `named` accepts by name and `is_ours`
+/// by metadata (not following links), not modified for [`STALE_AFTER`] before `now`, whose
+/// `flock` no running restore holds (a live restore holds its file's or folder's from the
+/// moment it makes it). Files are removed, folders with what they hold. Best effort: what
+/// cannot be inspected, locked or removed is left. Returns what was removed.
+pub(crate) fn remove_unheld(
+    dir: &Path,
+    now: SystemTime,
+    named: impl Fn(&str) -> bool,
+    is_ours: impl Fn(&std::fs::Metadata) -> bool,
+) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(SCRATCH_PREFIX) && name.ends_with(SCRATCH_SUFFIX)) {
+        if !named(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let path = entry.path();
@@ -386,14 +403,22 @@ pub fn remove_stale(dir: &Path, now: SystemTime) -> Vec<PathBuf> {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .is_some_and(|age| age >= STALE_AFTER);
-        if !meta.is_file() || meta.uid() != me || !old {
+        if !old || !is_ours(&meta) {
             continue;
         }
-        let Ok(file) = std::fs::File::open(&path) else {
+        let Ok(handle) = std::fs::File::open(&path) else {
             continue;
         };
         // Held: a running restore's. Removed while we hold the lock.
-        if try_lock(&file).unwrap_or(false) && std::fs::remove_file(&path).is_ok() {
+        if !try_lock(&handle).unwrap_or(false) {
+            continue;
+        }
+        let gone = if meta.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
             removed.push(path);
         }
     }

@@ -108,6 +108,8 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
             "--standby needs --port P: the standby is left running",
         ));
     }
+    // The key first: a missing or wrong one is refused before anything is run or written.
+    let key = fetch::key_for(m, spec.key_file)?;
     check_empty(spec.data_dir)?;
     let major = p.server_major;
     let (bindir, env) = (spec.pg_bindir.map(Path::to_path_buf), spec.env.clone());
@@ -181,7 +183,6 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // 2. Read once: hashed while it is unpacked into a hidden folder of DIR, moved into place
     // only when the SHA-256 matches.
     let phase = Instant::now();
-    let key = fetch::key_for(m, spec.key_file)?;
     unpack(spec.storage, m, key, spec.data_dir, spec.env).await?;
     tracing::info!(
         "backup {} checked and unpacked into {} in {:.2} s",
@@ -666,36 +667,12 @@ const PROBE_PREFIX: &str = ".kasm-db-probe-";
 /// by no running restore and unmodified for [`fetch::STALE_AFTER`] before `now`. Best effort;
 /// returns what was removed.
 fn remove_stale_private(parent: &Path, now: std::time::SystemTime) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(PRIVATE_PREFIX) || name.starts_with(PROBE_PREFIX)) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= fetch::STALE_AFTER);
-        if !meta.is_dir() || !old {
-            continue;
-        }
-        let Ok(dir) = std::fs::File::open(&path) else {
-            continue;
-        };
-        if fetch::try_lock(&dir).unwrap_or(false) && std::fs::remove_dir_all(&path).is_ok() {
-            removed.push(path);
-        }
-    }
-    removed
+    fetch::remove_unheld(
+        parent,
+        now,
+        |name| name.starts_with(PRIVATE_PREFIX) || name.starts_with(PROBE_PREFIX),
+        |meta| meta.is_dir(),
+    )
 }
 
 /// DIR must be absent or empty. A hidden unpack folder a killed restore left there (no restore

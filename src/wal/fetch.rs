@@ -22,9 +22,10 @@
 //! then only moves the segment asked for into place ([`take_cached`]). A segment the read-ahead
 //! has not got (or could not get) is fetched as above, so every judgement stays this module's.
 
+use crate::archive::catalog;
 use crate::archive::compress::{Codec, Unpacker};
 use crate::archive::crypt;
-use crate::archive::storage::{self, Storage};
+use crate::archive::storage::Storage;
 use crate::archive::wal::{self, Judgement, Record, Stored};
 use crate::error::{Error, Kind, Result};
 use std::io::Write;
@@ -113,15 +114,9 @@ fn abort(msg: impl std::fmt::Display) -> Error {
 
 async fn read_record(storage: &dyn Storage, file: &str, partial: bool) -> Result<Option<Record>> {
     let name = wal::record_name(file, partial).expect("a WAL file name");
-    let bytes = storage::get_small(storage, &name)
+    catalog::read_wal_record(storage, &name)
         .await
-        .map_err(|e| abort(format!("cannot read {name} from the archive: {e}")))?;
-    bytes
-        .map(|b| {
-            serde_json::from_slice::<Record>(&b)
-                .map_err(|e| abort(format!("the record {name} is unreadable: {e}")))
-        })
-        .transpose()
+        .map_err(|e| abort(format!("cannot read {name} from the archive: {e}")))
 }
 
 /// Read the record's object, check it, decrypt it (when sealed), unpack it to `dest`
@@ -208,17 +203,18 @@ fn write_out(
     let out = std::fs::File::create(tmp)
         .map_err(|e| abort(format!("cannot write {}: {e}", tmp.display())))?;
     let mut u = Unpacker::new(codec, std::io::BufWriter::new(out))?;
-    if let Some(key) = &key {
-        crypt::decrypt(key, bytes, &mut u)
-            .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?;
+    let does_not_unpack =
+        |e: std::io::Error| abort(format!("WAL file {file} does not unpack: {e}"));
+    match &key {
+        Some(key) => crypt::decrypt(key, bytes, &mut u)
+            .map(drop)
+            .map_err(|e| abort(format!("WAL file {file} does not decrypt: {e}")))?,
+        None => u.write_all(bytes).map_err(does_not_unpack)?,
     }
-    let unpacked = match key {
-        Some(_) => u.finish(),
-        None => u.write_all(bytes).and_then(|_| u.finish()),
-    };
-    let out = unpacked
+    let out = u
+        .finish()
         .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-        .map_err(|e| abort(format!("WAL file {file} does not unpack: {e}")))?;
+        .map_err(does_not_unpack)?;
     let len = out.metadata()?.len();
     if len != want {
         return Err(abort(format!(

@@ -32,6 +32,7 @@
 //! Never deletes a local segment before its record is stored; never logs the password or the
 //! key.
 
+use crate::archive::catalog;
 use crate::archive::compress::{self, Digest, Method};
 use crate::archive::crypt;
 use crate::archive::storage::{self, Piece, Storage};
@@ -463,11 +464,10 @@ impl Sweeper<'_> {
             let old = match self.partial_seen.get(&seg) {
                 Some((_, o)) => Some(o.clone()),
                 None => match wal::record_name(&seg, true) {
-                    Some(name) => storage::get_small(self.storage, &name)
+                    Some(name) => catalog::read_wal_record(self.storage, &name)
                         .await
                         .ok()
                         .flatten()
-                        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
                         .map(|r| r.object),
                     None => None,
                 },
@@ -505,10 +505,10 @@ impl Sweeper<'_> {
         let Some(record_name) = wal::record_name(seg, true) else {
             return;
         };
-        let old = match storage::get_small(self.storage, &record_name).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<Record>(&bytes).ok(),
-            _ => None,
-        };
+        let old = catalog::read_wal_record(self.storage, &record_name)
+            .await
+            .ok()
+            .flatten();
         let _ = self.storage.delete(&record_name).await;
         if let Some(r) = old {
             let _ = self.storage.delete(&r.object).await;
@@ -629,16 +629,7 @@ pub async fn store(
     };
     let record_name = wal::record_name(name, partial.is_some())
         .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
-    let body = serde_json::to_vec_pretty(&record)
-        .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
-    // A completed segment's record is written once and kept like a manifest; the partial
-    // copy's is rewritten at every flush.
-    let retain = if partial.is_some() {
-        storage::Retain::No
-    } else {
-        storage::Retain::WithBackup
-    };
-    storage.put_small(&record_name, body, retain).await?;
+    catalog::write_wal_record(storage, &record_name, &record).await?;
     tracing::debug!(file = name, partial = partial.is_some(), "WAL stored");
     Ok(record)
 }

@@ -82,9 +82,26 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
         let t = Utc::now();
         tokio::time::sleep(Duration::from_millis(100)).await;
         insert(&client, BEFORE + 1, BEFORE + AFTER).await?;
-        client.batch_execute("SELECT pg_switch_wal()").await?;
-        // pg_receivewal has it within milliseconds; the stream's last sweep stores it.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let switched: String = client
+            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+            .await?
+            .get(0);
+        // The segment holding every row stored whole (within a flush or so; a busy machine
+        // takes longer), so the restore finds the archive past the backup.
+        let record = crate::archive::wal::record_name(&switched, false)
+            .ok_or_else(|| Error::failed(format!("{switched} is not a WAL segment name")))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while crate::archive::catalog::read_wal_record(store.as_ref(), &record)
+            .await?
+            .is_none()
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::failed(format!(
+                    "the WAL stream did not store {switched} within 60 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok::<_, Error>((base, t))
     };
     tokio::pin!(streaming);
