@@ -160,13 +160,16 @@ impl Server {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Other sessions on `name`: (count, "user/application" of a few).
+    /// Other sessions on `name`: (count, "user/application" of a few). Processes without a
+    /// role (an autovacuum worker) are not sessions: the rename ends them itself, as
+    /// [`TERMINATE_SQL`] leaves them alone.
     pub async fn sessions(&self, name: &str) -> Result<(i64, Vec<String>)> {
         let rows = self
             .client
             .query(
                 "SELECT coalesce(usename::text, '?') || '/' || coalesce(nullif(application_name, ''), '?')
-                 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                 FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND usesysid IS NOT NULL",
                 &[&name],
             )
             .await?;
