@@ -71,7 +71,9 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The slot guard ([`crate::wal::guard`]): the replication slot `backup.wal_slot` on the
 /// database, when it can be reached. `None` when it cannot and `backup.wal` is off (a
 /// database that is not there has no slot to guard); with `backup.wal` on, a verdict whose
-/// advice says the slot was not checked (the database being down is not the backups' fault).
+/// advice says the slot was not checked: only a note when the database is down or does not
+/// answer (not the backups' fault), a problem that fails the check when it answered and
+/// refused (a check that cannot be made never passes).
 async fn slot_guard(ctx: &Ctx) -> Option<SlotVerdict> {
     let b = &ctx.config.backup;
     let read = async {
@@ -85,14 +87,25 @@ async fn slot_guard(ctx: &Ctx) -> Option<SlotVerdict> {
             b.wal_slot_max_retained,
             b.wal,
         )),
-        Ok(Err(e)) if b.wal => Some(unchecked(ctx, e.to_string())),
-        Err(_) if b.wal => Some(unchecked(ctx, "no answer within 10 s".into())),
+        // Down or not answering: a note. Reached but refused (authentication, a missing
+        // database, a slot that cannot be read): a check that cannot be made fails.
+        Ok(Err(e)) if b.wal => {
+            let refused = e.kind() != crate::error::Kind::Temporary;
+            Some(unchecked(ctx, e.to_string(), refused))
+        }
+        Err(_) if b.wal => Some(unchecked(ctx, "no answer within 10 s".into(), false)),
         _ => None,
     }
 }
 
-fn unchecked(ctx: &Ctx, why: String) -> SlotVerdict {
+fn unchecked(ctx: &Ctx, why: String, refused: bool) -> SlotVerdict {
     let b = &ctx.config.backup;
+    let problem = refused.then(|| {
+        format!(
+            "the replication slot {} could not be checked: {why}",
+            b.wal_slot
+        )
+    });
     SlotVerdict {
         slot: b.wal_slot.clone(),
         exists: false,
@@ -101,7 +114,7 @@ fn unchecked(ctx: &Ctx, why: String) -> SlotVerdict {
         wal_status: None,
         limit_bytes: b.wal_slot_max_retained.bytes(),
         max_slot_wal_keep_size_mb: None,
-        problem: None,
+        problem,
         advice: vec![format!(
             "the replication slot {} was not checked: cannot reach the database {} ({why})",
             b.wal_slot,

@@ -526,3 +526,36 @@ fn an_unreadable_verification_record_fails_the_check() {
         r.stdout
     );
 }
+
+/// With `backup.wal` on, the slot guard that cannot be made: a database that is down (nothing
+/// listening) is a note and the backups' verdict stands; one that answers and refuses (here a
+/// database that does not exist) fails the check, naming the slot, never passes.
+#[test]
+fn a_slot_guard_that_cannot_be_made_fails_unless_the_database_is_down() {
+    let url = seeded_db();
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_str().unwrap();
+    backup(&url, to, &[]);
+    let wal = [("KASM_DB_BACKUP_WAL", "true".to_string())];
+
+    let down = format!("postgres://postgres@127.0.0.1:{}/kasm", free_port());
+    let (code, v) = check_json(to, &["--db", &down], &wal);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["wal_slot"]["advice"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("was not checked")),
+        "{v}"
+    );
+
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let refused = format!("{base}/no_such_database_here");
+    let (code, v) = check_json(to, &["--db", &refused], &wal);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        reasons(&v)
+            .iter()
+            .any(|r| r.contains("replication slot kasm_db could not be checked")),
+        "{v}"
+    );
+}
