@@ -259,7 +259,7 @@ pub enum WalCommand {
     /// Stream the primary's WAL to the backup target until SIGTERM: the real pg_receivewal of
     /// the server's major on the physical replication slot backup.wal_slot (default kasm_db,
     /// created when missing), each completed segment stored compressed and checksummed as
-    /// wal/<timeline>/<segment>.gz with its record (<segment>.json, written after it), the
+    /// wal/<timeline>/<segment>.zst (zstd level 1) with its record (<segment>.json, written after it), the
     /// segment still being written stored at least every backup.wal_flush (default 10s): that
     /// is the most committed work a crash of the primary can lose. Each backup.copy_to target
     /// gets every stored segment too (one that is down never holds up the main target, and is

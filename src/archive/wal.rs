@@ -6,11 +6,11 @@
 //! Layout, beside the backups (`<id>/...`) under the same target:
 //!
 //! ```text
-//! wal/<timeline>/<segment>.gz              a completed segment (gzip members; .zst with zstd)
+//! wal/<timeline>/<segment>.zst             a completed segment (zstd; .gz, gzip members, before)
 //! wal/<timeline>/<segment>.json            its record, written after it: object, size, SHA-256
-//! wal/<timeline>/<segment>.partial-<n>.gz  the segment still being written, stored every
+//! wal/<timeline>/<segment>.partial-<n>.zst the segment still being written, stored every
 //! wal/<timeline>/<segment>.partial.json      backup.wal_flush; the record names the newest copy
-//! wal/<timeline>/<tli>.history.gz|.json    a timeline history file
+//! wal/<timeline>/<tli>.history.zst|.json   a timeline history file
 //! ```
 //!
 //! With `backup.encryption_key_file` each object is also sealed as a dump is (`.gz.aes`,

@@ -794,11 +794,13 @@ async fn unpack_into(
         let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
         text
     });
+    let writeback = Writeback::start(staging.path())?;
     let streamed = fetch::stream_into(storage, m, key, stdin, "tar", |_| {}).await;
     let status = tokio::task::spawn_blocking(move || tar.wait())
         .await
         .map_err(|e| Error::failed(format!("tar: {e}")))?
         .map_err(|e| Error::failed(format!("tar: {e}")))?;
+    writeback.stop();
     let said = said.join().unwrap_or_default();
     let tar_failed = (!status.success()).then(|| {
         format!(
@@ -823,13 +825,70 @@ async fn unpack_into(
         (Ok(_), Some(why)) => return Err(Error::failed(why)),
         (Ok(_), None) => {}
     }
+    // On disk before it is in place: what the server finds in DIR is durable, and its own
+    // sync of the data directory at start has nothing left to write.
+    syncfs(&lock).map_err(|e| {
+        Error::failed(format!(
+            "writing backup {} to disk under {}: {e}",
+            m.id,
+            data_dir.display()
+        ))
+    })?;
     for entry in std::fs::read_dir(staging.path())? {
         let entry = entry?;
         std::fs::rename(entry.path(), data_dir.join(entry.file_name()))?;
     }
+    std::fs::File::open(data_dir)?.sync_all()?;
     drop(lock);
     staging.close()?;
     Ok(())
+}
+
+/// Writes what tar unpacks back to disk while tar still writes (`syncfs` of the folder's file
+/// system every [`WRITEBACK_EVERY`]), so the disk works beside the decompression instead of
+/// after it. A server started on a restored base backup syncs its whole data directory before
+/// recovery begins: with 1.1 GB left dirty that took 0.9 s (bench/pitr.sh), time a failover
+/// waited with the disk otherwise idle during the unpack.
+struct Writeback {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const WRITEBACK_EVERY: Duration = Duration::from_millis(250);
+
+impl Writeback {
+    fn start(dir: &Path) -> Result<Writeback> {
+        let folder = std::fs::File::open(dir)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(WRITEBACK_EVERY);
+                // Best effort: the last sync, after tar, is the one that is checked.
+                let _ = syncfs(&folder);
+            }
+        });
+        Ok(Writeback { stop })
+    }
+
+    fn stop(self) {}
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `syncfs(2)` of the file system `file` is on: everything written there is on disk when it
+/// returns (and a write-back error since the file was opened is reported).
+fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a file descriptor we own and keep open for the call.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// `tar`'s standard input, remembering whether tar stopped taking bytes (its own failure,

@@ -547,6 +547,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_the_stream_stores_now_comes_back_byte_for_byte() {
+        // The stream's own method (zstd, whatever the dumps use); gzip, as archives streamed
+        // before stored it, is the test above.
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
+        let seg = "000000010000000000000007";
+        let mut wal: Vec<u8> = (0..3_000_000u32).map(|i| (i % 13) as u8 + 1).collect();
+        wal.resize(16 << 20, 0);
+        let local = dir.path().join(seg);
+        std::fs::write(&local, &wal).unwrap();
+        let r =
+            crate::wal::stream::store(&s, crate::wal::stream::WAL_METHOD, None, &local, seg, None)
+                .await
+                .unwrap();
+        assert_eq!(r.compression, "zstd");
+        assert!(r.object.ends_with(".zst"), "{}", r.object);
+        assert!(
+            r.size_bytes < 3_000_000 / 4,
+            "{} bytes stored",
+            r.size_bytes
+        );
+        let dest = dir.path().join("RECOVERYXLOG");
+        fetch(&s, seg, &dest, None, None).await.unwrap();
+        assert!(std::fs::read(&dest).unwrap() == wal, "not the same bytes");
+    }
+
+    #[tokio::test]
     async fn an_encrypted_segment_opens_with_its_key_only() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);

@@ -474,7 +474,7 @@ fn point_in_time_recovery_after_a_crash() {
     };
     // The base backup and the WAL chain after it are whole.
     verify(0);
-    let object = wal_dir.join(format!("{victim}.gz"));
+    let object = wal_dir.join(format!("{victim}.zst"));
     let original = std::fs::read(&object).unwrap();
     let mut bad = original.clone();
     let at = bad.len() / 2;
@@ -1224,7 +1224,7 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
                 assert_eq!(r["encryption"]["kind"], "aes-256-gcm-stream", "{name}: {r}");
                 records += 1;
             } else {
-                assert!(name.ends_with(".gz.aes"), "{name}");
+                assert!(name.ends_with(".zst.aes"), "{name}");
             }
         }
     }
