@@ -23,8 +23,10 @@
 //!    `pg_last_xact_replay_timestamp()` then (the last replayed commit). A server that stops
 //!    instead fails the restore with the reason from its log (`wal fetch` names the segment).
 //! 5. A fast shutdown leaves `DIR` cleanly shut down (the recovery's server log kept as
-//!    `DIR/kasm-db-recovery.log`); with a port the server is started again on it with the
-//!    cluster's own configuration (Unix socket in `DIR`, its log in `DIR/kasm-db-server.log`).
+//!    `DIR/kasm-db-recovery.log`) and `postgresql.auto.conf` as the backup had it (the recovery
+//!    settings gone: the promoted cluster is a primary); with a port the server is started
+//!    again on it with the cluster's own configuration (Unix socket in `DIR`, its log in
+//!    `DIR/kasm-db-server.log`).
 //!
 //! Never touches an existing data directory's files, never connects to the primary, never
 //! prints a password (the restored cluster's own pg_hba and passwords are untouched).
@@ -208,7 +210,10 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         }
         conf.push_str("recovery_target_action = 'promote'\n");
     }
-    append(&spec.data_dir.join("postgresql.auto.conf"), &conf)?;
+    let auto_conf = spec.data_dir.join("postgresql.auto.conf");
+    // As the backup had it: put back once recovery is over (a standby keeps the settings).
+    let own_auto_conf = std::fs::read(&auto_conf).ok();
+    append(&auto_conf, &conf)?;
     let signal = if spec.standby {
         "standby.signal"
     } else {
@@ -321,6 +326,13 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         "recovery server shut down in {:.2} s",
         phase.elapsed().as_secs_f64()
     );
+    // The promoted cluster starts as the primary it now is: without the recovery's settings,
+    // which would name this restore's archive and target the next time anyone asked it to
+    // recover. Written in place, so the file keeps its owner and mode.
+    match &own_auto_conf {
+        Some(bytes) => std::fs::write(&auto_conf, bytes)?,
+        None => std::fs::remove_file(&auto_conf)?,
+    }
     // The recovery's server log stays beside the data, for the record.
     let kept_log = spec.data_dir.join("kasm-db-recovery.log");
     if std::fs::copy(&log_path, &kept_log).is_ok() {

@@ -398,6 +398,17 @@ fn point_in_time_recovery_after_a_crash() {
         latest.report
     );
     assert_eq!(latest.report["backup"], b["id"]);
+    // Promoted, the cluster carries none of the recovery's settings (a later recovery.signal
+    // would otherwise recover from this archive again, up to this restore's target).
+    let auto_conf =
+        std::fs::read_to_string(restored.join("latest").join("postgresql.auto.conf")).unwrap();
+    assert!(!auto_conf.contains("restore_command"), "{auto_conf}");
+    assert!(
+        std::fs::read_to_string(restored.join("latest").join("kasm-db-recovery.log"))
+            .unwrap()
+            .contains("restored log file"),
+        "the recovery's log is kept"
+    );
     // `backups list` shows the window: up to when the newest WAL was stored, which is after
     // the last commit recovered.
     let list = json(&run(kasm_db(&[
