@@ -59,6 +59,10 @@ for k in $(seq "$RUNS"); do
   cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/t}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
   echo "    the stream's CPU so far: kasm-db $(cpu "$STREAM") s, pg_receivewal $(cpu "$(pgrep -P "$STREAM" pg_receivewal | head -1)") s, the primary's walsender $(cpu "$(pgrep -f 'postgres: walsender' | head -1)") s"
   kill -TERM "$STREAM"; wait "$STREAM" || true
+  # The next run with the stream starts where the primary is: a slot kept through a run without
+  # would hand it that run's WAL too (a backlog a stream that always runs never has).
+  psql_k -c "SELECT pg_drop_replication_slot('kasm_db')" >/dev/null
+  rm -rf "$WORK/staging"
   load "without_$((k + 1))"
   ratios+=("$(python3 -c "print($with / (($prev + $rate) / 2))")"); prev=$rate
 done

@@ -265,6 +265,12 @@ pub struct S3Config {
     /// S3 Object Lock: every dump and manifest uploaded is retained (GOVERNANCE mode) until
     /// now + this many days. The bucket must have Object Lock enabled.
     pub object_lock_days: Option<u32>,
+    /// How long one request waits for the store's answer, from its start (its body, one
+    /// upload part at most, included) to the answer's head; default 120s. A store that takes
+    /// a request and never answers fails that attempt instead of holding the job for ever;
+    /// the attempt is retried, then the job fails (exit 75). A body that stops moving is
+    /// cut after 20 s either way (the SDK's stalled-stream protection).
+    pub request_timeout: Option<Window>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -11,6 +11,9 @@
 //! Google Cloud Storage's configuration shape (HMAC keys as the AWS variables, `s3.endpoint`,
 //! `region = "auto"`, path style), read from docs/operations.md, backs up against moto with
 //! only the endpoint swapped for the local one; real GCS is never contacted.
+//!
+//! A store that never answers fails the job under `s3.request_timeout` (the same limit leaves
+//! moto's answers alone).
 
 use crate::common::moto;
 use crate::common::s3rver;
@@ -315,4 +318,63 @@ fn the_documented_google_cloud_storage_configuration_backs_up_through_the_s3_api
         "{keys:?}"
     );
     assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+}
+
+/// A store that takes every request and answers none (wedged behind a load balancer, a host
+/// whose disk hung): `s3.request_timeout` cuts each attempt, and the job fails with exit 75
+/// instead of holding its lock (and the next night's run) for ever. The same short limit
+/// against a store that answers (moto) changes nothing.
+#[test]
+fn a_store_that_never_answers_fails_the_job_instead_of_holding_it() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            // Read every request, answer nothing, keep the connection open.
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                while matches!(std::io::Read::read(&mut conn, &mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let src = source_db_of(1000);
+    for args in [
+        vec!["backups", "list", "--from", "s3://wedged/x"],
+        vec!["backup", "--db", &src, "--to", "s3://wedged/x"],
+    ] {
+        let mut cmd = kasm_db(&args);
+        cmd.envs(moto::env())
+            .env("KASM_DB_S3_ENDPOINT", format!("http://{addr}"))
+            .env("KASM_DB_S3_REQUEST_TIMEOUT", "1s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // A guard for the suite, not a speed check: without the limit this never ends.
+        wait_until(
+            std::time::Duration::from_secs(120),
+            format!("`kasm-db {}` against a silent store to give up", args[0]),
+            || child.try_wait().unwrap().is_some(),
+        );
+        let r = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(75), "{args:?}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains("timeout"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("AWS_SECRET") && !stderr.contains("test:test"));
+    }
+    // A store that answers, under the same limit: as before.
+    let bucket = moto::bucket();
+    let to = format!("s3://{bucket}/k");
+    let r = run(kasm_db(&["backup", "--db", &src, "--to", &to])
+        .envs(moto::env())
+        .env("KASM_DB_S3_REQUEST_TIMEOUT", "1s"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(kasm_db(&["backups", "list", "--json", "--from", &to])
+        .envs(moto::env())
+        .env("KASM_DB_S3_REQUEST_TIMEOUT", "1s"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(json(&r).as_array().map(Vec::len), Some(1), "{}", r.stdout);
 }

@@ -75,6 +75,10 @@ pub struct S3Storage {
 /// The S3 error code of a bucket that does not exist.
 const NO_SUCH_BUCKET: &str = "NoSuchBucket";
 
+/// `s3.request_timeout`'s default: how long one request (an upload part's body included) may
+/// wait for the store's answer. An 8 MiB part within it needs 70 KB/s.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The Object Lock mode of `s3.object_lock_days` (see the module's description).
 pub const LOCK_MODE: &str = "GOVERNANCE";
 
@@ -149,6 +153,20 @@ impl S3Storage {
         if let Some(e) = cfg.endpoint.as_deref().filter(|e| !e.is_empty()) {
             b = b.endpoint_url(e);
         }
+        // The SDK sets no limit on the wait for an answer: a store that took the request and
+        // went silent would hold a backup (or the WAL stream's sweep) for ever.
+        let answer_within = cfg
+            .request_timeout
+            .map(|w| w.as_duration())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(ANSWER_TIMEOUT);
+        b = b.timeout_config(
+            sdk.timeout_config()
+                .map(|t| t.to_builder())
+                .unwrap_or_else(aws_sdk_s3::config::timeout::TimeoutConfig::builder)
+                .read_timeout(answer_within)
+                .build(),
+        );
         Ok(S3Storage {
             client: Client::from_conf(b.build()),
             bucket,
