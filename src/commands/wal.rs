@@ -42,6 +42,7 @@ pub async fn wal(ctx: &Ctx, cmd: &WalCommand) -> Result<Outcome> {
                     target: &target,
                     staging: &staging,
                     env: &ctx.env,
+                    leading: None,
                 },
                 stop,
             )

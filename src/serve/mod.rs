@@ -354,7 +354,7 @@ const WAL_RETRY: Duration = Duration::from_secs(15);
 /// `backup.wal = true`: the WAL stream of `kasm-db wal stream` ([`crate::wal::stream`]), run
 /// until `stop`; one replica leads (the others try again every [`WAL_RETRY`]), a failure is
 /// logged and the stream started again. `kasm_db_wal_streaming` is 1 while this replica
-/// streams.
+/// streams (from the moment it holds the leader's lock).
 async fn stream_wal(
     cfg: Config,
     db: DbTarget,
@@ -379,6 +379,10 @@ async fn stream_wal(
         &target,
     );
     metrics.set("wal_streaming", &[], 0.0);
+    let leading = {
+        let metrics = metrics.clone();
+        move || metrics.set("wal_streaming", &[], 1.0)
+    };
     while !*stop.borrow() {
         let spec = crate::wal::stream::StreamSpec {
             db: &db,
@@ -386,8 +390,8 @@ async fn stream_wal(
             target: &target,
             staging: &staging,
             env: &env,
+            leading: Some(&leading),
         };
-        metrics.set("wal_streaming", &[], 1.0);
         let mut until = stop.clone();
         let r = crate::wal::stream::stream(spec, async move {
             let _ = until.wait_for(|s| *s).await;

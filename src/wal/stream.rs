@@ -61,6 +61,9 @@ pub struct StreamSpec<'a> {
     /// The process environment (only [`crate::pgtools::child_env`] of it reaches
     /// pg_receivewal).
     pub env: &'a BTreeMap<String, String>,
+    /// Called once this run holds the leader's lock (`serve`'s `kasm_db_wal_streaming`: a
+    /// replica that only tries, and finds another leading, never reads 1).
+    pub leading: Option<&'a (dyn Fn() + Send + Sync)>,
 }
 
 /// The staging directory a stream uses unless told (`--staging-dir`): under the temporary
@@ -201,6 +204,9 @@ pub async fn stream(
     let mut leader = db::connect(spec.db, retry).await?;
     let facts = replication::check(&leader, "wal stream").await?;
     locks::hold(&leader, Lock::WalStream, &spec.db.redacted()).await?;
+    if let Some(leading) = spec.leading {
+        leading();
+    }
     let major = facts.server_major;
     let (bindir, env) = (spec.config.backup.pg_bindir.clone(), spec.env.clone());
     let tool = tokio::task::spawn_blocking(move || {

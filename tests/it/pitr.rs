@@ -1996,10 +1996,11 @@ fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(top.join(format!("{name}.log"))).unwrap())
             .spawn()
+            .map(|child| (child, listen))
             .unwrap()
     };
-    let mut a = replica("a");
-    let mut b = replica("b");
+    let (mut a, a_at) = replica("a");
+    let (mut b, b_at) = replica("b");
     let pids = [a.id(), b.id()];
     let deadline = Instant::now() + Duration::from_secs(90);
     let first = loop {
@@ -2010,6 +2011,25 @@ fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     wait_streaming(&sql);
+    // `kasm_db_wal_streaming` is 1 on the leader only (the other replica has tried and found
+    // the lock taken by now: they started together).
+    let (leader_at, other_at) = if first == a.id() {
+        (a_at, b_at)
+    } else {
+        (b_at, a_at)
+    };
+    let streaming = |at| {
+        let metrics = http_get(at, "/metrics").unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("kasm_db_wal_streaming "))
+            .map(str::to_string)
+    };
+    crate::common::wait::wait_until(Duration::from_secs(30), "both replicas' /metrics", || {
+        streaming(leader_at).is_some() && streaming(other_at).is_some()
+    });
+    assert_eq!(streaming(leader_at).as_deref(), Some("1"));
+    assert_eq!(streaming(other_at).as_deref(), Some("0"));
     let insert = |from: i64, to: i64| {
         for n in from..=to {
             sql(&format!("INSERT INTO t (n) VALUES ({n})")).unwrap();

@@ -61,6 +61,7 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
             target: &target,
             staging: &staging,
             env: &d.env,
+            leading: None,
         },
         async {
             let _ = stop_rx.await;
