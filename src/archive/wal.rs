@@ -62,6 +62,31 @@ impl fmt::Display for Lsn {
 }
 
 /// Whether `name` is a WAL segment file name (24 hex digits).
+/// When the newest WAL record of each timeline was stored, from a listing's names and
+/// modification times: how far the archive reaches (`backups list`'s `recoverable_until`, and
+/// the bound `restore --physical --to-time` is checked against).
+pub fn stored_until<'a>(
+    objects: impl IntoIterator<Item = (&'a str, chrono::DateTime<chrono::Utc>)>,
+) -> std::collections::BTreeMap<u32, chrono::DateTime<chrono::Utc>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, modified) in objects {
+        let Some((tli, file)) = name.strip_prefix("wal/").and_then(|r| r.split_once('/')) else {
+            continue;
+        };
+        if !file.ends_with(".json") {
+            continue;
+        }
+        let Ok(tli) = u32::from_str_radix(tli, 16) else {
+            continue;
+        };
+        let e = out.entry(tli).or_insert(modified);
+        if modified > *e {
+            *e = modified;
+        }
+    }
+    out
+}
+
 pub fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -350,6 +375,25 @@ pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_archive_reaches_as_far_as_its_newest_record_per_timeline() {
+        let at = |s: u32| chrono::DateTime::from_timestamp(1_800_000_000 + s as i64, 0).unwrap();
+        let listing = [
+            ("wal/00000001/000000010000000000000002.json", at(10)),
+            ("wal/00000001/000000010000000000000003.zst", at(99)), // an object, not a record
+            ("wal/00000001/000000010000000000000003.partial.json", at(30)),
+            ("wal/00000002/00000002.history.json", at(40)),
+            ("wal/00000002/000000020000000000000004.json", at(20)),
+            ("20261207T120000Z-abcdef/manifest.json", at(500)), // a backup's, not WAL
+            ("wal/notatimeline/x.json", at(600)),
+        ];
+        let got = stored_until(listing.iter().map(|(n, t)| (*n, *t)));
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec![(1, at(30)), (2, at(40))]
+        );
+    }
+
     use super::*;
 
     #[test]

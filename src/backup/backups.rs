@@ -58,37 +58,12 @@ pub struct Listed {
     pub recoverable_until: Option<DateTime<Utc>>,
 }
 
-/// When the newest WAL record of each timeline was stored (from a listing).
-fn wal_stored_until(
-    objects: &[storage::ObjectInfo],
-) -> std::collections::BTreeMap<u32, DateTime<Utc>> {
-    let mut out = std::collections::BTreeMap::new();
-    for o in objects {
-        let Some(rest) = o.name.strip_prefix("wal/") else {
-            continue;
-        };
-        let Some((tli, file)) = rest.split_once('/') else {
-            continue;
-        };
-        if !file.ends_with(".json") {
-            continue;
-        }
-        let Ok(tli) = u32::from_str_radix(tli, 16) else {
-            continue;
-        };
-        let e = out.entry(tli).or_insert(o.modified);
-        if o.modified > *e {
-            *e = o.modified;
-        }
-    }
-    out
-}
-
 /// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
     let wal_until = if all.iter().any(|m| m.physical.is_some()) {
-        wal_stored_until(&storage.list().await?)
+        let objects = storage.list().await?;
+        crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified)))
     } else {
         Default::default()
     };

@@ -173,7 +173,22 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let phase = Instant::now();
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
 
-    let (archive_end, warnings, after_start) = archive_state(spec.storage, p).await?;
+    let (archive_end, warnings, after_start, stored_until) =
+        archive_state(spec.storage, m, p).await?;
+    // A time after the archive's end is refused before anything is written: PostgreSQL 13 and
+    // later would refuse it only after the unpack and the whole replay, and 12 would end
+    // recovery at the end of the archive and promote, a shorter recovery than asked for.
+    if let (RecoveryTarget::Time(t), false) = (spec.to, spec.standby) {
+        if t > stored_until {
+            return Err(Error::usage(format!(
+                "the recovery target {} is after the end of the archive: its newest WAL was                  stored at {} (backup {} recovers from {}), and nothing after that can be                  recovered; give a time up to then, or --to-latest",
+                t.to_rfc3339(),
+                stored_until.to_rfc3339(),
+                m.id,
+                m.completed.to_rfc3339()
+            )));
+        }
+    }
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -368,14 +383,26 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
 }
 
 /// What the archive holds after the backup, before recovery starts: its newest segment on the
-/// backup's timeline, and warnings for an archive with nothing after the backup (recovery
-/// then ends where the backup does) or with holes (recovery stops at the first one it needs).
+/// backup's timeline, warnings for an archive with nothing after the backup (recovery then
+/// ends where the backup does) or with holes (recovery stops at the first one it needs), the
+/// completed segments after the backup's start, and when its newest WAL was stored (the
+/// latest time it can recover to; the backup's completion when it holds nothing later).
 async fn archive_state(
     storage: &dyn Storage,
+    m: &Manifest,
     p: &crate::archive::manifest::Physical,
-) -> Result<(Option<String>, Vec<String>, Vec<String>)> {
+) -> Result<(Option<String>, Vec<String>, Vec<String>, DateTime<Utc>)> {
     use crate::archive::wal::{Lsn, Stored};
-    let names: Vec<String> = storage.list().await?.into_iter().map(|o| o.name).collect();
+    let objects = storage.list().await?;
+    // When the newest WAL on this backup's timeline or a later one was stored.
+    let stored_until =
+        crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified)))
+            .range(p.timeline..)
+            .map(|(_, t)| *t)
+            .max()
+            .filter(|t| *t > m.completed)
+            .unwrap_or(m.completed);
+    let names: Vec<String> = objects.into_iter().map(|o| o.name).collect();
     let tli = format!("{:08X}", p.timeline);
     let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
     let end = stored.newest().map(str::to_string);
@@ -409,7 +436,7 @@ async fn archive_state(
             p.stop_segment
         )),
     }
-    Ok((end, warnings, after_start))
+    Ok((end, warnings, after_start, stored_until))
 }
 
 /// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT [--cache DIR]`, its
