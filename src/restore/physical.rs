@@ -178,8 +178,9 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // A time after the archive's end is refused before anything is written: PostgreSQL 13 and
     // later would refuse it only after the unpack and the whole replay, and 12 would end
     // recovery at the end of the archive and promote, a shorter recovery than asked for.
+    // (A second of slack: S3 lists modification times to the second.)
     if let (RecoveryTarget::Time(t), false) = (spec.to, spec.standby) {
-        if t > stored_until {
+        if t > stored_until + chrono::Duration::seconds(1) {
             return Err(Error::usage(format!(
                 "the recovery target {} is after the end of the archive: its newest WAL was                  stored at {} (backup {} recovers from {}), and nothing after that can be                  recovered; give a time up to then, or --to-latest",
                 t.to_rfc3339(),
