@@ -272,11 +272,46 @@ async fn copy_checked(
 pub struct WalCopied {
     /// Completed segments and history files copied.
     pub files: u64,
+    /// The newest completed segment's or history file's record `dst` now holds, with every
+    /// one of `src` before it: where the next round may start listing ([`copy_wal_after`]).
+    pub through: Option<String>,
     /// Partial copies of the segment being written copied.
     pub partial: u64,
     /// Bytes of objects written.
     pub bytes: u64,
 }
+
+/// The names under `wal/` in `s`: every one, or (with `after`) those that sort after it, a
+/// page of [`LIST_PAGE`] at a time.
+async fn wal_names(s: &dyn Storage, after: Option<&str>) -> Result<Vec<String>> {
+    let prefix = format!("{}/", wal::WAL_DIR);
+    let Some(after) = after else {
+        return Ok(s
+            .list()
+            .await?
+            .into_iter()
+            .map(|o| o.name)
+            .filter(|n| n.starts_with(&prefix))
+            .collect());
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut cursor = after.to_string();
+    loop {
+        let page = s.list_after(&prefix, &cursor, LIST_PAGE).await?;
+        let more = page.len() == LIST_PAGE;
+        match page.last() {
+            Some(last) if more => cursor = last.clone(),
+            _ => {
+                out.extend(page);
+                return Ok(out);
+            }
+        }
+        out.extend(page);
+    }
+}
+
+/// Names asked for at a time by [`wal_names`] (S3's largest page).
+const LIST_PAGE: usize = 1000;
 
 /// Bring the archived WAL of `dst` up to `src`'s (`wal/`, [`super::wal`]): every completed
 /// segment and history file `src` holds and `dst` lacks is copied in order, object first
@@ -288,20 +323,27 @@ pub struct WalCopied {
 /// caught up from what it really holds. A destination that cannot be listed is not taken for an
 /// empty one: nothing is written to it. Deletes nothing else on either side.
 pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied> {
-    let mut done = WalCopied::default();
-    let wal_prefix = format!("{}/", wal::WAL_DIR);
-    let src_names: Vec<String> = src
-        .list()
-        .await?
-        .into_iter()
-        .map(|o| o.name)
-        .filter(|n| n.starts_with(&wal_prefix))
-        .collect();
+    copy_wal_after(src, dst, None).await
+}
+
+/// [`copy_wal`] of what sorts after `after` only: `after` is an earlier round's
+/// [`WalCopied::through`], below which `dst` holds everything `src` does. The WAL stream's
+/// copy rounds, every `backup.wal_flush`, list only the new WAL of both sides (S3's
+/// `StartAfter`), not the whole archive of months each time.
+pub async fn copy_wal_after(
+    src: &dyn Storage,
+    dst: &dyn Storage,
+    after: Option<&str>,
+) -> Result<WalCopied> {
+    let mut done = WalCopied {
+        through: after.map(str::to_string),
+        ..WalCopied::default()
+    };
+    let src_names = wal_names(src, after).await?;
     if !src_names.iter().any(|n| n.ends_with(".json")) {
         return Ok(done);
     }
-    let dst_names: HashSet<String> = dst
-        .list()
+    let dst_names: HashSet<String> = wal_names(dst, after)
         .await
         .map_err(|e| {
             e.context(format!(
@@ -310,8 +352,6 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
             ))
         })?
         .into_iter()
-        .map(|o| o.name)
-        .filter(|n| n.starts_with(&wal_prefix))
         .collect();
     let src_set: HashSet<&str> = src_names.iter().map(String::as_str).collect();
     let mut whole: Vec<&str> = Vec::new();
@@ -327,6 +367,9 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
     whole.sort_by_key(|n| (!n.ends_with(".history.json"), n.to_string()));
     for record_name in whole {
         if dst_names.contains(record_name) {
+            if done.through.as_deref() < Some(record_name) {
+                done.through = Some(record_name.to_string());
+            }
             continue;
         }
         let Some(record) = catalog::read_wal_record(src, record_name).await? else {
@@ -348,6 +391,9 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
         }
         catalog::write_wal_record(dst, record_name, &record).await?;
         done.files += 1;
+        if done.through.as_deref() < Some(record_name) {
+            done.through = Some(record_name.to_string());
+        }
         // The destination's partial copy of this segment is now superseded: record first.
         if let Some(p) = wal::record_name(&record.file, true) {
             if dst_names.contains(&p) {
@@ -398,4 +444,56 @@ pub async fn copy_wal(src: &dyn Storage, dst: &dyn Storage) -> Result<WalCopied>
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::storage::fs::FsStorage;
+    use crate::config::file_mode::FileMode;
+
+    /// Store segment `n` of timeline 1 in `s` as the stream does.
+    async fn stream_segment(s: &dyn Storage, dir: &std::path::Path, n: u32) -> String {
+        let seg = format!("00000001000000000000{n:04X}");
+        let local = dir.join(&seg);
+        std::fs::write(&local, vec![n as u8 + 1; 4096]).unwrap();
+        crate::wal::stream::store(s, crate::wal::stream::WAL_METHOD, None, &local, &seg, None)
+            .await
+            .unwrap();
+        format!("wal/00000001/{seg}.json")
+    }
+
+    #[tokio::test]
+    async fn a_round_after_the_first_lists_only_the_new_wal_and_a_whole_round_heals() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = FsStorage::new(dir.path().join("src"), FileMode::PRIVATE);
+        let dst = FsStorage::new(dir.path().join("dst"), FileMode::PRIVATE);
+        std::fs::create_dir_all(dir.path().join("dst")).unwrap();
+        let mut records = Vec::new();
+        for n in 2..=4 {
+            records.push(stream_segment(&src, dir.path(), n).await);
+        }
+        let first = copy_wal_after(&src, &dst, None).await.unwrap();
+        assert_eq!(first.files, 3);
+        assert_eq!(first.through.as_deref(), Some(records[2].as_str()));
+        // Lost from the copy behind the stream's back, below the watermark: a round from the
+        // watermark does not look there (it lists only what is new) ...
+        std::fs::remove_file(dir.path().join("dst").join(&records[0])).unwrap();
+        records.push(stream_segment(&src, dir.path(), 5).await);
+        let next = copy_wal_after(&src, &dst, first.through.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(next.files, 1, "only the new segment");
+        assert_eq!(next.through.as_deref(), Some(records[3].as_str()));
+        // ... and a round with nothing new copies nothing and keeps the watermark.
+        let idle = copy_wal_after(&src, &dst, next.through.as_deref())
+            .await
+            .unwrap();
+        assert_eq!((idle.files, idle.through), (0, next.through.clone()));
+        // A whole round (the first, the one after a failure, one an hour) finds it.
+        let whole = copy_wal_after(&src, &dst, None).await.unwrap();
+        assert_eq!(whole.files, 1);
+        assert!(dir.path().join("dst").join(&records[0]).exists());
+        assert_eq!(whole.through.as_deref(), Some(records[3].as_str()));
+    }
 }

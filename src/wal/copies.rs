@@ -1,6 +1,9 @@
 //! The WAL stream's copies to `backup.copy_to` (issue 25): one task per copy target that keeps
-//! its `wal/` caught up with the main target's ([`crate::archive::copy::copy_wal`]: what the
-//! copy lacks, in order, object before record), every `backup.wal_flush`.
+//! its `wal/` caught up with the main target's ([`crate::archive::copy::copy_wal_after`]: what
+//! the copy lacks, in order, object before record), every `backup.wal_flush`. A round lists
+//! only the WAL after the last one copied; the first round, the first after a failed one, and
+//! one every [`FULL_ROUND_EVERY`] list both targets whole (a copy emptied behind the stream's
+//! back is filled again).
 //!
 //! The main target is the stream's: a copy target that is down never stops or slows storing
 //! there (the tasks run beside the sweep and only read what it stored). While a copy is away its
@@ -19,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How often a round lists both targets whole instead of only the WAL after the last copied.
+pub const FULL_ROUND_EVERY: Duration = Duration::from_secs(3600);
 
 /// How long the stop waits for the copies' last round.
 pub const FINAL_ROUND: Duration = Duration::from_secs(20);
@@ -74,18 +80,29 @@ async fn keep_up(
 ) {
     let mut dst: Option<Arc<dyn Storage>> = None;
     let mut failing = false;
+    // Where the next round starts listing (none: both targets whole), and when the last whole
+    // listing was.
+    let mut through: Option<String> = None;
+    let mut whole_at = std::time::Instant::now();
     loop {
         let last = *stop.borrow();
+        if whole_at.elapsed() >= FULL_ROUND_EVERY {
+            through = None;
+        }
+        if through.is_none() {
+            whole_at = std::time::Instant::now();
+        }
         let round = async {
             if dst.is_none() {
                 dst = Some(storage::open(&target, &config).await?);
             }
             let dst = dst.as_ref().expect("opened");
-            copy::copy_wal(main.as_ref(), dst.as_ref()).await
+            copy::copy_wal_after(main.as_ref(), dst.as_ref(), through.as_deref()).await
         }
         .await;
         match round {
             Ok(done) => {
+                through = done.through.clone();
                 if failing {
                     tracing::info!(target = %target, files = done.files, "the WAL copy target is back; caught up");
                     failing = false;
@@ -94,6 +111,7 @@ async fn keep_up(
                 }
             }
             Err(e) => {
+                through = None;
                 if !failing {
                     tracing::warn!(target = %target, "copying WAL: {e}; the main target is not held up, and what this copy misses is copied when it is back");
                     failing = true;
