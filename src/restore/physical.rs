@@ -228,7 +228,16 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     }
     let auto_conf = spec.data_dir.join("postgresql.auto.conf");
     // As the backup had it: put back once recovery is over (a standby keeps the settings).
-    let own_auto_conf = std::fs::read(&auto_conf).ok();
+    let own_auto_conf = match std::fs::read(&auto_conf) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot read {}: {e}",
+                auto_conf.display()
+            )));
+        }
+    };
     append(&auto_conf, &conf)?;
     let signal = if spec.standby {
         "standby.signal"
