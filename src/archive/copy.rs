@@ -171,6 +171,7 @@ async fn copy_object(src: &dyn Storage, dst: &dyn Storage, m: &Manifest) -> Resu
         m.size_bytes,
         &m.sha256,
         &format!("backup {}", m.id),
+        Retain::WithBackup,
     )
     .await
     .map_err(|e| match e {
@@ -206,6 +207,7 @@ async fn copy_checked(
     size_expected: u64,
     sha_expected: &str,
     what: &str,
+    retain: Retain,
 ) -> std::result::Result<u64, CopyError> {
     let Some(mut reader) = src.get(object).await? else {
         return Err(CopyError::Missing);
@@ -252,7 +254,7 @@ async fn copy_checked(
         let _ = tx.send(Piece::End).await;
         Ok(Some(size))
     };
-    let (read, written) = tokio::join!(read, dst.put_stream(object, rx));
+    let (read, written) = tokio::join!(read, dst.put_stream(object, rx, retain));
     match (read?, written) {
         (Some(size), Ok(n)) if n == size => Ok(n),
         (Some(size), Ok(n)) => Err(Error::failed(format!(
@@ -382,6 +384,7 @@ pub async fn copy_wal_after(
             record.size_bytes,
             &record.sha256,
             &format!("WAL file {}", record.file),
+            Retain::WithBackup,
         )
         .await
         {
@@ -430,6 +433,7 @@ pub async fn copy_wal_after(
             record.size_bytes,
             &record.sha256,
             &format!("WAL file {} (partial)", record.file),
+            Retain::No,
         )
         .await
         {

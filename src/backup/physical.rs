@@ -189,7 +189,11 @@ pub async fn run(job: PhysicalSpec<'_>) -> Result<PhysicalBackup> {
     let put = {
         let storage = storage.clone();
         let object = object.clone();
-        tokio::spawn(async move { storage.put_stream(&object, rx).await })
+        tokio::spawn(async move {
+            storage
+                .put_stream(&object, rx, storage::Retain::WithBackup)
+                .await
+        })
     };
     let bar = progress_bar(job.progress);
     let produce = async {

@@ -174,7 +174,7 @@ pub async fn run(job: BackupSpec<'_>) -> Result<Manifest> {
     let put = {
         let storage = storage.clone();
         let object = object.clone();
-        tokio::spawn(async move { storage.put_stream(&object, rx).await })
+        tokio::spawn(async move { storage.put_stream(&object, rx, Retain::WithBackup).await })
     };
     let bar = progress_bar(job.progress);
     let dump_started = Instant::now();

@@ -440,7 +440,7 @@ fn an_unreachable_copy_target_fails_the_job_and_the_primary_stays_intact() {
 }
 
 /// A bucket with Object Lock enabled (and so versioning).
-fn locked_bucket() -> String {
+pub(crate) fn locked_bucket() -> String {
     let name = format!(
         "kasm-lock-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
@@ -458,7 +458,7 @@ fn locked_bucket() -> String {
 
 /// The object's retention: (mode, retain-until as epoch seconds). Through HeadObject, which
 /// carries the same retention as GetObjectRetention: moto 5.2 does not implement the latter.
-fn retention(bucket: &str, key: &str) -> (String, i64) {
+pub(crate) fn retention(bucket: &str, key: &str) -> (String, i64) {
     let out = moto::block_on(moto::client().head_object().bucket(bucket).key(key).send())
         .unwrap_or_else(|e| panic!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
     (

@@ -2116,3 +2116,80 @@ fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
     let r = restore(&bindir, &target, &restored.join("latest"), &[]).expect("restore");
     assert_eq!(r.rows, (1..=40).collect::<Vec<_>>());
 }
+
+/// With `s3.object_lock_days`, a completed WAL segment is retained as a backup's data is, and
+/// the partial copy of the segment being written is not: a new one every `backup.wal_flush`,
+/// each kept for the whole lock period, could never be removed. Superseded by the whole
+/// segment, the partial copy is deleted (moto, a bucket with Object Lock).
+#[test]
+fn object_lock_retains_completed_wal_and_never_the_partial_copies() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "pitr-lock");
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let url = primary.url("kasm");
+    let bucket = crate::copies::locked_bucket();
+    let target = format!("s3://{bucket}/pitr");
+    let stream = kasm_db(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        &target,
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ])
+    .envs(moto::env())
+    .env("KASM_DB_S3_OBJECT_LOCK_DAYS", "2")
+    .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_streaming(&sql);
+    sql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n").unwrap();
+    let segment = sql("SELECT pg_walfile_name(pg_current_wal_lsn())").unwrap();
+    let partial_prefix = format!("pitr/wal/00000001/{segment}.partial-");
+    let partial = crate::common::wait::wait_for_some(
+        Duration::from_secs(60),
+        format!("a partial copy of {segment}"),
+        || {
+            moto::keys(&bucket)
+                .into_iter()
+                .find(|k| k.starts_with(&partial_prefix))
+        },
+    );
+    let head = moto::block_on(
+        moto::client()
+            .head_object()
+            .bucket(&bucket)
+            .key(&partial)
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(head.object_lock_mode(), None, "{partial} is retained");
+    assert_eq!(head.object_lock_retain_until_date(), None, "{partial}");
+
+    // Completed, the segment is stored whole and retained; its partial copies are gone.
+    sql("SELECT pg_switch_wal()").unwrap();
+    let whole = format!("pitr/wal/00000001/{segment}.json");
+    crate::common::wait::wait_until(
+        Duration::from_secs(60),
+        format!("{segment} stored whole, its partial copies removed"),
+        || {
+            let keys = moto::keys(&bucket);
+            keys.contains(&whole) && !keys.iter().any(|k| k.starts_with(&partial_prefix))
+        },
+    );
+    let (mode, _) = crate::copies::retention(&bucket, &format!("pitr/wal/00000001/{segment}.zst"));
+    assert_eq!(mode, "GOVERNANCE");
+    stop_stream(stream);
+}

@@ -160,6 +160,7 @@ impl Storage for FsStorage {
         &'a self,
         name: &'a str,
         body: mpsc::Receiver<Piece>,
+        _retain: Retain,
     ) -> BoxFuture<'a, Result<u64>> {
         self.write_atomically(name, body).boxed()
     }
@@ -299,12 +300,12 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         tx.send(Piece::Data("abc".into())).await.unwrap();
         tx.send(Piece::End).await.unwrap();
-        assert_eq!(s.put_stream("b1/obj", rx).await.unwrap(), 3);
+        assert_eq!(s.put_stream("b1/obj", rx, Retain::No).await.unwrap(), 3);
         // An aborted stream leaves nothing, not even its directory.
         let (tx, rx) = mpsc::channel(4);
         tx.send(Piece::Data("partial".into())).await.unwrap();
         drop(tx);
-        assert!(s.put_stream("b2/obj", rx).await.is_err());
+        assert!(s.put_stream("b2/obj", rx, Retain::No).await.is_err());
         let names: Vec<String> = s
             .list()
             .await
@@ -340,7 +341,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         let writer = {
             let s = s.clone();
-            tokio::spawn(async move { s.put_stream("b1/dump.gz", rx).await })
+            tokio::spawn(async move { s.put_stream("b1/dump.gz", rx, Retain::No).await })
         };
         tx.send(Piece::Data("secret rows".into())).await.unwrap();
         let partial = loop {

@@ -90,11 +90,14 @@ pub trait Storage: Send + Sync {
     fn describe(&self) -> String;
 
     /// Stream `body` into the object `name`; commit it when [`Piece::End`] arrives, abort (leaving
-    /// nothing) if the channel closes first or anything fails. Returns the bytes stored.
+    /// nothing) if the channel closes first or anything fails. Returns the bytes stored. Under
+    /// the store's retention when `retain` says so: a backup's data and a completed WAL segment
+    /// are, the partial copy of the segment being written (replaced every few seconds) is not.
     fn put_stream<'a>(
         &'a self,
         name: &'a str,
         body: mpsc::Receiver<Piece>,
+        retain: Retain,
     ) -> BoxFuture<'a, Result<u64>>;
 
     /// Store a small object (a manifest) atomically, under the store's retention when `retain`

@@ -331,8 +331,18 @@ impl S3Storage {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    async fn multipart(&self, name: &str, body: mpsc::Receiver<Piece>) -> Result<u64> {
+    async fn multipart(
+        &self,
+        name: &str,
+        body: mpsc::Receiver<Piece>,
+        retain: Retain,
+    ) -> Result<u64> {
         let key = self.key(name);
+        let (mode, until) = if retain == Retain::WithBackup {
+            (self.lock_mode(), self.retain_until())
+        } else {
+            (None, None)
+        };
         let create = self
             .client
             .create_multipart_upload()
@@ -340,8 +350,8 @@ impl S3Storage {
             .key(&key)
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.kms_key_id.clone())
-            .set_object_lock_mode(self.lock_mode())
-            .set_object_lock_retain_until_date(self.retain_until())
+            .set_object_lock_mode(mode)
+            .set_object_lock_retain_until_date(until)
             .set_checksum_algorithm(self.checksum())
             .content_type("application/gzip")
             .send()
@@ -385,7 +395,7 @@ impl S3Storage {
                         e,
                     )),
                 };
-                match (stored, self.retain_until()) {
+                match (stored, until) {
                     (Ok(n), Some(until)) => self.ensure_retention(&key, until).await.map(|_| n),
                     (stored, _) => stored,
                 }
@@ -592,8 +602,9 @@ impl Storage for S3Storage {
         &'a self,
         name: &'a str,
         body: mpsc::Receiver<Piece>,
+        retain: Retain,
     ) -> BoxFuture<'a, Result<u64>> {
-        self.multipart(name, body).boxed()
+        self.multipart(name, body, retain).boxed()
     }
 
     fn put_small<'a>(

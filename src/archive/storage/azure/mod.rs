@@ -297,6 +297,7 @@ impl Storage for AzureStorage {
         &'a self,
         name: &'a str,
         body: mpsc::Receiver<Piece>,
+        _retain: Retain,
     ) -> BoxFuture<'a, Result<u64>> {
         self.blocks(name, body).boxed()
     }
