@@ -456,15 +456,30 @@ mod tests {
     use crate::archive::storage::fs::FsStorage;
     use crate::config::file_mode::FileMode;
 
-    /// Store segment `n` of timeline 1 in `s` as the stream does.
-    async fn stream_segment(s: &dyn Storage, dir: &std::path::Path, n: u32) -> String {
+    /// Archive segment `n` of timeline 1 in `s`: an object and its record written after it,
+    /// as the stream leaves them (the bytes themselves are not WAL; only the checks read them).
+    async fn stream_segment(s: &dyn Storage, _dir: &std::path::Path, n: u32) -> String {
         let seg = format!("00000001000000000000{n:04X}");
-        let local = dir.join(&seg);
-        std::fs::write(&local, vec![n as u8 + 1; 4096]).unwrap();
-        crate::wal::stream::store(s, crate::wal::stream::WAL_METHOD, None, &local, &seg, None)
-            .await
-            .unwrap();
-        format!("wal/00000001/{seg}.json")
+        let bytes = vec![n as u8 + 1; 4096];
+        let mut d = crate::archive::compress::Digest::default();
+        d.update(&bytes);
+        let (sha256, size_bytes) = d.finish();
+        let object = format!("wal/00000001/{seg}.zst");
+        s.put_small(&object, bytes, Retain::No).await.unwrap();
+        let record = wal::Record {
+            file: seg.clone(),
+            object,
+            size_bytes,
+            sha256,
+            wal_bytes: size_bytes,
+            pad_to: None,
+            compression: "zstd".into(),
+            partial: false,
+            encryption: None,
+        };
+        let name = format!("wal/00000001/{seg}.json");
+        catalog::write_wal_record(s, &name, &record).await.unwrap();
+        name
     }
 
     #[tokio::test]
