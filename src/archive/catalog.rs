@@ -290,9 +290,20 @@ pub async fn read_wal_record(storage: &dyn Storage, name: &str) -> Result<Option
     })
 }
 
+/// How a stored WAL file (its object and its record) is retained (`s3.object_lock_days`): a
+/// completed segment or history file as a backup's data is; the partial copy of the segment
+/// being written never (a new one every `backup.wal_flush` replaces it, and a retained one
+/// could never be removed).
+pub fn wal_retention(partial: bool) -> storage::Retain {
+    if partial {
+        storage::Retain::No
+    } else {
+        storage::Retain::WithBackup
+    }
+}
+
 /// Write the WAL record `name`, after the object it names is stored: what makes a stored WAL
-/// file exist. A completed file's record is kept like a manifest ([`storage::Retain::WithBackup`]),
-/// a partial copy's is rewritten at every flush ([`storage::Retain::No`]).
+/// file exist. Retained by [`wal_retention`].
 pub async fn write_wal_record(
     storage: &dyn Storage,
     name: &str,
@@ -300,12 +311,9 @@ pub async fn write_wal_record(
 ) -> Result<()> {
     let body = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::failed(format!("WAL record encoding: {e}")))?;
-    let retain = if record.partial {
-        storage::Retain::No
-    } else {
-        storage::Retain::WithBackup
-    };
-    storage.put_small(name, body, retain).await
+    storage
+        .put_small(name, body, wal_retention(record.partial))
+        .await
 }
 
 /// Check the chain of archived WAL after the physical backup `m` (nothing to check for a

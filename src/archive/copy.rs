@@ -300,15 +300,12 @@ async fn wal_names(s: &dyn Storage, after: Option<&str>) -> Result<Vec<String>> 
     let mut cursor = after.to_string();
     loop {
         let page = s.list_after(&prefix, &cursor, LIST_PAGE).await?;
-        let more = page.len() == LIST_PAGE;
-        match page.last() {
-            Some(last) if more => cursor = last.clone(),
-            _ => {
-                out.extend(page);
-                return Ok(out);
-            }
-        }
+        let last_page = page.len() < LIST_PAGE;
         out.extend(page);
+        match out.last() {
+            Some(last) if !last_page => cursor = last.clone(),
+            _ => return Ok(out),
+        }
     }
 }
 
@@ -367,11 +364,15 @@ pub async fn copy_wal_after(
     }
     // History files first (recovery reads them to find the timelines), then segments in order.
     whole.sort_by_key(|n| (!n.ends_with(".history.json"), n.to_string()));
+    // Once this round is through, `dst` holds every completed file listed (copied, there
+    // already, or pruned from `src` meanwhile): the next round may start after the newest.
+    let through = whole
+        .iter()
+        .max()
+        .map(|n| n.to_string())
+        .max(done.through.take());
     for record_name in whole {
         if dst_names.contains(record_name) {
-            if done.through.as_deref() < Some(record_name) {
-                done.through = Some(record_name.to_string());
-            }
             continue;
         }
         let Some(record) = catalog::read_wal_record(src, record_name).await? else {
@@ -384,7 +385,7 @@ pub async fn copy_wal_after(
             record.size_bytes,
             &record.sha256,
             &format!("WAL file {}", record.file),
-            Retain::WithBackup,
+            catalog::wal_retention(record.partial),
         )
         .await
         {
@@ -394,9 +395,6 @@ pub async fn copy_wal_after(
         }
         catalog::write_wal_record(dst, record_name, &record).await?;
         done.files += 1;
-        if done.through.as_deref() < Some(record_name) {
-            done.through = Some(record_name.to_string());
-        }
         // The destination's partial copy of this segment is now superseded: record first.
         if let Some(p) = wal::record_name(&record.file, true) {
             if dst_names.contains(&p) {
@@ -408,6 +406,7 @@ pub async fn copy_wal_after(
             }
         }
     }
+    done.through = through;
     for record_name in partial {
         // A segment stored whole at the source has its partial record removed there soon:
         // nothing to copy.
@@ -433,7 +432,7 @@ pub async fn copy_wal_after(
             record.size_bytes,
             &record.sha256,
             &format!("WAL file {} (partial)", record.file),
-            Retain::No,
+            catalog::wal_retention(record.partial),
         )
         .await
         {

@@ -61,7 +61,6 @@ impl fmt::Display for Lsn {
     }
 }
 
-/// Whether `name` is a WAL segment file name (24 hex digits).
 /// When the newest WAL record of each timeline was stored, from a listing's names and
 /// modification times: how far the archive reaches (`backups list`'s `recoverable_until`, and
 /// the bound `restore --physical --to-time` is checked against).
@@ -87,6 +86,23 @@ pub fn stored_until<'a>(
     out
 }
 
+/// How far the archive lets a physical backup of `timeline`, completed at `completed`, be
+/// recovered: when the newest WAL of that timeline or a later one was stored ([`stored_until`]),
+/// or the backup's own completion when nothing later is there.
+pub fn reaches(
+    stored: &std::collections::BTreeMap<u32, chrono::DateTime<chrono::Utc>>,
+    timeline: u32,
+    completed: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    stored
+        .range(timeline..)
+        .map(|(_, t)| *t)
+        .max()
+        .filter(|t| *t > completed)
+        .unwrap_or(completed)
+}
+
+/// Whether `name` is a WAL segment file name (24 hex digits).
 pub fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -375,6 +391,8 @@ pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_archive_reaches_as_far_as_its_newest_record_per_timeline() {
         let at = |s: u32| chrono::DateTime::from_timestamp(1_800_000_000 + s as i64, 0).unwrap();
@@ -393,8 +411,6 @@ mod tests {
             vec![(1, at(30)), (2, at(40))]
         );
     }
-
-    use super::*;
 
     #[test]
     fn prune_keeps_what_a_kept_backup_needs_records_first() {

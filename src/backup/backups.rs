@@ -94,14 +94,10 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
             timeline: m.physical.as_ref().map(|p| p.timeline),
             recoverable_from: m.physical.as_ref().map(|_| m.completed),
-            recoverable_until: m.physical.as_ref().map(|p| {
-                wal_until
-                    .range(p.timeline..)
-                    .map(|(_, t)| *t)
-                    .max()
-                    .filter(|t| *t > m.completed)
-                    .unwrap_or(m.completed)
-            }),
+            recoverable_until: m
+                .physical
+                .as_ref()
+                .map(|p| crate::archive::wal::reaches(&wal_until, p.timeline, m.completed)),
         });
     }
     Ok(items)

@@ -404,14 +404,11 @@ async fn archive_state(
 ) -> Result<(Option<String>, Vec<String>, Vec<String>, DateTime<Utc>)> {
     use crate::archive::wal::{Lsn, Stored};
     let objects = storage.list().await?;
-    // When the newest WAL on this backup's timeline or a later one was stored.
-    let stored_until =
-        crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified)))
-            .range(p.timeline..)
-            .map(|(_, t)| *t)
-            .max()
-            .filter(|t| *t > m.completed)
-            .unwrap_or(m.completed);
+    let stored_until = crate::archive::wal::reaches(
+        &crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified))),
+        p.timeline,
+        m.completed,
+    );
     let names: Vec<String> = objects.into_iter().map(|o| o.name).collect();
     let tli = format!("{:08X}", p.timeline);
     let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
@@ -857,7 +854,7 @@ async fn unpack_into(
         .await
         .map_err(|e| Error::failed(format!("tar: {e}")))?
         .map_err(|e| Error::failed(format!("tar: {e}")))?;
-    writeback.stop();
+    drop(writeback);
     let said = said.join().unwrap_or_default();
     let tar_failed = (!status.success()).then(|| {
         format!(
@@ -905,15 +902,12 @@ async fn unpack_into(
 /// system every [`WRITEBACK_EVERY`]), so the disk works beside the decompression instead of
 /// after it. A server started on a restored base backup syncs its whole data directory before
 /// recovery begins: with 1.1 GB left dirty that took 0.9 s (bench/pitr.sh), time a failover
-/// waited with the disk otherwise idle during the unpack.
+/// waited with the disk otherwise idle during the unpack. Stops when dropped.
 struct Writeback {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 const WRITEBACK_EVERY: Duration = Duration::from_millis(250);
-
-/// The pipe into `tar`.
-const TAR_PIPE_BYTES: libc::c_int = 1 << 20;
 
 impl Writeback {
     fn start(dir: &Path) -> Result<Writeback> {
@@ -929,8 +923,6 @@ impl Writeback {
         });
         Ok(Writeback { stop })
     }
-
-    fn stop(self) {}
 }
 
 impl Drop for Writeback {
@@ -950,6 +942,9 @@ fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// The pipe into `tar`.
+const TAR_PIPE_BYTES: libc::c_int = 1 << 20;
 
 /// `tar`'s standard input, remembering whether tar stopped taking bytes (its own failure,
 /// rather than the stream's).

@@ -595,12 +595,7 @@ pub async fn store(
     bytes.truncate(bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1));
     let wal_bytes = bytes.len() as u64;
     let (tx, rx) = mpsc::channel::<Piece>(8);
-    // A completed segment is kept as a backup's data is (`s3.object_lock_days`); a partial copy
-    // is replaced within seconds, and a retained one could never be removed.
-    let retain = match partial {
-        None => storage::Retain::WithBackup,
-        Some(_) => storage::Retain::No,
-    };
+    let retain = catalog::wal_retention(partial.is_some());
     let put = {
         let object = object.clone();
         async move { storage.put_stream(&object, rx, retain).await }
