@@ -40,7 +40,7 @@ load() {  # load NAME: one run of the ingest load; records/s into $rate
   echo "  $1: $(cat "$WORK/$1.out")"
 }
 start_stream() {
-  "$KASM_DB" wal stream --to "$TARGET" --staging-dir "$WORK/staging" 2>>"$WORK/stream.log" &
+  "$KASM_DB" wal stream --to "$TARGET" --staging-dir "${STAGING:-$WORK/staging}" 2>>"$WORK/stream.log" &
   STREAM=$!
   for _ in $(seq 300); do
     [ "$(psql_k -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")" = 1 ] && return
@@ -62,7 +62,7 @@ for k in $(seq "$RUNS"); do
   # The next run with the stream starts where the primary is: a slot kept through a run without
   # would hand it that run's WAL too (a backlog a stream that always runs never has).
   psql_k -c "SELECT pg_drop_replication_slot('kasm_db')" >/dev/null
-  rm -rf "$WORK/staging"
+  rm -rf "${STAGING:-$WORK/staging}"
   load "without_$((k + 1))"
   ratios+=("$(python3 -c "print($with / (($prev + $rate) / 2))")"); prev=$rate
 done

@@ -585,15 +585,19 @@ pub async fn store(
         Some(n) => wal::partial_object_name(name, n, &ext),
     }
     .ok_or_else(|| Error::failed(format!("{name} is not a WAL file name")))?;
-    let mut file = tokio::fs::File::open(path).await?;
-    // A partial file grows while it is read: read what is there now, once.
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).await?;
-    // Its trailing zeros (the padding of a segment not yet written, or switched early) are not
-    // stored, only counted: the stream's cost is the WAL written, not 16 MiB per flush.
-    let pad_to = bytes.len() as u64;
-    bytes.truncate(bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1));
-    let wal_bytes = bytes.len() as u64;
+    // Trailing zeros (the padding of a segment not yet written, or switched early) are not
+    // stored, only counted: the stream's cost is the WAL written, not 16 MiB per flush. A partial
+    // file grows while it is read, only ever past its last non-zero byte (pg_receivewal writes in
+    // order over the padding): what lies before it is final, so that much is read, once.
+    let file = std::fs::File::open(path)?;
+    let (file, pad_to, wal_bytes) = tokio::task::spawn_blocking(move || {
+        let size = file.metadata()?.len();
+        let len = written_len(&file, size)?;
+        Ok::<_, std::io::Error>((file, size, len))
+    })
+    .await
+    .map_err(|e| Error::failed(format!("reading {name}: {e}")))??;
+    let bytes = tokio::fs::File::from_std(file).take(wal_bytes);
     let (tx, rx) = mpsc::channel::<Piece>(8);
     let retain = catalog::wal_retention(partial.is_some());
     let put = {
@@ -605,7 +609,13 @@ pub async fn store(
         None => None,
     };
     let produce = async move {
-        let summary = compress::compress_stream(&bytes[..], method, sealer, &tx, |_| {}).await?;
+        let summary = compress::compress_stream(bytes, method, sealer, &tx, |_| {}).await?;
+        if summary.input_bytes != wal_bytes {
+            return Err(Error::failed(format!(
+                "reading {name}: {} of its {wal_bytes} bytes could be read",
+                summary.input_bytes
+            )));
+        }
         tx.send(Piece::End)
             .await
             .map_err(|_| Error::failed(compress::STORAGE_STOPPED))?;
@@ -641,6 +651,25 @@ pub async fn store(
     Ok(record)
 }
 
+/// The length of `file` (`size` bytes) without its trailing zeros, found from the end (a
+/// completed segment has data in its last block; a partial one, only its padding is read),
+/// with one buffer: a segment is never held in memory whole.
+fn written_len(file: &std::fs::File, size: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// SHA-256 and size of `bytes` (for [`super::fetch`]'s check).
 pub fn digest(bytes: &[u8]) -> (String, u64) {
     let mut d = Digest::default();
@@ -651,6 +680,29 @@ pub fn digest(bytes: &[u8]) -> (String, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_written_length_ignores_only_the_trailing_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let len = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            written_len(&f, bytes.len() as u64).unwrap()
+        };
+        let mut seg = vec![0u8; 1 << 20];
+        assert_eq!(len(&seg), 0, "all padding");
+        seg[5] = 1;
+        seg[70_000] = 2; // a zero run inside the data is kept
+        assert_eq!(len(&seg), 70_001);
+        seg[(64 << 10) - 1] = 3;
+        seg[200_000] = 4;
+        assert_eq!(len(&seg), 200_001);
+        let last = seg.len() - 1;
+        seg[last] = 5;
+        assert_eq!(len(&seg), seg.len() as u64, "a completed segment is whole");
+        assert_eq!(len(&[]), 0);
+    }
 
     #[test]
     fn slot_names_are_checked() {
