@@ -1,12 +1,19 @@
 //! Optional client-side encryption of backup objects: streaming AES-256-GCM in chunks (the
-//! STREAM construction: a random per-object nonce prefix, a chunk counter and a "last chunk"
-//! flag in every nonce, the header as associated data), so that chunks cannot be reordered,
-//! dropped, truncated or moved between objects without decryption failing.
+//! STREAM construction: a chunk counter and a "last chunk" flag in every nonce, the header as
+//! associated data), so that chunks cannot be reordered, dropped, truncated or moved between
+//! objects without decryption failing.
 //!
-//! Object format: `KASMDBE1` + 7-byte nonce prefix, then chunks `[u32 BE length][ciphertext +
-//! 16-byte tag]`, ending with an empty chunk flagged last. The key (32 bytes, from
-//! `backup.encryption_key_file`, raw or hex) never appears in messages, manifests or logs; only
-//! a key id (a hash prefix) is recorded, so that a wrong key is reported as such.
+//! Object format (`aes-256-gcm-hkdf-stream`): `KASMDBE2` + a 16-byte random salt + a 7-byte
+//! random nonce prefix, then chunks `[u32 BE length][ciphertext + 16-byte tag]`, ending with an
+//! empty chunk flagged last. Each object is sealed with its own key, HKDF-SHA256 of the
+//! configured key and the object's salt: a nonce is then only ever used once per key, however
+//! many objects are stored. (The first format, `KASMDBE1` = `aes-256-gcm-stream`, sealed every
+//! object with the configured key itself and told objects apart by the 7-byte prefix alone: two
+//! objects among the millions a WAL archive writes over the years could share one, and GCM
+//! under a repeated nonce leaks the XOR of the two plaintexts. It is still opened, never
+//! written.) The key (32 bytes, from `backup.encryption_key_file`, raw or hex) never appears in
+//! messages, manifests or logs; only a key id (a hash prefix) is recorded, so that a wrong key
+//! is reported as such.
 //!
 //! One scheme for everything kasm-db stores encrypted: logical dumps, physical base backups and
 //! archived WAL segments (each object its own random nonce prefix). [`key_for`] checks the key
@@ -20,9 +27,29 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
 
-pub const MAGIC: &[u8; 8] = b"KASMDBE1";
-pub const HEADER_BYTES: usize = 15;
-pub const KIND: &str = "aes-256-gcm-stream";
+pub const MAGIC: &[u8; 8] = b"KASMDBE2";
+/// Random bytes HKDF derives each object's key from.
+const SALT_BYTES: usize = 16;
+const PREFIX_BYTES: usize = 7;
+pub const HEADER_BYTES: usize = 8 + SALT_BYTES + PREFIX_BYTES;
+/// The scheme as manifests and WAL records name it.
+pub const KIND: &str = "aes-256-gcm-hkdf-stream";
+/// The first format: opened, never written (see the module doc).
+const MAGIC_V1: &[u8; 8] = b"KASMDBE1";
+const HEADER_BYTES_V1: usize = 8 + PREFIX_BYTES;
+const KIND_V1: &str = "aes-256-gcm-stream";
+/// What HKDF's `info` says: the purpose the derived key is for.
+const OBJECT_KEY_INFO: &[u8] = b"kasm-db object key v2";
+
+/// The header's size in an object sealed by the scheme `kind` (a manifest's or record's
+/// `encryption.kind`), when it is one this build knows.
+pub fn header_bytes(kind: &str) -> Option<usize> {
+    match kind {
+        KIND => Some(HEADER_BYTES),
+        KIND_V1 => Some(HEADER_BYTES_V1),
+        _ => None,
+    }
+}
 const TAG_BYTES: usize = 16;
 /// What sealing adds to each chunk: its length and its tag.
 pub const CHUNK_OVERHEAD: usize = 4 + TAG_BYTES;
@@ -77,8 +104,18 @@ impl Key {
         hex::encode(&h.finalize()[..8])
     }
 
-    fn aead(&self) -> LessSafeKey {
+    /// The first format's key: the configured key itself.
+    fn aead_v1(&self) -> LessSafeKey {
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.bytes).expect("32-byte key"))
+    }
+
+    /// One object's key: HKDF-SHA256 of this key with the object's salt.
+    fn object_aead(&self, salt: &[u8]) -> LessSafeKey {
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&self.bytes);
+        let okm = prk
+            .expand(&[OBJECT_KEY_INFO], &AES_256_GCM)
+            .expect("32 bytes is within HKDF-SHA256's output");
+        LessSafeKey::new(UnboundKey::from(okm))
     }
 }
 
@@ -100,14 +137,15 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(key: &Key) -> Result<Sealer> {
-        let mut prefix = [0u8; 7];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut prefix)
-            .map_err(|_| Error::failed("no randomness for the encryption nonce"))?;
         let mut header = [0u8; HEADER_BYTES];
         header[..8].copy_from_slice(MAGIC);
-        header[8..].copy_from_slice(&prefix);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut header[8..])
+            .map_err(|_| Error::failed("no randomness for the encryption salt and nonce"))?;
+        let salt = &header[8..8 + SALT_BYTES];
+        let mut prefix = [0u8; PREFIX_BYTES];
+        prefix.copy_from_slice(&header[8 + SALT_BYTES..]);
         Ok(Sealer {
-            key: key.aead(),
+            key: key.object_aead(salt),
             header,
             prefix,
         })
@@ -180,8 +218,10 @@ fn key_problem(msg: String) -> Error {
 /// once it is whole and authenticated. [`Unsealer::finish`] says whether the object ended
 /// where it should (its final chunk seen, nothing after it). Holds at most one chunk.
 pub struct Unsealer {
-    aead: LessSafeKey,
-    header: Option<[u8; HEADER_BYTES]>,
+    key: Key,
+    /// The object's key, once its header is read.
+    aead: Option<LessSafeKey>,
+    header: Option<Vec<u8>>,
     prefix: [u8; 7],
     counter: u32,
     pending: Vec<u8>,
@@ -194,7 +234,8 @@ pub struct Unsealer {
 impl Unsealer {
     pub fn new(key: &Key) -> Unsealer {
         Unsealer {
-            aead: key.aead(),
+            key: key.clone(),
+            aead: None,
             header: None,
             prefix: [0u8; 7],
             counter: 0,
@@ -222,18 +263,29 @@ impl Unsealer {
                 }
                 return Ok(());
             }
-            let Some(header) = self.header else {
-                if avail.len() < HEADER_BYTES {
+            let (Some(header), Some(aead)) = (&self.header, &self.aead) else {
+                if avail.len() < 8 {
                     return Ok(());
                 }
-                if &avail[..8] != MAGIC {
-                    return Err(Error::failed("not a kasm-db encrypted backup (bad magic)"));
+                let len = match &avail[..8] {
+                    m if m == MAGIC => HEADER_BYTES,
+                    m if m == MAGIC_V1 => HEADER_BYTES_V1,
+                    _ => {
+                        return Err(Error::failed("not a kasm-db encrypted backup (bad magic)"));
+                    }
+                };
+                if avail.len() < len {
+                    return Ok(());
                 }
-                let mut h = [0u8; HEADER_BYTES];
-                h.copy_from_slice(&avail[..HEADER_BYTES]);
-                self.prefix.copy_from_slice(&h[8..]);
+                let h = avail[..len].to_vec();
+                self.prefix.copy_from_slice(&h[len - PREFIX_BYTES..]);
+                self.aead = Some(if len == HEADER_BYTES {
+                    self.key.object_aead(&h[8..8 + SALT_BYTES])
+                } else {
+                    self.key.aead_v1()
+                });
                 self.header = Some(h);
-                self.at += HEADER_BYTES;
+                self.at += len;
                 continue;
             };
             if avail.len() < 4 {
@@ -253,14 +305,13 @@ impl Unsealer {
             // A chunk opens under exactly one of the two flags.
             let try_open = |last: bool| -> Option<Vec<u8>> {
                 let mut c = chunk.to_vec();
-                self.aead
-                    .open_in_place(
-                        nonce(&self.prefix, counter, last),
-                        Aad::from(&header),
-                        &mut c,
-                    )
-                    .ok()
-                    .map(|p| p.to_vec())
+                aead.open_in_place(
+                    nonce(&self.prefix, counter, last),
+                    Aad::from(header.as_slice()),
+                    &mut c,
+                )
+                .ok()
+                .map(|p| p.to_vec())
             };
             let (plain, last) = match try_open(false) {
                 Some(p) => (p, false),
@@ -389,7 +440,80 @@ mod tests {
             u.feed(std::slice::from_ref(b), &mut out).unwrap();
         }
         assert_eq!((u.finish().unwrap(), out.as_slice()), (8, &b"aaaabbbb"[..]));
-        // Two objects never share a nonce prefix.
-        assert_ne!(encrypt(&k, &[b"x"])[8..15], encrypt(&k, &[b"x"])[8..15]);
+        // Two objects never share a salt and nonce prefix.
+        assert_ne!(
+            encrypt(&k, &[b"x"])[8..HEADER_BYTES],
+            encrypt(&k, &[b"x"])[8..HEADER_BYTES]
+        );
+    }
+
+    /// An object in the first format (`KASMDBE1`: the configured key itself, a 7-byte prefix).
+    fn encrypt_v1(k: &Key, prefix: [u8; 7], chunks: &[&[u8]]) -> Vec<u8> {
+        let aead = k.aead_v1();
+        let mut header = MAGIC_V1.to_vec();
+        header.extend_from_slice(&prefix);
+        let mut out = header.clone();
+        let n = chunks.len();
+        for (i, c) in chunks.iter().copied().chain([&b""[..]]).enumerate() {
+            let mut body = c.to_vec();
+            aead.seal_in_place_append_tag(
+                nonce(&prefix, i as u32, i == n),
+                Aad::from(header.as_slice()),
+                &mut body,
+            )
+            .unwrap();
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend(body);
+        }
+        out
+    }
+
+    #[test]
+    fn objects_of_the_first_format_still_open() {
+        let k = key(3);
+        let old = encrypt_v1(&k, [9; 7], &[b"written ", b"before"]);
+        let mut out = Vec::new();
+        assert_eq!(decrypt(&k, &old[..], &mut out).unwrap(), 14);
+        assert_eq!(out, b"written before");
+        let e = decrypt(&key(4), &old[..], std::io::sink()).unwrap_err();
+        assert!(e.to_string().contains("wrong key"), "{e}");
+        let mut bad = old.clone();
+        bad[HEADER_BYTES_V1 + 5] ^= 1;
+        assert!(decrypt(&k, &bad[..], std::io::sink()).is_err());
+        assert_eq!(header_bytes("aes-256-gcm-stream"), Some(15));
+        assert_eq!(header_bytes(KIND), Some(31));
+        assert_eq!(header_bytes("rot13"), None);
+    }
+
+    #[test]
+    fn objects_that_share_a_nonce_prefix_never_share_a_key() {
+        let k = key(5);
+        let chunk = [0x42u8; 64];
+        // The first format: one key for every object, so the same prefix is the same
+        // keystream (what the per-object key removes).
+        let (a, b) = (
+            encrypt_v1(&k, [1; 7], &[&chunk]),
+            encrypt_v1(&k, [1; 7], &[&chunk]),
+        );
+        assert_eq!(a, b, "the first format repeats its keystream");
+        // Now: the same prefix forced on two objects still seals under two keys.
+        let s1 = Sealer::new(&k).unwrap();
+        let mut s2 = Sealer::new(&k).unwrap();
+        s2.prefix = s1.prefix;
+        s2.header[8 + SALT_BYTES..].copy_from_slice(&s1.prefix);
+        assert_ne!(s1.header[8..8 + SALT_BYTES], s2.header[8..8 + SALT_BYTES]);
+        let (c1, c2) = (s1.seal(0, false, &chunk), s2.seal(0, false, &chunk));
+        let differing = c1.iter().zip(&c2).filter(|(x, y)| x != y).count();
+        assert!(differing > 60, "{differing} of {} bytes differ", c1.len());
+        // And each opens only under its own header (the salt picks the key).
+        let mut obj = s2.header().to_vec();
+        obj.extend(c2);
+        obj.extend(s2.seal(1, true, b""));
+        let mut out = Vec::new();
+        decrypt(&k, &obj[..], &mut out).unwrap();
+        assert_eq!(out, chunk);
+        obj[8] ^= 1;
+        let e = decrypt(&k, &obj[..], std::io::sink()).unwrap_err();
+        assert!(e.to_string().contains("cannot decrypt"), "{e}");
     }
 }

@@ -240,7 +240,7 @@ pub fn stored_form(
             Codec::Zstd => "zstd multi-frame",
         },
         if key_id.is_some() {
-            ", aes-256-gcm-stream"
+            ", aes-256-gcm-hkdf-stream"
         } else {
             ""
         }
@@ -268,7 +268,7 @@ impl Compression {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Encryption {
-    /// `aes-256-gcm-stream` (see `archive::crypt`).
+    /// `aes-256-gcm-hkdf-stream` (`aes-256-gcm-stream` before; see `archive::crypt`).
     pub kind: String,
     /// Each chunk is one gzip member (zstd frame) of up to this many uncompressed bytes.
     pub chunk_bytes: usize,
@@ -338,9 +338,10 @@ pub fn restore_recipe(location: &str, key_id: Option<&str>, codec: Codec) -> Str
     match key_id {
         None => format!("createdb NEWDB && {fetch} | pg_restore -d NEWDB"),
         Some(k) => format!(
-            "encrypted (aes-256-gcm-stream, key id {k}): restore with `kasm-db restore` and \
+            "encrypted ({}, key id {k}): restore with `kasm-db restore` and \
              backup.encryption_key_file set to that key; the decrypted stream restores with \
-             {unpack} | pg_restore -d NEWDB"
+             {unpack} | pg_restore -d NEWDB",
+            super::crypt::KIND
         ),
     }
 }
@@ -356,9 +357,10 @@ pub fn physical_recipe(id: &str, location: &str, key_id: Option<&str>, codec: Co
             codec.unpack_command()
         ),
         Some(k) => format!(
-            "encrypted (aes-256-gcm-stream, key id {k}, and so is its WAL): kasm-db restore \
+            "encrypted ({}, key id {k}, and so is its WAL): kasm-db restore \
              --physical --data-dir DIR --backup {id} with backup.encryption_key_file set to that \
              key; the decrypted stream unpacks with {} | tar -x -C DIR",
+            super::crypt::KIND,
             codec.unpack_command()
         ),
     }

@@ -180,7 +180,7 @@ pub struct Record {
 /// How a stored WAL file is encrypted: the scheme and the public id of its key (never the key).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Sealed {
-    /// `aes-256-gcm-stream`.
+    /// `aes-256-gcm-hkdf-stream` (`aes-256-gcm-stream` before; see `archive::crypt`).
     pub kind: String,
     pub key_id: String,
 }

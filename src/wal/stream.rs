@@ -189,7 +189,7 @@ pub async fn stream(
              digits and _ only, at most 63"
         )));
     }
-    // Sealed as the dumps are (each stored object its own nonce prefix), when keyed.
+    // Sealed as the dumps are (each stored object its own salt, so its own key), when keyed.
     let key = match &spec.config.backup.encryption_key_file {
         Some(path) => Some(crypt::Key::from_file(path)?),
         None => None,
@@ -566,7 +566,7 @@ async fn store_retrying(
 
 /// Store the local file `path` as the WAL file `name` (a completed segment or history file,
 /// or with `partial = Some(n)` the `n`th partial copy of a segment): compressed and hashed on
-/// the way (and sealed with `key` when given, a new nonce prefix per object), the record
+/// the way (and sealed with `key` when given, a new salt and key per object), the record
 /// written after the object.
 pub async fn store(
     storage: &dyn Storage,

@@ -285,14 +285,14 @@ fn encrypted_backups_verify_and_decrypt_only_with_their_key() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let id = json(&r)["id"].as_str().unwrap().to_string();
     let m = manifest(&to, &id);
-    assert_eq!(m["encryption"]["kind"], "aes-256-gcm-stream");
+    assert_eq!(m["encryption"]["kind"], "aes-256-gcm-hkdf-stream");
     let key = kasm_db::archive::crypt::Key::from_material(key_hex.as_bytes()).unwrap();
     assert_eq!(m["encryption"]["key_id"], key.id());
     let manifest_text = std::fs::read_to_string(to.join(&id).join("manifest.json")).unwrap();
     assert!(!manifest_text.contains(&key_hex));
     assert!(!r.stdout.contains(&key_hex) && !r.stderr.contains(&key_hex));
     let object = std::fs::read(to.join(&id).join("dump.gz.aes")).unwrap();
-    assert_eq!(&object[..8], b"KASMDBE1");
+    assert_eq!(&object[..8], b"KASMDBE2");
     // verify needs no key: it checks the stored bytes.
     let v = run(kasm_db(&[
         "backups",

@@ -1215,7 +1215,7 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
         serde_json::from_slice(&std::fs::read(target.join(&id).join("manifest.json")).unwrap())
             .unwrap();
     assert_eq!(
-        manifest["encryption"]["kind"], "aes-256-gcm-stream",
+        manifest["encryption"]["kind"], "aes-256-gcm-hkdf-stream",
         "{manifest}"
     );
     assert!(
@@ -1238,7 +1238,10 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
             if name.ends_with(".json") {
                 let r: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
-                assert_eq!(r["encryption"]["kind"], "aes-256-gcm-stream", "{name}: {r}");
+                assert_eq!(
+                    r["encryption"]["kind"], "aes-256-gcm-hkdf-stream",
+                    "{name}: {r}"
+                );
                 records += 1;
             } else {
                 assert!(name.ends_with(".zst.aes"), "{name}");
