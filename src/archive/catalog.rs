@@ -29,7 +29,13 @@ pub struct Scan {
 /// Read every manifest of the target. One that cannot be parsed is in `unreadable`, with a
 /// warning (neither listed nor pruned; [`find`] does not take it for absent).
 pub async fn scan(storage: &dyn Storage) -> Result<Scan> {
-    let listing = manifest::group(&storage.list().await?);
+    scan_listed(storage, &storage.list().await?).await
+}
+
+/// [`scan`] of a listing the caller already has (one listing for a whole job: on a target
+/// holding months of WAL, each listing is many requests).
+pub async fn scan_listed(storage: &dyn Storage, objects: &[storage::ObjectInfo]) -> Result<Scan> {
+    let listing = manifest::group(objects);
     let mut out = Scan::default();
     for id in listing.with_manifest {
         let name = manifest::manifest_name(&id);
@@ -127,6 +133,16 @@ fn no_such_backup(msg: String) -> Error {
 /// never taken for absent (as in [`find`]: for `latest`, one newer than the newest readable
 /// backup of `kind` is an error naming it).
 pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Result<Manifest> {
+    find_of_in(storage, None, id, kind).await
+}
+
+/// [`find_of`], with the target's listing when the caller already has it (`latest` needs one).
+pub async fn find_of_in(
+    storage: &dyn Storage,
+    listing: Option<&[storage::ObjectInfo]>,
+    id: &str,
+    kind: BackupKind,
+) -> Result<Manifest> {
     if id != "latest" {
         let m = find(storage, id).await?;
         if m.kind != kind {
@@ -146,7 +162,10 @@ pub async fn find_of(storage: &dyn Storage, id: &str, kind: BackupKind) -> Resul
     let Scan {
         complete: all,
         unreadable,
-    } = scan(storage).await?;
+    } = match listing {
+        Some(objects) => scan_listed(storage, objects).await?,
+        None => scan(storage).await?,
+    };
     let newest = all.into_iter().find(|m| m.kind == kind);
     let damaged = unreadable
         .iter()

@@ -414,7 +414,16 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
     };
     let started = std::time::Instant::now();
     let store = storage::open(from, &ctx.config).await?;
-    let m = catalog::find_of(store.as_ref(), &args.backup, BackupKind::Physical).await?;
+    // Listed once, for the backup and for the WAL archive after it: on a target of months of
+    // WAL each listing is many requests, and a failover waits for them.
+    let listing = store.list().await?;
+    let m = catalog::find_of_in(
+        store.as_ref(),
+        Some(&listing),
+        &args.backup,
+        BackupKind::Physical,
+    )
+    .await?;
     tracing::info!(
         "backup {} found in {} in {:.2} s",
         m.id,
@@ -438,6 +447,7 @@ async fn physical(ctx: &Ctx, args: &RestoreArgs, from: &Target) -> Result<Outcom
     );
     let r = physical::restore(PhysicalSpec {
         storage: store.as_ref(),
+        listing: &listing,
         manifest: &m,
         data_dir,
         fetch_command: words,

@@ -55,6 +55,9 @@ pub enum RecoveryTarget {
 /// One physical restore.
 pub struct PhysicalSpec<'a> {
     pub storage: &'a dyn Storage,
+    /// The target's listing, taken once by the caller: what the WAL archive holds is read
+    /// from it.
+    pub listing: &'a [crate::archive::storage::ObjectInfo],
     pub manifest: &'a Manifest,
     pub data_dir: &'a Path,
     /// The kasm-db program PostgreSQL runs as `restore_command`, and the arguments that find
@@ -173,8 +176,7 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let phase = Instant::now();
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
 
-    let (archive_end, warnings, after_start, stored_until) =
-        archive_state(spec.storage, m, p).await?;
+    let (archive_end, warnings, after_start, stored_until) = archive_state(spec.listing, m, p);
     // A time after the archive's end is refused before anything is written: PostgreSQL 13 and
     // later would refuse it only after the unpack and the whole replay, and 12 would end
     // recovery at the end of the archive and promote, a shorter recovery than asked for.
@@ -397,21 +399,19 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
 /// ends where the backup does) or with holes (recovery stops at the first one it needs), the
 /// completed segments after the backup's start, and when its newest WAL was stored (the
 /// latest time it can recover to; the backup's completion when it holds nothing later).
-async fn archive_state(
-    storage: &dyn Storage,
+fn archive_state(
+    objects: &[crate::archive::storage::ObjectInfo],
     m: &Manifest,
     p: &crate::archive::manifest::Physical,
-) -> Result<(Option<String>, Vec<String>, Vec<String>, DateTime<Utc>)> {
+) -> (Option<String>, Vec<String>, Vec<String>, DateTime<Utc>) {
     use crate::archive::wal::{Lsn, Stored};
-    let objects = storage.list().await?;
     let stored_until = crate::archive::wal::reaches(
         &crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified))),
         p.timeline,
         m.completed,
     );
-    let names: Vec<String> = objects.into_iter().map(|o| o.name).collect();
     let tli = format!("{:08X}", p.timeline);
-    let stored = Stored::from_listing(&tli, names.iter().map(String::as_str));
+    let stored = Stored::from_listing(&tli, objects.iter().map(|o| o.name.as_str()));
     let end = stored.newest().map(str::to_string);
     // What recovery asks the archive for first: the segment the backup starts in.
     let first = Lsn::parse(&p.start_lsn)
@@ -443,7 +443,7 @@ async fn archive_state(
             p.stop_segment
         )),
     }
-    Ok((end, warnings, after_start, stored_until))
+    (end, warnings, after_start, stored_until)
 }
 
 /// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT [--cache DIR]`, its

@@ -123,8 +123,10 @@ pub async fn stage(d: &mut Demo) -> Result<StageResult> {
 
     let port = free_port()?;
     let running = Restored(data_dir.clone());
+    let listing = store.list().await?;
     let r = restore::restore(restore::PhysicalSpec {
         storage: store.as_ref(),
+        listing: &listing,
         manifest: &base.manifest,
         data_dir: &data_dir,
         fetch_command: crate::commands::restore::fetch_command(None, &target)?,
