@@ -12,7 +12,7 @@
 
 use crate::common::moto;
 
-use crate::common::{free_port, json, kasm_db, run};
+use crate::common::{Reaped, free_port, json, kasm_db, run};
 use kasm_db::pgtemp::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -162,6 +162,7 @@ fn point_in_time_recovery_after_a_crash() {
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(top.join(log)).unwrap())
         .spawn()
+        .map(Reaped::from)
         .unwrap()
     };
     let mut stream = start_stream("stream.log");
@@ -317,7 +318,7 @@ fn point_in_time_recovery_after_a_crash() {
     unsafe {
         libc::kill(stream.id() as i32, libc::SIGTERM);
     }
-    let out = stream.wait_with_output().unwrap();
+    let out = stream.into_inner().wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stopped["slot"], "kasm_db");
@@ -604,6 +605,7 @@ fn point_in_time_recovery_through_s3() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     let insert = |from: i64, to: i64| {
@@ -745,6 +747,7 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped::from)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kasm_db' AND active")
@@ -966,6 +969,7 @@ fn round_trip_on(bindir: &Path) {
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     sql("INSERT INTO t SELECT generate_series(1, 10)").unwrap();
@@ -1013,12 +1017,12 @@ fn point_in_time_recovery_on_postgresql_17() {
 }
 
 /// SIGTERM to a `wal stream` child; it stores what it received and exits 0.
-fn stop_stream(stream: std::process::Child) {
+fn stop_stream(stream: Reaped) {
     // SAFETY: the stream is our child.
     unsafe {
         libc::kill(stream.id() as i32, libc::SIGTERM);
     }
-    let out = stream.wait_with_output().unwrap();
+    let out = stream.into_inner().wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -1073,6 +1077,7 @@ fn a_staging_directory_belongs_to_one_stream() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped::from)
         .unwrap();
     wait_streaming(&|q| psql(&bindir, &socket, port, "kasm", q));
     // A second stream on the same directory (another database and slot, so the server would
@@ -1194,6 +1199,7 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     insert(1, 10);
@@ -1380,6 +1386,7 @@ fn wal_reaches_a_copy_target_that_was_away() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     let insert = |from: i64, to: i64| {
@@ -1547,6 +1554,7 @@ fn the_slot_guard_names_a_slot_nobody_consumes() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     let b = run(with_env(kasm_db(&[
@@ -1663,6 +1671,7 @@ fn the_slot_guard_names_a_slot_nobody_consumes() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(top.join("serve.log")).unwrap())
         .spawn()
+        .map(Reaped::from)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let metrics = loop {
@@ -1847,6 +1856,7 @@ fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(top.join(log)).unwrap())
         .spawn()
+        .map(Reaped::from)
         .unwrap()
     };
     let mut stream = start_stream("stream-1.log");
@@ -2005,7 +2015,7 @@ fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(top.join(format!("{name}.log"))).unwrap())
             .spawn()
-            .map(|child| (child, listen))
+            .map(|child| (Reaped::from(child), listen))
             .unwrap()
     };
     let (mut a, a_at) = replica("a");
@@ -2156,6 +2166,7 @@ fn object_lock_retains_completed_wal_and_never_the_partial_copies() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
+    .map(Reaped::from)
     .unwrap();
     wait_streaming(&sql);
     sql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n").unwrap();

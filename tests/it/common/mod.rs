@@ -139,6 +139,47 @@ pub fn end_reader(url: &str, mut reader: std::process::Child) {
     let _ = reader.wait();
 }
 
+/// A child process that is killed (SIGKILL) and reaped when dropped still running: a test that
+/// fails half-way never leaves a `wal stream` or `serve` behind for the rest of the suite.
+/// Derefs to the `Child`; [`Reaped::into_inner`] hands it over for a clean stop.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("taken only here")
+    }
+}
+
+impl From<std::process::Child> for Reaped {
+    fn from(c: std::process::Child) -> Reaped {
+        Reaped(Some(c))
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("present until into_inner")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("present until into_inner")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 /// The built `kasm-db` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kasm-db"))
