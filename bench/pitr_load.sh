@@ -10,6 +10,8 @@
 #     rows committed before the crash that are missing, and the span from the last commit
 #     recovered to the crash (bar: at most backup.wal_flush).
 # Usage: bench/pitr_load.sh [C=8] [B=500] [D=20] [FLUSH_S=10] [RUNS=4]
+# STAGING=DIR: the stream's staging directory (default: in the bench's work folder, on disk as in
+# production; a tmpfs one measures what pg_receivewal's writes to disk cost).
 # (RUNS runs with the stream, RUNS + 1 without: on 2 cores one pair of runs varies by 10%.)
 source "$(dirname "$0")/lib.sh"
 C=${1:-8}; B=${2:-500}; D=${3:-20}; FLUSH_S=${4:-10}; RUNS=${5:-4}
