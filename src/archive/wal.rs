@@ -55,6 +55,16 @@ impl Lsn {
     }
 }
 
+/// The segment a stream resuming at `resume` (its slot's `restart_lsn`) must already have
+/// archived or staged: the one before the segment it resumes in (pg_receivewal starts at that
+/// segment's beginning). `None` when it resumes in the very first segment.
+pub fn segment_before(resume: Lsn, timeline: u32, segment_bytes: u64) -> Option<String> {
+    let start = resume.0 - resume.0 % segment_bytes;
+    start
+        .checked_sub(1)
+        .map(|last| Lsn(last).segment(timeline, segment_bytes))
+}
+
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
@@ -392,6 +402,28 @@ pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_segment_before_a_resume_point() {
+        const SEG: u64 = 16 << 20;
+        let at = |t: &str| Lsn::parse(t).unwrap();
+        // On a boundary (pg_receivewal reports a segment's end): the last one completed.
+        assert_eq!(
+            segment_before(at("0/3000000"), 1, SEG).as_deref(),
+            Some("000000010000000000000002")
+        );
+        // Inside a segment: the one before it.
+        assert_eq!(
+            segment_before(at("0/3000028"), 2, SEG).as_deref(),
+            Some("000000020000000000000002")
+        );
+        // Across a log id (256 segments of 16 MiB to one).
+        assert_eq!(
+            segment_before(at("1/0"), 1, SEG).as_deref(),
+            Some("0000000100000000000000FF")
+        );
+        assert_eq!(segment_before(at("0/28"), 1, SEG), None);
+    }
 
     #[test]
     fn the_archive_reaches_as_far_as_its_newest_record_per_timeline() {

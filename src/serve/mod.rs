@@ -291,6 +291,9 @@ pub async fn serve(
                 .into_future(),
         ),
     };
+    // When the stop began: the tasks' share of the grace period is counted from it.
+    let stop_began = Arc::new(std::sync::OnceLock::new());
+    let began = stop_began.clone();
     // Stops everything on a signal, or when bootstrap gave up (then returns its error).
     let stopper = tokio::spawn(async move {
         let fatal = tokio::select! {
@@ -306,6 +309,7 @@ pub async fn serve(
                 Some(e)
             }
         };
+        let _ = began.set(std::time::Instant::now());
         let _ = stop_tx.send(true);
         fatal
     });
@@ -324,12 +328,12 @@ pub async fn serve(
         stopper.abort();
         None
     };
-    // Running jobs and the follower's current batch get what is left of the grace period; their lock sessions close with them.
+    // Running jobs, the follower's current batch and the WAL stream's last sweep (what
+    // pg_receivewal received, stored) get what is left of the grace period; their lock sessions
+    // close with them.
     let jobs_done = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(1), jobs_done)
-        .await
-        .is_err()
-    {
+    let left = tasks_budget(stop_began.get().map(|t| t.elapsed()));
+    if tokio::time::timeout(left, jobs_done).await.is_err() {
         tracing::warn!("a scheduled job was still running at shutdown; it was stopped");
         tasks.abort_all();
     }
@@ -345,6 +349,17 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the running tasks get at a stop, `since_stop` after it began: the rest of
+/// [`SHUTDOWN_GRACE`], and never less than a second. (It was a flat second, while the HTTP
+/// server usually stops at once: the WAL stream's last sweep to a remote target was cut short,
+/// leaving received WAL only in the local staging directory, which a container that is removed
+/// takes with it.)
+fn tasks_budget(since_stop: Option<Duration>) -> Duration {
+    SHUTDOWN_GRACE
+        .saturating_sub(since_stop.unwrap_or_default())
+        .max(Duration::from_secs(1))
 }
 
 /// How long a replica that is not the WAL stream's leader waits before it tries again, and how
@@ -498,4 +513,23 @@ fn notifier(
 
 fn runner_name() -> String {
     format!("{}:{}", crate::notify::host_name(), std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_get_the_rest_of_the_grace_period_and_at_least_a_second() {
+        assert_eq!(tasks_budget(Some(Duration::ZERO)), SHUTDOWN_GRACE);
+        assert_eq!(
+            tasks_budget(Some(Duration::from_millis(500))),
+            SHUTDOWN_GRACE - Duration::from_millis(500)
+        );
+        assert_eq!(tasks_budget(None), SHUTDOWN_GRACE);
+        assert_eq!(
+            tasks_budget(Some(SHUTDOWN_GRACE + Duration::from_secs(3))),
+            Duration::from_secs(1)
+        );
+    }
 }

@@ -299,6 +299,32 @@ pub async fn stream(
     if let Err(e) = sweeper.sweep(&mut report).await {
         tracing::warn!("storing the WAL staged before: {e}; streaming into staging meanwhile");
     }
+    // A hole the slot has already moved past (WAL received, never stored, and lost with its
+    // staging directory) is said now, not first at a restore that stops there.
+    match resume_gap(
+        &leader,
+        storage.as_ref(),
+        spec.staging,
+        &slot,
+        facts.wal_segment_bytes,
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(missing)) => tracing::error!(
+            slot = %slot,
+            "the WAL archive has a hole where this stream resumes: segment {missing} is neither \
+             stored in {} nor staged in {}, and the primary no longer keeps it for the slot \
+             (WAL received and never stored, lost with its staging directory, does this). \
+             Recovery cannot pass the hole: take a base backup now (`kasm-db backup \
+             --physical`), so that point-in-time recovery starts after it",
+            report.target,
+            spec.staging.display()
+        ),
+        Err(e) => tracing::warn!(
+            "could not check that the WAL archive continues where the slot resumes: {e}"
+        ),
+    }
 
     let mut child = receivewal(&["--verbose"])
         .stdout(Stdio::null())
@@ -390,6 +416,58 @@ async fn reclaim(db: &DbTarget, on: &str) -> Result<Option<tokio_postgres::Clien
     locks::hold(&client, Lock::WalStream, on).await?;
     tracing::info!("the WAL stream's lock session is back");
     Ok(Some(client))
+}
+
+/// The segment missing just before where the slot makes pg_receivewal resume: neither staged
+/// nor stored, while the archive holds WAL of this timeline before it (a first stream has
+/// nothing to continue). `None` when the archive continues.
+async fn resume_gap(
+    client: &tokio_postgres::Client,
+    storage: &dyn Storage,
+    staging: &Path,
+    slot: &str,
+    segment_bytes: u64,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT s.restart_lsn::text, pg_walfile_name(pg_current_wal_lsn()) \
+             FROM pg_replication_slots s WHERE s.slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    // A slot with no WAL reserved yet resumes where the server is: nothing to continue.
+    let Some((Some(resume), current)) =
+        row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, String>(1)))
+    else {
+        return Ok(None);
+    };
+    let resume = wal::Lsn::parse(&resume)
+        .ok_or_else(|| Error::failed(format!("the slot's restart_lsn {resume:?} is not an LSN")))?;
+    let tli = current.get(..8).unwrap_or_default();
+    let timeline = u32::from_str_radix(tli, 16)
+        .map_err(|_| Error::failed(format!("{current:?} is not a WAL file name")))?;
+    let Some(before) = wal::segment_before(resume, timeline, segment_bytes) else {
+        return Ok(None);
+    };
+    if staging.join(&before).exists() || staging.join(format!("{before}.partial")).exists() {
+        return Ok(None);
+    }
+    let record = wal::record_name(&before, false).expect("a segment's name");
+    if catalog::read_wal_record(storage, &record).await?.is_some() {
+        return Ok(None);
+    }
+    let folder = format!("{}/", wal::timeline_dir(tli));
+    let first = storage
+        .list_after(&folder, &folder, 8)
+        .await?
+        .into_iter()
+        .filter_map(|n| {
+            n.strip_prefix(&folder)
+                .and_then(|n| n.get(..24))
+                .map(str::to_string)
+        })
+        .find(|n| wal::is_segment(n));
+    Ok(first.filter(|f| *f < before).map(|_| before))
 }
 
 /// Stores what pg_receivewal wrote.

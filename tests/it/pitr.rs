@@ -1119,6 +1119,103 @@ fn a_staging_directory_belongs_to_one_stream() {
     .unwrap();
 }
 
+/// A stream that resumes past a hole says so when it starts (WAL received, never stored, and
+/// lost with its staging directory: the slot has moved past it). Simulated by removing the
+/// newest stored segment between two runs; a plain restart says nothing of the kind.
+#[test]
+fn a_stream_resuming_past_a_hole_in_the_archive_says_so() {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let bindir = primary.bindir.clone();
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), "resume-hole");
+    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let url = primary.url("kasm");
+    let sql = |q: &str| psql(&bindir, &socket, port, "kasm", q);
+    let target = open_dir(&top, "target");
+    let staging = top.join("staging");
+    let run_until_stopped = |work: &dyn Fn()| -> String {
+        let stream = kasm_db(&[
+            "wal",
+            "stream",
+            "--db",
+            &url,
+            "--to",
+            target.to_str().unwrap(),
+            "--staging-dir",
+            staging.to_str().unwrap(),
+        ])
+        .env("KASM_DB_BACKUP_FILE_MODE", "0644")
+        .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped::from)
+        .unwrap();
+        wait_streaming(&sql);
+        work();
+        let stream = stream.into_inner();
+        // SAFETY: the stream is our child.
+        unsafe {
+            libc::kill(stream.id() as i32, libc::SIGTERM);
+        }
+        let out = stream.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let completed = || -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(target.join("wal/00000001")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|n| n.len() == 24)
+            .collect();
+        names.sort();
+        names
+    };
+    let first = run_until_stopped(&|| {
+        for _ in 0..3 {
+            sql("CREATE TABLE IF NOT EXISTS t (v text); \
+                 INSERT INTO t SELECT repeat('x', 1000) FROM generate_series(1, 2000); \
+                 SELECT pg_switch_wal()")
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while completed().len() < 3 {
+            assert!(Instant::now() < deadline, "stored: {:?}", completed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert!(!first.contains("has a hole"), "{first}");
+    let stored = completed();
+    assert!(stored.len() >= 3, "{stored:?}");
+    let again = run_until_stopped(&|| {});
+    assert!(!again.contains("has a hole"), "a plain restart: {again}");
+
+    // The newest stored segment, gone as if it had never been stored.
+    let newest = completed().pop().unwrap();
+    for e in std::fs::read_dir(target.join("wal/00000001"))
+        .unwrap()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.starts_with(&format!("{newest}.")) && !n.contains("partial") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let resumed = run_until_stopped(&|| {});
+    assert!(
+        resumed.contains("has a hole") && resumed.contains(&newest),
+        "the hole at {newest} is not named: {resumed}"
+    );
+    sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots").unwrap();
+}
+
 /// Whether any file under `dir` holds `needle` (read whole: the test's trees are small).
 fn tree_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
