@@ -112,6 +112,49 @@ pub fn reaches(
         .unwrap_or(completed)
 }
 
+/// How far the archive lets a physical backup be recovered, holes counted: [`reaches`], unless
+/// the backup's own timeline has a hole after `stop_segment` (a segment that is not stored whole
+/// before the newest one stored): recovery cannot pass it, so the archive reaches only as far
+/// as the segment before the hole was stored (the backup's completion when the hole follows
+/// it at once). Returns that time and the first missing segment. With a later timeline
+/// archived, recovery follows that one, which may branch off before the hole: then it is
+/// [`reaches`] as before (the server's own fetch still stops at a hole it needs).
+pub fn reaches_unbroken<'a>(
+    objects: impl IntoIterator<Item = (&'a str, chrono::DateTime<chrono::Utc>)>,
+    timeline: u32,
+    stop_segment: &str,
+    segment_bytes: u64,
+    completed: chrono::DateTime<chrono::Utc>,
+) -> (chrono::DateTime<chrono::Utc>, Option<String>) {
+    let objects: Vec<(&str, chrono::DateTime<chrono::Utc>)> = objects.into_iter().collect();
+    let stored = stored_until(objects.iter().copied());
+    let reach = reaches(&stored, timeline, completed);
+    if stored.range(timeline + 1..).next().is_some() {
+        return (reach, None);
+    }
+    let tli = format!("{timeline:08X}");
+    let chain = Stored::from_listing(&tli, objects.iter().map(|(n, _)| *n));
+    let Some(first) = chain
+        .holes_after(stop_segment, segment_bytes)
+        .into_iter()
+        .next()
+    else {
+        return (reach, None);
+    };
+    let before = chain
+        .full
+        .iter()
+        .rfind(|s| s.as_str() > stop_segment && s.as_str() < first.as_str());
+    let until = before
+        .and_then(|seg| {
+            let record = record_name(seg, false)?;
+            objects.iter().find(|(n, _)| *n == record).map(|(_, t)| *t)
+        })
+        .filter(|t| *t > completed)
+        .unwrap_or(completed);
+    (until, Some(first))
+}
+
 /// Whether `name` is a WAL segment file name (24 hex digits).
 pub fn is_segment(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
@@ -402,6 +445,52 @@ pub fn judge(file: &str, stored: &Stored, through: Option<&str>) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hole_after_the_backup_ends_what_it_can_be_recovered_to() {
+        const SEG: u64 = 16 << 20;
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let done = at(5);
+        let rec = |seg: &str| format!("wal/00000001/{seg}.json");
+        let (r3, r4, r6, r7) = (
+            rec("000000010000000000000003"),
+            rec("000000010000000000000004"),
+            rec("000000010000000000000006"),
+            rec("000000010000000000000007"),
+        );
+        let base = "000000010000000000000002";
+        // No hole: as far as the newest record.
+        let whole = [(r3.as_str(), at(10)), (r4.as_str(), at(20))];
+        assert_eq!(reaches_unbroken(whole, 1, base, SEG, done), (at(20), None));
+        // 5 missing: only as far as 4 was stored, and 5 named.
+        let holed = [
+            (r3.as_str(), at(10)),
+            (r4.as_str(), at(20)),
+            (r6.as_str(), at(40)),
+            (r7.as_str(), at(50)),
+        ];
+        assert_eq!(
+            reaches_unbroken(holed, 1, base, SEG, done),
+            (at(20), Some("000000010000000000000005".to_string()))
+        );
+        // The hole right after the backup: only to the backup's own end.
+        let at_once = [(r4.as_str(), at(20))];
+        assert_eq!(
+            reaches_unbroken(at_once, 1, base, SEG, done),
+            (done, Some("000000010000000000000003".to_string()))
+        );
+        // A later timeline archived: it may branch off before the hole.
+        let later = "wal/00000002/000000020000000000000006.json";
+        let branched = [
+            (r3.as_str(), at(10)),
+            (r6.as_str(), at(40)),
+            (later, at(60)),
+        ];
+        assert_eq!(
+            reaches_unbroken(branched, 1, base, SEG, done),
+            (at(60), None)
+        );
+    }
 
     #[test]
     fn the_segment_before_a_resume_point() {

@@ -61,11 +61,10 @@ pub struct Listed {
 /// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
     let all = catalog::complete(storage).await?;
-    let wal_until = if all.iter().any(|m| m.physical.is_some()) {
-        let objects = storage.list().await?;
-        crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified)))
+    let objects = if all.iter().any(|m| m.physical.is_some()) {
+        storage.list().await?
     } else {
-        Default::default()
+        Vec::new()
     };
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
     for m in &all {
@@ -94,10 +93,17 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             stop_lsn: m.physical.as_ref().map(|p| p.stop_lsn.clone()),
             timeline: m.physical.as_ref().map(|p| p.timeline),
             recoverable_from: m.physical.as_ref().map(|_| m.completed),
-            recoverable_until: m
-                .physical
-                .as_ref()
-                .map(|p| crate::archive::wal::reaches(&wal_until, p.timeline, m.completed)),
+            // Up to the first hole in its chain: recovery cannot pass one.
+            recoverable_until: m.physical.as_ref().map(|p| {
+                crate::archive::wal::reaches_unbroken(
+                    objects.iter().map(|o| (o.name.as_str(), o.modified)),
+                    p.timeline,
+                    &p.stop_segment,
+                    p.wal_segment_bytes,
+                    m.completed,
+                )
+                .0
+            }),
         });
     }
     Ok(items)

@@ -176,17 +176,33 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     let phase = Instant::now();
     probe(&command, &p.stop_segment, &parent, run_as, &spec.server_env).await?;
 
-    let (archive_end, warnings, after_start, stored_until) = archive_state(spec.listing, m, p);
+    let ArchiveState {
+        end: archive_end,
+        warnings,
+        after_start,
+        until: stored_until,
+        hole,
+    } = archive_state(spec.listing, m, p);
     // A time after the archive's end is refused before anything is written: PostgreSQL 13 and
     // later would refuse it only after the unpack and the whole replay, and 12 would end
-    // recovery at the end of the archive and promote, a shorter recovery than asked for.
-    // (A second of slack: S3 lists modification times to the second.)
+    // recovery at the end of the archive and promote, a shorter recovery than asked for. So is
+    // a time after a hole in the chain, which recovery cannot pass. (A second of slack: S3
+    // lists modification times to the second.)
     if let (RecoveryTarget::Time(t), false) = (spec.to, spec.standby) {
         if t > stored_until + chrono::Duration::seconds(1) {
+            let end = match &hole {
+                Some(h) => format!(
+                    "WAL segment {h} is missing from the archive, and recovery cannot pass it: \
+                     the WAL before it was stored at {}",
+                    stored_until.to_rfc3339()
+                ),
+                None => format!("its newest WAL was stored at {}", stored_until.to_rfc3339()),
+            };
             return Err(Error::usage(format!(
-                "the recovery target {} is after the end of the archive: its newest WAL was                  stored at {} (backup {} recovers from {}), and nothing after that can be                  recovered; give a time up to then, or --to-latest",
+                "the recovery target {} is after the end of the archive: {end} (backup {} \
+                 recovers from {}), and nothing after that can be recovered; give a time up to \
+                 then, or --to-latest",
                 t.to_rfc3339(),
-                stored_until.to_rfc3339(),
                 m.id,
                 m.completed.to_rfc3339()
             )));
@@ -397,17 +413,20 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
 /// What the archive holds after the backup, before recovery starts: its newest segment on the
 /// backup's timeline, warnings for an archive with nothing after the backup (recovery then
 /// ends where the backup does) or with holes (recovery stops at the first one it needs), the
-/// completed segments after the backup's start, and when its newest WAL was stored (the
-/// latest time it can recover to; the backup's completion when it holds nothing later).
+/// completed segments after the backup's start, and the latest time it can recover to
+/// ([`crate::archive::wal::reaches_unbroken`]: when the newest WAL was stored, or the WAL
+/// before the first hole; the backup's completion when it holds nothing later) with that hole.
 fn archive_state(
     objects: &[crate::archive::storage::ObjectInfo],
     m: &Manifest,
     p: &crate::archive::manifest::Physical,
-) -> (Option<String>, Vec<String>, Vec<String>, DateTime<Utc>) {
+) -> ArchiveState {
     use crate::archive::wal::{Lsn, Stored};
-    let stored_until = crate::archive::wal::reaches(
-        &crate::archive::wal::stored_until(objects.iter().map(|o| (o.name.as_str(), o.modified))),
+    let reach = crate::archive::wal::reaches_unbroken(
+        objects.iter().map(|o| (o.name.as_str(), o.modified)),
         p.timeline,
+        &p.stop_segment,
+        p.wal_segment_bytes,
         m.completed,
     );
     let tli = format!("{:08X}", p.timeline);
@@ -443,7 +462,26 @@ fn archive_state(
             p.stop_segment
         )),
     }
-    (end, warnings, after_start, stored_until)
+    ArchiveState {
+        end,
+        warnings,
+        after_start,
+        until: reach.0,
+        hole: reach.1,
+    }
+}
+
+/// What [`archive_state`] found.
+struct ArchiveState {
+    /// The newest segment of the backup's timeline.
+    end: Option<String>,
+    warnings: Vec<String>,
+    /// The completed segments from the backup's start on.
+    after_start: Vec<String>,
+    /// The latest time the archive lets the backup be recovered to.
+    until: DateTime<Utc>,
+    /// The first segment missing from its chain, when one is.
+    hole: Option<String>,
 }
 
 /// The restore_command: `fetch_command wal fetch %f %p --through SEGMENT [--cache DIR]`, its

@@ -514,6 +514,40 @@ fn point_in_time_recovery_after_a_crash() {
     // `backups verify` finds the hole too.
     let out = verify(1);
     assert!(out.contains(&victim) && out.contains("hole"), "{out}");
+    // `backups list` recovers only up to the hole now, and a time past it is refused before
+    // anything is written, naming the missing segment.
+    let holed = json(&run(kasm_db(&[
+        "backups",
+        "list",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ])));
+    let (until_whole, until_holed) = (
+        when(&list[0]["recoverable_until"]),
+        when(&holed[0]["recoverable_until"]),
+    );
+    assert!(
+        until_holed + chrono::Duration::seconds(2) < until_whole,
+        "{until_holed} vs {until_whole}: {holed}"
+    );
+    assert!(
+        until_holed >= when(&holed[0]["recoverable_from"]),
+        "{holed}"
+    );
+    let e = restore(
+        &bindir,
+        &target,
+        &restored.join("past-hole"),
+        &["--to-time", &until_whole.to_rfc3339()],
+    )
+    .err()
+    .expect("a time past the hole is refused");
+    assert!(
+        e.starts_with("exit 2:") && e.contains(&victim) && e.contains("missing"),
+        "{e}"
+    );
+    assert!(!restored.join("past-hole").exists(), "nothing written");
 
     // A data directory that is not empty is never written over.
     let e = restore(&bindir, &target, &restored.join("latest"), &[])
