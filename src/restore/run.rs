@@ -603,7 +603,10 @@ pub async fn restore(job: RestoreSpec<'_>) -> Result<Restored> {
 /// missing and the command that finishes it.
 fn unfinished(e: Error, name: &str, previous: Option<&str>, until_swap_s: f64) -> Error {
     e.context(format!(
-        "the restore was swapped in as {name} after {until_swap_s:.1} s{} and serves, but its          logs data is not all loaded; finish it with `kasm-db restore --from TARGET --target          URL --logs-later --resume` (the same --from and --target): it loads only what is          missing, each table exactly once",
+        "the restore was swapped in as {name} after {until_swap_s:.1} s{} and serves, but its \
+         logs data is not all loaded; finish it with `kasm-db restore --from TARGET --target \
+         URL --logs-later --resume` (the same --from and --target): it loads only what is \
+         missing, each table exactly once",
         previous
             .map(|p| format!(" (the previous database is kept as {p})"))
             .unwrap_or_default()
