@@ -50,12 +50,17 @@ pub struct Listed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
     /// A physical backup's window of point-in-time recovery: from when it completed to when the
-    /// newest WAL after it was stored (the completion time when none is). Holes are not looked
-    /// for here (`backups verify` does).
+    /// newest WAL after it was stored (the completion time when none is), or, when a segment
+    /// is missing from its chain, to when the WAL before that hole was stored (recovery cannot
+    /// pass it; `backups verify` also checks each segment's SHA-256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recoverable_from: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recoverable_until: Option<DateTime<Utc>>,
+    /// The first WAL segment missing from a physical backup's chain, when one is (`backups
+    /// check` fails on one after the newest physical backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_hole: Option<String>,
 }
 
 /// The complete backups in `storage`, newest first, each with its latest verification.
@@ -75,6 +80,15 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
                 (None, Some(why))
             }
         };
+        let reach = m.physical.as_ref().map(|p| {
+            crate::archive::wal::reaches_unbroken(
+                objects.iter().map(|o| (o.name.as_str(), o.modified)),
+                p.timeline,
+                &p.stop_segment,
+                p.wal_segment_bytes,
+                m.completed,
+            )
+        });
         items.push(Listed {
             id: m.id.clone(),
             created: m.created,
@@ -94,16 +108,8 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             timeline: m.physical.as_ref().map(|p| p.timeline),
             recoverable_from: m.physical.as_ref().map(|_| m.completed),
             // Up to the first hole in its chain: recovery cannot pass one.
-            recoverable_until: m.physical.as_ref().map(|p| {
-                crate::archive::wal::reaches_unbroken(
-                    objects.iter().map(|o| (o.name.as_str(), o.modified)),
-                    p.timeline,
-                    &p.stop_segment,
-                    p.wal_segment_bytes,
-                    m.completed,
-                )
-                .0
-            }),
+            recoverable_until: reach.as_ref().map(|r| r.0),
+            wal_hole: reach.and_then(|r| r.1),
         });
     }
     Ok(items)

@@ -158,6 +158,21 @@ pub fn check(listed: &[Listed], criteria: &Criteria, now: DateTime<Utc>) -> Verd
             }
         }
     }
+    // Point-in-time recovery from the newest base backup stops at a hole in its WAL chain
+    // (WAL lost before it was stored): a failure, however fresh the backups are.
+    if let Some(p) = by_age
+        .iter()
+        .find(|l| l.kind == crate::archive::manifest::BackupKind::Physical)
+    {
+        if let Some(hole) = &p.wal_hole {
+            reasons.push(format!(
+                "the WAL archive after the newest physical backup {} has a hole: segment {hole} \
+                 is missing, so point-in-time recovery stops there; take a base backup \
+                 (`kasm-db backup --physical`)",
+                p.id
+            ));
+        }
+    }
     if listed.len() < criteria.min_count as usize && !listed.is_empty() {
         reasons.push(format!(
             "{} complete backup{}, fewer than the minimum of {}",
@@ -337,6 +352,7 @@ mod tests {
             timeline: None,
             recoverable_from: None,
             recoverable_until: None,
+            wal_hole: None,
         }
     }
 
@@ -345,6 +361,31 @@ mod tests {
             verified_within_s: Some(days * 86_400),
             ..Criteria::default()
         }
+    }
+
+    #[test]
+    fn a_hole_after_the_newest_physical_backup_fails_the_check() {
+        let physical = |id: &str, hours_ago: i64, hole: Option<&str>| {
+            let mut b = backup(id, hours_ago, None);
+            b.kind = crate::archive::manifest::BackupKind::Physical;
+            b.wal_hole = hole.map(str::to_string);
+            b
+        };
+        let seg = "000000010000000000000005";
+        // The newest physical backup's chain has a hole: not ok, the segment named.
+        let listed = [backup("l3", 1, None), physical("p2", 2, Some(seg))];
+        let v = check(&listed, &Criteria::default(), now());
+        assert!(!v.ok, "{v:?}");
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains(seg) && r.contains("p2")),
+            "{v:?}"
+        );
+        // A hole only after an older one, the newest whole: ok.
+        let listed = [physical("p2", 2, None), physical("p1", 30, Some(seg))];
+        let v = check(&listed, &Criteria::default(), now());
+        assert!(v.ok, "{v:?}");
     }
 
     #[test]

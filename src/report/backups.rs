@@ -276,6 +276,7 @@ mod tests {
                 timeline: None,
                 recoverable_from: None,
                 recoverable_until: None,
+                wal_hole: None,
             }]
         } else {
             Vec::new()

@@ -548,6 +548,20 @@ fn point_in_time_recovery_after_a_crash() {
         "{e}"
     );
     assert!(!restored.join("past-hole").exists(), "nothing written");
+    // `backups check` (the timer's alarm) fails on the hole, naming it.
+    let r = run(kasm_db(&[
+        "backups",
+        "check",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let reasons = json(&r)["reasons"].to_string();
+    assert!(
+        reasons.contains(&victim) && reasons.contains("point-in-time recovery stops there"),
+        "{reasons}"
+    );
 
     // A data directory that is not empty is never written over.
     let e = restore(&bindir, &target, &restored.join("latest"), &[])
