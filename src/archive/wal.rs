@@ -112,47 +112,85 @@ pub fn reaches(
         .unwrap_or(completed)
 }
 
-/// How far the archive lets a physical backup be recovered, holes counted: [`reaches`], unless
-/// the backup's own timeline has a hole after `stop_segment` (a segment that is not stored whole
-/// before the newest one stored): recovery cannot pass it, so the archive reaches only as far
-/// as the segment before the hole was stored (the backup's completion when the hole follows
-/// it at once). Returns that time and the first missing segment. With a later timeline
-/// archived, recovery follows that one, which may branch off before the hole: then it is
-/// [`reaches`] as before (the server's own fetch still stops at a hole it needs).
-pub fn reaches_unbroken<'a>(
-    objects: impl IntoIterator<Item = (&'a str, chrono::DateTime<chrono::Utc>)>,
-    timeline: u32,
-    stop_segment: &str,
-    segment_bytes: u64,
-    completed: chrono::DateTime<chrono::Utc>,
-) -> (chrono::DateTime<chrono::Utc>, Option<String>) {
-    let objects: Vec<(&str, chrono::DateTime<chrono::Utc>)> = objects.into_iter().collect();
-    let stored = stored_until(objects.iter().copied());
-    let reach = reaches(&stored, timeline, completed);
-    if stored.range(timeline + 1..).next().is_some() {
-        return (reach, None);
+/// What a target's listing says of its WAL archive, read from it once: when each timeline's
+/// newest record was stored ([`stored_until`]), each timeline's chain ([`Stored`]) and when
+/// each record was stored. `backups list` asks it of every physical backup, `restore` of one.
+pub struct Archived<'a> {
+    until: std::collections::BTreeMap<u32, chrono::DateTime<chrono::Utc>>,
+    chains: std::collections::BTreeMap<u32, Stored>,
+    records: std::collections::HashMap<&'a str, chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Archived<'a> {
+    pub fn new(
+        objects: impl IntoIterator<Item = (&'a str, chrono::DateTime<chrono::Utc>)>,
+    ) -> Self {
+        let records: std::collections::HashMap<&str, chrono::DateTime<chrono::Utc>> = objects
+            .into_iter()
+            .filter(|(n, _)| {
+                n.strip_prefix(WAL_DIR)
+                    .is_some_and(|r| r.starts_with('/') && r.ends_with(".json"))
+            })
+            .collect();
+        let until = stored_until(records.iter().map(|(n, t)| (*n, *t)));
+        let chains = until
+            .keys()
+            .map(|&tli| {
+                let name = format!("{tli:08X}");
+                (tli, Stored::from_listing(&name, records.keys().copied()))
+            })
+            .collect();
+        Archived {
+            until,
+            chains,
+            records,
+        }
     }
-    let tli = format!("{timeline:08X}");
-    let chain = Stored::from_listing(&tli, objects.iter().map(|(n, _)| *n));
-    let Some(first) = chain
-        .holes_after(stop_segment, segment_bytes)
-        .into_iter()
-        .next()
-    else {
-        return (reach, None);
-    };
-    let before = chain
-        .full
-        .iter()
-        .rfind(|s| s.as_str() > stop_segment && s.as_str() < first.as_str());
-    let until = before
-        .and_then(|seg| {
-            let record = record_name(seg, false)?;
-            objects.iter().find(|(n, _)| *n == record).map(|(_, t)| *t)
-        })
-        .filter(|t| *t > completed)
-        .unwrap_or(completed);
-    (until, Some(first))
+
+    /// The chain of `timeline` (empty when nothing of it is archived).
+    pub fn chain(&self, timeline: u32) -> Stored {
+        self.chains.get(&timeline).cloned().unwrap_or_default()
+    }
+
+    /// How far the archive lets a physical backup be recovered, holes counted: [`reaches`],
+    /// unless the backup's own timeline has a hole after `stop_segment` (a segment that is not
+    /// stored whole before the newest one stored): recovery cannot pass it, so the archive
+    /// reaches only as far as the segment before the hole was stored (the backup's completion
+    /// when the hole follows it at once). Returns that time and the first missing segment.
+    /// With a later timeline archived, recovery follows that one, which may branch off before
+    /// the hole: then it is [`reaches`] as before (the server's own fetch still stops at a hole
+    /// it needs).
+    pub fn reaches(
+        &self,
+        timeline: u32,
+        stop_segment: &str,
+        segment_bytes: u64,
+        completed: chrono::DateTime<chrono::Utc>,
+    ) -> (chrono::DateTime<chrono::Utc>, Option<String>) {
+        let reach = reaches(&self.until, timeline, completed);
+        if self.until.range(timeline + 1..).next().is_some() {
+            return (reach, None);
+        }
+        let Some(chain) = self.chains.get(&timeline) else {
+            return (reach, None);
+        };
+        let Some(first) = chain
+            .holes_after(stop_segment, segment_bytes)
+            .into_iter()
+            .next()
+        else {
+            return (reach, None);
+        };
+        let before = chain
+            .full
+            .iter()
+            .rfind(|s| s.as_str() > stop_segment && s.as_str() < first.as_str());
+        let until = before
+            .and_then(|seg| self.records.get(record_name(seg, false)?.as_str()).copied())
+            .filter(|t| *t > completed)
+            .unwrap_or(completed);
+        (until, Some(first))
+    }
 }
 
 /// Whether `name` is a WAL segment file name (24 hex digits).
@@ -461,7 +499,10 @@ mod tests {
         let base = "000000010000000000000002";
         // No hole: as far as the newest record.
         let whole = [(r3.as_str(), at(10)), (r4.as_str(), at(20))];
-        assert_eq!(reaches_unbroken(whole, 1, base, SEG, done), (at(20), None));
+        assert_eq!(
+            Archived::new(whole).reaches(1, base, SEG, done),
+            (at(20), None)
+        );
         // 5 missing: only as far as 4 was stored, and 5 named.
         let holed = [
             (r3.as_str(), at(10)),
@@ -470,13 +511,13 @@ mod tests {
             (r7.as_str(), at(50)),
         ];
         assert_eq!(
-            reaches_unbroken(holed, 1, base, SEG, done),
+            Archived::new(holed).reaches(1, base, SEG, done),
             (at(20), Some("000000010000000000000005".to_string()))
         );
         // The hole right after the backup: only to the backup's own end.
         let at_once = [(r4.as_str(), at(20))];
         assert_eq!(
-            reaches_unbroken(at_once, 1, base, SEG, done),
+            Archived::new(at_once).reaches(1, base, SEG, done),
             (done, Some("000000010000000000000003".to_string()))
         );
         // A later timeline archived: it may branch off before the hole.
@@ -487,7 +528,7 @@ mod tests {
             (later, at(60)),
         ];
         assert_eq!(
-            reaches_unbroken(branched, 1, base, SEG, done),
+            Archived::new(branched).reaches(1, base, SEG, done),
             (at(60), None)
         );
     }

@@ -65,12 +65,11 @@ pub struct Listed {
 
 /// The complete backups in `storage`, newest first, each with its latest verification.
 pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
-    let all = catalog::complete(storage).await?;
-    let objects = if all.iter().any(|m| m.physical.is_some()) {
-        storage.list().await?
-    } else {
-        Vec::new()
-    };
+    // One listing, for the backups and for the WAL archive after the physical ones.
+    let objects = storage.list().await?;
+    let all = catalog::scan_listed(storage, &objects).await?.complete;
+    let archived =
+        crate::archive::wal::Archived::new(objects.iter().map(|o| (o.name.as_str(), o.modified)));
     let mut items: Vec<Listed> = Vec::with_capacity(all.len());
     for m in &all {
         let (verified, verification_unreadable) = match verification::latest(storage, &m.id).await {
@@ -81,8 +80,7 @@ pub async fn list(storage: &dyn Storage) -> Result<Vec<Listed>> {
             }
         };
         let reach = m.physical.as_ref().map(|p| {
-            crate::archive::wal::reaches_unbroken(
-                objects.iter().map(|o| (o.name.as_str(), o.modified)),
+            archived.reaches(
                 p.timeline,
                 &p.stop_segment,
                 p.wal_segment_bytes,

@@ -414,23 +414,22 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
 /// backup's timeline, warnings for an archive with nothing after the backup (recovery then
 /// ends where the backup does) or with holes (recovery stops at the first one it needs), the
 /// completed segments after the backup's start, and the latest time it can recover to
-/// ([`crate::archive::wal::reaches_unbroken`]: when the newest WAL was stored, or the WAL
+/// ([`crate::archive::wal::Archived::reaches`]: when the newest WAL was stored, or the WAL
 /// before the first hole; the backup's completion when it holds nothing later) with that hole.
 fn archive_state(
     objects: &[crate::archive::storage::ObjectInfo],
     m: &Manifest,
     p: &crate::archive::manifest::Physical,
 ) -> ArchiveState {
-    use crate::archive::wal::{Lsn, Stored};
-    let reach = crate::archive::wal::reaches_unbroken(
-        objects.iter().map(|o| (o.name.as_str(), o.modified)),
+    use crate::archive::wal::{Archived, Lsn};
+    let archived = Archived::new(objects.iter().map(|o| (o.name.as_str(), o.modified)));
+    let (until, hole) = archived.reaches(
         p.timeline,
         &p.stop_segment,
         p.wal_segment_bytes,
         m.completed,
     );
-    let tli = format!("{:08X}", p.timeline);
-    let stored = Stored::from_listing(&tli, objects.iter().map(|o| o.name.as_str()));
+    let stored = archived.chain(p.timeline);
     let end = stored.newest().map(str::to_string);
     // What recovery asks the archive for first: the segment the backup starts in.
     let first = Lsn::parse(&p.start_lsn)
@@ -466,8 +465,8 @@ fn archive_state(
         end,
         warnings,
         after_start,
-        until: reach.0,
-        hole: reach.1,
+        until,
+        hole,
     }
 }
 

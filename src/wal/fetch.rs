@@ -503,16 +503,28 @@ mod tests {
         assert!(shm.path().join(seg).exists());
     }
 
+    /// A segment as pg_receivewal leaves it in `dir`: `len` bytes of WAL (a pattern of
+    /// period `period`, never zero), zero-padded to 16 MiB. Its bytes and path.
+    fn staged_segment(
+        dir: &Path,
+        seg: &str,
+        len: u32,
+        period: u32,
+    ) -> (Vec<u8>, std::path::PathBuf) {
+        let mut wal: Vec<u8> = (0..len).map(|i| (i % period) as u8 + 1).collect();
+        wal.resize(16 << 20, 0);
+        let local = dir.join(seg);
+        std::fs::write(&local, &wal).unwrap();
+        (wal, local)
+    }
+
     #[tokio::test]
     async fn a_segment_comes_back_byte_for_byte_and_a_corrupt_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
         let seg = "000000010000000000000003";
         // Written at its start, zero-padded to its size as pg_receivewal leaves it.
-        let mut wal: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8 + 1).collect();
-        wal.resize(16 << 20, 0);
-        let local = dir.path().join(seg);
-        std::fs::write(&local, &wal).unwrap();
+        let (wal, local) = staged_segment(dir.path(), seg, 70_000, 251);
         let method = Method {
             codec: Codec::Gzip,
             level: 5,
@@ -553,10 +565,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStorage::new(dir.path().join("target"), FileMode::PRIVATE);
         let seg = "000000010000000000000007";
-        let mut wal: Vec<u8> = (0..3_000_000u32).map(|i| (i % 13) as u8 + 1).collect();
-        wal.resize(16 << 20, 0);
-        let local = dir.path().join(seg);
-        std::fs::write(&local, &wal).unwrap();
+        let (wal, local) = staged_segment(dir.path(), seg, 3_000_000, 13);
         let r =
             crate::wal::stream::store(&s, crate::wal::stream::WAL_METHOD, None, &local, seg, None)
                 .await

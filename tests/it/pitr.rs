@@ -79,6 +79,23 @@ struct Restored {
     report: serde_json::Value,
 }
 
+/// What most tests here start from: a throwaway primary with a `kasm` database, its binaries,
+/// socket directory and port, and a work folder of the test's own named `name` (`top`) in a
+/// temporary directory (kept while the last value lives).
+fn kasm_primary(name: &str) -> (Cluster, PathBuf, PathBuf, u16, PathBuf, tempfile::TempDir) {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let primary = Cluster::start(&env).expect("start the primary");
+    let work = tempfile::tempdir().unwrap();
+    let top = open_dir(work.path(), name);
+    let (bindir, socket, port) = (
+        primary.bindir.clone(),
+        primary.dir().to_path_buf(),
+        primary.port,
+    );
+    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    (primary, bindir, socket, port, top, work)
+}
+
 /// `restore --physical` into `dir` and start it on a free port; the rows of `t`, then stopped.
 fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<Restored, String> {
     restore_from(bindir, target.to_str().unwrap(), &[], dir, extra)
@@ -1093,13 +1110,7 @@ fn wait_streaming(sql: &dyn Fn(&str) -> Result<String, String>) {
 /// earlier run on the same default directory took the new stream's segments.)
 #[test]
 fn a_staging_directory_belongs_to_one_stream() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let bindir = primary.bindir.clone();
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "staging-owner");
-    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("staging-owner");
     psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm2").unwrap();
     let url = primary.url("kasm");
     let url2 = primary.url("kasm2");
@@ -1172,13 +1183,7 @@ fn a_staging_directory_belongs_to_one_stream() {
 /// newest stored segment between two runs; a plain restart says nothing of the kind.
 #[test]
 fn a_stream_resuming_past_a_hole_in_the_archive_says_so() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let bindir = primary.bindir.clone();
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "resume-hole");
-    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("resume-hole");
     let url = primary.url("kasm");
     let sql = |q: &str| psql(&bindir, &socket, port, "kasm", q);
     let target = open_dir(&top, "target");
@@ -1289,15 +1294,9 @@ fn tree_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
 #[test]
 fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
     const MARKER: &str = "kasm-db-plaintext-marker-7f3a";
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let bindir = primary.bindir.clone();
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "pitr-encrypted");
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("pitr-encrypted");
     let target = open_dir(&top, "target");
-    let (socket, port) = (primary.dir().to_path_buf(), primary.port);
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     sql("CREATE TABLE t (n int PRIMARY KEY, note text NOT NULL)").unwrap();
     let url = primary.url("kasm");
     // Readable by `postgres`: the restored server runs `wal fetch`, which opens the WAL, as it.
@@ -1495,19 +1494,10 @@ fn wal_records(target: &Path) -> Vec<String> {
 /// every row.
 #[test]
 fn wal_reaches_a_copy_target_that_was_away() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "wal-copies");
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("wal-copies");
     let target = open_dir(&top, "target");
     let copy = open_dir(&top, "copy");
-    let (bindir, socket, port) = (
-        primary.bindir.clone(),
-        primary.dir().to_path_buf(),
-        primary.port,
-    );
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
         .unwrap();
     let url = primary.url("kasm");
@@ -1667,18 +1657,9 @@ fn webhook() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
 /// dropped.
 #[test]
 fn the_slot_guard_names_a_slot_nobody_consumes() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "slot-guard");
+    let (primary, bindir, socket, port, top, work) = kasm_primary("slot-guard");
     let target = open_dir(&top, "target");
-    let (bindir, socket, port) = (
-        primary.bindir.clone(),
-        primary.dir().to_path_buf(),
-        primary.port,
-    );
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     let url = primary.url("kasm");
     let with_env = |mut c: Command| {
         c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
@@ -1946,17 +1927,8 @@ impl Relay {
 /// cuts finds the chain whole, and a restore to latest has every row committed.
 #[test]
 fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "pitr-cuts");
-    let (bindir, socket, port) = (
-        primary.bindir.clone(),
-        primary.dir().to_path_buf(),
-        primary.port,
-    );
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("pitr-cuts");
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     sql("CREATE TABLE t (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
         .unwrap();
     let url = primary.url("kasm");
@@ -2132,18 +2104,9 @@ fn receivewal_parent(candidates: &[u32]) -> Option<u32> {
 /// restore has every row.
 #[test]
 fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "takeover");
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("takeover");
     let target = open_dir(&top, "target");
-    let (bindir, socket, port) = (
-        primary.bindir.clone(),
-        primary.dir().to_path_buf(),
-        primary.port,
-    );
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     sql("CREATE TABLE t (n int PRIMARY KEY)").unwrap();
     let url = primary.url("kasm");
     let replica = |name: &str| {
@@ -2281,17 +2244,8 @@ fn serve_hands_the_wal_stream_to_another_replica_on_sigterm() {
 /// segment, the partial copy is deleted (moto, a bucket with Object Lock).
 #[test]
 fn object_lock_retains_completed_wal_and_never_the_partial_copies() {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let primary = Cluster::start(&env).expect("start the primary");
-    let work = tempfile::tempdir().unwrap();
-    let top = open_dir(work.path(), "pitr-lock");
-    let (bindir, socket, port) = (
-        primary.bindir.clone(),
-        primary.dir().to_path_buf(),
-        primary.port,
-    );
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("pitr-lock");
     let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
-    psql(&bindir, &socket, port, "postgres", "CREATE DATABASE kasm").unwrap();
     let url = primary.url("kasm");
     let bucket = crate::copies::locked_bucket();
     let target = format!("s3://{bucket}/pitr");
