@@ -10,7 +10,7 @@
 //! source database's owner, locale, privileges, settings and comment over), [`server`] is the
 //! SQL on the target server, [`roles`] creates the roles a backup records that the target
 //! lacks (`--create-roles`; what and how decided in [`role_plan`], pure), [`progress`] the stage lines and the signals, [`run`] is the
-//! pipeline. The command (`crate::commands::restore`) and the demo's stage call [`run`]. The stored
+//! pipeline; [`physical`] is `restore --physical`, [`untar`] unpacks its base backup. The command (`crate::commands::restore`) and the demo's stage call [`run`]. The stored
 //! backup's format is [`crate::archive`]'s; this module never imports `backup` or `verify`.
 //! It must never leave the target's existing database changed unless the restore completed
 //! and was swapped in, never drop a database it did not create, and never print a password.
@@ -31,3 +31,4 @@ pub mod role_plan;
 pub mod roles;
 pub mod run;
 pub mod server;
+pub mod untar;

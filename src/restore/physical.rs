@@ -4,8 +4,9 @@
 //!
 //! 1. `DIR` must be absent or empty (never written over); the `postgres` of the backup's major
 //!    must be there ([`crate::pgtools`]).
-//! 2. The base backup is read once: hashed while it is decrypted, decompressed and unpacked by
-//!    the system `tar` into a hidden folder of `DIR` ([`super::fetch::stream_into`]), whose
+//! 2. The base backup is read once: hashed while it is decrypted, decompressed and unpacked
+//!    ([`super::untar`], in this process) into a hidden folder of `DIR`
+//!    ([`super::fetch::stream_into`]), whose
 //!    entries move up into `DIR` only when its size and SHA-256 match the manifest (a corrupt
 //!    backup leaves `DIR` as it was); as root the tree is given to `postgres`.
 //! 3. Recovery settings go into `postgresql.auto.conf`: `restore_command` runs kasm-db itself
@@ -219,7 +220,7 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // 2. Read once: hashed while it is unpacked into a hidden folder of DIR, moved into place
     // only when the SHA-256 matches.
     let phase = Instant::now();
-    unpack(spec.storage, m, key, spec.data_dir, spec.env).await?;
+    unpack(spec.storage, m, key, spec.data_dir).await?;
     tracing::info!(
         "backup {} checked and unpacked into {} in {:.2} s",
         m.id,
@@ -804,7 +805,7 @@ fn check_empty(dir: &Path) -> Result<()> {
 }
 
 /// Step 2: the backup's object read once, hashed while it is decrypted, decompressed and
-/// unpacked by the system `tar` into a hidden folder of DIR (held by an `flock`), whose
+/// unpacked ([`super::untar`]) into a hidden folder of DIR (held by an `flock`), whose
 /// entries are moved up into DIR only when size and SHA-256 match the manifest. On any
 /// failure the folder (and DIR, when this created it) is removed: DIR is left as it was.
 async fn unpack(
@@ -812,7 +813,6 @@ async fn unpack(
     m: &Manifest,
     key: Option<crate::archive::crypt::Key>,
     data_dir: &Path,
-    env: &BTreeMap<String, String>,
 ) -> Result<()> {
     let created = !data_dir.exists();
     std::fs::create_dir_all(data_dir)?;
@@ -829,7 +829,7 @@ async fn unpack(
     // Checked again under the lock: another restore may have filled it since.
     check_empty(data_dir)?;
     set_mode(data_dir, 0o700)?;
-    let unpacked = unpack_into(storage, m, key, data_dir, env).await;
+    let unpacked = unpack_into(storage, m, key, data_dir).await;
     if unpacked.is_err() && created {
         let _ = std::fs::remove_dir_all(data_dir);
     }
@@ -841,7 +841,6 @@ async fn unpack_into(
     m: &Manifest,
     key: Option<crate::archive::crypt::Key>,
     data_dir: &Path,
-    env: &BTreeMap<String, String>,
 ) -> Result<()> {
     fetch::check_space(data_dir, m.dump_bytes, fetch::free_bytes(data_dir)?)?;
     let staging = tempfile::Builder::new()
@@ -854,62 +853,22 @@ async fn unpack_into(
             staging.path().display()
         )));
     }
-    let mut tar = std::process::Command::new("tar")
-        .args(["-x", "-f", "-", "-C"])
-        .arg(staging.path())
-        .env_clear()
-        .envs(crate::pgtools::child_env(env))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::failed(format!("cannot run tar: {e}")))?;
-    // A pipe of 1 MiB instead of 64 KiB: tar and the decompression wake each other a
-    // sixteenth as often (best effort: a smaller limit in /proc/sys/fs/pipe-max-size stays).
-    {
-        use std::os::fd::AsRawFd;
-        let fd = tar.stdin.as_ref().expect("piped").as_raw_fd();
-        // SAFETY: fcntl on the pipe's write end, which we own and keep open.
-        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, TAR_PIPE_BYTES) };
-    }
-    let stdin = TarInput {
-        inner: tar.stdin.take().expect("piped"),
-        refused: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
-    let refused = stdin.refused.clone();
-    // Its messages read as they come: a tar with more to say than a pipe holds (a warning per
-    // file) would otherwise stop reading its input, and the stream would wait for ever.
-    let mut stderr = tar.stderr.take().expect("piped");
-    let said = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
-        text
-    });
+    let (sink, unpacking) = super::untar::start(staging.path())?;
     let writeback = Writeback::start(staging.path())?;
-    let streamed = fetch::stream_into(storage, m, key, stdin, "tar", |_| {}).await;
-    let status = tokio::task::spawn_blocking(move || tar.wait())
+    let streamed = fetch::stream_into(storage, m, key, sink, "tar", |_| {}).await;
+    let refused = unpacking.refused();
+    let unpacked = tokio::task::spawn_blocking(move || unpacking.finish())
         .await
-        .map_err(|e| Error::failed(format!("tar: {e}")))?
-        .map_err(|e| Error::failed(format!("tar: {e}")))?;
+        .map_err(|e| Error::failed(format!("unpacking: {e}")))?;
     drop(writeback);
-    let said = said.join().unwrap_or_default();
-    let tar_failed = (!status.success()).then(|| {
-        format!(
-            "unpacking backup {} into {} failed: tar {}: {}",
-            m.id,
-            data_dir.display(),
-            status,
-            String::from_utf8_lossy(&said).trim()
-        )
-    });
-    match (streamed, tar_failed) {
-        // A corrupt object says so first; a tar that stopped taking bytes tells its own story.
-        // Anything else (a missing object, a storage read that failed midway) is the stream's,
-        // whatever tar then made of the input cut short.
-        (Err(e), Some(why))
-            if refused.load(std::sync::atomic::Ordering::SeqCst)
-                && !e.to_string().contains("is corrupt") =>
-        {
+    let unpack_failed = unpacked
+        .map_err(|why| format!("backup {}: {why}", m.id))
+        .err();
+    match (streamed, unpack_failed) {
+        // A corrupt object says so first; an unpack that stopped taking bytes tells its own
+        // story. Anything else (a missing object, a storage read that failed midway) is the
+        // stream's, whatever the unpack then made of the input cut short.
+        (Err(e), Some(why)) if refused && !e.to_string().contains("is corrupt") => {
             return Err(Error::failed(why));
         }
         (Err(e), _) => return Err(e),
@@ -977,31 +936,6 @@ fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
-    }
-}
-
-/// The pipe into `tar`.
-const TAR_PIPE_BYTES: libc::c_int = 1 << 20;
-
-/// `tar`'s standard input, remembering whether tar stopped taking bytes (its own failure,
-/// rather than the stream's).
-struct TarInput {
-    inner: std::process::ChildStdin,
-    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl std::io::Write for TarInput {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf).inspect_err(|_| {
-            self.refused
-                .store(true, std::sync::atomic::Ordering::SeqCst)
-        })
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush().inspect_err(|_| {
-            self.refused
-                .store(true, std::sync::atomic::Ordering::SeqCst)
-        })
     }
 }
 
@@ -1151,9 +1085,7 @@ mod tests {
         )
         .unwrap();
         let data_dir = dir.path().join("restored");
-        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
-            .await
-            .unwrap_err();
+        let e = unpack(&s, &m, None, &data_dir).await.unwrap_err();
         assert!(e.to_string().contains("is missing"), "{e}");
         assert!(!e.to_string().contains("failed: tar"), "{e}");
         assert!(!data_dir.exists());
@@ -1162,16 +1094,12 @@ mod tests {
         std::fs::create_dir_all(&data_dir).unwrap();
         let other = std::fs::File::open(&data_dir).unwrap();
         assert!(fetch::try_lock(&other).unwrap());
-        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
-            .await
-            .unwrap_err();
+        let e = unpack(&s, &m, None, &data_dir).await.unwrap_err();
         assert!(e.to_string().contains("another restore"), "{e}");
         assert!(data_dir.exists());
         drop(other);
         std::fs::write(data_dir.join("PG_VERSION"), "15\n").unwrap();
-        let e = unpack(&s, &m, None, &data_dir, &BTreeMap::new())
-            .await
-            .unwrap_err();
+        let e = unpack(&s, &m, None, &data_dir).await.unwrap_err();
         assert!(e.to_string().contains("not empty"), "{e}");
         assert_eq!(
             std::fs::read_to_string(data_dir.join("PG_VERSION")).unwrap(),
