@@ -5,8 +5,10 @@
 #    to a local repository (both gzip; pgBackRest with process-max=2 like kasm-db's 2 cores),
 #    time and stored size;
 #  - restore to the latest point until the server answers a query: `kasm-db restore --physical
-#    --to-latest --start` vs `pgbackrest restore` + `pg_ctl start -w`, each into a new data
-#    directory on its own port, then `SELECT count(*) FROM pgbench_accounts` on it.
+#    --to-latest --start --port P` vs `pgbackrest restore` + `pg_ctl start`, each into a new data
+#    directory on its own port, asked `SELECT count(*) FROM pgbench_accounts` the same way from
+#    the restore's start until it first answers (read-only while it replays: both recover on
+#    their port as hot standbys), then until it is promoted.
 # The cluster archives WAL to pgBackRest (archive_command) while kasm-db's `wal stream` runs, so
 # each restores from its own archive. Usage: bench/pitr.sh [SCALE=50] [LOG_ROWS=400000]
 # BENCH_ORDER=pgbackrest: pgBackRest's base backup first (default: kasm-db's first).
@@ -74,27 +76,43 @@ kill -TERM "$stream"; wait "$stream" || true
 # Restore to the latest point, until the restored server answers.
 newport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kport=$(newport)
-restore_kasm() {  # returns once the server is promoted; its log says how long each phase took
-  local s0; s0=$(date +%s.%N)
+# Both servers are asked the same question the same way, from the moment their restore starts:
+# `answered` polls for the socket (a file test, every 10 ms), then asks for the count every
+# 20 ms until it first answers; then for `pg_is_in_recovery()` until it says f (promoted).
+answered() {  # answered SOCKET_DIR PORT T0 NAME: seconds from T0 to the first count into $work/NAME
+  local dir=$1 p=$2 t0=$3 name=$4
+  until [ -S "$dir/.s.PGSQL.$p" ] && "$bindir/psql" -X -At -h "$dir" -p "$p" -d bench \
+      -c "SELECT count(*) FROM pgbench_accounts" > "$work/$name.count" 2>/dev/null; do
+    [ -S "$dir/.s.PGSQL.$p" ] && sleep 0.02 || sleep 0.01
+  done
+  python3 -c "import time; print(f'{time.time() - $t0:.2f}')" > "$work/$name"
+}
+promoted() {  # promoted SOCKET_DIR PORT T0 NAME
+  until [ "$("$bindir/psql" -X -At -h "$1" -p "$2" -d bench -c "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; do sleep 0.02; done
+  python3 -c "import time; print(f'{time.time() - $3:.2f}')" > "$work/$4"
+}
+restore_kasm() {  # the restore runs on --port from the start: it answers read-only while it replays
+  local s0 r; s0=$(date +%s.%N)
   date -u +%Y-%m-%dT%H:%M:%S.%NZ > "${TMPDIR:-/tmp}/kasm-db-bench-restore.began"
-  "$BIN" restore --physical --from "$kdir" --data-dir "$work/kasm-restored" --to-latest --start --port "$kport" >/dev/null 2>"$work/kasm_restore.log"
+  "$BIN" restore --physical --from "$kdir" --data-dir "$work/kasm-restored" --to-latest --start --port "$kport" >/dev/null 2>"$work/kasm_restore.log" &
+  r=$!
+  answered "$work/kasm-restored" "$kport" "$s0" kasm_answered
+  promoted "$work/kasm-restored" "$kport" "$s0" kasm_promoted
+  wait "$r"  # the restore returns once the promoted server is up again on --port
   cp "$work/kasm_restore.log" "${TMPDIR:-/tmp}/kasm-db-bench-restore.log" 2>/dev/null || true
-  # Promoted: asked the same way as pgBackRest's server is below.
-  [ "$("$bindir/psql" -X -At -h "$work/kasm-restored" -p "$kport" -d bench -c "SELECT pg_is_in_recovery()")" = f ]
-  python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/kasm_promoted"
+  python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/kasm_done"
   "$bindir/psql" -X -At -h "$work/kasm-restored" -p "$kport" -d bench -c "SELECT count(*) FROM pgbench_accounts"
 }
 pport=$(newport)
-restore_pgbr() {  # pg_ctl -w returns once the server answers (read-only while it still replays)
+restore_pgbr() {  # pgbackrest restore, then pg_ctl start; asked as above
   local s0; s0=$(date +%s.%N)
   mkdir -p "$work/pgbr-restored"; [ "$(id -u)" = 0 ] && chown postgres "$work/pgbr-restored" && chmod 700 "$work/pgbr-restored"
   as_pg "$PGBR --pg1-path=$work/pgbr-restored restore"
   python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/pgbr_restored"
-  as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -l '$work/pgbr-restored.log' -w -t 600 -o \"-p $pport -k $work/pgbr-restored -c listen_addresses='' -c archive_mode=off\" start" >/dev/null
+  as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -l '$work/pgbr-restored.log' -o \"-p $pport -k $work/pgbr-restored -c listen_addresses='' -c archive_mode=off\" start" >/dev/null
+  answered "$work/pgbr-restored" "$pport" "$s0" pgbr_answered
+  promoted "$work/pgbr-restored" "$pport" "$s0" pgbr_promoted
   "$bindir/psql" -X -At -h "$work/pgbr-restored" -p "$pport" -d bench -c "SELECT count(*) FROM pgbench_accounts"
-  python3 -c "import time; print(f'{time.time() - $s0:.2f}')" > "$work/pgbr_answered"
-  # ... and is promoted (a primary that takes writes: what a failover needs).
-  until [ "$("$bindir/psql" -X -At -h "$work/pgbr-restored" -p "$pport" -d bench -c "SELECT pg_is_in_recovery()")" = f ]; do sleep 0.05; done
 }
 replayed() {  # replayed SERVER_LOG: how long the server spent between the first and last segment restored
 python3 - "$1" <<'PY' || true
@@ -115,12 +133,12 @@ timed() {  # timed NAME FUNCTION: wall seconds into $secs, stdout into $work/NAM
   secs=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 }
 timed kasm_restore restore_kasm
-k_restore_s=$secs; k_promoted_s=$(cat "$work/kasm_promoted"); k_rows=$(tail -1 "$work/kasm_restore.out")
+k_restore_s=$(cat "$work/kasm_answered"); k_promoted_s=$(cat "$work/kasm_promoted"); k_rows=$(tail -1 "$work/kasm_restore.out")
 timed pgbr_restore restore_pgbr
 # Both servers' logs kept for a look at their phases (the work folder goes at exit).
 cp "$work/kasm-restored/kasm-db-recovery.log" "${TMPDIR:-/tmp}/kasm-db-bench-recovery.log" 2>/dev/null || true
 cp "$work/pgbr-restored.log" "${TMPDIR:-/tmp}/kasm-db-bench-pgbr-server.log" 2>/dev/null || true
-p_promoted_s=$secs; p_restore_s=$(cat "$work/pgbr_answered"); p_rows=$(tail -1 "$work/pgbr_restore.out")
+p_promoted_s=$(cat "$work/pgbr_promoted"); p_restore_s=$(cat "$work/pgbr_answered"); p_rows=$(tail -1 "$work/pgbr_restore.out")
 as_pg "'$bindir/pg_ctl' -D '$work/kasm-restored' -m fast stop" >/dev/null 2>&1 || true
 as_pg "'$bindir/pg_ctl' -D '$work/pgbr-restored' -m fast stop" >/dev/null 2>&1 || true
 want=$(( SCALE * 100000 ))
@@ -132,8 +150,8 @@ echo "kasm-db backup --physical:   ${k_backup_s} s, $(( k_backup_bytes / 1000000
 echo "pgbackrest backup (full):    ${p_backup_s} s, $(( p_backup_bytes / 1000000 )) MB"
 echo "RESULT pitr_backup time_ratio=$(python3 -c "print(f'{$k_backup_s / $p_backup_s:.3f}')") size_ratio=$(python3 -c "print(f'{$k_backup_bytes / $p_backup_bytes:.3f}')")  (bar: time <= 1.0)"
 echo "== restore to latest until the server answers"
-echo "kasm-db restore --physical --start: ${k_restore_s} s until it answers, ${k_promoted_s} s until promoted (it answers once promoted); its phases:"
-grep -E "checked in|unpacked into|recovered and promoted|shut down in|started on port|answers on port" "$work/kasm_restore.log" | sed -E 's/^.*(INFO|info)[^a-z]*/  /' || true
+echo "kasm-db restore --physical --start: ${k_restore_s} s until it answers (read-only, while it replays), ${k_promoted_s} s until promoted, $(cat "$work/kasm_done") s until the restore returned (restarted on its own configuration); its phases:"
+grep -E "checked in|unpacked into|answers read-only|recovered and promoted|shut down in|started on port|private port" "$work/kasm_restore.log" | sed -E 's/^.*(INFO|info)[^a-z]*/  /' || true
 replayed "$work/kasm-restored/kasm-db-recovery.log"
 echo "pgbackrest restore + pg_ctl start:  ${p_restore_s} s until it answers, ${p_promoted_s} s until promoted; its phases:"
 echo "  pgbackrest restore (files in place) in $(cat "$work/pgbr_restored") s"

@@ -642,7 +642,9 @@ pub struct RestoreArgs {
     pub to_latest: bool,
 
     /// With --physical: leave the recovered server running on --port (with its own
-    /// configuration; its Unix socket in DIR) instead of shut down.
+    /// configuration; its Unix socket in DIR) instead of shut down. The recovery itself runs
+    /// on --port: clients get read-only answers there while it replays, under the cluster's own
+    /// pg_hba.conf; once promoted it is restarted there without the storage credentials.
     #[arg(long, requires_all = ["physical", "port"])]
     pub start: bool,
 

@@ -15,8 +15,15 @@
 //!    target (`recovery_target_time`, or none for the end of the archive), and
 //!    `recovery_target_action = promote`; then `recovery.signal` (`standby.signal` with
 //!    `--standby`).
-//! 4. The server starts on a free loopback port with a Unix socket in a private folder and a
-//!    `local all all trust` pg_hba of its own (nothing else may connect), archiving off.
+//! 4. Without a port, the server starts on a free loopback port with a Unix socket in a
+//!    private folder and a `local all all trust` pg_hba of its own (nothing else may connect).
+//!    With `--port P` it recovers on P itself, as a hot standby that answers read-only queries
+//!    while it replays: the cluster's own configuration and listen addresses, its sockets in
+//!    the private folder and DIR (both 0700, the `postgres` user's: only root and postgres
+//!    reach them), and a pg_hba of the recovery's own that trusts local connections, for the
+//!    watch, before the cluster's own rules for everything else ([`early_rules`]; a cluster
+//!    whose rules cannot be carried over as they are recovers privately, as without a port).
+//!    Archiving off either way, and the recovery's server stops with kasm-db.
 //!    While it replays, the completed segments after the backup's start are read ahead,
 //!    fetched and checked into the private folder ([`crate::wal::fetch::prefetch`]), so
 //!    `wal fetch --cache` only moves each into place.
@@ -26,11 +33,14 @@
 //! 5. A fast shutdown leaves `DIR` cleanly shut down (the recovery's server log kept as
 //!    `DIR/kasm-db-recovery.log`) and `postgresql.auto.conf` as the backup had it (the recovery
 //!    settings gone: the promoted cluster is a primary); with a port the server is started
-//!    again on it with the cluster's own configuration (Unix socket in `DIR`, its log in
-//!    `DIR/kasm-db-server.log`).
+//!    again on it with the cluster's own configuration and pg_hba, without the storage
+//!    credentials (Unix socket in `DIR`, its log in `DIR/kasm-db-server.log`): connections made
+//!    while it replayed are closed then.
 //!
 //! Never touches an existing data directory's files, never connects to the primary, never
-//! prints a password (the restored cluster's own pg_hba and passwords are untouched).
+//! prints a password, never changes the restored cluster's own `pg_hba.conf` or passwords
+//! (the recovery's pg_hba is a file of its private folder, named on the server's command line),
+//! never leaves a server running with the recovery's pg_hba.
 
 use super::fetch;
 use crate::archive::manifest::{BackupKind, Manifest};
@@ -288,31 +298,59 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         });
     }
 
-    // 4. Recover on a private socket, watched, with the WAL read ahead.
+    // 4. Recover, watched, with the WAL read ahead: on the port asked for when the cluster's
+    // own rules can be carried over (it answers read-only queries while it replays), else on
+    // a private loopback port.
     std::fs::create_dir_all(&cache)?;
+    let early = match spec.port {
+        Some(port) => early_rules(&bindir, spec.data_dir, run_as, port).await?,
+        None => None,
+    };
     let hba = private.path().join("pg_hba.conf");
-    std::fs::write(&hba, "local all all trust\n")?;
+    let rules = match &early {
+        Some(own) => format!(
+            "# kasm-db restore --physical: local connections trusted while it recovers (only \
+             root and postgres reach the sockets); the cluster's own rules follow\n\
+             local all all trust\n{own}"
+        ),
+        None => "local all all trust\n".to_string(),
+    };
+    std::fs::write(&hba, rules)?;
     let log_path = private.path().join("server.log");
     let log = std::fs::File::create(&log_path)?;
     if let Some((uid, gid)) = run_as {
         chown_tree(private.path(), uid, gid)?;
     }
-    let port = free_port()?;
+    let (port, sockets) = match (&early, spec.port) {
+        (Some(_), Some(port)) => (
+            port,
+            format!(
+                "\"{}\",\"{}\"",
+                private.path().display(),
+                spec.data_dir.display()
+            ),
+        ),
+        _ => (free_port()?, private.path().display().to_string()),
+    };
     let mut cmd = command_as(&bindir.join("postgres"), run_as);
     cmd.arg("-D")
         .arg(spec.data_dir)
-        .args(["-p", &port.to_string()])
-        .args(["-c", "listen_addresses=127.0.0.1"])
-        .arg("-c")
-        .arg(format!(
-            "unix_socket_directories={}",
-            private.path().display()
-        ))
+        .args(["-p", &port.to_string()]);
+    if early.is_none() {
+        cmd.args(["-c", "listen_addresses=127.0.0.1"]);
+    }
+    cmd.arg("-c")
+        .arg(format!("unix_socket_directories={sockets}"))
         .arg("-c")
         .arg(format!("hba_file={}", hba.display()))
         .args(["-c", "archive_mode=off", "-c", "logging_collector=off"])
-        .args(["-c", "primary_conninfo=", "-c", "hot_standby=on"])
-        .env_clear()
+        .args(["-c", "primary_conninfo=", "-c", "hot_standby=on"]);
+    if major >= 14 {
+        // The unpack synced the files (syncfs, checked): one syncfs more instead of an fsync
+        // of every file of the cluster before recovery starts (0.2 s for 1.1 GB).
+        cmd.args(["-c", "recovery_init_sync_method=syncfs"]);
+    }
+    cmd.env_clear()
         .envs(spec.server_env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -321,7 +359,7 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl in the forked child before exec is async-signal-safe. The recovering
         // server stops (SIGQUIT) when kasm-db is killed: it is never left half-recovered and
-        // running on a private socket.
+        // running with the recovery's pg_hba.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
@@ -334,7 +372,14 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
         .spawn()
         .map_err(|e| Error::failed(format!("cannot start {}: {e}", postgres.path.display())))?;
     let watched = {
-        let watching = watch(&mut server, private.path(), port, &p.superuser, &log_path);
+        let watching = watch(
+            &mut server,
+            private.path(),
+            port,
+            &p.superuser,
+            &log_path,
+            early.is_some().then_some(phase),
+        );
         let reading = fetch_wal::prefetch(
             spec.storage,
             &after_start,
@@ -558,6 +603,69 @@ async fn probe(
     Ok(())
 }
 
+/// Whether recovery can run on `port` itself with the cluster's own rules for everyone but
+/// the watch, answering read-only queries while it replays: the cluster's pg_hba rules, read
+/// from `DIR/pg_hba.conf`, carried into the recovery's own pg_hba after a line that trusts
+/// local connections (the sockets are in DIR and the private folder, both 0700 and the
+/// `postgres` user's: only root and postgres reach them). `None` (recovery on a private port,
+/// as without `--port`) when they cannot be carried over as they are: the cluster's
+/// `hba_file` is elsewhere, the file includes others or names files with `@` (both read
+/// relative to its own folder), or DIR is open to others.
+async fn early_rules(
+    bindir: &Path,
+    data_dir: &Path,
+    run_as: Option<(u32, u32)>,
+    port: u16,
+) -> Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let private_only = |why: &str| {
+        tracing::info!(
+            "recovery runs on a private port, and the server answers on port {port} once \
+             promoted: {why}"
+        );
+        Ok(None)
+    };
+    let own = data_dir.join("pg_hba.conf");
+    if std::fs::metadata(data_dir)?.permissions().mode() & 0o077 != 0 {
+        return private_only("the data directory is open to other users");
+    }
+    if data_dir.to_string_lossy().contains('"') {
+        return private_only("the data directory's path has a double quote");
+    }
+    let mut cmd = command_as(&bindir.join("postgres"), run_as);
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args(["-C", "hba_file"])
+        .env_clear()
+        .stdin(Stdio::null());
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .map_err(|e| Error::failed(format!("cannot run postgres -C hba_file: {e}")))?;
+    let named = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || Path::new(&named) != own {
+        return private_only("the cluster's pg_hba is not DIR/pg_hba.conf");
+    }
+    let rules = match std::fs::read_to_string(&own) {
+        Ok(r) => r,
+        Err(_) => return private_only("DIR/pg_hba.conf cannot be read"),
+    };
+    if refers_to_files(&rules) {
+        return private_only("the cluster's pg_hba includes other files");
+    }
+    Ok(Some(rules))
+}
+
+/// Whether pg_hba rules name other files (`include`, `include_if_exists`, `include_dir`, or
+/// `@file` lists), which PostgreSQL reads relative to the rules' own folder: moved elsewhere,
+/// they would name other files, or none.
+fn refers_to_files(rules: &str) -> bool {
+    rules.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or("").trim_start();
+        l.starts_with("include") || l.contains('@')
+    })
+}
+
 /// Wait until the server has been promoted; the last replayed commit then. Fails with the
 /// reason from the log when the server stops instead.
 async fn watch(
@@ -566,6 +674,7 @@ async fn watch(
     port: u16,
     superuser: &str,
     log: &Path,
+    mut answering_since: Option<Instant>,
 ) -> Result<Option<DateTime<Utc>>> {
     let mut config = tokio_postgres::Config::new();
     config
@@ -601,6 +710,13 @@ async fn watch(
             {
                 Ok(row) => {
                     let in_recovery: bool = row.get(0);
+                    if let (true, Some(since)) = (in_recovery, answering_since.take()) {
+                        tracing::info!(
+                            "answers read-only queries on port {port} while it replays WAL, \
+                             {:.2} s after its start",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
                     if !in_recovery {
                         let t: Option<DateTime<Utc>> = row.get(1);
                         return Ok(t);
@@ -1157,6 +1273,22 @@ mod tests {
         assert_eq!(sh_quote("%f"), "%f");
         assert_eq!(sh_quote("/a b/it's"), r"'/a b/it'\''s'");
         assert_eq!(conf_quote("a 'b'"), "'a ''b'''");
+    }
+
+    #[test]
+    fn rules_that_name_other_files_are_not_carried_over() {
+        let plain = "# comment @ and include here\nlocal all all trust\n\
+                     host all all 127.0.0.1/32 scram-sha-256 # @x\n";
+        assert!(!refers_to_files(plain));
+        for named in [
+            "include other.conf\n",
+            "  include_if_exists /etc/x.conf\n",
+            "include_dir conf.d\n",
+            "host all @admins 10.0.0.0/8 scram-sha-256\n",
+            "host @dbs all 10.0.0.0/8 scram-sha-256\n",
+        ] {
+            assert!(refers_to_files(&format!("{plain}{named}")), "{named}");
+        }
     }
 
     #[test]

@@ -1081,6 +1081,139 @@ fn point_in_time_recovery_on_postgresql_17() {
     round_trip_on(&major_bindir(17));
 }
 
+/// psql over TCP with a password (none: `PGPASSWORD` unset), as a client of the restored
+/// cluster would connect.
+fn psql_tcp(bindir: &Path, port: u16, password: Option<&str>, sql: &str) -> Result<String, String> {
+    let mut cmd = Command::new(bindir.join("psql"));
+    cmd.args(["-X", "-q", "-A", "-t", "-w", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", "postgres", "-d", "kasm", "-c", sql])
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null());
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// `restore --start --port P` recovers on P itself: clients get read-only answers there while
+/// it replays, under the cluster's own pg_hba (a password over TCP); the trust kasm-db's watch
+/// needs never outlives the recovery, and the cluster's pg_hba.conf is left as it was.
+#[test]
+fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
+    let (primary, bindir, socket, port, top, _work) = kasm_primary("early");
+    let target = open_dir(&top, "target");
+    let sql = |s: &str| psql(&bindir, &socket, port, "kasm", s);
+    sql("CREATE TABLE t (n int PRIMARY KEY)").unwrap();
+    let url = primary.url("kasm");
+    let password = primary.password.expose().to_string();
+    let kasm = |args: &[&str]| {
+        let mut c = kasm_db(args);
+        c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
+        c
+    };
+    let stream = kasm(&[
+        "wal",
+        "stream",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+        "--staging-dir",
+        top.join("staging").to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .map(Reaped::from)
+    .unwrap();
+    wait_streaming(&sql);
+    // The cluster's own rules, as the base backup carries them: passwords everywhere (the
+    // primary is not reloaded, so this test's own socket connections stay trusted).
+    let rules = "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n\
+                 host replication all 127.0.0.1/32 scram-sha-256\n";
+    std::fs::write(primary.data_dir().join("pg_hba.conf"), rules).unwrap();
+    let b = run(kasm(&[
+        "backup",
+        "--physical",
+        "--db",
+        &url,
+        "--to",
+        target.to_str().unwrap(),
+    ]));
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    // WAL to replay, long enough for a client to see it replaying: a segment per row, then
+    // a few segments of rows.
+    for n in 1..=48 {
+        sql(&format!("INSERT INTO t VALUES ({n})")).unwrap();
+        sql("SELECT pg_switch_wal()").unwrap();
+    }
+    sql("INSERT INTO t SELECT generate_series(100001, 400000)").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop_stream(stream);
+
+    let dir = top.join("restored");
+    let p = free_port();
+    let mut restore = kasm(&[
+        "restore",
+        "--physical",
+        "--from",
+        target.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--start",
+        "--port",
+        &p.to_string(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .map(Reaped::from)
+    .unwrap();
+    // A client asking over TCP, with the cluster's password, until the restore is done.
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while restore.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the restore did not finish");
+        if let Ok(a) = psql_tcp(&bindir, p, Some(&password), "SELECT pg_is_in_recovery()") {
+            answers.push(a);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = restore.into_inner().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said = format!("answers read-only queries on port {p} while it replays WAL");
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(
+        answers.iter().any(|a| a == "t"),
+        "no answer while it replayed: {answers:?}\n{stderr}"
+    );
+    // Promoted and restarted on P: the cluster's rules, and nothing else.
+    assert_eq!(
+        psql_tcp(&bindir, p, Some(&password), "SELECT count(*) FROM t").unwrap(),
+        "300048"
+    );
+    let e = psql_tcp(&bindir, p, None, "SELECT 1").unwrap_err();
+    assert!(e.contains("password"), "{e}");
+    let e = psql(&bindir, &dir, p, "kasm", "SELECT 1").unwrap_err();
+    assert!(
+        e.contains("password"),
+        "a local connection without a password: {e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pg_hba.conf")).unwrap(),
+        rules
+    );
+    stop_server(&dir);
+}
+
 /// SIGTERM to a `wal stream` child; it stores what it received and exits 0.
 fn stop_stream(stream: Reaped) {
     // SAFETY: the stream is our child.
