@@ -5,13 +5,17 @@
 //!
 //! In-process rather than the system `tar` behind a pipe: the pipe cost `tar` a copy of every
 //! byte through the kernel and a wake-up per 64 KiB; a profile of a 1.1 GB restore showed that
-//! read as a quarter of `tar`'s time, and `tar` was the unpack's one busy thread.
+//! read as a quarter of `tar`'s time, and `tar` was the unpack's one busy thread. Regular
+//! files' data is written here in 1 MiB pieces ([`write_file`]), not by the crate, whose 8 KiB
+//! writes (like `tar`'s 10 KiB) made the page cache take the data a small folio at a time:
+//! 1 MiB writes halved the unpack (1.6-1.9 s to 0.8-1.0 s for 1.1 GB). Folders and links are
+//! the crate's.
 //!
-//! Never writes outside the folder (the crate skips entries with `..` and refuses one that
-//! would be written through a symbolic link out of it), never writes over a file already there,
-//! never sets set-user-ID or set-group-ID bits, and always takes every byte it is given (the
-//! zero blocks after the archive's end are read and dropped), so the decoder's count of the
-//! unpacked bytes is the stream's length whenever the unpack succeeded.
+//! Never writes outside the folder (a name with `..` is skipped, as the crate and `tar` do; a
+//! file or link whose folder resolves outside it is refused), never writes over a file already
+//! there, never sets set-user-ID or set-group-ID bits, and always takes every byte it is given
+//! (the zero blocks after the archive's end are read and dropped), so the decoder's count of
+//! the unpacked bytes is the stream's length whenever the unpack succeeded.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,17 +63,100 @@ pub fn start(dir: &Path) -> std::io::Result<(Untar, Unpacking)> {
 }
 
 fn unpack(mut input: Chunks, dir: &Path) -> std::io::Result<()> {
+    let dst = dir.canonicalize()?;
+    let mut buf = vec![0u8; WRITE_BYTES];
     {
         let mut archive = tar::Archive::new(&mut input);
         archive.set_overwrite(false);
         // Modes as the backup has them (0600 files, 0700 folders), without the special bits.
         archive.set_preserve_permissions(false);
-        archive.set_preserve_mtime(true);
-        archive.unpack(dir)?;
+        archive.set_preserve_mtime(false);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    write_file(&mut entry, &dst, &mut buf)?;
+                }
+                // Folders, links and anything else as the crate unpacks them.
+                _ => {
+                    entry.unpack_in(&dst)?;
+                }
+            }
+        }
     }
     // The archive ends with zero blocks, and tar pads it to a record: read up to the end.
     std::io::copy(&mut input, &mut std::io::sink())?;
     Ok(())
+}
+
+/// A file's data is written in pieces of this size: the page cache then takes it in large
+/// folios, where the crate's 8 KiB writes cost a folio each (a third of the unpack's time).
+const WRITE_BYTES: usize = 1 << 20;
+
+/// A regular file of the archive written under `dst` (canonical): its name taken as the crate
+/// takes it (leading `/` and `.` dropped; a name with `..` skipped), its folder created under
+/// `dst` and checked to resolve inside it (no writing through a link out of it), the file new
+/// (never over one already there, never through a link), its mode without the special bits.
+fn write_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    dst: &Path,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = entry.path()?.into_owned();
+    let Some(rel) = inside(&name) else {
+        return Ok(());
+    };
+    let path = dst.join(&rel);
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent)?;
+    if !parent.canonicalize()?.starts_with(dst) {
+        return Err(std::io::Error::other(format!(
+            "{} would be written outside {}",
+            name.display(),
+            dst.display()
+        )));
+    }
+    let mode = entry.header().mode()? & 0o777;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match entry.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n])?;
+    }
+    // The mode exactly, whatever the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// `name` as a path relative to the folder: leading `/` and `.` components dropped, `None`
+/// for a name with `..` or with nothing left.
+fn inside(name: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut rel = PathBuf::new();
+    for part in name.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => return None,
+            Component::Normal(p) => rel.push(p),
+        }
+    }
+    (!rel.as_os_str().is_empty()).then_some(rel)
 }
 
 impl Write for Untar {
@@ -262,6 +349,21 @@ mod tests {
         assert!(why.contains("unpacking into"), "{why}");
         assert!(wrote.is_err());
         assert_eq!(std::fs::read(twice.join("f")).unwrap(), b"first");
+    }
+
+    #[test]
+    fn names_are_taken_relative_to_the_folder_and_never_above_it() {
+        let rel = |n: &str| inside(Path::new(n)).map(|p| p.display().to_string());
+        assert_eq!(rel("base/1/1259").as_deref(), Some("base/1/1259"));
+        assert_eq!(
+            rel("/global/pg_control").as_deref(),
+            Some("global/pg_control")
+        );
+        assert_eq!(rel("./PG_VERSION").as_deref(), Some("PG_VERSION"));
+        assert_eq!(rel("a/../b"), None);
+        assert_eq!(rel("../x"), None);
+        assert_eq!(rel("/"), None);
+        assert_eq!(rel("."), None);
     }
 
     #[test]
