@@ -127,6 +127,9 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // The key first: a missing or wrong one is refused before anything is run or written.
     let key = fetch::key_for(m, spec.key_file)?;
     check_empty(spec.data_dir)?;
+    if let Some(port) = spec.port {
+        port_free(port)?;
+    }
     let major = p.server_major;
     let (bindir, env) = (spec.pg_bindir.map(Path::to_path_buf), spec.env.clone());
     let postgres = tokio::task::spawn_blocking(move || {
@@ -1111,6 +1114,20 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a `--port` another process listens on (on loopback), before anything is written:
+/// the server would fail to start there only after the unpack.
+fn port_free(port: u16) -> Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::failed(format!(
+            "--port {port} is in use by another process (a server still running?); nothing \
+             was written"
+        ))),
+        // Anything else (no loopback address here) is the server's to find out.
+        Err(_) => Ok(()),
+    }
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -1273,6 +1290,19 @@ mod tests {
         assert_eq!(sh_quote("%f"), "%f");
         assert_eq!(sh_quote("/a b/it's"), r"'/a b/it'\''s'");
         assert_eq!(conf_quote("a 'b'"), "'a ''b'''");
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_before_anything_is_written() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let e = port_free(port).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("--port {port} is in use")),
+            "{e}"
+        );
+        drop(held);
+        assert!(port_free(port).is_ok());
     }
 
     #[test]
