@@ -1103,7 +1103,9 @@ fn psql_tcp(bindir: &Path, port: u16, password: Option<&str>, sql: &str) -> Resu
 
 /// `restore --start --port P` recovers on P itself: clients get read-only answers there while
 /// it replays, under the cluster's own pg_hba (a password over TCP); the trust kasm-db's watch
-/// needs never outlives the recovery, and the cluster's pg_hba.conf is left as it was.
+/// needs never outlives the recovery, and the cluster's pg_hba.conf is left as it was. Rules
+/// that name other files recover on a private port instead; a port in use is refused before
+/// anything is written; without `--start` the cluster is left promoted and cleanly shut down.
 #[test]
 fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
     let (primary, bindir, socket, port, top, _work) = kasm_primary("early");
@@ -1139,15 +1141,26 @@ fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
     let rules = "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n\
                  host replication all 127.0.0.1/32 scram-sha-256\n";
     std::fs::write(primary.data_dir().join("pg_hba.conf"), rules).unwrap();
-    let b = run(kasm(&[
-        "backup",
-        "--physical",
-        "--db",
-        &url,
-        "--to",
-        target.to_str().unwrap(),
-    ]));
-    assert_eq!(b.code, 0, "{}", b.stderr);
+    let backup = || {
+        let b = run(kasm(&[
+            "backup",
+            "--physical",
+            "--json",
+            "--db",
+            &url,
+            "--to",
+            target.to_str().unwrap(),
+        ]));
+        assert_eq!(b.code, 0, "{}", b.stderr);
+        json(&b)["id"].as_str().unwrap().to_string()
+    };
+    let first = backup();
+    // A second backup whose rules name a file (`@admins`, read beside the rules): they cannot
+    // be carried over, and that one recovers on a private port.
+    let named = format!("{rules}host all @admins 127.0.0.2/32 scram-sha-256\n");
+    std::fs::write(primary.data_dir().join("admins"), "postgres\n").unwrap();
+    std::fs::write(primary.data_dir().join("pg_hba.conf"), &named).unwrap();
+    let second = backup();
     // WAL to replay, long enough for a client to see it replaying: a segment per row, then
     // a few segments of rows.
     for n in 1..=48 {
@@ -1165,6 +1178,8 @@ fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
         "--physical",
         "--from",
         target.to_str().unwrap(),
+        "--backup",
+        &first,
         "--data-dir",
         dir.to_str().unwrap(),
         "--start",
@@ -1212,6 +1227,83 @@ fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
         rules
     );
     stop_server(&dir);
+
+    // Rules that name a file: recovered on a private port, answering on P once promoted.
+    let dir = top.join("restored-private");
+    let p = free_port();
+    let r = run(kasm(&[
+        "restore",
+        "--physical",
+        "--from",
+        target.to_str().unwrap(),
+        "--backup",
+        &second,
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--start",
+        "--port",
+        &p.to_string(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("recovery runs on a private port")
+            && r.stderr.contains("includes other files"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("answers read-only"), "{}", r.stderr);
+    assert_eq!(
+        psql_tcp(&bindir, p, Some(&password), "SELECT count(*) FROM t").unwrap(),
+        "300048"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pg_hba.conf")).unwrap(),
+        named
+    );
+    // A port in use: refused before anything is written.
+    let busy = top.join("restored-busy");
+    let r = run(kasm(&[
+        "restore",
+        "--physical",
+        "--from",
+        target.to_str().unwrap(),
+        "--data-dir",
+        busy.to_str().unwrap(),
+        "--start",
+        "--port",
+        &p.to_string(),
+    ]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is in use"), "{}", r.stderr);
+    assert!(!busy.exists());
+    stop_server(&dir);
+
+    // Without --start: recovered, promoted and cleanly shut down, the recovery settings gone.
+    let dir = top.join("restored-down");
+    let r = run(kasm(&[
+        "restore",
+        "--physical",
+        "--json",
+        "--from",
+        target.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(json(&r)["recovered_to"].is_string(), "{}", r.stdout);
+    assert!(!dir.join("postmaster.pid").exists());
+    let control = Command::new(bindir.join("pg_controldata"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(
+        control.contains("Database cluster state:               shut down\n"),
+        "{control}"
+    );
+    let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap_or_default();
+    assert!(!auto.contains("restore_command"), "{auto}");
+    assert!(!dir.join("recovery.signal").exists());
 }
 
 /// SIGTERM to a `wal stream` child; it stores what it received and exits 0.
