@@ -366,6 +366,84 @@ mod tests {
         assert_eq!(rel("."), None);
     }
 
+    /// What a folder holds, for comparing two unpacks: each entry's kind, mode and content (or
+    /// a link's target).
+    fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                let path = e.path();
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let mode = meta.permissions().mode() & 0o7777;
+                let what = if meta.file_type().is_symlink() {
+                    format!("link {}", std::fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    todo.push(path.clone());
+                    format!("dir {mode:o}")
+                } else {
+                    let data = std::fs::read(&path).unwrap();
+                    let digest = {
+                        use sha2::Digest;
+                        hex::encode(sha2::Sha256::digest(&data))
+                    };
+                    format!("file {mode:o} {} {digest}", data.len())
+                };
+                out.insert(rel, what);
+            }
+        }
+        out
+    }
+
+    /// An archive GNU tar wrote (long names, empty and large files, modes, a link inside)
+    /// unpacks here as GNU tar unpacks it.
+    #[test]
+    fn an_archive_gnu_tar_wrote_unpacks_as_gnu_tar_unpacks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let deep = src.join("base").join("x".repeat(120)).join("y".repeat(90));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(src.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(src.join("empty"), "").unwrap();
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        std::fs::write(deep.join("z".repeat(110)), &big).unwrap();
+        std::fs::write(src.join("base").join("group"), "g").unwrap();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&src.join("PG_VERSION"), 0o600);
+        mode(&src.join("base").join("group"), 0o640);
+        mode(&src.join("base"), 0o750);
+        std::os::unix::fs::symlink("base/group", src.join("link")).unwrap();
+        let out = std::process::Command::new("tar")
+            .args(["-c", "-f", "-", "-C"])
+            .arg(&src)
+            .arg(".")
+            .output()
+            .expect("GNU tar");
+        assert!(out.status.success());
+        let by_gnu = dir.path().join("by-gnu");
+        std::fs::create_dir(&by_gnu).unwrap();
+        let mut x = std::process::Command::new("tar")
+            .args(["-x", "-p", "-f", "-", "-C"])
+            .arg(&by_gnu)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        x.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        assert!(x.wait().unwrap().success());
+        let by_us = dir.path().join("by-us");
+        std::fs::create_dir(&by_us).unwrap();
+        let (wrote, done) = feed(&by_us, &out.stdout, 1 << 20);
+        assert!(wrote.is_ok(), "{wrote:?}");
+        assert_eq!(done, Ok(()));
+        let (ours, gnu) = (tree(&by_us), tree(&by_gnu));
+        assert!(ours.len() >= 8, "{ours:?}");
+        assert_eq!(ours, gnu);
+    }
+
     #[test]
     fn a_stream_cut_inside_a_file_fails() {
         let dir = tempfile::tempdir().unwrap();
