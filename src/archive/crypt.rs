@@ -119,7 +119,7 @@ impl Key {
     }
 }
 
-fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> Nonce {
+fn nonce(prefix: &[u8; PREFIX_BYTES], counter: u32, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[..7].copy_from_slice(prefix);
     n[7..11].copy_from_slice(&counter.to_be_bytes());
@@ -132,7 +132,7 @@ fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> Nonce {
 pub struct Sealer {
     key: LessSafeKey,
     header: [u8; HEADER_BYTES],
-    prefix: [u8; 7],
+    prefix: [u8; PREFIX_BYTES],
 }
 
 impl Sealer {
@@ -219,10 +219,9 @@ fn key_problem(msg: String) -> Error {
 /// where it should (its final chunk seen, nothing after it). Holds at most one chunk.
 pub struct Unsealer {
     key: Key,
-    /// The object's key, once its header is read.
-    aead: Option<LessSafeKey>,
-    header: Option<Vec<u8>>,
-    prefix: [u8; 7],
+    /// The object's header and its key, once the header is read.
+    opened: Option<(Vec<u8>, LessSafeKey)>,
+    prefix: [u8; PREFIX_BYTES],
     counter: u32,
     pending: Vec<u8>,
     /// Where the unread part of `pending` starts.
@@ -235,9 +234,8 @@ impl Unsealer {
     pub fn new(key: &Key) -> Unsealer {
         Unsealer {
             key: key.clone(),
-            aead: None,
-            header: None,
-            prefix: [0u8; 7],
+            opened: None,
+            prefix: [0u8; PREFIX_BYTES],
             counter: 0,
             pending: Vec::new(),
             at: 0,
@@ -263,7 +261,7 @@ impl Unsealer {
                 }
                 return Ok(());
             }
-            let (Some(header), Some(aead)) = (&self.header, &self.aead) else {
+            let Some((header, aead)) = &self.opened else {
                 if avail.len() < 8 {
                     return Ok(());
                 }
@@ -279,12 +277,12 @@ impl Unsealer {
                 }
                 let h = avail[..len].to_vec();
                 self.prefix.copy_from_slice(&h[len - PREFIX_BYTES..]);
-                self.aead = Some(if len == HEADER_BYTES {
+                let aead = if len == HEADER_BYTES {
                     self.key.object_aead(&h[8..8 + SALT_BYTES])
                 } else {
                     self.key.aead_v1()
-                });
-                self.header = Some(h);
+                };
+                self.opened = Some((h, aead));
                 self.at += len;
                 continue;
             };
@@ -342,7 +340,7 @@ impl Unsealer {
     /// The object has ended: fails unless its final chunk was seen. Returns the plaintext
     /// bytes written.
     pub fn finish(self) -> Result<u64> {
-        if self.header.is_none() {
+        if self.opened.is_none() {
             return Err(Error::failed("not a kasm-db encrypted backup (too short)"));
         }
         if !self.done {
@@ -448,7 +446,7 @@ mod tests {
     }
 
     /// An object in the first format (`KASMDBE1`: the configured key itself, a 7-byte prefix).
-    fn encrypt_v1(k: &Key, prefix: [u8; 7], chunks: &[&[u8]]) -> Vec<u8> {
+    fn encrypt_v1(k: &Key, prefix: [u8; PREFIX_BYTES], chunks: &[&[u8]]) -> Vec<u8> {
         let aead = k.aead_v1();
         let mut header = MAGIC_V1.to_vec();
         header.extend_from_slice(&prefix);

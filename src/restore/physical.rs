@@ -305,41 +305,39 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
     // own rules can be carried over (it answers read-only queries while it replays), else on
     // a private loopback port.
     std::fs::create_dir_all(&cache)?;
-    let early = match spec.port {
-        Some(port) => early_rules(&bindir, spec.data_dir, run_as, port).await?,
+    // The port and the cluster's rules when it recovers on `--port`; `None`: privately.
+    let on_port = match spec.port {
+        Some(port) => early_rules(&bindir, spec.data_dir, run_as, port)
+            .await?
+            .map(|own| (port, own)),
         None => None,
     };
     let hba = private.path().join("pg_hba.conf");
-    let rules = match &early {
-        Some(own) => format!(
-            "# kasm-db restore --physical: local connections trusted while it recovers (only \
-             root and postgres reach the sockets); the cluster's own rules follow\n\
-             local all all trust\n{own}"
-        ),
-        None => "local all all trust\n".to_string(),
-    };
-    std::fs::write(&hba, rules)?;
+    std::fs::write(
+        &hba,
+        recovery_hba(on_port.as_ref().map(|(_, own)| own.as_str())),
+    )?;
     let log_path = private.path().join("server.log");
     let log = std::fs::File::create(&log_path)?;
     if let Some((uid, gid)) = run_as {
         chown_tree(private.path(), uid, gid)?;
     }
-    let (port, sockets) = match (&early, spec.port) {
-        (Some(_), Some(port)) => (
-            port,
+    let (port, sockets) = match &on_port {
+        Some((port, _)) => (
+            *port,
             format!(
                 "\"{}\",\"{}\"",
                 private.path().display(),
                 spec.data_dir.display()
             ),
         ),
-        _ => (free_port()?, private.path().display().to_string()),
+        None => (free_port()?, private.path().display().to_string()),
     };
     let mut cmd = command_as(&bindir.join("postgres"), run_as);
     cmd.arg("-D")
         .arg(spec.data_dir)
         .args(["-p", &port.to_string()]);
-    if early.is_none() {
+    if on_port.is_none() {
         cmd.args(["-c", "listen_addresses=127.0.0.1"]);
     }
     cmd.arg("-c")
@@ -381,7 +379,7 @@ pub async fn restore(spec: PhysicalSpec<'_>) -> Result<PhysicalRestored> {
             port,
             &p.superuser,
             &log_path,
-            early.is_some().then_some(phase),
+            on_port.is_some().then_some(phase),
         );
         let reading = fetch_wal::prefetch(
             spec.storage,
@@ -657,6 +655,20 @@ async fn early_rules(
         return private_only("the cluster's pg_hba includes other files");
     }
     Ok(Some(rules))
+}
+
+/// The recovery's own pg_hba: local connections trusted (for the watch; only root and
+/// postgres reach the sockets), then the cluster's own rules (`own`) for everything else when
+/// it recovers on `--port`, or nothing else.
+fn recovery_hba(own: Option<&str>) -> String {
+    let trust = "local all all trust\n";
+    match own {
+        Some(own) => format!(
+            "# kasm-db restore --physical: local connections trusted while it recovers (only \
+             root and postgres reach the sockets); the cluster's own rules follow\n{trust}{own}"
+        ),
+        None => trust.to_string(),
+    }
 }
 
 /// Whether pg_hba rules name other files (`include`, `include_if_exists`, `include_dir`, or

@@ -65,6 +65,9 @@ pub fn start(dir: &Path) -> std::io::Result<(Untar, Unpacking)> {
 fn unpack(mut input: Chunks, dir: &Path) -> std::io::Result<()> {
     let dst = dir.canonicalize()?;
     let mut buf = vec![0u8; WRITE_BYTES];
+    // The folder the last file went into, already made and checked: files come folder by
+    // folder, and a folder made here is never replaced (nothing is written over).
+    let mut checked: Option<PathBuf> = None;
     {
         let mut archive = tar::Archive::new(&mut input);
         archive.set_overwrite(false);
@@ -75,7 +78,7 @@ fn unpack(mut input: Chunks, dir: &Path) -> std::io::Result<()> {
             let mut entry = entry?;
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    write_file(&mut entry, &dst, &mut buf)?;
+                    write_file(&mut entry, &dst, &mut buf, &mut checked)?;
                 }
                 // Folders, links and anything else as the crate unpacks them.
                 _ => {
@@ -95,12 +98,14 @@ const WRITE_BYTES: usize = 1 << 20;
 
 /// A regular file of the archive written under `dst` (canonical): its name taken as the crate
 /// takes it (leading `/` and `.` dropped; a name with `..` skipped), its folder created under
-/// `dst` and checked to resolve inside it (no writing through a link out of it), the file new
-/// (never over one already there, never through a link), its mode without the special bits.
+/// `dst` and checked to resolve inside it (no writing through a link out of it; `checked` is
+/// the folder last checked, not checked again), the file new (never over one already there,
+/// never through a link), its mode without the special bits.
 fn write_file<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     dst: &Path,
     buf: &mut [u8],
+    checked: &mut Option<PathBuf>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let name = entry.path()?.into_owned();
@@ -111,13 +116,16 @@ fn write_file<R: Read>(
     let Some(parent) = path.parent() else {
         return Ok(());
     };
-    std::fs::create_dir_all(parent)?;
-    if !parent.canonicalize()?.starts_with(dst) {
-        return Err(std::io::Error::other(format!(
-            "{} would be written outside {}",
-            name.display(),
-            dst.display()
-        )));
+    if checked.as_deref() != Some(parent) {
+        std::fs::create_dir_all(parent)?;
+        if !parent.canonicalize()?.starts_with(dst) {
+            return Err(std::io::Error::other(format!(
+                "{} would be written outside {}",
+                name.display(),
+                dst.display()
+            )));
+        }
+        *checked = Some(parent.to_path_buf());
     }
     let mode = entry.header().mode()? & 0o777;
     let mut file = std::fs::OpenOptions::new()

@@ -96,6 +96,27 @@ fn kasm_primary(name: &str) -> (Cluster, PathBuf, PathBuf, u16, PathBuf, tempfil
     (primary, bindir, socket, port, top, work)
 }
 
+/// `wal stream --db URL --to TARGET --staging-dir STAGING` and `extra`.
+fn stream_args<'a>(
+    url: &'a str,
+    target: &'a str,
+    staging: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "wal",
+        "stream",
+        "--db",
+        url,
+        "--to",
+        target,
+        "--staging-dir",
+        staging.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args
+}
+
 /// `restore --physical` into `dir` and start it on a free port; the rows of `t`, then stopped.
 fn restore(bindir: &Path, target: &Path, dir: &Path, extra: &[&str]) -> Result<Restored, String> {
     restore_from(bindir, target.to_str().unwrap(), &[], dir, extra)
@@ -165,17 +186,12 @@ fn point_in_time_recovery_after_a_crash() {
 
     // The stream first: its slot keeps every segment from now on, the base backup's too.
     let start_stream = |log: &str| {
-        with_env(kasm_db(&[
-            "wal",
-            "stream",
-            "--json",
-            "--db",
+        with_env(kasm_db(&stream_args(
             &url,
-            "--to",
             target.to_str().unwrap(),
-            "--staging-dir",
-            staging.to_str().unwrap(),
-        ]))
+            &staging,
+            &["--json"],
+        )))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(top.join(log)).unwrap())
         .spawn()
@@ -196,16 +212,12 @@ fn point_in_time_recovery_after_a_crash() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // A second stream of the same database is refused: one leader.
-    let second = run(with_env(kasm_db(&[
-        "wal",
-        "stream",
-        "--db",
+    let second = run(with_env(kasm_db(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        top.join("staging2").to_str().unwrap(),
-    ])));
+        &top.join("staging2"),
+        &[],
+    ))));
     assert_eq!(second.code, 75, "{}", second.stderr);
     assert!(second.stderr.contains("WAL stream"), "{}", second.stderr);
 
@@ -656,17 +668,12 @@ fn point_in_time_recovery_through_s3() {
             .env("KASM_DB_BACKUP_WAL_FLUSH", format!("{FLUSH_S}s"));
         c
     };
-    let stream = kasm(&[
-        "wal",
-        "stream",
-        "--json",
-        "--db",
+    let stream = kasm(&stream_args(
         &url,
-        "--to",
         &target,
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ])
+        &top.join("staging"),
+        &["--json"],
+    ))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -829,16 +836,12 @@ fn serve_streams_wal_when_backup_wal_is_set() {
         assert!(Instant::now() < deadline, "{switched} was not stored");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let second = run(kasm_db(&[
-        "wal",
-        "stream",
-        "--db",
+    let second = run(kasm_db(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        work.path().join("other").to_str().unwrap(),
-    ]));
+        &work.path().join("other"),
+        &[],
+    )));
     assert_eq!(second.code, 75, "{}", second.stderr);
 
     // The keep policy applies to each kind on its own and removes the WAL no kept physical
@@ -1021,16 +1024,12 @@ fn round_trip_on(bindir: &Path) {
             .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
         c
     };
-    let stream = kasm(&[
-        "wal",
-        "stream",
-        "--db",
+    let stream = kasm(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ])
+        &top.join("staging"),
+        &[],
+    ))
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
@@ -1120,16 +1119,12 @@ fn a_restore_on_a_port_answers_while_it_replays_under_the_clusters_own_rules() {
             .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
         c
     };
-    let stream = kasm(&[
-        "wal",
-        "stream",
-        "--db",
+    let stream = kasm(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ])
+        &top.join("staging"),
+        &[],
+    ))
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -1341,16 +1336,7 @@ fn a_staging_directory_belongs_to_one_stream() {
     let url2 = primary.url("kasm2");
     let staging = top.join("staging");
     let stream_of = |url: &str, target: &Path| {
-        let mut c = kasm_db(&[
-            "wal",
-            "stream",
-            "--db",
-            url,
-            "--to",
-            target.to_str().unwrap(),
-            "--staging-dir",
-            staging.to_str().unwrap(),
-        ]);
+        let mut c = kasm_db(&stream_args(url, target.to_str().unwrap(), &staging, &[]));
         c.env("KASM_DB_BACKUP_FILE_MODE", "0644")
             .env("KASM_DB_BACKUP_WAL_FLUSH", "1s");
         c
@@ -1414,23 +1400,14 @@ fn a_stream_resuming_past_a_hole_in_the_archive_says_so() {
     let target = open_dir(&top, "target");
     let staging = top.join("staging");
     let run_until_stopped = |work: &dyn Fn()| -> String {
-        let stream = kasm_db(&[
-            "wal",
-            "stream",
-            "--db",
-            &url,
-            "--to",
-            target.to_str().unwrap(),
-            "--staging-dir",
-            staging.to_str().unwrap(),
-        ])
-        .env("KASM_DB_BACKUP_FILE_MODE", "0644")
-        .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Reaped::from)
-        .unwrap();
+        let stream = kasm_db(&stream_args(&url, target.to_str().unwrap(), &staging, &[]))
+            .env("KASM_DB_BACKUP_FILE_MODE", "0644")
+            .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(Reaped::from)
+            .unwrap();
         wait_streaming(&sql);
         work();
         let stream = stream.into_inner();
@@ -1553,16 +1530,7 @@ fn encrypted_base_backup_and_wal_restore_with_the_key_only() {
     };
     let target_s = target.to_str().unwrap();
     let stream = keyed(
-        &[
-            "wal",
-            "stream",
-            "--db",
-            &url,
-            "--to",
-            target_s,
-            "--staging-dir",
-            top.join("staging").to_str().unwrap(),
-        ],
+        &stream_args(&url, target_s, &top.join("staging"), &[]),
         &key,
     )
     .stdout(Stdio::null())
@@ -1732,17 +1700,12 @@ fn wal_reaches_a_copy_target_that_was_away() {
             .env("KASM_DB_BACKUP_COPY_TO", copy.to_str().unwrap());
         c
     };
-    let stream = with_env(kasm_db(&[
-        "wal",
-        "stream",
-        "--json",
-        "--db",
+    let stream = with_env(kasm_db(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ]))
+        &top.join("staging"),
+        &["--json"],
+    )))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -1892,16 +1855,12 @@ fn the_slot_guard_names_a_slot_nobody_consumes() {
             .env("KASM_DB_BACKUP_WAL_SLOT_MAX_RETAINED", "1MB");
         c
     };
-    let stream = with_env(kasm_db(&[
-        "wal",
-        "stream",
-        "--db",
+    let stream = with_env(kasm_db(&stream_args(
         &url,
-        "--to",
         target.to_str().unwrap(),
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ]))
+        &top.join("staging"),
+        &[],
+    )))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -2183,16 +2142,7 @@ fn wal_stream_survives_a_target_that_drops_connections_and_a_kill() {
     };
     let start_stream = |log: &str| {
         kasm(
-            &[
-                "wal",
-                "stream",
-                "--db",
-                &url,
-                "--to",
-                &target,
-                "--staging-dir",
-                top.join("staging").to_str().unwrap(),
-            ],
+            &stream_args(&url, &target, &top.join("staging"), &[]),
             &through_relay,
         )
         .stdout(Stdio::null())
@@ -2474,24 +2424,15 @@ fn object_lock_retains_completed_wal_and_never_the_partial_copies() {
     let url = primary.url("kasm");
     let bucket = crate::copies::locked_bucket();
     let target = format!("s3://{bucket}/pitr");
-    let stream = kasm_db(&[
-        "wal",
-        "stream",
-        "--db",
-        &url,
-        "--to",
-        &target,
-        "--staging-dir",
-        top.join("staging").to_str().unwrap(),
-    ])
-    .envs(moto::env())
-    .env("KASM_DB_S3_OBJECT_LOCK_DAYS", "2")
-    .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .map(Reaped::from)
-    .unwrap();
+    let stream = kasm_db(&stream_args(&url, &target, &top.join("staging"), &[]))
+        .envs(moto::env())
+        .env("KASM_DB_S3_OBJECT_LOCK_DAYS", "2")
+        .env("KASM_DB_BACKUP_WAL_FLUSH", "1s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped::from)
+        .unwrap();
     wait_streaming(&sql);
     sql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS n").unwrap();
     let segment = sql("SELECT pg_walfile_name(pg_current_wal_lsn())").unwrap();
